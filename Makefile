@@ -1,0 +1,54 @@
+# ncf — the two commands a newcomer needs: `make demo` and `make test`.
+# Everything else (bench, device-check, results) is a target below.
+
+SHELL := /bin/bash
+CARGO ?= cargo
+VENV ?= .venv
+PY := $(VENV)/bin/python3
+# NVRTC 13.0 from PyPI: compiles the CUDA kernels in CI without a GPU (pinned to the lent GPUs' CUDA).
+NVRTC_PIP := 'nvidia-cuda-nvrtc==13.0.*' 'nvidia-cuda-runtime==13.0.*' 'nvidia-cuda-crt==13.0.*'
+PY_PIP := 'pyarrow==22.*' 'numpy==2.*'
+NVRTC_HOME = $(shell ls -d $(VENV)/lib/python3*/site-packages/nvidia/cu13 2>/dev/null | head -n1)
+export NCF_NVRTC_HOME := $(abspath $(NVRTC_HOME))
+export NCF_PYTHON := $(abspath $(PY))
+
+.PHONY: all build release test lint unit demo venv clean bench device-check fmt
+
+all: build
+
+build:
+	$(CARGO) build --workspace
+
+release:
+	$(CARGO) build --release --workspace
+
+# Python side: pyarrow (tests read our Parquet with it) and NVRTC (kernel compile test).
+$(VENV)/.ok:
+	@command -v python3 >/dev/null || { echo "make: python3 is needed (apt-get install python3 python3-venv)"; exit 1; }
+	python3 -m venv $(VENV) || { apt-get update && apt-get install -y python3-venv && python3 -m venv $(VENV); }
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(PY_PIP) $(NVRTC_PIP)
+	touch $@
+
+venv: $(VENV)/.ok
+
+fmt:
+	$(CARGO) fmt --all
+
+lint:
+	@rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup component add rustfmt clippy || true
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+unit: venv
+	$(MAKE) -s venv
+	NCF_NVRTC_HOME=$$(ls -d $$PWD/$(VENV)/lib/python3*/site-packages/nvidia/cu13) NCF_PYTHON=$$PWD/$(PY) \
+	  $(CARGO) test --workspace
+
+test: lint unit
+
+demo:
+	@echo "make demo: grows with the tools"; $(CARGO) build --release -p ncf-cli
+
+clean:
+	$(CARGO) clean; rm -rf $(VENV)

@@ -1,0 +1,51 @@
+//! Helpers shared by the integration tests: run a real binary in a temp dir, print everything on failure.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// `../shared/datasets` seen from the repository root (tests read licensed data from there).
+pub fn shared_datasets() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/datasets")
+}
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+pub fn bin(name: &str) -> PathBuf {
+    let var = format!("CARGO_BIN_EXE_{name}");
+    PathBuf::from(std::env::var(&var).unwrap_or_else(|_| panic!("{var} not set: run through cargo test")))
+}
+
+/// Run `name args...` in `dir`; returns the output without judging it.
+pub fn run(dir: &Path, name: &str, args: &[&str]) -> Output {
+    Command::new(bin(name)).args(args).current_dir(dir).output().expect("spawn")
+}
+
+pub fn describe(name: &str, args: &[&str], out: &Output) -> String {
+    format!(
+        "command: {name} {}\nstatus: {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        args.join(" "),
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Run and require exit 0; returns stdout.
+pub fn ok(dir: &Path, name: &str, args: &[&str]) -> String {
+    let out = run(dir, name, args);
+    assert!(out.status.success(), "expected success\n{}", describe(name, args, &out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Run and require exit 1 with no panic; returns stderr.
+pub fn fails(dir: &Path, name: &str, args: &[&str]) -> String {
+    let out = run(dir, name, args);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "expected exit 1\n{}", describe(name, args, &out));
+    assert!(!err.contains("panicked"), "panicked\n{}", describe(name, args, &out));
+    err
+}

@@ -6,8 +6,9 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A file could not be opened, read or written.
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    /// (Not a `#[source]`: the message already includes it, and chains print once.)
+    #[error("{}: {error}", path.display())]
+    Io { path: PathBuf, error: std::io::Error },
     /// Input data is malformed: `location` is `file:line` (or `file`), `what` says what was expected.
     #[error("{location}: {what}")]
     Parse { location: String, what: String },
@@ -23,7 +24,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+        Error::Io { path: path.into(), error: source }
     }
     pub fn parse(location: impl Into<String>, what: impl Into<String>) -> Self {
         Error::Parse { location: location.into(), what: what.into() }

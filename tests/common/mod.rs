@@ -16,12 +16,18 @@ pub fn repo_root() -> PathBuf {
 
 pub fn bin(name: &str) -> PathBuf {
     let var = format!("CARGO_BIN_EXE_{name}");
-    PathBuf::from(std::env::var(&var).unwrap_or_else(|_| panic!("{var} not set: run through cargo test")))
+    PathBuf::from(
+        std::env::var(&var).unwrap_or_else(|_| panic!("{var} not set: run through cargo test")),
+    )
 }
 
 /// Run `name args...` in `dir`; returns the output without judging it.
 pub fn run(dir: &Path, name: &str, args: &[&str]) -> Output {
-    Command::new(bin(name)).args(args).current_dir(dir).output().expect("spawn")
+    Command::new(bin(name))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("spawn")
 }
 
 pub fn describe(name: &str, args: &[&str], out: &Output) -> String {
@@ -37,7 +43,11 @@ pub fn describe(name: &str, args: &[&str], out: &Output) -> String {
 /// Run and require exit 0; returns stdout.
 pub fn ok(dir: &Path, name: &str, args: &[&str]) -> String {
     let out = run(dir, name, args);
-    assert!(out.status.success(), "expected success\n{}", describe(name, args, &out));
+    assert!(
+        out.status.success(),
+        "expected success\n{}",
+        describe(name, args, &out)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -45,7 +55,16 @@ pub fn ok(dir: &Path, name: &str, args: &[&str]) -> String {
 pub fn fails(dir: &Path, name: &str, args: &[&str]) -> String {
     let out = run(dir, name, args);
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(1), "expected exit 1\n{}", describe(name, args, &out));
-    assert!(!err.contains("panicked"), "panicked\n{}", describe(name, args, &out));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "expected exit 1\n{}",
+        describe(name, args, &out)
+    );
+    assert!(
+        !err.contains("panicked"),
+        "panicked\n{}",
+        describe(name, args, &out)
+    );
     err
 }

@@ -1,8 +1,442 @@
-//! TODO: being written (CPU backend).
-use crate::model::Model;
+//! The CPU backend: scoring and training of NeuMF in FP32 on all cores.
+//!
+//! [`reference`] is the per-sample definition of the math; the fast path here computes the same
+//! thing on tiles of samples with GEMMs and is tested against it.
 
-/// Scores (logits) of (user, item) pairs with dropout off: `out[k] = NeuMF(users[k], items[k])`.
-pub fn score(model: &Model, users: &[u32], items: &[u32], out: &mut [f32]) {
-    let _ = (model, users, items, out);
-    unimplemented!("cpu::score is being written")
+pub mod reference;
+pub mod tile;
+
+use crate::model::Model;
+use crate::rng::{stream, Rng};
+use crate::sampler::{EpochSamples, NegativeMode, UserItems};
+use crate::train::{Optimizer, StepStats, TrainConfig, Trainer};
+use crate::{Error, Result};
+use reference::AdamScalars;
+use tile::{Net, Work};
+
+/// Samples per tile (rows of the per-thread GEMMs); chosen by `examples/cpu_train_bench.rs`.
+pub const DEFAULT_TILE: usize = 128;
+
+/// Threads used when none are asked for: the available parallelism.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
+
+/// Dropout threshold byte of probability `p`: a unit is kept iff its random byte is `>= t`.
+pub fn dropout_threshold(p: f32) -> u32 {
+    (p * 256.0).round().clamp(0.0, 255.0) as u32
+}
+
+/// Scale of kept units for threshold `t` (`1 / keep probability`).
+pub fn dropout_scale(t: u32) -> f32 {
+    256.0 / (256 - t) as f32
+}
+
+/// What a dropout mask depends on besides the sample, layer and unit.
+#[derive(Clone, Copy, Debug)]
+pub struct DropoutKey {
+    pub rng: Rng,
+    pub epoch: u32,
+    /// From [`dropout_threshold`].
+    pub threshold: u32,
+}
+
+/// The random bytes of units `16 b .. 16 b + 16` of MLP layer `layer` (0-based) of the sample
+/// with unshuffled epoch index `s`: one Philox block, unit `16 b + j` is byte `j % 4` (little
+/// endian) of word `j / 4`:
+///
+/// `rng.block(stream::DROPOUT, s, epoch, (layer << 16) | b)`.
+///
+/// This is the definition the CUDA kernels copy: unit `j` is kept iff
+/// `((w[(j % 16) / 4] >> (8 * (j % 4))) & 0xff) >= t`, with `t = round(p · 256)` clamped to
+/// 0..=255, and kept values are scaled by `256 / (256 − t)`.
+#[inline]
+pub fn dropout_block(rng: &Rng, s: u32, epoch: u32, layer: u32, b: u32) -> [u32; 4] {
+    rng.block(stream::DROPOUT, s, epoch, (layer << 16) | b)
+}
+
+/// Whether unit `unit` of MLP layer `layer` of sample `s` is kept (threshold `t`).
+pub fn dropout_keep(rng: &Rng, s: u32, epoch: u32, layer: u32, unit: u32, t: u32) -> bool {
+    let w = dropout_block(rng, s, epoch, layer, unit / 16)[((unit % 16) / 4) as usize];
+    (w >> (8 * (unit % 4))) & 0xff >= t
+}
+
+/// Keep flags of every unit of layer `layer` of sample `s`, block-wise ([`dropout_keep`] for all).
+pub fn sample_dropout_mask(key: &DropoutKey, s: u32, layer: u32, keep: &mut [bool]) {
+    for (b, chunk) in keep.chunks_mut(16).enumerate() {
+        let w = dropout_block(&key.rng, s, key.epoch, layer, b as u32);
+        for (j, k) in chunk.iter_mut().enumerate() {
+            *k = (w[j / 4] >> (8 * (j % 4))) & 0xff >= key.threshold;
+        }
+    }
+}
+
+/// Scores (logits) of (user, item) pairs with dropout off: `out[k] = NeuMF(users[k], items[k])`,
+/// on all cores. Ids must be in range (see [`check_ids`]); lengths must match.
+pub fn score(model: &Model, users: &[u32], items: &[u32], out: &mut [f32]) {
+    score_with(model, users, items, out, default_threads());
+}
+
+/// [`score`] with `threads` threads (fewer for small inputs, where threads cost more than they
+/// save).
+pub fn score_with(model: &Model, users: &[u32], items: &[u32], out: &mut [f32], threads: usize) {
+    assert_eq!(
+        users.len(),
+        items.len(),
+        "score: users and items differ in length"
+    );
+    assert_eq!(
+        users.len(),
+        out.len(),
+        "score: output length differs from input length"
+    );
+    let net = Net::new(model);
+    let p = &model.params;
+    let threads = threads.clamp(1, users.len().div_ceil(4096).max(1));
+    let per = users.len().div_ceil(threads).max(1);
+    let run = |users: &[u32], items: &[u32], out: &mut [f32]| {
+        let mut work = Work::new(&net, DEFAULT_TILE);
+        for ((u, i), o) in users
+            .chunks(DEFAULT_TILE)
+            .zip(items.chunks(DEFAULT_TILE))
+            .zip(out.chunks_mut(DEFAULT_TILE))
+        {
+            work.clear();
+            work.user.extend_from_slice(u);
+            work.item.extend_from_slice(i);
+            tile::forward(&net, p, &mut work, None);
+            o.copy_from_slice(&work.logit[..o.len()]);
+        }
+    };
+    if threads == 1 {
+        return run(users, items, out);
+    }
+    std::thread::scope(|sc| {
+        for ((u, i), o) in users
+            .chunks(per)
+            .zip(items.chunks(per))
+            .zip(out.chunks_mut(per))
+        {
+            sc.spawn(|| run(u, i, o));
+        }
+    });
+}
+
+/// An error naming the first user or item id that is out of range of `model`.
+pub fn check_ids(model: &Model, users: &[u32], items: &[u32]) -> Result<()> {
+    let c = &model.config;
+    if users.len() != items.len() {
+        return Err(Error::invalid(format!(
+            "{} users but {} items to score",
+            users.len(),
+            items.len()
+        )));
+    }
+    if let Some(k) = users.iter().position(|&u| u >= c.n_users) {
+        return Err(Error::invalid(format!(
+            "user id {} (pair {k}) is out of range: the model has {} users",
+            users[k], c.n_users
+        )));
+    }
+    if let Some(k) = items.iter().position(|&i| i >= c.n_items) {
+        return Err(Error::invalid(format!(
+            "item id {} (pair {k}) is out of range: the model has {} items",
+            items[k], c.n_items
+        )));
+    }
+    Ok(())
+}
+
+/// The CPU trainer: FP32, `threads` threads, deterministic for a given seed and thread count.
+///
+/// A step splits the batch positions into `threads` contiguous chunks; each thread builds its
+/// samples from [`EpochSamples`] in tiles of `tile` rows, runs [`tile::forward`] and
+/// [`tile::backward`] and adds gradients into its own dense gradient vector (same layout as the
+/// parameters; embedding rows are scattered into it). One parallel pass then sums the per-thread
+/// gradients in thread order, zeroes them and applies the optimiser to every parameter.
+pub struct CpuTrainer {
+    model: Model,
+    cfg: TrainConfig,
+    net: Net,
+    users: Vec<u32>,
+    items: Vec<u32>,
+    positives: Option<UserItems>,
+    threads: usize,
+    tile: usize,
+    grads: Vec<Vec<f32>>,
+    m: Vec<f32>,
+    v: Vec<f32>,
+    /// Optimiser steps taken.
+    step: u64,
+    work: Vec<Work>,
+}
+
+impl CpuTrainer {
+    /// A trainer for `model` on the training positives (`train_users[k]`, `train_items[k]`);
+    /// `positives` (each user's training items) is needed for exact negatives. `threads` 0 means
+    /// [`default_threads`].
+    pub fn new(
+        model: Model,
+        cfg: &TrainConfig,
+        train_users: Vec<u32>,
+        train_items: Vec<u32>,
+        positives: Option<UserItems>,
+        threads: usize,
+    ) -> Result<Self> {
+        model.config.validate()?;
+        if model.params.len() != model.layout.total {
+            return Err(Error::invalid(format!(
+                "model has {} parameters, its layout needs {}",
+                model.params.len(),
+                model.layout.total
+            )));
+        }
+        if cfg.negative_mode == NegativeMode::Exact && positives.is_none() {
+            return Err(Error::invalid("exact negatives need the users' positives"));
+        }
+        check_ids(&model, &train_users, &train_items)
+            .map_err(|e| Error::invalid(format!("training data: {e}")))?;
+        let threads = if threads == 0 {
+            default_threads()
+        } else {
+            threads
+        };
+        let net = Net::new(&model);
+        let n = model.params.len();
+        Ok(CpuTrainer {
+            net,
+            cfg: cfg.clone(),
+            users: train_users,
+            items: train_items,
+            positives,
+            threads,
+            tile: DEFAULT_TILE,
+            grads: vec![vec![0f32; n]; threads],
+            m: vec![0f32; n],
+            v: vec![0f32; n],
+            step: 0,
+            work: vec![],
+            model,
+        })
+    }
+
+    /// Use tiles of `rows` samples (for benchmarks; results change in the last bits).
+    pub fn with_tile(mut self, rows: usize) -> Self {
+        self.tile = rows.max(1);
+        self.work.clear();
+        self
+    }
+
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// Optimiser steps taken so far.
+    pub fn steps(&self) -> u64 {
+        self.step
+    }
+
+    pub fn params(&self) -> &[f32] {
+        &self.model.params
+    }
+
+    /// Forward and backward of the batch at `positions`: per-thread gradients of the mean loss
+    /// are added into `self.grads`; returns the summed (not averaged) loss.
+    fn accumulate(&mut self, epoch: u32, positions: std::ops::Range<u64>) -> Result<f64> {
+        let rng = Rng::new(self.cfg.seed);
+        let samples = EpochSamples::new(
+            rng,
+            epoch,
+            self.cfg.negatives,
+            self.model.config.n_items,
+            self.cfg.negative_mode,
+            &self.users,
+            &self.items,
+            self.positives.as_ref(),
+        );
+        if positions.end > samples.len() || positions.start >= positions.end {
+            return Err(Error::invalid(format!(
+                "step positions {}..{} are not a non-empty range of the epoch's {} samples",
+                positions.start,
+                positions.end,
+                samples.len()
+            )));
+        }
+        let batch = positions.end - positions.start;
+        let inv_batch = batch as f32;
+        let t = dropout_threshold(self.model.config.dropout);
+        let key = DropoutKey {
+            rng,
+            epoch,
+            threshold: t,
+        };
+        let dropout = (t > 0).then_some(&key);
+        let scale = dropout_scale(t);
+        let threads = self.threads;
+        if self.work.len() != threads {
+            self.work = (0..threads)
+                .map(|_| Work::new(&self.net, self.tile))
+                .collect();
+        }
+        let (net, p, tile) = (&self.net, &self.model.params[..], self.tile);
+        let chunk = |k: usize| positions.start + batch * k as u64 / threads as u64;
+        let run = |k: usize, work: &mut Work, g: &mut [f32]| -> Result<f64> {
+            let mut loss = 0f64;
+            let (start, end) = (chunk(k), chunk(k + 1));
+            let mut pos = start;
+            while pos < end {
+                let n = (end - pos).min(tile as u64);
+                work.clear();
+                for q in pos..pos + n {
+                    let s = samples.order.apply(q);
+                    let (u, i, l) = samples.sample(s)?;
+                    work.user.push(u);
+                    work.item.push(i);
+                    work.label.push(l);
+                    work.index.push(s as u32);
+                }
+                tile::forward(net, p, work, dropout);
+                for r in 0..n as usize {
+                    let (x, y) = (work.logit[r], work.label[r]);
+                    loss += reference::bce_with_logits(x, y) as f64;
+                    work.dlogit[r] = (reference::sigmoid(x) - y) / inv_batch;
+                }
+                tile::backward(net, p, work, g, scale);
+                pos += n;
+            }
+            Ok(loss)
+        };
+        let losses: Vec<Result<f64>> = if threads == 1 {
+            vec![run(0, &mut self.work[0], &mut self.grads[0])]
+        } else {
+            std::thread::scope(|sc| {
+                let handles: Vec<_> = self
+                    .work
+                    .iter_mut()
+                    .zip(self.grads.iter_mut())
+                    .enumerate()
+                    .map(|(k, (w, g))| sc.spawn(move || run(k, w, g)))
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+                    .collect()
+            })
+        };
+        let mut total = 0f64;
+        for l in losses {
+            total += l?;
+        }
+        Ok(total)
+    }
+
+    /// Sum the per-thread gradients (in thread order), zero them, and apply the optimiser.
+    fn apply(&mut self) {
+        self.step += 1;
+        let h = AdamScalars::new(&self.cfg, self.step);
+        let (opt, lr, l2) = (self.cfg.optimizer, self.cfg.lr, self.cfg.l2);
+        let n = self.model.params.len();
+        let per = n.div_ceil(self.threads).next_multiple_of(16).max(16);
+        // Transpose the per-thread gradient vectors into per-chunk lists of slices.
+        let mut parts: Vec<Vec<&mut [f32]>> = (0..n.div_ceil(per)).map(|_| vec![]).collect();
+        for g in self.grads.iter_mut() {
+            for (c, s) in g.chunks_mut(per).enumerate() {
+                parts[c].push(s);
+            }
+        }
+        let update = |p: &mut [f32], m: &mut [f32], v: &mut [f32], gs: &mut [&mut [f32]]| {
+            for k in 0..p.len() {
+                let mut g = 0f32;
+                for t in gs.iter_mut() {
+                    g += t[k];
+                    t[k] = 0.0;
+                }
+                g += l2 * p[k];
+                match opt {
+                    Optimizer::Adam => h.update(&mut p[k], &mut m[k], &mut v[k], g),
+                    Optimizer::Sgd => p[k] -= lr * g,
+                }
+            }
+        };
+        let chunks = self
+            .model
+            .params
+            .chunks_mut(per)
+            .zip(self.m.chunks_mut(per))
+            .zip(self.v.chunks_mut(per))
+            .zip(parts.iter_mut());
+        if self.threads == 1 {
+            for (((p, m), v), gs) in chunks {
+                update(p, m, v, gs);
+            }
+        } else {
+            std::thread::scope(|sc| {
+                for (((p, m), v), gs) in chunks {
+                    sc.spawn(move || update(p, m, v, gs));
+                }
+            });
+        }
+    }
+
+    fn zero_grads(&mut self) {
+        for g in self.grads.iter_mut() {
+            g.iter_mut().for_each(|x| *x = 0.0);
+        }
+    }
+}
+
+impl Trainer for CpuTrainer {
+    fn name(&self) -> String {
+        format!(
+            "cpu ({} thread{})",
+            self.threads,
+            if self.threads == 1 { "" } else { "s" }
+        )
+    }
+
+    fn step(&mut self, epoch: u32, positions: std::ops::Range<u64>) -> Result<StepStats> {
+        let batch = positions.end.saturating_sub(positions.start);
+        let range = format!("{}..{}", positions.start, positions.end);
+        let total = match self.accumulate(epoch, positions) {
+            Ok(t) => t,
+            Err(e) => {
+                self.zero_grads();
+                return Err(e);
+            }
+        };
+        let loss = (total / batch as f64) as f32;
+        if !loss.is_finite() {
+            self.zero_grads();
+            return Err(Error::invalid(format!(
+                "training diverged: loss is {loss} at epoch {epoch}, samples {range} \
+                 (step {} not applied; try a lower --lr)",
+                self.step + 1
+            )));
+        }
+        self.apply();
+        Ok(StepStats {
+            loss,
+            skipped: false,
+        })
+    }
+
+    fn score(&mut self, users: &[u32], items: &[u32], out: &mut [f32]) -> Result<()> {
+        check_ids(&self.model, users, items)?;
+        if out.len() != users.len() {
+            return Err(Error::invalid(format!(
+                "score: {} pairs but room for {} scores",
+                users.len(),
+                out.len()
+            )));
+        }
+        score_with(&self.model, users, items, out, self.threads);
+        Ok(())
+    }
+
+    fn model(&mut self) -> Result<Model> {
+        Ok(self.model.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,13 +1,38 @@
 //! The dataset directory written by `ncf-prep` and read by every other tool (docs/FORMATS.md):
 //! `meta.json`, `train.parquet`, `test.parquet`, `users.parquet`, `items.parquet` and, once
 //! `ncf-negsample` has run, `test_negatives.parquet`. Dense ids are `u32`.
+//! The same tables travel through pipes as consecutive Arrow IPC streams ([`Dataset::write_ipc`]).
 
+use crate::io::{is_stdio, AtomicDir};
 use crate::{Error, Result};
+use arrow::array::{Array, ArrayRef, Int64Array, RecordBatch, StringArray, UInt32Array};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::Path;
+use std::sync::Arc;
 
 /// Version of the on-disk format; readers refuse other versions.
 pub const FORMAT_VERSION: u32 = 1;
+
+/// Schema metadata key naming the table a Parquet file or IPC stream holds.
+pub const TABLE_KEY: &str = "ncf.table";
+/// Schema metadata key holding meta.json (first IPC stream only).
+pub const META_KEY: &str = "ncf.meta";
+
+const TRAIN: &str = "train";
+const TEST: &str = "test";
+const USERS: &str = "users";
+const ITEMS: &str = "items";
+const NEGATIVES: &str = "test_negatives";
+/// Rows per record batch / row-group chunk when writing.
+const CHUNK: usize = 1 << 20;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Meta {
@@ -56,9 +81,861 @@ pub struct Dataset {
     pub item_titles: Option<Vec<Option<String>>>,
 }
 
+/// The fingerprint of a dataset's content (docs/FORMATS.md, "fingerprint"): sha256 over
+/// `"ncf-dataset-v1\n"`, then for train, test and negatives a u64 LE count followed by the
+/// values as u32 LE (pairs as user, item; negatives as items only, in test order).
+pub fn fingerprint(train: (&[u32], &[u32]), test: (&[u32], &[u32]), negatives: &[u32]) -> String {
+    fn pairs(h: &mut Sha256, users: &[u32], items: &[u32]) {
+        h.update((users.len() as u64).to_le_bytes());
+        let mut buf = Vec::with_capacity(8 * 4096);
+        for (us, is) in users.chunks(4096).zip(items.chunks(4096)) {
+            buf.clear();
+            for (u, i) in us.iter().zip(is) {
+                buf.extend_from_slice(&u.to_le_bytes());
+                buf.extend_from_slice(&i.to_le_bytes());
+            }
+            h.update(&buf);
+        }
+    }
+    let mut h = Sha256::new();
+    h.update(b"ncf-dataset-v1\n");
+    pairs(&mut h, train.0, train.1);
+    pairs(&mut h, test.0, test.1);
+    h.update((negatives.len() as u64).to_le_bytes());
+    let mut buf = Vec::with_capacity(4 * 4096);
+    for c in negatives.chunks(4096) {
+        buf.clear();
+        c.iter()
+            .for_each(|v| buf.extend_from_slice(&v.to_le_bytes()));
+        h.update(&buf);
+    }
+    hex(&h.finalize())
+}
+
+/// Lower-case hex of a digest.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn meta_from_json(text: &str, location: &str) -> Result<Meta> {
+    let v: serde_json::Value = serde_json::from_str(text)
+        .map_err(|e| Error::parse(location, format!("not valid JSON: {e}")))?;
+    match v.get("format_version").and_then(|f| f.as_u64()) {
+        Some(f) if f == FORMAT_VERSION as u64 => {}
+        Some(f) => {
+            return Err(Error::parse(
+                location,
+                format!("format_version {f}, this build reads version {FORMAT_VERSION}"),
+            ))
+        }
+        None => {
+            return Err(Error::parse(
+                location,
+                "no format_version: not an ncf dataset",
+            ))
+        }
+    }
+    serde_json::from_value(v).map_err(|e| {
+        Error::parse(
+            location,
+            format!("meta.json does not match the format: {e}"),
+        )
+    })
+}
+
+fn u32_field(name: &str) -> Field {
+    Field::new(name, DataType::UInt32, false)
+}
+
+fn table_schema(table: &str, with_time: bool) -> SchemaRef {
+    let mut fields = match table {
+        TRAIN | TEST => vec![u32_field("user"), u32_field("item")],
+        USERS => vec![
+            u32_field("user"),
+            Field::new("raw_id", DataType::Utf8, false),
+        ],
+        ITEMS => vec![
+            u32_field("item"),
+            Field::new("raw_id", DataType::Utf8, false),
+            Field::new("title", DataType::Utf8, true),
+        ],
+        _ => vec![u32_field("user"), u32_field("item")],
+    };
+    if with_time && (table == TRAIN || table == TEST) {
+        fields.push(Field::new("timestamp", DataType::Int64, false));
+    }
+    Arc::new(Schema::new_with_metadata(fields, [(TABLE_KEY, table)]))
+}
+
 impl Dataset {
+    /// The table names present in this dataset, in IPC stream order.
+    fn tables(&self) -> Vec<&'static str> {
+        let mut t = vec![TRAIN, TEST, USERS, ITEMS];
+        if self.test_negatives_per_user > 0 {
+            t.push(NEGATIVES);
+        }
+        t
+    }
+
+    /// Hex sha256 over train pairs, test pairs and negatives ([`fingerprint`]).
+    pub fn fingerprint(&self) -> String {
+        fingerprint(
+            (&self.train_users, &self.train_items),
+            (&self.test_users, &self.test_items),
+            &self.test_negatives,
+        )
+    }
+
+    /// meta.json for this dataset as it is now: counts and fingerprint recomputed, the
+    /// options / source / stats of `self.meta` kept.
+    pub fn current_meta(&self) -> Meta {
+        let old = self.meta.clone();
+        let (options, source, stats, neg_source, neg_seed) = match old {
+            Some(m) => (
+                m.options,
+                m.source,
+                m.stats,
+                m.test_negatives_source,
+                m.test_negatives_seed,
+            ),
+            None => (
+                serde_json::Value::Null,
+                serde_json::Value::Null,
+                serde_json::Value::Null,
+                None,
+                None,
+            ),
+        };
+        let has_neg = self.test_negatives_per_user > 0;
+        Meta {
+            format_version: FORMAT_VERSION,
+            n_users: self.n_users,
+            n_items: self.n_items,
+            n_train: self.train_users.len() as u64,
+            n_test: self.test_users.len() as u64,
+            test_negatives_per_user: self.test_negatives_per_user as u32,
+            test_negatives_source: if has_neg { neg_source } else { None },
+            test_negatives_seed: if has_neg { neg_seed } else { None },
+            options,
+            source,
+            stats,
+            fingerprint: self.fingerprint(),
+        }
+    }
+
+    /// Replace the test negatives (`per_user` items per test row, in test order) and record how
+    /// they were made (`source` "sampled" with its seed, or "given").
+    pub fn set_test_negatives(
+        &mut self,
+        per_user: usize,
+        negatives: Vec<u32>,
+        source: &str,
+        seed: Option<u64>,
+    ) -> Result<()> {
+        if negatives.len() != per_user * self.test_users.len() {
+            return Err(Error::invalid(format!(
+                "{} test negatives for {} test users at {per_user} each: expected {}",
+                negatives.len(),
+                self.test_users.len(),
+                per_user * self.test_users.len()
+            )));
+        }
+        if let Some(bad) = negatives.iter().find(|&&i| i >= self.n_items) {
+            return Err(Error::invalid(format!(
+                "test negative item {bad} is out of range (n_items {})",
+                self.n_items
+            )));
+        }
+        self.test_negatives = negatives;
+        self.test_negatives_per_user = per_user;
+        let mut meta = self.current_meta();
+        meta.test_negatives_source = (per_user > 0).then(|| source.to_string());
+        meta.test_negatives_seed = if per_user > 0 { seed } else { None };
+        self.meta = Some(meta);
+        self.meta = Some(self.current_meta());
+        Ok(())
+    }
+
+    /// Check the invariants every reader relies on; `what` names the source in errors.
+    pub fn validate(&self, what: &str) -> Result<()> {
+        let bad = |m: String| Err(Error::invalid(format!("{what}: {m}")));
+        if self.train_users.len() != self.train_items.len() {
+            return bad("train user and item columns differ in length".into());
+        }
+        if self.test_users.len() != self.test_items.len() {
+            return bad("test user and item columns differ in length".into());
+        }
+        if let Some(t) = &self.train_timestamps {
+            if t.len() != self.train_users.len() {
+                return bad("train timestamp column differs in length".into());
+            }
+        }
+        if let Some(t) = &self.test_timestamps {
+            if t.len() != self.test_users.len() {
+                return bad("test timestamp column differs in length".into());
+            }
+        }
+        if self.user_raw.len() != self.n_users as usize {
+            return bad(format!(
+                "{} user raw ids for {} users",
+                self.user_raw.len(),
+                self.n_users
+            ));
+        }
+        if self.item_raw.len() != self.n_items as usize {
+            return bad(format!(
+                "{} item raw ids for {} items",
+                self.item_raw.len(),
+                self.n_items
+            ));
+        }
+        if let Some(t) = &self.item_titles {
+            if t.len() != self.n_items as usize {
+                return bad(format!("{} titles for {} items", t.len(), self.n_items));
+            }
+        }
+        if let Some(r) = self.train_users.iter().position(|&u| u >= self.n_users) {
+            return bad(format!(
+                "train row {r}: user {} >= n_users",
+                self.train_users[r]
+            ));
+        }
+        if let Some(r) = self.train_items.iter().position(|&i| i >= self.n_items) {
+            return bad(format!(
+                "train row {r}: item {} >= n_items",
+                self.train_items[r]
+            ));
+        }
+        if let Some(r) = self.train_users.windows(2).position(|w| w[0] > w[1]) {
+            return bad(format!("train rows {r}..{} are not sorted by user", r + 1));
+        }
+        if let Some(r) = self.test_users.iter().position(|&u| u >= self.n_users) {
+            return bad(format!(
+                "test row {r}: user {} >= n_users",
+                self.test_users[r]
+            ));
+        }
+        if let Some(r) = self.test_items.iter().position(|&i| i >= self.n_items) {
+            return bad(format!(
+                "test row {r}: item {} >= n_items",
+                self.test_items[r]
+            ));
+        }
+        if let Some(r) = self.test_users.windows(2).position(|w| w[0] >= w[1]) {
+            return bad(format!(
+                "test rows {r}..{}: users not strictly increasing",
+                r + 1
+            ));
+        }
+        let n_neg = self.test_negatives_per_user * self.test_users.len();
+        if self.test_negatives.len() != n_neg {
+            return bad(format!(
+                "{} test negatives, expected {} ({} per test user)",
+                self.test_negatives.len(),
+                n_neg,
+                self.test_negatives_per_user
+            ));
+        }
+        if let Some(r) = self.test_negatives.iter().position(|&i| i >= self.n_items) {
+            return bad(format!(
+                "test negative {r}: item {} >= n_items",
+                self.test_negatives[r]
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_meta(&self, meta: &Meta, what: &str) -> Result<()> {
+        let mismatch = |field: &str, m: u64, actual: u64| {
+            Err(Error::invalid(format!(
+                "{what}: meta.json says {field} = {m} but the tables hold {actual}"
+            )))
+        };
+        if meta.n_train != self.train_users.len() as u64 {
+            return mismatch("n_train", meta.n_train, self.train_users.len() as u64);
+        }
+        if meta.n_test != self.test_users.len() as u64 {
+            return mismatch("n_test", meta.n_test, self.test_users.len() as u64);
+        }
+        if meta.n_users as usize != self.user_raw.len() {
+            return mismatch("n_users", meta.n_users as u64, self.user_raw.len() as u64);
+        }
+        if meta.n_items as usize != self.item_raw.len() {
+            return mismatch("n_items", meta.n_items as u64, self.item_raw.len() as u64);
+        }
+        Ok(())
+    }
+
+    /// One table as record batches of at most [`CHUNK`] rows.
+    fn batches(&self, table: &str) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+        let with_time = match table {
+            TRAIN => self.train_timestamps.is_some(),
+            TEST => self.test_timestamps.is_some(),
+            _ => false,
+        };
+        let schema = table_schema(table, with_time);
+        let n = match table {
+            TRAIN => self.train_users.len(),
+            TEST => self.test_users.len(),
+            USERS => self.n_users as usize,
+            ITEMS => self.n_items as usize,
+            _ => self.test_negatives.len(),
+        };
+        let mut out = Vec::new();
+        let mut start = 0;
+        while start < n || (n == 0 && out.is_empty()) {
+            let end = (start + CHUNK).min(n);
+            let r = start..end;
+            let u32s = |v: &[u32]| Arc::new(UInt32Array::from(v[r.clone()].to_vec())) as ArrayRef;
+            let cols: Vec<ArrayRef> = match table {
+                TRAIN | TEST => {
+                    let (u, i, t) = if table == TRAIN {
+                        (&self.train_users, &self.train_items, &self.train_timestamps)
+                    } else {
+                        (&self.test_users, &self.test_items, &self.test_timestamps)
+                    };
+                    let mut c = vec![u32s(u), u32s(i)];
+                    if let Some(t) = t {
+                        c.push(Arc::new(Int64Array::from(t[r.clone()].to_vec())));
+                    }
+                    c
+                }
+                USERS => vec![
+                    Arc::new(UInt32Array::from_iter_values(r.clone().map(|x| x as u32))),
+                    Arc::new(StringArray::from_iter_values(
+                        self.user_raw[r.clone()].iter(),
+                    )),
+                ],
+                ITEMS => {
+                    let titles: StringArray = match &self.item_titles {
+                        Some(t) => t[r.clone()].iter().map(|s| s.as_deref()).collect(),
+                        None => r.clone().map(|_| None::<&str>).collect(),
+                    };
+                    vec![
+                        Arc::new(UInt32Array::from_iter_values(r.clone().map(|x| x as u32))),
+                        Arc::new(StringArray::from_iter_values(
+                            self.item_raw[r.clone()].iter(),
+                        )),
+                        Arc::new(titles),
+                    ]
+                }
+                _ => {
+                    let k = self.test_negatives_per_user.max(1);
+                    let users =
+                        UInt32Array::from_iter_values(r.clone().map(|x| self.test_users[x / k]));
+                    vec![Arc::new(users), u32s(&self.test_negatives)]
+                }
+            };
+            let batch = RecordBatch::try_new(schema.clone(), cols)
+                .map_err(|e| Error::invalid(format!("building the {table} table: {e}")))?;
+            out.push(batch);
+            start = end;
+            if n == 0 {
+                break;
+            }
+        }
+        Ok((schema, out))
+    }
+
+    fn write_parquet(&self, table: &str, path: &Path) -> Result<()> {
+        let (schema, batches) = self.batches(table)?;
+        let file = File::create(path).map_err(|e| Error::io(path, e))?;
+        let props = WriterProperties::builder()
+            .set_compression(Compression::SNAPPY)
+            .build();
+        let perr = |e: parquet::errors::ParquetError| {
+            Error::io(path, std::io::Error::other(e.to_string()))
+        };
+        let mut w =
+            ArrowWriter::try_new(BufWriter::new(file), schema, Some(props)).map_err(perr)?;
+        for b in &batches {
+            w.write(b).map_err(perr)?;
+        }
+        w.close().map_err(perr)?;
+        Ok(())
+    }
+
+    fn write_into(&self, dir: &AtomicDir, tables: &[&str]) -> Result<()> {
+        self.validate("dataset to write")?;
+        for &t in tables {
+            self.write_parquet(t, &dir.path(&format!("{t}.parquet")))?;
+        }
+        let meta = self.current_meta();
+        let json = serde_json::to_string_pretty(&meta).expect("meta serialises");
+        let p = dir.path("meta.json");
+        std::fs::write(&p, json + "\n").map_err(|e| Error::io(&p, e))
+    }
+
+    /// Write the dataset directory atomically (temp dir + rename). Refuses an existing `dir`
+    /// unless `force`.
+    pub fn write(&self, dir: &Path, force: bool) -> Result<()> {
+        let out = AtomicDir::new(dir, force)?;
+        self.write_into(&out, &self.tables())?;
+        out.commit()
+    }
+
     /// Read a dataset directory, validating it against its `meta.json`.
     pub fn load(dir: &Path) -> Result<Dataset> {
-        Err(Error::invalid(format!("{}: Dataset::load not implemented yet", dir.display())))
+        let meta_path = dir.join("meta.json");
+        if !dir.is_dir() {
+            return Err(Error::invalid(format!(
+                "{}: not a dataset directory (make one with ncf-prep)",
+                dir.display()
+            )));
+        }
+        let text = std::fs::read_to_string(&meta_path).map_err(|e| Error::io(&meta_path, e))?;
+        let meta = meta_from_json(&text, &meta_path.display().to_string())?;
+        let mut ds = Dataset {
+            n_users: meta.n_users,
+            n_items: meta.n_items,
+            test_negatives_per_user: meta.test_negatives_per_user as usize,
+            ..Default::default()
+        };
+        let mut tables = vec![TRAIN, TEST, USERS, ITEMS];
+        if meta.test_negatives_per_user > 0 {
+            tables.push(NEGATIVES);
+        }
+        for t in tables {
+            let path = dir.join(format!("{t}.parquet"));
+            let file = File::open(&path).map_err(|e| Error::io(&path, e))?;
+            let loc = path.display().to_string();
+            let bad = |e: &dyn std::fmt::Display| {
+                Error::parse(&loc, format!("not a readable Parquet file ({e})"))
+            };
+            let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| bad(&e))?;
+            let schema = builder.schema().clone();
+            let reader = builder
+                .with_batch_size(CHUNK)
+                .build()
+                .map_err(|e| bad(&e))?;
+            let mut batches = Vec::new();
+            for b in reader {
+                batches.push(b.map_err(|e| bad(&e))?);
+            }
+            ds.absorb(t, &schema, &batches, &loc)?;
+        }
+        ds.check_meta(&meta, &dir.display().to_string())?;
+        ds.validate(&dir.display().to_string())?;
+        if meta.fingerprint != ds.fingerprint() {
+            return Err(Error::invalid(format!(
+                "{}: content does not match the fingerprint in meta.json (edited or corrupt)",
+                dir.display()
+            )));
+        }
+        ds.meta = Some(meta);
+        Ok(ds)
+    }
+
+    /// Read a dataset from a directory, or from an Arrow IPC stream on stdin for `-`.
+    pub fn load_any(path: &Path) -> Result<Dataset> {
+        if is_stdio(path) {
+            let stdin = std::io::stdin();
+            Dataset::read_ipc(BufReader::with_capacity(1 << 20, stdin.lock()), "<stdin>")
+        } else if path.is_file() {
+            let f = File::open(path).map_err(|e| Error::io(path, e))?;
+            Dataset::read_ipc(
+                BufReader::with_capacity(1 << 20, f),
+                &path.display().to_string(),
+            )
+        } else {
+            Dataset::load(path)
+        }
+    }
+
+    /// Write the dataset as consecutive Arrow IPC streams (train, test, users, items, then
+    /// test_negatives when present), each schema tagged with `ncf.table`; the first also carries
+    /// meta.json under `ncf.meta`. See docs/FORMATS.md.
+    pub fn write_ipc<W: Write>(&self, mut w: W) -> Result<()> {
+        self.validate("dataset to write")?;
+        let meta = self.current_meta();
+        let json = serde_json::to_string(&meta).expect("meta serialises");
+        let ioerr = |e: arrow::error::ArrowError| match e {
+            arrow::error::ArrowError::IoError(_, e) => Error::io("<output>", e),
+            e => Error::io("<output>", std::io::Error::other(e.to_string())),
+        };
+        for (k, t) in self.tables().into_iter().enumerate() {
+            let (schema, batches) = self.batches(t)?;
+            let schema = if k == 0 {
+                let mut s = (*schema).clone();
+                s.metadata.insert(META_KEY, json.clone());
+                Arc::new(s)
+            } else {
+                schema
+            };
+            let mut sw =
+                arrow::ipc::writer::StreamWriter::try_new(&mut w, &schema).map_err(ioerr)?;
+            for b in batches {
+                let b = b.with_schema(schema.clone()).map_err(ioerr)?;
+                sw.write(&b).map_err(ioerr)?;
+            }
+            sw.finish().map_err(ioerr)?;
+        }
+        w.flush().map_err(|e| Error::io("<output>", e))
+    }
+
+    /// Read what [`Dataset::write_ipc`] wrote; `name` labels errors.
+    pub fn read_ipc<R: Read>(mut r: R, name: &str) -> Result<Dataset> {
+        let mut ds = Dataset::default();
+        let mut meta: Option<Meta> = None;
+        let mut expected = vec![TRAIN, TEST, USERS, ITEMS];
+        let mut k = 0;
+        while k < expected.len() {
+            let t = expected[k];
+            let loc = format!("{name}: IPC stream {} ({t})", k + 1);
+            let bad = |e: &dyn std::fmt::Display| {
+                Error::parse(&loc, format!("not a readable ncf Arrow IPC stream ({e})"))
+            };
+            let reader = arrow::ipc::reader::StreamReader::try_new(&mut r, None).map_err(|e| {
+                if k == 0 {
+                    Error::parse(
+                        name,
+                        format!("not an ncf Arrow IPC stream (expected the output of `ncf-prep -o -`): {e}"),
+                    )
+                } else {
+                    bad(&e)
+                }
+            })?;
+            let schema = reader.schema();
+            if k == 0 {
+                let json = schema.metadata.get(META_KEY).ok_or_else(|| {
+                    Error::parse(
+                        name,
+                        format!("first IPC stream has no `{META_KEY}` metadata"),
+                    )
+                })?;
+                let m = meta_from_json(json, name)?;
+                ds.n_users = m.n_users;
+                ds.n_items = m.n_items;
+                ds.test_negatives_per_user = m.test_negatives_per_user as usize;
+                if m.test_negatives_per_user > 0 {
+                    expected.push(NEGATIVES);
+                }
+                meta = Some(m);
+            }
+            let mut batches = Vec::new();
+            for b in reader {
+                batches.push(b.map_err(|e| bad(&e))?);
+            }
+            ds.absorb(t, &schema, &batches, &loc)?;
+            k += 1;
+        }
+        let meta = meta.expect("first stream read");
+        ds.check_meta(&meta, name)?;
+        ds.validate(name)?;
+        if meta.fingerprint != ds.fingerprint() {
+            return Err(Error::invalid(format!(
+                "{name}: content does not match the fingerprint in its meta"
+            )));
+        }
+        ds.meta = Some(meta);
+        Ok(ds)
+    }
+
+    /// Check one table's schema and append its columns to `self`.
+    fn absorb(
+        &mut self,
+        table: &str,
+        schema: &SchemaRef,
+        batches: &[RecordBatch],
+        loc: &str,
+    ) -> Result<()> {
+        if let Some(tag) = schema.metadata.get(TABLE_KEY) {
+            if tag != table {
+                return Err(Error::parse(
+                    loc,
+                    format!("holds table `{tag}`, expected `{table}`"),
+                ));
+            }
+        }
+        let has_time = schema.fields().iter().any(|f| f.name() == "timestamp");
+        let expect = table_schema(table, has_time);
+        let names = |s: &Schema| {
+            s.fields()
+                .iter()
+                .map(|f| format!("{}: {}", f.name(), f.data_type()))
+                .collect::<Vec<_>>()
+        };
+        if names(schema) != names(&expect) {
+            return Err(Error::parse(
+                loc,
+                format!(
+                    "columns [{}], expected [{}]",
+                    names(schema).join(", "),
+                    names(&expect).join(", ")
+                ),
+            ));
+        }
+        let col_u32 = |b: &RecordBatch, c: usize| -> Result<Vec<u32>> {
+            let a = b
+                .column(c)
+                .as_any()
+                .downcast_ref::<UInt32Array>()
+                .expect("schema checked");
+            if a.null_count() > 0 {
+                return Err(Error::parse(
+                    loc,
+                    format!("column {} has nulls", expect.field(c).name()),
+                ));
+            }
+            Ok(a.values().to_vec())
+        };
+        let col_str = |b: &RecordBatch, c: usize| -> Result<Vec<Option<String>>> {
+            let a = b
+                .column(c)
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .expect("schema checked");
+            Ok(a.iter().map(|s| s.map(str::to_string)).collect())
+        };
+        let mut times: Vec<i64> = Vec::new();
+        for b in batches {
+            match table {
+                TRAIN | TEST => {
+                    let (u, i) = (col_u32(b, 0)?, col_u32(b, 1)?);
+                    if has_time {
+                        let a = b
+                            .column(2)
+                            .as_any()
+                            .downcast_ref::<Int64Array>()
+                            .expect("checked");
+                        if a.null_count() > 0 {
+                            return Err(Error::parse(loc, "column timestamp has nulls"));
+                        }
+                        times.extend_from_slice(a.values());
+                    }
+                    let (us, is) = if table == TRAIN {
+                        (&mut self.train_users, &mut self.train_items)
+                    } else {
+                        (&mut self.test_users, &mut self.test_items)
+                    };
+                    us.extend(u);
+                    is.extend(i);
+                }
+                USERS | ITEMS => {
+                    let ids = col_u32(b, 0)?;
+                    let start = if table == USERS {
+                        self.user_raw.len()
+                    } else {
+                        self.item_raw.len()
+                    };
+                    if let Some(p) = ids
+                        .iter()
+                        .enumerate()
+                        .position(|(k, &id)| id as usize != start + k)
+                    {
+                        return Err(Error::parse(
+                            loc,
+                            format!(
+                                "row {}: id {}, expected dense ids 0, 1, 2, ...",
+                                start + p,
+                                ids[p]
+                            ),
+                        ));
+                    }
+                    let raw = col_str(b, 1)?;
+                    if raw.iter().any(Option::is_none) {
+                        return Err(Error::parse(loc, "column raw_id has nulls"));
+                    }
+                    let raw = raw.into_iter().map(Option::unwrap_or_default);
+                    if table == USERS {
+                        self.user_raw.extend(raw);
+                    } else {
+                        self.item_raw.extend(raw);
+                        let titles = col_str(b, 2)?;
+                        self.item_titles.get_or_insert_with(Vec::new).extend(titles);
+                    }
+                }
+                _ => {
+                    let users = col_u32(b, 0)?;
+                    let k = self.test_negatives_per_user;
+                    let base = self.test_negatives.len();
+                    for (j, &u) in users.iter().enumerate() {
+                        let row = (base + j) / k;
+                        if self.test_users.get(row) != Some(&u) {
+                            return Err(Error::parse(
+                                loc,
+                                format!(
+                                    "row {}: user {u}, expected {k} rows per test user in test order",
+                                    base + j
+                                ),
+                            ));
+                        }
+                    }
+                    self.test_negatives.extend(col_u32(b, 1)?);
+                }
+            }
+        }
+        match table {
+            TRAIN if has_time => self.train_timestamps = Some(times),
+            TEST if has_time => self.test_timestamps = Some(times),
+            ITEMS
+                if self
+                    .item_titles
+                    .as_ref()
+                    .is_some_and(|t| t.iter().all(Option::is_none)) =>
+            {
+                self.item_titles = None;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// Replace the test negatives of the dataset directory `dir` (ncf-negsample): rewrites
+/// `test_negatives.parquet` and `meta.json` atomically, keeping the other tables byte for byte.
+/// Refuses a dataset that already has test negatives unless `force`. Returns the new meta.
+pub fn write_test_negatives(
+    dir: &Path,
+    per_user: usize,
+    negatives: Vec<u32>,
+    source: &str,
+    seed: Option<u64>,
+    force: bool,
+) -> Result<Meta> {
+    let mut ds = Dataset::load(dir)?;
+    if ds.test_negatives_per_user > 0 && !force {
+        return Err(Error::usage(format!(
+            "{}: already has test negatives (use --force to replace them)",
+            dir.display()
+        )));
+    }
+    ds.set_test_negatives(per_user, negatives, source, seed)?;
+    let out = AtomicDir::new(dir, true)?;
+    out.copy_from(dir, &["meta.json", "test_negatives.parquet"])?;
+    let tables: &[&str] = if per_user > 0 { &[NEGATIVES] } else { &[] };
+    ds.write_into(&out, tables)?;
+    out.commit()?;
+    Ok(ds.meta.expect("set_test_negatives sets meta"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn tiny() -> Dataset {
+        Dataset {
+            meta: None,
+            n_users: 3,
+            n_items: 4,
+            train_users: vec![0, 0, 1, 2, 2],
+            train_items: vec![1, 2, 0, 3, 1],
+            train_timestamps: Some(vec![1, 2, 3, 4, 5]),
+            test_users: vec![0, 1, 2],
+            test_items: vec![3, 2, 0],
+            test_timestamps: Some(vec![9, 9, 9]),
+            test_negatives: vec![],
+            test_negatives_per_user: 0,
+            user_raw: vec!["10".into(), "20".into(), "30".into()],
+            item_raw: vec!["a".into(), "b".into(), "c".into(), "d".into()],
+            item_titles: Some(vec![Some("A".into()), None, Some("C".into()), None]),
+        }
+    }
+
+    fn same(a: &Dataset, b: &Dataset) {
+        assert_eq!(a.train_users, b.train_users);
+        assert_eq!(a.train_items, b.train_items);
+        assert_eq!(a.train_timestamps, b.train_timestamps);
+        assert_eq!(a.test_users, b.test_users);
+        assert_eq!(a.test_items, b.test_items);
+        assert_eq!(a.test_timestamps, b.test_timestamps);
+        assert_eq!(a.test_negatives, b.test_negatives);
+        assert_eq!(a.user_raw, b.user_raw);
+        assert_eq!(a.item_raw, b.item_raw);
+        assert_eq!(a.item_titles, b.item_titles);
+    }
+
+    #[test]
+    fn parquet_round_trip_and_negatives() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("ds");
+        let ds = tiny();
+        ds.write(&p, false).unwrap();
+        let back = Dataset::load(&p).unwrap();
+        same(&ds, &back);
+        assert_eq!(back.meta.as_ref().unwrap().fingerprint, ds.fingerprint());
+        assert!(ds.write(&p, false).is_err(), "existing dir must be refused");
+
+        let m =
+            write_test_negatives(&p, 2, vec![0, 1, 0, 1, 2, 3], "sampled", Some(7), false).unwrap();
+        assert_eq!(m.test_negatives_per_user, 2);
+        let back = Dataset::load(&p).unwrap();
+        assert_eq!(back.test_negatives, vec![0, 1, 0, 1, 2, 3]);
+        assert_ne!(back.fingerprint(), ds.fingerprint());
+        assert_eq!(back.meta.unwrap().test_negatives_seed, Some(7));
+        assert!(write_test_negatives(&p, 1, vec![0, 1, 2], "sampled", None, false).is_err());
+        write_test_negatives(&p, 1, vec![0, 1, 2], "sampled", None, true).unwrap();
+        assert_eq!(Dataset::load(&p).unwrap().test_negatives, vec![0, 1, 2]);
+        // Wrong count: refused, old content kept.
+        assert!(write_test_negatives(&p, 1, vec![0], "sampled", None, true).is_err());
+        assert_eq!(Dataset::load(&p).unwrap().test_negatives, vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn ipc_round_trip() {
+        let mut ds = tiny();
+        ds.set_test_negatives(1, vec![1, 1, 2], "given", None)
+            .unwrap();
+        let mut buf = Vec::new();
+        ds.write_ipc(&mut buf).unwrap();
+        let back = Dataset::read_ipc(&buf[..], "buf").unwrap();
+        same(&ds, &back);
+        assert_eq!(
+            back.meta.unwrap().test_negatives_source.as_deref(),
+            Some("given")
+        );
+        // No timestamps, no titles.
+        let mut ds = tiny();
+        ds.train_timestamps = None;
+        ds.test_timestamps = None;
+        ds.item_titles = None;
+        let mut buf = Vec::new();
+        ds.write_ipc(&mut buf).unwrap();
+        same(&ds, &Dataset::read_ipc(&buf[..], "buf").unwrap());
+        // Truncated: an error, not a panic.
+        for cut in [0, 10, buf.len() / 2, buf.len() - 9] {
+            assert!(Dataset::read_ipc(&buf[..cut], "buf").is_err(), "cut {cut}");
+        }
+    }
+
+    #[test]
+    fn corrupt_files_are_errors_naming_the_file() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("ds");
+        tiny().write(&p, false).unwrap();
+        let train = p.join("train.parquet");
+        let bytes = std::fs::read(&train).unwrap();
+        std::fs::write(&train, &bytes[..bytes.len() / 2]).unwrap();
+        let e = Dataset::load(&p).unwrap_err().to_string();
+        assert!(e.contains("train.parquet"), "{e}");
+        std::fs::write(&train, &bytes).unwrap();
+        Dataset::load(&p).unwrap();
+        // meta disagreeing with the tables
+        let mp = p.join("meta.json");
+        let meta = std::fs::read_to_string(&mp).unwrap();
+        std::fs::write(&mp, meta.replace("\"n_train\": 5", "\"n_train\": 6")).unwrap();
+        let e = Dataset::load(&p).unwrap_err().to_string();
+        assert!(e.contains("n_train"), "{e}");
+        std::fs::write(
+            &mp,
+            meta.replace("\"format_version\": 1", "\"format_version\": 9"),
+        )
+        .unwrap();
+        let e = Dataset::load(&p).unwrap_err().to_string();
+        assert!(e.contains("format_version 9"), "{e}");
+        std::fs::remove_file(p.join("users.parquet")).unwrap();
+        std::fs::write(&mp, meta).unwrap();
+        let e = Dataset::load(&p).unwrap_err().to_string();
+        assert!(e.contains("users.parquet"), "{e}");
+    }
+
+    #[test]
+    fn fingerprint_depends_on_order_and_sections() {
+        let a = fingerprint((&[0, 1], &[1, 0]), (&[0], &[2]), &[]);
+        let b = fingerprint((&[1, 0], &[0, 1]), (&[0], &[2]), &[]);
+        let c = fingerprint((&[0], &[1]), (&[1, 0], &[0, 2]), &[]);
+        assert_ne!(a, b);
+        assert_ne!(a, c);
+        assert_eq!(a.len(), 64);
     }
 }

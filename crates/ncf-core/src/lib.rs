@@ -9,6 +9,7 @@ pub mod ingest;
 pub mod io;
 pub mod metrics;
 pub mod model;
+pub mod modelfile;
 pub mod prep;
 pub mod rng;
 pub mod sampler;

@@ -1,1 +1,161 @@
-fn main() {}
+//! ncf-negsample: test negatives into a dataset, or the training samples of one epoch.
+
+use anyhow::{bail, Context, Result};
+use clap::{ArgGroup, Parser, ValueEnum};
+use ncf_core::dataset::{write_test_negatives, Dataset};
+use ncf_core::io::{is_stdio, write_atomic};
+use ncf_core::rng::Rng;
+use ncf_core::sampler::{EpochSamples, NegativeMode, UserItems};
+use ncf_core::train::{sample_test_negatives, write_epoch_samples, SampleFormat};
+use std::io::Write;
+use std::path::PathBuf;
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Mode {
+    /// Uniform over all items; a positive may be drawn (NVIDIA's mode).
+    Approximate,
+    /// Never a training positive of the user.
+    Exact,
+}
+
+/// Draw negatives: the test negatives of a dataset, or the shuffled training samples of an epoch.
+///
+/// With --test-negatives N: writes N distinct items per test user that the user has neither in
+/// train nor in test (100 like NVIDIA, 99 for the NCF paper, 999 for MLPerf) into the dataset
+/// directory (test_negatives.parquet and meta.json, atomically). Existing negatives (sampled or
+/// "given" by the source) are kept unless --force. The dataset's fingerprint changes, so models
+/// trained before no longer match it.
+///
+/// With --epoch E: writes the training samples of epoch E (0-based) exactly as ncf-train draws
+/// them, in shuffled order, as columns (user: u32, item: u32, label: f32) with dense ids, to -o:
+/// an Arrow IPC stream (`-` = stdout), Parquet for a .parquet path, TSV for a .tsv path.
+///
+/// DATASET is a directory written by ncf-prep, or `-` for its Arrow IPC stream on stdin. With -o,
+/// --test-negatives writes a new dataset with the negatives there (a directory, or `-` for a
+/// stream on stdout) instead of updating DATASET in place; a stream on stdin needs -o.
+///
+/// Example:
+///   ncf-prep ratings.csv -o - | ncf-negsample - --test-negatives 100 -o ml-small
+///   ncf-negsample ml-small --epoch 0 -o epoch0.parquet
+#[derive(Parser, Debug)]
+#[command(version, verbatim_doc_comment)]
+#[command(group(ArgGroup::new("what").required(true).args(["test_negatives", "epoch"])))]
+struct Args {
+    /// Dataset directory (from ncf-prep), or `-` for an Arrow IPC stream on stdin.
+    dataset: PathBuf,
+    /// Write this many test negatives per test user into the dataset.
+    #[arg(long, value_name = "N")]
+    test_negatives: Option<usize>,
+    /// Write the training samples of this epoch (0-based).
+    #[arg(long, value_name = "E")]
+    epoch: Option<u32>,
+    /// Negatives per positive in a training epoch.
+    #[arg(long, default_value_t = 4)]
+    negatives: u32,
+    /// How training negatives are drawn.
+    #[arg(long, value_enum, default_value = "approximate")]
+    mode: Mode,
+    /// Seed (the training seed for --epoch, so it matches ncf-train --seed).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Output: samples file (`-` = stdout) for --epoch; for --test-negatives a new dataset
+    /// directory (or `-` for a stream) instead of updating DATASET in place.
+    #[arg(short, long, value_name = "PATH")]
+    output: Option<PathBuf>,
+    /// Replace existing test negatives or an existing output.
+    #[arg(long)]
+    force: bool,
+}
+
+fn main() -> std::process::ExitCode {
+    ncf_cli::main_with("ncf-negsample", || run(Args::parse()))
+}
+
+fn run(a: Args) -> Result<()> {
+    if let Some(n) = a.test_negatives {
+        return test_negatives(&a, n);
+    }
+    let epoch = a.epoch.expect("clap requires one of the two");
+    let out = a
+        .output
+        .as_ref()
+        .context("--epoch needs -o FILE (or -o - for stdout)")?;
+    let format = SampleFormat::for_path(out);
+    if is_stdio(out) && format == SampleFormat::Parquet {
+        bail!("Parquet cannot be written to stdout: give a .parquet file, or use an IPC stream");
+    }
+    if !is_stdio(out) && out.exists() && !a.force {
+        bail!(
+            "{}: output already exists (use --force to replace it)",
+            out.display()
+        );
+    }
+    let data = Dataset::load_any(&a.dataset)?;
+    let mode = match a.mode {
+        Mode::Approximate => NegativeMode::Approximate,
+        Mode::Exact => NegativeMode::Exact,
+    };
+    let n = data.train_users.len() as u64 * (1 + a.negatives as u64);
+    if n >= 1 << 32 {
+        bail!("an epoch would have {n} samples: at most 2^32 - 1 are supported");
+    }
+    let positives = (mode == NegativeMode::Exact)
+        .then(|| UserItems::new(data.n_users, &data.train_users, &data.train_items));
+    let samples = EpochSamples::new(
+        Rng::new(a.seed),
+        epoch,
+        a.negatives,
+        data.n_items,
+        mode,
+        &data.train_users,
+        &data.train_items,
+        positives.as_ref(),
+    );
+    if is_stdio(out) {
+        // Stdout (not its lock) because the Parquet writer needs `Send`; buffered all the same.
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout());
+        write_epoch_samples(&samples, format, &mut w, "<stdout>")?;
+    } else {
+        let what = out.display().to_string();
+        write_atomic(out, |w| write_epoch_samples(&samples, format, w, &what))?;
+    }
+    Ok(())
+}
+
+fn test_negatives(a: &Args, n: usize) -> Result<()> {
+    if n == 0 {
+        bail!("--test-negatives must be at least 1");
+    }
+    let mut data = Dataset::load_any(&a.dataset)?;
+    if data.test_negatives_per_user > 0 && !a.force {
+        let source = data
+            .meta
+            .as_ref()
+            .and_then(|m| m.test_negatives_source.clone());
+        bail!(
+            "{}: already has {} test negatives per user ({}): use --force to replace them",
+            a.dataset.display(),
+            data.test_negatives_per_user,
+            source.unwrap_or_else(|| "sampled".into())
+        );
+    }
+    let negatives = sample_test_negatives(&data, n, a.seed)?;
+    let Some(out) = &a.output else {
+        if is_stdio(&a.dataset) {
+            bail!("a dataset read from stdin needs -o DIR (or -o - for a stream)");
+        }
+        // In place: only test_negatives.parquet and meta.json are rewritten.
+        write_test_negatives(&a.dataset, n, negatives, "sampled", Some(a.seed), a.force)?;
+        return Ok(());
+    };
+    data.set_test_negatives(n, negatives, "sampled", Some(a.seed))?;
+    if is_stdio(out) {
+        let stdout = std::io::stdout();
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
+        data.write_ipc(&mut w)?;
+        w.flush().context("<stdout>")?;
+    } else {
+        data.write(out, a.force)?;
+    }
+    Ok(())
+}

@@ -1,1 +1,282 @@
-fn main(){}
+//! ncf-prep: ratings file in, dataset directory (or Arrow IPC stream) out.
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use ncf_core::dataset::Dataset;
+use ncf_core::ingest::{self, Format, Input, ReadOptions};
+use ncf_core::io::is_stdio;
+use ncf_core::prep::{prepare, PrepOptions, PrepStats};
+use ncf_core::synth;
+use serde_json::json;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+/// Turn a ratings file into an ncf dataset with a leave-one-out split.
+///
+/// Every rating is a positive (or those >= --min-rating). Repeated (user, item) pairs keep the
+/// earliest; users with fewer than --min-interactions distinct items are dropped; raw ids become
+/// dense u32 ids (numeric order for integer ids, else byte order). Each user's latest
+/// interaction is the test row (ties: the one last in the input); without timestamps a seeded
+/// random one. Formats (--format, else detected): ml-dat (ml-1m/ml-10m `::`, with or without
+/// timestamps), ml-csv (ratings.csv), ml-100k (u.data), csv, tsv, parquet, zip (a GroupLens
+/// zip: ratings and movies found inside), ncf (the NCF authors' PREFIX.train.rating,
+/// .test.rating, .test.negative: their split, ids and negatives kept). INPUT `-` is stdin; a
+/// directory means the ratings file (and movies file) in it.
+///
+/// Output (-o): a directory of Parquet tables + meta.json (docs/FORMATS.md), written atomically,
+/// or `-` for the same tables as an Arrow IPC stream on stdout. A summary goes to stderr.
+///
+/// Examples:
+///   ncf-prep data/ml-latest-small/ratings.csv --movies data/ml-latest-small/movies.csv -o ml-small
+///   ncf-prep ml-1m.zip -o - | ncf-negsample - --test-negatives 99 -o ml-1m
+///   ncf-prep --synthetic 1000,500,40000 -o synth
+#[derive(Parser, Debug)]
+#[command(version, verbatim_doc_comment)]
+struct Args {
+    /// Ratings file, directory, zip, authors' split prefix, or `-` for stdin.
+    #[arg(required_unless_present_any = ["synthetic", "synthetic_csv"])]
+    input: Option<PathBuf>,
+    /// Output dataset directory, or `-` for an Arrow IPC stream on stdout.
+    #[arg(short, long, value_name = "DIR")]
+    output: Option<PathBuf>,
+    /// Input format: ml-dat, ml-csv, ml-100k, csv, tsv, parquet, zip, ncf (default: detected).
+    #[arg(long, value_name = "FORMAT")]
+    format: Option<String>,
+    /// Movies file for item titles: movies.csv, movies.dat (latin-1) or u.item (latin-1).
+    #[arg(long, value_name = "FILE")]
+    movies: Option<PathBuf>,
+    /// Only ratings >= this are positives.
+    #[arg(long, value_name = "R")]
+    min_rating: Option<f32>,
+    /// Drop users with fewer distinct interactions than this.
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    min_interactions: usize,
+    /// Seed of the random leave-one-out (inputs without timestamps) and of --synthetic.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// User column: a header name or a 1-based number.
+    #[arg(long, value_name = "COL")]
+    user_col: Option<String>,
+    /// Item column: a header name or a 1-based number.
+    #[arg(long, value_name = "COL")]
+    item_col: Option<String>,
+    /// Timestamp column (integer seconds): a header name or a 1-based number.
+    #[arg(long, value_name = "COL")]
+    time_col: Option<String>,
+    /// Rating column: a header name or a 1-based number.
+    #[arg(long, value_name = "COL")]
+    rating_col: Option<String>,
+    /// Field separator (`tab` or `\t` for a tab; default by format).
+    #[arg(long, value_name = "SEP")]
+    sep: Option<String>,
+    /// The first line is a header.
+    #[arg(long, conflicts_with = "no_header")]
+    header: bool,
+    /// The first line is data.
+    #[arg(long)]
+    no_header: bool,
+    /// Ids may be any text (default: non-negative integers, anything else is an error).
+    #[arg(long)]
+    text_ids: bool,
+    /// Replace an existing output directory.
+    #[arg(long)]
+    force: bool,
+    /// No summary on stderr.
+    #[arg(short, long)]
+    quiet: bool,
+    /// Generate synthetic data of shape USERS,ITEMS,INTERACTIONS instead of reading INPUT
+    /// (default: ml-20m's 138493,26744,20000263).
+    #[arg(long, value_name = "U,I,N", num_args = 0..=1, default_missing_value = "138493,26744,20000263")]
+    synthetic: Option<String>,
+    /// Also write the synthetic data as an ml-20m style ratings.csv to FILE (implies
+    /// --synthetic; -o is then optional).
+    #[arg(long, value_name = "FILE")]
+    synthetic_csv: Option<PathBuf>,
+}
+
+fn main() -> std::process::ExitCode {
+    ncf_cli::main_with("ncf-prep", || run(Args::parse()))
+}
+
+fn commas(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (k, c) in s.chars().enumerate() {
+        if k > 0 && (s.len() - k) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn run(a: Args) -> Result<()> {
+    let output = a.output.clone();
+    if output.is_none() && a.synthetic_csv.is_none() {
+        bail!("-o DIR (or -o - for an Arrow IPC stream) is required");
+    }
+    if let Some(out) = &output {
+        if is_stdio(out) && std::io::stdout().is_terminal() {
+            bail!("-o -: stdout is a terminal; pipe the Arrow IPC stream into a tool or a file");
+        }
+        if !is_stdio(out) && out.exists() && !a.force {
+            bail!(
+                "{}: output already exists (use --force to replace it)",
+                out.display()
+            );
+        }
+    }
+    let opts = PrepOptions {
+        min_interactions: a.min_interactions,
+        min_rating: a.min_rating,
+        seed: a.seed,
+    };
+    let mut options = json!({
+        "min_interactions": a.min_interactions,
+        "min_rating": a.min_rating,
+        "seed": a.seed,
+    });
+    let (mut ds, stats, source) = if a.synthetic.is_some() || a.synthetic_csv.is_some() {
+        let spec = a
+            .synthetic
+            .clone()
+            .unwrap_or_else(|| "138493,26744,20000263".into());
+        let (u, i, n) = synth::parse_shape(&spec)?;
+        let rows = synth::generate(u, i, n, a.seed)?;
+        if let Some(csv) = &a.synthetic_csv {
+            ncf_core::io::write_atomic(csv, |w| {
+                synth::write_csv(&rows, w).map_err(|e| ncf_core::Error::io(csv, e))
+            })?;
+            if !a.quiet {
+                eprintln!(
+                    "ncf-prep: wrote {} synthetic rows to {}",
+                    commas(n),
+                    csv.display()
+                );
+            }
+        }
+        if output.is_none() {
+            return Ok(());
+        }
+        options["synthetic"] = json!(spec);
+        let (ds, stats) = prepare(&rows, None, &opts)?;
+        let source = json!({"format": "synthetic", "synthetic": {"users": u, "items": i,
+            "interactions": n, "seed": a.seed}});
+        (ds, Some(stats), source)
+    } else {
+        let input = a.input.clone().expect("clap requires INPUT");
+        let ro = ReadOptions {
+            format: a.format.as_deref().map(Format::parse).transpose()?,
+            user_col: a.user_col.clone(),
+            item_col: a.item_col.clone(),
+            time_col: a.time_col.clone(),
+            rating_col: a.rating_col.clone(),
+            sep: a.sep.clone(),
+            header: if a.header {
+                Some(true)
+            } else if a.no_header {
+                Some(false)
+            } else {
+                None
+            },
+            text_ids: a.text_ids,
+            need_rating: a.min_rating.is_some(),
+            movies: a.movies.clone(),
+        };
+        for (k, v) in [
+            ("format", &a.format),
+            ("user_col", &a.user_col),
+            ("item_col", &a.item_col),
+            ("time_col", &a.time_col),
+            ("rating_col", &a.rating_col),
+            ("sep", &a.sep),
+        ] {
+            if let Some(v) = v {
+                options[k] = json!(v);
+            }
+        }
+        if a.text_ids {
+            options["text_ids"] = json!(true);
+        }
+        let loaded = ingest::load(&input, &ro)?;
+        match loaded.input {
+            Input::Rows { rows, titles } => {
+                let (ds, stats) = prepare(&rows, titles.as_ref(), &opts)
+                    .with_context(|| ingest::display_name(&input))?;
+                (ds, Some(stats), loaded.source)
+            }
+            Input::Split(ds) => {
+                options["split"] = json!("given");
+                (*ds, None, loaded.source)
+            }
+        }
+    };
+    let stats_json = match &stats {
+        Some(s) => serde_json::to_value(s)?,
+        None => json!({"users": ds.n_users, "items": ds.n_items, "train": ds.train_users.len(),
+            "test": ds.test_users.len(), "split": "given"}),
+    };
+    ds.meta = Some(ncf_core::dataset::Meta {
+        format_version: ncf_core::dataset::FORMAT_VERSION,
+        n_users: 0,
+        n_items: 0,
+        n_train: 0,
+        n_test: 0,
+        test_negatives_per_user: 0,
+        test_negatives_source: (ds.test_negatives_per_user > 0).then(|| "given".to_string()),
+        test_negatives_seed: None,
+        options,
+        source,
+        stats: stats_json,
+        fingerprint: String::new(),
+    });
+    let out = output.expect("checked above");
+    if is_stdio(&out) {
+        let stdout = std::io::stdout();
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
+        ds.write_ipc(&mut w)?;
+        w.flush().map_err(|e| ncf_core::Error::io("<stdout>", e))?;
+    } else {
+        ds.write(&out, a.force)?;
+    }
+    if !a.quiet {
+        summary(&ds, stats.as_ref(), &out);
+    }
+    Ok(())
+}
+
+fn summary(ds: &Dataset, stats: Option<&PrepStats>, out: &Path) {
+    if let Some(s) = stats {
+        eprintln!(
+            "ncf-prep: read {} rows ({} users, {} items); {} below --min-rating; {} duplicates \
+             dropped; {} users dropped (< min interactions, {} rows)",
+            commas(s.rows_read),
+            commas(s.users_in_input),
+            commas(s.items_in_input),
+            commas(s.rows_below_min_rating),
+            commas(s.duplicates_dropped),
+            commas(s.users_dropped),
+            commas(s.rows_of_dropped_users),
+        );
+    }
+    let dest = if is_stdio(out) {
+        "stdout".to_string()
+    } else {
+        out.display().to_string()
+    };
+    eprintln!(
+        "ncf-prep: {} users, {} items, {} train, {} test{} -> {dest}",
+        commas(ds.n_users as u64),
+        commas(ds.n_items as u64),
+        commas(ds.train_users.len() as u64),
+        commas(ds.test_users.len() as u64),
+        if ds.test_negatives_per_user > 0 {
+            format!(
+                ", {} given test negatives per user",
+                ds.test_negatives_per_user
+            )
+        } else {
+            String::new()
+        },
+    );
+}

@@ -1,1 +1,187 @@
-fn main() {}
+//! ncf-topk: the K best items of users by a trained model, as TSV with raw ids.
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use ncf_core::dataset::Dataset;
+use ncf_core::sampler::UserItems;
+use ncf_core::{cpu, modelfile};
+use std::collections::HashMap;
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+
+/// Recommend: the K highest-scoring items of each user, by a model from ncf-train.
+///
+/// Users are given by RAW id (as in the data ncf-prep read): as arguments, one per line on stdin
+/// when none are given, or every user with --all. Items the user has in training are left out
+/// unless --include-seen. Output on stdout, one line per recommendation, raw ids:
+///   user<TAB>rank<TAB>item<TAB>score[<TAB>title]
+/// rank is 1-based, score is the model's logit, title appears when the dataset has titles.
+/// Unknown user ids are an error naming them, unless --skip-unknown (then a note on stderr).
+///
+/// Example:
+///   ncf-topk ml-small model.safetensors -k 5 1 42 | column -t
+///   ncf-topk ml-small model.safetensors --all -k 10 | ncf-eval ml-small --ranked -
+#[derive(Parser, Debug)]
+#[command(version, verbatim_doc_comment)]
+struct Args {
+    /// Dataset directory (from ncf-prep), or `-` for an Arrow IPC stream on stdin.
+    dataset: PathBuf,
+    /// Model file (from ncf-train).
+    model: PathBuf,
+    /// Raw user ids (default: one per line on stdin).
+    users: Vec<String>,
+    /// Items per user.
+    #[arg(short, long, default_value_t = 10)]
+    k: usize,
+    /// Every user of the dataset.
+    #[arg(long, conflicts_with = "users")]
+    all: bool,
+    /// Also recommend items the user has in training.
+    #[arg(long)]
+    include_seen: bool,
+    /// Skip unknown user ids (with a note on stderr) instead of failing.
+    #[arg(long)]
+    skip_unknown: bool,
+}
+
+fn main() -> std::process::ExitCode {
+    ncf_cli::main_with("ncf-topk", || run(Args::parse()))
+}
+
+fn run(a: Args) -> Result<()> {
+    if a.k == 0 {
+        bail!("-k must be at least 1");
+    }
+    let users_from_stdin = !a.all && a.users.is_empty();
+    if users_from_stdin && ncf_core::io::is_stdio(&a.dataset) {
+        bail!("the dataset and the user ids cannot both come from stdin: give users as arguments");
+    }
+    let data = Dataset::load_any(&a.dataset)?;
+    let (model, meta) = modelfile::load(&a.model)?;
+    modelfile::check_dataset(&meta, &data).with_context(|| {
+        format!(
+            "{}: does not fit {}",
+            a.model.display(),
+            a.dataset.display()
+        )
+    })?;
+
+    let users: Vec<u32> = if a.all {
+        (0..data.n_users).collect()
+    } else {
+        let raw: Vec<String> = if users_from_stdin {
+            let mut v = Vec::new();
+            for line in std::io::stdin().lock().lines() {
+                let line = line.context("<stdin>")?;
+                let t = line.trim();
+                if !t.is_empty() {
+                    v.push(t.to_string());
+                }
+            }
+            v
+        } else {
+            a.users.clone()
+        };
+        let index: HashMap<&str, u32> = data
+            .user_raw
+            .iter()
+            .enumerate()
+            .map(|(k, s)| (s.as_str(), k as u32))
+            .collect();
+        let mut unknown = Vec::new();
+        let mut dense = Vec::with_capacity(raw.len());
+        for r in &raw {
+            match index.get(r.as_str()) {
+                Some(&u) => dense.push(u),
+                None => unknown.push(r.as_str()),
+            }
+        }
+        if !unknown.is_empty() {
+            let shown: Vec<_> = unknown.iter().take(10).copied().collect();
+            let more = if unknown.len() > 10 {
+                format!(" and {} more", unknown.len() - 10)
+            } else {
+                String::new()
+            };
+            let msg = format!("unknown user id(s): {}{more}", shown.join(", "));
+            if !a.skip_unknown {
+                bail!("{msg} (--skip-unknown to leave them out)");
+            }
+            eprintln!("ncf-topk: note: skipping {msg}");
+        }
+        dense
+    };
+
+    let seen = UserItems::new(data.n_users, &data.train_users, &data.train_items);
+    let n = data.n_items as usize;
+    // K larger than what some user can get is an error, checked before any output.
+    for &u in &users {
+        let candidates = if a.include_seen {
+            n
+        } else {
+            n - seen.of(u).len()
+        };
+        if a.k > candidates {
+            bail!(
+                "-k {} is larger than the {candidates} candidate items of user {}",
+                a.k,
+                data.user_raw
+                    .get(u as usize)
+                    .map(String::as_str)
+                    .unwrap_or("?")
+            );
+        }
+    }
+
+    let all_items: Vec<u32> = (0..data.n_items).collect();
+    let mut uu = vec![0u32; n];
+    let mut scores = vec![0f32; n];
+    let mut order: Vec<u32> = Vec::with_capacity(n);
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+    for &u in &users {
+        uu.fill(u);
+        cpu::score(&model, &uu, &all_items, &mut scores);
+        let s = seen.of(u);
+        order.clear();
+        order.extend(
+            all_items
+                .iter()
+                .copied()
+                .filter(|&i| a.include_seen || s.binary_search(&i).is_err()),
+        );
+        // Highest score first, ties by item id; NaN scores last.
+        let key = |i: &u32| {
+            let x = scores[*i as usize];
+            (if x.is_nan() { f32::NEG_INFINITY } else { x }, *i)
+        };
+        let cmp = |x: &u32, y: &u32| {
+            let (kx, ky) = (key(x), key(y));
+            ky.0.total_cmp(&kx.0).then(kx.1.cmp(&ky.1))
+        };
+        if a.k < order.len() {
+            order.select_nth_unstable_by(a.k - 1, cmp);
+            order.truncate(a.k);
+        }
+        order.sort_unstable_by(cmp);
+        let user_raw = &data.user_raw[u as usize];
+        for (rank, &i) in order.iter().enumerate() {
+            write!(
+                out,
+                "{user_raw}\t{}\t{}\t{}",
+                rank + 1,
+                data.item_raw[i as usize],
+                scores[i as usize]
+            )?;
+            if let Some(t) = data
+                .item_titles
+                .as_ref()
+                .and_then(|t| t[i as usize].as_deref())
+            {
+                write!(out, "\t{}", t.replace(['\t', '\n', '\r'], " "))?;
+            }
+            writeln!(out)?;
+        }
+    }
+    out.flush()?;
+    Ok(())
+}

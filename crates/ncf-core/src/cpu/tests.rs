@@ -1,0 +1,397 @@
+//! Tests of the CPU backend: reference gradients against finite differences, the fast path
+//! against the reference, determinism, learning, scoring and dropout masks.
+
+use super::reference::{self, OptimizerState, Sample};
+use super::*;
+use crate::model::{ModelConfig, ModelKind};
+use crate::sampler::NegativeMode;
+use crate::train::Precision;
+
+fn config(kind: ModelKind, layers: Vec<usize>, dropout: f32) -> ModelConfig {
+    ModelConfig {
+        kind,
+        n_users: 5,
+        n_items: 7,
+        factors: 4,
+        layers,
+        dropout,
+    }
+}
+
+fn train_config(optimizer: Optimizer) -> TrainConfig {
+    TrainConfig {
+        seed: 11,
+        epochs: 1,
+        batch_size: 16,
+        negatives: 4,
+        negative_mode: NegativeMode::Approximate,
+        optimizer,
+        lr: 0.01,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        l2: 0.0,
+        precision: Precision::Fp32,
+        topk: 10,
+        target_hr: None,
+    }
+}
+
+/// A model with parameters of order 1 (NVIDIA's init makes embeddings tiny, hiding mistakes).
+fn big_model(config: ModelConfig, seed: u64) -> Model {
+    let mut m = Model::init(config, seed).unwrap();
+    let rng = Rng::new(seed ^ 0x5eed);
+    for t in m.layout.tensors.clone() {
+        for (e, x) in m.params[t.range()].iter_mut().enumerate() {
+            *x = (rng.uniform_f64(stream::SYNTH, e as u32, t.offset as u32, 0) * 2.0 - 1.0) as f32
+                * 0.8;
+        }
+    }
+    m
+}
+
+fn toy_samples(n: u32, n_users: u32, n_items: u32) -> Vec<Sample> {
+    (0..n)
+        .map(|k| Sample {
+            user: (k * 3 + 1) % n_users,
+            item: (k * 5 + 2) % n_items,
+            label: (k % 3 == 0) as u32 as f32,
+            index: k,
+        })
+        .collect()
+}
+
+fn all_kinds() -> Vec<ModelConfig> {
+    vec![
+        config(ModelKind::Neumf, vec![8, 6, 4], 0.0),
+        config(ModelKind::Gmf, vec![8, 6, 4], 0.0),
+        config(ModelKind::Mlp, vec![8, 6, 4], 0.0),
+    ]
+}
+
+#[test]
+fn reference_gradients_match_finite_differences() {
+    for cfg in all_kinds() {
+        let model = big_model(cfg.clone(), 3);
+        let samples = toy_samples(12, 5, 7);
+        let rng = Rng::new(1);
+        let mut grad = vec![0f32; model.params.len()];
+        reference::loss_and_grad(&model, &samples, &rng, 0, &mut grad);
+        let loss_at = |params: &[f32]| {
+            let mut m = model.clone();
+            m.params.copy_from_slice(params);
+            let mut scratch = vec![0f32; params.len()];
+            reference::loss_and_grad(&m, &samples, &rng, 0, &mut scratch)
+        };
+        let h = 1e-2f32;
+        for t in &model.layout.tensors {
+            let (mut err, mut norm) = (0f64, 0f64);
+            for k in t.range() {
+                let mut p = model.params.clone();
+                p[k] += h;
+                let up = loss_at(&p);
+                p[k] -= 2.0 * h;
+                let down = loss_at(&p);
+                let fd = (up - down) / (2.0 * h as f64);
+                err += (fd - grad[k] as f64).powi(2);
+                norm += (grad[k] as f64).powi(2);
+            }
+            let rel = (err / norm).sqrt();
+            assert!(norm > 1e-8, "{:?} {}: zero gradient", cfg.kind, t.name);
+            assert!(
+                rel < 1e-2,
+                "{:?} {}: relative gradient error {rel}",
+                cfg.kind,
+                t.name
+            );
+        }
+    }
+}
+
+/// Reference training: the same batches, per-sample math, dense optimiser.
+fn reference_steps(
+    model: &mut Model,
+    cfg: &TrainConfig,
+    users: &[u32],
+    items: &[u32],
+    steps: u64,
+) -> Vec<f64> {
+    let mut st = OptimizerState::new(model.params.len());
+    let rng = Rng::new(cfg.seed);
+    let mut losses = vec![];
+    for step in 0..steps {
+        let s = EpochSamples::new(
+            rng,
+            0,
+            cfg.negatives,
+            model.config.n_items,
+            cfg.negative_mode,
+            users,
+            items,
+            None,
+        );
+        let range = step * cfg.batch_size..((step + 1) * cfg.batch_size).min(s.len());
+        let batch: Vec<Sample> = range
+            .map(|p| {
+                let idx = s.order.apply(p);
+                let (user, item, label) = s.sample(idx).unwrap();
+                Sample {
+                    user,
+                    item,
+                    label,
+                    index: idx as u32,
+                }
+            })
+            .collect();
+        let mut grad = vec![0f32; model.params.len()];
+        losses.push(reference::loss_and_grad(model, &batch, &rng, 0, &mut grad));
+        reference::optimizer_step(cfg, &mut model.params, &grad, &mut st);
+    }
+    losses
+}
+
+fn toy_train(n_users: u32, n_items: u32) -> (Vec<u32>, Vec<u32>) {
+    let users: Vec<u32> = (0..40).map(|k| k % n_users).collect();
+    let items: Vec<u32> = (0..40).map(|k| (k * 7 + k / 5) % n_items).collect();
+    (users, items)
+}
+
+fn assert_close(what: &str, a: &[f32], b: &[f32], rtol: f32, atol: f32) {
+    let mut worst = (0f32, 0usize);
+    for (k, (x, y)) in a.iter().zip(b).enumerate() {
+        let excess = (x - y).abs() - (atol + rtol * y.abs());
+        if excess > worst.0 || !x.is_finite() {
+            worst = (excess.max(f32::MIN_POSITIVE), k);
+        }
+    }
+    assert!(
+        worst.0 <= 0.0,
+        "{what}: element {} is {} vs {}",
+        worst.1,
+        a[worst.1],
+        b[worst.1]
+    );
+}
+
+#[test]
+fn fast_path_matches_reference_with_dropout() {
+    let layers_of = |kind| match kind {
+        ModelKind::Gmf => vec![8, 6],
+        _ => vec![40, 24, 16, 8],
+    };
+    for kind in [ModelKind::Neumf, ModelKind::Gmf, ModelKind::Mlp] {
+        for optimizer in [Optimizer::Adam, Optimizer::Sgd] {
+            let mc = ModelConfig {
+                kind,
+                n_users: 9,
+                n_items: 11,
+                factors: 8,
+                layers: layers_of(kind),
+                dropout: 0.4,
+            };
+            let mut cfg = train_config(optimizer);
+            cfg.batch_size = 37;
+            cfg.l2 = 1e-3;
+            let (users, items) = toy_train(9, 11);
+            let model = big_model(mc, 5);
+            let mut reference_model = model.clone();
+            let ref_losses = reference_steps(&mut reference_model, &cfg, &users, &items, 4);
+            let mut t = CpuTrainer::new(model, &cfg, users.clone(), items.clone(), None, 2)
+                .unwrap()
+                .with_tile(5);
+            for (step, want) in ref_losses.iter().enumerate() {
+                let s = step as u64;
+                let got = t.step(0, s * 37..(s + 1) * 37).unwrap().loss as f64;
+                assert!(
+                    (got - want).abs() <= 1e-5 * want.abs(),
+                    "{kind:?} {optimizer:?} step {step}: {got} vs {want}"
+                );
+            }
+            let what = format!("{kind:?} {optimizer:?} params");
+            assert_close(&what, t.params(), &reference_model.params, 1e-5, 1e-7);
+        }
+    }
+}
+
+#[test]
+fn same_seed_and_threads_give_identical_params() {
+    let mc = ModelConfig {
+        kind: ModelKind::Neumf,
+        n_users: 9,
+        n_items: 11,
+        factors: 8,
+        layers: vec![32, 16, 8],
+        dropout: 0.5,
+    };
+    let cfg = train_config(Optimizer::Adam);
+    let (users, items) = toy_train(9, 11);
+    let run = |threads| {
+        let model = Model::init(mc.clone(), 2).unwrap();
+        let mut t = CpuTrainer::new(model, &cfg, users.clone(), items.clone(), None, threads)
+            .unwrap()
+            .with_tile(7);
+        for s in 0..5u64 {
+            t.step(0, s * 16..(s + 1) * 16).unwrap();
+        }
+        t.params().to_vec()
+    };
+    let (a, b) = (run(2), run(2));
+    assert!(
+        a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()),
+        "two runs differ"
+    );
+    let c = run(1);
+    assert_close("1 vs 2 threads", &c, &a, 1e-4, 1e-6);
+    let init = Model::init(mc, 2).unwrap();
+    assert_ne!(init.params, a, "training changed nothing");
+}
+
+#[test]
+fn training_learns_a_block_structure() {
+    // Users and items in two groups; users like the items of their group.
+    let (n_users, n_items) = (40u32, 30u32);
+    let mut users = vec![];
+    let mut items = vec![];
+    for u in 0..n_users {
+        for i in 0..n_items {
+            if u % 2 == i % 2 && (u + i) % 3 != 0 {
+                users.push(u);
+                items.push(i);
+            }
+        }
+    }
+    let mc = ModelConfig {
+        kind: ModelKind::Neumf,
+        n_users,
+        n_items,
+        factors: 8,
+        layers: vec![16, 16, 8],
+        dropout: 0.1,
+    };
+    let mut cfg = train_config(Optimizer::Adam);
+    cfg.negatives = 1;
+    cfg.batch_size = 128;
+    let positives = UserItems::new(n_users, &users, &items);
+    cfg.negative_mode = NegativeMode::Exact;
+    let mut t = CpuTrainer::new(
+        Model::init(mc, 1).unwrap(),
+        &cfg,
+        users.clone(),
+        items,
+        Some(positives),
+        2,
+    )
+    .unwrap();
+    let len = users.len() as u64 * 2;
+    let mut epoch_losses = vec![];
+    for epoch in 0..15 {
+        let (mut sum, mut n) = (0f64, 0f64);
+        let mut p = 0;
+        while p < len {
+            let end = (p + cfg.batch_size).min(len);
+            sum += t.step(epoch, p..end).unwrap().loss as f64 * (end - p) as f64;
+            n += (end - p) as f64;
+            p = end;
+        }
+        epoch_losses.push(sum / n);
+    }
+    let (first, last) = (epoch_losses[0], *epoch_losses.last().unwrap());
+    assert!(
+        first > 0.6 && last < 0.3,
+        "losses per epoch: {epoch_losses:?}"
+    );
+    // A held-out same-group pair scores above an other-group pair.
+    let mut out = [0f32; 2];
+    t.score(&[4, 4], &[2, 5], &mut out).unwrap();
+    assert!(out[0] > out[1], "{out:?}");
+}
+
+#[test]
+fn score_equals_reference_logits_for_every_kind() {
+    for mut cfg in all_kinds() {
+        cfg.dropout = 0.5; // ignored when scoring
+        cfg.layers = vec![40, 24, 8];
+        let model = big_model(cfg.clone(), 9);
+        let users: Vec<u32> = (0..300).map(|k| k % 5).collect();
+        let items: Vec<u32> = (0..300).map(|k| (k * 3) % 7).collect();
+        let mut fast = vec![0f32; 300];
+        score_with(&model, &users, &items, &mut fast, 1);
+        for k in 0..300 {
+            let want = reference::logit(&model, users[k], items[k]);
+            assert!(
+                (fast[k] - want).abs() <= 1e-5 * want.abs().max(1.0),
+                "{:?} pair {k}: {} vs {want}",
+                cfg.kind,
+                fast[k]
+            );
+        }
+        // Rows are independent: any thread count gives the same bits.
+        let many_users: Vec<u32> = (0..10_000).map(|k| k % 5).collect();
+        let many_items: Vec<u32> = (0..10_000).map(|k| (k * 3) % 7).collect();
+        let (mut a, mut b) = (vec![0f32; 10_000], vec![0f32; 10_000]);
+        score_with(&model, &many_users, &many_items, &mut a, 1);
+        score(&model, &many_users, &many_items, &mut b);
+        let differ = a.iter().zip(&b).position(|(x, y)| x.to_bits() != y.to_bits());
+        assert_eq!(differ, None, "score() differs from one thread");
+        score_with(&model, &many_users, &many_items, &mut b, 3);
+        let differ = a.iter().zip(&b).position(|(x, y)| x.to_bits() != y.to_bits());
+        assert_eq!(differ, None, "3 threads differ from one");
+    }
+}
+
+#[test]
+fn score_rejects_out_of_range_ids() {
+    let model = Model::init(config(ModelKind::Neumf, vec![8, 4], 0.0), 1).unwrap();
+    let cfg = train_config(Optimizer::Adam);
+    let mut t = CpuTrainer::new(model, &cfg, vec![0, 1], vec![2, 3], None, 1).unwrap();
+    let err = t.score(&[5], &[0], &mut [0.0]).unwrap_err().to_string();
+    assert!(err.contains("user id 5"), "{err}");
+    let err = t.score(&[0], &[7], &mut [0.0]).unwrap_err().to_string();
+    assert!(err.contains("item id 7"), "{err}");
+    assert!(CpuTrainer::new(t.model().unwrap(), &cfg, vec![0], vec![9], None, 1).is_err());
+}
+
+#[test]
+fn non_finite_loss_is_an_error_and_not_applied() {
+    let mut model = Model::init(config(ModelKind::Neumf, vec![8, 4], 0.0), 1).unwrap();
+    let fb = model.layout.range("final.bias").start;
+    model.params[fb] = f32::NAN;
+    let cfg = train_config(Optimizer::Adam);
+    let mut t = CpuTrainer::new(model, &cfg, vec![0, 1], vec![2, 3], None, 1).unwrap();
+    let err = t.step(0, 0..4).unwrap_err().to_string();
+    assert!(
+        err.contains("loss is NaN") && err.contains("epoch 0"),
+        "{err}"
+    );
+    assert_eq!(t.steps(), 0);
+}
+
+#[test]
+fn dropout_masks_follow_the_documented_definition() {
+    let rng = Rng::new(4);
+    let t = dropout_threshold(0.5);
+    assert_eq!((t, dropout_scale(t)), (128, 2.0));
+    assert_eq!(dropout_threshold(0.0), 0);
+    assert_eq!(dropout_threshold(0.9999), 255);
+    let key = DropoutKey {
+        rng,
+        epoch: 3,
+        threshold: t,
+    };
+    let mut keep = vec![false; 40];
+    let mut kept = 0;
+    for s in 0..500u32 {
+        sample_dropout_mask(&key, s, 1, &mut keep);
+        for (j, k) in keep.iter().enumerate() {
+            assert_eq!(*k, dropout_keep(&rng, s, 3, 1, j as u32, t));
+            // The definition written out.
+            let w = rng.block(stream::DROPOUT, s, 3, (1 << 16) | (j as u32 / 16))[(j % 16) / 4];
+            assert_eq!(*k, (w >> (8 * (j % 4))) & 0xff >= 128);
+            kept += *k as u32;
+        }
+    }
+    assert!(
+        (9_500..10_500).contains(&kept),
+        "{kept} of 20000 kept at p = 0.5"
+    );
+}

@@ -1,0 +1,180 @@
+//! ncf-cuda-check: runs every CUDA kernel parity check and the golden CPU/GPU run in every
+//! precision (one `PASS|FAIL name precision worst_abs worst_rel at=idx` line each), or the training
+//! throughput bench (`--bench`). Exit 1 when a check fails or CUDA is unavailable.
+//!
+//! Example: LD_LIBRARY_PATH=/usr/local/cuda/lib64 ncf-cuda-check --verbose --json checks.json
+
+use clap::Parser;
+use ncf_core::train::Precision;
+use ncf_cuda::check;
+use std::io::Write;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "ncf-cuda-check",
+    about = "Parity checks and bench of the ncf CUDA kernels"
+)]
+struct Args {
+    /// CUDA device ordinal.
+    #[arg(long, default_value_t = 0)]
+    device: usize,
+    /// Write the JSON summary (checks or bench) to this file (the bench also prints it).
+    #[arg(long)]
+    json: Option<std::path::PathBuf>,
+    /// Print each stage to stderr and synchronise after every kernel (names a failing kernel).
+    #[arg(long)]
+    verbose: bool,
+    /// Measure training step throughput instead of checking.
+    #[arg(long)]
+    bench: bool,
+    /// Precisions (comma-separated: fp32,tf32,fp16,bf16); default all.
+    #[arg(long, value_delimiter = ',')]
+    precision: Vec<String>,
+    /// Bench: timed steps (median reported).
+    #[arg(long, default_value_t = 20)]
+    steps: usize,
+    /// Bench: untimed warm-up steps.
+    #[arg(long, default_value_t = 3)]
+    warmup: usize,
+    /// Bench: samples per step.
+    #[arg(long, default_value_t = 1 << 20)]
+    batch: u64,
+    /// Only compile every kernel with NVRTC for these architectures (e.g. sm_80,sm_90); no GPU needed.
+    #[arg(long, value_delimiter = ',')]
+    compile_only: Vec<String>,
+}
+
+fn parse_precision(s: &str) -> Result<Precision, String> {
+    Ok(match s {
+        "fp32" => Precision::Fp32,
+        "tf32" => Precision::Tf32,
+        "fp16" => Precision::Fp16,
+        "bf16" => Precision::Bf16,
+        _ => return Err(format!("unknown precision {s:?} (fp32, tf32, fp16, bf16)")),
+    })
+}
+
+fn main() {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(true) => {}
+        Ok(false) => std::process::exit(1),
+        Err(e) => {
+            eprintln!("ncf-cuda-check: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn run(args: &Args) -> Result<bool, String> {
+    let verbose = args.verbose;
+    let mut log = |m: &str| {
+        if verbose {
+            eprintln!("ncf-cuda-check: {m}");
+        }
+    };
+    if !args.compile_only.is_empty() {
+        for arch in &args.compile_only {
+            for (what, len) in ncf_cuda::kernels::compile_all(arch).map_err(|e| e.to_string())? {
+                println!("PASS compile {what} ptx_bytes={len}");
+            }
+        }
+        return Ok(true);
+    }
+    if verbose {
+        // SAFETY: set before any thread reads the environment.
+        unsafe { std::env::set_var("NCF_CUDA_SYNC", "1") };
+    }
+    let info = ncf_cuda::available().map_err(|e| e.to_string())?;
+    eprintln!(
+        "ncf-cuda-check: device {} {} ({}), {:.1} GiB, driver {}",
+        info.ordinal,
+        info.name,
+        info.arch(),
+        info.total_mem as f64 / (1u64 << 30) as f64,
+        info.driver_version
+    );
+    let precisions: Vec<Precision> = if args.precision.is_empty() {
+        check::PRECISIONS.to_vec()
+    } else {
+        args.precision
+            .iter()
+            .map(|s| parse_precision(s))
+            .collect::<Result<_, _>>()?
+    };
+    let write_json = |v: &serde_json::Value| -> Result<(), String> {
+        let text = serde_json::to_string_pretty(v).map_err(|e| e.to_string())?;
+        println!("{text}");
+        if let Some(p) = &args.json {
+            std::fs::write(p, text + "\n").map_err(|e| format!("{}: {e}", p.display()))?;
+        }
+        Ok(())
+    };
+    if args.bench {
+        let v = check::bench(
+            args.device,
+            &precisions,
+            args.steps,
+            args.warmup,
+            args.batch,
+            &mut log,
+        )
+        .map_err(|e| e.to_string())?;
+        write_json(&v)?;
+        return Ok(true);
+    }
+    let mut all = vec![];
+    for p in precisions {
+        let mut checks = match check::kernel_checks(args.device, p, &mut log) {
+            Ok(c) => c,
+            Err(e) => vec![failed("kernel_checks", p, e.to_string())],
+        };
+        let kinds: &[ncf_core::model::ModelKind] = if p == Precision::Fp32 {
+            &[
+                ncf_core::model::ModelKind::Neumf,
+                ncf_core::model::ModelKind::Gmf,
+                ncf_core::model::ModelKind::Mlp,
+            ]
+        } else {
+            &[ncf_core::model::ModelKind::Neumf]
+        };
+        for &kind in kinds {
+            match check::golden(args.device, p, kind, 10, &mut log) {
+                Ok(c) => checks.extend(c),
+                Err(e) => checks.push(failed(
+                    &format!("golden_{kind:?}").to_lowercase(),
+                    p,
+                    e.to_string(),
+                )),
+            }
+        }
+        for c in &checks {
+            println!("{}", c.line());
+            let _ = std::io::stdout().flush();
+        }
+        all.extend(checks);
+    }
+    let failed_n = all.iter().filter(|c| !c.pass).count();
+    let summary = serde_json::json!({
+        "device": info.name, "arch": info.arch(), "checks": all.len(), "failed": failed_n,
+        "results": all.iter().map(|c| c.json()).collect::<Vec<_>>(),
+    });
+    if let Some(p) = &args.json {
+        let text = serde_json::to_string_pretty(&summary).map_err(|e| e.to_string())?;
+        std::fs::write(p, text + "\n").map_err(|e| format!("{}: {e}", p.display()))?;
+    }
+    println!("{} of {} checks passed", all.len() - failed_n, all.len());
+    Ok(failed_n == 0)
+}
+
+fn failed(name: &str, p: Precision, note: String) -> check::Check {
+    check::Check {
+        name: name.into(),
+        precision: check::precision_name(p),
+        pass: false,
+        worst_abs: 0.0,
+        worst_rel: 0.0,
+        at: 0,
+        note,
+    }
+}

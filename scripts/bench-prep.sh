@@ -15,9 +15,6 @@ bin=target/release/ncf-prep
 [[ -x /usr/bin/time ]] || { echo "$0: /usr/bin/time is needed (apt-get install time)" >&2; exit 1; }
 
 csv="$work/ratings-20m.csv"
-if [[ ! -s "$csv" ]]; then
-  /usr/bin/time -v -o "$work/gen.time" "$bin" --synthetic --synthetic-csv "$csv" -q
-fi
 
 measure() {  # label, command...
   local label=$1; shift
@@ -31,6 +28,9 @@ measure() {  # label, command...
   echo "$line" | tee -a "$work/results.txt"
 }
 
+if [[ ! -s "$csv" ]]; then
+  measure "ncf-prep --synthetic-csv (generate)" "$bin" --synthetic --synthetic-csv "$csv" -q
+fi
 echo "# $(date -u +%FT%TZ) $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)" \
   | tee -a "$work/results.txt"
 echo "# input $(du -h "$csv" | cut -f1) $(wc -l < "$csv") lines" | tee -a "$work/results.txt"

@@ -28,16 +28,7 @@ fn arg(name: &str, default: u64) -> u64 {
 
 /// GFLOP/s of the three GEMMs of each layer (forward, dW, dX) on tiles of `t` rows, one thread.
 fn gemm_bench(layers: &[usize]) {
-    for (lib, name) in [
-        (tile::Gemm::Gemm, "gemm 0.19.0"),
-        (tile::Gemm::MatrixMultiply, "matrixmultiply 0.3.11"),
-    ] {
-        println!("tile GEMMs, one thread, {name}:");
-        gemm_bench_on(lib, layers);
-    }
-}
-
-fn gemm_bench_on(lib: tile::Gemm, layers: &[usize]) {
+    println!("tile GEMMs, one thread, matrixmultiply 0.3.11:");
     for t in [64usize, 128, 256, 512] {
         let x: Vec<f32> = (0..t * 256).map(|k| (k % 97) as f32 * 1e-2).collect();
         let ws: Vec<Vec<f32>> = (0..layers.len() - 1)

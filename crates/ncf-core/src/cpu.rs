@@ -95,7 +95,7 @@ pub fn score_with(model: &Model, users: &[u32], items: &[u32], out: &mut [f32], 
     let threads = threads.clamp(1, users.len().div_ceil(4096).max(1));
     let per = users.len().div_ceil(threads).max(1);
     let run = |users: &[u32], items: &[u32], out: &mut [f32]| {
-        let mut work = Work::new(&net, DEFAULT_TILE);
+        let mut work = Work::new(&net, DEFAULT_TILE.min(users.len()));
         for ((u, i), o) in users
             .chunks(DEFAULT_TILE)
             .zip(items.chunks(DEFAULT_TILE))
@@ -263,7 +263,7 @@ impl CpuTrainer {
             )));
         }
         let batch = positions.end - positions.start;
-        let inv_batch = batch as f32;
+        let batch_f = batch as f32;
         let t = dropout_threshold(self.model.config.dropout);
         let key = DropoutKey {
             rng,
@@ -299,7 +299,7 @@ impl CpuTrainer {
                 for r in 0..n as usize {
                     let (x, y) = (work.logit[r], work.label[r]);
                     loss += reference::bce_with_logits(x, y) as f64;
-                    work.dlogit[r] = (reference::sigmoid(x) - y) / inv_batch;
+                    work.dlogit[r] = (reference::sigmoid(x) - y) / batch_f;
                 }
                 tile::backward(net, p, work, g, scale);
                 pos += n;

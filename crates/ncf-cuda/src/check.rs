@@ -1210,6 +1210,11 @@ pub fn bench(
     log: Log,
 ) -> Result<serde_json::Value, CudaError> {
     let (n_users, n_items, n_pos) = (138_493u32, 26_744u32, 20_000_263usize);
+    if steps == 0 || batch == 0 || batch >= n_pos as u64 {
+        return Err(CudaError::Invalid(format!(
+            "bench: need at least one step and a batch in 1..{n_pos} (got {steps} steps of {batch})"
+        )));
+    }
     log(&format!("bench: generating {n_pos} positives"));
     let rng = Rng::new(20);
     let users: Vec<u32> = (0..n_pos)

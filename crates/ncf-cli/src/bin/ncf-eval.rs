@@ -5,6 +5,7 @@ use clap::{Parser, ValueEnum};
 use ncf_core::dataset::Dataset;
 use ncf_core::metrics::{self, EvalSet};
 use ncf_core::sampler::UserItems;
+use ncf_core::train::Trainer;
 use ncf_core::{cpu, modelfile};
 use std::io::Write;
 use std::path::PathBuf;
@@ -82,13 +83,19 @@ fn run(a: Args) -> Result<()> {
         let (model, meta) = modelfile::load(path)?;
         modelfile::check_dataset(&meta, &data)
             .with_context(|| format!("{}: does not fit {}", path.display(), a.dataset.display()))?;
-        if a.device == Device::Cuda {
-            // LEAD: score through ncf-cuda here once it exposes a scorer.
-            bail!("--device cuda: the CUDA backend is not built yet; use --device cpu");
-        }
-        let score = |u: &[u32], i: &[u32], o: &mut [f32]| {
-            cpu::score(&model, u, i, o);
-            Ok(())
+        // Scores come from the CPU, or from the GPU through the CUDA backend's scorer.
+        let mut gpu = match a.device {
+            Device::Cpu => None,
+            Device::Cuda => Some(cuda_scorer(model.clone(), &data)?),
+        };
+        let score = |u: &[u32], i: &[u32], o: &mut [f32]| -> ncf_core::Result<()> {
+            match gpu.as_mut() {
+                Some(t) => t.score(u, i, o),
+                None => {
+                    cpu::score(&model, u, i, o);
+                    Ok(())
+                }
+            }
         };
         if a.full {
             let train = UserItems::new(data.n_users, &data.train_users, &data.train_items);
@@ -109,4 +116,26 @@ fn run(a: Args) -> Result<()> {
     writeln!(out, "{}", serde_json::to_string(&m)?)?;
     out.flush()?;
     Ok(())
+}
+
+/// A CUDA trainer used only for its scorer (dropout off): the model and positives on GPU 0.
+fn cuda_scorer(model: ncf_core::model::Model, data: &Dataset) -> Result<ncf_cuda::CudaTrainer> {
+    ncf_cuda::available()?;
+    let cfg = ncf_core::train::TrainConfig {
+        seed: 0,
+        epochs: 1,
+        batch_size: 1 << 16,
+        negatives: 0,
+        negative_mode: ncf_core::sampler::NegativeMode::Approximate,
+        optimizer: ncf_core::train::Optimizer::Adam,
+        lr: 0.0,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        l2: 0.0,
+        precision: ncf_core::train::Precision::Fp32,
+        topk: 10,
+        target_hr: None,
+    };
+    Ok(ncf_cuda::CudaTrainer::new(0, model, &cfg, &data.train_users, &data.train_items, None)?)
 }

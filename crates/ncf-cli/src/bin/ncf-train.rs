@@ -86,6 +86,9 @@ struct Args {
     force: bool,
     #[arg(long, value_enum, default_value = "cpu")]
     device: Device,
+    /// GPU to train on (CUDA device ordinal).
+    #[arg(long, default_value_t = 0)]
+    gpu: usize,
     /// CPU threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
@@ -305,17 +308,20 @@ fn run(a: Args) -> Result<()> {
     };
     let model = Model::init(mc, cfg.seed)?;
 
-    let mut trainer: Box<dyn Trainer> = match a.device {
-        Device::Cpu => cpu_trainer(model, &cfg, &train_data, a.threads)?,
-        // LEAD: wire ncf_cuda::CudaTrainer here (and make Auto try it first, falling back to
-        // the CPU with a note on stderr when CUDA is unavailable).
-        Device::Cuda => bail!("--device cuda: the CUDA backend is not built yet"),
-        Device::Auto => {
-            eprintln!("ncf-train: note: the CUDA backend is not built yet; training on the CPU");
-            cpu_trainer(model, &cfg, &train_data, a.threads)?
-        }
+    let device = match a.device {
+        Device::Auto => match ncf_cuda::available() {
+            Ok(_) => Device::Cuda,
+            Err(e) => {
+                eprintln!("ncf-train: note: {e}; training on the CPU");
+                Device::Cpu
+            }
+        },
+        d => d,
     };
-
+    let mut trainer: Box<dyn Trainer> = match device {
+        Device::Cpu => cpu_trainer(model, &cfg, &train_data, a.threads)?,
+        _ => cuda_trainer(model, &mut cfg, a.precision.is_some(), a.gpu, &train_data)?,
+    };
     let log = match &a.log {
         Some(p) => Some(
             std::fs::OpenOptions::new()
@@ -339,6 +345,32 @@ fn run(a: Args) -> Result<()> {
     }
     train::run(trainer.as_mut(), &cfg, &train_data, &opts, &mut out)?;
     Ok(())
+}
+
+/// The CUDA backend on GPU `ordinal`. Without an explicit `--precision` it trains in TF32 on GPUs
+/// that have it (compute capability 8.0+), as NVIDIA's NCF does, else FP32.
+fn cuda_trainer(
+    model: Model,
+    cfg: &mut TrainConfig,
+    precision_given: bool,
+    ordinal: usize,
+    data: &Dataset,
+) -> Result<Box<dyn Trainer>> {
+    let info = ncf_cuda::probe(ordinal)?;
+    if !precision_given {
+        cfg.precision = if info.capability.0 >= 8 { Precision::Tf32 } else { Precision::Fp32 };
+    }
+    let positives = (cfg.negative_mode == NegativeMode::Exact)
+        .then(|| UserItems::new(data.n_users, &data.train_users, &data.train_items));
+    let t = ncf_cuda::CudaTrainer::new(
+        ordinal,
+        model,
+        cfg,
+        &data.train_users,
+        &data.train_items,
+        positives.as_ref(),
+    )?;
+    Ok(Box::new(t))
 }
 
 fn cpu_trainer(

@@ -207,6 +207,20 @@ fn fast_path_matches_reference_with_dropout() {
                     "{kind:?} {optimizer:?} step {step}: {got} vs {want}"
                 );
             }
+            let mut padding = vec![true; t.params().len()];
+            for spec in &reference_model.layout.tensors {
+                padding[spec.range()].iter_mut().for_each(|x| *x = false);
+            }
+            let nonzero_pad = t
+                .params()
+                .iter()
+                .zip(&padding)
+                .filter(|(x, pad)| **pad && **x != 0.0)
+                .count();
+            assert_eq!(
+                nonzero_pad, 0,
+                "{kind:?} {optimizer:?}: padding floats changed"
+            );
             let what = format!("{kind:?} {optimizer:?} params");
             assert_close(&what, t.params(), &reference_model.params, 1e-5, 1e-7);
         }
@@ -331,10 +345,16 @@ fn score_equals_reference_logits_for_every_kind() {
         let (mut a, mut b) = (vec![0f32; 10_000], vec![0f32; 10_000]);
         score_with(&model, &many_users, &many_items, &mut a, 1);
         score(&model, &many_users, &many_items, &mut b);
-        let differ = a.iter().zip(&b).position(|(x, y)| x.to_bits() != y.to_bits());
+        let differ = a
+            .iter()
+            .zip(&b)
+            .position(|(x, y)| x.to_bits() != y.to_bits());
         assert_eq!(differ, None, "score() differs from one thread");
         score_with(&model, &many_users, &many_items, &mut b, 3);
-        let differ = a.iter().zip(&b).position(|(x, y)| x.to_bits() != y.to_bits());
+        let differ = a
+            .iter()
+            .zip(&b)
+            .position(|(x, y)| x.to_bits() != y.to_bits());
         assert_eq!(differ, None, "3 threads differ from one");
     }
 }

@@ -54,8 +54,20 @@ fn parse_precision(s: &str) -> Result<Precision, String> {
     })
 }
 
+/// The precisions asked for (all by default); an unknown name is a usage error (exit 2).
+fn precisions(args: &Args) -> Result<Vec<Precision>, String> {
+    if args.precision.is_empty() {
+        return Ok(check::PRECISIONS.to_vec());
+    }
+    args.precision.iter().map(|s| parse_precision(s)).collect()
+}
+
 fn main() {
     let args = Args::parse();
+    if let Err(e) = precisions(&args) {
+        eprintln!("ncf-cuda-check: --precision: {e}");
+        std::process::exit(2);
+    }
     match run(&args) {
         Ok(true) => {}
         Ok(false) => std::process::exit(1),
@@ -94,14 +106,7 @@ fn run(args: &Args) -> Result<bool, String> {
         info.total_mem as f64 / (1u64 << 30) as f64,
         info.driver_version
     );
-    let precisions: Vec<Precision> = if args.precision.is_empty() {
-        check::PRECISIONS.to_vec()
-    } else {
-        args.precision
-            .iter()
-            .map(|s| parse_precision(s))
-            .collect::<Result<_, _>>()?
-    };
+    let precisions = precisions(args)?;
     let write_json = |v: &serde_json::Value| -> Result<(), String> {
         let text = serde_json::to_string_pretty(v).map_err(|e| e.to_string())?;
         println!("{text}");

@@ -8,7 +8,10 @@ pub enum Error {
     /// A file could not be opened, read or written.
     /// (Not a `#[source]`: the message already includes it, and chains print once.)
     #[error("{}: {error}", path.display())]
-    Io { path: PathBuf, error: std::io::Error },
+    Io {
+        path: PathBuf,
+        error: std::io::Error,
+    },
     /// Input data is malformed: `location` is `file:line` (or `file`), `what` says what was expected.
     #[error("{location}: {what}")]
     Parse { location: String, what: String },
@@ -24,10 +27,16 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), error: source }
+        Error::Io {
+            path: path.into(),
+            error: source,
+        }
     }
     pub fn parse(location: impl Into<String>, what: impl Into<String>) -> Self {
-        Error::Parse { location: location.into(), what: what.into() }
+        Error::Parse {
+            location: location.into(),
+            what: what.into(),
+        }
     }
     pub fn invalid(msg: impl Into<String>) -> Self {
         Error::Invalid(msg.into())

@@ -15,7 +15,10 @@ pub fn is_stdio(path: &Path) -> bool {
 pub fn read_all(path: &Path) -> Result<Vec<u8>> {
     let mut buf = Vec::new();
     if is_stdio(path) {
-        std::io::stdin().lock().read_to_end(&mut buf).map_err(|e| Error::io("<stdin>", e))?;
+        std::io::stdin()
+            .lock()
+            .read_to_end(&mut buf)
+            .map_err(|e| Error::io("<stdin>", e))?;
     } else {
         File::open(path)
             .and_then(|mut f| f.read_to_end(&mut buf))
@@ -25,14 +28,21 @@ pub fn read_all(path: &Path) -> Result<Vec<u8>> {
 }
 
 fn temp_name(target: &Path) -> PathBuf {
-    let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = format!(".{name}.tmp-{}", std::process::id());
     target.with_file_name(tmp)
 }
 
 fn sync_parent(target: &Path) {
     if let Some(parent) = target.parent() {
-        let parent = if parent.as_os_str().is_empty() { Path::new(".") } else { parent };
+        let parent = if parent.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            parent
+        };
         if let Ok(d) = File::open(parent) {
             let _ = d.sync_all();
         }
@@ -51,7 +61,9 @@ where
         let f = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
         let mut w = BufWriter::with_capacity(1 << 20, f);
         fill(&mut w)?;
-        let f = w.into_inner().map_err(|e| Error::io(&tmp, e.into_error()))?;
+        let f = w
+            .into_inner()
+            .map_err(|e| Error::io(&tmp, e.into_error()))?;
         f.sync_all().map_err(|e| Error::io(&tmp, e))?;
         fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
     })();
@@ -86,7 +98,12 @@ impl AtomicDir {
             let _ = fs::remove_dir_all(&tmp);
         }
         fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
-        Ok(AtomicDir { target: target.to_path_buf(), tmp, committed: false, force })
+        Ok(AtomicDir {
+            target: target.to_path_buf(),
+            tmp,
+            committed: false,
+            force,
+        })
     }
 
     /// Path of a file inside the temp directory.
@@ -111,21 +128,33 @@ impl AtomicDir {
     pub fn commit(mut self) -> Result<()> {
         for entry in fs::read_dir(&self.tmp).map_err(|e| Error::io(&self.tmp, e))? {
             let p = entry.map_err(|e| Error::io(&self.tmp, e))?.path();
-            File::open(&p).and_then(|f| f.sync_all()).map_err(|e| Error::io(&p, e))?;
+            File::open(&p)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| Error::io(&p, e))?;
         }
         if self.target.exists() {
             if !self.force {
-                return Err(Error::usage(format!("{}: output appeared while writing", self.target.display())));
+                return Err(Error::usage(format!(
+                    "{}: output appeared while writing",
+                    self.target.display()
+                )));
             }
             // Move the old one aside first so that a failure leaves one complete copy.
             let old = self.target.with_file_name(format!(
                 ".{}.old-{}",
-                self.target.file_name().unwrap_or_default().to_string_lossy(),
+                self.target
+                    .file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy(),
                 std::process::id()
             ));
             fs::rename(&self.target, &old).map_err(|e| Error::io(&self.target, e))?;
             fs::rename(&self.tmp, &self.target).map_err(|e| Error::io(&self.target, e))?;
-            let _ = if old.is_dir() { fs::remove_dir_all(&old) } else { fs::remove_file(&old) };
+            let _ = if old.is_dir() {
+                fs::remove_dir_all(&old)
+            } else {
+                fs::remove_file(&old)
+            };
         } else {
             fs::rename(&self.tmp, &self.target).map_err(|e| Error::io(&self.target, e))?;
         }
@@ -156,7 +185,9 @@ pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
 pub fn write_output(path: &Path, bytes: &[u8]) -> Result<()> {
     if is_stdio(path) {
         let mut out = std::io::stdout().lock();
-        out.write_all(bytes).and_then(|_| out.flush()).map_err(|e| Error::io("<stdout>", e))
+        out.write_all(bytes)
+            .and_then(|_| out.flush())
+            .map_err(|e| Error::io("<stdout>", e))
     } else {
         write_atomic(path, |w| w.write_all(bytes).map_err(|e| Error::io(path, e)))
     }
@@ -177,7 +208,11 @@ mod tests {
         });
         assert!(r.is_err());
         assert_eq!(fs::read(&p).unwrap(), b"one");
-        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1, "temp file left behind");
+        assert_eq!(
+            fs::read_dir(d.path()).unwrap().count(),
+            1,
+            "temp file left behind"
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! One dataset format ([`dataset`]), one RNG ([`rng`]) and sampler ([`sampler`]), one metrics
 //! module ([`metrics`]), one model layout ([`model`]). The binaries in `ncf-cli` are thin shells.
 
+pub mod cpu;
 pub mod dataset;
 pub mod error;
 pub mod ingest;
@@ -14,7 +15,6 @@ pub mod prep;
 pub mod rng;
 pub mod sampler;
 pub mod synth;
-pub mod cpu;
 pub mod train;
 
 pub use error::{Error, Result};

@@ -53,10 +53,14 @@ impl ModelConfig {
         }
         if self.kind.has_mlp() {
             if self.layers.len() < 2 {
-                return Err(Error::usage("--layers needs at least two widths (input and one layer)"));
+                return Err(Error::usage(
+                    "--layers needs at least two widths (input and one layer)",
+                ));
             }
-            if self.layers[0] % 2 != 0 || self.layers.contains(&0) {
-                return Err(Error::usage("--layers: the first width must be even and none zero"));
+            if !self.layers[0].is_multiple_of(2) || self.layers.contains(&0) {
+                return Err(Error::usage(
+                    "--layers: the first width must be even and none zero",
+                ));
             }
         }
         if !(0.0..1.0).contains(&self.dropout) {
@@ -116,7 +120,10 @@ impl ModelConfig {
             l.push("mlp_user_embed.weight", vec![u, self.mlp_embed()]);
             l.push("mlp_item_embed.weight", vec![i, self.mlp_embed()]);
             for k in 0..self.n_linear() {
-                l.push(&format!("mlp.{k}.weight"), vec![self.layers[k + 1], self.layers[k]]);
+                l.push(
+                    &format!("mlp.{k}.weight"),
+                    vec![self.layers[k + 1], self.layers[k]],
+                );
                 l.push(&format!("mlp.{k}.bias"), vec![self.layers[k + 1]]);
             }
         }
@@ -168,7 +175,11 @@ pub struct Layout {
 impl Layout {
     fn push(&mut self, name: &str, shape: Vec<usize>) {
         let offset = self.total.next_multiple_of(ALIGN);
-        let t = TensorSpec { name: name.to_string(), shape, offset };
+        let t = TensorSpec {
+            name: name.to_string(),
+            shape,
+            offset,
+        };
         self.total = (offset + t.len()).next_multiple_of(ALIGN);
         self.tensors.push(t);
     }
@@ -179,7 +190,9 @@ impl Layout {
 
     /// The tensor's range in the flat vector; panics on a name the layout lacks (a bug).
     pub fn range(&self, name: &str) -> std::ops::Range<usize> {
-        self.get(name).unwrap_or_else(|| panic!("layout has no tensor {name}")).range()
+        self.get(name)
+            .unwrap_or_else(|| panic!("layout has no tensor {name}"))
+            .range()
     }
 
     /// Number of real parameters (padding excluded).
@@ -211,13 +224,16 @@ impl Model {
             let name = t.name.as_str();
             let uniform = |bound: f64, dst: &mut [f32]| {
                 for (e, x) in dst.iter_mut().enumerate() {
-                    let r = rng.uniform_f64(stream::INIT, e as u32, t_index as u32, (e >> 32) as u32);
+                    let r =
+                        rng.uniform_f64(stream::INIT, e as u32, t_index as u32, (e >> 32) as u32);
                     *x = ((2.0 * r - 1.0) * bound) as f32;
                 }
             };
             if name.ends_with("_embed.weight") {
                 for (e, x) in dst.iter_mut().enumerate() {
-                    *x = (0.01 * rng.normal(stream::INIT, e as u32, t_index as u32, (e >> 32) as u32)) as f32;
+                    *x = (0.01
+                        * rng.normal(stream::INIT, e as u32, t_index as u32, (e >> 32) as u32))
+                        as f32;
                 }
             } else if name == "final.weight" {
                 uniform((3.0 / fan_in).sqrt(), dst);
@@ -225,11 +241,17 @@ impl Model {
                 uniform((6.0 / (fan_in + fan_out)).sqrt(), dst);
             } else {
                 // biases: fan_in of the layer they belong to
-                let w = layout.get(&name.replace(".bias", ".weight")).expect("bias without weight");
+                let w = layout
+                    .get(&name.replace(".bias", ".weight"))
+                    .expect("bias without weight");
                 uniform(1.0 / (w.shape[1] as f64).sqrt(), dst);
             }
         }
-        Ok(Model { config, layout, params })
+        Ok(Model {
+            config,
+            layout,
+            params,
+        })
     }
 
     pub fn tensor(&self, name: &str) -> &[f32] {
@@ -252,13 +274,24 @@ mod tests {
     use super::*;
 
     pub fn nvidia(n_users: u32, n_items: u32) -> ModelConfig {
-        ModelConfig { kind: ModelKind::Neumf, n_users, n_items, factors: 64, layers: vec![256, 256, 128, 64], dropout: 0.5 }
+        ModelConfig {
+            kind: ModelKind::Neumf,
+            n_users,
+            n_items,
+            factors: 64,
+            layers: vec![256, 256, 128, 64],
+            dropout: 0.5,
+        }
     }
 
     #[test]
     fn layout_has_nvidia_names_and_shapes() {
         let l = nvidia(10, 20).layout();
-        let names: Vec<_> = l.tensors.iter().map(|t| (t.name.as_str(), t.shape.clone())).collect();
+        let names: Vec<_> = l
+            .tensors
+            .iter()
+            .map(|t| (t.name.as_str(), t.shape.clone()))
+            .collect();
         assert_eq!(
             names,
             vec![

@@ -51,7 +51,9 @@ pub struct Rng {
 
 impl Rng {
     pub fn new(seed: u64) -> Self {
-        Rng { key: [seed as u32, (seed >> 32) as u32] }
+        Rng {
+            key: [seed as u32, (seed >> 32) as u32],
+        }
     }
 
     pub fn seed(&self) -> u64 {
@@ -119,7 +121,11 @@ impl Permutation {
         let mut bits = 64 - n.saturating_sub(1).leading_zeros();
         bits = bits.max(2);
         let half_bits = bits.div_ceil(2);
-        Permutation { n, half_bits, keys: rng.block(stream, a, b, 0) }
+        Permutation {
+            n,
+            half_bits,
+            keys: rng.block(stream, a, b, 0),
+        }
     }
 
     pub fn len(&self) -> u64 {
@@ -167,13 +173,19 @@ mod tests {
     #[test]
     fn philox_known_answers() {
         // Random123 kat_vectors, philox4x32_10.
-        assert_eq!(philox4x32_10([0; 4], [0; 2]), [0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8]);
+        assert_eq!(
+            philox4x32_10([0; 4], [0; 2]),
+            [0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8]
+        );
         assert_eq!(
             philox4x32_10([u32::MAX; 4], [u32::MAX; 2]),
             [0x408f276d, 0x41c83b0e, 0xa20bc7c6, 0x6d5451fd]
         );
         assert_eq!(
-            philox4x32_10([0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344], [0xa4093822, 0x299f31d0]),
+            philox4x32_10(
+                [0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344],
+                [0xa4093822, 0x299f31d0]
+            ),
             [0xd16cfe09, 0x94fdcceb, 0x5001e420, 0x24126ea1]
         );
     }
@@ -222,6 +234,9 @@ mod tests {
         let xs: Vec<f64> = (0..n).map(|i| rng.normal(stream::INIT, i, 0, 0)).collect();
         let mean = xs.iter().sum::<f64>() / n as f64;
         let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n as f64;
-        assert!(mean.abs() < 0.02 && (var - 1.0).abs() < 0.03, "{mean} {var}");
+        assert!(
+            mean.abs() < 0.02 && (var - 1.0).abs() < 0.03,
+            "{mean} {var}"
+        );
     }
 }

@@ -65,7 +65,10 @@ impl UserItems {
             offsets[u + 1] = w as u64;
         }
         out.truncate(w);
-        UserItems { offsets, items: out }
+        UserItems {
+            offsets,
+            items: out,
+        }
     }
 
     pub fn n_users(&self) -> usize {
@@ -111,11 +114,24 @@ impl<'a> EpochSamples<'a> {
         positives: Option<&'a UserItems>,
     ) -> Self {
         assert_eq!(users.len(), items.len());
-        assert!(mode == NegativeMode::Approximate || positives.is_some(), "exact mode needs positives");
+        assert!(
+            mode == NegativeMode::Approximate || positives.is_some(),
+            "exact mode needs positives"
+        );
         let n = users.len() as u64 * (1 + negatives as u64);
         assert!(n < 1 << 32, "an epoch must have fewer than 2^32 samples");
         let order = Permutation::new(&rng, stream::SHUFFLE, epoch, 0, n);
-        EpochSamples { rng, epoch, negatives, n_items, mode, users, items, positives, order }
+        EpochSamples {
+            rng,
+            epoch,
+            negatives,
+            n_items,
+            mode,
+            users,
+            items,
+            positives,
+            order,
+        }
     }
 
     /// Number of samples in the epoch.
@@ -142,13 +158,17 @@ impl<'a> EpochSamples<'a> {
     #[inline]
     pub fn negative(&self, user: u32, i: u32) -> Result<u32> {
         match self.mode {
-            NegativeMode::Approximate => {
-                Ok(below(self.rng.word(stream::TRAIN_NEGATIVE, i, self.epoch, 0), self.n_items))
-            }
+            NegativeMode::Approximate => Ok(below(
+                self.rng.word(stream::TRAIN_NEGATIVE, i, self.epoch, 0),
+                self.n_items,
+            )),
             NegativeMode::Exact => {
                 let pos = self.positives.expect("checked in new");
                 for k in 0..MAX_ATTEMPTS {
-                    let item = below(self.rng.word(stream::TRAIN_NEGATIVE, i, self.epoch, k), self.n_items);
+                    let item = below(
+                        self.rng.word(stream::TRAIN_NEGATIVE, i, self.epoch, k),
+                        self.n_items,
+                    );
                     if !pos.contains(user, item) {
                         return Ok(item);
                     }
@@ -191,7 +211,14 @@ impl<'a> EpochSamples<'a> {
 
 /// `k` distinct test negatives for `user`: items not in `exclude` (the user's train and test
 /// positives), drawn in order of the RNG and kept in that order.
-pub fn test_negatives(rng: &Rng, user: u32, k: usize, n_items: u32, exclude: &[u32], out: &mut Vec<u32>) -> Result<()> {
+pub fn test_negatives(
+    rng: &Rng,
+    user: u32,
+    k: usize,
+    n_items: u32,
+    exclude: &[u32],
+    out: &mut Vec<u32>,
+) -> Result<()> {
     let available = n_items as usize - exclude.len().min(n_items as usize);
     if available < k {
         return Err(Error::invalid(format!(
@@ -202,7 +229,9 @@ pub fn test_negatives(rng: &Rng, user: u32, k: usize, n_items: u32, exclude: &[u
     let mut attempt = 0u32;
     while out.len() - start < k {
         let item = below(rng.word(stream::TEST_NEGATIVE, user, 0, attempt), n_items);
-        attempt = attempt.checked_add(1).ok_or_else(|| Error::invalid("test negative draw overflow"))?;
+        attempt = attempt
+            .checked_add(1)
+            .ok_or_else(|| Error::invalid("test negative draw overflow"))?;
         if exclude.binary_search(&item).is_err() && !out[start..].contains(&item) {
             out.push(item);
         }
@@ -226,11 +255,23 @@ mod tests {
         let (u, i) = toy();
         let pos = UserItems::new(3, &u, &i);
         for epoch in 0..5 {
-            let s = EpochSamples::new(Rng::new(9), epoch, 4, 10, NegativeMode::Exact, &u, &i, Some(&pos));
+            let s = EpochSamples::new(
+                Rng::new(9),
+                epoch,
+                4,
+                10,
+                NegativeMode::Exact,
+                &u,
+                &i,
+                Some(&pos),
+            );
             for p in 0..s.len() {
                 let (user, item, label) = s.at(p).unwrap();
                 if label == 0.0 {
-                    assert!(!pos.contains(user, item), "epoch {epoch}: negative {item} of user {user} is a positive");
+                    assert!(
+                        !pos.contains(user, item),
+                        "epoch {epoch}: negative {item} of user {user} is a positive"
+                    );
                 }
             }
         }
@@ -239,7 +280,16 @@ mod tests {
     #[test]
     fn epoch_has_the_nvidia_layout() {
         let (u, i) = toy();
-        let s = EpochSamples::new(Rng::new(1), 0, 4, 10, NegativeMode::Approximate, &u, &i, None);
+        let s = EpochSamples::new(
+            Rng::new(1),
+            0,
+            4,
+            10,
+            NegativeMode::Approximate,
+            &u,
+            &i,
+            None,
+        );
         assert_eq!(s.len(), 55);
         let mut pos = 0;
         let mut per_user = [0; 3];

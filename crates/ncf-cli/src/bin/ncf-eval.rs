@@ -137,5 +137,12 @@ fn cuda_scorer(model: ncf_core::model::Model, data: &Dataset) -> Result<ncf_cuda
         topk: 10,
         target_hr: None,
     };
-    Ok(ncf_cuda::CudaTrainer::new(0, model, &cfg, &data.train_users, &data.train_items, None)?)
+    Ok(ncf_cuda::CudaTrainer::new(
+        0,
+        model,
+        &cfg,
+        &data.train_users,
+        &data.train_items,
+        None,
+    )?)
 }

@@ -358,7 +358,11 @@ fn cuda_trainer(
 ) -> Result<Box<dyn Trainer>> {
     let info = ncf_cuda::probe(ordinal)?;
     if !precision_given {
-        cfg.precision = if info.capability.0 >= 8 { Precision::Tf32 } else { Precision::Fp32 };
+        cfg.precision = if info.capability.0 >= 8 {
+            Precision::Tf32
+        } else {
+            Precision::Fp32
+        };
     }
     let positives = (cfg.negative_mode == NegativeMode::Exact)
         .then(|| UserItems::new(data.n_users, &data.train_users, &data.train_items));

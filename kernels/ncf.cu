@@ -37,6 +37,120 @@ __device__ __forceinline__ float ncf_warp_sum(float v) {
     return v;
 }
 
+// ---- vectorised access helpers ------------------------------------------------------------------
+// The fast paths of the kernels below move 4 elements per access (float4, or 8 bytes of 16-bit
+// activations); each kernel checks widths and pointer alignment at run time and falls back to
+// its scalar path otherwise, so odd shapes stay correct.
+
+__device__ __forceinline__ bool ncf_aligned(const void* p, u64 bytes) {
+    return ((u64)p & (bytes - 1ull)) == 0ull;
+}
+
+#if NCF_ACT == 1
+__device__ __forceinline__ float ncf_bits_to_f(u32 h) {
+    return __half2float(__ushort_as_half((unsigned short)h));
+}
+__device__ __forceinline__ u32 ncf_f_to_bits(float x) {
+    return (u32)__half_as_ushort(__float2half_rn(x));
+}
+#elif NCF_ACT == 2
+__device__ __forceinline__ float ncf_bits_to_f(u32 h) {
+    return __bfloat162float(__ushort_as_bfloat16((unsigned short)h));
+}
+__device__ __forceinline__ u32 ncf_f_to_bits(float x) {
+    return (u32)__bfloat16_as_ushort(__float2bfloat16_rn(x));
+}
+#endif
+
+// Bytes of 4 activations: the alignment the 4-wide act_t accesses need.
+#define NCF_ACT4_BYTES (4ull * sizeof(act_t))
+
+__device__ __forceinline__ void ncf_ld_f4(const float* p, float* v) {
+    float4 q = *reinterpret_cast<const float4*>(p);
+    v[0] = q.x;
+    v[1] = q.y;
+    v[2] = q.z;
+    v[3] = q.w;
+}
+
+__device__ __forceinline__ void ncf_st_f4(float* p, const float* v) {
+    *reinterpret_cast<float4*>(p) = make_float4(v[0], v[1], v[2], v[3]);
+}
+
+// v[0..4) = p[0..4) as float; p aligned to NCF_ACT4_BYTES.
+__device__ __forceinline__ void ncf_ld_act4(const act_t* p, float* v) {
+#if NCF_ACT == 0
+    ncf_ld_f4(p, v);
+#else
+    uint2 q = *reinterpret_cast<const uint2*>(p);
+    v[0] = ncf_bits_to_f(q.x & 0xffffu);
+    v[1] = ncf_bits_to_f(q.x >> 16);
+    v[2] = ncf_bits_to_f(q.y & 0xffffu);
+    v[3] = ncf_bits_to_f(q.y >> 16);
+#endif
+}
+
+// p[0..4) = (act_t) v[0..4); p aligned to NCF_ACT4_BYTES. Rounding is f_to_act's.
+__device__ __forceinline__ void ncf_st_act4(act_t* p, const float* v) {
+#if NCF_ACT == 0
+    ncf_st_f4(p, v);
+#else
+    uint2 q;
+    q.x = ncf_f_to_bits(v[0]) | (ncf_f_to_bits(v[1]) << 16);
+    q.y = ncf_f_to_bits(v[2]) | (ncf_f_to_bits(v[3]) << 16);
+    *reinterpret_cast<uint2*>(p) = q;
+#endif
+}
+
+// v[0..16) = p[0..16) as float; p 16-byte aligned (16-byte accesses for every act_t).
+__device__ __forceinline__ void ncf_ld_act16(const act_t* p, float* v) {
+#if NCF_ACT == 0
+#pragma unroll
+    for (int q = 0; q < 4; ++q) ncf_ld_f4(p + 4 * q, v + 4 * q);
+#else
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+        uint4 q = *reinterpret_cast<const uint4*>(p + 8 * h);
+        u32 w[4] = {q.x, q.y, q.z, q.w};
+#pragma unroll
+        for (int k = 0; k < 4; ++k) {
+            v[8 * h + 2 * k] = ncf_bits_to_f(w[k] & 0xffffu);
+            v[8 * h + 2 * k + 1] = ncf_bits_to_f(w[k] >> 16);
+        }
+    }
+#endif
+}
+
+// p[0..16) = (act_t) v[0..16); p 16-byte aligned.
+__device__ __forceinline__ void ncf_st_act16(act_t* p, const float* v) {
+#if NCF_ACT == 0
+#pragma unroll
+    for (int q = 0; q < 4; ++q) ncf_st_f4(p + 4 * q, v + 4 * q);
+#else
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+        u32 w[4];
+#pragma unroll
+        for (int k = 0; k < 4; ++k)
+            w[k] = ncf_f_to_bits(v[8 * h + 2 * k]) | (ncf_f_to_bits(v[8 * h + 2 * k + 1]) << 16);
+        *reinterpret_cast<uint4*>(p + 8 * h) = make_uint4(w[0], w[1], w[2], w[3]);
+    }
+#endif
+}
+
+// p[0..4) += v[0..4) atomically (one vector atomic on sm_90+, p 16-byte aligned).
+__device__ __forceinline__ void ncf_atomic_add4(float* p, const float* v) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    atomicAdd(reinterpret_cast<float4*>(p), make_float4(v[0], v[1], v[2], v[3]));
+#else
+    atomicAdd(p, v[0]);
+    atomicAdd(p + 1, v[1]);
+    atomicAdd(p + 2, v[2]);
+    atomicAdd(p + 3, v[3]);
+#endif
+}
+
+
 // ---- RNG test kernels (parity with ncf_core::rng) ------------------------------------------
 
 // out[4*i .. 4*i+4] = block(stream, a0 + i, b, c).
@@ -82,46 +196,126 @@ extern "C" __global__ void ncf_make_batch(u32 k0, u32 k1, u32 epoch, u32 n_items
 }
 
 // ---- embeddings ------------------------------------------------------------------------------
+// One warp per sample row (32 rows' ids per coalesced load); with e % 4 == 0 and aligned buffers each lane moves 4 floats at a time
+// (float4 loads, 8/16-byte stores, float4 atomics on sm_90+), else one element at a time.
 
 // x0[b] = [mlp_user[u_b] || mlp_item[i_b]] as act_t (the MLP input, a GEMM operand).
-extern "C" __global__ void ncf_gather(const u32* users, const u32* items, u32 batch, u32 e,
-                                      const float* emb_user, const float* emb_item, act_t* x0) {
-    u64 w = 2ull * e;
-    NCF_FOR(k, (u64)batch * w) {
-        u64 b = k / w;
-        u32 j = (u32)(k - b * w);
-        float v = j < e ? emb_user[(u64)users[b] * e + j] : emb_item[(u64)items[b] * e + (j - e)];
-        x0[k] = f_to_act(v);
+extern "C" __global__ void ncf_gather(const u32* __restrict__ users, const u32* __restrict__ items,
+                                      u32 batch, u32 e, const float* __restrict__ emb_user,
+                                      const float* __restrict__ emb_item, act_t* __restrict__ x0) {
+    u32 lane = threadIdx.x & 31u;
+    u64 warp = ((u64)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
+    u64 warps = ((u64)gridDim.x * blockDim.x) >> 5;
+    bool vec = (e & 3u) == 0 && ncf_aligned(emb_user, 16) && ncf_aligned(emb_item, 16) &&
+               ncf_aligned(x0, NCF_ACT4_BYTES);
+    // 32 rows per warp at a time: their ids are loaded coalesced and broadcast by shuffles.
+    for (u64 b0 = warp * 32ull; b0 < batch; b0 += warps * 32ull) {
+        u32 cnt = (u32)min((u64)32, (u64)batch - b0);
+        u32 my_u = 0, my_i = 0;
+        if (lane < cnt) {
+            my_u = users[b0 + lane];
+            my_i = items[b0 + lane];
+        }
+        for (u32 s = 0; s < cnt; ++s) {
+            u64 b = b0 + s;
+            const float* ru = emb_user + (u64)__shfl_sync(0xffffffffu, my_u, s) * e;
+            const float* ri = emb_item + (u64)__shfl_sync(0xffffffffu, my_i, s) * e;
+            act_t* xr = x0 + b * 2ull * e;
+            if (vec) {
+                u32 e4 = e >> 2;
+                for (u32 c = lane; c < 2 * e4; c += 32) {
+                    float v[4];
+                    ncf_ld_f4(c < e4 ? ru + 4 * c : ri + 4 * (c - e4), v);
+                    ncf_st_act4(xr + 4 * c, v);
+                }
+            } else {
+                for (u32 j = lane; j < 2 * e; j += 32) xr[j] = f_to_act(j < e ? ru[j] : ri[j - e]);
+            }
+        }
     }
 }
 
 // Gradient of the MLP embeddings: g_user[u_b] += dx0[b, :e], g_item[i_b] += dx0[b, e:].
-extern "C" __global__ void ncf_scatter(const u32* users, const u32* items, u32 batch, u32 e,
-                                       const float* dx0, float* g_user, float* g_item) {
-    u64 w = 2ull * e;
-    NCF_FOR(k, (u64)batch * w) {
-        u64 b = k / w;
-        u32 j = (u32)(k - b * w);
-        float g = dx0[k];
-        if (j < e) atomicAdd(&g_user[(u64)users[b] * e + j], g);
-        else atomicAdd(&g_item[(u64)items[b] * e + (j - e)], g);
+extern "C" __global__ void ncf_scatter(const u32* __restrict__ users, const u32* __restrict__ items,
+                                       u32 batch, u32 e, const float* __restrict__ dx0,
+                                       float* g_user, float* g_item) {
+    u32 lane = threadIdx.x & 31u;
+    u64 warp = ((u64)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
+    u64 warps = ((u64)gridDim.x * blockDim.x) >> 5;
+    bool vec = (e & 3u) == 0 && ncf_aligned(g_user, 16) && ncf_aligned(g_item, 16) &&
+               ncf_aligned(dx0, 16);
+    for (u64 b0 = warp * 32ull; b0 < batch; b0 += warps * 32ull) {
+        u32 cnt = (u32)min((u64)32, (u64)batch - b0);
+        u32 my_u = 0, my_i = 0;
+        if (lane < cnt) {
+            my_u = users[b0 + lane];
+            my_i = items[b0 + lane];
+        }
+        for (u32 s = 0; s < cnt; ++s) {
+            u64 b = b0 + s;
+            float* ru = g_user + (u64)__shfl_sync(0xffffffffu, my_u, s) * e;
+            float* ri = g_item + (u64)__shfl_sync(0xffffffffu, my_i, s) * e;
+            const float* dr = dx0 + b * 2ull * e;
+            if (vec) {
+                u32 e4 = e >> 2;
+                for (u32 c = lane; c < 2 * e4; c += 32) {
+                    float v[4];
+                    ncf_ld_f4(dr + 4 * c, v);
+                    ncf_atomic_add4(c < e4 ? ru + 4 * c : ri + 4 * (c - e4), v);
+                }
+            } else {
+                for (u32 j = lane; j < 2 * e; j += 32) {
+                    if (j < e) atomicAdd(&ru[j], dr[j]);
+                    else atomicAdd(&ri[j - e], dr[j]);
+                }
+            }
+        }
     }
 }
 
 // ---- fused bias + ReLU + dropout ---------------------------------------------------------------
 // A thread owns 16 consecutive units of one row (one Philox block of dropout bytes); the mask is
-// recomputed in the backward pass, never stored. Rows per block = blockDim.x / groups.
+// recomputed in the backward pass, never stored. Rows per block = blockDim.x / groups; a thread's
+// group g (units 16g .. 16g+16) is fixed, so its bias values stay in registers. Fast path (width
+// % 16 == 0, 16-byte aligned rows): the row's 16 values are loaded at once (4 x 16 bytes) before
+// the Philox block is computed, then stored with 16-byte stores. Else the scalar path with tails.
+
+__device__ __forceinline__ float ncf_keep_scale(ncf_u32x4 blk, u32 t, u32 thr, float v, float scale) {
+    return ncf_keep_byte(blk, t, thr) ? v * scale : 0.0f;
+}
 
 // a = dropout(relu(z + bias)): avoids materialising the pre-activation with bias and the mask.
-extern "C" __global__ void ncf_bias_relu_dropout_fwd(const float* z, const float* bias, act_t* a,
-                                                     const u32* sample, u32 batch, u32 width,
-                                                     u32 layer, u32 epoch, u32 k0, u32 k1, u32 thr,
-                                                     float scale) {
+extern "C" __global__ void ncf_bias_relu_dropout_fwd(const float* __restrict__ z,
+                                                     const float* __restrict__ bias,
+                                                     act_t* __restrict__ a,
+                                                     const u32* __restrict__ sample, u32 batch,
+                                                     u32 width, u32 layer, u32 epoch, u32 k0, u32 k1,
+                                                     u32 thr, float scale) {
     u32 groups = (width + 15) / 16;
     u32 rows_per_block = blockDim.x / groups;
     u32 g = threadIdx.x % groups, r = threadIdx.x / groups;
     if (r >= rows_per_block) return;
-    for (u64 b = (u64)blockIdx.x * rows_per_block + r; b < batch; b += (u64)gridDim.x * rows_per_block) {
+    u64 stride = (u64)gridDim.x * rows_per_block;
+    bool vec = (width & 15u) == 0 && ncf_aligned(z, 16) && ncf_aligned(a, 16);
+    if (vec) {
+        float bv[16];
+#pragma unroll
+        for (u32 t = 0; t < 16; ++t) bv[t] = bias[g * 16 + t];
+        for (u64 b = (u64)blockIdx.x * rows_per_block + r; b < batch; b += stride) {
+            const float* zr = z + b * width + g * 16;
+            float v[16];
+#pragma unroll
+            for (u32 q = 0; q < 4; ++q) ncf_ld_f4(zr + 4 * q, v + 4 * q);
+            ncf_u32x4 blk = {0xffffffffu, 0xffffffffu, 0xffffffffu, 0xffffffffu};
+            if (thr > 0) blk = ncf_block(k0, k1, NCF_STREAM_DROPOUT, sample[b], epoch, (layer << 16) | g);
+#pragma unroll
+            for (u32 t = 0; t < 16; ++t) v[t] = ncf_keep_scale(blk, t, thr, fmaxf(v[t] + bv[t], 0.0f), scale);
+            act_t* ar = a + b * width + g * 16;
+            ncf_st_act16(ar, v);
+        }
+        return;
+    }
+    for (u64 b = (u64)blockIdx.x * rows_per_block + r; b < batch; b += stride) {
         ncf_u32x4 blk = {0xffffffffu, 0xffffffffu, 0xffffffffu, 0xffffffffu};
         if (thr > 0) blk = ncf_block(k0, k1, NCF_STREAM_DROPOUT, sample[b], epoch, (layer << 16) | g);
         const float* zr = z + b * width;
@@ -129,45 +323,66 @@ extern "C" __global__ void ncf_bias_relu_dropout_fwd(const float* z, const float
 #pragma unroll
         for (u32 t = 0; t < 16; ++t) {
             u32 j = g * 16 + t;
-            if (j < width) {
-                float v = fmaxf(zr[j] + bias[j], 0.0f);
-                v = ncf_keep_byte(blk, j, thr) ? v * scale : 0.0f;
-                ar[j] = f_to_act(v);
-            }
+            if (j < width) ar[j] = f_to_act(ncf_keep_scale(blk, t, thr, fmaxf(zr[j] + bias[j], 0.0f), scale));
         }
     }
 }
 
 // dz = da * mask * scale * [a > 0]; dbias += sum over rows of dz (FP32, block-reduced).
-extern "C" __global__ void ncf_bias_relu_dropout_bwd(const float* da, const act_t* a, act_t* dz,
-                                                     float* dbias, const u32* sample, u32 batch,
-                                                     u32 width, u32 layer, u32 epoch, u32 k0, u32 k1,
-                                                     u32 thr, float scale) {
+// Launched with ROW_BLOCK = 256 threads (trainer.rs); the bound keeps 3 blocks per SM resident.
+extern "C" __global__ void __launch_bounds__(256, 3)
+ncf_bias_relu_dropout_bwd(const float* __restrict__ da,
+                          const act_t* __restrict__ a,
+                          act_t* __restrict__ dz, float* dbias,
+                          const u32* __restrict__ sample, u32 batch,
+                          u32 width, u32 layer, u32 epoch, u32 k0, u32 k1,
+                          u32 thr, float scale) {
     extern __shared__ float sbias[];
     for (u32 j = threadIdx.x; j < width; j += blockDim.x) sbias[j] = 0.0f;
     __syncthreads();
     u32 groups = (width + 15) / 16;
     u32 rows_per_block = blockDim.x / groups;
     u32 g = threadIdx.x % groups, r = threadIdx.x / groups;
+    u64 stride = (u64)gridDim.x * rows_per_block;
+    bool vec = (width & 15u) == 0 && ncf_aligned(da, 16) && ncf_aligned(a, 16) &&
+               ncf_aligned(dz, 16);
     if (r < rows_per_block) {
         float acc[16];
 #pragma unroll
         for (u32 t = 0; t < 16; ++t) acc[t] = 0.0f;
-        for (u64 b = (u64)blockIdx.x * rows_per_block + r; b < batch;
-             b += (u64)gridDim.x * rows_per_block) {
-            ncf_u32x4 blk = {0xffffffffu, 0xffffffffu, 0xffffffffu, 0xffffffffu};
-            if (thr > 0) blk = ncf_block(k0, k1, NCF_STREAM_DROPOUT, sample[b], epoch, (layer << 16) | g);
-            const float* dar = da + b * width;
-            const act_t* ar = a + b * width;
-            act_t* dzr = dz + b * width;
+        if (vec) {
+            for (u64 b = (u64)blockIdx.x * rows_per_block + r; b < batch; b += stride) {
+                u64 off = b * width + g * 16;
+                float d[16], av[16];
 #pragma unroll
-            for (u32 t = 0; t < 16; ++t) {
-                u32 j = g * 16 + t;
-                if (j < width) {
-                    bool on = ncf_keep_byte(blk, j, thr) && act_to_f(ar[j]) > 0.0f;
-                    float d = on ? dar[j] * scale : 0.0f;
-                    dzr[j] = f_to_act(d);
-                    acc[t] += d;
+                for (u32 q = 0; q < 4; ++q) ncf_ld_f4(da + off + 4 * q, d + 4 * q);
+                ncf_ld_act16(a + off, av);
+                ncf_u32x4 blk = {0xffffffffu, 0xffffffffu, 0xffffffffu, 0xffffffffu};
+                if (thr > 0) blk = ncf_block(k0, k1, NCF_STREAM_DROPOUT, sample[b], epoch, (layer << 16) | g);
+#pragma unroll
+                for (u32 t = 0; t < 16; ++t) {
+                    bool on = ncf_keep_byte(blk, t, thr) && av[t] > 0.0f;
+                    d[t] = on ? d[t] * scale : 0.0f;
+                    acc[t] += d[t];
+                }
+                ncf_st_act16(dz + off, d);
+            }
+        } else {
+            for (u64 b = (u64)blockIdx.x * rows_per_block + r; b < batch; b += stride) {
+                ncf_u32x4 blk = {0xffffffffu, 0xffffffffu, 0xffffffffu, 0xffffffffu};
+                if (thr > 0) blk = ncf_block(k0, k1, NCF_STREAM_DROPOUT, sample[b], epoch, (layer << 16) | g);
+                const float* dar = da + b * width;
+                const act_t* ar = a + b * width;
+                act_t* dzr = dz + b * width;
+#pragma unroll
+                for (u32 t = 0; t < 16; ++t) {
+                    u32 j = g * 16 + t;
+                    if (j < width) {
+                        bool on = ncf_keep_byte(blk, t, thr) && act_to_f(ar[j]) > 0.0f;
+                        float d = on ? dar[j] * scale : 0.0f;
+                        dzr[j] = f_to_act(d);
+                        acc[t] += d;
+                    }
                 }
             }
         }
@@ -184,12 +399,19 @@ extern "C" __global__ void ncf_bias_relu_dropout_bwd(const float* da, const act_
 // ---- final layer + sigmoid BCE + its gradients ------------------------------------------------
 // One warp per sample: logit = w . [mf_user[u] * mf_item[i] || x_last] + b. Training: loss
 // (block-reduced, FP64 accumulator), dlogit = (sigmoid - y) * gscale, and every gradient that
-// needs dlogit: final.w/final.b (block-reduced), GMF embeddings (atomic), dx_last (written).
-// Avoids materialising the GMF product and the logits. Scoring (train = 0): logits only.
+// needs dlogit: final.w/final.b (per-lane registers, block-reduced in shared memory, one global
+// atomic per block and weight), GMF embeddings (atomic; float4 atomics on sm_90+), dx_last
+// (written). Avoids materialising the GMF product and the logits. Scoring (train = 0): logits
+// only. Fast path (f, lout multiples of 4, at most 128 inputs, aligned buffers): lane owns 4
+// consecutive inputs; else one input per lane per 32 (any width up to NCF_FINAL_MAX).
 #define NCF_FINAL_MAX 512
-extern "C" __global__ void ncf_final(const u32* users, const u32* items, const float* labels, u32 batch,
-                                     u32 f, const float* mf_user, const float* mf_item,
-                                     const act_t* x_last, u32 lout, const float* fw, const float* fb,
+// Launched with 256 threads (trainer.rs); the bound keeps 4 blocks per SM resident.
+extern "C" __global__ void __launch_bounds__(256, 4) ncf_final(const u32* __restrict__ users, const u32* __restrict__ items,
+                                     const float* labels, u32 batch, u32 f,
+                                     const float* __restrict__ mf_user,
+                                     const float* __restrict__ mf_item,
+                                     const act_t* __restrict__ x_last, u32 lout,
+                                     const float* __restrict__ fw, const float* __restrict__ fb,
                                      int train, float gscale, float* logits, double* loss_sum,
                                      float* g_mf_user, float* g_mf_item, float* g_fw, float* g_fb,
                                      float* dx_last) {
@@ -200,55 +422,146 @@ extern "C" __global__ void ncf_final(const u32* users, const u32* items, const f
     if (threadIdx.x < 2) s_misc[threadIdx.x] = 0.0f;
     __syncthreads();
     u32 lane = threadIdx.x & 31u, warps = blockDim.x >> 5;
-    float gw[NCF_FINAL_MAX / 32];
-#pragma unroll
-    for (int t = 0; t < NCF_FINAL_MAX / 32; ++t) gw[t] = 0.0f;
     float loss_acc = 0.0f, gb_acc = 0.0f;
     float bias = fb[0];
-    for (u64 b = (u64)blockIdx.x * warps + (threadIdx.x >> 5); b < batch; b += (u64)gridDim.x * warps) {
-        u64 u = users[b], it = items[b];
-        float vals[NCF_FINAL_MAX / 32];
-        float dot = 0.0f;
+    bool vec = fin <= 128u && (f & 3u) == 0 && (lout & 3u) == 0 &&
+               ncf_aligned(mf_user, 16) &&
+               ncf_aligned(mf_item, 16) && ncf_aligned(x_last, NCF_ACT4_BYTES) &&
+               ncf_aligned(fw, 16) && ncf_aligned(g_mf_user, 16) && ncf_aligned(g_mf_item, 16) &&
+               ncf_aligned(dx_last, 16);
+    if (vec) {
+        // Lane owns inputs 4 * lane .. + 4 (all GMF or all MLP as f % 4 == 0), final.weight in
+        // registers. A warp takes 32 consecutive samples at once: their ids and labels are loaded
+        // coalesced, one per lane, and broadcast by shuffles (no dependent load per sample).
+        u32 j0 = 4u * lane;
+        bool gmf = j0 < f, mlp = !gmf && j0 < fin;
+        float w[4], gw[4];
 #pragma unroll
-        for (int t = 0; t < NCF_FINAL_MAX / 32; ++t) {
-            u32 j = lane + 32u * t;
-            float v = 0.0f;
-            if (j < f) v = mf_user[u * f + j] * mf_item[it * f + j];
-            else if (j < fin) v = act_to_f(x_last[b * lout + (j - f)]);
-            vals[t] = v;
-            if (j < fin) dot += v * fw[j];
+        for (int k = 0; k < 4; ++k) {
+            w[k] = j0 < fin ? fw[j0 + k] : 0.0f;
+            gw[k] = 0.0f;
         }
-        float z = ncf_warp_sum(dot) + bias;
-        if (!train) {
-            if (lane == 0) logits[b] = z;
-            continue;
-        }
-        float y = labels[b];
-        if (lane == 0) loss_acc += fmaxf(z, 0.0f) - z * y + log1pf(expf(-fabsf(z)));
-        float sig = 1.0f / (1.0f + expf(-z));
-        float dl = (sig - y) * gscale;
-        if (lane == 0) gb_acc += dl;
-#pragma unroll
-        for (int t = 0; t < NCF_FINAL_MAX / 32; ++t) {
-            u32 j = lane + 32u * t;
-            if (j < fin) {
-                gw[t] += dl * vals[t];
-                float dw = dl * fw[j];
-                if (j < f) {
-                    atomicAdd(&g_mf_user[u * f + j], dw * mf_item[it * f + j]);
-                    atomicAdd(&g_mf_item[it * f + j], dw * mf_user[u * f + j]);
-                } else {
-                    dx_last[b * lout + (j - f)] = dw;
+        u64 wstride = (u64)gridDim.x * warps * 32ull;
+        for (u64 b0 = ((u64)blockIdx.x * warps + (threadIdx.x >> 5)) * 32ull; b0 < batch;
+             b0 += wstride) {
+            u32 cnt = (u32)min((u64)32, (u64)batch - b0);
+            u32 my_u = 0, my_i = 0;
+            float my_y = 0.0f;
+            if (lane < cnt) {
+                my_u = users[b0 + lane];
+                my_i = items[b0 + lane];
+                if (train) my_y = labels[b0 + lane];
+            }
+#pragma unroll 2
+            for (u32 s = 0; s < cnt; ++s) {
+                u64 b = b0 + s;
+                u64 u = __shfl_sync(0xffffffffu, my_u, s);
+                u64 it = __shfl_sync(0xffffffffu, my_i, s);
+                float y = __shfl_sync(0xffffffffu, my_y, s);
+                float x[4] = {0.0f, 0.0f, 0.0f, 0.0f}, y2[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+                if (gmf) {
+                    ncf_ld_f4(mf_user + u * f + j0, x);
+                    ncf_ld_f4(mf_item + it * f + j0, y2);
+                } else if (mlp) {
+                    ncf_ld_act4(x_last + b * lout + (j0 - f), x);
                 }
+                float dot = 0.0f;
+                if (gmf) {
+#pragma unroll
+                    for (int k = 0; k < 4; ++k) {
+                        float v = x[k] * y2[k];
+                        dot += v * w[k];
+                    }
+                } else {
+#pragma unroll
+                    for (int k = 0; k < 4; ++k) dot += x[k] * w[k];
+                }
+                float z = ncf_warp_sum(dot) + bias;
+                if (!train) {
+                    if (lane == 0) logits[b] = z;
+                    continue;
+                }
+                if (lane == 0) loss_acc += fmaxf(z, 0.0f) - z * y + log1pf(expf(-fabsf(z)));
+                float sig = 1.0f / (1.0f + expf(-z));
+                float dl = (sig - y) * gscale;
+                if (lane == 0) gb_acc += dl;
+                float dw[4];
+#pragma unroll
+                for (int k = 0; k < 4; ++k) dw[k] = dl * w[k];
+                if (gmf) {
+                    float du[4], di[4];
+#pragma unroll
+                    for (int k = 0; k < 4; ++k) {
+                        float v = x[k] * y2[k];
+                        gw[k] += dl * v;
+                        du[k] = dw[k] * y2[k];
+                        di[k] = dw[k] * x[k];
+                    }
+                    ncf_atomic_add4(g_mf_user + u * f + j0, du);
+                    ncf_atomic_add4(g_mf_item + it * f + j0, di);
+                } else if (mlp) {
+#pragma unroll
+                    for (int k = 0; k < 4; ++k) gw[k] += dl * x[k];
+                    ncf_st_f4(dx_last + b * lout + (j0 - f), dw);
+                }
+            }
+        }
+        if (train && j0 < fin) {
+#pragma unroll
+            for (int k = 0; k < 4; ++k) atomicAdd(&s_gw[j0 + k], gw[k]);
+        }
+    } else {
+        float gw[NCF_FINAL_MAX / 32];
+#pragma unroll
+        for (int t = 0; t < NCF_FINAL_MAX / 32; ++t) gw[t] = 0.0f;
+        for (u64 b = (u64)blockIdx.x * warps + (threadIdx.x >> 5); b < batch;
+             b += (u64)gridDim.x * warps) {
+            u64 u = users[b], it = items[b];
+            float vals[NCF_FINAL_MAX / 32];
+            float dot = 0.0f;
+#pragma unroll
+            for (int t = 0; t < NCF_FINAL_MAX / 32; ++t) {
+                u32 j = lane + 32u * t;
+                float v = 0.0f;
+                if (j < f) v = mf_user[u * f + j] * mf_item[it * f + j];
+                else if (j < fin) v = act_to_f(x_last[b * lout + (j - f)]);
+                vals[t] = v;
+                if (j < fin) dot += v * fw[j];
+            }
+            float z = ncf_warp_sum(dot) + bias;
+            if (!train) {
+                if (lane == 0) logits[b] = z;
+                continue;
+            }
+            float y = labels[b];
+            if (lane == 0) loss_acc += fmaxf(z, 0.0f) - z * y + log1pf(expf(-fabsf(z)));
+            float sig = 1.0f / (1.0f + expf(-z));
+            float dl = (sig - y) * gscale;
+            if (lane == 0) gb_acc += dl;
+#pragma unroll
+            for (int t = 0; t < NCF_FINAL_MAX / 32; ++t) {
+                u32 j = lane + 32u * t;
+                if (j < fin) {
+                    gw[t] += dl * vals[t];
+                    float dw = dl * fw[j];
+                    if (j < f) {
+                        atomicAdd(&g_mf_user[u * f + j], dw * mf_item[it * f + j]);
+                        atomicAdd(&g_mf_item[it * f + j], dw * mf_user[u * f + j]);
+                    } else {
+                        dx_last[b * lout + (j - f)] = dw;
+                    }
+                }
+            }
+        }
+        if (train) {
+#pragma unroll
+            for (int t = 0; t < NCF_FINAL_MAX / 32; ++t) {
+                u32 j = lane + 32u * t;
+                if (j < fin) atomicAdd(&s_gw[j], gw[t]);
             }
         }
     }
     if (!train) return;
-#pragma unroll
-    for (int t = 0; t < NCF_FINAL_MAX / 32; ++t) {
-        u32 j = lane + 32u * t;
-        if (j < fin) atomicAdd(&s_gw[j], gw[t]);
-    }
     if (lane == 0) {
         atomicAdd(&s_misc[0], loss_acc);
         atomicAdd(&s_misc[1], gb_acc);
@@ -269,36 +582,82 @@ extern "C" __global__ void ncf_cast(const float* src, act_t* dst, u64 n) {
 }
 
 // *found = 1 when any gradient is inf or NaN (FP16 loss-scale overflow).
-extern "C" __global__ void ncf_check_finite(const float* g, u64 n, int* found) {
+// float4 over the aligned n / 4 prefix, then a scalar tail.
+extern "C" __global__ void ncf_check_finite(const float* __restrict__ g, u64 n, int* found) {
     bool bad = false;
-    NCF_FOR(i, n) bad |= !isfinite(g[i]);
+    u64 n4 = ncf_aligned(g, 16) ? n / 4 : 0;
+    NCF_FOR(q, n4) {
+        float v[4];
+        ncf_ld_f4(g + 4 * q, v);
+        bad |= !isfinite(v[0]) || !isfinite(v[1]) || !isfinite(v[2]) || !isfinite(v[3]);
+    }
+    NCF_FOR(t, n - 4 * n4) bad |= !isfinite(g[4 * n4 + t]);
     if (__any_sync(0xffffffffu, bad) && (threadIdx.x & 31u) == 0) atomicExch(found, 1);
 }
 
 // ---- optimiser ------------------------------------------------------------------------------
 
+// One element of ncf_adam (the math is torch.optim.Adam's, unchanged by vectorisation).
+__device__ __forceinline__ void ncf_adam1(float& pi, float& mi, float& vi, float gi, float lr,
+                                          float beta1, float beta2, float eps, float l2,
+                                          float step_size, float bc2_sqrt, float inv_scale, int sgd) {
+    gi = gi * inv_scale + l2 * pi;
+    if (sgd) {
+        pi = pi - lr * gi;
+        return;
+    }
+    mi = mi + (1.0f - beta1) * (gi - mi);
+    vi = vi * beta2 + (1.0f - beta2) * gi * gi;
+    float denom = sqrtf(vi) / bc2_sqrt + eps;
+    pi = pi - step_size * (mi / denom);
+}
+
 // One fused step over the whole flat vector, as torch.optim.Adam (or plain SGD), then g = 0.
 // g is unscaled by inv_scale first; nothing moves when *found_inf (a skipped FP16 step).
-extern "C" __global__ void ncf_adam(float* p, float* g, float* m, float* v, u64 n, float lr, float beta1,
-                                    float beta2, float eps, float l2, float step_size, float bc2_sqrt,
-                                    float inv_scale, const int* found_inf, int sgd) {
+// Fast path: float4 over the 16-byte-aligned prefix of n / 4 quads, then a scalar tail.
+extern "C" __global__ void ncf_adam(float* __restrict__ p, float* __restrict__ g,
+                                    float* __restrict__ m, float* __restrict__ v, u64 n, float lr,
+                                    float beta1, float beta2, float eps, float l2, float step_size,
+                                    float bc2_sqrt, float inv_scale, const int* found_inf, int sgd) {
     bool skip = found_inf != 0 && *found_inf != 0;
-    NCF_FOR(i, n) {
+    bool vec = ncf_aligned(p, 16) && ncf_aligned(g, 16) && ncf_aligned(m, 16) && ncf_aligned(v, 16);
+    u64 n4 = vec ? n / 4 : 0;
+    NCF_FOR(q, n4) {
+        float gq[4], pq[4], mq[4], vq[4];
+        ncf_ld_f4(g + 4 * q, gq);
+        float zero[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        ncf_st_f4(g + 4 * q, zero);
+        if (skip) continue;
+        ncf_ld_f4(p + 4 * q, pq);
+        if (!sgd) {
+            ncf_ld_f4(m + 4 * q, mq);
+            ncf_ld_f4(v + 4 * q, vq);
+        }
+#pragma unroll
+        for (int k = 0; k < 4; ++k)
+            ncf_adam1(pq[k], mq[k], vq[k], gq[k], lr, beta1, beta2, eps, l2, step_size, bc2_sqrt,
+                      inv_scale, sgd);
+        ncf_st_f4(p + 4 * q, pq);
+        if (!sgd) {
+            ncf_st_f4(m + 4 * q, mq);
+            ncf_st_f4(v + 4 * q, vq);
+        }
+    }
+    NCF_FOR(t, n - 4 * n4) {
+        u64 i = 4 * n4 + t;
         float gi = g[i];
         g[i] = 0.0f;
         if (skip) continue;
-        float pi = p[i];
-        gi = gi * inv_scale + l2 * pi;
-        if (sgd) {
-            p[i] = pi - lr * gi;
-            continue;
+        float pi = p[i], mi = 0.0f, vi = 0.0f;
+        if (!sgd) {
+            mi = m[i];
+            vi = v[i];
         }
-        float mi = m[i], vi = v[i];
-        mi = mi + (1.0f - beta1) * (gi - mi);
-        vi = vi * beta2 + (1.0f - beta2) * gi * gi;
-        m[i] = mi;
-        v[i] = vi;
-        float denom = sqrtf(vi) / bc2_sqrt + eps;
-        p[i] = pi - step_size * (mi / denom);
+        ncf_adam1(pi, mi, vi, gi, lr, beta1, beta2, eps, l2, step_size, bc2_sqrt, inv_scale, sgd);
+        p[i] = pi;
+        if (!sgd) {
+            m[i] = mi;
+            v[i] = vi;
+        }
     }
 }

@@ -24,8 +24,8 @@ log "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
   nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader
   nvcc --version | tail -n 2
   python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)'
-} > "$OUT/env.txt" 2>&1
-cat "$OUT/env.txt" | tee -a "$OUT/log.txt"
+} > /tmp/ncf-env.txt 2>&1
+cat /tmp/ncf-env.txt | tee -a "$OUT/log.txt"
 
 # 1. Parity: every kernel vs its CPU reference, golden 10-step loss curve, every precision.
 log "parity"
@@ -37,9 +37,9 @@ log "parity exit $parity_rc"
 if [ -z "${SKIP_ML1M:-}" ]; then
 log "ml-1m"
 timeout ${TRAIN_S:-90} $B/ncf-train $D/data/ncf-ml-1m -o /tmp/ml1m.safetensors --device cuda --preset ml1m \
-  2>"$OUT/train-ml1m.err" | tee "$OUT/train-ml1m.jsonl" | tail -n 3
+  2>/tmp/train-ml1m.err | tee "$OUT/train-ml1m.jsonl" | tail -n 3
 train_rc=${PIPESTATUS[0]}
-tail -n 5 "$OUT/train-ml1m.err"
+tail -n 5 /tmp/train-ml1m.err | tee -a "$OUT/log.txt"
 log "train exit $train_rc"
 fi
 
@@ -66,7 +66,7 @@ def load(name):
         return json.load(open(p))
     except Exception as e:
         return {"error": f"{name}: {e}"}
-res = {"env": open(os.path.join(out, "env.txt")).read().splitlines(),
+res = {"env": open("/tmp/ncf-env.txt").read().splitlines(),
        "parity": load("parity.json"), "bench": load("bench.json")}
 peer = {}
 for line in open(os.path.join(out, "peer.jsonl")):

@@ -7,7 +7,8 @@ use sha2::{Digest, Sha256};
 use std::ffi::CString;
 use std::path::PathBuf;
 
-/// Every file of `kernels/`, by the name `#include` uses.
+/// Every kernel source of `kernels/` (not `kernels/emu/`, the host emulation), by the name
+/// `#include` uses.
 pub const SOURCES: &[(&str, &str)] = &[
     ("rng.cuh", include_str!("../../../kernels/rng.cuh")),
     ("sampler.cuh", include_str!("../../../kernels/sampler.cuh")),

@@ -852,8 +852,10 @@ impl CudaTrainer {
     ) -> Result<(), CudaError> {
         let groups = width.div_ceil(16).max(1);
         let rows_per_block = (ROW_BLOCK as usize / groups).max(1);
+        // 12 blocks per SM: whole waves at 2, 3, 4 or 6 resident blocks (the kernels' register
+        // bounds), so grid-stride loops end together.
         let grid =
-            (n.div_ceil(rows_per_block) as u64).clamp(1, self.gpu.sm_count as u64 * 8) as u32;
+            (n.div_ceil(rows_per_block) as u64).clamp(1, self.gpu.sm_count as u64 * 12) as u32;
         self.gpu.launch(name, grid, ROW_BLOCK, smem, args, sizes)
     }
 

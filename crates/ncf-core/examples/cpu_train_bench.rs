@@ -8,8 +8,7 @@
 use ncf_core::cpu::{tile, CpuTrainer};
 use ncf_core::model::{Model, ModelConfig, ModelKind};
 use ncf_core::rng::{below, stream, Rng};
-use ncf_core::sampler::NegativeMode;
-use ncf_core::train::{Optimizer, Precision, TrainConfig, Trainer};
+use ncf_core::train::{TrainConfig, Trainer};
 use std::time::Instant;
 
 fn arg(name: &str, default: u64) -> u64 {
@@ -144,20 +143,9 @@ fn main() {
         dropout: 0.5,
     };
     let cfg = TrainConfig {
-        seed: 1,
         epochs: 1,
         batch_size: batch,
-        negatives: 4,
-        negative_mode: NegativeMode::Approximate,
-        optimizer: Optimizer::Adam,
-        lr: 0.0045,
-        beta1: 0.25,
-        beta2: 0.5,
-        eps: 1e-8,
-        l2: 0.0,
-        precision: Precision::Fp32,
-        topk: 10,
-        target_hr: None,
+        ..TrainConfig::nvidia(1)
     };
     let model = Model::init(mc.clone(), 1).expect("model");
     let mut t = CpuTrainer::new(model, &cfg, users, items, None, threads)

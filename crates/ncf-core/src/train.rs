@@ -48,6 +48,30 @@ pub struct TrainConfig {
     pub target_hr: Option<f64>,
 }
 
+impl TrainConfig {
+    /// NVIDIA's NCF recipe for ml-20m: Adam lr 0.0045, betas 0.25/0.5, eps 1e-8, batch 2^20,
+    /// 4 approximate negatives per positive, 30 epochs, FP32, HR@10, no target. Every preset
+    /// and tool starts from this one definition.
+    pub fn nvidia(seed: u64) -> TrainConfig {
+        TrainConfig {
+            seed,
+            epochs: 30,
+            batch_size: 1 << 20,
+            negatives: 4,
+            negative_mode: NegativeMode::Approximate,
+            optimizer: Optimizer::Adam,
+            lr: 0.0045,
+            beta1: 0.25,
+            beta2: 0.5,
+            eps: 1e-8,
+            l2: 0.0,
+            precision: Precision::Fp32,
+            topk: 10,
+            target_hr: None,
+        }
+    }
+}
+
 /// What one optimiser step reports.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct StepStats {

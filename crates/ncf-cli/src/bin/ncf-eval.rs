@@ -122,20 +122,8 @@ fn run(a: Args) -> Result<()> {
 fn cuda_scorer(model: ncf_core::model::Model, data: &Dataset) -> Result<ncf_cuda::CudaTrainer> {
     ncf_cuda::available()?;
     let cfg = ncf_core::train::TrainConfig {
-        seed: 0,
-        epochs: 1,
         batch_size: 1 << 16,
-        negatives: 0,
-        negative_mode: ncf_core::sampler::NegativeMode::Approximate,
-        optimizer: ncf_core::train::Optimizer::Adam,
-        lr: 0.0,
-        beta1: 0.9,
-        beta2: 0.999,
-        eps: 1e-8,
-        l2: 0.0,
-        precision: ncf_core::train::Precision::Fp32,
-        topk: 10,
-        target_hr: None,
+        ..ncf_core::train::TrainConfig::nvidia(0)
     };
     Ok(ncf_cuda::CudaTrainer::new(
         0,

@@ -161,20 +161,8 @@ struct Recipe {
 
 fn preset(p: Preset, seed: u64, topk: usize) -> Recipe {
     let nvidia = TrainConfig {
-        seed,
-        epochs: 30,
-        batch_size: 1 << 20,
-        negatives: 4,
-        negative_mode: NegativeMode::Approximate,
-        optimizer: Optimizer::Adam,
-        lr: 0.0045,
-        beta1: 0.25,
-        beta2: 0.5,
-        eps: 1e-8,
-        l2: 0.0,
-        precision: Precision::Fp32,
         topk,
-        target_hr: None,
+        ..TrainConfig::nvidia(seed)
     };
     let layers = vec![256, 256, 128, 64];
     match p {

@@ -12,7 +12,7 @@ NVRTC_HOME = $(shell ls -d $(VENV)/lib/python3*/site-packages/nvidia/cu13 2>/dev
 export NCF_NVRTC_HOME := $(abspath $(NVRTC_HOME))
 export NCF_PYTHON := $(abspath $(PY))
 
-.PHONY: all build release test lint unit demo venv clean bench device-check fmt
+.PHONY: all build release test lint unit demo venv clean bench device-check device-pack fmt
 
 all: build
 
@@ -64,3 +64,11 @@ demo: release
 
 clean:
 	$(CARGO) clean; rm -rf $(VENV)
+
+# GPU: build here and gather the carry (.device), then on the lent GPU machine run device-check
+# (no Rust there). See docs/CUDA.md and BENCHMARKS.md.
+device-pack:
+	scripts/device-pack.sh
+
+device-check:
+	bash scripts/device-check.sh

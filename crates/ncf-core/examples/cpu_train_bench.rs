@@ -3,9 +3,10 @@
 //! GEMMs it is made of. Prints numbers; asserts nothing.
 //!
 //! cargo run --release -p ncf-core --example cpu_train_bench -- [--steps N] [--threads N]
-//!     [--tile N] [--batch N] [--users N] [--items N] [--positives N] [--gemm]
+//!     [--tile N] [--batch N] [--users N] [--items N] [--positives N] [--per-sample-first-layer]
+//!     [--gemm]
 
-use ncf_core::cpu::{tile, CpuTrainer};
+use ncf_core::cpu::{tile, CpuTrainer, FirstLayer};
 use ncf_core::model::{Model, ModelConfig, ModelKind};
 use ncf_core::rng::{below, stream, Rng};
 use ncf_core::train::{TrainConfig, Trainer};
@@ -150,7 +151,14 @@ fn main() {
     let model = Model::init(mc.clone(), 1).expect("model");
     let mut t = CpuTrainer::new(model, &cfg, users, items, None, threads)
         .expect("trainer")
-        .with_tile(tile_rows);
+        .with_tile(tile_rows)
+        .with_first_layer(
+            if std::env::args().any(|a| a == "--per-sample-first-layer") {
+                FirstLayer::PerSample
+            } else {
+                FirstLayer::Factored
+            },
+        );
     let len = n_pos * 5;
     println!(
         "cpu trainer: {} users, {} items, {} samples/epoch, batch {batch}, {}, tile {tile_rows}, {:.2} GFLOP/step",

@@ -3,6 +3,7 @@
 //! [`reference`] is the per-sample definition of the math; the fast path here computes the same
 //! thing on tiles of samples with GEMMs and is tested against it.
 
+pub mod factored;
 pub mod reference;
 pub mod tile;
 
@@ -11,8 +12,18 @@ use crate::rng::{stream, Rng};
 use crate::sampler::{EpochSamples, NegativeMode, UserItems};
 use crate::train::{Optimizer, StepStats, TrainConfig, Trainer};
 use crate::{Error, Result};
+use factored::Factored;
 use reference::AdamScalars;
 use tile::{Net, Work};
+
+/// How a training step computes the first MLP layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FirstLayer {
+    /// Once per distinct user and item of the step ([`factored`]); the default.
+    Factored,
+    /// A GEMM per tile over the gathered embeddings, like every other layer.
+    PerSample,
+}
 
 /// Samples per tile (rows of the per-thread GEMMs); chosen by `examples/cpu_train_bench.rs`.
 pub const DEFAULT_TILE: usize = 128;
@@ -152,8 +163,10 @@ pub fn check_ids(model: &Model, users: &[u32], items: &[u32]) -> Result<()> {
 /// A step splits the batch positions into `threads` contiguous chunks; each thread builds its
 /// samples from [`EpochSamples`] in tiles of `tile` rows, runs [`tile::forward`] and
 /// [`tile::backward`] and adds gradients into its own dense gradient vector (same layout as the
-/// parameters; embedding rows are scattered into it). One parallel pass then sums the per-thread
-/// gradients in thread order, zeroes them and applies the optimiser to every parameter.
+/// parameters; embedding rows are scattered into it). The first MLP layer is factored over the
+/// distinct users and items of each thread's share ([`factored`], [`FirstLayer`]). One parallel
+/// pass then sums the per-thread gradients in thread order, zeroes them and applies the
+/// optimiser to every parameter.
 pub struct CpuTrainer {
     model: Model,
     cfg: TrainConfig,
@@ -169,6 +182,8 @@ pub struct CpuTrainer {
     /// Optimiser steps taken.
     step: u64,
     work: Vec<Work>,
+    first_layer: FirstLayer,
+    factored: Vec<Factored>,
 }
 
 impl CpuTrainer {
@@ -216,6 +231,8 @@ impl CpuTrainer {
             v: vec![0f32; n],
             step: 0,
             work: vec![],
+            first_layer: FirstLayer::Factored,
+            factored: vec![],
             model,
         })
     }
@@ -224,6 +241,13 @@ impl CpuTrainer {
     pub fn with_tile(mut self, rows: usize) -> Self {
         self.tile = rows.max(1);
         self.work.clear();
+        self
+    }
+
+    /// Compute the first MLP layer this way (for benchmarks and tests; results change in the
+    /// last bits).
+    pub fn with_first_layer(mut self, first: FirstLayer) -> Self {
+        self.first_layer = first;
         self
     }
 
@@ -278,11 +302,41 @@ impl CpuTrainer {
                 .map(|_| Work::new(&self.net, self.tile))
                 .collect();
         }
+        let factor = self.first_layer == FirstLayer::Factored && self.net.n_linear() > 0;
+        if factor && self.factored.len() != threads {
+            let (nu, ni) = (self.model.config.n_users, self.model.config.n_items);
+            self.factored = (0..threads).map(|_| Factored::new(nu, ni)).collect();
+        }
         let (net, p, tile) = (&self.net, &self.model.params[..], self.tile);
         let chunk = |k: usize| positions.start + batch * k as u64 / threads as u64;
-        let run = |k: usize, work: &mut Work, g: &mut [f32]| -> Result<f64> {
+        let dlogits = |work: &mut Work, loss: &mut f64| {
+            for r in 0..work.user.len() {
+                let (x, y) = (work.logit[r], work.label[r]);
+                *loss += reference::bce_with_logits(x, y) as f64;
+                work.dlogit[r] = (reference::sigmoid(x) - y) / batch_f;
+            }
+        };
+        let run = |k: usize, work: &mut Work, g: &mut [f32], fac: Option<&mut Factored>| {
             let mut loss = 0f64;
             let (start, end) = (chunk(k), chunk(k + 1));
+            if let Some(fac) = fac {
+                fac.clear();
+                for q in start..end {
+                    let s = samples.order.apply(q);
+                    let (u, i, l) = samples.sample(s)?;
+                    fac.push(u, i, l, s as u32);
+                }
+                fac.begin(net, p);
+                let n = (end - start) as usize;
+                for from in (0..n).step_by(tile) {
+                    fac.load_tile(work, from..(from + tile).min(n));
+                    tile::forward_with(net, p, work, dropout, Some(fac.projections()));
+                    dlogits(work, &mut loss);
+                    tile::backward_with(net, p, work, g, scale, Some(fac.aggregates()));
+                }
+                fac.finish(net, p, g);
+                return Ok(loss);
+            }
             let mut pos = start;
             while pos < end {
                 let n = (end - pos).min(tile as u64);
@@ -296,26 +350,33 @@ impl CpuTrainer {
                     work.index.push(s as u32);
                 }
                 tile::forward(net, p, work, dropout);
-                for r in 0..n as usize {
-                    let (x, y) = (work.logit[r], work.label[r]);
-                    loss += reference::bce_with_logits(x, y) as f64;
-                    work.dlogit[r] = (reference::sigmoid(x) - y) / batch_f;
-                }
+                dlogits(work, &mut loss);
                 tile::backward(net, p, work, g, scale);
                 pos += n;
             }
             Ok(loss)
         };
+        let mut facs: Vec<Option<&mut Factored>> = if factor {
+            self.factored.iter_mut().map(Some).collect()
+        } else {
+            (0..threads).map(|_| None).collect()
+        };
         let losses: Vec<Result<f64>> = if threads == 1 {
-            vec![run(0, &mut self.work[0], &mut self.grads[0])]
+            vec![run(
+                0,
+                &mut self.work[0],
+                &mut self.grads[0],
+                facs.pop().flatten(),
+            )]
         } else {
             std::thread::scope(|sc| {
                 let handles: Vec<_> = self
                     .work
                     .iter_mut()
                     .zip(self.grads.iter_mut())
+                    .zip(facs)
                     .enumerate()
-                    .map(|(k, (w, g))| sc.spawn(move || run(k, w, g)))
+                    .map(|(k, ((w, g), f))| sc.spawn(move || run(k, w, g, f)))
                     .collect();
                 handles
                     .into_iter()

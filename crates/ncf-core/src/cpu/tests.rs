@@ -179,8 +179,12 @@ fn fast_path_matches_reference_with_dropout() {
         ModelKind::Gmf => vec![8, 6],
         _ => vec![40, 24, 16, 8],
     };
-    for kind in [ModelKind::Neumf, ModelKind::Gmf, ModelKind::Mlp] {
-        for optimizer in [Optimizer::Adam, Optimizer::Sgd] {
+    let cases = [ModelKind::Neumf, ModelKind::Gmf, ModelKind::Mlp]
+        .into_iter()
+        .flat_map(|k| [Optimizer::Adam, Optimizer::Sgd].map(|o| (k, o)))
+        .flat_map(|(k, o)| [FirstLayer::Factored, FirstLayer::PerSample].map(|f| (k, o, f)));
+    for (kind, optimizer, first) in cases {
+        {
             let mc = ModelConfig {
                 kind,
                 n_users: 9,
@@ -198,13 +202,14 @@ fn fast_path_matches_reference_with_dropout() {
             let ref_losses = reference_steps(&mut reference_model, &cfg, &users, &items, 4);
             let mut t = CpuTrainer::new(model, &cfg, users.clone(), items.clone(), None, 2)
                 .unwrap()
-                .with_tile(5);
+                .with_tile(5)
+                .with_first_layer(first);
             for (step, want) in ref_losses.iter().enumerate() {
                 let s = step as u64;
                 let got = t.step(0, s * 37..(s + 1) * 37).unwrap().loss as f64;
                 assert!(
                     (got - want).abs() <= 1e-5 * want.abs(),
-                    "{kind:?} {optimizer:?} step {step}: {got} vs {want}"
+                    "{kind:?} {optimizer:?} {first:?} step {step}: {got} vs {want}"
                 );
             }
             let mut padding = vec![true; t.params().len()];
@@ -219,9 +224,9 @@ fn fast_path_matches_reference_with_dropout() {
                 .count();
             assert_eq!(
                 nonzero_pad, 0,
-                "{kind:?} {optimizer:?}: padding floats changed"
+                "{kind:?} {optimizer:?} {first:?}: padding floats changed"
             );
-            let what = format!("{kind:?} {optimizer:?} params");
+            let what = format!("{kind:?} {optimizer:?} {first:?} params");
             assert_close(&what, t.params(), &reference_model.params, 1e-5, 1e-7);
         }
     }

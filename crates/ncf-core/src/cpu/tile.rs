@@ -116,6 +116,9 @@ pub struct Work {
     pub label: Vec<f32>,
     /// Unshuffled epoch index of each sample (addresses its dropout mask).
     pub index: Vec<u32>,
+    /// Factored first layer only: each row's slot in the user / item projection tables.
+    pub su: Vec<u32>,
+    pub si: Vec<u32>,
     /// `xs[0]`: MLP input; `xs[k + 1]`: output of layer k after ReLU and dropout.
     pub xs: Vec<Vec<f32>>,
     pub logit: Vec<f32>,
@@ -136,6 +139,8 @@ impl Work {
             item: Vec::with_capacity(rows),
             label: Vec::with_capacity(rows),
             index: Vec::with_capacity(rows),
+            su: Vec::with_capacity(rows),
+            si: Vec::with_capacity(rows),
             xs: net.layers.iter().map(|w| vec![0f32; rows * w]).collect(),
             logit: vec![0f32; rows],
             gmf: vec![],
@@ -150,6 +155,8 @@ impl Work {
         self.item.clear();
         self.label.clear();
         self.index.clear();
+        self.su.clear();
+        self.si.clear();
     }
 }
 
@@ -223,14 +230,44 @@ fn prefetch(row: &[f32]) {
 /// How many rows ahead embedding rows are prefetched.
 const AHEAD: usize = 4;
 
+/// The first MLP layer factored over users and items (training fast path, see
+/// [`super::factored`]): `Z_0 = E_u · W_uᵀ + E_i · W_iᵀ` where `W_0 = [W_u | W_i]`, so the
+/// products are computed once per distinct user and item of a step instead of once per sample.
+/// Row `r` of a tile reads `user[su[r]]` and `item[si[r]]` (`width` = first layer's output).
+#[derive(Clone, Copy, Debug)]
+pub struct Projections<'a> {
+    pub user: &'a [f32],
+    pub item: &'a [f32],
+}
+
+/// Where the factored first layer's backward leaves `dZ_0`: summed per user slot and per item
+/// slot (`[slots, width]`), to be turned into weight and embedding gradients once per step.
+#[derive(Debug)]
+pub struct Aggregates<'a> {
+    pub user: &'a mut [f32],
+    pub item: &'a mut [f32],
+}
+
 /// Forward pass of the `n = work.user.len()` samples in `work`: fills `work.xs` and `work.logit`.
 pub fn forward(net: &Net, p: &[f32], work: &mut Work, dropout: Option<&DropoutKey>) {
+    forward_with(net, p, work, dropout, None)
+}
+
+/// [`forward`], with the first layer's products read from `first` (slots in `work.su`,
+/// `work.si`) instead of a GEMM over gathered embeddings; `work.xs[0]` is then not filled.
+pub fn forward_with(
+    net: &Net,
+    p: &[f32],
+    work: &mut Work,
+    dropout: Option<&DropoutKey>,
+    first: Option<Projections>,
+) {
     #[cfg(target_arch = "x86_64")]
     if has_avx2_fma() {
         // SAFETY: the CPU has the features the function is compiled for.
-        return unsafe { forward_avx2(net, p, work, dropout) };
+        return unsafe { forward_avx2(net, p, work, dropout, first) };
     }
-    forward_body(net, p, work, dropout)
+    forward_body(net, p, work, dropout, first)
 }
 
 /// Whether the AVX2 + FMA builds of the tile loops can run (same results: Rust never contracts
@@ -242,23 +279,70 @@ fn has_avx2_fma() -> bool {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn forward_avx2(net: &Net, p: &[f32], work: &mut Work, dropout: Option<&DropoutKey>) {
-    forward_body(net, p, work, dropout)
+unsafe fn forward_avx2(
+    net: &Net,
+    p: &[f32],
+    work: &mut Work,
+    dropout: Option<&DropoutKey>,
+    first: Option<Projections>,
+) {
+    forward_body(net, p, work, dropout, first)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn backward_avx2(net: &Net, p: &[f32], work: &mut Work, g: &mut [f32], scale: f32) {
-    backward_body(net, p, work, g, scale)
+unsafe fn backward_avx2(
+    net: &Net,
+    p: &[f32],
+    work: &mut Work,
+    g: &mut [f32],
+    scale: f32,
+    first: Option<Aggregates>,
+) {
+    backward_body(net, p, work, g, scale, first)
 }
 
 #[inline(always)]
-fn forward_body(net: &Net, p: &[f32], work: &mut Work, dropout: Option<&DropoutKey>) {
+fn forward_body(
+    net: &Net,
+    p: &[f32],
+    work: &mut Work,
+    dropout: Option<&DropoutKey>,
+    first: Option<Projections>,
+) {
     let n = work.user.len();
     debug_assert!(n <= work.rows);
     let (f, e) = (net.f, net.e);
     let nl = net.n_linear();
-    if nl > 0 {
+    let scale = dropout.map_or(1.0, |d| super::dropout_scale(d.threshold));
+    let mut start = 0;
+    if let (Some(pr), true) = (first, nl > 0) {
+        // Layer 0 from the per-user and per-item products.
+        let no = net.layers[1];
+        let bias = &p[net.b[0]..net.b[0] + no];
+        let xout = &mut work.xs[1];
+        debug_assert!(work.su.len() == n && work.si.len() == n);
+        for r in 0..n {
+            if r + AHEAD < n {
+                let (a, b) = (work.su[r + AHEAD] as usize, work.si[r + AHEAD] as usize);
+                prefetch(&pr.user[a * no..(a + 1) * no]);
+                prefetch(&pr.item[b * no..(b + 1) * no]);
+            }
+            let (a, b) = (work.su[r] as usize, work.si[r] as usize);
+            let (zu, zi) = (
+                &pr.user[a * no..(a + 1) * no],
+                &pr.item[b * no..(b + 1) * no],
+            );
+            let row = &mut xout[r * no..(r + 1) * no];
+            for (((z, x), y), b) in row.iter_mut().zip(zu).zip(zi).zip(bias) {
+                *z = relu((x + y) + b);
+            }
+            if let Some(key) = dropout {
+                apply_dropout(row, key, work.index[r], 0, scale);
+            }
+        }
+        start = 1;
+    } else if nl > 0 {
         let l0 = net.layers[0];
         let x0 = &mut work.xs[0];
         for r in 0..n {
@@ -277,7 +361,7 @@ fn forward_body(net: &Net, p: &[f32], work: &mut Work, dropout: Option<&DropoutK
             row[e..].copy_from_slice(&p[net.mlp_item + i * e..net.mlp_item + (i + 1) * e]);
         }
     }
-    for k in 0..nl {
+    for k in start..nl {
         let (ni, no) = (net.layers[k], net.layers[k + 1]);
         let (before, after) = work.xs.split_at_mut(k + 1);
         let (xin, xout) = (&before[k], &mut after[0]);
@@ -285,7 +369,6 @@ fn forward_body(net: &Net, p: &[f32], work: &mut Work, dropout: Option<&DropoutK
         // Z = X · Wᵀ: Wᵀ is W read with swapped strides.
         sgemm((n, ni, no), xin, (ni, 1), w, (1, ni), 0.0, xout, (no, 1));
         let bias = &p[net.b[k]..net.b[k] + no];
-        let scale = dropout.map_or(1.0, |d| super::dropout_scale(d.threshold));
         for r in 0..n {
             let row = &mut xout[r * no..(r + 1) * no];
             for (z, b) in row.iter_mut().zip(bias) {
@@ -302,6 +385,12 @@ fn forward_body(net: &Net, p: &[f32], work: &mut Work, dropout: Option<&DropoutK
     work.gmf.resize(f, 0.0);
     for r in 0..n {
         let mut s = 0f32;
+        if f > 0 && (start > 0 || nl == 0) && r + AHEAD < n {
+            // No embedding gather above asked for the GMF rows: ask for them here.
+            let (u, i) = (work.user[r + AHEAD] as usize, work.item[r + AHEAD] as usize);
+            prefetch(&p[net.mf_user + u * f..net.mf_user + (u + 1) * f]);
+            prefetch(&p[net.mf_item + i * f..net.mf_item + (i + 1) * f]);
+        }
         if f > 0 {
             let (u, i) = (work.user[r] as usize, work.item[r] as usize);
             let mu = &p[net.mf_user + u * f..net.mf_user + (u + 1) * f];
@@ -321,16 +410,37 @@ fn forward_body(net: &Net, p: &[f32], work: &mut Work, dropout: Option<&DropoutK
 /// Backward pass of the tile after [`forward`]: adds the gradients of `Σ dlogit · logit` to `g`
 /// (the flat layout), given `work.dlogit`.
 pub fn backward(net: &Net, p: &[f32], work: &mut Work, g: &mut [f32], scale: f32) {
+    backward_with(net, p, work, g, scale, None)
+}
+
+/// [`backward`] after [`forward_with`] with projections: the first layer's `dZ_0` rows are
+/// added into `first` (by slot) instead of becoming `dW_0` and embedding gradients here; its
+/// bias gradient is still added to `g`.
+pub fn backward_with(
+    net: &Net,
+    p: &[f32],
+    work: &mut Work,
+    g: &mut [f32],
+    scale: f32,
+    first: Option<Aggregates>,
+) {
     #[cfg(target_arch = "x86_64")]
     if has_avx2_fma() {
         // SAFETY: the CPU has the features the function is compiled for.
-        return unsafe { backward_avx2(net, p, work, g, scale) };
+        return unsafe { backward_avx2(net, p, work, g, scale, first) };
     }
-    backward_body(net, p, work, g, scale)
+    backward_body(net, p, work, g, scale, first)
 }
 
 #[inline(always)]
-fn backward_body(net: &Net, p: &[f32], work: &mut Work, g: &mut [f32], scale: f32) {
+fn backward_body(
+    net: &Net,
+    p: &[f32],
+    work: &mut Work,
+    g: &mut [f32],
+    scale: f32,
+    first: Option<Aggregates>,
+) {
     let n = work.user.len();
     let f = net.f;
     let nl = net.n_linear();
@@ -382,7 +492,8 @@ fn backward_body(net: &Net, p: &[f32], work: &mut Work, g: &mut [f32], scale: f3
             }
         }
     }
-    for k in (0..nl).rev() {
+    let last = usize::from(first.is_some());
+    for k in (last..nl).rev() {
         let (ni, no) = (net.layers[k], net.layers[k + 1]);
         let dz = &work.da[..n * no];
         let xin = &work.xs[k][..n * ni];
@@ -405,6 +516,25 @@ fn backward_body(net: &Net, p: &[f32], work: &mut Work, g: &mut [f32], scale: f3
             }
         }
         std::mem::swap(&mut work.da, &mut work.db);
+    }
+    if let Some(agg) = first {
+        // da holds dZ_0: bias gradient here, the rest summed per user and per item slot.
+        let no = net.layers[1];
+        let gb = &mut g[net.b[0]..net.b[0] + no];
+        for r in 0..n {
+            let d = &work.da[r * no..(r + 1) * no];
+            for (b, x) in gb.iter_mut().zip(d) {
+                *b += x;
+            }
+            let (a, b) = (work.su[r] as usize, work.si[r] as usize);
+            for (s, x) in agg.user[a * no..(a + 1) * no].iter_mut().zip(d) {
+                *s += x;
+            }
+            for (s, x) in agg.item[b * no..(b + 1) * no].iter_mut().zip(d) {
+                *s += x;
+            }
+        }
+        return;
     }
     // da holds dX_0: scatter into the embedding rows.
     let e = net.e;

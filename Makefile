@@ -12,7 +12,7 @@ NVRTC_HOME = $(shell ls -d $(VENV)/lib/python3*/site-packages/nvidia/cu13 2>/dev
 export NCF_NVRTC_HOME := $(abspath $(NVRTC_HOME))
 export NCF_PYTHON := $(abspath $(PY))
 
-.PHONY: all build release test lint unit demo venv clean bench device-check device-pack fmt
+.PHONY: all build release test lint unit demo venv clean bench install device-check device-pack fmt
 
 all: build
 
@@ -61,6 +61,19 @@ demo: release
 	$(BIN)/ncf-eval $(DEMO)/dataset $(DEMO)/model.safetensors --k 10
 	@echo "== top 10 for user $(DEMO_USER) (items already rated excluded) =="
 	$(BIN)/ncf-topk $(DEMO)/dataset $(DEMO)/model.safetensors -k 10 $(DEMO_USER)
+	$(BIN)/ncf-plot curve $(DEMO)/train.jsonl -o $(DEMO)/curve.png
+	@echo "== training curve (loss, HR@10, NDCG@10 per epoch): $(DEMO)/curve.png =="
+
+# The standard benchmark suite on whatever this machine has (< 20 min on 2 cores): writes
+# benchmarks/results/<date>-<machine>.json and regenerates BENCHMARKS.md / README.md's numbers.
+# NCF_PEER_PYTHON=/path/to/python-with-torch adds the PyTorch peer side by side.
+bench:
+	scripts/bench.sh
+
+# Binaries, man pages and bash/zsh/fish completions into $(PREFIX) (`man ncf-train` afterwards).
+PREFIX ?= /usr/local
+install: release
+	scripts/install.sh $(PREFIX) $(BIN)
 
 clean:
 	$(CARGO) clean; rm -rf $(VENV)
@@ -72,3 +85,16 @@ device-pack:
 
 device-check:
 	bash scripts/device-check.sh
+
+# Coverage-guided fuzzing of every reader (nightly + cargo-fuzz; see docs/RELIABILITY.md).
+# FUZZ_SECONDS per target, one target at a time, niced: `make fuzz FUZZ_SECONDS=600`.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= ratings_text ratings_ncf dataset_parquet dataset_ipc model
+.PHONY: fuzz
+fuzz:
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	cd fuzz && for t in $(FUZZ_TARGETS); do \
+	  mkdir -p corpus/$$t && \
+	  nice -n 10 $(CARGO) +nightly fuzz run $$t corpus/$$t seeds/$$t -- \
+	    -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -print_final_stats=1 || exit 1; \
+	done

@@ -13,6 +13,7 @@ use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::Path;
@@ -31,6 +32,10 @@ const TEST: &str = "test";
 const USERS: &str = "users";
 const ITEMS: &str = "items";
 const NEGATIVES: &str = "test_negatives";
+/// Checksums of every other file of a dataset directory, in `sha256sum` format (so
+/// `sha256sum -c SHA256SUMS` checks a dataset by hand). Optional when reading: directories
+/// written before it existed are still read (meta.json's fingerprint covers their content).
+pub const SUMS: &str = "SHA256SUMS";
 /// Rows per record batch / row-group chunk when writing.
 const CHUNK: usize = 1 << 20;
 
@@ -463,28 +468,99 @@ impl Dataset {
         let meta = self.current_meta();
         let json = serde_json::to_string_pretty(&meta).expect("meta serialises");
         let p = dir.path("meta.json");
-        std::fs::write(&p, json + "\n").map_err(|e| Error::io(&p, e))
+        std::fs::write(&p, json + "\n").map_err(|e| Error::io(&p, e))?;
+        write_sums(dir)
     }
 
     /// Write the dataset directory atomically (temp dir + rename). Refuses an existing `dir`
     /// unless `force`.
     pub fn write(&self, dir: &Path, force: bool) -> Result<()> {
         let out = AtomicDir::new(dir, force)?;
-        self.write_into(&out, &self.tables())?;
+        self.write_into(&out, &self.tables())
+            .map_err(|e| crate::io::explain_disk_full(e, dir))?;
         out.commit()
     }
 
     /// Read a dataset directory, validating it against its `meta.json`.
     pub fn load(dir: &Path) -> Result<Dataset> {
-        let meta_path = dir.join("meta.json");
         if !dir.is_dir() {
             return Err(Error::invalid(format!(
                 "{}: not a dataset directory (make one with ncf-prep)",
                 dir.display()
             )));
         }
-        let text = std::fs::read_to_string(&meta_path).map_err(|e| Error::io(&meta_path, e))?;
-        let meta = meta_from_json(&text, &meta_path.display().to_string())?;
+        let meta_path = dir.join("meta.json");
+        let text = std::fs::read(&meta_path).map_err(|e| Error::io(&meta_path, e))?;
+        let sums_path = dir.join(SUMS);
+        let sums = match std::fs::read(&sums_path) {
+            Ok(b) => Some(parse_sums(&b, &sums_path.display().to_string())?),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(Error::io(&sums_path, e)),
+        };
+        let mut sizes = 0u64;
+        for t in [TRAIN, TEST, USERS, ITEMS, NEGATIVES] {
+            let p = dir.join(format!("{t}.parquet"));
+            sizes += std::fs::metadata(&p).map_or(0, |m| m.len());
+        }
+        // Parquet files are read whole into memory (they are the compressed form, far smaller
+        // than the tables) so the decoder never seeks past what the file really holds.
+        Dataset::load_with(&text, &dir.display().to_string(), sums, sizes, |t| {
+            let path = dir.join(format!("{t}.parquet"));
+            let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+            Ok((bytes, path.display().to_string()))
+        })
+    }
+
+    /// Read a dataset from its files in memory: `files` maps file names (`meta.json`,
+    /// `train.parquet`, ...) to their contents. The same checks as [`Dataset::load`]; the entry
+    /// point of the fuzzer.
+    pub fn from_bytes(files: &[(&str, &[u8])]) -> Result<Dataset> {
+        let get = |name: &str| {
+            files
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, b)| b.to_vec())
+                .ok_or_else(|| Error::invalid(format!("<memory>/{name}: missing")))
+        };
+        let meta = get("meta.json")?;
+        let sums = match files.iter().find(|(n, _)| *n == SUMS) {
+            Some((_, b)) => Some(parse_sums(b, &format!("<memory>/{SUMS}"))?),
+            None => None,
+        };
+        let sizes = files.iter().map(|(_, b)| b.len() as u64).sum();
+        Dataset::load_with(&meta, "<memory>", sums, sizes, |t| {
+            let name = format!("{t}.parquet");
+            Ok((get(&name)?, format!("<memory>/{name}")))
+        })
+    }
+
+    /// The load path shared by files and memory: meta.json text, then each table's Parquet
+    /// bytes from `open` (with the name errors use).
+    fn load_with(
+        meta_text: &[u8],
+        dir_name: &str,
+        sums: Option<HashMap<String, String>>,
+        file_bytes: u64,
+        mut open: impl FnMut(&str) -> Result<(Vec<u8>, String)>,
+    ) -> Result<Dataset> {
+        let meta_loc = format!("{dir_name}/meta.json");
+        // Every byte is checked against SHA256SUMS before it is parsed.
+        let verify = |name: &str, bytes: &[u8], loc: &str| -> Result<()> {
+            let Some(sums) = &sums else { return Ok(()) };
+            match sums.get(name) {
+                None => Err(Error::parse(loc, format!("not listed in {SUMS}"))),
+                Some(want) if *want != hex(&Sha256::digest(bytes)) => Err(Error::parse(
+                    loc,
+                    format!("checksum mismatch with {SUMS} (the file is corrupt or was edited)"),
+                )),
+                Some(_) => Ok(()),
+            }
+        };
+        verify("meta.json", meta_text, &meta_loc)?;
+        let text = std::str::from_utf8(meta_text)
+            .map_err(|_| Error::parse(&meta_loc, "not UTF-8 text (expected JSON)"))?;
+        let meta = meta_from_json(text, &meta_loc)?;
+        check_memory(&meta, file_bytes, dir_name)?;
         let mut ds = Dataset {
             n_users: meta.n_users,
             n_items: meta.n_items,
@@ -496,34 +572,50 @@ impl Dataset {
             tables.push(NEGATIVES);
         }
         for t in tables {
-            let path = dir.join(format!("{t}.parquet"));
-            let file = File::open(&path).map_err(|e| Error::io(&path, e))?;
-            let loc = path.display().to_string();
-            let bad = |e: &dyn std::fmt::Display| {
-                Error::parse(&loc, format!("not a readable Parquet file ({e})"))
-            };
-            let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| bad(&e))?;
-            let schema = builder.schema().clone();
-            let reader = builder
-                .with_batch_size(CHUNK)
-                .build()
-                .map_err(|e| bad(&e))?;
-            let mut batches = Vec::new();
-            for b in reader {
-                batches.push(b.map_err(|e| bad(&e))?);
-            }
-            ds.absorb(t, &schema, &batches, &loc)?;
+            let (bytes, loc) = open(t)?;
+            verify(&format!("{t}.parquet"), &bytes, &loc)?;
+            ds.absorb_parquet(t, bytes::Bytes::from(bytes), &loc)?;
         }
-        ds.check_meta(&meta, &dir.display().to_string())?;
-        ds.validate(&dir.display().to_string())?;
+        ds.check_meta(&meta, dir_name)?;
+        ds.validate(dir_name)?;
         if meta.fingerprint != ds.fingerprint() {
             return Err(Error::invalid(format!(
-                "{}: content does not match the fingerprint in meta.json (edited or corrupt)",
-                dir.display()
+                "{dir_name}: content does not match the fingerprint in meta.json (edited or corrupt)"
             )));
         }
         ds.meta = Some(meta);
         Ok(ds)
+    }
+
+    /// Decode one table's Parquet file, check its schema and append its columns to `self`.
+    fn absorb_parquet(&mut self, table: &str, bytes: bytes::Bytes, loc: &str) -> Result<()> {
+        let bad = |e: &dyn std::fmt::Display| {
+            Error::parse(loc, format!("not a readable Parquet file ({e})"))
+        };
+        let file_len = bytes.len() as u64;
+        let bytes_for_pages = bytes.clone();
+        let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| bad(&e))?;
+        check_parquet_chunks(builder.metadata(), file_len, loc)?;
+        check_parquet_pages(bytes_for_pages, loc)?;
+        let schema = builder.schema().clone();
+        // Check the columns before decoding a single page.
+        check_schema(table, &schema, loc)?;
+        let reader = builder
+            .with_batch_size(CHUNK)
+            .build()
+            .map_err(|e| bad(&e))?;
+        let mut batches = Vec::new();
+        for b in reader {
+            let b = b.map_err(|e| bad(&e))?;
+            if b.schema().fields() != schema.fields() {
+                return Err(Error::parse(
+                    loc,
+                    "a record batch does not match the file's schema",
+                ));
+            }
+            batches.push(b);
+        }
+        self.absorb(table, &schema, &batches, loc)
     }
 
     /// Read a dataset from a directory, or from an Arrow IPC stream on stdin for `-`.
@@ -574,7 +666,8 @@ impl Dataset {
     }
 
     /// Read what [`Dataset::write_ipc`] wrote; `name` labels errors.
-    pub fn read_ipc<R: Read>(mut r: R, name: &str) -> Result<Dataset> {
+    pub fn read_ipc<R: Read>(r: R, name: &str) -> Result<Dataset> {
+        let mut r = CheckedIpc::new(r);
         let mut ds = Dataset::default();
         let mut meta: Option<Meta> = None;
         let mut expected = vec![TRAIN, TEST, USERS, ITEMS];
@@ -604,6 +697,7 @@ impl Dataset {
                     )
                 })?;
                 let m = meta_from_json(json, name)?;
+                check_memory(&m, 0, name)?;
                 ds.n_users = m.n_users;
                 ds.n_items = m.n_items;
                 ds.test_negatives_per_user = m.test_negatives_per_user as usize;
@@ -639,32 +733,8 @@ impl Dataset {
         batches: &[RecordBatch],
         loc: &str,
     ) -> Result<()> {
-        if let Some(tag) = schema.metadata.get(TABLE_KEY) {
-            if tag != table {
-                return Err(Error::parse(
-                    loc,
-                    format!("holds table `{tag}`, expected `{table}`"),
-                ));
-            }
-        }
-        let has_time = schema.fields().iter().any(|f| f.name() == "timestamp");
+        let has_time = check_schema(table, schema, loc)?;
         let expect = table_schema(table, has_time);
-        let names = |s: &Schema| {
-            s.fields()
-                .iter()
-                .map(|f| format!("{}: {}", f.name(), f.data_type()))
-                .collect::<Vec<_>>()
-        };
-        if names(schema) != names(&expect) {
-            return Err(Error::parse(
-                loc,
-                format!(
-                    "columns [{}], expected [{}]",
-                    names(schema).join(", "),
-                    names(&expect).join(", ")
-                ),
-            ));
-        }
         let col_u32 = |b: &RecordBatch, c: usize| -> Result<Vec<u32>> {
             let a = b
                 .column(c)
@@ -782,6 +852,359 @@ impl Dataset {
     }
 }
 
+/// Check a table's schema (names and types of its columns, its `ncf.table` tag); returns whether
+/// it has a timestamp column.
+fn check_schema(table: &str, schema: &Schema, loc: &str) -> Result<bool> {
+    if let Some(tag) = schema.metadata.get(TABLE_KEY) {
+        if tag != table {
+            return Err(Error::parse(
+                loc,
+                format!("holds table `{tag}`, expected `{table}`"),
+            ));
+        }
+    }
+    let has_time = schema.fields().iter().any(|f| f.name() == "timestamp");
+    let expect = table_schema(table, has_time);
+    let names = |s: &Schema| {
+        s.fields()
+            .iter()
+            .map(|f| format!("{}: {}", f.name(), f.data_type()))
+            .collect::<Vec<_>>()
+    };
+    if names(schema) != names(&expect) {
+        return Err(Error::parse(
+            loc,
+            format!(
+                "columns [{}], expected [{}]",
+                names(schema).join(", "),
+                names(&expect).join(", ")
+            ),
+        ));
+    }
+    Ok(has_time)
+}
+
+/// An Arrow IPC stream passed through one message at a time, after checking what the arrow
+/// decoder trusts without checking (found by fuzzing: a buffer reaching past the message body
+/// panics inside arrow-ipc): every buffer of a record or dictionary batch lies in its body.
+struct CheckedIpc<R> {
+    inner: R,
+    /// The current message (prefix, metadata and body), checked, and how much was passed on.
+    pending: Vec<u8>,
+    pos: usize,
+}
+
+impl<R: Read> CheckedIpc<R> {
+    fn new(inner: R) -> Self {
+        CheckedIpc {
+            inner,
+            pending: Vec::new(),
+            pos: 0,
+        }
+    }
+
+    /// Append exactly `n` bytes of the input to `pending` (growing as they arrive, so a bogus
+    /// length cannot allocate); false at a clean end of input before the first byte.
+    fn take(&mut self, n: u64, what: &str) -> std::io::Result<bool> {
+        let before = self.pending.len();
+        let got = (&mut self.inner).take(n).read_to_end(&mut self.pending)? as u64;
+        if got == n {
+            Ok(true)
+        } else if got == 0 && before == 0 {
+            Ok(false)
+        } else {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("truncated {what}: {got} of {n} bytes"),
+            ))
+        }
+    }
+
+    fn next_message(&mut self) -> std::io::Result<()> {
+        let bad = |m: String| std::io::Error::new(std::io::ErrorKind::InvalidData, m);
+        self.pending.clear();
+        self.pos = 0;
+        if !self.take(4, "message length")? {
+            return Ok(());
+        }
+        let mut len = [0u8; 4];
+        len.copy_from_slice(&self.pending[..4]);
+        if len == [0xff; 4] {
+            self.take(4, "message length")?;
+            len.copy_from_slice(&self.pending[4..8]);
+        }
+        let len = i32::from_le_bytes(len);
+        if len == 0 {
+            return Ok(()); // end of stream: passed on as is
+        }
+        if len < 0 {
+            return Err(bad(format!("negative message length {len}")));
+        }
+        let start = self.pending.len();
+        self.take(len as u64, "message header")?;
+        let msg = arrow::ipc::root_as_message(&self.pending[start..])
+            .map_err(|e| bad(format!("message header is not valid: {e}")))?;
+        let body = msg.bodyLength();
+        if body < 0 {
+            return Err(bad(format!("negative message body length {body}")));
+        }
+        let batch = msg
+            .header_as_record_batch()
+            .or_else(|| msg.header_as_dictionary_batch().and_then(|d| d.data()));
+        if let Some(b) = batch {
+            if b.length() < 0 {
+                return Err(bad(format!("negative row count {}", b.length())));
+            }
+            for (k, buf) in b.buffers().iter().flatten().enumerate() {
+                let end = buf.offset().checked_add(buf.length());
+                if buf.offset() < 0 || buf.length() < 0 || end.is_none_or(|e| e > body) {
+                    return Err(bad(format!(
+                        "buffer {k} at offset {} of length {} lies outside the {body}-byte \
+                         message body",
+                        buf.offset(),
+                        buf.length()
+                    )));
+                }
+            }
+            for node in b.nodes().iter().flatten() {
+                if node.length() < 0 || node.null_count() < 0 {
+                    return Err(bad("negative array length or null count".into()));
+                }
+            }
+        }
+        self.take(body as u64, "message body")?;
+        Ok(())
+    }
+}
+
+impl<R: Read> Read for CheckedIpc<R> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        if self.pos == self.pending.len() {
+            if let Err(e) = self.next_message() {
+                self.pending.clear();
+                self.pos = 0;
+                return Err(e);
+            }
+        }
+        let n = out.len().min(self.pending.len() - self.pos);
+        out[..n].copy_from_slice(&self.pending[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+/// Check that every column chunk the footer describes lies inside the file (found by fuzzing:
+/// parquet panics on a negative offset or size instead of returning an error).
+pub(crate) fn check_parquet_chunks(
+    meta: &parquet::file::metadata::ParquetMetaData,
+    file_len: u64,
+    loc: &str,
+) -> Result<()> {
+    for (g, rg) in meta.row_groups().iter().enumerate() {
+        for c in rg.columns() {
+            let start = c.dictionary_page_offset().unwrap_or(c.data_page_offset());
+            let len = c.compressed_size();
+            let end = start.checked_add(len);
+            if start < 0 || len < 0 || end.is_none_or(|e| e as u64 > file_len) {
+                return Err(Error::parse(
+                    loc,
+                    format!(
+                        "not a readable Parquet file (row group {g}, column {}: chunk at byte \
+                         {start} of {len} bytes lies outside the {file_len}-byte file)",
+                        c.column_path()
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Walk every page header of every column chunk before the arrow reader decodes them: a data
+/// page in dictionary encoding must follow a dictionary page (found by fuzzing: parquet panics
+/// with "Decoder for dict should have been set" otherwise).
+pub(crate) fn check_parquet_pages<R: parquet::file::reader::ChunkReader + 'static>(
+    reader: R,
+    loc: &str,
+) -> Result<()> {
+    use parquet::basic::Encoding;
+    use parquet::column::page::Page;
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let bad =
+        |e: &dyn std::fmt::Display| Error::parse(loc, format!("not a readable Parquet file ({e})"));
+    let file = SerializedFileReader::new(reader).map_err(|e| bad(&e))?;
+    for g in 0..file.num_row_groups() {
+        let rg = file.get_row_group(g).map_err(|e| bad(&e))?;
+        for c in 0..rg.num_columns() {
+            let mut pages = rg.get_column_page_reader(c).map_err(|e| bad(&e))?;
+            let mut dictionary = false;
+            while let Some(page) = pages.get_next_page().map_err(|e| bad(&e))? {
+                let encoding = match page {
+                    Page::DictionaryPage { .. } => {
+                        dictionary = true;
+                        continue;
+                    }
+                    Page::DataPage { encoding, .. } | Page::DataPageV2 { encoding, .. } => encoding,
+                };
+                let needs_dict = matches!(
+                    encoding,
+                    Encoding::PLAIN_DICTIONARY | Encoding::RLE_DICTIONARY
+                );
+                if needs_dict && !dictionary {
+                    return Err(bad(&format!(
+                        "row group {g}, column {c}: a dictionary-encoded page without a \
+                         dictionary page"
+                    )));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Write SHA256SUMS over every other file of the directory being written.
+fn write_sums(dir: &AtomicDir) -> Result<()> {
+    let tmp = dir.path("");
+    let mut names = Vec::new();
+    for e in std::fs::read_dir(&tmp).map_err(|e| Error::io(&tmp, e))? {
+        let name = e.map_err(|e| Error::io(&tmp, e))?.file_name();
+        let name = name.to_string_lossy().into_owned();
+        if name != SUMS {
+            names.push(name);
+        }
+    }
+    names.sort();
+    let mut text = String::new();
+    for n in names {
+        let p = dir.path(&n);
+        let bytes = std::fs::read(&p).map_err(|e| Error::io(&p, e))?;
+        text.push_str(&format!("{}  {n}\n", hex(&Sha256::digest(&bytes))));
+    }
+    let p = dir.path(SUMS);
+    std::fs::write(&p, text).map_err(|e| Error::io(&p, e))
+}
+
+/// Parse SHA256SUMS (`<64 hex>  <name>` lines) into name -> hash.
+fn parse_sums(bytes: &[u8], loc: &str) -> Result<HashMap<String, String>> {
+    let text = std::str::from_utf8(bytes).map_err(|_| Error::parse(loc, "not UTF-8 text"))?;
+    let mut out = HashMap::new();
+    for (k, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let bad = || {
+            Error::parse(
+                format!("{loc}:{}", k + 1),
+                "expected `<64 hex digits>  <file name>` (sha256sum format)",
+            )
+        };
+        let (hash, name) = line.split_once("  ").ok_or_else(bad)?;
+        if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) || name.is_empty() {
+            return Err(bad());
+        }
+        out.insert(name.to_string(), hash.to_ascii_lowercase());
+    }
+    Ok(out)
+}
+
+/// Refuse a dataset whose tables would not fit in memory, before reading them: `meta` gives the
+/// row counts, `file_bytes` the size of its files (read whole).
+fn check_memory(meta: &Meta, file_bytes: u64, what: &str) -> Result<()> {
+    let need = memory_needed(meta).saturating_add(file_bytes);
+    let Some((avail, source)) = memory_available() else {
+        return Ok(());
+    };
+    if need > avail {
+        return Err(Error::invalid(format!(
+            "{what}: loading this dataset needs about {} of memory ({} train rows, {} test rows, \
+             {} users, {} items), but only {} is available ({source})",
+            human_bytes(need),
+            meta.n_train,
+            meta.n_test,
+            meta.n_users,
+            meta.n_items,
+            human_bytes(avail),
+        )));
+    }
+    Ok(())
+}
+
+/// Bytes the in-memory tables of a dataset take (columns, raw ids, negatives), with room for the
+/// decoder's copy of the largest column.
+pub fn memory_needed(meta: &Meta) -> u64 {
+    let rows = |n: u64| n.saturating_mul(4 + 4 + 8);
+    let ids = |n: u32| n as u64 * 48;
+    let neg = meta
+        .n_test
+        .saturating_mul(meta.test_negatives_per_user as u64)
+        .saturating_mul(4 * 2);
+    rows(meta.n_train)
+        .saturating_mul(2)
+        .saturating_add(rows(meta.n_test))
+        .saturating_add(ids(meta.n_users))
+        .saturating_add(ids(meta.n_items))
+        .saturating_add(neg)
+}
+
+/// Memory this process may still use: `NCF_MEMORY_LIMIT` (bytes, or with a K/M/G suffix) when
+/// set, else the smaller of MemAvailable and the cgroup's limit left; None when unknown.
+pub fn memory_available() -> Option<(u64, String)> {
+    if let Ok(v) = std::env::var("NCF_MEMORY_LIMIT") {
+        if let Some(b) = parse_bytes(&v) {
+            return Some((b, format!("NCF_MEMORY_LIMIT={v}")));
+        }
+    }
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok();
+    let avail = meminfo.as_deref().and_then(|m| {
+        m.lines()
+            .find_map(|l| l.strip_prefix("MemAvailable:"))
+            .and_then(|v| v.trim().strip_suffix("kB"))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(|kb| kb * 1024)
+    });
+    let read = |p: &str| {
+        std::fs::read_to_string(p)
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+    };
+    let cgroup = read("/sys/fs/cgroup/memory.max")
+        .map(|max| max.saturating_sub(read("/sys/fs/cgroup/memory.current").unwrap_or(0)));
+    match (avail, cgroup) {
+        (Some(a), Some(c)) if c < a => Some((c, "cgroup memory.max".into())),
+        (Some(a), _) => Some((a, "MemAvailable".into())),
+        (None, Some(c)) => Some((c, "cgroup memory.max".into())),
+        (None, None) => None,
+    }
+}
+
+fn parse_bytes(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (num, mul) = match s.char_indices().last()? {
+        (k, 'k' | 'K') => (&s[..k], 1u64 << 10),
+        (k, 'm' | 'M') => (&s[..k], 1 << 20),
+        (k, 'g' | 'G') => (&s[..k], 1 << 30),
+        (k, 't' | 'T') => (&s[..k], 1 << 40),
+        _ => (s, 1),
+    };
+    num.trim().parse::<u64>().ok()?.checked_mul(mul)
+}
+
+/// `1.5 GiB` style.
+pub fn human_bytes(b: u64) -> String {
+    const UNITS: [&str; 6] = ["bytes", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = b as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{b} bytes")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
 /// Replace the test negatives of the dataset directory `dir` (ncf-negsample): rewrites
 /// `test_negatives.parquet` and `meta.json` atomically, keeping the other tables byte for byte.
 /// Refuses a dataset that already has test negatives unless `force`. Returns the new meta.
@@ -802,9 +1225,10 @@ pub fn write_test_negatives(
     }
     ds.set_test_negatives(per_user, negatives, source, seed)?;
     let out = AtomicDir::new(dir, true)?;
-    out.copy_from(dir, &["meta.json", "test_negatives.parquet"])?;
     let tables: &[&str] = if per_user > 0 { &[NEGATIVES] } else { &[] };
-    ds.write_into(&out, tables)?;
+    out.copy_from(dir, &["meta.json", "test_negatives.parquet", SUMS])
+        .and_then(|()| ds.write_into(&out, tables))
+        .map_err(|e| crate::io::explain_disk_full(e, dir))?;
     out.commit()?;
     Ok(ds.meta.expect("set_test_negatives sets meta"))
 }
@@ -910,9 +1334,26 @@ mod tests {
         assert!(e.contains("train.parquet"), "{e}");
         std::fs::write(&train, &bytes).unwrap();
         Dataset::load(&p).unwrap();
-        // meta disagreeing with the tables
+        // SHA256SUMS catches any edit, before parsing
         let mp = p.join("meta.json");
         let meta = std::fs::read_to_string(&mp).unwrap();
+        std::fs::write(&mp, meta.replace("\"n_train\": 5", "\"n_train\": 6")).unwrap();
+        let e = Dataset::load(&p).unwrap_err().to_string();
+        assert!(
+            e.contains("meta.json: checksum mismatch with SHA256SUMS"),
+            "{e}"
+        );
+        std::fs::write(&mp, &meta).unwrap();
+        let sums = std::fs::read_to_string(p.join(SUMS)).unwrap();
+        std::fs::write(p.join(SUMS), sums.replace("  items.parquet", "  other")).unwrap();
+        let e = Dataset::load(&p).unwrap_err().to_string();
+        assert!(e.contains("items.parquet: not listed in SHA256SUMS"), "{e}");
+        std::fs::write(p.join(SUMS), "abc  meta.json\n").unwrap();
+        let e = Dataset::load(&p).unwrap_err().to_string();
+        assert!(e.contains("SHA256SUMS:1: expected"), "{e}");
+        // without SHA256SUMS (older datasets) the other checks still hold
+        std::fs::remove_file(p.join(SUMS)).unwrap();
+        // meta disagreeing with the tables
         std::fs::write(&mp, meta.replace("\"n_train\": 5", "\"n_train\": 6")).unwrap();
         let e = Dataset::load(&p).unwrap_err().to_string();
         assert!(e.contains("n_train"), "{e}");
@@ -927,6 +1368,82 @@ mod tests {
         std::fs::write(&mp, meta).unwrap();
         let e = Dataset::load(&p).unwrap_err().to_string();
         assert!(e.contains("users.parquet"), "{e}");
+    }
+
+    /// Inputs the fuzzer found (fuzz/regressions): each is an error, not a panic.
+    #[test]
+    fn fuzz_regressions_are_errors() {
+        let ipc: &[&[u8]] = &[include_bytes!(
+            "../../../fuzz/regressions/dataset_ipc/crash-fcaa6d681a9382244402ed9b4f43620975a3a8d8"
+        )];
+        for (k, bytes) in ipc.iter().enumerate() {
+            let e = Dataset::read_ipc(*bytes, "crash").unwrap_err().to_string();
+            assert!(e.contains("crash"), "ipc {k}: {e}");
+        }
+        // dataset_parquet inputs: six sections, each a u32 LE length and a file
+        let dir: &[&[u8]] = &[include_bytes!(
+            "../../../fuzz/regressions/dataset_parquet/crash-6ee6c6e9dc5aec4c4e450188a7000f8022758b17"
+        ), include_bytes!(
+            "../../../fuzz/regressions/dataset_parquet/crash-16b88e1072c0ea5239338e1243fb815184ef59c1"
+        )];
+        let wants = ["lies outside", "dictionary page"];
+        let names = [
+            "meta.json",
+            "train.parquet",
+            "test.parquet",
+            "users.parquet",
+            "items.parquet",
+            "test_negatives.parquet",
+        ];
+        for (k, bytes) in dir.iter().enumerate() {
+            let mut rest = *bytes;
+            let mut files = Vec::new();
+            for name in names {
+                let n = if rest.len() >= 4 {
+                    u32::from_le_bytes(rest[..4].try_into().unwrap()) as usize
+                } else {
+                    0
+                };
+                let n = n.min(rest.len().saturating_sub(4));
+                let body = if rest.len() >= 4 {
+                    &rest[4..4 + n]
+                } else {
+                    &[][..]
+                };
+                rest = if rest.len() >= 4 { &rest[4 + n..] } else { &[] };
+                files.push((name, body));
+            }
+            let e = Dataset::from_bytes(&files).unwrap_err().to_string();
+            assert!(e.contains(wants[k]), "parquet {k}: {e}");
+        }
+    }
+
+    #[test]
+    fn an_ipc_buffer_outside_its_body_is_refused() {
+        let mut buf = Vec::new();
+        tiny().write_ipc(&mut buf).unwrap();
+        // The first record batch: find its message and stretch one buffer's length.
+        let mut at = 0;
+        let mut done = false;
+        while at + 8 <= buf.len() && !done {
+            let len = i32::from_le_bytes(buf[at + 4..at + 8].try_into().unwrap()) as usize;
+            let meta = &buf[at + 8..at + 8 + len];
+            let msg = arrow::ipc::root_as_message(meta).unwrap();
+            let body = msg.bodyLength() as usize;
+            if let Some(rb) = msg.header_as_record_batch() {
+                let b = rb.buffers().unwrap().get(1);
+                let want = b.length().to_le_bytes();
+                let pos = meta.windows(8).position(|w| w == want).unwrap();
+                buf[at + 8 + pos..at + 16 + pos].copy_from_slice(&(1i64 << 40).to_le_bytes());
+                done = true;
+            }
+            at += 8 + len + body;
+        }
+        assert!(done);
+        let e = Dataset::read_ipc(&buf[..], "stretched")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("lies outside"), "{e}");
     }
 
     #[test]

@@ -183,6 +183,28 @@ fn open_bytes(path: &Path) -> Result<Bytes> {
     Ok(Bytes::Map(m))
 }
 
+/// Memory parsing and preparing a text ratings file takes, per byte of input: a MovieLens row
+/// is ~20 bytes of text and ~60 bytes in memory (ids as u64 then u32 codes, timestamps,
+/// ratings, the sort permutation), so about 3 bytes per input byte.
+const MEMORY_PER_INPUT_BYTE: u64 = 3;
+
+/// Refuse an input whose preparation would not fit in memory, before parsing it.
+fn check_input_memory(name: &str, len: u64) -> Result<()> {
+    let need = len.saturating_mul(MEMORY_PER_INPUT_BYTE);
+    if let Some((avail, source)) = crate::dataset::memory_available() {
+        if need > avail {
+            return Err(Error::invalid(format!(
+                "{name}: preparing this {} input needs about {} of memory, but only {} is \
+                 available ({source})",
+                crate::dataset::human_bytes(len),
+                crate::dataset::human_bytes(need),
+                crate::dataset::human_bytes(avail)
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn sha256_hex(b: &[u8]) -> String {
     hex(&Sha256::digest(b))
 }
@@ -974,6 +996,7 @@ pub fn load(path: &Path, opts: &ReadOptions) -> Result<Loaded> {
         return read_parquet(path, opts);
     }
     let bytes = open_bytes(path)?;
+    check_input_memory(&name, bytes.len() as u64)?;
     let hash = std::thread::scope(|s| {
         let h = s.spawn(|| sha256_hex(&bytes));
         let format = match format {
@@ -1009,6 +1032,24 @@ pub fn load(path: &Path, opts: &ReadOptions) -> Result<Loaded> {
         input: Input::Rows { rows, titles },
         source: json!({"path": name, "format": format.name(), "files": files}),
     })
+}
+
+/// Parse a ratings file already in memory as `format` (`name` labels errors): the delimited-text
+/// path of [`load`] (ml-1m `::`, MovieLens CSV, u.data, any CSV/TSV) and the fuzzer's entry point.
+pub fn parse_text(
+    buf: &[u8],
+    format: Format,
+    name: &str,
+    opts: &ReadOptions,
+) -> Result<Interactions> {
+    match format {
+        Format::Parquet | Format::NcfSplit => Err(Error::usage(format!(
+            "{name}: {} is not a text format",
+            format.name()
+        ))),
+        Format::Zip => read_zip(buf, name, opts).map(|(rows, _, _)| rows),
+        _ => read_text(buf, format, name, opts).map(|(rows, _)| rows),
+    }
 }
 
 fn read_text(
@@ -1068,7 +1109,10 @@ fn read_zip(bytes: &[u8], name: &str, opts: &ReadOptions) -> Result<ZipRead> {
     };
     let entry = |zip: &mut zip::ZipArchive<Cursor<&[u8]>>, i: usize| -> Result<Vec<u8>> {
         let mut f = zip.by_index(i).map_err(|e| bad(&e))?;
-        let mut v = Vec::with_capacity(f.size() as usize);
+        // The declared size is untrusted (found by fuzzing: it allocated 4 GB up front): check
+        // it against the memory available, and let the buffer grow with what really arrives.
+        check_input_memory(&format!("{name}!{}", names[i]), f.size())?;
+        let mut v = Vec::with_capacity(f.size().min(1 << 26) as usize);
         f.read_to_end(&mut v)
             .map_err(|e| Error::parse(format!("{name}!{}", names[i]), e.to_string()))?;
         Ok(v)
@@ -1217,7 +1261,11 @@ fn read_parquet(path: &Path, opts: &ReadOptions) -> Result<Loaded> {
         Error::parse(&name, format!("not a readable Parquet file ({e})"))
     };
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let file_len = file.metadata().map_err(|e| Error::io(path, e))?.len();
     let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| bad(&e))?;
+    crate::dataset::check_parquet_chunks(builder.metadata(), file_len, &name)?;
+    let again = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    crate::dataset::check_parquet_pages(again, &name)?;
     let schema = builder.schema().clone();
     let cols: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
     let n = cols.len();
@@ -1418,9 +1466,8 @@ fn intern_strings(v: &[String]) -> (Vec<u32>, Vec<String>) {
 /// Users, items, timestamps (0 when absent) and the file's sha256.
 type RatingRows = (Vec<u32>, Vec<u32>, Vec<i64>, String);
 
-fn read_rating_file(path: &Path) -> Result<RatingRows> {
-    let buf = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let loc = path.display().to_string();
+fn parse_rating_file(buf: &[u8], loc: &str) -> Result<RatingRows> {
+    let loc = loc.to_string();
     if buf.iter().all(|b| b.is_ascii_whitespace()) {
         return Err(Error::parse(
             &loc,
@@ -1473,24 +1520,39 @@ fn read_rating_file(path: &Path) -> Result<RatingRows> {
         };
         t.push(ts);
     }
-    Ok((u, i, t, sha256_hex(&buf)))
+    Ok((u, i, t, sha256_hex(buf)))
 }
 
 /// Read the authors' `PREFIX.train.rating`, `PREFIX.test.rating`, `PREFIX.test.negative`,
 /// keeping their split, ids and negatives exactly.
 pub fn read_ncf_split(prefix: &Path) -> Result<Loaded> {
     let p = |s: &str| PathBuf::from(format!("{}{s}", prefix.display()));
-    let (train_p, test_p, neg_p) = (p(".train.rating"), p(".test.rating"), p(".test.negative"));
-    let (tu, ti, tt, train_sha) = read_rating_file(&train_p)?;
-    let (su, si, st, test_sha) = read_rating_file(&test_p)?;
-    let neg_buf = std::fs::read(&neg_p).map_err(|e| Error::io(&neg_p, e))?;
-    let nloc = neg_p.display().to_string();
+    let paths = [p(".train.rating"), p(".test.rating"), p(".test.negative")];
+    let mut bufs = Vec::with_capacity(3);
+    for path in &paths {
+        bufs.push(std::fs::read(path).map_err(|e| Error::io(path, e))?);
+    }
+    let names = paths.map(|p| p.display().to_string());
+    ncf_split_from_bytes(
+        [&bufs[0], &bufs[1], &bufs[2]],
+        [&names[0], &names[1], &names[2]],
+        &prefix.display().to_string(),
+    )
+}
+
+/// The authors' three files already in memory (train, test, negatives; `names` label errors):
+/// what [`read_ncf_split`] does after reading them, and the fuzzer's entry point.
+pub fn ncf_split_from_bytes(bufs: [&[u8]; 3], names: [&str; 3], prefix: &str) -> Result<Loaded> {
+    let [train_name, test_name, nloc] = names;
+    let (tu, ti, tt, train_sha) = parse_rating_file(bufs[0], train_name)?;
+    let (su, si, st, test_sha) = parse_rating_file(bufs[1], test_name)?;
+    let neg_buf = bufs[2];
     // Test rows in user order (the authors' file already is).
     let mut order: Vec<usize> = (0..su.len()).collect();
     order.sort_by_key(|&k| su[k]);
     if let Some(w) = order.windows(2).find(|w| su[w[0]] == su[w[1]]) {
         return Err(Error::parse(
-            test_p.display().to_string(),
+            test_name,
             format!(
                 "user {} has more than one test row (lines {} and {})",
                 su[w[0]],
@@ -1529,7 +1591,7 @@ pub fn read_ncf_split(prefix: &Path) -> Result<Loaded> {
         let Some(&row) = row_of.get(&(u as u32)) else {
             return Err(Error::parse(
                 at(),
-                format!("user {u} has no row in {}", test_p.display()),
+                format!("user {u} has no row in {test_name}"),
             ));
         };
         if si[row] as u64 != i {
@@ -1569,7 +1631,7 @@ pub fn read_ncf_split(prefix: &Path) -> Result<Loaded> {
     }
     if let Some(row) = negs.iter().position(Option::is_none) {
         return Err(Error::parse(
-            &nloc,
+            nloc,
             format!("no negatives line for test user {}", su[row]),
         ));
     }
@@ -1580,6 +1642,31 @@ pub fn read_ncf_split(prefix: &Path) -> Result<Loaded> {
         .chain(negs.iter().flatten().flatten())
         .max()
         .map_or(0, |m| m + 1);
+    // The authors' ids are dense (every user has rows, nearly every item a row or a negative):
+    // an id far beyond the number of rows is corruption, and would allocate billions of raw ids.
+    let rows = tu.len() + su.len();
+    let negs_n: usize = negs.iter().flatten().map(Vec::len).sum();
+    let slack = |n: usize| 2 * n + (1 << 20);
+    if n_users as usize > slack(rows) {
+        return Err(Error::parse(
+            train_name,
+            format!(
+                "user id {} but only {rows} rows in the train and test files: these are not the \
+                 authors' dense ids",
+                n_users - 1
+            ),
+        ));
+    }
+    if n_items as usize > slack(rows + negs_n) {
+        return Err(Error::parse(
+            train_name,
+            format!(
+                "item id {} but only {} rows and negatives: these are not the authors' dense ids",
+                n_items - 1,
+                rows + negs_n
+            ),
+        ));
+    }
     // Train sorted by user then time; stable, so ties keep file order.
     let mut t_order: Vec<usize> = (0..tu.len()).collect();
     t_order.sort_by_key(|&k| (tu[k], tt[k]));
@@ -1604,13 +1691,13 @@ pub fn read_ncf_split(prefix: &Path) -> Result<Loaded> {
         item_titles: None,
     };
     let files = json!([
-        {"path": train_p.display().to_string(), "sha256": train_sha},
-        {"path": test_p.display().to_string(), "sha256": test_sha},
-        {"path": nloc, "sha256": sha256_hex(&neg_buf)},
+        {"path": train_name, "sha256": train_sha},
+        {"path": test_name, "sha256": test_sha},
+        {"path": nloc, "sha256": sha256_hex(neg_buf)},
     ]);
     Ok(Loaded {
         input: Input::Split(Box::new(ds)),
-        source: json!({"path": prefix.display().to_string(), "format": "ncf", "files": files}),
+        source: json!({"path": prefix, "format": "ncf", "files": files}),
     })
 }
 
@@ -1790,5 +1877,18 @@ mod tests {
         let (c, u) = merge_int(vec![vec![5, 1, 5], vec![9, 1]]);
         assert_eq!(u, vec![1, 5, 9]);
         assert_eq!(c, vec![1, 0, 1, 2, 0]);
+    }
+
+    /// Inputs the fuzzer found (fuzz/regressions/ratings_text: byte 0 picks the parser, byte 1
+    /// the options): each is an error naming the input, without allocating what it declares.
+    #[test]
+    fn fuzz_regressions_are_errors() {
+        let zip_oom: &[u8] = include_bytes!(
+            "../../../fuzz/regressions/ratings_text/oom-1118241c298dec5642e47419e41493df039f18fa"
+        );
+        assert_eq!(zip_oom[0] % 8, 5, "a zip input");
+        let r = parse_text(&zip_oom[2..], Format::Zip, "oom.zip", &opts());
+        let e = r.map(|_| ()).unwrap_err().to_string();
+        assert!(e.contains("oom.zip"), "{e}");
     }
 }

@@ -49,22 +49,82 @@ fn sync_parent(target: &Path) {
     }
 }
 
+/// True when `e` says the disk (or the user's quota) is full.
+pub fn is_disk_full(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    ) || matches!(e.raw_os_error(), Some(28 | 122))
+        || e.to_string().contains("No space left on device")
+}
+
+/// Say plainly that the disk filled up while `target` was written and that the previous
+/// `target` (if any) is intact; other errors pass unchanged.
+pub fn explain_disk_full(err: Error, target: &Path) -> Error {
+    let full = match &err {
+        Error::Io { error, .. } => is_disk_full(error),
+        Error::Parse { what, .. } => what.contains("No space left on device"),
+        Error::Invalid(m) | Error::Usage(m) => m.contains("No space left on device"),
+    };
+    if !full {
+        return err;
+    }
+    let previous = if target.exists() {
+        "the previous version is left intact"
+    } else {
+        "nothing was written"
+    };
+    Error::io(
+        target,
+        std::io::Error::new(
+            std::io::ErrorKind::StorageFull,
+            format!(
+                "no space left on device while writing it ({previous}; free some space and \
+                 run again)"
+            ),
+        ),
+    )
+}
+
+/// A file being written that can be flushed to the disk: `File`, or a test double.
+trait SyncFile: Write {
+    fn sync(&mut self) -> std::io::Result<()>;
+}
+
+impl SyncFile for File {
+    fn sync(&mut self) -> std::io::Result<()> {
+        self.sync_all()
+    }
+}
+
 /// Write `path` atomically: `fill` writes into a temp file beside it, which is fsynced and
 /// renamed over `path` only when `fill` succeeds. On error the temp file is removed and any
-/// previous `path` is left untouched.
+/// previous `path` is left untouched; a full disk is reported as such ([`explain_disk_full`]).
 pub fn write_atomic<F>(path: &Path, fill: F) -> Result<()>
 where
     F: FnOnce(&mut BufWriter<File>) -> Result<()>,
 {
+    write_atomic_via(path, |p: &Path| File::create(p), fill)
+}
+
+fn write_atomic_via<S: SyncFile, F>(
+    path: &Path,
+    create: impl FnOnce(&Path) -> std::io::Result<S>,
+    fill: F,
+) -> Result<()>
+where
+    F: FnOnce(&mut BufWriter<S>) -> Result<()>,
+{
     let tmp = temp_name(path);
     let result = (|| {
-        let f = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        let f = create(&tmp).map_err(|e| Error::io(&tmp, e))?;
         let mut w = BufWriter::with_capacity(1 << 20, f);
         fill(&mut w)?;
-        let f = w
+        let mut f = w
             .into_inner()
             .map_err(|e| Error::io(&tmp, e.into_error()))?;
-        f.sync_all().map_err(|e| Error::io(&tmp, e))?;
+        f.sync().map_err(|e| Error::io(&tmp, e))?;
+        drop(f);
         fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
     })();
     if result.is_err() {
@@ -72,7 +132,7 @@ where
     } else {
         sync_parent(path);
     }
-    result
+    result.map_err(|e| explain_disk_full(e, path))
 }
 
 /// A directory being written: files go into a hidden temp directory beside the target, which is
@@ -125,7 +185,13 @@ impl AtomicDir {
     }
 
     /// fsync every file and move the directory into place (replacing the old one when forced).
-    pub fn commit(mut self) -> Result<()> {
+    pub fn commit(self) -> Result<()> {
+        let target = self.target.clone();
+        self.commit_inner()
+            .map_err(|e| explain_disk_full(e, &target))
+    }
+
+    fn commit_inner(mut self) -> Result<()> {
         for entry in fs::read_dir(&self.tmp).map_err(|e| Error::io(&self.tmp, e))? {
             let p = entry.map_err(|e| Error::io(&self.tmp, e))?.path();
             File::open(&p)
@@ -213,6 +279,108 @@ mod tests {
             1,
             "temp file left behind"
         );
+    }
+
+    /// A file on a disk that fills up after `room` bytes.
+    struct FullDisk {
+        room: usize,
+    }
+
+    impl Write for FullDisk {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if self.room == 0 {
+                return Err(std::io::Error::from_raw_os_error(28));
+            }
+            let n = buf.len().min(self.room);
+            self.room -= n;
+            Ok(n)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl SyncFile for FullDisk {
+        fn sync(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn disk_full_keeps_the_old_file_and_says_so() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("model.safetensors");
+        write_atomic(&p, |w| w.write_all(b"old").map_err(|e| Error::io("x", e))).unwrap();
+        // The temp file really exists (so its removal is tested) but writes go to a full disk.
+        let create = |tmp: &Path| {
+            File::create(tmp)?;
+            Ok(FullDisk { room: 1000 })
+        };
+        let big = vec![7u8; 3 << 20];
+        let err = write_atomic_via(&p, create, |w| {
+            w.write_all(&big).map_err(|e| Error::io("tmp", e))
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("no space left on device"), "{err}");
+        assert!(err.contains("previous version is left intact"), "{err}");
+        assert!(err.contains("model.safetensors"), "{err}");
+        assert_eq!(fs::read(&p).unwrap(), b"old");
+        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1, "temp file left");
+        // A new file on a full disk: nothing appears.
+        let q = d.path().join("new.bin");
+        let err = write_atomic_via(&q, create, |w| {
+            w.write_all(&big).map_err(|e| Error::io("tmp", e))
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("nothing was written"), "{err}");
+        assert!(!q.exists());
+        // Other errors are not called a full disk.
+        let e = explain_disk_full(Error::invalid("boom"), &p).to_string();
+        assert_eq!(e, "boom");
+    }
+
+    /// A file that records whether it was synced.
+    struct Recorder(std::rc::Rc<std::cell::Cell<bool>>);
+
+    impl Write for Recorder {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl SyncFile for Recorder {
+        fn sync(&mut self) -> std::io::Result<()> {
+            self.0.set(true);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_temp_file_is_synced_before_the_rename() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("f");
+        let synced = std::rc::Rc::new(std::cell::Cell::new(false));
+        let s2 = synced.clone();
+        write_atomic_via(
+            &p,
+            |tmp| {
+                File::create(tmp)?;
+                Ok(Recorder(s2))
+            },
+            |w| {
+                w.write_all(b"abc").map_err(|e| Error::io("tmp", e))?;
+                assert!(!w.get_ref().0.get(), "synced before the data was written");
+                Ok(())
+            },
+        )
+        .unwrap();
+        assert!(synced.get());
+        assert!(p.exists());
     }
 
     #[test]

@@ -156,17 +156,63 @@ struct TensorEntry {
 /// checksums) is done before the parameters are trusted; errors say what is wrong and where.
 pub fn load(path: &Path) -> Result<(Model, ModelMeta)> {
     let p = path.display().to_string();
-    let bad = |what: String| Error::parse(p.clone(), what);
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let size = file.metadata().map_err(|e| Error::io(path, e))?.len();
     if size < 8 {
-        return Err(bad(format!(
-            "not a model file: {size} bytes, a safetensors file has at least 8"
-        )));
+        return Err(Error::parse(
+            p,
+            format!("not a model file: {size} bytes, a safetensors file has at least 8"),
+        ));
     }
     // SAFETY: read-only map of a file we do not modify; our writers replace files by rename
     // (write_atomic), never truncate them in place.
     let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+    from_bytes(&map, &p)
+}
+
+/// Floats the config's tensors hold (without the layout's alignment padding), or None when that
+/// count overflows: computed before [`ModelConfig::layout`] so a hostile config cannot overflow it.
+fn checked_floats(c: &ModelConfig) -> Option<u64> {
+    let (u, i) = (c.n_users as u64, c.n_items as u64);
+    let mut total = 0u64;
+    let mut add = |l: Option<u64>| -> Option<()> {
+        total = total.checked_add(l?)?;
+        Some(())
+    };
+    if c.kind.has_gmf() {
+        let f = c.factors as u64;
+        add(u.checked_mul(f))?;
+        add(i.checked_mul(f))?;
+    }
+    if c.kind.has_mlp() {
+        let e = c.layers[0] as u64 / 2;
+        add(u.checked_mul(e))?;
+        add(i.checked_mul(e))?;
+        for w in c.layers.windows(2) {
+            add((w[0] as u64).checked_mul(w[1] as u64))?;
+            add(Some(w[1] as u64))?;
+        }
+    }
+    add((c.gmf_factors() as u64).checked_add(c.mlp_out() as u64))?;
+    add(Some(1))?;
+    Some(total)
+}
+
+/// How many tensors the config has (what [`ModelConfig::layout`] would list).
+fn tensor_count(c: &ModelConfig) -> usize {
+    let gmf = if c.kind.has_gmf() { 2 } else { 0 };
+    let mlp = if c.kind.has_mlp() {
+        2 * c.layers.len()
+    } else {
+        0
+    };
+    gmf + mlp + 2
+}
+
+/// Parse a model file already in memory (`name` labels errors): what [`load`] does after the
+/// memory map, and the entry point of the fuzzer.
+pub fn from_bytes(map: &[u8], name: &str) -> Result<(Model, ModelMeta)> {
+    let bad = |what: String| Error::parse(name.to_string(), what);
     let len = map.len() as u64;
     if len < 8 {
         return Err(bad(format!(
@@ -205,8 +251,17 @@ pub fn load(path: &Path) -> Result<(Model, ModelMeta)> {
     config
         .validate()
         .map_err(|e| bad(format!("{K_CONFIG}: {e}")))?;
-    let hashes: BTreeMap<String, String> =
-        serde_json::from_str(get(K_SHA)?).map_err(|e| bad(format!("{K_SHA}: {e}")))?;
+    // Every version-1 file carries checksums, so a file without them was not written by ncf
+    // (or was edited): refused rather than trusted unverified.
+    let hashes: BTreeMap<String, String> = match md.get(K_SHA) {
+        Some(s) => serde_json::from_str(s).map_err(|e| bad(format!("{K_SHA}: {e}")))?,
+        None => {
+            return Err(bad(format!(
+                "__metadata__ lacks {K_SHA} (tensor checksums): not written by ncf, refused \
+                 because its tensors cannot be verified"
+            )))
+        }
+    };
     let epoch = match md.get(K_EPOCH) {
         Some(s) => Some(
             s.parse()
@@ -231,6 +286,26 @@ pub fn load(path: &Path) -> Result<(Model, ModelMeta)> {
         train_config,
     };
 
+    let data_len = len - header_end as u64;
+    if entries.len() != tensor_count(&config) {
+        return Err(bad(format!(
+            "{} tensors, the model config needs {}",
+            entries.len(),
+            tensor_count(&config)
+        )));
+    }
+    // Only overflow is refused here; the per-tensor checks below say which tensor is wrong.
+    if checked_floats(&config)
+        .and_then(|f| f.checked_mul(4))
+        .and_then(|b| usize::try_from(b).ok())
+        .is_none()
+    {
+        return Err(bad(format!(
+            "{K_CONFIG}: the model's size overflows (n_users {}, n_items {}, factors {}, \
+             layers {:?})",
+            config.n_users, config.n_items, config.factors, config.layers
+        )));
+    }
     let layout = config.layout();
     if entries.len() != layout.tensors.len() {
         let mut extra: Vec<_> = entries
@@ -250,7 +325,6 @@ pub fn load(path: &Path) -> Result<(Model, ModelMeta)> {
             }
         )));
     }
-    let data_len = len - header_end as u64;
     let mut spans = Vec::with_capacity(layout.tensors.len());
     for t in &layout.tensors {
         let v = entries

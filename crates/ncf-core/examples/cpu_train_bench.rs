@@ -4,7 +4,7 @@
 //!
 //! cargo run --release -p ncf-core --example cpu_train_bench -- [--steps N] [--threads N]
 //!     [--tile N] [--batch N] [--users N] [--items N] [--positives N] [--per-sample-first-layer]
-//!     [--gemm]
+//!     [--gemm] [--json FILE]
 
 use ncf_core::cpu::{tile, CpuTrainer, FirstLayer};
 use ncf_core::model::{Model, ModelConfig, ModelKind};
@@ -198,4 +198,22 @@ fn main() {
         median * 6.0 * mc.macs_per_sample() as f64 / 1e9,
         t.name()
     );
+    // --json FILE: the same figures for scripts/bench.sh (one object).
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(k) = args.iter().position(|a| a == "--json") {
+        let Some(path) = args.get(k + 1) else {
+            eprintln!("cpu_train_bench: --json needs a file name");
+            std::process::exit(2);
+        };
+        let v = serde_json::json!({
+            "users": n_users, "items": n_items, "samples_per_epoch": len, "batch": batch,
+            "threads": t.name(), "tile": tile_rows, "step_samples_per_s": rates,
+            "steady_samples_per_s": median,
+            "gflops": median * 6.0 * mc.macs_per_sample() as f64 / 1e9,
+        });
+        if let Err(e) = std::fs::write(path, v.to_string() + "\n") {
+            eprintln!("cpu_train_bench: {path}: {e}");
+            std::process::exit(1);
+        }
+    }
 }

@@ -28,6 +28,14 @@ enum Device {
 ///
 /// A model trained on another dataset (different fingerprint) is refused.
 ///
+/// Input schemas: the dataset directory (docs/FORMATS.md) with test negatives for the sampled
+/// protocol; the model file from ncf-train. Output: one JSON object per run, e.g.
+///   {"hr":0.70,"ndcg":0.42,"k":10,"users":6040,"candidates":100,"protocol":"sampled"}
+/// (candidates per user: the held-out item + its negatives, or every unseen item with --full)
+///
+/// Exit codes: 0 success (also when stdout is a closed pipe), 1 error (bad or inconsistent input
+/// data, impossible request, output exists), 2 usage error (the command line cannot be parsed).
+///
 /// Example:
 ///   ncf-eval ml-small model.safetensors --k 10
 ///   ncf-topk ml-small model.safetensors --all -k 10 | ncf-eval ml-small --ranked -
@@ -57,7 +65,7 @@ struct Args {
 }
 
 fn main() -> std::process::ExitCode {
-    ncf_cli::main_with("ncf-eval", || run(Args::parse()))
+    ncf_cli::main_with("ncf-eval", run)
 }
 
 fn run(a: Args) -> Result<()> {

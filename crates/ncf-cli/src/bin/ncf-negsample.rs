@@ -34,6 +34,12 @@ enum Mode {
 /// --test-negatives writes a new dataset with the negatives there (a directory, or `-` for a
 /// stream on stdout) instead of updating DATASET in place; a stream on stdin needs -o.
 ///
+/// Schemas: test_negatives.parquet (user u32, item u32), N rows per test user in test-table
+/// order; --epoch output (user u32, item u32, label f32: 1 positive, 0 negative).
+///
+/// Exit codes: 0 success (also when stdout is a closed pipe), 1 error (bad or inconsistent input
+/// data, impossible request, output exists), 2 usage error (the command line cannot be parsed).
+///
 /// Example:
 ///   ncf-prep ratings.csv -o - | ncf-negsample - --test-negatives 100 -o ml-small
 ///   ncf-negsample ml-small --epoch 0 -o epoch0.parquet
@@ -68,7 +74,7 @@ struct Args {
 }
 
 fn main() -> std::process::ExitCode {
-    ncf_cli::main_with("ncf-negsample", || run(Args::parse()))
+    ncf_cli::main_with("ncf-negsample", run)
 }
 
 fn run(a: Args) -> Result<()> {

@@ -26,6 +26,13 @@ use std::path::{Path, PathBuf};
 /// Output (-o): a directory of Parquet tables + meta.json (docs/FORMATS.md), written atomically,
 /// or `-` for the same tables as an Arrow IPC stream on stdout. A summary goes to stderr.
 ///
+/// Schemas (docs/FORMATS.md): train, test (user u32, item u32[, timestamp i64]), users (user u32,
+/// raw_id utf8), items (item u32, raw_id utf8, title utf8 nullable), test_negatives (user u32,
+/// item u32, only for the NCF authors' split); meta.json holds counts and the fingerprint.
+///
+/// Exit codes: 0 success (also when stdout is a closed pipe), 1 error (bad or inconsistent input
+/// data, impossible request, output exists), 2 usage error (the command line cannot be parsed).
+///
 /// Examples:
 ///   ncf-prep data/ml-latest-small/ratings.csv --movies data/ml-latest-small/movies.csv -o ml-small
 ///   ncf-prep ml-1m.zip -o - | ncf-negsample - --test-negatives 99 -o ml-1m
@@ -95,7 +102,7 @@ struct Args {
 }
 
 fn main() -> std::process::ExitCode {
-    ncf_cli::main_with("ncf-prep", || run(Args::parse()))
+    ncf_cli::main_with("ncf-prep", run)
 }
 
 fn commas(n: u64) -> String {

@@ -18,6 +18,9 @@ use std::path::PathBuf;
 /// rank is 1-based, score is the model's logit, title appears when the dataset has titles.
 /// Unknown user ids are an error naming them, unless --skip-unknown (then a note on stderr).
 ///
+/// Exit codes: 0 success (also when stdout is a closed pipe), 1 error (bad or inconsistent input
+/// data, impossible request, output exists), 2 usage error (the command line cannot be parsed).
+///
 /// Example:
 ///   ncf-topk ml-small model.safetensors -k 5 1 42 | column -t
 ///   ncf-topk ml-small model.safetensors --all -k 10 | ncf-eval ml-small --ranked -
@@ -45,7 +48,7 @@ struct Args {
 }
 
 fn main() -> std::process::ExitCode {
-    ncf_cli::main_with("ncf-topk", || run(Args::parse()))
+    ncf_cli::main_with("ncf-topk", run)
 }
 
 fn run(a: Args) -> Result<()> {

@@ -1,0 +1,351 @@
+//! ncf-plot and ncf-bench-report, run as binaries: PNG charts from a training log and from results
+//! files, results files from raw measurements, generated Markdown blocks, man pages, completions
+//! and scripts/install.sh.
+
+mod common;
+use common::{describe, fails, ok, repo_root, run};
+use std::path::Path;
+
+const LOG: &str = r#"{"epoch":0,"loss":0.44,"hr":0.45,"ndcg":0.25,"k":10,"eval":"test","train_s":0.1,"eval_s":0.01,"samples":10,"samples_per_s":100.0,"steps":1,"skipped_steps":0}
+{"epoch":1,"loss":0.38,"hr":0.51,"ndcg":0.29,"k":10,"eval":"test","train_s":0.1,"eval_s":0.01,"samples":10,"samples_per_s":100.0,"steps":1,"skipped_steps":0}
+{"epoch":2,"loss":0.35,"hr":0.58,"ndcg":0.33,"k":10,"eval":"test","train_s":0.1,"eval_s":0.01,"samples":10,"samples_per_s":100.0,"steps":1,"skipped_steps":0}
+{"best_hr":0.58,"best_ndcg":0.33,"best_epoch":2,"first_epoch_reaching_target":null,"time_to_target_s":null,"train_time_s":0.3,"eval_time_s":0.03,"avg_samples_per_s":100.0,"best_samples_per_s":100.0,"epochs_run":3,"k":10,"eval":"test","backend":"cpu (2 threads)"}
+"#;
+
+/// (width, height) of a PNG file, after checking its signature and IHDR chunk.
+fn png_size(path: &Path) -> (u32, u32) {
+    let b = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert!(b.len() > 1000, "{}: only {} bytes", path.display(), b.len());
+    assert_eq!(&b[..8], b"\x89PNG\r\n\x1a\n", "PNG signature");
+    assert_eq!(&b[12..16], b"IHDR");
+    let be = |k: usize| u32::from_be_bytes(b[k..k + 4].try_into().unwrap());
+    (be(16), be(20))
+}
+
+#[test]
+fn curve_from_a_training_log_is_a_png_of_the_asked_size() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("train.jsonl"), LOG).unwrap();
+    ok(
+        dir.path(),
+        "ncf-plot",
+        &["curve", "train.jsonl", "-o", "curve.png"],
+    );
+    assert_eq!(png_size(&dir.path().join("curve.png")), (1200, 500));
+    ok(
+        dir.path(),
+        "ncf-plot",
+        &[
+            "curve",
+            "train.jsonl",
+            "-o",
+            "small.png",
+            "--width",
+            "640",
+            "--height",
+            "320",
+        ],
+    );
+    assert_eq!(png_size(&dir.path().join("small.png")), (640, 320));
+}
+
+#[test]
+fn curve_reads_stdin_and_rejects_bad_logs_with_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(common::bin("ncf-plot"))
+        .args(["curve", "-", "-o", "stdin.png"])
+        .current_dir(dir.path())
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), LOG.as_bytes()).unwrap();
+    assert!(child.wait().unwrap().success());
+    assert_eq!(png_size(&dir.path().join("stdin.png")), (1200, 500));
+
+    let bad = LOG.replace(r#"{"epoch":1,"loss":0.38"#, r#"{"epoch":1,"loss":"x""#);
+    std::fs::write(dir.path().join("bad.jsonl"), bad).unwrap();
+    let err = fails(
+        dir.path(),
+        "ncf-plot",
+        &["curve", "bad.jsonl", "-o", "bad.png"],
+    );
+    assert!(
+        err.starts_with("ncf-plot: bad.jsonl:2: epoch report"),
+        "{err}"
+    );
+    assert!(!dir.path().join("bad.png").exists());
+    std::fs::write(dir.path().join("empty.jsonl"), "").unwrap();
+    let err = fails(
+        dir.path(),
+        "ncf-plot",
+        &["curve", "empty.jsonl", "-o", "e.png"],
+    );
+    assert!(err.contains("no epoch reports"), "{err}");
+    // Usage errors exit 2.
+    let out = run(dir.path(), "ncf-plot", &["curve", "bad.jsonl"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        describe("ncf-plot", &[], &out)
+    );
+}
+
+#[test]
+fn throughput_chart_from_a_gpu_run_and_from_a_bench_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let v2 = repo_root().join("benchmarks/results/2026-11-26-h200-v2");
+    let v2 = v2.to_str().unwrap();
+    ok(dir.path(), "ncf-plot", &["throughput", v2, "-o", "gpu.png"]);
+    assert_eq!(png_size(&dir.path().join("gpu.png")), (1000, 550));
+
+    let raw = [
+        r#"{"id":"cpu.train.steady","group":"cpu-train","title":"steady","unit":"samples/s","better":"higher","value":100000}"#,
+        r#"{"id":"cpu.train.steady","group":"cpu-train","title":"steady","unit":"samples/s","better":"higher","value":120000}"#,
+        r#"{"id":"peer.cpu.train.steady","group":"cpu-train","title":"peer","unit":"samples/s","better":"higher","value":30000,"peer_of":"cpu.train.steady"}"#,
+    ]
+    .join("\n");
+    std::fs::write(dir.path().join("raw.jsonl"), raw).unwrap();
+    ok(
+        dir.path(),
+        "ncf-bench-report",
+        &["collect", "raw.jsonl", "--name", "t", "-o", "r.json"],
+    );
+    ok(
+        dir.path(),
+        "ncf-plot",
+        &["throughput", "r.json", "-o", "cpu.png"],
+    );
+    assert_eq!(png_size(&dir.path().join("cpu.png")), (1000, 550));
+    let err = fails(
+        dir.path(),
+        "ncf-plot",
+        &["throughput", "raw.jsonl", "-o", "x.png"],
+    );
+    assert!(err.starts_with("ncf-plot: raw.jsonl: "), "{err}");
+}
+
+#[test]
+fn collect_writes_runs_median_spread_and_the_machine() {
+    let dir = tempfile::tempdir().unwrap();
+    let raw = [
+        r#"{"id":"prep","group":"prep","title":"prep","unit":"s","better":"lower","value":6.0}"#,
+        r#"{"note":"contended"}"#,
+        r#"{"id":"prep","group":"prep","title":"prep","unit":"s","better":"lower","value":5.0}"#,
+        r#"{"id":"prep","group":"prep","title":"prep","unit":"s","better":"lower","value":9.0}"#,
+    ]
+    .join("\n");
+    std::fs::write(dir.path().join("raw.jsonl"), raw).unwrap();
+    ok(
+        dir.path(),
+        "ncf-bench-report",
+        &[
+            "collect",
+            "raw.jsonl",
+            "--name",
+            "box",
+            "--date",
+            "2026-11-26T12:00:00Z",
+            "-o",
+            "r.json",
+        ],
+    );
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("r.json")).unwrap()).unwrap();
+    assert_eq!(r["schema"], "ncf-bench/1");
+    assert_eq!(r["date"], "2026-11-26T12:00:00Z");
+    assert_eq!(r["machine"]["name"], "box");
+    assert!(r["machine"]["cores"].as_u64().unwrap() >= 1);
+    assert!(!r["machine"]["rustc"].as_str().unwrap().is_empty());
+    let m = &r["benchmarks"][0];
+    assert_eq!(m["runs"], serde_json::json!([6.0, 5.0, 9.0]));
+    assert_eq!(
+        (m["median"].as_f64(), m["min"].as_f64(), m["max"].as_f64()),
+        (Some(6.0), Some(5.0), Some(9.0))
+    );
+    assert_eq!(r["notes"], serde_json::json!(["contended"]));
+
+    std::fs::write(dir.path().join("bad.jsonl"), "{\"id\":\"x\"}\n").unwrap();
+    let err = fails(
+        dir.path(),
+        "ncf-bench-report",
+        &["collect", "bad.jsonl", "--name", "b", "-o", "b.json"],
+    );
+    assert!(err.starts_with("ncf-bench-report: bad.jsonl:1: "), "{err}");
+}
+
+#[test]
+fn render_fills_the_generated_blocks_and_check_detects_stale_documents() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir(d.join("results")).unwrap();
+    let raw = [
+        r#"{"id":"cpu.train.steady","group":"cpu-train","title":"CPU steady","unit":"samples/s","better":"higher","value":118000}"#,
+        r#"{"id":"peer.cpu.train.steady","group":"cpu-train","title":"peer","unit":"samples/s","better":"higher","value":29500,"peer_of":"cpu.train.steady"}"#,
+    ]
+    .join("\n");
+    std::fs::write(d.join("raw.jsonl"), raw).unwrap();
+    ok(
+        d,
+        "ncf-bench-report",
+        &[
+            "collect",
+            "raw.jsonl",
+            "--name",
+            "vm",
+            "-o",
+            "results/2026-11-26-vm.json",
+        ],
+    );
+    std::fs::write(
+        d.join("B.md"),
+        "# hand text\n<!-- generated:bench-latest -->\nold\n<!-- /generated:bench-latest -->\nmore hand text\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("R.md"),
+        "intro\n<!-- generated:how-fast -->\n<!-- /generated:how-fast -->\n",
+    )
+    .unwrap();
+    let args = [
+        "render",
+        "--results",
+        "results",
+        "--benchmarks",
+        "B.md",
+        "--readme",
+        "R.md",
+    ];
+    let check: Vec<&str> = args.iter().copied().chain(["--check"]).collect();
+    let err = fails(d, "ncf-bench-report", &check);
+    assert!(err.contains("out of date"), "{err}");
+    ok(d, "ncf-bench-report", &args);
+    ok(d, "ncf-bench-report", &check);
+    let b = std::fs::read_to_string(d.join("B.md")).unwrap();
+    assert!(
+        b.starts_with("# hand text\n") && b.ends_with("more hand text\n"),
+        "{b}"
+    );
+    assert!(!b.contains("\nold\n"), "{b}");
+    assert!(b.contains("| CPU steady | 118,000 samples/s |"), "{b}");
+    assert!(b.contains("| 29,500 samples/s | 4.00× |"), "{b}");
+    assert!(b.contains("(results/2026-11-26-vm.json)"), "{b}");
+    let r = std::fs::read_to_string(d.join("R.md")).unwrap();
+    assert!(r.contains("**118,000 samples/s**"), "{r}");
+    assert!(r.contains("**4.00× the PyTorch peer**"), "{r}");
+    // A document without its block is an error naming the marker.
+    std::fs::write(d.join("R.md"), "no block\n").unwrap();
+    let err = fails(d, "ncf-bench-report", &args);
+    assert!(
+        err.contains("R.md: no `<!-- generated:how-fast -->` marker"),
+        "{err}"
+    );
+}
+
+/// The committed BENCHMARKS.md and README.md are what the committed results files render to:
+/// every generated number traces to a results file.
+#[test]
+fn committed_documents_are_rendered_from_the_committed_results() {
+    let root = repo_root();
+    let out = run(&root, "ncf-bench-report", &["render", "--check"]);
+    assert!(
+        out.status.success(),
+        "run `ncf-bench-report render` (or make bench)\n{}",
+        describe("ncf-bench-report", &["render", "--check"], &out)
+    );
+}
+
+#[test]
+fn man_pages_and_completions_come_from_the_clap_definitions() {
+    let dir = tempfile::tempdir().unwrap();
+    for tool in ["ncf-plot", "ncf-bench-report"] {
+        let man = ok(dir.path(), tool, &["--generate-man"]);
+        assert!(man.contains(&format!(".TH {tool} 1")), "{man}");
+        assert!(man.contains("EXIT STATUS"), "{man}");
+        let bash = ok(dir.path(), tool, &["--generate-completions", "bash"]);
+        assert!(
+            bash.contains(&format!("complete -F _{}", tool.replace('-', "__"))),
+            "{bash}"
+        );
+        let zsh = ok(dir.path(), tool, &["--generate-completions", "zsh"]);
+        assert!(zsh.starts_with(&format!("#compdef {tool}")), "{zsh}");
+        let help = ok(dir.path(), tool, &["--help"]);
+        assert!(help.contains("Exit codes: 0"), "{help}");
+        assert!(help.contains("Example:"), "{help}");
+    }
+    let man = ok(dir.path(), "ncf-plot", &["--generate-man"]);
+    assert!(man.contains("curve") && man.contains("throughput"), "{man}");
+    let err = fails(dir.path(), "ncf-plot", &["--generate-completions", "tcsh"]);
+    assert!(err.contains("unknown shell 'tcsh'"), "{err}");
+    let out = run(dir.path(), "ncf-plot", &["--generate-man", "a", "b"]);
+    assert_eq!(out.status.code(), Some(2));
+    ok(dir.path(), "ncf-plot", &["--generate-man", "pages"]);
+    let mut pages: Vec<_> = std::fs::read_dir(dir.path().join("pages"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    pages.sort();
+    assert_eq!(
+        pages,
+        ["ncf-plot-curve.1", "ncf-plot-throughput.1", "ncf-plot.1"]
+    );
+}
+
+#[test]
+fn install_script_puts_binaries_man_pages_and_completions_in_a_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = dir.path().join("prefix");
+    let bindir = common::bin("ncf-plot").parent().unwrap().to_path_buf();
+    let out = std::process::Command::new("bash")
+        .arg(repo_root().join("scripts/install.sh"))
+        .args([
+            prefix.to_str().unwrap(),
+            bindir.to_str().unwrap(),
+            "ncf-plot",
+            "ncf-bench-report",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        describe("install.sh", &[], &out)
+    );
+    for tool in ["ncf-plot", "ncf-bench-report"] {
+        for f in [
+            format!("bin/{tool}"),
+            format!("share/man/man1/{tool}.1"),
+            format!("share/bash-completion/completions/{tool}"),
+            format!("share/zsh/site-functions/_{tool}"),
+            format!("share/fish/vendor_completions.d/{tool}.fish"),
+        ] {
+            let p = prefix.join(&f);
+            let len = std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
+            assert!(len > 100, "{f}: missing or empty");
+        }
+    }
+    let man = std::fs::read_to_string(prefix.join("share/man/man1/ncf-plot.1")).unwrap();
+    assert!(man.contains(".TH ncf-plot 1"), "{man}");
+    // Each subcommand has its own page, named as the main page refers to it.
+    for sub in [
+        "ncf-plot-curve",
+        "ncf-plot-throughput",
+        "ncf-bench-report-render",
+    ] {
+        let page = std::fs::read_to_string(prefix.join(format!("share/man/man1/{sub}.1")))
+            .unwrap_or_else(|e| panic!("{sub}.1: {e}"));
+        assert!(page.contains(&format!(".TH {sub} 1")), "{page}");
+    }
+    // A missing binary is an error before anything is installed.
+    let out = std::process::Command::new("bash")
+        .arg(repo_root().join("scripts/install.sh"))
+        .args([
+            dir.path().join("p2").to_str().unwrap(),
+            bindir.to_str().unwrap(),
+            "no-such-tool",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!dir.path().join("p2").exists());
+}

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Tune the `ml1m` preset of ncf-train on a VALIDATION split carved from the training data of the
-# NCF paper's ml-1m split (one random training interaction per user held out and ranked among
+# NCF paper's ml-1m split (one training interaction per user held out — the latest when the rows
+# carry timestamps, else a random one: the authors' files have all-zero timestamps — ranked among
 # 99 negatives; `ncf-train --validation`). The test file is never read for these numbers.
 #
 #   scripts/tune-ml1m.sh [OUTDIR]        (default: benchmarks/results/<date>-tune-ml1m)
 #
-# Env: EPOCHS (default 12), THREADS (default: all cores), CONFIGS (space-separated names from
+# Env: BIN (directory of ncf-prep/ncf-train, default: a release build), EPOCHS (default 12), THREADS (default: all cores), CONFIGS (space-separated names from
 # the table below, default all), DATA (the paper's split, default ../shared/datasets/ncf-ml-1m).
 # Writes OUTDIR/<config>.jsonl (ncf-train's per-epoch lines and summary) and prints a table of
 # the best validation HR@10 / NDCG@10 per config; choose the preset from that table.
@@ -16,8 +17,13 @@ epochs=${EPOCHS:-12}
 data=${DATA:-../shared/datasets/ncf-ml-1m}
 threads=${THREADS:+--threads $THREADS}
 mkdir -p "$out" target/tune-ml1m
-cargo build --release -q -p ncf-cli --bin ncf-prep --bin ncf-train
-bin=target/release
+# BIN: a directory holding ncf-prep and ncf-train to use instead of a fresh release build.
+if [[ -n ${BIN:-} ]]; then
+  bin=$BIN
+else
+  cargo build --release -q -p ncf-cli --bin ncf-prep --bin ncf-train
+  bin=target/release
+fi
 ds=target/tune-ml1m/data
 [[ -d $ds ]] || "$bin/ncf-prep" "$data" -o "$ds"
 
@@ -39,7 +45,7 @@ names=${CONFIGS:-base lr001 lr004 b15 b15-lr001 nvbetas drop03}
 for name in $names; do
   flags=${grid[$name]}
   # shellcheck disable=SC2086
-  "$bin/ncf-train" "$ds" -o "target/tune-ml1m/$name.safetensors" --force --preset ml1m \
+  "$bin/ncf-train" "$ds" -o "target/tune-ml1m/$name.safetensors" --force --preset ml1m --no-checkpoint \
     --epochs "$epochs" --validation $flags $threads >"$out/$name.jsonl" 2>"target/tune-ml1m/$name.err" \
     || { cat "target/tune-ml1m/$name.err" >&2; exit 1; }
   python3 - "$out/$name.jsonl" "$name" "$flags" <<'EOF' | tee -a "$out/summary.txt"

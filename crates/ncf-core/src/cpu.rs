@@ -7,6 +7,8 @@ pub mod factored;
 pub mod reference;
 pub mod tile;
 
+use crate::checkpoint::OptimizerState;
+use crate::dist::Group;
 use crate::model::Model;
 use crate::rng::{stream, Rng};
 use crate::sampler::{EpochSamples, NegativeMode, UserItems};
@@ -184,6 +186,8 @@ pub struct CpuTrainer {
     work: Vec<Work>,
     first_layer: FirstLayer,
     factored: Vec<Factored>,
+    /// The other ranks of a data-parallel run ([`crate::dist`]); a group of one by default.
+    group: Group,
 }
 
 impl CpuTrainer {
@@ -233,6 +237,7 @@ impl CpuTrainer {
             work: vec![],
             first_layer: FirstLayer::Factored,
             factored: vec![],
+            group: Group::single(),
             model,
         })
     }
@@ -249,6 +254,15 @@ impl CpuTrainer {
     pub fn with_first_layer(mut self, first: FirstLayer) -> Self {
         self.first_layer = first;
         self
+    }
+
+    /// Train data-parallel with the ranks of `group`: each rank computes its share of every
+    /// batch and the gradients are summed over ranks before the optimiser step. Rank 0's
+    /// parameters are broadcast first, so every rank starts from the same model.
+    pub fn with_group(mut self, mut group: Group) -> Result<Self> {
+        group.broadcast(&mut self.model.params)?;
+        self.group = group;
+        Ok(self)
     }
 
     pub fn threads(&self) -> usize {
@@ -308,7 +322,11 @@ impl CpuTrainer {
             self.factored = (0..threads).map(|_| Factored::new(nu, ni)).collect();
         }
         let (net, p, tile) = (&self.net, &self.model.params[..], self.tile);
-        let chunk = |k: usize| positions.start + batch * k as u64 / threads as u64;
+        // The batch is split into world × threads chunks; this rank's threads take theirs, so
+        // chunk boundaries (and results) of R ranks × T threads equal 1 rank × R·T threads.
+        let (rank, world) = (self.group.rank(), self.group.world());
+        let parts = (world * threads) as u64;
+        let chunk = |k: usize| positions.start + batch * (rank * threads + k) as u64 / parts;
         let dlogits = |work: &mut Work, loss: &mut f64| {
             for r in 0..work.user.len() {
                 let (x, y) = (work.logit[r], work.label[r]);
@@ -392,7 +410,9 @@ impl CpuTrainer {
     }
 
     /// Sum the per-thread gradients (in thread order), zero them, and apply the optimiser.
-    fn apply(&mut self) {
+    /// Returns false when some gradient was not finite (the step is then partly applied and
+    /// training must stop).
+    fn apply(&mut self) -> bool {
         self.step += 1;
         let h = AdamScalars::new(&self.cfg, self.step);
         let (opt, lr, l2) = (self.cfg.optimizer, self.cfg.lr, self.cfg.l2);
@@ -406,18 +426,21 @@ impl CpuTrainer {
             }
         }
         let update = |p: &mut [f32], m: &mut [f32], v: &mut [f32], gs: &mut [&mut [f32]]| {
+            let mut finite = true;
             for k in 0..p.len() {
                 let mut g = 0f32;
                 for t in gs.iter_mut() {
                     g += t[k];
                     t[k] = 0.0;
                 }
+                finite &= g.is_finite();
                 g += l2 * p[k];
                 match opt {
                     Optimizer::Adam => h.update(&mut p[k], &mut m[k], &mut v[k], g),
                     Optimizer::Sgd => p[k] -= lr * g,
                 }
             }
+            finite
         };
         let chunks = self
             .model
@@ -427,15 +450,16 @@ impl CpuTrainer {
             .zip(self.v.chunks_mut(per))
             .zip(parts.iter_mut());
         if self.threads == 1 {
-            for (((p, m), v), gs) in chunks {
-                update(p, m, v, gs);
-            }
+            chunks.fold(true, |ok, (((p, m), v), gs)| update(p, m, v, gs) & ok)
         } else {
             std::thread::scope(|sc| {
-                for (((p, m), v), gs) in chunks {
-                    sc.spawn(move || update(p, m, v, gs));
-                }
-            });
+                let handles: Vec<_> = chunks
+                    .map(|(((p, m), v), gs)| sc.spawn(move || update(p, m, v, gs)))
+                    .collect();
+                handles.into_iter().fold(true, |ok, h| {
+                    h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)) & ok
+                })
+            })
         }
     }
 
@@ -448,8 +472,12 @@ impl CpuTrainer {
 
 impl Trainer for CpuTrainer {
     fn name(&self) -> String {
+        let ranks = match self.group.world() {
+            1 => String::new(),
+            w => format!(" × {w} ranks"),
+        };
         format!(
-            "cpu ({} thread{})",
+            "cpu ({} thread{}{ranks})",
             self.threads,
             if self.threads == 1 { "" } else { "s" }
         )
@@ -458,13 +486,33 @@ impl Trainer for CpuTrainer {
     fn step(&mut self, epoch: u32, positions: std::ops::Range<u64>) -> Result<StepStats> {
         let batch = positions.end.saturating_sub(positions.start);
         let range = format!("{}..{}", positions.start, positions.end);
-        let total = match self.accumulate(epoch, positions) {
+        let mut total = match self.accumulate(epoch, positions) {
             Ok(t) => t,
             Err(e) => {
                 self.zero_grads();
                 return Err(e);
             }
         };
+        if self.group.world() > 1 {
+            // Sum this rank's threads into grads[0], then over ranks (in rank order).
+            let (first, rest) = self.grads.split_at_mut(1);
+            for g in rest {
+                for (a, b) in first[0].iter_mut().zip(g.iter_mut()) {
+                    *a += *b;
+                    *b = 0.0;
+                }
+            }
+            let mut sums = [total];
+            let reduced = self
+                .group
+                .allreduce_f64(&mut sums)
+                .and_then(|_| self.group.allreduce_sum(&mut self.grads[0]));
+            if let Err(e) = reduced {
+                self.zero_grads();
+                return Err(e);
+            }
+            total = sums[0];
+        }
         let loss = (total / batch as f64) as f32;
         if !loss.is_finite() {
             self.zero_grads();
@@ -474,7 +522,14 @@ impl Trainer for CpuTrainer {
                 self.step + 1
             )));
         }
-        self.apply();
+        if !self.apply() {
+            return Err(Error::invalid(format!(
+                "training diverged: a gradient is not finite at epoch {epoch}, samples {range} \
+                 (step {}; training stops, the last checkpoint and best model are kept; try a \
+                 lower --lr)",
+                self.step
+            )));
+        }
         Ok(StepStats {
             loss,
             skipped: false,
@@ -496,6 +551,36 @@ impl Trainer for CpuTrainer {
 
     fn model(&mut self) -> Result<Model> {
         Ok(self.model.clone())
+    }
+
+    fn save_state(&mut self) -> Result<OptimizerState> {
+        Ok(OptimizerState {
+            params: self.model.params.clone(),
+            m: self.m.clone(),
+            v: self.v.clone(),
+            steps: self.step,
+            loss_scale: 1.0,
+            clean_steps: 0,
+        })
+    }
+
+    fn load_state(&mut self, state: &OptimizerState) -> Result<()> {
+        let n = self.model.params.len();
+        if [&state.params, &state.m, &state.v]
+            .iter()
+            .any(|x| x.len() != n)
+        {
+            return Err(Error::invalid(format!(
+                "optimiser state has {} parameters, the model {n}",
+                state.params.len()
+            )));
+        }
+        self.model.params.copy_from_slice(&state.params);
+        self.m.copy_from_slice(&state.m);
+        self.v.copy_from_slice(&state.v);
+        self.step = state.steps;
+        self.zero_grads();
+        Ok(())
     }
 }
 

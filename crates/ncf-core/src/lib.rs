@@ -3,8 +3,10 @@
 //! One dataset format ([`dataset`]), one RNG ([`rng`]) and sampler ([`sampler`]), one metrics
 //! module ([`metrics`]), one model layout ([`model`]). The binaries in `ncf-cli` are thin shells.
 
+pub mod checkpoint;
 pub mod cpu;
 pub mod dataset;
+pub mod dist;
 pub mod error;
 pub mod ingest;
 pub mod io;

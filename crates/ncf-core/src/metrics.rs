@@ -118,6 +118,21 @@ pub struct EvalSet {
 }
 
 impl EvalSet {
+    /// SHA-256 (hex) of the set's users, items and negatives: tells two sets apart (checkpoints
+    /// refuse to resume against another one).
+    pub fn digest(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update((self.per_user as u64).to_le_bytes());
+        for part in [&self.users, &self.items, &self.negatives] {
+            h.update((part.len() as u64).to_le_bytes());
+            for x in part.iter() {
+                h.update(x.to_le_bytes());
+            }
+        }
+        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
     pub fn len(&self) -> usize {
         self.users.len()
     }

@@ -267,6 +267,75 @@ impl Model {
     pub fn is_finite(&self) -> bool {
         self.params.iter().all(|x| x.is_finite())
     }
+
+    /// NeuMF initialised from a trained GMF and a trained MLP, as the NCF paper pre-trains
+    /// (He et al. 2017, §3.4.1): embeddings and MLP layers are copied, and the final layer is
+    /// `[α·h_GMF ‖ (1−α)·h_MLP]` with bias `α·b_GMF + (1−α)·b_MLP`, so that with dropout off
+    /// `logit_NeuMF = α·logit_GMF + (1−α)·logit_MLP` for every pair. `dropout` is the new
+    /// model's (the towers' own dropout does not carry over).
+    pub fn neumf_from_pretrained(
+        gmf: &Model,
+        mlp: &Model,
+        alpha: f32,
+        dropout: f32,
+    ) -> Result<Model> {
+        let (g, m) = (&gmf.config, &mlp.config);
+        if g.kind != ModelKind::Gmf || m.kind != ModelKind::Mlp {
+            return Err(Error::invalid(format!(
+                "pre-training needs a GMF and an MLP model, got {:?} and {:?}",
+                g.kind, m.kind
+            )));
+        }
+        if (g.n_users, g.n_items) != (m.n_users, m.n_items) {
+            return Err(Error::invalid(format!(
+                "the GMF model has {} users × {} items, the MLP model {} × {}: not the same dataset",
+                g.n_users, g.n_items, m.n_users, m.n_items
+            )));
+        }
+        if !(0.0..=1.0).contains(&alpha) {
+            return Err(Error::usage("--alpha must be in [0, 1]"));
+        }
+        let config = ModelConfig {
+            kind: ModelKind::Neumf,
+            n_users: g.n_users,
+            n_items: g.n_items,
+            factors: g.factors,
+            layers: m.layers.clone(),
+            dropout,
+        };
+        config.validate()?;
+        let layout = config.layout();
+        let mut out = Model {
+            params: vec![0.0; layout.total],
+            layout,
+            config,
+        };
+        for name in ["mf_user_embed.weight", "mf_item_embed.weight"] {
+            out.tensor_mut(name).copy_from_slice(gmf.tensor(name));
+        }
+        let mut names = vec![
+            "mlp_user_embed.weight".to_string(),
+            "mlp_item_embed.weight".to_string(),
+        ];
+        for k in 0..m.n_linear() {
+            names.push(format!("mlp.{k}.weight"));
+            names.push(format!("mlp.{k}.bias"));
+        }
+        for name in &names {
+            out.tensor_mut(name).copy_from_slice(mlp.tensor(name));
+        }
+        let f = g.factors;
+        let fw = out.tensor_mut("final.weight");
+        for (o, x) in fw[..f].iter_mut().zip(gmf.tensor("final.weight")) {
+            *o = alpha * x;
+        }
+        for (o, x) in fw[f..].iter_mut().zip(mlp.tensor("final.weight")) {
+            *o = (1.0 - alpha) * x;
+        }
+        out.tensor_mut("final.bias")[0] =
+            alpha * gmf.tensor("final.bias")[0] + (1.0 - alpha) * mlp.tensor("final.bias")[0];
+        Ok(out)
+    }
 }
 
 #[cfg(test)]
@@ -310,6 +379,62 @@ mod tests {
             ]
         );
         assert!(l.tensors.iter().all(|t| t.offset % ALIGN == 0));
+    }
+
+    #[test]
+    fn pretrained_neumf_scores_alpha_gmf_plus_one_minus_alpha_mlp() {
+        let base = |kind, seed| {
+            Model::init(
+                ModelConfig {
+                    kind,
+                    n_users: 6,
+                    n_items: 9,
+                    factors: 8,
+                    layers: vec![16, 8, 4],
+                    dropout: 0.0,
+                },
+                seed,
+            )
+            .unwrap()
+        };
+        let (mut gmf, mut mlp) = (base(ModelKind::Gmf, 1), base(ModelKind::Mlp, 2));
+        // Non-zero biases, so the bias combination is checked too.
+        gmf.tensor_mut("final.bias")[0] = 0.3;
+        mlp.tensor_mut("final.bias")[0] = -0.7;
+        let users: Vec<u32> = (0..54).map(|k| k % 6).collect();
+        let items: Vec<u32> = (0..54).map(|k| (k / 6) % 9).collect();
+        let score = |m: &Model| {
+            let mut out = vec![0f32; users.len()];
+            crate::cpu::score_with(m, &users, &items, &mut out, 1);
+            out
+        };
+        let (sg, sm) = (score(&gmf), score(&mlp));
+        for alpha in [0.5f32, 0.2, 1.0] {
+            let neumf = Model::neumf_from_pretrained(&gmf, &mlp, alpha, 0.5).unwrap();
+            assert_eq!(neumf.config.kind, ModelKind::Neumf);
+            assert_eq!(neumf.config.dropout, 0.5);
+            let sn = score(&neumf);
+            for k in 0..users.len() {
+                let want = alpha * sg[k] + (1.0 - alpha) * sm[k];
+                assert!(
+                    (sn[k] - want).abs() <= 1e-5 * (1.0 + want.abs()),
+                    "alpha {alpha} pair {k}: {} vs {want}",
+                    sn[k]
+                );
+            }
+        }
+        assert!(Model::neumf_from_pretrained(&mlp, &gmf, 0.5, 0.0).is_err());
+        assert!(Model::neumf_from_pretrained(&gmf, &mlp, 1.5, 0.0).is_err());
+        let other = Model::init(
+            ModelConfig {
+                n_users: 7,
+                ..mlp.config.clone()
+            },
+            3,
+        )
+        .unwrap();
+        let e = Model::neumf_from_pretrained(&gmf, &other, 0.5, 0.0).unwrap_err();
+        assert!(e.to_string().contains("not the same dataset"), "{e}");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! after each epoch, best model kept, early stop at a target HR, NVIDIA-style JSON reports.
 //! A backend implements [`Trainer`]; the CPU one is [`crate::cpu`], the CUDA one is `ncf-cuda`.
 
+use crate::checkpoint::{self, CheckpointMeta, OptimizerState, Position};
 use crate::model::Model;
 use crate::sampler::NegativeMode;
 use crate::Result;
@@ -96,6 +97,10 @@ pub trait Trainer {
     fn score(&mut self, users: &[u32], items: &[u32], out: &mut [f32]) -> Result<()>;
     /// A copy of the current parameters.
     fn model(&mut self) -> Result<Model>;
+    /// The optimiser state (parameters, moments, step count, loss scale) for a checkpoint.
+    fn save_state(&mut self) -> Result<OptimizerState>;
+    /// Continue from a state of [`Trainer::save_state`] (same model layout).
+    fn load_state(&mut self, state: &OptimizerState) -> Result<()>;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -123,6 +128,41 @@ pub struct RunOptions<'a> {
     pub dataset_fingerprint: String,
     /// Show a progress line on stderr (only when it is a terminal).
     pub progress: bool,
+    /// Write checkpoints into this directory (at every epoch end, every `checkpoint_every`
+    /// steps, and when `stop` is raised).
+    pub checkpoint_dir: Option<&'a Path>,
+    /// Steps between checkpoints within an epoch (0: only at epoch ends).
+    pub checkpoint_every: u64,
+    /// Continue from this checkpoint (already checked against the run with
+    /// [`CheckpointMeta::mismatch`]; its optimiser state is loaded by [`run`]).
+    pub resume: Option<(CheckpointMeta, OptimizerState)>,
+    /// Raised (by a signal handler) to stop at the next step boundary with a checkpoint.
+    pub stop: Option<&'a std::sync::atomic::AtomicBool>,
+    /// How to resume, for the message of an interrupted run (e.g. the command line).
+    pub resume_hint: String,
+}
+
+impl RunOptions<'_> {
+    /// Options with no checkpoints, no resume and no stop flag.
+    pub fn new<'a>(
+        eval: &'a EvalSet,
+        eval_name: &'a str,
+        model_path: Option<&'a Path>,
+        dataset_fingerprint: String,
+    ) -> RunOptions<'a> {
+        RunOptions {
+            eval,
+            eval_name,
+            model_path,
+            dataset_fingerprint,
+            progress: false,
+            checkpoint_dir: None,
+            checkpoint_every: 0,
+            resume: None,
+            stop: None,
+            resume_hint: String::new(),
+        }
+    }
 }
 
 /// One line of the per-epoch report (NVIDIA's fields; epochs are 0-based).
@@ -234,8 +274,7 @@ pub fn run(
     check_config(cfg)?;
     opts.eval.check_k(cfg.topk)?;
     let backend = trainer.name();
-    let mut best: Option<(f64, f64, u32)> = None;
-    let mut summary = Summary {
+    let fresh = Summary {
         best_hr: 0.0,
         best_ndcg: 0.0,
         best_epoch: None,
@@ -248,25 +287,89 @@ pub fn run(
         epochs_run: 0,
         k: cfg.topk,
         eval: opts.eval_name.to_string(),
-        backend,
+        backend: backend.clone(),
     };
-    let mut total_samples = 0u64;
+    let mut pos = Position {
+        epoch: 0,
+        step: 0,
+        epoch_loss_sum: 0.0,
+        epoch_loss_n: 0,
+        epoch_skipped: 0,
+        epoch_train_s: 0.0,
+        best: None,
+        total_samples: 0,
+        summary: fresh,
+    };
+    let eval_digest = opts.eval.digest();
+    if let Some((meta, state)) = &opts.resume {
+        trainer.load_state(state)?;
+        pos = meta.position.clone();
+        pos.summary.backend = backend.clone();
+    }
+    let model_config = trainer.model()?.config;
+    let checkpoint = |trainer: &mut dyn Trainer, pos: &Position| -> Result<()> {
+        let Some(dir) = opts.checkpoint_dir else {
+            return Ok(());
+        };
+        let state = trainer.save_state()?;
+        let meta = CheckpointMeta {
+            format_version: checkpoint::CHECKPOINT_FORMAT_VERSION,
+            model_config: model_config.clone(),
+            train_config: cfg.clone(),
+            dataset_fingerprint: opts.dataset_fingerprint.clone(),
+            eval: opts.eval_name.to_string(),
+            eval_digest: eval_digest.clone(),
+            backend: backend.clone(),
+            position: pos.clone(),
+            steps: 0,
+            loss_scale: 1.0,
+            clean_steps: 0,
+            sha256: Default::default(),
+        };
+        checkpoint::save(dir, meta, &state)
+    };
+    let stopped = |pos: &Position| -> Error {
+        let saved = match opts.checkpoint_dir {
+            Some(d) => format!("a checkpoint is in {}", d.display()),
+            None => "no checkpoint was written (no checkpoint directory)".to_string(),
+        };
+        Error::invalid(format!(
+            "stopped by a signal before epoch {} step {}: {saved}; {}",
+            pos.epoch, pos.step, opts.resume_hint
+        ))
+    };
+    let stop_raised = || {
+        opts.stop
+            .is_some_and(|s| s.load(std::sync::atomic::Ordering::SeqCst))
+    };
     let mut last_progress = Instant::now();
-    for epoch in 0..cfg.epochs {
+    while pos.epoch < cfg.epochs && pos.summary.first_epoch_reaching_target.is_none() {
+        let epoch = pos.epoch;
         let len = epoch_len(cfg, data, epoch)?;
         let steps = len.div_ceil(cfg.batch_size);
         let t0 = Instant::now();
-        let (mut loss_sum, mut loss_n, mut skipped) = (0f64, 0u64, 0u64);
-        for s in 0..steps {
+        let train_before = pos.epoch_train_s;
+        while pos.step < steps {
+            if stop_raised() {
+                pos.epoch_train_s = train_before + t0.elapsed().as_secs_f64();
+                checkpoint(trainer, &pos)?;
+                return Err(stopped(&pos));
+            }
+            let s = pos.step;
             let range = s * cfg.batch_size..((s + 1) * cfg.batch_size).min(len);
             let n = range.end - range.start;
             let st = trainer.step(epoch, range)?;
+            pos.step += 1;
             if st.skipped {
-                skipped += 1;
-                continue;
-            }
-            if !st.loss.is_finite() {
-                let kept = match (best, opts.model_path) {
+                // FP16 loss scaling: the backend found non-finite gradients, lowered the scale
+                // and applied nothing. Say where (rare; many in a row mean trouble).
+                eprintln!(
+                    "ncf-train: note: epoch {epoch} step {s}: non-finite gradients, step skipped \
+                     (loss scale lowered)"
+                );
+                pos.epoch_skipped += 1;
+            } else if !st.loss.is_finite() {
+                let kept = match (pos.best, opts.model_path) {
                     (Some((hr, _, e)), Some(p)) => format!(
                         "; the best model so far (epoch {e}, HR {hr:.4}) is kept in {}",
                         p.display()
@@ -278,19 +381,27 @@ pub fn run(
                      (try a lower --lr)",
                     st.loss
                 )));
+            } else {
+                pos.epoch_loss_sum += st.loss as f64 * n as f64;
+                pos.epoch_loss_n += n;
+                if opts.progress && last_progress.elapsed().as_millis() >= 250 {
+                    last_progress = Instant::now();
+                    eprint!(
+                        "\repoch {epoch} step {}/{steps} loss {:.4}   ",
+                        s + 1,
+                        st.loss
+                    );
+                }
             }
-            loss_sum += st.loss as f64 * n as f64;
-            loss_n += n;
-            if opts.progress && last_progress.elapsed().as_millis() >= 250 {
-                last_progress = Instant::now();
-                eprint!(
-                    "\repoch {epoch} step {}/{steps} loss {:.4}   ",
-                    s + 1,
-                    st.loss
-                );
+            if opts.checkpoint_every > 0
+                && pos.step.is_multiple_of(opts.checkpoint_every)
+                && pos.step < steps
+            {
+                pos.epoch_train_s = train_before + t0.elapsed().as_secs_f64();
+                checkpoint(trainer, &pos)?;
             }
         }
-        let train_s = t0.elapsed().as_secs_f64();
+        let train_s = train_before + t0.elapsed().as_secs_f64();
         if opts.progress {
             eprint!("\repoch {epoch}: evaluating…                      \r");
         }
@@ -300,7 +411,8 @@ pub fn run(
         if opts.progress {
             eprint!("\r{:60}\r", "");
         }
-        total_samples += len;
+        let summary = &mut pos.summary;
+        pos.total_samples += len;
         summary.train_time_s += train_s;
         summary.eval_time_s += eval_s;
         summary.epochs_run = epoch + 1;
@@ -308,8 +420,8 @@ pub fn run(
         summary.best_samples_per_s = summary.best_samples_per_s.max(sps);
         let report = EpochReport {
             epoch,
-            loss: if loss_n > 0 {
-                loss_sum / loss_n as f64
+            loss: if pos.epoch_loss_n > 0 {
+                pos.epoch_loss_sum / pos.epoch_loss_n as f64
             } else {
                 f64::NAN
             },
@@ -322,35 +434,45 @@ pub fn run(
             samples: len,
             samples_per_s: sps,
             steps,
-            skipped_steps: skipped,
+            skipped_steps: pos.epoch_skipped,
         };
-        if best.is_none_or(|(hr, _, _)| m.hr > hr) {
+        if pos.best.is_none_or(|(hr, _, _)| m.hr > hr) {
             let model = trainer.model()?;
             if !model.is_finite() {
                 return Err(Error::invalid(format!(
                     "training diverged: non-finite weights after epoch {epoch} (try a lower --lr)"
                 )));
             }
-            best = Some((m.hr, m.ndcg, epoch));
+            pos.best = Some((m.hr, m.ndcg, epoch));
             if let Some(p) = opts.model_path {
                 save_trained(p, &model, cfg, opts, epoch, &m)?;
             }
         }
         json_line(out, &report)?;
-        if let Some(t) = cfg.target_hr {
-            if m.hr >= t {
-                summary.first_epoch_reaching_target = Some(epoch);
-                summary.time_to_target_s = Some(summary.train_time_s + summary.eval_time_s);
-                break;
-            }
+        let reached = cfg.target_hr.is_some_and(|t| m.hr >= t);
+        if reached {
+            let summary = &mut pos.summary;
+            summary.first_epoch_reaching_target = Some(epoch);
+            summary.time_to_target_s = Some(summary.train_time_s + summary.eval_time_s);
+        }
+        pos.epoch += 1;
+        pos.step = 0;
+        pos.epoch_loss_sum = 0.0;
+        pos.epoch_loss_n = 0;
+        pos.epoch_skipped = 0;
+        pos.epoch_train_s = 0.0;
+        checkpoint(trainer, &pos)?;
+        if reached {
+            break;
         }
     }
-    if let Some((hr, ndcg, e)) = best {
+    let mut summary = pos.summary.clone();
+    if let Some((hr, ndcg, e)) = pos.best {
         summary.best_hr = hr;
         summary.best_ndcg = ndcg;
         summary.best_epoch = Some(e);
     }
-    summary.avg_samples_per_s = total_samples as f64 / summary.train_time_s.max(1e-9);
+    summary.avg_samples_per_s = pos.total_samples as f64 / summary.train_time_s.max(1e-9);
     json_line(out, &summary)?;
     Ok(summary)
 }
@@ -377,11 +499,44 @@ fn save_trained(
     modelfile::save(path, model, &meta)
 }
 
-/// A validation split for tuning without looking at the test set: one random training
-/// interaction of every user with at least two is held out (stream VALIDATION, independent of
-/// the training seed), with `negatives` distinct sampled items the user has not interacted with
-/// (train or test). Returns the dataset without the held-out rows and the validation set.
-pub fn validation_split(data: &Dataset, seed: u64, negatives: usize) -> Result<(Dataset, EvalSet)> {
+/// Which training interaction of a user [`validation_split`] holds out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Holdout {
+    /// The latest by timestamp (the last such row on ties), as the test split holds out the
+    /// latest interaction: validation then measures what the test measures.
+    Latest,
+    /// A random one (stream VALIDATION): easier than the latest, usable without timestamps.
+    Random,
+}
+
+/// Whether the training rows have timestamps that order them (not all equal).
+pub fn has_time_order(data: &Dataset) -> bool {
+    data.train_timestamps
+        .as_ref()
+        .is_some_and(|t| t.iter().any(|&x| x != t[0]))
+}
+
+/// A validation split for tuning without looking at the test set: one training interaction of
+/// every user with at least two is held out (`holdout`; random draws use stream VALIDATION,
+/// independent of the training seed), with `negatives` distinct sampled items the user has not
+/// interacted with (train or test). Returns the dataset without the held-out rows and the
+/// validation set.
+pub fn validation_split(
+    data: &Dataset,
+    seed: u64,
+    negatives: usize,
+    holdout: Holdout,
+) -> Result<(Dataset, EvalSet)> {
+    let times =
+        match (holdout, &data.train_timestamps) {
+            (Holdout::Latest, Some(t)) if has_time_order(data) => Some(t),
+            (Holdout::Latest, _) => return Err(Error::invalid(
+                "validation: the training rows carry no time order (no timestamps, or all equal \
+                 as in the NCF authors' files) to hold out the latest interaction; use a random \
+                 holdout",
+            )),
+            (Holdout::Random, _) => None,
+        };
     let rng = Rng::new(seed);
     let n_users = data.n_users;
     let positives = UserItems::new(n_users, &data.train_users, &data.train_items);
@@ -407,7 +562,13 @@ pub fn validation_split(data: &Dataset, seed: u64, negatives: usize) -> Result<(
             continue;
         }
         let u32_ = u as u32;
-        let r = rows[below(rng.word(stream::VALIDATION, u32_, 0, 0), rows.len() as u32) as usize];
+        let r = match times {
+            // max_by_key keeps the last of equal maxima.
+            Some(t) => *rows.iter().max_by_key(|&&r| t[r]).unwrap_or(&rows[0]),
+            None => {
+                rows[below(rng.word(stream::VALIDATION, u32_, 0, 0), rows.len() as u32) as usize]
+            }
+        };
         held[r] = true;
         let item = data.train_items[r];
         exclude.clear();
@@ -677,6 +838,14 @@ mod tests {
         fn model(&mut self) -> Result<Model> {
             Ok(self.model.clone())
         }
+
+        fn save_state(&mut self) -> Result<OptimizerState> {
+            Err(Error::invalid("the fake trainer has no optimiser state"))
+        }
+
+        fn load_state(&mut self, _: &OptimizerState) -> Result<()> {
+            Err(Error::invalid("the fake trainer has no optimiser state"))
+        }
     }
 
     fn data() -> Dataset {
@@ -738,13 +907,7 @@ mod tests {
     }
 
     fn opts<'a>(eval: &'a EvalSet, path: &'a Path) -> RunOptions<'a> {
-        RunOptions {
-            eval,
-            eval_name: "test",
-            model_path: Some(path),
-            dataset_fingerprint: "fp".into(),
-            progress: false,
-        }
+        RunOptions::new(eval, "test", Some(path), "fp".into())
     }
 
     fn lines(out: &[u8]) -> Vec<serde_json::Value> {
@@ -853,7 +1016,7 @@ mod tests {
         let mut d = data();
         d.train_users.push(3); // user 3 now has 4 rows
         d.train_items.push(0);
-        let (train, v) = validation_split(&d, 7, 5).unwrap();
+        let (train, v) = validation_split(&d, 7, 5, Holdout::Random).unwrap();
         assert_eq!(v.users, vec![0, 1, 2, 3]);
         assert_eq!(train.train_users.len(), d.train_users.len() - 4);
         let pos = UserItems::new(4, &d.train_users, &d.train_items);
@@ -870,11 +1033,39 @@ mod tests {
                 .iter()
                 .all(|&n| !pos.contains(u, n) && n != d.test_items[u as usize]));
         }
-        let (_, again) = validation_split(&d, 7, 5).unwrap();
+        let (_, again) = validation_split(&d, 7, 5, Holdout::Random).unwrap();
         assert_eq!(again, v);
-        let (_, other) = validation_split(&d, 8, 5).unwrap();
+        let (_, other) = validation_split(&d, 8, 5, Holdout::Random).unwrap();
         assert_ne!(other, v);
-        assert!(validation_split(&d, 7, 17).is_err()); // 20 items − 3 train − 1 test < 17
+        assert!(validation_split(&d, 7, 17, Holdout::Random).is_err()); // 20 items − 3 train − 1 test < 17
+                                                                        // Latest: needs timestamps that order the rows, takes each user's latest row (the
+                                                                        // last of ties).
+        assert!(validation_split(&d, 7, 5, Holdout::Latest).is_err());
+        d.train_timestamps = Some(vec![0; d.train_users.len()]); // as the NCF authors' files
+        let e = validation_split(&d, 7, 5, Holdout::Latest).unwrap_err();
+        assert!(e.to_string().contains("no time order"), "{e}");
+        let rows = d.train_users.len();
+        let mut t: Vec<i64> = (0..rows as i64).map(|r| 100 - r).collect();
+        let last_of_3 = rows - 1; // the row pushed above
+        t[last_of_3] = 1000;
+        let first_of_0 = d.train_users.iter().position(|&u| u == 0).unwrap();
+        t[first_of_0] = 500;
+        let second_of_0 = first_of_0
+            + 1
+            + d.train_users[first_of_0 + 1..]
+                .iter()
+                .position(|&u| u == 0)
+                .unwrap();
+        t[second_of_0] = 500; // a tie with the first: the later row wins
+        d.train_timestamps = Some(t);
+        let (_, latest) = validation_split(&d, 7, 5, Holdout::Latest).unwrap();
+        assert_eq!(latest.items[3], 0, "user 3's latest item");
+        assert_eq!(latest.items[0], d.train_items[second_of_0]);
+        let (_, again) = validation_split(&d, 99, 5, Holdout::Latest).unwrap();
+        assert_eq!(
+            again.items, latest.items,
+            "the latest does not depend on the seed"
+        );
     }
 
     #[test]

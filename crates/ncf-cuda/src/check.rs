@@ -509,6 +509,27 @@ impl Trainer for RefTrainer<'_> {
     fn model(&mut self) -> ncf_core::Result<Model> {
         Ok(self.net.model.clone())
     }
+    fn save_state(&mut self) -> ncf_core::Result<ncf_core::checkpoint::OptimizerState> {
+        Ok(ncf_core::checkpoint::OptimizerState {
+            params: self.net.model.params.clone(),
+            m: self.net.m.clone(),
+            v: self.net.v.clone(),
+            steps: self.net.steps,
+            loss_scale: 1.0,
+            clean_steps: 0,
+        })
+    }
+    fn load_state(&mut self, st: &ncf_core::checkpoint::OptimizerState) -> ncf_core::Result<()> {
+        let n = self.net.model.params.len();
+        if [&st.params, &st.m, &st.v].iter().any(|x| x.len() != n) {
+            return Err(ncf_core::Error::invalid("optimiser state of another model"));
+        }
+        self.net.model.params.clone_from(&st.params);
+        self.net.m.clone_from(&st.m);
+        self.net.v.clone_from(&st.v);
+        self.net.steps = st.steps;
+        Ok(())
+    }
 }
 
 // ---- the checks -----------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ use cudarc::driver::{
     CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtr, DeviceRepr,
     LaunchConfig, PushKernelArg,
 };
+use ncf_core::checkpoint::OptimizerState;
 use ncf_core::model::{Layout, Model, ModelConfig};
 use ncf_core::rng::{stream, Permutation, Rng};
 use ncf_core::sampler::{NegativeMode, UserItems};
@@ -1204,6 +1205,41 @@ impl Trainer for CudaTrainer {
             layout: self.layout.clone(),
             params,
         })
+    }
+
+    fn save_state(&mut self) -> ncf_core::Result<OptimizerState> {
+        let n = self.layout.total;
+        Ok(OptimizerState {
+            params: self.params_host()?,
+            m: self.gpu.download(&self.m, n, "Adam first moments")?,
+            v: self.gpu.download(&self.v, n, "Adam second moments")?,
+            steps: self.adam_steps,
+            loss_scale: self.loss_scale,
+            clean_steps: self.clean_steps,
+        })
+    }
+
+    fn load_state(&mut self, state: &OptimizerState) -> ncf_core::Result<()> {
+        let n = self.layout.total;
+        if [&state.params, &state.m, &state.v]
+            .iter()
+            .any(|x| x.len() != n)
+        {
+            return Err(ncf_core::Error::invalid(format!(
+                "optimiser state has {} parameters, the model {n}",
+                state.params.len()
+            )));
+        }
+        self.gpu
+            .upload_into(&state.params, &mut self.params, "parameters")?;
+        self.gpu
+            .upload_into(&state.m, &mut self.m, "Adam first moments")?;
+        self.gpu
+            .upload_into(&state.v, &mut self.v, "Adam second moments")?;
+        self.adam_steps = state.steps;
+        self.loss_scale = state.loss_scale;
+        self.clean_steps = state.clean_steps;
+        Ok(())
     }
 }
 

@@ -2,13 +2,18 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, ValueEnum};
+use ncf_core::checkpoint;
 use ncf_core::dataset::Dataset;
+use ncf_core::dist::{self, Group, RankInfo};
 use ncf_core::metrics::EvalSet;
 use ncf_core::model::{Model, ModelConfig, ModelKind};
+use ncf_core::modelfile;
 use ncf_core::sampler::{NegativeMode, UserItems};
-use ncf_core::train::{self, Optimizer, Precision, RunOptions, TrainConfig, Trainer};
+use ncf_core::train::{self, Holdout, Optimizer, Precision, RunOptions, TrainConfig, Trainer};
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Device {
@@ -48,6 +53,12 @@ enum Prec {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum HoldoutArg {
+    Latest,
+    Random,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum NegMode {
     Approximate,
     Exact,
@@ -70,9 +81,20 @@ enum NegMode {
 /// epochs. Explicit flags override the preset. --validation tunes without the test set: one
 /// random training interaction per user is held out and ranked instead.
 ///
+/// Output schema: safetensors tensors in PyTorch NeuMF names (mf_user_embed.weight,
+/// mlp_user_embed.weight, mlp.N.weight/bias, final.weight/bias, ...) plus metadata (model config,
+/// dataset fingerprint); stdout JSON lines as above (`ncf-plot curve` draws them), progress on
+/// stderr (only on a terminal; -q silences it).
+///
+/// Exit codes: 0 success (also when stdout is a closed pipe), 1 error (bad or inconsistent input
+/// data, impossible request, output exists), 2 usage error (the command line cannot be parsed).
+///
 /// Example:
 ///   ncf-prep ratings.csv -o ml && ncf-negsample ml --test-negatives 100
 ///   ncf-train ml -o model.safetensors --preset ml1m --epochs 10 > log.jsonl
+///   ncf-prep ratings.csv -o - | ncf-negsample - --test-negatives 100 -o - \
+///     | ncf-train - -o model.safetensors | tee log.jsonl
+///   ncf-plot curve log.jsonl -o curve.png
 #[derive(Parser, Debug)]
 #[command(version, verbatim_doc_comment, args_override_self = true)]
 struct Args {
@@ -144,12 +166,59 @@ struct Args {
     /// Seed of the validation split (kept fixed while tuning other things).
     #[arg(long, default_value_t = 0, requires = "validation")]
     validation_seed: u64,
+    /// Which training interaction per user --validation holds out: the latest (as the test
+    /// split does; needs timestamps) or a random one. Default: latest when the training rows
+    /// have timestamps that are not all equal, else random.
+    #[arg(long, value_enum, requires = "validation")]
+    validation_holdout: Option<HoldoutArg>,
     /// Also append the JSON lines to FILE.
     #[arg(long, value_name = "FILE")]
     log: Option<PathBuf>,
     /// No progress line on stderr.
     #[arg(short, long)]
     quiet: bool,
+    /// Directory for training checkpoints (weights, Adam state, position, best so far), written
+    /// atomically at every epoch end, every --checkpoint-every steps and on SIGINT/SIGTERM.
+    /// Default: MODEL.ckpt beside the model, removed when the run completes; a directory given
+    /// here is kept.
+    #[arg(long, value_name = "DIR")]
+    checkpoint: Option<PathBuf>,
+    /// Also checkpoint every N steps within an epoch (0: only at epoch ends).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    checkpoint_every: u64,
+    /// Write no checkpoints (SIGINT/SIGTERM then stop without one).
+    #[arg(long, conflicts_with_all = ["checkpoint", "checkpoint_every", "resume"])]
+    no_checkpoint: bool,
+    /// Initialise NeuMF from this trained GMF model (with --pretrain-mlp), as the NCF paper
+    /// pre-trains: embeddings and MLP copied, final layer [α·GMF ‖ (1−α)·MLP]. Factors and
+    /// layers come from the two models.
+    #[arg(long, value_name = "MODEL", requires = "pretrain_mlp")]
+    pretrain_gmf: Option<PathBuf>,
+    /// The trained MLP model for --pretrain-gmf.
+    #[arg(long, value_name = "MODEL", requires = "pretrain_gmf")]
+    pretrain_mlp: Option<PathBuf>,
+    /// Trade-off α between the pre-trained GMF and MLP output layers.
+    #[arg(long, default_value_t = 0.5)]
+    alpha: f32,
+    /// This process's rank in a data-parallel run (default: from mpirun / srun / RANK env).
+    #[arg(long, requires = "world_size")]
+    rank: Option<usize>,
+    /// Number of ranks (default: from the launcher's environment, else 1).
+    #[arg(long, requires = "rank")]
+    world_size: Option<usize>,
+    /// Where rank 0 listens for the others (default: $MASTER_ADDR:$MASTER_PORT, else
+    /// 127.0.0.1:29500).
+    #[arg(long, value_name = "HOST:PORT")]
+    rendezvous: Option<String>,
+    /// Seconds to wait for the other ranks at start and for each collective; a rank that
+    /// does not arrive or dies is named when it expires.
+    #[arg(long, value_name = "SECS", default_value_t = 60.0)]
+    rendezvous_timeout: f64,
+    /// Continue the run whose checkpoint is in DIR (same dataset and flags; --epochs and
+    /// --target-hr may change). Later checkpoints go to DIR too. The model file of the
+    /// interrupted run is kept and replaced only by better epochs.
+    #[arg(long, value_name = "DIR")]
+    resume: Option<PathBuf>,
 }
 
 struct Recipe {
@@ -209,7 +278,7 @@ impl<A: Write, B: Write> Write for Tee<A, B> {
 }
 
 fn main() -> std::process::ExitCode {
-    ncf_cli::main_with("ncf-train", || run(Args::parse()))
+    ncf_cli::main_with("ncf-train", run)
 }
 
 fn run(a: Args) -> Result<()> {
@@ -248,7 +317,21 @@ fn run(a: Args) -> Result<()> {
     if ncf_core::io::is_stdio(&a.output) {
         bail!("-o -: the model needs a file (it is rewritten after every better epoch)");
     }
-    if a.output.exists() && !a.force {
+    let env = |k: &str| std::env::var(k).ok();
+    let ranks = match (a.rank, a.world_size) {
+        (Some(r), Some(w)) => RankInfo::new(r, w, r, "--rank/--world-size")?,
+        _ => RankInfo::from_env(env)?.unwrap_or_else(RankInfo::single),
+    };
+    let lead = ranks.rank == 0;
+    if ranks.world > 1 && a.device != Device::Cpu {
+        bail!(
+            "{} ranks ({}): multi-rank training runs on --device cpu for now (NCCL for CUDA is \
+             not built yet)",
+            ranks.world,
+            ranks.source
+        );
+    }
+    if lead && a.output.exists() && !a.force && a.resume.is_none() {
         bail!(
             "{}: output already exists (use --force to replace it)",
             a.output.display()
@@ -272,7 +355,13 @@ fn run(a: Args) -> Result<()> {
         } else {
             100
         };
-        let (t, e) = train::validation_split(&data, a.validation_seed, per_user)?;
+        let holdout = match a.validation_holdout {
+            Some(HoldoutArg::Latest) => Holdout::Latest,
+            Some(HoldoutArg::Random) => Holdout::Random,
+            None if train::has_time_order(&data) => Holdout::Latest,
+            None => Holdout::Random,
+        };
+        let (t, e) = train::validation_split(&data, a.validation_seed, per_user, holdout)?;
         (t, e, "validation")
     } else {
         let e = EvalSet::from_test(&data)
@@ -294,7 +383,36 @@ fn run(a: Args) -> Result<()> {
         layers: a.layers.clone().unwrap_or(r.layers),
         dropout: a.dropout.unwrap_or(r.dropout),
     };
-    let model = Model::init(mc, cfg.seed)?;
+    let model = match (&a.pretrain_gmf, &a.pretrain_mlp) {
+        (None, None) => Model::init(mc, cfg.seed)?,
+        (Some(g), Some(m)) => {
+            if kind != ModelKind::Neumf {
+                bail!("--pretrain-gmf/--pretrain-mlp initialise a NeuMF model (--model neumf)");
+            }
+            let load = |p: &PathBuf| -> Result<Model> {
+                let (model, meta) = modelfile::load(p)?;
+                let (nu, ni) = (train_data.n_users, train_data.n_items);
+                modelfile::check_fingerprint(&meta, &fingerprint, nu, ni)
+                    .with_context(|| format!("{}: cannot pre-train from it", p.display()))?;
+                Ok(model)
+            };
+            let (gmf, mlp) = (load(g)?, load(m)?);
+            let nm = Model::neumf_from_pretrained(&gmf, &mlp, a.alpha, mc.dropout).with_context(
+                || format!("pre-training from {} and {}", g.display(), m.display()),
+            )?;
+            if a.factors.is_some_and(|f| f != nm.config.factors)
+                || a.layers.as_ref().is_some_and(|l| *l != nm.config.layers)
+            {
+                bail!(
+                    "--factors/--layers differ from the pre-trained models' ({} and {:?})",
+                    nm.config.factors,
+                    nm.config.layers
+                );
+            }
+            nm
+        }
+        _ => bail!("pre-training needs both --pretrain-gmf and --pretrain-mlp"),
+    };
 
     let device = match a.device {
         Device::Auto => match ncf_cuda::available() {
@@ -307,31 +425,105 @@ fn run(a: Args) -> Result<()> {
         d => d,
     };
     let mut trainer: Box<dyn Trainer> = match device {
-        Device::Cpu => cpu_trainer(model, &cfg, &train_data, a.threads)?,
+        Device::Cpu if ranks.world > 1 => {
+            let digest = format!(
+                "{fingerprint} {} {} {}",
+                serde_json::to_string(&cfg)?,
+                serde_json::to_string(&model.config)?,
+                eval.digest()
+            );
+            let addr = a
+                .rendezvous
+                .clone()
+                .unwrap_or_else(|| dist::rendezvous_from_env(env));
+            if !(a.rendezvous_timeout.is_finite() && a.rendezvous_timeout > 0.0) {
+                bail!("--rendezvous-timeout must be positive");
+            }
+            let timeout = std::time::Duration::from_secs_f64(a.rendezvous_timeout);
+            let group = Group::connect(ranks.clone(), &addr, timeout, &digest)?;
+            cpu_trainer(model, &cfg, &train_data, a.threads, Some(group))?
+        }
+        Device::Cpu => cpu_trainer(model, &cfg, &train_data, a.threads, None)?,
         _ => cuda_trainer(model, &mut cfg, a.precision.is_some(), a.gpu, &train_data)?,
     };
     let log = match &a.log {
-        Some(p) => Some(
+        Some(p) if lead => Some(
             std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(p)
                 .with_context(|| p.display().to_string())?,
         ),
+        _ => None,
+    };
+    // Only rank 0 reports, writes the model and checkpoints.
+    let stdout: Box<dyn Write> = if lead {
+        Box::new(std::io::stdout().lock())
+    } else {
+        Box::new(std::io::sink())
+    };
+    let mut out = Tee(stdout, log);
+    let resume = match &a.resume {
+        Some(dir) => {
+            let (meta, state) = checkpoint::load(dir)?;
+            let mc = trainer.model()?.config;
+            if let Some(why) = meta.mismatch(&mc, &cfg, &fingerprint, eval_name, &eval.digest()) {
+                bail!(
+                    "{}: cannot resume from this checkpoint: {why}",
+                    checkpoint::file_in(dir).display()
+                );
+            }
+            if meta.backend != trainer.name() {
+                eprintln!(
+                    "ncf-train: note: the checkpoint was written by {}, this run is {}: results \
+                     may differ from an uninterrupted run in the last bits",
+                    meta.backend,
+                    trainer.name()
+                );
+            }
+            Some((meta, state))
+        }
         None => None,
     };
-    let mut out = Tee(std::io::stdout().lock(), log);
+    let default_dir = PathBuf::from(format!("{}.ckpt", a.output.display()));
+    let checkpoint_dir = match (&a.resume, &a.checkpoint, a.no_checkpoint) {
+        (_, _, true) => None,
+        _ if !lead => None,
+        (Some(d), _, _) | (None, Some(d), _) => Some(d.clone()),
+        (None, None, false) => Some(default_dir.clone()),
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // A second signal ends the process at once (exit 1).
+        signal_hook::flag::register_conditional_shutdown(sig, 1, stop.clone())
+            .and_then(|_| signal_hook::flag::register(sig, stop.clone()))
+            .context("installing the signal handlers")?;
+    }
+    let resume_hint = match &checkpoint_dir {
+        Some(d) => format!(
+            "continue with the same command plus --resume {}",
+            d.display()
+        ),
+        None => "rerun without --no-checkpoint to be able to resume".to_string(),
+    };
     let opts = RunOptions {
-        eval: &eval,
-        eval_name,
-        model_path: Some(&a.output),
-        dataset_fingerprint: fingerprint,
         progress: !a.quiet && ncf_cli::stderr_is_tty(),
+        checkpoint_dir: checkpoint_dir.as_deref(),
+        checkpoint_every: a.checkpoint_every,
+        resume,
+        stop: Some(&stop),
+        resume_hint,
+        ..RunOptions::new(&eval, eval_name, lead.then_some(&a.output), fingerprint)
     };
     if opts.progress {
         eprintln!("ncf-train: {} on {}", trainer.name(), a.dataset.display());
     }
     train::run(trainer.as_mut(), &cfg, &train_data, &opts, &mut out)?;
+    // A completed run needs no checkpoint unless one was asked for.
+    if lead && checkpoint_dir.as_deref() == Some(default_dir.as_path()) && a.checkpoint.is_none() {
+        let _ = std::fs::remove_file(checkpoint::file_in(&default_dir));
+        let _ = std::fs::remove_dir(&default_dir);
+    }
     Ok(())
 }
 
@@ -370,6 +562,7 @@ fn cpu_trainer(
     cfg: &TrainConfig,
     data: &Dataset,
     threads: Option<usize>,
+    group: Option<Group>,
 ) -> Result<Box<dyn Trainer>> {
     if cfg.precision != Precision::Fp32 {
         bail!(
@@ -394,5 +587,8 @@ fn cpu_trainer(
         positives,
         threads,
     )?;
-    Ok(Box::new(t))
+    Ok(match group {
+        Some(g) => Box::new(t.with_group(g)?),
+        None => Box::new(t),
+    })
 }

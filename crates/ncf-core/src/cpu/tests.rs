@@ -392,6 +392,31 @@ fn non_finite_loss_is_an_error_and_not_applied() {
 }
 
 #[test]
+fn non_finite_gradient_with_finite_loss_stops_training() {
+    // final.weight ≈ 3e38 on the GMF part, the user's GMF row 0 (so the logit stays finite), the
+    // item's row 100: d·w·100 overflows in the user's GMF gradient.
+    let mut model = Model::init(config(ModelKind::Neumf, vec![8, 4], 0.0), 1).unwrap();
+    let f = model.config.gmf_factors();
+    let fw = model.layout.range("final.weight").start;
+    let (mu, mi) = (
+        model.layout.range("mf_user_embed.weight").start,
+        model.layout.range("mf_item_embed.weight").start,
+    );
+    for j in 0..f {
+        model.params[fw + j] = 3e38;
+        model.params[mu + j] = 0.0; // user 0
+        model.params[mi + 2 * f + j] = 100.0; // item 2
+    }
+    let cfg = train_config(Optimizer::Adam);
+    let mut t = CpuTrainer::new(model, &cfg, vec![0], vec![2], None, 1).unwrap();
+    let err = t.step(0, 0..5).unwrap_err().to_string();
+    assert!(
+        err.contains("gradient is not finite") && err.contains("epoch 0"),
+        "{err}"
+    );
+}
+
+#[test]
 fn dropout_masks_follow_the_documented_definition() {
     let rng = Rng::new(4);
     let t = dropout_threshold(0.5);

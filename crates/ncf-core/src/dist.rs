@@ -1,0 +1,590 @@
+//! Ranks of a data-parallel run and the collectives between them, without MPI or NCCL: the CPU
+//! path of multi-rank training (issue 5), and the bootstrap every launcher can use.
+//!
+//! - [`RankInfo::from_env`] reads rank / world size / local rank from the environment of the
+//!   common launchers: OpenMPI's `mpirun` (`OMPI_COMM_WORLD_*`), MPICH/Hydra (`PMI_*`), Slurm
+//!   `srun` (`SLURM_PROCID`, `SLURM_NTASKS`, `SLURM_LOCALID`) and torchrun-style `RANK`,
+//!   `WORLD_SIZE`, `LOCAL_RANK`.
+//! - [`Group::connect`]: rank 0 listens at `MASTER_ADDR:MASTER_PORT` (default 127.0.0.1:29500),
+//!   the others connect (retrying until the timeout). Each rank sends a handshake digest (dataset
+//!   fingerprint + training config): a rank with another one is refused at start, naming it.
+//!   Ranks that never arrive are named when the timeout expires.
+//! - Collectives ([`Group::allreduce_sum`], [`Group::broadcast`]) go through rank 0 (a star):
+//!   rank 0 adds the ranks' buffers in rank order, so results are deterministic for a given world
+//!   size. Every socket has the timeout too: a rank that dies makes the others fail within it
+//!   with an error naming the rank.
+//!
+//! Wire format: frames of `u64` little-endian byte length, then the bytes.
+
+use crate::{Error, Result};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+/// Default rendezvous port (the one torchrun uses).
+pub const DEFAULT_PORT: u16 = 29500;
+
+/// This process's place in a data-parallel run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RankInfo {
+    pub rank: usize,
+    pub world: usize,
+    /// Rank on this machine: picks the GPU.
+    pub local_rank: usize,
+    /// Which launcher's variables it came from.
+    pub source: &'static str,
+}
+
+impl RankInfo {
+    /// A single process (no launcher).
+    pub fn single() -> RankInfo {
+        RankInfo {
+            rank: 0,
+            world: 1,
+            local_rank: 0,
+            source: "single process",
+        }
+    }
+
+    /// From the launcher's environment (`var` looks a variable up; `std::env::var(..).ok()` in
+    /// the tools). None when no launcher variables are set.
+    pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<Option<RankInfo>> {
+        const SCHEMES: [(&str, &str, &str, &str); 4] = [
+            (
+                "OMPI_COMM_WORLD_RANK",
+                "OMPI_COMM_WORLD_SIZE",
+                "OMPI_COMM_WORLD_LOCAL_RANK",
+                "mpirun (OpenMPI)",
+            ),
+            ("PMI_RANK", "PMI_SIZE", "MPI_LOCALRANKID", "mpirun (MPICH)"),
+            (
+                "SLURM_PROCID",
+                "SLURM_NTASKS",
+                "SLURM_LOCALID",
+                "srun (Slurm)",
+            ),
+            ("RANK", "WORLD_SIZE", "LOCAL_RANK", "RANK/WORLD_SIZE"),
+        ];
+        for (r, w, l, source) in SCHEMES {
+            let Some(rank) = var(r) else { continue };
+            let num = |name: &str, v: &str| -> Result<usize> {
+                v.trim().parse().map_err(|_| {
+                    Error::usage(format!("{name}={v:?}: expected a non-negative integer"))
+                })
+            };
+            let rank = num(r, &rank)?;
+            let world = match var(w) {
+                Some(v) => num(w, &v)?,
+                None => return Err(Error::usage(format!("{r} is set but {w} is not"))),
+            };
+            let local_rank = match var(l) {
+                Some(v) => num(l, &v)?,
+                None => rank,
+            };
+            return RankInfo::new(rank, world, local_rank, source).map(Some);
+        }
+        Ok(None)
+    }
+
+    /// Checked constructor.
+    pub fn new(rank: usize, world: usize, local_rank: usize, source: &'static str) -> Result<Self> {
+        if world == 0 || rank >= world {
+            return Err(Error::usage(format!(
+                "rank {rank} of world size {world} ({source}): need 0 <= rank < world size"
+            )));
+        }
+        Ok(RankInfo {
+            rank,
+            world,
+            local_rank,
+            source,
+        })
+    }
+}
+
+/// `MASTER_ADDR:MASTER_PORT` from the environment (defaults 127.0.0.1 and [`DEFAULT_PORT`]).
+pub fn rendezvous_from_env(var: impl Fn(&str) -> Option<String>) -> String {
+    let host = var("MASTER_ADDR").unwrap_or_else(|| "127.0.0.1".to_string());
+    let port = var("MASTER_PORT").unwrap_or_else(|| DEFAULT_PORT.to_string());
+    format!("{host}:{port}")
+}
+
+/// The connections of one rank: rank 0 holds one per other rank, the others one to rank 0.
+#[derive(Debug)]
+pub struct Group {
+    pub info: RankInfo,
+    /// Rank 0: `peers[r]` is rank r's stream (None for itself). Others: `peers[0]`.
+    peers: Vec<Option<TcpStream>>,
+    timeout: Duration,
+    scratch: Vec<u8>,
+}
+
+fn io_err(what: String) -> impl Fn(std::io::Error) -> Error {
+    move |e| {
+        let kind = match e.kind() {
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => "timed out",
+            std::io::ErrorKind::UnexpectedEof
+            | std::io::ErrorKind::ConnectionReset
+            | std::io::ErrorKind::BrokenPipe => "connection closed (did it die?)",
+            _ => "failed",
+        };
+        Error::invalid(format!("{what}: {kind}: {e}"))
+    }
+}
+
+fn send_frame(s: &mut TcpStream, bytes: &[u8], what: &str) -> Result<()> {
+    s.write_all(&(bytes.len() as u64).to_le_bytes())
+        .and_then(|_| s.write_all(bytes))
+        .and_then(|_| s.flush())
+        .map_err(io_err(what.to_string()))
+}
+
+fn recv_frame(s: &mut TcpStream, out: &mut Vec<u8>, max: u64, what: &str) -> Result<()> {
+    let mut len = [0u8; 8];
+    s.read_exact(&mut len).map_err(io_err(what.to_string()))?;
+    let len = u64::from_le_bytes(len);
+    if len > max {
+        return Err(Error::invalid(format!(
+            "{what}: a frame of {len} bytes, expected at most {max}"
+        )));
+    }
+    out.resize(len as usize, 0);
+    s.read_exact(out).map_err(io_err(what.to_string()))
+}
+
+impl Group {
+    /// A group of one: every collective is a no-op.
+    pub fn single() -> Group {
+        Group {
+            info: RankInfo::single(),
+            peers: vec![],
+            timeout: Duration::from_secs(1),
+            scratch: vec![],
+        }
+    }
+
+    /// Join the group at rendezvous `addr` within `timeout`. `digest` identifies what the run
+    /// computes (dataset fingerprint, training config): every rank must send the same.
+    pub fn connect(info: RankInfo, addr: &str, timeout: Duration, digest: &str) -> Result<Group> {
+        if info.world == 1 {
+            return Ok(Group {
+                info,
+                ..Group::single()
+            });
+        }
+        let deadline = Instant::now() + timeout;
+        let hello = format!("ncf {} {} {digest}", info.rank, info.world);
+        let mut peers: Vec<Option<TcpStream>> = (0..info.world).map(|_| None).collect();
+        if info.rank == 0 {
+            let listener = TcpListener::bind(addr).map_err(|e| {
+                Error::invalid(format!(
+                    "rank 0: cannot listen at {addr} (MASTER_ADDR:MASTER_PORT): {e}"
+                ))
+            })?;
+            listener
+                .set_nonblocking(true)
+                .map_err(io_err("rendezvous".into()))?;
+            let mut arrived = 1;
+            let mut buf = Vec::new();
+            while arrived < info.world {
+                let mut s = match listener.accept() {
+                    Ok((s, _)) => s,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        if Instant::now() >= deadline {
+                            let missing: Vec<String> = (1..info.world)
+                                .filter(|&r| peers[r].is_none())
+                                .map(|r| r.to_string())
+                                .collect();
+                            return Err(Error::invalid(format!(
+                                "rank 0: rank(s) {} never arrived at {addr} within {:.0} s",
+                                missing.join(", "),
+                                timeout.as_secs_f64()
+                            )));
+                        }
+                        std::thread::sleep(Duration::from_millis(5));
+                        continue;
+                    }
+                    Err(e) => return Err(io_err(format!("rank 0: accepting at {addr}"))(e)),
+                };
+                s.set_nonblocking(false)
+                    .and_then(|_| s.set_read_timeout(Some(timeout)))
+                    .and_then(|_| s.set_write_timeout(Some(timeout)))
+                    .and_then(|_| s.set_nodelay(true))
+                    .map_err(io_err("rendezvous".into()))?;
+                recv_frame(&mut s, &mut buf, 4096, "rank 0: reading a handshake")?;
+                let text = String::from_utf8_lossy(&buf).into_owned();
+                let parts: Vec<&str> = text.splitn(4, ' ').collect();
+                let (rank, world) = match parts.as_slice() {
+                    ["ncf", r, w, _] => (r.parse::<usize>().ok(), w.parse::<usize>().ok()),
+                    _ => (None, None),
+                };
+                let theirs = parts.get(3).copied().unwrap_or("");
+                let refuse = match (rank, world) {
+                    (Some(r), Some(w)) if w != info.world => Some(format!(
+                        "rank {r} says the world size is {w}, rank 0 says {}",
+                        info.world
+                    )),
+                    (Some(r), Some(_)) if r == 0 || r >= info.world || peers[r].is_some() => {
+                        Some(format!("rank {r} is out of range or arrived twice"))
+                    }
+                    (Some(r), Some(_)) if theirs != digest => Some(format!(
+                        "rank {r} runs another configuration (dataset or training flags differ \
+                         from rank 0's)"
+                    )),
+                    (Some(_), Some(_)) => None,
+                    _ => Some(format!("not an ncf rank (handshake {text:?})")),
+                };
+                if let Some(why) = refuse {
+                    let _ = send_frame(&mut s, format!("refused: {why}").as_bytes(), "reply");
+                    return Err(Error::invalid(format!("rank 0: {why}")));
+                }
+                send_frame(&mut s, b"ok", "rank 0: answering a handshake")?;
+                peers[rank.unwrap_or(0)] = Some(s);
+                arrived += 1;
+            }
+        } else {
+            let target = addr
+                .to_socket_addrs()
+                .map_err(|e| Error::invalid(format!("rendezvous address {addr}: {e}")))?
+                .next()
+                .ok_or_else(|| Error::invalid(format!("rendezvous address {addr}: no address")))?;
+            let mut s = loop {
+                match TcpStream::connect_timeout(&target, Duration::from_millis(500)) {
+                    Ok(s) => break s,
+                    Err(e) if Instant::now() >= deadline => {
+                        return Err(Error::invalid(format!(
+                            "rank {}: rank 0 is not listening at {addr} after {:.0} s: {e}",
+                            info.rank,
+                            timeout.as_secs_f64()
+                        )))
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                }
+            };
+            s.set_read_timeout(Some(timeout))
+                .and_then(|_| s.set_write_timeout(Some(timeout)))
+                .and_then(|_| s.set_nodelay(true))
+                .map_err(io_err("rendezvous".into()))?;
+            let me = format!("rank {}", info.rank);
+            send_frame(&mut s, hello.as_bytes(), &format!("{me}: handshake"))?;
+            let mut buf = Vec::new();
+            recv_frame(&mut s, &mut buf, 4096, &format!("{me}: waiting for rank 0"))?;
+            if buf != b"ok" {
+                return Err(Error::invalid(format!(
+                    "{me}: rank 0 {}",
+                    String::from_utf8_lossy(&buf)
+                )));
+            }
+            peers[0] = Some(s);
+        }
+        Ok(Group {
+            info,
+            peers,
+            timeout,
+            scratch: Vec::new(),
+        })
+    }
+
+    pub fn rank(&self) -> usize {
+        self.info.rank
+    }
+
+    pub fn world(&self) -> usize {
+        self.info.world
+    }
+
+    fn stream(&mut self, r: usize) -> Result<&mut TcpStream> {
+        self.peers[r]
+            .as_mut()
+            .ok_or_else(|| Error::invalid(format!("no connection to rank {r}")))
+    }
+
+    /// Element-wise sum of `buf` over all ranks, left in every rank's `buf`. Rank 0 adds the
+    /// other ranks' buffers to its own in rank order.
+    pub fn allreduce_sum(&mut self, buf: &mut [f32]) -> Result<()> {
+        if self.info.world == 1 {
+            return Ok(());
+        }
+        let max = buf.len() as u64 * 4;
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let t = self.timeout.as_secs_f64();
+        let result = (|| {
+            if self.info.rank == 0 {
+                for r in 1..self.info.world {
+                    let what = format!("rank 0: receiving rank {r}'s gradients (timeout {t:.0} s)");
+                    recv_frame(self.stream(r)?, &mut scratch, max, &what)?;
+                    if scratch.len() != buf.len() * 4 {
+                        return Err(Error::invalid(format!(
+                            "rank {r} sent {} values, rank 0 has {}",
+                            scratch.len() / 4,
+                            buf.len()
+                        )));
+                    }
+                    for (x, b) in buf.iter_mut().zip(scratch.chunks_exact(4)) {
+                        *x += f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+                    }
+                }
+                encode(buf, &mut scratch);
+                for r in 1..self.info.world {
+                    let what = format!("rank 0: sending the sum to rank {r}");
+                    send_frame(self.stream(r)?, &scratch, &what)?;
+                }
+            } else {
+                let me = self.info.rank;
+                encode(buf, &mut scratch);
+                send_frame(
+                    self.stream(0)?,
+                    &scratch,
+                    &format!("rank {me}: sending gradients to rank 0"),
+                )?;
+                let what = format!("rank {me}: waiting for the sum from rank 0 (timeout {t:.0} s)");
+                recv_frame(self.stream(0)?, &mut scratch, max, &what)?;
+                decode(&scratch, buf, &what)?;
+            }
+            Ok(())
+        })();
+        self.scratch = scratch;
+        result
+    }
+
+    /// Rank 0's `buf` copied into every rank's `buf`.
+    pub fn broadcast(&mut self, buf: &mut [f32]) -> Result<()> {
+        if self.info.world == 1 {
+            return Ok(());
+        }
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let result = (|| {
+            if self.info.rank == 0 {
+                encode(buf, &mut scratch);
+                for r in 1..self.info.world {
+                    send_frame(
+                        self.stream(r)?,
+                        &scratch,
+                        &format!("rank 0: broadcast to rank {r}"),
+                    )?;
+                }
+            } else {
+                let what = format!("rank {}: waiting for rank 0's broadcast", self.info.rank);
+                recv_frame(self.stream(0)?, &mut scratch, buf.len() as u64 * 4, &what)?;
+                decode(&scratch, buf, &what)?;
+            }
+            Ok(())
+        })();
+        self.scratch = scratch;
+        result
+    }
+
+    /// Sum of `x` over all ranks (f64, for metric sums), in rank order.
+    pub fn allreduce_f64(&mut self, x: &mut [f64]) -> Result<()> {
+        // Two f32 halves would lose bits: send the f64 bits as pairs of f32 slots instead.
+        if self.info.world == 1 {
+            return Ok(());
+        }
+        let mut bits: Vec<f32> = x
+            .iter()
+            .flat_map(|v| {
+                let b = v.to_bits();
+                [f32::from_bits(b as u32), f32::from_bits((b >> 32) as u32)]
+            })
+            .collect();
+        // Gather everything at rank 0 through broadcast-style frames: each rank's values are
+        // summed in f64 at rank 0, then broadcast.
+        let n = bits.len();
+        if self.info.rank == 0 {
+            let mut total = x.to_vec();
+            let mut scratch = std::mem::take(&mut self.scratch);
+            for r in 1..self.info.world {
+                let what = format!("rank 0: receiving rank {r}'s sums");
+                recv_frame(self.stream(r)?, &mut scratch, n as u64 * 4, &what)?;
+                let mut theirs = vec![0f32; n];
+                decode(&scratch, &mut theirs, &what)?;
+                for (t, pair) in total.iter_mut().zip(theirs.chunks_exact(2)) {
+                    let b = pair[0].to_bits() as u64 | ((pair[1].to_bits() as u64) << 32);
+                    *t += f64::from_bits(b);
+                }
+            }
+            self.scratch = scratch;
+            x.copy_from_slice(&total);
+            bits = x
+                .iter()
+                .flat_map(|v| {
+                    let b = v.to_bits();
+                    [f32::from_bits(b as u32), f32::from_bits((b >> 32) as u32)]
+                })
+                .collect();
+            self.broadcast(&mut bits)?;
+        } else {
+            let mut scratch = std::mem::take(&mut self.scratch);
+            encode(&bits, &mut scratch);
+            let me = self.info.rank;
+            let r = send_frame(
+                self.stream(0)?,
+                &scratch,
+                &format!("rank {me}: sending sums"),
+            );
+            self.scratch = scratch;
+            r?;
+            self.broadcast(&mut bits)?;
+            for (v, pair) in x.iter_mut().zip(bits.chunks_exact(2)) {
+                *v = f64::from_bits(pair[0].to_bits() as u64 | ((pair[1].to_bits() as u64) << 32));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn encode(x: &[f32], out: &mut Vec<u8>) {
+    out.clear();
+    out.reserve(x.len() * 4);
+    for v in x {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+}
+
+fn decode(bytes: &[u8], out: &mut [f32], what: &str) -> Result<()> {
+    if bytes.len() != out.len() * 4 {
+        return Err(Error::invalid(format!(
+            "{what}: {} bytes for {} values",
+            bytes.len(),
+            out.len()
+        )));
+    }
+    for (o, b) in out.iter_mut().zip(bytes.chunks_exact(4)) {
+        *o = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| m.get(k).cloned()
+    }
+
+    #[test]
+    fn ranks_come_from_each_launcher() {
+        assert_eq!(RankInfo::from_env(env(&[])).unwrap(), None);
+        let ompi = env(&[
+            ("OMPI_COMM_WORLD_RANK", "1"),
+            ("OMPI_COMM_WORLD_SIZE", "4"),
+            ("OMPI_COMM_WORLD_LOCAL_RANK", "1"),
+            ("RANK", "3"),
+        ]);
+        let r = RankInfo::from_env(ompi).unwrap().unwrap();
+        assert_eq!((r.rank, r.world, r.local_rank), (1, 4, 1));
+        assert_eq!(r.source, "mpirun (OpenMPI)");
+        let slurm = env(&[
+            ("SLURM_PROCID", "5"),
+            ("SLURM_NTASKS", "8"),
+            ("SLURM_LOCALID", "1"),
+        ]);
+        let r = RankInfo::from_env(slurm).unwrap().unwrap();
+        assert_eq!((r.rank, r.world, r.local_rank), (5, 8, 1));
+        let torch = env(&[("RANK", "2"), ("WORLD_SIZE", "3")]);
+        let r = RankInfo::from_env(torch).unwrap().unwrap();
+        assert_eq!((r.rank, r.world, r.local_rank), (2, 3, 2));
+        let e = RankInfo::from_env(env(&[("RANK", "3"), ("WORLD_SIZE", "3")])).unwrap_err();
+        assert!(e.to_string().contains("rank 3 of world size 3"), "{e}");
+        let e = RankInfo::from_env(env(&[("RANK", "x"), ("WORLD_SIZE", "3")])).unwrap_err();
+        assert!(e.to_string().contains("RANK=\"x\""), "{e}");
+        let e = RankInfo::from_env(env(&[("RANK", "0")])).unwrap_err();
+        assert!(e.to_string().contains("WORLD_SIZE is not"), "{e}");
+        assert_eq!(
+            rendezvous_from_env(env(&[("MASTER_PORT", "1234")])),
+            "127.0.0.1:1234"
+        );
+    }
+
+    fn free_addr() -> String {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("127.0.0.1:{}", l.local_addr().unwrap().port())
+    }
+
+    /// Run `f(group)` on `world` ranks (threads) joined at a fresh address.
+    fn with_ranks<T: Send + 'static>(
+        world: usize,
+        digests: Vec<&'static str>,
+        timeout: Duration,
+        f: impl Fn(Result<Group>) -> T + Send + Sync + Copy + 'static,
+    ) -> Vec<T> {
+        let addr = free_addr();
+        let handles: Vec<_> = (0..world)
+            .map(|r| {
+                let (addr, digest) = (addr.clone(), digests[r]);
+                std::thread::spawn(move || {
+                    let info = RankInfo::new(r, world, r, "test").unwrap();
+                    f(Group::connect(info, &addr, timeout, digest))
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    }
+
+    #[test]
+    fn allreduce_broadcast_and_metric_sums() {
+        let out = with_ranks(3, vec!["d"; 3], Duration::from_secs(20), |g| {
+            let mut g = g.unwrap();
+            let r = g.rank() as f32;
+            let mut x = vec![r, 10.0 * r, 0.5];
+            g.allreduce_sum(&mut x).unwrap();
+            let mut b = vec![r + 7.0; 2];
+            g.broadcast(&mut b).unwrap();
+            let mut m = vec![g.rank() as f64 * 0.1, 1e-12];
+            g.allreduce_f64(&mut m).unwrap();
+            (x, b, m)
+        });
+        for (x, b, m) in out {
+            assert_eq!(x, vec![3.0, 30.0, 1.5]);
+            assert_eq!(b, vec![7.0, 7.0]);
+            assert_eq!(m, vec![0.0 + 0.1 + 0.2, 3e-12]);
+        }
+    }
+
+    #[test]
+    fn a_rank_with_another_config_is_refused() {
+        let out = with_ranks(2, vec!["a", "b"], Duration::from_secs(20), |g| {
+            g.map(|_| ()).map_err(|e| e.to_string())
+        });
+        let e0 = out[0].clone().unwrap_err();
+        assert!(e0.contains("rank 1 runs another configuration"), "{e0}");
+        let e1 = out[1].clone().unwrap_err();
+        assert!(e1.contains("refused"), "{e1}");
+    }
+
+    #[test]
+    fn missing_and_dead_ranks_are_named_within_the_timeout() {
+        // World 3, only ranks 0 and 2 come: rank 0 names rank 1.
+        let addr = free_addr();
+        let t0 = Instant::now();
+        let a2 = addr.clone();
+        let late = std::thread::spawn(move || {
+            let info = RankInfo::new(2, 3, 0, "test").unwrap();
+            Group::connect(info, &a2, Duration::from_secs(2), "d").map(|_| ())
+        });
+        let info = RankInfo::new(0, 3, 0, "test").unwrap();
+        let e = Group::connect(info, &addr, Duration::from_secs(2), "d").unwrap_err();
+        assert!(e.to_string().contains("rank(s) 1 never arrived"), "{e}");
+        let _ = late.join();
+        assert!(t0.elapsed() < Duration::from_secs(15));
+        // A rank that dies mid-run: the survivor's allreduce fails, naming it.
+        let out = with_ranks(2, vec!["d"; 2], Duration::from_secs(2), |g| {
+            let mut g = g.unwrap();
+            if g.rank() == 1 {
+                drop(g); // dies
+                return String::new();
+            }
+            let t0 = Instant::now();
+            let e = g.allreduce_sum(&mut [1.0]).unwrap_err().to_string();
+            assert!(t0.elapsed() < Duration::from_secs(10));
+            e
+        });
+        assert!(out[0].contains("rank 1"), "{}", out[0]);
+    }
+}

@@ -1,0 +1,114 @@
+//! The paper's three models through the real `ncf-train` on ml-100k: GMF and MLP alone, and NeuMF
+//! pre-trained from them (`--pretrain-gmf/--pretrain-mlp`, trade-off `--alpha`).
+
+mod common;
+
+use common::*;
+use ncf_core::model::ModelKind;
+use ncf_core::modelfile;
+use std::path::Path;
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+const COMMON: &[&str] = &[
+    "--epochs",
+    "1",
+    "--batch-size",
+    "4096",
+    "--threads",
+    "2",
+    "--quiet",
+    "--no-checkpoint",
+];
+
+fn scores(path: &Path, users: &[u32], items: &[u32]) -> Vec<f32> {
+    let (model, _) = modelfile::load(path).unwrap();
+    let mut out = vec![0f32; users.len()];
+    ncf_core::cpu::score_with(&model, users, items, &mut out, 1);
+    out
+}
+
+#[test]
+fn gmf_mlp_and_pretrained_neumf() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let data = root.join("ml100k");
+    let u_data = shared_datasets().join("ml-100k/u.data");
+    ok(root, "ncf-prep", &[s(&u_data), "-o", s(&data)]);
+    ok(root, "ncf-negsample", &[s(&data), "--test-negatives", "99"]);
+    let train = |out: &Path, extra: &[&str]| -> serde_json::Value {
+        let mut a = vec![s(&data), "-o", s(out)];
+        a.extend_from_slice(COMMON);
+        a.extend_from_slice(extra);
+        let log = ok(root, "ncf-train", &a);
+        serde_json::from_str(log.lines().last().unwrap()).unwrap()
+    };
+    let (gmf, mlp, neumf) = (
+        root.join("gmf.safetensors"),
+        root.join("mlp.safetensors"),
+        root.join("neumf.safetensors"),
+    );
+    for (path, kind, extra) in [
+        (
+            &gmf,
+            ModelKind::Gmf,
+            &["--model", "gmf", "--factors", "8"][..],
+        ),
+        (
+            &mlp,
+            ModelKind::Mlp,
+            &["--model", "mlp", "--layers", "16,8,4"][..],
+        ),
+    ] {
+        let summary = train(path, extra);
+        // Better than chance (10 of 100 candidates) after one epoch.
+        assert!(summary["best_hr"].as_f64().unwrap() > 0.2, "{summary}");
+        let (m, _) = modelfile::load(path).unwrap();
+        assert_eq!(m.config.kind, kind);
+    }
+    // NeuMF from both, with a learning rate too small to move it: its scores are the predicted
+    // α·GMF + (1−α)·MLP.
+    let alpha = 0.3f32;
+    let alpha_s = alpha.to_string();
+    let pre = [
+        "--pretrain-gmf",
+        s(&gmf),
+        "--pretrain-mlp",
+        s(&mlp),
+        "--alpha",
+        &alpha_s,
+        "--optimizer",
+        "sgd",
+        "--lr",
+        "1e-30",
+        "--dropout",
+        "0",
+    ];
+    train(&neumf, &pre);
+    let users: Vec<u32> = (0..900).map(|k| k % 943).collect();
+    let items: Vec<u32> = (0..900).map(|k| (k * 7) % 1682).collect();
+    let (g, m, n) = (
+        scores(&gmf, &users, &items),
+        scores(&mlp, &users, &items),
+        scores(&neumf, &users, &items),
+    );
+    for k in 0..users.len() {
+        let want = alpha * g[k] + (1.0 - alpha) * m[k];
+        assert!(
+            (n[k] - want).abs() <= 1e-4 * (1.0 + want.abs()),
+            "pair {k}: {} vs {want}",
+            n[k]
+        );
+    }
+    // Wrong combinations are refused with a reason.
+    let mut a = vec![s(&data), "-o", "x.safetensors", "--pretrain-gmf", s(&mlp)];
+    a.extend_from_slice(&["--pretrain-mlp", s(&gmf)]);
+    let e = fails(root, "ncf-train", &a);
+    assert!(e.contains("needs a GMF and an MLP model"), "{e}");
+    let mut a = vec![s(&data), "-o", "x.safetensors", "--pretrain-gmf", s(&gmf)];
+    a.extend_from_slice(&["--pretrain-mlp", s(&mlp), "--factors", "16"]);
+    let e = fails(root, "ncf-train", &a);
+    assert!(e.contains("differ from the pre-trained"), "{e}");
+}

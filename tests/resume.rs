@@ -1,0 +1,260 @@
+//! Checkpoints and exact resume of `ncf-train` (CPU, fixed thread count), with the real binary on
+//! ml-100k: a run killed with SIGKILL at several points and resumed each time ends with a model
+//! file byte-identical to an uninterrupted run; SIGINT stops with a checkpoint and a message
+//! saying how to resume; checkpoints from another config or dataset are refused.
+
+mod common;
+
+use common::*;
+use ncf_core::checkpoint;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// Small and quick, with many steps per epoch so that kills land mid-epoch.
+const FLAGS: &[&str] = &[
+    "--epochs",
+    "3",
+    "--batch-size",
+    "2048",
+    "--factors",
+    "8",
+    "--layers",
+    "32,16,8",
+    "--lr",
+    "0.002",
+    "--beta1",
+    "0.9",
+    "--beta2",
+    "0.999",
+    "--threads",
+    "2",
+    "--quiet",
+];
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    data: PathBuf,
+    /// The uninterrupted run's model and stdout.
+    model: Vec<u8>,
+    log: String,
+}
+
+fn fixture() -> &'static Fixture {
+    static F: OnceLock<Fixture> = OnceLock::new();
+    F.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_path_buf();
+        let data = root.join("ml100k");
+        let u_data = shared_datasets().join("ml-100k/u.data");
+        ok(&root, "ncf-prep", &[s(&u_data), "-o", s(&data)]);
+        ok(
+            &root,
+            "ncf-negsample",
+            &[s(&data), "--test-negatives", "50"],
+        );
+        let out = root.join("straight.safetensors");
+        let mut args = vec![s(&data), "-o", s(&out)];
+        args.extend_from_slice(FLAGS);
+        let log = ok(&root, "ncf-train", &args);
+        assert!(
+            !root.join("straight.safetensors.ckpt").exists(),
+            "the default checkpoint directory outlived a completed run"
+        );
+        Fixture {
+            model: std::fs::read(&out).unwrap(),
+            log,
+            _dir: dir,
+            root,
+            data,
+        }
+    })
+}
+
+fn spawn(f: &Fixture, model: &Path, extra: &[&str]) -> Child {
+    Command::new(bin("ncf-train"))
+        .arg(&f.data)
+        .arg("-o")
+        .arg(model)
+        .args(FLAGS)
+        .args(extra)
+        .current_dir(&f.root)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ncf-train")
+}
+
+/// (epoch, step) of the checkpoint in `dir`, if there is one.
+fn position(dir: &Path) -> Option<(u32, u64)> {
+    if !checkpoint::file_in(dir).exists() {
+        return None;
+    }
+    let (meta, _) = checkpoint::load(dir).expect("a checkpoint on disk is always whole");
+    Some((meta.position.epoch, meta.position.step))
+}
+
+/// Wait until the checkpoint in `dir` is at or past `at`, then SIGKILL `child`. Returns false
+/// if the child ended first.
+fn kill_when(child: &mut Child, dir: &Path, at: (u32, u64)) -> bool {
+    let t0 = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "ncf-train failed before the kill");
+            return false;
+        }
+        if position(dir).is_some_and(|p| p >= at) {
+            child.kill().unwrap(); // SIGKILL
+            child.wait().unwrap();
+            return true;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(300), "no progress");
+        std::thread::sleep(Duration::from_millis(3));
+    }
+}
+
+#[test]
+fn sigkill_at_several_points_then_resume_gives_the_same_model_bytes() {
+    let f = fixture();
+    let model = f.root.join("killed.safetensors");
+    let ckpt = f.root.join("killed.ckpt");
+    let ck = ["--checkpoint", s(&ckpt), "--checkpoint-every", "5"];
+    let resume = ["--resume", s(&ckpt), "--checkpoint-every", "5"];
+    let mut child = spawn(f, &model, &ck);
+    let mut kills = 0;
+    // Mid first epoch, just after the first epoch end, mid last epoch.
+    for (k, at) in [(0u32, 10u64), (1, 0), (2, 15)].into_iter().enumerate() {
+        if kill_when(&mut child, &ckpt, at) {
+            kills += 1;
+        }
+        let before = position(&ckpt).expect("a checkpoint after the kill");
+        assert!(before >= at, "kill {k}: checkpoint at {before:?}");
+        child = spawn(f, &model, &resume);
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        describe("ncf-train --resume", &[], &out)
+    );
+    assert_eq!(kills, 3, "every kill should land before the run ends");
+    let resumed = std::fs::read(&model).unwrap();
+    assert!(
+        resumed == f.model,
+        "resumed model differs from the uninterrupted run ({} vs {} bytes)",
+        resumed.len(),
+        f.model.len()
+    );
+    // The explicit checkpoint directory is kept, at the end of the run.
+    assert_eq!(position(&ckpt), Some((3, 0)));
+    // The final summary of the resumed run agrees with the uninterrupted one.
+    let last = |log: &str| -> serde_json::Value {
+        serde_json::from_str(log.lines().last().unwrap()).unwrap()
+    };
+    let (a, b) = (last(&f.log), last(&String::from_utf8_lossy(&out.stdout)));
+    for key in ["best_hr", "best_ndcg", "best_epoch", "epochs_run"] {
+        assert_eq!(a[key], b[key], "{key}");
+    }
+}
+
+#[test]
+fn sigint_stops_with_a_checkpoint_and_says_how_to_resume() {
+    let f = fixture();
+    let model = f.root.join("interrupted.safetensors");
+    let ckpt = PathBuf::from(format!("{}.ckpt", model.display()));
+    let mut child = spawn(f, &model, &["--checkpoint-every", "4"]);
+    let t0 = Instant::now();
+    while position(&ckpt).is_none_or(|p| p < (0, 8)) {
+        assert!(child.try_wait().unwrap().is_none(), "ended before SIGINT");
+        assert!(t0.elapsed() < Duration::from_secs(300), "no progress");
+        std::thread::sleep(Duration::from_millis(3));
+    }
+    let pid = child.id().to_string();
+    let st = Command::new("kill").args(["-INT", &pid]).status().unwrap();
+    assert!(st.success());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(err.contains("stopped by a signal"), "{err}");
+    assert!(
+        err.contains(&format!("--resume {}", ckpt.display())),
+        "{err}"
+    );
+    // The default directory survives an interrupted run; resuming completes it and removes it.
+    assert!(position(&ckpt).is_some());
+    let out = spawn(f, &model, &["--resume", s(&ckpt)])
+        .wait_with_output()
+        .unwrap();
+    assert!(out.status.success(), "{}", describe("resume", &[], &out));
+    assert!(
+        std::fs::read(&model).unwrap() == f.model,
+        "model bytes differ"
+    );
+    assert!(!ckpt.exists(), "default checkpoint directory left behind");
+}
+
+#[test]
+fn resume_refuses_another_config_or_dataset_or_a_corrupt_checkpoint() {
+    let f = fixture();
+    let model = f.root.join("refuse.safetensors");
+    let ckpt = f.root.join("refuse.ckpt");
+    let mut args = vec![s(&f.data), "-o", s(&model), "--checkpoint", s(&ckpt)];
+    args.extend_from_slice(FLAGS);
+    args.extend_from_slice(&["--epochs", "1"]);
+    ok(&f.root, "ncf-train", &args);
+    let resume = |extra: &[&str], data: &Path| {
+        let mut a = vec![s(data), "-o", s(&model), "--resume", s(&ckpt)];
+        a.extend_from_slice(FLAGS);
+        a.extend_from_slice(extra);
+        let a: Vec<String> = a.iter().map(|x| x.to_string()).collect();
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        fails(&f.root, "ncf-train", &a)
+    };
+    let e = resume(&["--lr", "0.01"], &f.data);
+    assert!(
+        e.contains("another training config") && e.contains("lr"),
+        "{e}"
+    );
+    let e = resume(&["--factors", "16"], &f.data);
+    assert!(e.contains("another model"), "{e}");
+    let e = resume(&["--validation"], &f.data);
+    assert!(e.contains("evaluated on another set"), "{e}");
+    // Another dataset: ml-latest-small from the repository.
+    let other = f.root.join("small");
+    let ratings = repo_root().join("data/ml-latest-small/ratings.csv");
+    ok(&f.root, "ncf-prep", &[s(&ratings), "-o", s(&other)]);
+    ok(
+        &f.root,
+        "ncf-negsample",
+        &[s(&other), "--test-negatives", "50"],
+    );
+    let e = resume(&[], &other);
+    assert!(e.contains("another dataset"), "{e}");
+    // More epochs is allowed: the run continues from epoch 1.
+    let mut a = vec![s(&f.data), "-o", s(&model), "--resume", s(&ckpt)];
+    a.extend_from_slice(FLAGS);
+    a.extend_from_slice(&["--epochs", "2"]);
+    let log = ok(&f.root, "ncf-train", &a);
+    let first: serde_json::Value = serde_json::from_str(log.lines().next().unwrap()).unwrap();
+    assert_eq!(first["epoch"], 1, "{log}");
+    // A flipped byte in the tensors fails the checksum; a truncated file is refused.
+    let file = checkpoint::file_in(&ckpt);
+    let mut bytes = std::fs::read(&file).unwrap();
+    let k = bytes.len() - 10;
+    bytes[k] ^= 0x40;
+    std::fs::write(&file, &bytes).unwrap();
+    let e = resume(&[], &f.data);
+    assert!(e.contains("SHA-256"), "{e}");
+    std::fs::write(&file, &bytes[..bytes.len() / 2]).unwrap();
+    let e = resume(&[], &f.data);
+    assert!(e.contains("checkpoint"), "{e}");
+    let e = resume(&[], &f.root.join("no-such-dir"));
+    assert!(!e.is_empty());
+}

@@ -47,14 +47,7 @@ fn fixture() -> &'static Fixture {
     F.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().to_path_buf();
-        let data = root.join("ml100k");
-        let u_data = shared_datasets().join("ml-100k/u.data");
-        ok(&root, "ncf-prep", &[s(&u_data), "-o", s(&data)]);
-        ok(
-            &root,
-            "ncf-negsample",
-            &[s(&data), "--test-negatives", "50"],
-        );
+        let data = ml100k_dataset(&root, 50);
         let single = root.join("single.safetensors");
         let mut a = vec![s(&data), "-o", s(&single), "--threads", "2"];
         a.extend_from_slice(FLAGS);

@@ -34,10 +34,7 @@ fn scores(path: &Path, users: &[u32], items: &[u32]) -> Vec<f32> {
 fn gmf_mlp_and_pretrained_neumf() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
-    let data = root.join("ml100k");
-    let u_data = shared_datasets().join("ml-100k/u.data");
-    ok(root, "ncf-prep", &[s(&u_data), "-o", s(&data)]);
-    ok(root, "ncf-negsample", &[s(&data), "--test-negatives", "99"]);
+    let data = ml100k_dataset(root, 99);
     let train = |out: &Path, extra: &[&str]| -> serde_json::Value {
         let mut a = vec![s(&data), "-o", s(out)];
         a.extend_from_slice(COMMON);

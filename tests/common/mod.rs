@@ -68,3 +68,17 @@ pub fn fails(dir: &Path, name: &str, args: &[&str]) -> String {
     );
     err
 }
+
+/// ml-100k from ../shared prepared into `root/ml100k` with `negatives` test negatives per user.
+pub fn ml100k_dataset(root: &Path, negatives: usize) -> PathBuf {
+    let data = root.join("ml100k");
+    let u_data = shared_datasets().join("ml-100k/u.data");
+    let (u, d) = (u_data.to_str().unwrap(), data.to_str().unwrap());
+    ok(root, "ncf-prep", &[u, "-o", d]);
+    ok(
+        root,
+        "ncf-negsample",
+        &[d, "--test-negatives", &negatives.to_string()],
+    );
+    data
+}

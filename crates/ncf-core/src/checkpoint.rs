@@ -10,10 +10,10 @@
 //! sample), so the position (epoch, step) is all the RNG state there is.
 
 use crate::model::{Model, ModelConfig};
+use crate::modelfile::{sha256_hex, tensor_bytes};
 use crate::train::{Summary, TrainConfig};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -82,21 +82,6 @@ pub fn file_in(dir: &Path) -> PathBuf {
     dir.join(CHECKPOINT_FILE)
 }
 
-fn le_bytes(x: &[f32]) -> Vec<u8> {
-    let mut b = Vec::with_capacity(x.len() * 4);
-    for v in x {
-        b.extend_from_slice(&v.to_le_bytes());
-    }
-    b
-}
-
-fn hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 /// Write a checkpoint into `dir` (created if missing) atomically. `meta.sha256` is filled here.
 pub fn save(dir: &Path, mut meta: CheckpointMeta, state: &OptimizerState) -> Result<()> {
     let n = state.params.len();
@@ -111,7 +96,7 @@ pub fn save(dir: &Path, mut meta: CheckpointMeta, state: &OptimizerState) -> Res
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let data: Vec<Vec<u8>> = [&state.params, &state.m, &state.v]
         .iter()
-        .map(|x| le_bytes(x))
+        .map(|x| tensor_bytes(x))
         .collect();
     meta.format_version = CHECKPOINT_FORMAT_VERSION;
     meta.steps = state.steps;
@@ -120,7 +105,7 @@ pub fn save(dir: &Path, mut meta: CheckpointMeta, state: &OptimizerState) -> Res
     meta.sha256 = TENSORS
         .iter()
         .zip(&data)
-        .map(|(name, b)| (name.to_string(), hex(b)))
+        .map(|(name, b)| (name.to_string(), sha256_hex(b)))
         .collect();
     let meta_json = serde_json::to_string(&meta).map_err(|e| Error::invalid(e.to_string()))?;
     let mut h = serde_json::Map::new();
@@ -195,7 +180,7 @@ pub fn load(dir: &Path) -> Result<(CheckpointMeta, OptimizerState)> {
             )));
         }
         let want = meta.sha256.get(name).map(String::as_str).unwrap_or("");
-        if hex(t.data()) != want {
+        if sha256_hex(t.data()) != want {
             return Err(bad(format!(
                 "tensor {name} fails its SHA-256 check: the file is corrupt"
             )));

@@ -374,60 +374,55 @@ impl Group {
         result
     }
 
-    /// Sum of `x` over all ranks (f64, for metric sums), in rank order.
+    /// Sum of `x` over all ranks (f64, for loss and metric sums), in rank order.
     pub fn allreduce_f64(&mut self, x: &mut [f64]) -> Result<()> {
-        // Two f32 halves would lose bits: send the f64 bits as pairs of f32 slots instead.
         if self.info.world == 1 {
             return Ok(());
         }
-        let mut bits: Vec<f32> = x
-            .iter()
-            .flat_map(|v| {
-                let b = v.to_bits();
-                [f32::from_bits(b as u32), f32::from_bits((b >> 32) as u32)]
-            })
-            .collect();
-        // Gather everything at rank 0 through broadcast-style frames: each rank's values are
-        // summed in f64 at rank 0, then broadcast.
-        let n = bits.len();
+        let to_bytes = |x: &[f64]| -> Vec<u8> { x.iter().flat_map(|v| v.to_le_bytes()).collect() };
+        let from_bytes = |b: &[u8], out: &mut [f64], what: &str| -> Result<()> {
+            if b.len() != out.len() * 8 {
+                return Err(Error::invalid(format!(
+                    "{what}: {} bytes for {} values",
+                    b.len(),
+                    out.len()
+                )));
+            }
+            for (o, c) in out.iter_mut().zip(b.chunks_exact(8)) {
+                *o = f64::from_le_bytes(c.try_into().expect("8 bytes"));
+            }
+            Ok(())
+        };
+        let max = x.len() as u64 * 8;
+        let mut buf = Vec::new();
         if self.info.rank == 0 {
-            let mut total = x.to_vec();
-            let mut scratch = std::mem::take(&mut self.scratch);
+            let mut theirs = vec![0f64; x.len()];
             for r in 1..self.info.world {
                 let what = format!("rank 0: receiving rank {r}'s sums");
-                recv_frame(self.stream(r)?, &mut scratch, n as u64 * 4, &what)?;
-                let mut theirs = vec![0f32; n];
-                decode(&scratch, &mut theirs, &what)?;
-                for (t, pair) in total.iter_mut().zip(theirs.chunks_exact(2)) {
-                    let b = pair[0].to_bits() as u64 | ((pair[1].to_bits() as u64) << 32);
-                    *t += f64::from_bits(b);
+                recv_frame(self.stream(r)?, &mut buf, max, &what)?;
+                from_bytes(&buf, &mut theirs, &what)?;
+                for (t, v) in x.iter_mut().zip(&theirs) {
+                    *t += v;
                 }
             }
-            self.scratch = scratch;
-            x.copy_from_slice(&total);
-            bits = x
-                .iter()
-                .flat_map(|v| {
-                    let b = v.to_bits();
-                    [f32::from_bits(b as u32), f32::from_bits((b >> 32) as u32)]
-                })
-                .collect();
-            self.broadcast(&mut bits)?;
-        } else {
-            let mut scratch = std::mem::take(&mut self.scratch);
-            encode(&bits, &mut scratch);
-            let me = self.info.rank;
-            let r = send_frame(
-                self.stream(0)?,
-                &scratch,
-                &format!("rank {me}: sending sums"),
-            );
-            self.scratch = scratch;
-            r?;
-            self.broadcast(&mut bits)?;
-            for (v, pair) in x.iter_mut().zip(bits.chunks_exact(2)) {
-                *v = f64::from_bits(pair[0].to_bits() as u64 | ((pair[1].to_bits() as u64) << 32));
+            let sum = to_bytes(x);
+            for r in 1..self.info.world {
+                send_frame(
+                    self.stream(r)?,
+                    &sum,
+                    &format!("rank 0: sending sums to rank {r}"),
+                )?;
             }
+        } else {
+            let me = self.info.rank;
+            send_frame(
+                self.stream(0)?,
+                &to_bytes(x),
+                &format!("rank {me}: sending sums"),
+            )?;
+            let what = format!("rank {me}: waiting for the sums from rank 0");
+            recv_frame(self.stream(0)?, &mut buf, max, &what)?;
+            from_bytes(&buf, x, &what)?;
         }
         Ok(())
     }

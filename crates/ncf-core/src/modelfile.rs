@@ -57,7 +57,8 @@ const K_SHA: &str = "ncf_sha256";
 /// safetensors limits the header to 100 MB; ours is a few KB.
 const MAX_HEADER: u64 = 100_000_000;
 
-fn tensor_bytes(x: &[f32]) -> Vec<u8> {
+/// Little-endian bytes of `x` (the tensor data of model files and checkpoints).
+pub(crate) fn tensor_bytes(x: &[f32]) -> Vec<u8> {
     let mut b = Vec::with_capacity(x.len() * 4);
     for v in x {
         b.extend_from_slice(&v.to_le_bytes());
@@ -65,7 +66,8 @@ fn tensor_bytes(x: &[f32]) -> Vec<u8> {
     b
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
+/// Lower-case hex SHA-256 of `bytes`.
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes)
         .iter()
         .map(|b| format!("{b:02x}"))

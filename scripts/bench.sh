@@ -8,6 +8,7 @@
 #   2. CPU training, NVIDIA's config (batch 2^20, 4 negatives, NeuMF 64 / 256-256-128-64):
 #      steady-state steps on the ml-20m shape (cpu_train_bench), and whole epochs with
 #      ncf-train on the NCF authors' ml-1m split (a whole ml-20m epoch would take ~15 min here)
+#      and the same epoch as 1 rank × 1 thread and 2 ranks × 1 thread (strong scaling, issue 5)
 #   3. evaluation throughput: ncf-eval, users × candidates / s, sampled (1+100) and full ranking
 #   4. ncf-topk: latency of one user (whole process) and throughput of every user
 #   5. GPU training throughput per precision (ncf-cuda-check --bench), when nvidia-smi sees a GPU
@@ -111,6 +112,25 @@ if [[ -d $ml1m ]]; then
     record cpu.train.epoch cpu-train samples/s higher "$(grep '"epoch"' "$work/epoch.jsonl" | jget samples_per_s)" \
       "CPU training, NVIDIA config, whole epoch of ml-1m (4.97 M samples, sampling included)"
   done
+  # 2c. Ranks, strong scaling (docs/DISTRIBUTED.md): the same epoch as 1 rank × 1 thread and as
+  # 2 ranks × 1 thread (RANK/WORLD_SIZE, TCP rendezvous on localhost); 1 × 2 is cpu.train.epoch.
+  for r in $(seq "$repeats"); do
+    "$bin/ncf-train" "$work/ml1m" -o "$work/ml1m-1x1.safetensors" --force --device cpu \
+      --preset nvidia-ml20m --epochs 1 --threads 1 --no-checkpoint -q > "$work/epoch.jsonl"
+    record cpu.scale.r1t1 cpu-scaling samples/s higher "$(grep '"epoch"' "$work/epoch.jsonl" | jget samples_per_s)" \
+      "CPU training, whole epoch of ml-1m, 1 rank × 1 thread"
+    port=$((29650 + r))
+    pids=()
+    for k in 0 1; do
+      RANK=$k WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=$port "$bin/ncf-train" "$work/ml1m" \
+        -o "$work/ml1m-2x1.safetensors" --force --device cpu --preset nvidia-ml20m --epochs 1 \
+        --threads 1 --no-checkpoint -q > "$work/epoch-rank$k.jsonl" &
+      pids+=($!)
+    done
+    wait "${pids[0]}"; wait "${pids[1]}"
+    record cpu.scale.r2t1 cpu-scaling samples/s higher "$(grep '"epoch"' "$work/epoch-rank0.jsonl" | jget samples_per_s)" \
+      "CPU training, whole epoch of ml-1m, 2 ranks × 1 thread"
+  done
   # 3. Evaluation throughput (users × candidates / s, whole process: load + score + rank).
   for r in $(seq "$repeats"); do
     timed "$bin/ncf-eval" "$work/ml1m" "$work/ml1m.safetensors" --k 10 > "$work/eval.json"
@@ -120,16 +140,16 @@ if [[ -d $ml1m ]]; then
     n=$(awk -v u="$(jget users < "$work/eval.json")" -v c="$(jget candidates < "$work/eval.json")" 'BEGIN { print u * c }')
     record eval.full eval scores/s higher "$(div "$n" "$wall")" "ncf-eval ml-1m, full ranking (every unseen item), users × candidates / s"
   done
-  # 4. ncf-topk: one user (latency of the whole process) and every user.
-  user=$("$bin/ncf-topk" "$work/ml1m" "$work/ml1m.safetensors" --all -k 1 | head -n 1 | cut -f1)
-  for r in $(seq $((repeats + 2))); do
-    timed "$bin/ncf-topk" "$work/ml1m" "$work/ml1m.safetensors" -k 10 "$user" > /dev/null
-    record topk.one_user topk s lower "$wall" "ncf-topk ml-1m, top 10 of one user (whole process)"
-  done
+  # 4. ncf-topk: every user, then one user (latency of the whole process; the first user listed).
   for r in $(seq "$repeats"); do
     timed "$bin/ncf-topk" "$work/ml1m" "$work/ml1m.safetensors" --all -k 10 > "$work/topk.tsv"
     users=$(cut -f1 "$work/topk.tsv" | uniq | wc -l)
     record topk.all_users topk users/s higher "$(div "$users" "$wall")" "ncf-topk ml-1m, top 10 of every user (whole process)"
+  done
+  user=$(head -n 1 "$work/topk.tsv" | cut -f1)
+  for r in $(seq $((repeats + 2))); do
+    timed "$bin/ncf-topk" "$work/ml1m" "$work/ml1m.safetensors" -k 10 "$user" > /dev/null
+    record topk.one_user topk s lower "$wall" "ncf-topk ml-1m, top 10 of one user (whole process)"
   done
 else
   note "whole-epoch, ncf-eval and ncf-topk figures skipped: $ml1m not found (set NCF_SHARED)"

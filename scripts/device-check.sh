@@ -2,7 +2,8 @@
 # The one prepared GPU check (issue 4/9). Runs ON the lent GPU machine (no Rust, no network) from the
 # repository root, over binaries built here by scripts/device-pack.sh and carried in .device/:
 #   1. every CUDA kernel's parity test and the CPU/GPU golden loss curve, in every precision;
-#   2. a short ml-1m training run on the NCF paper's split (HR@10 on 1+99 candidates);
+#   2. a short ml-1m training run on the NCF paper's split (HR@10 on 1+99 candidates), and the
+#      same run through NCCL on one rank (--nccl) compared bit for bit with the plain run;
 #   3. training throughput per precision on the ml-20m shape, ncf and the PyTorch peer side by side.
 # Prints a short table last; writes results.json (GPU, driver, versions, every figure) and logs to $OUT.
 # Budget: under 8 minutes. Usage (device tool): bash scripts/device-check.sh  [OUT defaults to ./out]
@@ -43,6 +44,52 @@ tail -n 5 /tmp/train-ml1m.err | tee -a "$OUT/log.txt"
 log "train exit $train_rc"
 fi
 
+# 2b. NCCL (issue 5): a 1-rank run through the NCCL path (--nccl) against the plain run. CUDA
+# training is not bit-reproducible (atomicAdd gradient reductions), so the plain run is made twice:
+# the NCCL run must differ from the plain one no more than two plain runs differ from each other
+# (per-epoch loss, HR, and every user's top-10 scores from ncf-topk).
+if [ -z "${SKIP_NCCL:-}" ]; then
+log "nccl 1-rank"
+# pip's NCCL wheel ships libnccl.so.2 only; cudarc opens libnccl.so.
+mkdir -p /tmp/ncclink && [ -n "$nccl_lib" ] && ln -sf "$nccl_lib/libnccl.so.2" /tmp/ncclink/libnccl.so
+for mode in plain plain2 nccl; do
+  flag=""; [ $mode = nccl ] && flag="--nccl --rendezvous 127.0.0.1:29517"
+  LD_LIBRARY_PATH=/tmp/ncclink:$LD_LIBRARY_PATH timeout ${NCCL_S:-60} $B/ncf-train $D/data/ncf-ml-1m \
+    -o /tmp/nccl-$mode.safetensors --force --device cuda --preset ml1m --precision fp32 --epochs 2 \
+    --seed 7 --no-checkpoint $flag 2>>"$OUT/nccl.err" > "$OUT/nccl-$mode.jsonl"
+  echo "nccl $mode exit $?" | tee -a "$OUT/log.txt"
+  $B/ncf-topk $D/data/ncf-ml-1m /tmp/nccl-$mode.safetensors --all -k 10 > /tmp/nccl-$mode.tsv 2>>"$OUT/nccl.err"
+done
+python3 - "$OUT" <<'PY'
+import json, os, sys
+out = sys.argv[1]
+def epochs(m):
+    try:
+        return [json.loads(l) for l in open(f"{out}/nccl-{m}.jsonl") if '"epoch"' in l and l.startswith("{")]
+    except Exception:
+        return []
+def scores(m):
+    try:
+        return [float(l.split("\t")[3]) for l in open(f"/tmp/nccl-{m}.tsv")]
+    except Exception:
+        return []
+def diff(a, b):
+    ea, eb, sa, sb = epochs(a), epochs(b), scores(a), scores(b)
+    if not ea or len(ea) != len(eb) or not sa or len(sa) != len(sb):
+        return None
+    return {"loss": max(abs(x["loss"] - y["loss"]) for x, y in zip(ea, eb)),
+            "hr": max(abs(x["hr"] - y["hr"]) for x, y in zip(ea, eb)),
+            "topk_score": max(abs(x - y) for x, y in zip(sa, sb))}
+noise, nccl = diff("plain", "plain2"), diff("plain", "nccl")
+ok = bool(noise and nccl) and all(nccl[k] <= max(4 * noise[k], 1e-4 if k != "hr" else 0.005) for k in nccl)
+res = {"plain_vs_plain2": noise, "plain_vs_nccl": nccl, "pass": ok,
+       "epochs": {m: epochs(m) for m in ["plain", "plain2", "nccl"]}}
+json.dump(res, open(f"{out}/nccl.json", "w"), indent=1)
+print("nccl 1-rank:", "PASS" if ok else "FAIL", "noise", noise, "nccl", nccl)
+PY
+tail -n 3 "$OUT/nccl.err"
+fi
+
 # 3. Throughput: ncf per precision (steady-state steps, batch 2^20, NVIDIA config, ml-20m shape).
 log "ncf throughput"
 timeout ${BENCH_S:-90} $B/ncf-cuda-check --bench --json "$OUT/bench.json" 2>&1 | tail -n 20
@@ -67,7 +114,7 @@ def load(name):
     except Exception as e:
         return {"error": f"{name}: {e}"}
 res = {"env": open("/tmp/ncf-env.txt").read().splitlines(),
-       "parity": load("parity.json"), "bench": load("bench.json")}
+       "parity": load("parity.json"), "bench": load("bench.json"), "nccl": load("nccl.json")}
 peer = {}
 for line in open(os.path.join(out, "peer.jsonl")):
     j = json.loads(line); peer[j["precision"]] = j
@@ -88,6 +135,8 @@ else:
     print("parity:", par)
 summ = [t for t in train if "best_hr" in t]
 print("ml-1m:", summ[-1] if summ else (train[-1] if train else "no output"))
+n = res["nccl"]
+print("nccl 1-rank:", {k: n.get(k) for k in ("pass", "plain_vs_plain2", "plain_vs_nccl")} if isinstance(n, dict) else n)
 bench = res["bench"] if isinstance(res["bench"], dict) else {}
 rows = bench.get("results", [])
 print(f"{'precision':10} {'ncf samples/s':>15} {'peer samples/s':>15} {'ratio':>7}")

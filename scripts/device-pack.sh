@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 shared=${NCF_SHARED:-../shared}
 cargo build --release -p ncf-cli -p ncf-cuda
 rm -rf .device && mkdir -p .device/bin .device/data
-for b in ncf-prep ncf-train ncf-eval ncf-cuda-check; do
+for b in ncf-prep ncf-train ncf-eval ncf-topk ncf-cuda-check; do
   if [ -x target/release/$b ]; then
     cp target/release/$b .device/bin/ && strip .device/bin/$b
   else

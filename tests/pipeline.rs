@@ -463,20 +463,62 @@ fn bad_model_files_are_refused() {
 }
 
 #[test]
-fn a_model_from_another_dataset_is_refused() {
+fn a_model_fits_other_test_negatives_of_its_split_but_not_another_split() {
     let f = fixture();
     let dir = tempfile::tempdir().unwrap();
-    let other = dir.path().join("other");
+    let d = dir.path();
+    // The same split with other test negatives (the paper's 1 + 99 instead of 1 + 100): another
+    // fingerprint, the same split fingerprint, so the model is evaluated without retraining.
+    let other = d.join("other");
     copy_dir(&f.bare, &other);
-    // other test negatives: another fingerprint, same sizes
     ok(
-        dir.path(),
+        d,
         "ncf-negsample",
-        &[s(&other), "--test-negatives", "100", "--seed", "2"],
+        &[s(&other), "--test-negatives", "99", "--seed", "2"],
     );
-    let e = fails(dir.path(), "ncf-eval", &[s(&other), s(&f.model)]);
-    assert!(e.contains("another dataset"), "{e}");
-    let e = fails(dir.path(), "ncf-topk", &[s(&other), s(&f.model), "1"]);
+    let m = json(ok(d, "ncf-eval", &[s(&other), s(&f.model)]).trim());
+    assert_eq!(m["candidates"], 100, "{m}");
+    assert_eq!(m["users"], 943, "{m}");
+    ok(d, "ncf-topk", &[s(&other), s(&f.model), "1"]);
+    // Another split of the same users and items (timestamps dropped: random leave-one-out):
+    // refused, saying so.
+    let text = std::fs::read_to_string(u_data()).unwrap();
+    let no_time: String = text
+        .lines()
+        .map(|l| l.split('\t').take(3).collect::<Vec<_>>().join("\t") + "\n")
+        .collect();
+    let tsv = d.join("no-time.tsv");
+    std::fs::write(&tsv, no_time).unwrap();
+    let split = d.join("split");
+    ok(
+        d,
+        "ncf-prep",
+        &[
+            s(&tsv),
+            "-o",
+            s(&split),
+            "--format",
+            "tsv",
+            "--no-header",
+            "--user-col",
+            "1",
+            "--item-col",
+            "2",
+            "--rating-col",
+            "3",
+        ],
+    );
+    ok(
+        d,
+        "ncf-negsample",
+        &[s(&split), "--test-negatives", "100", "--seed", "1"],
+    );
+    let e = fails(d, "ncf-eval", &[s(&split), s(&f.model)]);
+    assert!(
+        e.contains("another dataset") && e.contains("split differs"),
+        "{e}"
+    );
+    let e = fails(d, "ncf-topk", &[s(&split), s(&f.model), "1"]);
     assert!(e.contains("another dataset"), "{e}");
 }
 

@@ -182,6 +182,8 @@ fn render_fills_the_generated_blocks_and_check_detects_stale_documents() {
     let raw = [
         r#"{"id":"cpu.train.steady","group":"cpu-train","title":"CPU steady","unit":"samples/s","better":"higher","value":118000}"#,
         r#"{"id":"peer.cpu.train.steady","group":"cpu-train","title":"peer","unit":"samples/s","better":"higher","value":29500,"peer_of":"cpu.train.steady"}"#,
+        r#"{"id":"cpu.scale.r1t1","group":"cpu-scaling","title":"1 × 1","unit":"samples/s","better":"higher","value":60000}"#,
+        r#"{"id":"cpu.scale.r2t1","group":"cpu-scaling","title":"2 × 1","unit":"samples/s","better":"higher","value":110000}"#,
     ]
     .join("\n");
     std::fs::write(d.join("raw.jsonl"), raw).unwrap();
@@ -199,7 +201,8 @@ fn render_fills_the_generated_blocks_and_check_detects_stale_documents() {
     );
     std::fs::write(
         d.join("B.md"),
-        "# hand text\n<!-- generated:bench-latest -->\nold\n<!-- /generated:bench-latest -->\nmore hand text\n",
+        "# hand text\n<!-- generated:bench-latest -->\nold\n<!-- /generated:bench-latest -->\n\
+         <!-- generated:scaling -->\n<!-- /generated:scaling -->\nmore hand text\n",
     )
     .unwrap();
     std::fs::write(
@@ -230,6 +233,15 @@ fn render_fills_the_generated_blocks_and_check_detects_stale_documents() {
     assert!(b.contains("| CPU steady | 118,000 samples/s |"), "{b}");
     assert!(b.contains("| 29,500 samples/s | 4.00× |"), "{b}");
     assert!(b.contains("(results/2026-11-26-vm.json)"), "{b}");
+    // The scaling table: ranks × threads, speed-up over 1 × 1.
+    assert!(
+        b.contains("| 1 × 1 | 1 | 60,000 samples/s | 60,000 – 60,000 | 1 | 1.00× |"),
+        "{b}"
+    );
+    assert!(
+        b.contains("| 2 × 1 | 2 | 110,000 samples/s | 110,000 – 110,000 | 1 | 1.83× |"),
+        "{b}"
+    );
     let r = std::fs::read_to_string(d.join("R.md")).unwrap();
     assert!(r.contains("**118,000 samples/s**"), "{r}");
     assert!(r.contains("**4.00× the PyTorch peer**"), "{r}");

@@ -5,6 +5,7 @@
 
 pub mod factored;
 pub mod reference;
+pub mod scorer;
 pub mod tile;
 
 use crate::checkpoint::OptimizerState;
@@ -16,6 +17,7 @@ use crate::train::{Optimizer, StepStats, TrainConfig, Trainer};
 use crate::{Error, Result};
 use factored::Factored;
 use reference::AdamScalars;
+pub use scorer::Scorer;
 use tile::{Net, Work};
 
 /// How a training step computes the first MLP layer.
@@ -91,48 +93,9 @@ pub fn score(model: &Model, users: &[u32], items: &[u32], out: &mut [f32]) {
 }
 
 /// [`score`] with `threads` threads (fewer for small inputs, where threads cost more than they
-/// save).
+/// save). To score many times with one model, build a [`Scorer`] once.
 pub fn score_with(model: &Model, users: &[u32], items: &[u32], out: &mut [f32], threads: usize) {
-    assert_eq!(
-        users.len(),
-        items.len(),
-        "score: users and items differ in length"
-    );
-    assert_eq!(
-        users.len(),
-        out.len(),
-        "score: output length differs from input length"
-    );
-    let net = Net::new(model);
-    let p = &model.params;
-    let threads = threads.clamp(1, users.len().div_ceil(4096).max(1));
-    let per = users.len().div_ceil(threads).max(1);
-    let run = |users: &[u32], items: &[u32], out: &mut [f32]| {
-        let mut work = Work::new(&net, DEFAULT_TILE.min(users.len()));
-        for ((u, i), o) in users
-            .chunks(DEFAULT_TILE)
-            .zip(items.chunks(DEFAULT_TILE))
-            .zip(out.chunks_mut(DEFAULT_TILE))
-        {
-            work.clear();
-            work.user.extend_from_slice(u);
-            work.item.extend_from_slice(i);
-            tile::forward(&net, p, &mut work, None);
-            o.copy_from_slice(&work.logit[..o.len()]);
-        }
-    };
-    if threads == 1 {
-        return run(users, items, out);
-    }
-    std::thread::scope(|sc| {
-        for ((u, i), o) in users
-            .chunks(per)
-            .zip(items.chunks(per))
-            .zip(out.chunks_mut(per))
-        {
-            sc.spawn(|| run(u, i, o));
-        }
-    });
+    Scorer::with_threads(model, threads).score(users, items, out)
 }
 
 /// An error naming the first user or item id that is out of range of `model`.
@@ -581,6 +544,14 @@ impl Trainer for CpuTrainer {
         self.step = state.steps;
         self.zero_grads();
         Ok(())
+    }
+
+    fn rank_world(&self) -> (usize, usize) {
+        (self.group.rank(), self.group.world())
+    }
+
+    fn allreduce_f64(&mut self, x: &mut [f64]) -> Result<()> {
+        self.group.allreduce_f64(x)
     }
 }
 

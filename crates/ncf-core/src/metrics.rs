@@ -35,12 +35,14 @@ pub fn hit_ndcg(rank: usize, k: usize) -> (bool, f64) {
     }
 }
 
-/// Running sums of HR and NDCG over users.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+/// Running counts over users: how many users' held-out item ranked at each rank below K, and
+/// how many users in all. Counts are integers, so merging accumulators (threads, ranks, chunks)
+/// gives exactly the same HR and NDCG in any order or split.
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Accumulator {
     pub k: usize,
-    pub hits: f64,
-    pub ndcg: f64,
+    /// `at_rank[r]`: users whose held-out item ranked `r` (`r < k`).
+    pub at_rank: Vec<u64>,
     pub users: u64,
 }
 
@@ -48,36 +50,68 @@ impl Accumulator {
     pub fn new(k: usize) -> Self {
         Accumulator {
             k,
-            ..Default::default()
+            at_rank: vec![0; k],
+            users: 0,
         }
     }
 
     pub fn add_rank(&mut self, rank: usize) {
-        let (hit, ndcg) = hit_ndcg(rank, self.k);
-        self.hits += hit as u8 as f64;
-        self.ndcg += ndcg;
+        if rank < self.k {
+            self.at_rank[rank] += 1;
+        }
         self.users += 1;
     }
 
     pub fn merge(&mut self, other: &Accumulator) {
-        self.hits += other.hits;
-        self.ndcg += other.ndcg;
+        assert_eq!(self.k, other.k, "merging accumulators of different K");
+        for (a, b) in self.at_rank.iter_mut().zip(&other.at_rank) {
+            *a += b;
+        }
         self.users += other.users;
+    }
+
+    /// Users with a hit.
+    pub fn hits(&self) -> u64 {
+        self.at_rank.iter().sum()
     }
 
     pub fn hr(&self) -> f64 {
         if self.users == 0 {
             0.0
         } else {
-            self.hits / self.users as f64
+            self.hits() as f64 / self.users as f64
         }
     }
 
     pub fn ndcg(&self) -> f64 {
         if self.users == 0 {
-            0.0
-        } else {
-            self.ndcg / self.users as f64
+            return 0.0;
+        }
+        let sum: f64 = (self.at_rank.iter().enumerate())
+            .map(|(r, &n)| n as f64 * hit_ndcg(r, self.k).1)
+            .sum();
+        sum / self.users as f64
+    }
+
+    /// The counts as f64 (`[users, at_rank…]`, exact below 2^53) for a sum across ranks.
+    pub fn to_f64s(&self) -> Vec<f64> {
+        std::iter::once(self.users as f64)
+            .chain(self.at_rank.iter().map(|&n| n as f64))
+            .collect()
+    }
+
+    /// Inverse of [`Accumulator::to_f64s`].
+    pub fn from_f64s(k: usize, x: &[f64]) -> Accumulator {
+        assert_eq!(
+            x.len(),
+            k + 1,
+            "accumulator of K {k} from {} numbers",
+            x.len()
+        );
+        Accumulator {
+            k,
+            users: x[0] as u64,
+            at_rank: x[1..].iter().map(|&n| n as u64).collect(),
         }
     }
 }
@@ -96,7 +130,7 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    fn from_acc(acc: &Accumulator, candidates: usize, protocol: &str) -> Self {
+    pub fn from_acc(acc: &Accumulator, candidates: usize, protocol: &str) -> Self {
         Metrics {
             hr: acc.hr(),
             ndcg: acc.ndcg(),
@@ -202,20 +236,48 @@ pub const SCORE_CHUNK: usize = 1 << 20;
 
 /// HR@K / NDCG@K of `set` (sampled protocol). `score(users, items, out)` writes the logits of the
 /// pairs; it is called with at most about [`SCORE_CHUNK`] pairs at a time, whole rows only.
-pub fn evaluate<F>(set: &EvalSet, k: usize, mut score: F) -> Result<Metrics>
+pub fn evaluate<F>(set: &EvalSet, k: usize, score: F) -> Result<Metrics>
+where
+    F: FnMut(&[u32], &[u32], &mut [f32]) -> Result<()>,
+{
+    let acc = evaluate_rows(set, k, 0..set.len(), score)?;
+    Ok(Metrics::from_acc(&acc, set.candidates(), "sampled"))
+}
+
+/// Rows `len · rank / world .. len · (rank + 1) / world`: rank `rank`'s share of `len` rows.
+pub fn shard(len: usize, rank: usize, world: usize) -> std::ops::Range<usize> {
+    assert!(rank < world, "rank {rank} of {world}");
+    let at = |r: usize| (len as u128 * r as u128 / world as u128) as usize;
+    at(rank)..at(rank + 1)
+}
+
+/// The counts of [`evaluate`] over rows `rows` of `set` only (one rank's shard: merge the
+/// shards' accumulators for the whole set's metrics, exactly).
+pub fn evaluate_rows<F>(
+    set: &EvalSet,
+    k: usize,
+    rows: std::ops::Range<usize>,
+    mut score: F,
+) -> Result<Accumulator>
 where
     F: FnMut(&[u32], &[u32], &mut [f32]) -> Result<()>,
 {
     set.check()?;
     set.check_k(k)?;
+    if rows.start > rows.end || rows.end > set.len() {
+        return Err(Error::invalid(format!(
+            "evaluation rows {rows:?} outside the {} rows of the set",
+            set.len()
+        )));
+    }
     let m = set.candidates();
     let rows_per_chunk = (SCORE_CHUNK / m).max(1);
     let mut users = Vec::with_capacity(rows_per_chunk * m);
     let mut items = Vec::with_capacity(rows_per_chunk * m);
     let mut scores = Vec::new();
     let mut acc = Accumulator::new(k);
-    for start in (0..set.len()).step_by(rows_per_chunk) {
-        let end = (start + rows_per_chunk).min(set.len());
+    for start in rows.clone().step_by(rows_per_chunk) {
+        let end = (start + rows_per_chunk).min(rows.end);
         users.clear();
         items.clear();
         for r in start..end {
@@ -232,11 +294,12 @@ where
             acc.add_rank(rank_of(set.items[r], s[0], &c[1..], &s[1..]));
         }
     }
-    Ok(Metrics::from_acc(&acc, m, "sampled"))
+    Ok(acc)
 }
 
 /// HR@K / NDCG@K with full ranking: each held-out item (`users[r]`, `items[r]`) is ranked among
 /// every item the user has not seen in training (`train`), the held-out item itself excepted.
+/// `score` is called with every item of several users at a time (about [`SCORE_CHUNK`] pairs).
 pub fn evaluate_full<F>(
     users: &[u32],
     held_out: &[u32],
@@ -255,32 +318,45 @@ where
     }
     check_k(k, n_items as usize)?;
     let n = n_items as usize;
-    let all_items: Vec<u32> = (0..n_items).collect();
-    let mut u = vec![0u32; n];
-    let mut scores = vec![0f32; n];
-    let mut acc = Accumulator::new(k);
     for (&user, &item) in users.iter().zip(held_out) {
         if item >= n_items || user as usize >= train.n_users() {
             return Err(Error::invalid(format!(
                 "full ranking: user {user} / item {item} out of range"
             )));
         }
-        u.fill(user);
-        score(&u, &all_items, &mut scores)?;
-        let pos = scores[item as usize];
-        let seen = train.of(user);
-        let rank = if pos.is_nan() {
-            n - 1 - seen.iter().filter(|&&s| s != item).count()
-        } else {
-            let higher = scores.iter().filter(|&&s| s > pos).count();
-            // remove the training items that beat it (the held-out item never beats itself)
-            higher
-                - seen
-                    .iter()
-                    .filter(|&&s| s != item && scores[s as usize] > pos)
-                    .count()
-        };
-        acc.add_rank(rank);
+    }
+    // Several users per call (about SCORE_CHUNK pairs), so the scorer can use its threads.
+    let per_call = (SCORE_CHUNK / n).max(1);
+    let mut u = Vec::with_capacity(per_call * n);
+    let mut items = Vec::with_capacity(per_call * n);
+    let mut scores = Vec::new();
+    let mut acc = Accumulator::new(k);
+    for (block, held) in users.chunks(per_call).zip(held_out.chunks(per_call)) {
+        u.clear();
+        items.clear();
+        for &user in block {
+            u.extend(std::iter::repeat_n(user, n));
+            items.extend(0..n_items);
+        }
+        scores.clear();
+        scores.resize(u.len(), 0.0);
+        score(&u, &items, &mut scores)?;
+        for ((&user, &item), scores) in block.iter().zip(held).zip(scores.chunks(n)) {
+            let pos = scores[item as usize];
+            let seen = train.of(user);
+            let rank = if pos.is_nan() {
+                n - 1 - seen.iter().filter(|&&s| s != item).count()
+            } else {
+                let higher = scores.iter().filter(|&&s| s > pos).count();
+                // remove the training items that beat it (the held-out item never beats itself)
+                higher
+                    - seen
+                        .iter()
+                        .filter(|&&s| s != item && scores[s as usize] > pos)
+                        .count()
+            };
+            acc.add_rank(rank);
+        }
     }
     Ok(Metrics::from_acc(&acc, n, "full"))
 }
@@ -408,6 +484,42 @@ mod tests {
         let (h, n) = hit_ndcg(9, 10);
         assert!(h && close(n, 1.0 / 11f64.log2()));
         assert_eq!(hit_ndcg(10, 10), (false, 0.0));
+    }
+
+    #[test]
+    fn shards_merge_to_exactly_the_whole() {
+        // 97 users, 5 candidates each, scores from a hash: any split into shards, merged in any
+        // order, gives the same bits as one pass.
+        let n = 97u32;
+        let set = EvalSet {
+            users: (0..n).collect(),
+            items: (0..n).map(|u| 100 + u).collect(),
+            negatives: (0..n * 4).map(|x| 1000 + x).collect(),
+            per_user: 4,
+        };
+        let score = |u: &[u32], i: &[u32], o: &mut [f32]| -> Result<()> {
+            for ((o, &u), &i) in o.iter_mut().zip(u).zip(i) {
+                let h = (u.wrapping_mul(2654435761) ^ i.wrapping_mul(40503)) % 1000;
+                *o = h as f32 / 1000.0;
+            }
+            Ok(())
+        };
+        let whole = evaluate(&set, 3, score).unwrap();
+        assert!(whole.hr > 0.0 && whole.hr < 1.0, "{whole:?}");
+        for world in [2usize, 3, 7] {
+            let mut acc = Accumulator::new(3);
+            for rank in (0..world).rev() {
+                let rows = shard(set.len(), rank, world);
+                acc.merge(&evaluate_rows(&set, 3, rows, score).unwrap());
+            }
+            let back = Accumulator::from_f64s(3, &acc.to_f64s());
+            assert_eq!(back, acc);
+            let merged = Metrics::from_acc(&acc, set.candidates(), "sampled");
+            assert_eq!(merged, whole, "{world} shards");
+        }
+        let covered: usize = (0..5).map(|r| shard(13, r, 5).len()).sum();
+        assert_eq!(covered, 13);
+        assert!(evaluate_rows(&set, 3, 90..98, score).is_err());
     }
 
     fn toy_set() -> EvalSet {

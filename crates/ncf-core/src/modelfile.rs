@@ -26,6 +26,9 @@ pub struct ModelMeta {
     pub config: ModelConfig,
     /// The `fingerprint` of the dataset the model was trained on.
     pub dataset_fingerprint: String,
+    /// Its split fingerprint (train and test pairs without the test negatives), when known:
+    /// the model also fits datasets that differ from it in the test negatives only.
+    pub split_fingerprint: Option<String>,
     /// Epoch (0-based) the parameters come from, when trained.
     pub epoch: Option<u32>,
     /// Metrics measured when the model was saved.
@@ -40,6 +43,7 @@ impl ModelMeta {
             format_version: MODEL_FORMAT_VERSION,
             config,
             dataset_fingerprint: dataset_fingerprint.into(),
+            split_fingerprint: None,
             epoch: None,
             metrics: None,
             train_config: None,
@@ -50,6 +54,7 @@ impl ModelMeta {
 const K_VERSION: &str = "ncf_format_version";
 const K_CONFIG: &str = "ncf_model_config";
 const K_FINGERPRINT: &str = "ncf_dataset_fingerprint";
+const K_SPLIT: &str = "ncf_split_fingerprint";
 const K_EPOCH: &str = "ncf_epoch";
 const K_METRICS: &str = "ncf_metrics";
 const K_TRAIN: &str = "ncf_train_config";
@@ -88,6 +93,9 @@ fn header(model: &Model, meta: &ModelMeta, hashes: &BTreeMap<String, String>) ->
         K_FINGERPRINT.into(),
         meta.dataset_fingerprint.clone().into(),
     );
+    if let Some(x) = &meta.split_fingerprint {
+        md.insert(K_SPLIT.into(), x.clone().into());
+    }
     if let Some(e) = meta.epoch {
         md.insert(K_EPOCH.into(), e.to_string().into());
     }
@@ -283,6 +291,7 @@ pub fn from_bytes(map: &[u8], name: &str) -> Result<(Model, ModelMeta)> {
         format_version: version,
         config: config.clone(),
         dataset_fingerprint: get(K_FINGERPRINT)?.clone(),
+        split_fingerprint: md.get(K_SPLIT).cloned(),
         epoch,
         metrics,
         train_config,
@@ -408,13 +417,22 @@ pub fn from_bytes(map: &[u8], name: &str) -> Result<(Model, ModelMeta)> {
     ))
 }
 
-/// Refuse a model trained on another dataset.
+/// Refuse a model trained on another dataset. A dataset that differs only in its test negatives
+/// (same train and test pairs: [`Dataset::split_fingerprint`]) is accepted when the model records
+/// its split fingerprint.
 pub fn check_dataset(meta: &ModelMeta, data: &Dataset) -> Result<()> {
     let fingerprint = data
         .meta
         .as_ref()
         .map(|m| m.fingerprint.as_str())
         .unwrap_or("");
+    if fingerprint != meta.dataset_fingerprint {
+        if let Some(split) = &meta.split_fingerprint {
+            if *split == data.split_fingerprint() {
+                return check_sizes(meta, data.n_users, data.n_items);
+            }
+        }
+    }
     check_fingerprint(meta, fingerprint, data.n_users, data.n_items)
 }
 
@@ -426,12 +444,21 @@ pub fn check_fingerprint(
     n_items: u32,
 ) -> Result<()> {
     if meta.dataset_fingerprint != fingerprint {
+        let also = if meta.split_fingerprint.is_some() {
+            ", and its train/test split differs too"
+        } else {
+            ""
+        };
         return Err(Error::invalid(format!(
-            "the model was trained on another dataset (fingerprint {}…, this dataset {}…)",
+            "the model was trained on another dataset (fingerprint {}…, this dataset {}…{also})",
             short(&meta.dataset_fingerprint),
             short(fingerprint)
         )));
     }
+    check_sizes(meta, n_users, n_items)
+}
+
+fn check_sizes(meta: &ModelMeta, n_users: u32, n_items: u32) -> Result<()> {
     if meta.config.n_users != n_users || meta.config.n_items != n_items {
         return Err(Error::invalid(format!(
             "the model has {} users and {} items, the dataset {} and {}",

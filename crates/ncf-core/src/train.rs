@@ -101,6 +101,15 @@ pub trait Trainer {
     fn save_state(&mut self) -> Result<OptimizerState>;
     /// Continue from a state of [`Trainer::save_state`] (same model layout).
     fn load_state(&mut self, state: &OptimizerState) -> Result<()>;
+    /// This process's rank and the number of ranks of a data-parallel run: evaluation is
+    /// sharded by rows across ranks (every rank holds the same parameters).
+    fn rank_world(&self) -> (usize, usize) {
+        (0, 1)
+    }
+    /// Sum `x` element-wise across the ranks, in place (nothing to do on one rank).
+    fn allreduce_f64(&mut self, _x: &mut [f64]) -> Result<()> {
+        Ok(())
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -126,6 +135,9 @@ pub struct RunOptions<'a> {
     pub model_path: Option<&'a Path>,
     /// Fingerprint of the dataset, stored in the model file.
     pub dataset_fingerprint: String,
+    /// Its split fingerprint ([`crate::dataset::Dataset::split_fingerprint`]), stored too: lets
+    /// the model be evaluated on copies of the dataset with other test negatives.
+    pub split_fingerprint: Option<String>,
     /// Show a progress line on stderr (only when it is a terminal).
     pub progress: bool,
     /// Write checkpoints into this directory (at every epoch end, every `checkpoint_every`
@@ -155,6 +167,7 @@ impl RunOptions<'_> {
             eval_name,
             model_path,
             dataset_fingerprint,
+            split_fingerprint: None,
             progress: false,
             checkpoint_dir: None,
             checkpoint_every: 0,
@@ -258,6 +271,19 @@ pub fn check_config(cfg: &TrainConfig) -> Result<()> {
         return Err(Error::usage("--eps and --l2 must be non-negative numbers"));
     }
     Ok(())
+}
+
+/// HR/NDCG of `eval` with the rows sharded across the trainer's ranks: each rank ranks its
+/// share ([`crate::metrics::shard`]) and the integer counts are summed, so the result is the
+/// same bits as one rank ranking every row.
+pub fn evaluate_sharded(trainer: &mut dyn Trainer, eval: &EvalSet, k: usize) -> Result<Metrics> {
+    let (rank, world) = trainer.rank_world();
+    let rows = crate::metrics::shard(eval.len(), rank, world);
+    let acc = crate::metrics::evaluate_rows(eval, k, rows, |u, i, o| trainer.score(u, i, o))?;
+    let mut counts = acc.to_f64s();
+    trainer.allreduce_f64(&mut counts)?;
+    let acc = crate::metrics::Accumulator::from_f64s(k, &counts);
+    Ok(Metrics::from_acc(&acc, eval.candidates(), "sampled"))
 }
 
 /// Train for `cfg.epochs` epochs (0-based), evaluating after each; the best model by HR (never
@@ -406,7 +432,7 @@ pub fn run(
             eprint!("\repoch {epoch}: evaluating…                      \r");
         }
         let t1 = Instant::now();
-        let m = crate::metrics::evaluate(opts.eval, cfg.topk, |u, i, o| trainer.score(u, i, o))?;
+        let m = evaluate_sharded(trainer, opts.eval, cfg.topk)?;
         let eval_s = t1.elapsed().as_secs_f64();
         if opts.progress {
             eprint!("\r{:60}\r", "");
@@ -486,6 +512,7 @@ fn save_trained(
     m: &Metrics,
 ) -> Result<()> {
     let mut meta = ModelMeta::new(model.config.clone(), opts.dataset_fingerprint.clone());
+    meta.split_fingerprint = opts.split_fingerprint.clone();
     meta.epoch = Some(epoch);
     let mut m = m.clone();
     if opts.eval_name != "test" {

@@ -7,6 +7,7 @@
 pub mod check;
 pub mod kernels;
 pub mod libs;
+pub mod nccl;
 pub mod trainer;
 
 pub use trainer::CudaTrainer;

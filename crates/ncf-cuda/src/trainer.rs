@@ -11,6 +11,7 @@ use cudarc::driver::{
     CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtr, DeviceRepr,
     LaunchConfig, PushKernelArg,
 };
+use cudarc::nccl::ReduceOp;
 use ncf_core::checkpoint::OptimizerState;
 use ncf_core::model::{Layout, Model, ModelConfig};
 use ncf_core::rng::{stream, Permutation, Rng};
@@ -489,6 +490,8 @@ pub struct CudaTrainer {
     pub loss_scale: f32,
     pub clean_steps: u32,
     perm: Option<(u32, Permutation)>,
+    /// The other ranks of a data-parallel run (NCCL); None on one GPU without `--nccl`.
+    ranks: Option<crate::nccl::Ranks>,
 }
 
 impl CudaTrainer {
@@ -651,7 +654,18 @@ impl CudaTrainer {
             },
             clean_steps: 0,
             perm: None,
+            ranks: None,
         })
+    }
+
+    /// Train data-parallel with the ranks of `group` through NCCL (also with a group of one:
+    /// the NCCL path forced). Rank 0's parameters are broadcast to every rank.
+    pub fn with_ranks(mut self, group: ncf_core::dist::Group) -> Result<Self, CudaError> {
+        let ranks = crate::nccl::Ranks::new(group, self.gpu.stream.clone())?;
+        ranks.broadcast(&mut self.params, "the initial parameters")?;
+        self.gpu.sync("broadcasting the initial parameters")?;
+        self.ranks = Some(ranks);
+        Ok(self)
     }
 
     fn pp(&self, name: &str) -> u64 {
@@ -1062,11 +1076,26 @@ impl CudaTrainer {
             g.zero(&mut self.found_inf, "inf flag")?;
             g.zero(&mut self.sample_err, "sampler flag")?;
         }
-        let n = self.make_batch(epoch, positions)?;
-        self.mlp_forward(n, Some(epoch))?;
+        // Data-parallel: this rank's share of the global batch; gradients are scaled by the
+        // global batch size and summed over the ranks below.
+        let global = (positions.end - positions.start) as usize;
+        let local = match &self.ranks {
+            Some(r) => crate::nccl::local_positions(positions, r.rank(), r.world()),
+            None => positions,
+        };
         let scale = if fp16 { self.loss_scale } else { 1.0 };
-        self.final_layer(n, true, scale / n as f32)?;
-        self.mlp_backward(n, epoch)?;
+        if local.end > local.start {
+            let n = self.make_batch(epoch, local)?;
+            self.mlp_forward(n, Some(epoch))?;
+            self.final_layer(n, true, scale / global as f32)?;
+            self.mlp_backward(n, epoch)?;
+        }
+        if let Some(r) = &self.ranks {
+            r.all_reduce(&mut self.grads, ReduceOp::Sum, "the gradients")?;
+            r.all_reduce(&mut self.loss_sum, ReduceOp::Sum, "the loss")?;
+            r.all_reduce(&mut self.sample_err, ReduceOp::Max, "the sampler flag")?;
+        }
+        let n = global;
         if fp16 {
             let s = &self.gpu.stream;
             let len = self.layout.total as u64;
@@ -1240,6 +1269,19 @@ impl Trainer for CudaTrainer {
         self.loss_scale = state.loss_scale;
         self.clean_steps = state.clean_steps;
         Ok(())
+    }
+
+    fn rank_world(&self) -> (usize, usize) {
+        self.ranks
+            .as_ref()
+            .map_or((0, 1), |r| (r.rank(), r.world()))
+    }
+
+    fn allreduce_f64(&mut self, x: &mut [f64]) -> ncf_core::Result<()> {
+        match &mut self.ranks {
+            Some(r) => r.group.allreduce_f64(x),
+            None => Ok(()),
+        }
     }
 }
 

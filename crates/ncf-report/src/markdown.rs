@@ -357,9 +357,70 @@ pub fn how_fast(all: &AllResults, prefix: &str) -> String {
     s
 }
 
+/// `cpu.scale.r{R}t{T}` → (R, T).
+fn ranks_threads(id: &str) -> Option<(u32, u32)> {
+    let (r, t) = id.strip_prefix("cpu.scale.r")?.split_once('t')?;
+    Some((r.parse().ok()?, t.parse().ok()?))
+}
+
+/// The strong-scaling table (issue 5): the newest `make bench` file with `cpu.scale.r{R}t{T}`
+/// measurements (whole ml-1m epochs as R ranks × T threads), with that file's `cpu.train.epoch`
+/// as 1 rank × all cores.
+pub fn scaling_section(all: &AllResults, prefix: &str) -> String {
+    let Some((rel, r)) = all
+        .bench
+        .iter()
+        .rev()
+        .find(|(_, r)| r.benchmarks.iter().any(|m| ranks_threads(&m.id).is_some()))
+    else {
+        return "No scaling figures yet: run `make bench`.\n".into();
+    };
+    let mut rows: Vec<(u32, u32, &Measurement)> = r
+        .benchmarks
+        .iter()
+        .filter_map(|m| ranks_threads(&m.id).map(|(a, b)| (a, b, m)))
+        .collect();
+    if let Some(m) = r.benchmarks.iter().find(|m| m.id == "cpu.train.epoch") {
+        let cores = r.machine.cores as u32;
+        if cores > 0 && !rows.iter().any(|&(a, b, _)| (a, b) == (1, cores)) {
+            rows.push((1, cores, m));
+        }
+    }
+    rows.sort_by_key(|&(a, b, _)| (a * b, a));
+    let base = rows
+        .iter()
+        .find(|&&(a, b, _)| (a, b) == (1, 1))
+        .map(|&(_, _, m)| m.median);
+    let mut s = format!(
+        "From {} ({}, {}): whole ml-1m epochs, NVIDIA's config, global batch fixed.\n\n",
+        link(prefix, rel),
+        r.date,
+        r.machine.name
+    );
+    s.push_str("| ranks × threads per rank | cores | samples/s (median) | spread (min – max) | runs | vs 1 × 1 |\n|---|---|---|---|---|---|\n");
+    for (a, b, m) in rows {
+        let vs = base
+            .map(|b0| format!("{:.2}×", m.median / b0))
+            .unwrap_or_else(|| "—".into());
+        let _ = writeln!(
+            s,
+            "| {a} × {b} | {} | {} | {} – {} | {} | {vs} |",
+            a * b,
+            value(m.median, &m.unit),
+            number(m.min, &m.unit),
+            number(m.max, &m.unit),
+            m.runs.len()
+        );
+    }
+    s
+}
+
 /// Every generated block of BENCHMARKS.md, by name.
 pub fn benchmarks_blocks(all: &AllResults, prefix: &str) -> Vec<(String, String)> {
-    let mut v = vec![("bench-latest".to_string(), bench_section(all, prefix))];
+    let mut v = vec![
+        ("bench-latest".to_string(), bench_section(all, prefix)),
+        ("scaling".to_string(), scaling_section(all, prefix)),
+    ];
     for g in &all.gpu {
         v.push((format!("gpu:{}", g.dir.display()), gpu_run(g, prefix)));
     }
@@ -401,6 +462,14 @@ mod tests {
             e.to_string().contains("has no `<!-- /generated:x -->`"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn scaling_ids_parse() {
+        assert_eq!(ranks_threads("cpu.scale.r2t1"), Some((2, 1)));
+        assert_eq!(ranks_threads("cpu.scale.r16t8"), Some((16, 8)));
+        assert_eq!(ranks_threads("cpu.train.epoch"), None);
+        assert_eq!(ranks_threads("cpu.scale.rxt1"), None);
     }
 
     #[test]

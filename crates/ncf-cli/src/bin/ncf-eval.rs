@@ -96,11 +96,15 @@ fn run(a: Args) -> Result<()> {
             Device::Cpu => None,
             Device::Cuda => Some(cuda_scorer(model.clone(), &data)?),
         };
+        let cpu_scorer = gpu.is_none().then(|| cpu::Scorer::new(&model));
         let score = |u: &[u32], i: &[u32], o: &mut [f32]| -> ncf_core::Result<()> {
-            match gpu.as_mut() {
-                Some(t) => t.score(u, i, o),
-                None => {
-                    cpu::score(&model, u, i, o);
+            match (gpu.as_mut(), &cpu_scorer) {
+                (Some(t), _) => t.score(u, i, o),
+                (None, scorer) => {
+                    scorer
+                        .as_ref()
+                        .expect("a CPU scorer without a GPU")
+                        .score(u, i, o);
                     Ok(())
                 }
             }

@@ -23,8 +23,10 @@ enum Mode {
 /// With --test-negatives N: writes N distinct items per test user that the user has neither in
 /// train nor in test (100 like NVIDIA, 99 for the NCF paper, 999 for MLPerf) into the dataset
 /// directory (test_negatives.parquet and meta.json, atomically). Existing negatives (sampled or
-/// "given" by the source) are kept unless --force. The dataset's fingerprint changes, so models
-/// trained before no longer match it.
+/// "given" by the source) are kept unless --force. The dataset's fingerprint changes; models
+/// trained before still fit it by their split fingerprint (same train and test pairs), so
+/// `ncf-negsample paper --test-negatives 100 --force -o nvidia` evaluates a model trained on the
+/// paper's 1 + 99 with NVIDIA's 1 + 100.
 ///
 /// With --epoch E: writes the training samples of epoch E (0-based) exactly as ncf-train draws
 /// them, in shuffled order, as columns (user: u32, item: u32, label: f32) with dense ids, to -o:

@@ -136,53 +136,63 @@ fn run(a: Args) -> Result<()> {
         }
     }
 
-    let all_items: Vec<u32> = (0..data.n_items).collect();
-    let mut uu = vec![0u32; n];
-    let mut scores = vec![0f32; n];
+    // Users are scored a block at a time (every item of ~2^20 / n_items users per call, so the
+    // scorer's threads share the work), then ranked and written in input order.
+    let scorer = cpu::Scorer::new(&model);
+    let per_block = ((1usize << 20) / n).clamp(1, users.len().max(1));
+    let mut uu = Vec::with_capacity(per_block * n);
+    let mut items = Vec::with_capacity(per_block * n);
+    let mut scores = Vec::new();
     let mut order: Vec<u32> = Vec::with_capacity(n);
     let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
-    for &u in &users {
-        uu.fill(u);
-        cpu::score(&model, &uu, &all_items, &mut scores);
-        let s = seen.of(u);
-        order.clear();
-        order.extend(
-            all_items
-                .iter()
-                .copied()
-                .filter(|&i| a.include_seen || s.binary_search(&i).is_err()),
-        );
-        // Highest score first, ties by item id; NaN scores last.
-        let key = |i: &u32| {
-            let x = scores[*i as usize];
-            (if x.is_nan() { f32::NEG_INFINITY } else { x }, *i)
-        };
-        let cmp = |x: &u32, y: &u32| {
-            let (kx, ky) = (key(x), key(y));
-            ky.0.total_cmp(&kx.0).then(kx.1.cmp(&ky.1))
-        };
-        if a.k < order.len() {
-            order.select_nth_unstable_by(a.k - 1, cmp);
-            order.truncate(a.k);
+    for block in users.chunks(per_block) {
+        uu.clear();
+        items.clear();
+        for &u in block {
+            uu.extend(std::iter::repeat_n(u, n));
+            items.extend(0..data.n_items);
         }
-        order.sort_unstable_by(cmp);
-        let user_raw = &data.user_raw[u as usize];
-        for (rank, &i) in order.iter().enumerate() {
-            write!(
-                out,
-                "{user_raw}\t{}\t{}\t{}",
-                rank + 1,
-                data.item_raw[i as usize],
-                scores[i as usize]
-            )?;
-            if let Some(t) = data
-                .item_titles
-                .as_ref()
-                .and_then(|t| t[i as usize].as_deref())
-            {
-                write!(out, "\t{}", t.replace(['\t', '\n', '\r'], " "))?;
+        scores.clear();
+        scores.resize(uu.len(), 0.0);
+        scorer.score(&uu, &items, &mut scores);
+        for (&u, scores) in block.iter().zip(scores.chunks(n)) {
+            let s = seen.of(u);
+            order.clear();
+            order.extend(
+                (0..data.n_items).filter(|&i| a.include_seen || s.binary_search(&i).is_err()),
+            );
+            // Highest score first, ties by item id; NaN scores last.
+            let key = |i: &u32| {
+                let x = scores[*i as usize];
+                (if x.is_nan() { f32::NEG_INFINITY } else { x }, *i)
+            };
+            let cmp = |x: &u32, y: &u32| {
+                let (kx, ky) = (key(x), key(y));
+                ky.0.total_cmp(&kx.0).then(kx.1.cmp(&ky.1))
+            };
+            if a.k < order.len() {
+                order.select_nth_unstable_by(a.k - 1, cmp);
+                order.truncate(a.k);
             }
-            writeln!(out)?;
+            order.sort_unstable_by(cmp);
+            let user_raw = &data.user_raw[u as usize];
+            for (rank, &i) in order.iter().enumerate() {
+                write!(
+                    out,
+                    "{user_raw}\t{}\t{}\t{}",
+                    rank + 1,
+                    data.item_raw[i as usize],
+                    scores[i as usize]
+                )?;
+                if let Some(t) = data
+                    .item_titles
+                    .as_ref()
+                    .and_then(|t| t[i as usize].as_deref())
+                {
+                    write!(out, "\t{}", t.replace(['\t', '\n', '\r'], " "))?;
+                }
+                writeln!(out)?;
+            }
         }
     }
     out.flush()?;

@@ -109,9 +109,9 @@ struct Args {
     force: bool,
     #[arg(long, value_enum, default_value = "cpu")]
     device: Device,
-    /// GPU to train on (CUDA device ordinal).
-    #[arg(long, default_value_t = 0)]
-    gpu: usize,
+    /// GPU to train on (CUDA device ordinal; default: the rank's local rank, else 0).
+    #[arg(long)]
+    gpu: Option<usize>,
     /// CPU threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
@@ -215,6 +215,10 @@ struct Args {
     /// does not arrive or dies is named when it expires.
     #[arg(long, value_name = "SECS", default_value_t = 60.0)]
     rendezvous_timeout: f64,
+    /// CUDA: all-reduce through NCCL even on one rank (checks the multi-GPU code path on one
+    /// GPU; with several ranks NCCL is always used).
+    #[arg(long)]
+    nccl: bool,
     /// Continue the run whose checkpoint is in DIR (same dataset and flags; --epochs and
     /// --target-hr may change). Later checkpoints go to DIR too. The model file of the
     /// interrupted run is kept and replaced only by better epochs.
@@ -324,13 +328,8 @@ fn run(a: Args) -> Result<()> {
         _ => RankInfo::from_env(env)?.unwrap_or_else(RankInfo::single),
     };
     let lead = ranks.rank == 0;
-    if ranks.world > 1 && a.device != Device::Cpu {
-        bail!(
-            "{} ranks ({}): multi-rank training runs on --device cpu for now (NCCL for CUDA is \
-             not built yet)",
-            ranks.world,
-            ranks.source
-        );
+    if a.nccl && a.device == Device::Cpu {
+        bail!("--nccl is for --device cuda (CPU ranks exchange gradients over TCP)");
     }
     if lead && a.output.exists() && !a.force && a.resume.is_none() {
         bail!(
@@ -350,6 +349,7 @@ fn run(a: Args) -> Result<()> {
         .as_ref()
         .map(|m| m.fingerprint.clone())
         .unwrap_or_default();
+    let split_fingerprint = data.split_fingerprint();
     let (train_data, eval, eval_name) = if a.validation {
         let per_user = if data.test_negatives_per_user > 0 {
             data.test_negatives_per_user
@@ -425,27 +425,41 @@ fn run(a: Args) -> Result<()> {
         },
         d => d,
     };
-    let mut trainer: Box<dyn Trainer> = match device {
-        Device::Cpu if ranks.world > 1 => {
-            let digest = format!(
-                "{fingerprint} {} {} {}",
-                serde_json::to_string(&cfg)?,
-                serde_json::to_string(&model.config)?,
-                eval.digest()
-            );
-            let addr = a
-                .rendezvous
-                .clone()
-                .unwrap_or_else(|| dist::rendezvous_from_env(env));
-            if !(a.rendezvous_timeout.is_finite() && a.rendezvous_timeout > 0.0) {
-                bail!("--rendezvous-timeout must be positive");
-            }
-            let timeout = std::time::Duration::from_secs_f64(a.rendezvous_timeout);
-            let group = Group::connect(ranks.clone(), &addr, timeout, &digest)?;
-            cpu_trainer(model, &cfg, &train_data, a.threads, Some(group))?
+    // The ranks' group (TCP rendezvous): gradients on CPU, bootstrap and host sums on CUDA.
+    let group = if ranks.world > 1 || (a.nccl && device == Device::Cuda) {
+        let digest = format!(
+            "{fingerprint} {} {} {}",
+            serde_json::to_string(&cfg)?,
+            serde_json::to_string(&model.config)?,
+            eval.digest()
+        );
+        let addr = a
+            .rendezvous
+            .clone()
+            .unwrap_or_else(|| dist::rendezvous_from_env(env));
+        if !(a.rendezvous_timeout.is_finite() && a.rendezvous_timeout > 0.0) {
+            bail!("--rendezvous-timeout must be positive");
         }
-        Device::Cpu => cpu_trainer(model, &cfg, &train_data, a.threads, None)?,
-        _ => cuda_trainer(model, &mut cfg, a.precision.is_some(), a.gpu, &train_data)?,
+        let timeout = std::time::Duration::from_secs_f64(a.rendezvous_timeout);
+        Some(Group::connect(ranks.clone(), &addr, timeout, &digest)?)
+    } else {
+        None
+    };
+    let mut trainer: Box<dyn Trainer> = match device {
+        Device::Cpu => cpu_trainer(model, &cfg, &train_data, a.threads, group)?,
+        _ => {
+            // One GPU per rank: the local rank picks it unless --gpu does.
+            let ordinal = a.gpu.unwrap_or(ranks.local_rank);
+            let precision_given = a.precision.is_some();
+            cuda_trainer(
+                model,
+                &mut cfg,
+                precision_given,
+                ordinal,
+                &train_data,
+                group,
+            )?
+        }
     };
     let log = match &a.log {
         Some(p) if lead => Some(
@@ -514,6 +528,7 @@ fn run(a: Args) -> Result<()> {
         resume,
         stop: Some(&stop),
         resume_hint,
+        split_fingerprint: Some(split_fingerprint),
         ..RunOptions::new(&eval, eval_name, lead.then_some(&a.output), fingerprint)
     };
     if opts.progress {
@@ -536,6 +551,7 @@ fn cuda_trainer(
     precision_given: bool,
     ordinal: usize,
     data: &Dataset,
+    group: Option<Group>,
 ) -> Result<Box<dyn Trainer>> {
     let info = ncf_cuda::probe(ordinal)?;
     if !precision_given {
@@ -555,7 +571,10 @@ fn cuda_trainer(
         &data.train_items,
         positives.as_ref(),
     )?;
-    Ok(Box::new(t))
+    Ok(match group {
+        Some(g) => Box::new(t.with_ranks(g)?),
+        None => Box::new(t),
+    })
 }
 
 fn cpu_trainer(

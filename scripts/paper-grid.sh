@@ -4,7 +4,9 @@
 # seeds, with the authors' hyper-parameters (batch 256, Adam lr 0.001, 4 exact negatives, no
 # dropout, no L2, 20 epochs; pre-trained NeuMF with SGD lr 0.001, alpha 0.5; MLP tower
 # [8f, 4f, 2f, f]). Each model is evaluated with the paper's protocol (its 99 negatives, by
-# ncf-train) and with full ranking over every unseen item (ncf-eval --full).
+# ncf-train), with NVIDIA's (the same held-out items among 100 sampled negatives: a copy of the
+# dataset written by ncf-negsample; models fit it by their split fingerprint) and with full ranking
+# over every unseen item (ncf-eval --full): how sampled and full metrics relate.
 #
 #   scripts/paper-grid.sh [OUTDIR]          (default: benchmarks/results/<date>-paper-grid)
 #
@@ -14,9 +16,6 @@
 # Writes OUTDIR/runs.jsonl (one line per model: config, best epoch, HR/NDCG per protocol,
 # seconds) and OUTDIR/RESULTS.md (mean ± std per cell beside the paper's numbers); copy the
 # table into docs/RESULTS.md. Hours on a 2-core CPU for the full grid; minutes on a GPU.
-#
-# Not here yet: NVIDIA's 1+100 protocol. Test negatives are part of the dataset fingerprint, so a
-# model trained with the paper's 99 negatives is refused by ncf-eval on a copy with 100.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-benchmarks/results/$(date -u +%F)-paper-grid}
@@ -30,13 +29,16 @@ threads=${THREADS:+--threads $THREADS}
 if [[ -n ${BIN:-} ]]; then
   bin=$BIN
 else
-  cargo build --release -q -p ncf-cli --bin ncf-prep --bin ncf-train --bin ncf-eval
+  cargo build --release -q -p ncf-cli --bin ncf-prep --bin ncf-train --bin ncf-eval --bin ncf-negsample
   bin=target/release
 fi
 work=target/paper-grid
 mkdir -p "$out" "$work"
 ds=$work/data
 [[ -d $ds ]] || "$bin/ncf-prep" "$data" -o "$ds" >&2
+# NVIDIA's protocol: the same split, 100 sampled negatives per test user instead of the paper's 99.
+ds100=$work/data-1+100
+[[ -d $ds100 ]] || "$bin/ncf-negsample" "$ds" --test-negatives 100 --seed 1 --force -o "$ds100" >&2
 runs=$out/runs.jsonl
 : >"$runs"
 
@@ -52,15 +54,17 @@ train() {  # name factors seed model-flags...
   "$bin/ncf-train" "$ds" -o "$model" --force --seed "$seed" "${common[@]}" $threads "$@" \
     >"$work/$name-f$f-s$seed.jsonl"
   t1=$(date +%s.%N)
-  local full
+  local full nv
   full=$("$bin/ncf-eval" "$ds" "$model" --full --device "$device")
-  python3 - "$work/$name-f$f-s$seed.jsonl" "$name" "$f" "$seed" "$t0" "$t1" "$full" >>"$runs" <<'EOF'
+  nv=$("$bin/ncf-eval" "$ds100" "$model" --device "$device")
+  python3 - "$work/$name-f$f-s$seed.jsonl" "$name" "$f" "$seed" "$t0" "$t1" "$full" "$nv" >>"$runs" <<'EOF'
 import json, sys
-log, name, f, seed, t0, t1, full = sys.argv[1:8]
+log, name, f, seed, t0, t1, full, nv = sys.argv[1:9]
 s = [json.loads(l) for l in open(log) if l.strip()][-1]
-full = json.loads(full)
+full, nv = json.loads(full), json.loads(nv)
 print(json.dumps({"model": name, "factors": int(f), "seed": int(seed),
                   "best_epoch": s["best_epoch"], "hr": s["best_hr"], "ndcg": s["best_ndcg"],
+                  "nvidia_hr": nv["hr"], "nvidia_ndcg": nv["ndcg"],
                   "full_hr": full["hr"], "full_ndcg": full["ndcg"],
                   "seconds": round(float(t1) - float(t0), 1)}))
 EOF
@@ -102,14 +106,15 @@ def ms(xs):
     return f"{st.mean(xs):.4f} ± {st.stdev(xs):.4f}" if len(xs) > 1 else f"{xs[0]:.4f}"
 print(f"# NCF paper grid on the authors' ml-1m split ({sys.argv[2]} epochs)\n")
 print("| model | factors | seeds | HR@10 (1+99) | NDCG@10 (1+99) | paper HR / NDCG | "
-      "HR@10 full | NDCG@10 full | s per run |")
-print("|---|---|---|---|---|---|---|---|---|")
+      "HR@10 (1+100) | NDCG@10 (1+100) | HR@10 full | NDCG@10 full | s per run |")
+print("|---|---|---|---|---|---|---|---|---|---|---|")
 cells = sorted({(r["model"], r["factors"]) for r in runs}, key=lambda c: (c[1], c[0]))
 for m, f in cells:
     rs = [r for r in runs if (r["model"], r["factors"]) == (m, f)]
     p = paper.get((m, f))
     print(f"| {m} | {f} | {len(rs)} | {ms([r['hr'] for r in rs])} | "
           f"{ms([r['ndcg'] for r in rs])} | {f'{p[0]:.3f} / {p[1]:.3f}' if p else '–'} | "
+          f"{ms([r['nvidia_hr'] for r in rs])} | {ms([r['nvidia_ndcg'] for r in rs])} | "
           f"{ms([r['full_hr'] for r in rs])} | {ms([r['full_ndcg'] for r in rs])} | "
           f"{st.mean(r['seconds'] for r in rs):.0f} |")
 EOF

@@ -181,6 +181,49 @@ fn a_killed_rank_ends_the_others_with_its_name() {
 }
 
 #[test]
+fn a_signal_to_one_rank_stops_every_rank_at_the_same_step() {
+    let f = fixture();
+    let port = free_port();
+    let extra = [
+        "--batch-size",
+        "512",
+        "--epochs",
+        "20",
+        "--rendezvous-timeout",
+        "5",
+    ];
+    let r0 = spawn_rank(f, 0, 2, &port, &extra);
+    let r1 = spawn_rank(f, 1, 2, &port, &extra);
+    std::thread::sleep(Duration::from_millis(1500));
+    // Only rank 1 is told to stop: the ranks agree before every step, so rank 0 stops too (with
+    // the checkpoint only it writes) instead of waiting for rank 1 until the timeout.
+    let st = Command::new("kill")
+        .args(["-INT", &r1.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let t0 = Instant::now();
+    let (o0, o1) = (r0.wait_with_output().unwrap(), r1.wait_with_output().unwrap());
+    assert!(
+        t0.elapsed() < Duration::from_secs(4),
+        "the ranks waited for a timeout"
+    );
+    for (r, o) in [(0, &o0), (1, &o1)] {
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "rank {r}: {err}");
+        assert!(err.contains("stopped by a signal"), "rank {r}: {err}");
+        assert!(!err.contains("panicked"), "rank {r}: {err}");
+    }
+    // The same step on both: "stopped by a signal before epoch E step S".
+    let at = |o: &Output| {
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        let k = err.find("before epoch").expect("position in the message");
+        err[k..].split(':').next().unwrap().to_string()
+    };
+    assert_eq!(at(&o0), at(&o1));
+}
+
+#[test]
 fn mismatched_ranks_and_missing_ranks_are_refused_at_start() {
     let f = fixture();
     let port = free_port();

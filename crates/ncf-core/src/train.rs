@@ -376,7 +376,15 @@ pub fn run(
         let t0 = Instant::now();
         let train_before = pos.epoch_train_s;
         while pos.step < steps {
-            if stop_raised() {
+            // Ranks agree on stopping before every step (one small host collective with a
+            // timeout): a signal seen by one rank stops all of them at the same step, and a rank
+            // that has gone is noticed here instead of inside a device collective (NCCL has no
+            // timeout).
+            let mut stop = [stop_raised() as u8 as f64];
+            if trainer.rank_world().1 > 1 {
+                trainer.allreduce_f64(&mut stop)?;
+            }
+            if stop[0] > 0.0 {
                 pos.epoch_train_s = train_before + t0.elapsed().as_secs_f64();
                 checkpoint(trainer, &pos)?;
                 return Err(stopped(&pos));

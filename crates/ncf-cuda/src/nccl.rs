@@ -7,7 +7,14 @@
 //! position, so the data seen does not depend on the rank count), scales its gradients by
 //! 1 / global batch, and the sum over ranks is the 1-rank gradient up to float summation order.
 //! A 1-rank communicator (`ncf-train --nccl` without a launcher) runs the same code path; its
-//! all-reduce is the identity, so it must give the non-NCCL run's bits (the GPU check).
+//! all-reduce is the identity, so it must train like the non-NCCL run up to the run-to-run noise
+//! of the atomically reduced gradients (the GPU check in scripts/device-check.sh).
+//!
+//! NCCL collectives have no timeout. A rank that never arrives or leaves between steps is caught
+//! by the host collectives that bracket them (a ready check before the NCCL id is shared, and the
+//! ranks' stop agreement before every step in `ncf_core::train::run`), which time out and name the
+//! rank; a rank that dies in the middle of a step's device collectives still hangs the others
+//! (open: a deadline on the step's completion event, then `ncclCommAbort`).
 
 use crate::CudaError;
 use cudarc::driver::{CudaSlice, CudaStream};
@@ -50,6 +57,12 @@ impl Ranks {
             ));
         }
         let (rank, world) = (group.rank(), group.world());
+        // Every rank is ready (its GPU and NCCL opened) before rank 0 shares the id: a rank that
+        // failed to start is reported here (timeout or closed connection), not as a hang in
+        // ncclCommInitRank.
+        group
+            .allreduce_f64(&mut [1.0])
+            .map_err(|e| CudaError::Invalid(format!("waiting for every rank's GPU: {e}")))?;
         let id = if rank == 0 {
             Id::new().map_err(|e| CudaError::call("ncclGetUniqueId", e))?
         } else {

@@ -109,7 +109,8 @@ struct Args {
     force: bool,
     #[arg(long, value_enum, default_value = "cpu")]
     device: Device,
-    /// GPU to train on (CUDA device ordinal; default: the rank's local rank, else 0).
+    /// GPU to train on (CUDA device ordinal; default: the rank's local rank modulo the GPUs
+    /// visible, else 0).
     #[arg(long)]
     gpu: Option<usize>,
     /// CPU threads (default: all cores).
@@ -328,9 +329,6 @@ fn run(a: Args) -> Result<()> {
         _ => RankInfo::from_env(env)?.unwrap_or_else(RankInfo::single),
     };
     let lead = ranks.rank == 0;
-    if a.nccl && a.device == Device::Cpu {
-        bail!("--nccl is for --device cuda (CPU ranks exchange gradients over TCP)");
-    }
     if lead && a.output.exists() && !a.force && a.resume.is_none() {
         bail!(
             "{}: output already exists (use --force to replace it)",
@@ -425,6 +423,28 @@ fn run(a: Args) -> Result<()> {
         },
         d => d,
     };
+    if a.nccl && device != Device::Cuda {
+        bail!("--nccl is for --device cuda (CPU ranks exchange gradients over TCP)");
+    }
+    // CUDA: one GPU per rank (the local rank picks it, modulo the GPUs this process sees, unless
+    // --gpu does); the precision is settled before the ranks compare their configurations.
+    let gpu = if device == Device::Cuda {
+        let ordinal = match a.gpu {
+            Some(g) => g,
+            None => ranks.local_rank % ncf_cuda::available()?.device_count.max(1),
+        };
+        let info = ncf_cuda::probe(ordinal)?;
+        if a.precision.is_none() {
+            cfg.precision = if info.capability.0 >= 8 {
+                Precision::Tf32
+            } else {
+                Precision::Fp32
+            };
+        }
+        Some(ordinal)
+    } else {
+        None
+    };
     // The ranks' group (TCP rendezvous): gradients on CPU, bootstrap and host sums on CUDA.
     let group = if ranks.world > 1 || (a.nccl && device == Device::Cuda) {
         let digest = format!(
@@ -445,21 +465,9 @@ fn run(a: Args) -> Result<()> {
     } else {
         None
     };
-    let mut trainer: Box<dyn Trainer> = match device {
-        Device::Cpu => cpu_trainer(model, &cfg, &train_data, a.threads, group)?,
-        _ => {
-            // One GPU per rank: the local rank picks it unless --gpu does.
-            let ordinal = a.gpu.unwrap_or(ranks.local_rank);
-            let precision_given = a.precision.is_some();
-            cuda_trainer(
-                model,
-                &mut cfg,
-                precision_given,
-                ordinal,
-                &train_data,
-                group,
-            )?
-        }
+    let mut trainer: Box<dyn Trainer> = match gpu {
+        None => cpu_trainer(model, &cfg, &train_data, a.threads, group)?,
+        Some(ordinal) => cuda_trainer(model, &cfg, ordinal, &train_data, group)?,
     };
     let log = match &a.log {
         Some(p) if lead => Some(
@@ -543,24 +551,16 @@ fn run(a: Args) -> Result<()> {
     Ok(())
 }
 
-/// The CUDA backend on GPU `ordinal`. Without an explicit `--precision` it trains in TF32 on GPUs
-/// that have it (compute capability 8.0+), as NVIDIA's NCF does, else FP32.
+/// The CUDA backend on GPU `ordinal` (its precision already settled: without an explicit
+/// `--precision`, TF32 on GPUs that have it, compute capability 8.0+, as NVIDIA's NCF does, else
+/// FP32), joined to the other ranks through NCCL when `group` is given.
 fn cuda_trainer(
     model: Model,
-    cfg: &mut TrainConfig,
-    precision_given: bool,
+    cfg: &TrainConfig,
     ordinal: usize,
     data: &Dataset,
     group: Option<Group>,
 ) -> Result<Box<dyn Trainer>> {
-    let info = ncf_cuda::probe(ordinal)?;
-    if !precision_given {
-        cfg.precision = if info.capability.0 >= 8 {
-            Precision::Tf32
-        } else {
-            Precision::Fp32
-        };
-    }
     let positives = (cfg.negative_mode == NegativeMode::Exact)
         .then(|| UserItems::new(data.n_users, &data.train_users, &data.train_items));
     let t = ncf_cuda::CudaTrainer::new(

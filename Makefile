@@ -12,7 +12,7 @@ NVRTC_HOME = $(shell ls -d $(VENV)/lib/python3*/site-packages/nvidia/cu13 2>/dev
 export NCF_NVRTC_HOME := $(abspath $(NVRTC_HOME))
 export NCF_PYTHON := $(abspath $(PY))
 
-.PHONY: all build release test lint unit demo venv clean bench install device-check device-pack fmt
+.PHONY: all build release test lint unit demo venv clean bench install device-check device-pack fmt paper-grid
 
 all: build
 
@@ -69,6 +69,12 @@ demo: release
 # NCF_PEER_PYTHON=/path/to/python-with-torch adds the PyTorch peer side by side.
 bench:
 	scripts/bench.sh
+
+# The NCF paper's ml-1m grid (issue 7): GMF / MLP / NeuMF / pre-trained NeuMF, factors 8-64, 3 seeds,
+# three protocols (1+99, 1+100, full ranking) → benchmarks/results/<date>-paper-grid/RESULTS.md.
+# Hours on a 2-core CPU; FACTORS=8 SEEDS=1 for a part, DEVICE=cuda on a GPU.
+paper-grid: release
+	BIN=$(BIN) scripts/paper-grid.sh
 
 # Binaries, man pages and bash/zsh/fish completions into $(PREFIX) (`man ncf-train` afterwards).
 PREFIX ?= /usr/local

@@ -203,7 +203,10 @@ fn a_signal_to_one_rank_stops_every_rank_at_the_same_step() {
         .unwrap();
     assert!(st.success());
     let t0 = Instant::now();
-    let (o0, o1) = (r0.wait_with_output().unwrap(), r1.wait_with_output().unwrap());
+    let (o0, o1) = (
+        r0.wait_with_output().unwrap(),
+        r1.wait_with_output().unwrap(),
+    );
     assert!(
         t0.elapsed() < Duration::from_secs(4),
         "the ranks waited for a timeout"

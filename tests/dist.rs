@@ -29,6 +29,16 @@ const FLAGS: &[&str] = &[
     "--no-checkpoint",
 ];
 
+/// Many small steps, so that a kill or a signal lands mid-training; a short rendezvous timeout.
+const LONG_RUN: &[&str] = &[
+    "--batch-size",
+    "512",
+    "--epochs",
+    "20",
+    "--rendezvous-timeout",
+    "5",
+];
+
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
@@ -138,17 +148,9 @@ fn two_ranks_equal_one_rank_with_two_threads() {
 fn a_killed_rank_ends_the_others_with_its_name() {
     let f = fixture();
     let port = free_port();
-    // Many small steps so that the kill lands mid-training.
-    let extra = [
-        "--batch-size",
-        "512",
-        "--epochs",
-        "20",
-        "--rendezvous-timeout",
-        "5",
-    ];
-    let mut r0 = spawn_rank(f, 0, 2, &port, &extra);
-    let mut r1 = spawn_rank(f, 1, 2, &port, &extra);
+    let extra = LONG_RUN;
+    let mut r0 = spawn_rank(f, 0, 2, &port, extra);
+    let mut r1 = spawn_rank(f, 1, 2, &port, extra);
     std::thread::sleep(Duration::from_millis(1500));
     assert!(r1.try_wait().unwrap().is_none(), "rank 1 ended early");
     r1.kill().unwrap();
@@ -184,16 +186,9 @@ fn a_killed_rank_ends_the_others_with_its_name() {
 fn a_signal_to_one_rank_stops_every_rank_at_the_same_step() {
     let f = fixture();
     let port = free_port();
-    let extra = [
-        "--batch-size",
-        "512",
-        "--epochs",
-        "20",
-        "--rendezvous-timeout",
-        "5",
-    ];
-    let r0 = spawn_rank(f, 0, 2, &port, &extra);
-    let r1 = spawn_rank(f, 1, 2, &port, &extra);
+    let extra = LONG_RUN;
+    let r0 = spawn_rank(f, 0, 2, &port, extra);
+    let r1 = spawn_rank(f, 1, 2, &port, extra);
     std::thread::sleep(Duration::from_millis(1500));
     // Only rank 1 is told to stop: the ranks agree before every step, so rank 0 stops too (with
     // the checkpoint only it writes) instead of waiting for rank 1 until the timeout.

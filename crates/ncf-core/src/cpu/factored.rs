@@ -112,24 +112,13 @@ impl Factored {
         let (nu, ni) = (self.users.len(), self.items.len());
         gather(&mut self.emb_user, &self.users, &p[net.mlp_user..], e);
         gather(&mut self.emb_item, &self.items, &p[net.mlp_item..], e);
-        let w0 = &p[net.w[0]..net.w[0] + width * 2 * e];
-        for (emb, proj, rows, col) in [
-            (&self.emb_user, &mut self.proj_user, nu, 0),
-            (&self.emb_item, &mut self.proj_item, ni, e),
+        for (emb, proj, rows, side) in [
+            (&self.emb_user, &mut self.proj_user, nu, Side::User),
+            (&self.emb_item, &mut self.proj_item, ni, Side::Item),
         ] {
             proj.clear();
             proj.resize(rows * width, 0.0);
-            // [rows, e] · (W_0[:, col..col + e])ᵀ: W_0 is [width, 2e] row-major.
-            sgemm(
-                (rows, e, width),
-                emb,
-                (e, 1),
-                &w0[col..],
-                (1, 2 * e),
-                0.0,
-                proj,
-                (width, 1),
-            );
+            project(net, p, side, emb, rows, proj);
         }
         for (agg, rows) in [(&mut self.agg_user, nu), (&mut self.agg_item, ni)] {
             agg.clear();
@@ -266,4 +255,32 @@ fn scatter_add(g: &mut [f32], base: usize, ids: &[u32], rows: &[f32], e: usize) 
             *x += d;
         }
     }
+}
+
+/// Which half of `W_0 = [W_u | W_i]` a projection multiplies.
+#[derive(Clone, Copy)]
+pub(super) enum Side {
+    User,
+    Item,
+}
+
+/// `out[rows, width] = E[rows, e] · W_sideᵀ`: the first layer's product of `rows` embedding rows
+/// of one side (`emb` row-major, `e` wide).
+pub(super) fn project(net: &Net, p: &[f32], side: Side, emb: &[f32], rows: usize, out: &mut [f32]) {
+    let (e, width) = (net.e, net.layers[1]);
+    let w0 = &p[net.w[0]..net.w[0] + width * 2 * e];
+    let col = match side {
+        Side::User => 0,
+        Side::Item => e,
+    };
+    sgemm(
+        (rows, e, width),
+        emb,
+        (e, 1),
+        &w0[col..],
+        (1, 2 * e),
+        0.0,
+        out,
+        (width, 1),
+    );
 }

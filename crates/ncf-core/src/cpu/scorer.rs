@@ -8,7 +8,8 @@
 //! GEMM computes an output element from its own row only), so results are reproducible bit for
 //! bit however the input is split.
 
-use super::tile::{self, sgemm, Net, Projections, Work};
+use super::factored::{project, Side};
+use super::tile::{self, Net, Projections, Work};
 use super::{default_threads, DEFAULT_TILE};
 use crate::model::Model;
 
@@ -139,32 +140,4 @@ impl<'m> Scorer<'m> {
             o.copy_from_slice(&work.logit[..o.len()]);
         }
     }
-}
-
-/// Which half of `W_0 = [W_u | W_i]` a projection multiplies.
-#[derive(Clone, Copy)]
-enum Side {
-    User,
-    Item,
-}
-
-/// `out[rows, width] = E[rows, e] · W_sideᵀ`: the first layer's product of `rows` embedding rows
-/// of one side (`emb` row-major, `e` wide).
-fn project(net: &Net, p: &[f32], side: Side, emb: &[f32], rows: usize, out: &mut [f32]) {
-    let (e, width) = (net.e, net.layers[1]);
-    let w0 = &p[net.w[0]..net.w[0] + width * 2 * e];
-    let col = match side {
-        Side::User => 0,
-        Side::Item => e,
-    };
-    sgemm(
-        (rows, e, width),
-        emb,
-        (e, 1),
-        &w0[col..],
-        (1, 2 * e),
-        0.0,
-        out,
-        (width, 1),
-    );
 }

@@ -389,21 +389,7 @@ impl CpuTrainer {
             }
         }
         let update = |p: &mut [f32], m: &mut [f32], v: &mut [f32], gs: &mut [&mut [f32]]| {
-            let mut finite = true;
-            for k in 0..p.len() {
-                let mut g = 0f32;
-                for t in gs.iter_mut() {
-                    g += t[k];
-                    t[k] = 0.0;
-                }
-                finite &= g.is_finite();
-                g += l2 * p[k];
-                match opt {
-                    Optimizer::Adam => h.update(&mut p[k], &mut m[k], &mut v[k], g),
-                    Optimizer::Sgd => p[k] -= lr * g,
-                }
-            }
-            finite
+            optimiser_pass(opt, &h, lr, l2, p, m, v, gs)
         };
         let chunks = self
             .model
@@ -431,6 +417,96 @@ impl CpuTrainer {
             g.iter_mut().for_each(|x| *x = 0.0);
         }
     }
+}
+
+/// One chunk of the optimiser step, in two tight passes that vectorise: sum the threads'
+/// gradients into the first one (in thread order, zeroing the others), then update `p`, `m`, `v`
+/// and zero the sum. The additions happen in the same order as a per-element loop over threads,
+/// so the results are those of the scalar update. Returns false when a gradient is not finite.
+#[allow(clippy::too_many_arguments)]
+fn optimiser_pass(
+    opt: Optimizer,
+    h: &AdamScalars,
+    lr: f32,
+    l2: f32,
+    p: &mut [f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    gs: &mut [&mut [f32]],
+) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if tile::has_avx2_fma() {
+        // SAFETY: the CPU has the features the function is compiled for.
+        return unsafe { optimiser_pass_avx2(opt, h, lr, l2, p, m, v, gs) };
+    }
+    optimiser_pass_body(opt, h, lr, l2, p, m, v, gs)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn optimiser_pass_avx2(
+    opt: Optimizer,
+    h: &AdamScalars,
+    lr: f32,
+    l2: f32,
+    p: &mut [f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    gs: &mut [&mut [f32]],
+) -> bool {
+    optimiser_pass_body(opt, h, lr, l2, p, m, v, gs)
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn optimiser_pass_body(
+    opt: Optimizer,
+    h: &AdamScalars,
+    lr: f32,
+    l2: f32,
+    p: &mut [f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    gs: &mut [&mut [f32]],
+) -> bool {
+    let Some((first, rest)) = gs.split_first_mut() else {
+        return true;
+    };
+    let g = &mut **first;
+    for t in rest.iter_mut() {
+        for (a, b) in g.iter_mut().zip(t.iter_mut()) {
+            *a += *b;
+            *b = 0.0;
+        }
+    }
+    // Non-finite gradients are caught by their exponent bits: an integer OR vectorises where a
+    // boolean AND of is_finite() did not.
+    let mut bad = 0u32;
+    let iter = p
+        .iter_mut()
+        .zip(m.iter_mut())
+        .zip(v.iter_mut())
+        .zip(g.iter_mut());
+    match opt {
+        Optimizer::Adam => {
+            for (((p, m), v), g) in iter {
+                bad |= ((g.to_bits() & 0x7f80_0000) == 0x7f80_0000) as u32;
+                let gl = *g + l2 * *p;
+                *g = 0.0;
+                h.update(p, m, v, gl);
+            }
+        }
+        Optimizer::Sgd => {
+            for (((p, _), _), g) in iter {
+                bad |= ((g.to_bits() & 0x7f80_0000) == 0x7f80_0000) as u32;
+                let gl = *g + l2 * *p;
+                *g = 0.0;
+                *p -= lr * gl;
+            }
+        }
+    }
+    bad == 0
 }
 
 impl Trainer for CpuTrainer {

@@ -499,3 +499,71 @@ fn scorer_is_split_independent_on_grouped_inputs() {
         }
     }
 }
+
+/// The optimiser pass (thread gradients summed, then p/m/v updated, in vectorised passes) gives
+/// the bits of the scalar per-element update, for both optimisers, with L2, for 1 to 3 thread
+/// gradient vectors; it zeroes every gradient and reports a non-finite one anywhere.
+#[test]
+fn optimiser_pass_equals_the_scalar_update() {
+    let n = 1003; // not a multiple of any vector width
+    let val = |k: usize, salt: u64| {
+        let x = crate::rng::Rng::new(salt).uniform_f64(0, k as u32, 0, 0);
+        (x as f32 - 0.5) * 0.02
+    };
+    for opt in [Optimizer::Adam, Optimizer::Sgd] {
+        for threads in 1..=3usize {
+            let mut cfg = train_config(opt);
+            cfg.l2 = 0.01;
+            let h = AdamScalars::new(&cfg, 7);
+            let p0: Vec<f32> = (0..n).map(|k| val(k, 1) * 50.0).collect();
+            let m0: Vec<f32> = (0..n).map(|k| val(k, 2)).collect();
+            let v0: Vec<f32> = (0..n).map(|k| val(k, 3).abs() * 1e-2).collect();
+            let g0: Vec<Vec<f32>> = (0..threads)
+                .map(|t| (0..n).map(|k| val(k, 10 + t as u64)).collect())
+                .collect();
+            // Scalar reference: per element, threads summed in order, then the update.
+            let (mut p1, mut m1, mut v1) = (p0.clone(), m0.clone(), v0.clone());
+            for k in 0..n {
+                let mut g = 0f32;
+                for t in &g0 {
+                    g += t[k];
+                }
+                g += cfg.l2 * p1[k];
+                match opt {
+                    Optimizer::Adam => h.update(&mut p1[k], &mut m1[k], &mut v1[k], g),
+                    Optimizer::Sgd => p1[k] -= cfg.lr * g,
+                }
+            }
+            let (mut p2, mut m2, mut v2, mut g2) = (p0.clone(), m0.clone(), v0.clone(), g0.clone());
+            let mut gs: Vec<&mut [f32]> = g2.iter_mut().map(|g| &mut g[..]).collect();
+            let ok = optimiser_pass(opt, &h, cfg.lr, cfg.l2, &mut p2, &mut m2, &mut v2, &mut gs);
+            assert!(
+                ok,
+                "{opt:?} {threads}: finite gradients reported as not finite"
+            );
+            let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            assert_eq!(
+                bits(&p1),
+                bits(&p2),
+                "{opt:?} {threads} threads: parameters differ"
+            );
+            assert_eq!(bits(&m1), bits(&m2), "{opt:?} {threads} threads: m differs");
+            assert_eq!(bits(&v1), bits(&v2), "{opt:?} {threads} threads: v differs");
+            assert!(
+                g2.iter().flatten().all(|&g| g == 0.0),
+                "gradients not zeroed"
+            );
+            for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+                for at in [0, n / 2, n - 1] {
+                    let mut g3 = g0.clone();
+                    g3[threads - 1][at] = bad;
+                    let (mut p, mut m, mut v) = (p0.clone(), m0.clone(), v0.clone());
+                    let mut gs: Vec<&mut [f32]> = g3.iter_mut().map(|g| &mut g[..]).collect();
+                    let ok =
+                        optimiser_pass(opt, &h, cfg.lr, cfg.l2, &mut p, &mut m, &mut v, &mut gs);
+                    assert!(!ok, "{opt:?}: gradient {bad} at {at} not reported");
+                }
+            }
+        }
+    }
+}

@@ -273,7 +273,7 @@ pub fn forward_with(
 /// Whether the AVX2 + FMA builds of the tile loops can run (same results: Rust never contracts
 /// `a * b + c` into an FMA, so only vector width changes, not rounding).
 #[cfg(target_arch = "x86_64")]
-fn has_avx2_fma() -> bool {
+pub(super) fn has_avx2_fma() -> bool {
     std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
 }
 

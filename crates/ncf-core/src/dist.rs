@@ -285,6 +285,11 @@ impl Group {
         })
     }
 
+    /// How long a collective waits for the other ranks before it fails.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     pub fn rank(&self) -> usize {
         self.info.rank
     }

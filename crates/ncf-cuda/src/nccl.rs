@@ -13,15 +13,20 @@
 //! NCCL collectives have no timeout. A rank that never arrives or leaves between steps is caught
 //! by the host collectives that bracket them (a ready check before the NCCL id is shared, and the
 //! ranks' stop agreement before every step in `ncf_core::train::run`), which time out and name the
-//! rank; a rank that dies in the middle of a step's device collectives still hangs the others
-//! (open: a deadline on the step's completion event, then `ncclCommAbort`).
+//! rank. A rank that dies in the middle of a step's device collectives would leave the others'
+//! all-reduce spinning on the GPU forever: so the host never blocks on a stream holding NCCL work.
+//! It records an event after the step and polls it ([`Ranks::wait`]) with the group's timeout;
+//! past it the step fails with an error saying so, and the trainer drops the communicator
+//! (cudarc's `Comm` drop is `ncclCommAbort`, which ends the spinning kernels) before returning
+//! it. (Written and compiled without a GPU; the 1-rank GPU check runs the polling, not the abort.)
 
 use crate::CudaError;
-use cudarc::driver::{CudaSlice, CudaStream};
+use cudarc::driver::{sys::CUevent_flags, CudaSlice, CudaStream};
 use cudarc::nccl::safe::{Comm, Id, ReduceOp};
 use cudarc::nccl::NcclType;
 use ncf_core::dist::Group;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// One rank's communicators.
 pub struct Ranks {
@@ -110,6 +115,31 @@ impl Ranks {
             .map_err(|e| CudaError::call(format!("ncclAllReduce of {what}"), e))
     }
 
+    /// Wait for the work queued on `stream` so far (the step's collectives included), at most
+    /// the group's timeout. Never blocks inside the driver: an event is polled, so a peer that
+    /// died in the middle of a collective turns into an error here instead of a hang.
+    pub fn wait(&self, stream: &CudaStream, what: &str) -> Result<(), CudaError> {
+        let event = stream
+            .record_event(Some(CUevent_flags::CU_EVENT_DISABLE_TIMING))
+            .map_err(|e| CudaError::call(format!("recording an event after {what}"), e))?;
+        let timeout = self.group.timeout();
+        let done = poll_until(timeout, || {
+            event
+                .try_is_complete()
+                .map_err(|e| CudaError::call(format!("waiting for {what}"), e))
+        })?;
+        if done {
+            return Ok(());
+        }
+        Err(CudaError::Invalid(format!(
+            "rank {} of {}: {what} did not finish within {:.0} s: another rank died or stalled \
+             in the middle of the step's NCCL collectives (its own log says why)",
+            self.rank(),
+            self.world(),
+            timeout.as_secs_f64()
+        )))
+    }
+
     /// Rank 0's `buf` into every rank's.
     pub fn broadcast<T: NcclType>(
         &self,
@@ -120,6 +150,30 @@ impl Ranks {
             .broadcast_in_place(buf, 0)
             .map(|_| ())
             .map_err(|e| CudaError::call(format!("ncclBroadcast of {what}"), e))
+    }
+}
+
+/// Call `done` until it says true or `timeout` has passed (then false). For the first 100 ms it
+/// polls back to back (yielding the core), as the driver's default synchronisation spins, so a
+/// step of a millisecond is not lengthened; after that it sleeps 1 ms between calls.
+pub fn poll_until<E>(
+    timeout: Duration,
+    mut done: impl FnMut() -> Result<bool, E>,
+) -> Result<bool, E> {
+    let start = Instant::now();
+    loop {
+        if done()? {
+            return Ok(true);
+        }
+        let waited = start.elapsed();
+        if waited >= timeout {
+            return Ok(false);
+        }
+        if waited < Duration::from_millis(100) {
+            std::thread::yield_now();
+        } else {
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 }
 
@@ -137,6 +191,27 @@ pub fn local_positions(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn poll_until_returns_when_done_and_gives_up_after_the_timeout() {
+        let mut n = 0;
+        let r: Result<bool, ()> = poll_until(Duration::from_secs(5), || {
+            n += 1;
+            Ok(n == 500)
+        });
+        assert_eq!(r, Ok(true));
+        assert_eq!(n, 500);
+        let t0 = Instant::now();
+        let r: Result<bool, ()> = poll_until(Duration::from_millis(50), || Ok(false));
+        assert_eq!(r, Ok(false));
+        let dt = t0.elapsed();
+        assert!(
+            dt >= Duration::from_millis(50) && dt < Duration::from_secs(2),
+            "{dt:?}"
+        );
+        let r: Result<bool, &str> = poll_until(Duration::from_secs(5), || Err("device error"));
+        assert_eq!(r, Err("device error"));
+    }
 
     #[test]
     fn local_positions_tile_the_batch() {

@@ -663,7 +663,8 @@ impl CudaTrainer {
     pub fn with_ranks(mut self, group: ncf_core::dist::Group) -> Result<Self, CudaError> {
         let ranks = crate::nccl::Ranks::new(group, self.gpu.stream.clone())?;
         ranks.broadcast(&mut self.params, "the initial parameters")?;
-        self.gpu.sync("broadcasting the initial parameters")?;
+        // Polled with the group's deadline; on an error `ranks` is dropped (aborted) here.
+        ranks.wait(&self.gpu.stream, "broadcasting the initial parameters")?;
         self.ranks = Some(ranks);
         Ok(self)
     }
@@ -1064,6 +1065,26 @@ impl CudaTrainer {
         )
     }
 
+    /// With NCCL ranks: wait for the queued step (collectives included) with the group's
+    /// deadline instead of blocking in the driver. Past it, the communicator is dropped (cudarc
+    /// aborts it: ncclCommAbort ends the spinning collectives) before the error is returned, so
+    /// the process can exit and nothing waits on the stream forever.
+    fn wait_for_ranks(&mut self, what: &str) -> Result<(), CudaError> {
+        let Some(r) = &self.ranks else {
+            return Ok(());
+        };
+        let Err(e) = r.wait(&self.gpu.stream, what) else {
+            return Ok(());
+        };
+        let ranks = self.ranks.take();
+        let aborted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(ranks)));
+        let how = match aborted {
+            Ok(()) => "the NCCL communicator was aborted",
+            Err(_) => "aborting the NCCL communicator failed too",
+        };
+        Err(CudaError::Invalid(format!("{e}; {how}")))
+    }
+
     fn train_step(
         &mut self,
         epoch: u32,
@@ -1115,6 +1136,7 @@ impl CudaTrainer {
         }
         let t = self.adam_steps + 1;
         self.optimizer_step(t, 1.0 / scale, fp16)?;
+        self.wait_for_ranks(&format!("epoch {epoch} step {t}"))?;
         let loss = self.gpu.download(&self.loss_sum, 1, "loss")?[0];
         let err = self.gpu.download(&self.sample_err, 1, "sampler flag")?[0];
         if err != 0 {

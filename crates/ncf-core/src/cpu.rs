@@ -4,6 +4,7 @@
 //! thing on tiles of samples with GEMMs and is tested against it.
 
 pub mod factored;
+pub mod optim;
 pub mod reference;
 pub mod scorer;
 pub mod tile;
@@ -13,9 +14,10 @@ use crate::dist::Group;
 use crate::model::Model;
 use crate::rng::{stream, Rng};
 use crate::sampler::{EpochSamples, NegativeMode, UserItems};
-use crate::train::{Optimizer, StepStats, TrainConfig, Trainer};
+use crate::train::{StepStats, TrainConfig, Trainer};
 use crate::{Error, Result};
 use factored::Factored;
+use optim::{Segment, Side, Touched};
 use reference::AdamScalars;
 pub use scorer::Scorer;
 use tile::{Net, Work};
@@ -149,6 +151,12 @@ pub struct CpuTrainer {
     work: Vec<Work>,
     first_layer: FirstLayer,
     factored: Vec<Factored>,
+    /// The flat vector's embedding tables and the rest ([`optim::segments`]).
+    segments: Vec<Segment>,
+    /// Per thread: the users and items its share of the step touched (repeats allowed).
+    touched_by: Vec<(Vec<u32>, Vec<u32>)>,
+    /// Their union, for the optimiser pass.
+    touched: Touched,
     /// The other ranks of a data-parallel run ([`crate::dist`]); a group of one by default.
     group: Group,
 }
@@ -200,6 +208,9 @@ impl CpuTrainer {
             work: vec![],
             first_layer: FirstLayer::Factored,
             factored: vec![],
+            segments: optim::segments(&model.layout),
+            touched_by: vec![],
+            touched: Touched::new(model.config.n_users, model.config.n_items),
             group: Group::single(),
             model,
         })
@@ -284,6 +295,9 @@ impl CpuTrainer {
             let (nu, ni) = (self.model.config.n_users, self.model.config.n_items);
             self.factored = (0..threads).map(|_| Factored::new(nu, ni)).collect();
         }
+        if self.touched_by.len() != threads {
+            self.touched_by = (0..threads).map(|_| Default::default()).collect();
+        }
         let (net, p, tile) = (&self.net, &self.model.params[..], self.tile);
         // The batch is split into world × threads chunks; this rank's threads take theirs, so
         // chunk boundaries (and results) of R ranks × T threads equal 1 rank × R·T threads.
@@ -297,9 +311,15 @@ impl CpuTrainer {
                 work.dlogit[r] = (reference::sigmoid(x) - y) / batch_f;
             }
         };
-        let run = |k: usize, work: &mut Work, g: &mut [f32], fac: Option<&mut Factored>| {
+        let run = |k: usize,
+                   work: &mut Work,
+                   g: &mut [f32],
+                   fac: Option<&mut Factored>,
+                   touched: &mut (Vec<u32>, Vec<u32>)| {
             let mut loss = 0f64;
             let (start, end) = (chunk(k), chunk(k + 1));
+            touched.0.clear();
+            touched.1.clear();
             if let Some(fac) = fac {
                 fac.clear();
                 for q in start..end {
@@ -316,6 +336,9 @@ impl CpuTrainer {
                     tile::backward_with(net, p, work, g, scale, Some(fac.aggregates()));
                 }
                 fac.finish(net, p, g);
+                let (users, items) = fac.distinct();
+                touched.0.extend_from_slice(users);
+                touched.1.extend_from_slice(items);
                 return Ok(loss);
             }
             let mut pos = start;
@@ -330,6 +353,8 @@ impl CpuTrainer {
                     work.label.push(l);
                     work.index.push(s as u32);
                 }
+                touched.0.extend_from_slice(&work.user);
+                touched.1.extend_from_slice(&work.item);
                 tile::forward(net, p, work, dropout);
                 dlogits(work, &mut loss);
                 tile::backward(net, p, work, g, scale);
@@ -348,6 +373,7 @@ impl CpuTrainer {
                 &mut self.work[0],
                 &mut self.grads[0],
                 facs.pop().flatten(),
+                &mut self.touched_by[0],
             )]
         } else {
             std::thread::scope(|sc| {
@@ -356,8 +382,9 @@ impl CpuTrainer {
                     .iter_mut()
                     .zip(self.grads.iter_mut())
                     .zip(facs)
+                    .zip(self.touched_by.iter_mut())
                     .enumerate()
-                    .map(|(k, ((w, g), f))| sc.spawn(move || run(k, w, g, f)))
+                    .map(|(k, (((w, g), f), t))| sc.spawn(move || run(k, w, g, f, t)))
                     .collect();
                 handles
                     .into_iter()
@@ -372,13 +399,29 @@ impl CpuTrainer {
         Ok(total)
     }
 
-    /// Sum the per-thread gradients (in thread order), zero them, and apply the optimiser.
+    /// Sum the per-thread gradients (in thread order), zero them, and apply the optimiser
+    /// ([`optim`]: rows no thread touched are updated without reading their zero gradients).
     /// Returns false when some gradient was not finite (the step is then partly applied and
     /// training must stop).
     fn apply(&mut self) -> bool {
         self.step += 1;
-        let h = AdamScalars::new(&self.cfg, self.step);
-        let (opt, lr, l2) = (self.cfg.optimizer, self.cfg.lr, self.cfg.l2);
+        let kernel = optim::Kernel {
+            opt: self.cfg.optimizer,
+            adam: AdamScalars::new(&self.cfg, self.step),
+            lr: self.cfg.lr,
+            l2: self.cfg.l2,
+        };
+        // One rank: the rows no thread touched have zero gradients and are updated without
+        // reading them. Several ranks: the all-reduced gradients may be non-zero anywhere.
+        let touched = if self.group.world() == 1 {
+            for (users, items) in &self.touched_by {
+                self.touched.mark(Side::User, users);
+                self.touched.mark(Side::Item, items);
+            }
+            Some(&self.touched)
+        } else {
+            None
+        };
         let n = self.model.params.len();
         let per = n.div_ceil(self.threads).next_multiple_of(16).max(16);
         // Transpose the per-thread gradient vectors into per-chunk lists of slices.
@@ -388,125 +431,43 @@ impl CpuTrainer {
                 parts[c].push(s);
             }
         }
-        let update = |p: &mut [f32], m: &mut [f32], v: &mut [f32], gs: &mut [&mut [f32]]| {
-            optimiser_pass(opt, &h, lr, l2, p, m, v, gs)
-        };
+        let segments = &self.segments[..];
+        let update =
+            |c: usize, p: &mut [f32], m: &mut [f32], v: &mut [f32], gs: &mut [&mut [f32]]| {
+                optim::pass(&kernel, segments, touched, c * per, p, m, v, gs)
+            };
         let chunks = self
             .model
             .params
             .chunks_mut(per)
             .zip(self.m.chunks_mut(per))
             .zip(self.v.chunks_mut(per))
-            .zip(parts.iter_mut());
-        if self.threads == 1 {
-            chunks.fold(true, |ok, (((p, m), v), gs)| update(p, m, v, gs) & ok)
+            .zip(parts.iter_mut())
+            .enumerate();
+        let ok = if self.threads == 1 {
+            chunks.fold(true, |ok, (c, (((p, m), v), gs))| {
+                update(c, p, m, v, gs) & ok
+            })
         } else {
             std::thread::scope(|sc| {
                 let handles: Vec<_> = chunks
-                    .map(|(((p, m), v), gs)| sc.spawn(move || update(p, m, v, gs)))
+                    .map(|(c, (((p, m), v), gs))| sc.spawn(move || update(c, p, m, v, gs)))
                     .collect();
                 handles.into_iter().fold(true, |ok, h| {
                     h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)) & ok
                 })
             })
-        }
+        };
+        self.touched.clear();
+        ok
     }
 
     fn zero_grads(&mut self) {
         for g in self.grads.iter_mut() {
             g.iter_mut().for_each(|x| *x = 0.0);
         }
+        self.touched.clear();
     }
-}
-
-/// One chunk of the optimiser step, in two tight passes that vectorise: sum the threads'
-/// gradients into the first one (in thread order, zeroing the others), then update `p`, `m`, `v`
-/// and zero the sum. The additions happen in the same order as a per-element loop over threads,
-/// so the results are those of the scalar update. Returns false when a gradient is not finite.
-#[allow(clippy::too_many_arguments)]
-fn optimiser_pass(
-    opt: Optimizer,
-    h: &AdamScalars,
-    lr: f32,
-    l2: f32,
-    p: &mut [f32],
-    m: &mut [f32],
-    v: &mut [f32],
-    gs: &mut [&mut [f32]],
-) -> bool {
-    #[cfg(target_arch = "x86_64")]
-    if tile::has_avx2_fma() {
-        // SAFETY: the CPU has the features the function is compiled for.
-        return unsafe { optimiser_pass_avx2(opt, h, lr, l2, p, m, v, gs) };
-    }
-    optimiser_pass_body(opt, h, lr, l2, p, m, v, gs)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn optimiser_pass_avx2(
-    opt: Optimizer,
-    h: &AdamScalars,
-    lr: f32,
-    l2: f32,
-    p: &mut [f32],
-    m: &mut [f32],
-    v: &mut [f32],
-    gs: &mut [&mut [f32]],
-) -> bool {
-    optimiser_pass_body(opt, h, lr, l2, p, m, v, gs)
-}
-
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn optimiser_pass_body(
-    opt: Optimizer,
-    h: &AdamScalars,
-    lr: f32,
-    l2: f32,
-    p: &mut [f32],
-    m: &mut [f32],
-    v: &mut [f32],
-    gs: &mut [&mut [f32]],
-) -> bool {
-    let Some((first, rest)) = gs.split_first_mut() else {
-        return true;
-    };
-    let g = &mut **first;
-    for t in rest.iter_mut() {
-        for (a, b) in g.iter_mut().zip(t.iter_mut()) {
-            *a += *b;
-            *b = 0.0;
-        }
-    }
-    // Non-finite gradients are caught by their exponent bits: an integer OR vectorises where a
-    // boolean AND of is_finite() did not.
-    let mut bad = 0u32;
-    let iter = p
-        .iter_mut()
-        .zip(m.iter_mut())
-        .zip(v.iter_mut())
-        .zip(g.iter_mut());
-    match opt {
-        Optimizer::Adam => {
-            for (((p, m), v), g) in iter {
-                bad |= ((g.to_bits() & 0x7f80_0000) == 0x7f80_0000) as u32;
-                let gl = *g + l2 * *p;
-                *g = 0.0;
-                h.update(p, m, v, gl);
-            }
-        }
-        Optimizer::Sgd => {
-            for (((p, _), _), g) in iter {
-                bad |= ((g.to_bits() & 0x7f80_0000) == 0x7f80_0000) as u32;
-                let gl = *g + l2 * *p;
-                *g = 0.0;
-                *p -= lr * gl;
-            }
-        }
-    }
-    bad == 0
 }
 
 impl Trainer for CpuTrainer {

@@ -171,6 +171,11 @@ impl Factored {
         work.si.extend_from_slice(&self.si[range]);
     }
 
+    /// The distinct users and items of the step (in slot order).
+    pub fn distinct(&self) -> (&[u32], &[u32]) {
+        (&self.users, &self.items)
+    }
+
     pub fn projections(&self) -> Projections<'_> {
         Projections {
             user: &self.proj_user,

@@ -5,7 +5,7 @@ use super::reference::{self, OptimizerState, Sample};
 use super::*;
 use crate::model::{ModelConfig, ModelKind};
 use crate::sampler::NegativeMode;
-use crate::train::Precision;
+use crate::train::{Optimizer, Precision};
 
 fn config(kind: ModelKind, layers: Vec<usize>, dropout: f32) -> ModelConfig {
     ModelConfig {
@@ -500,28 +500,57 @@ fn scorer_is_split_independent_on_grouped_inputs() {
     }
 }
 
-/// The optimiser pass (thread gradients summed, then p/m/v updated, in vectorised passes) gives
-/// the bits of the scalar per-element update, for both optimisers, with L2, for 1 to 3 thread
-/// gradient vectors; it zeroes every gradient and reports a non-finite one anywhere.
+/// The optimiser pass gives the bits of the scalar per-element update (threads summed in order,
+/// then Adam or SGD with L2), for 1 to 3 thread gradient vectors, whether it skips the untouched
+/// embedding rows or not, however the flat vector is cut into chunks (cuts inside rows too); it
+/// zeroes every gradient and reports a non-finite one anywhere.
 #[test]
 fn optimiser_pass_equals_the_scalar_update() {
-    let n = 1003; // not a multiple of any vector width
-    let val = |k: usize, salt: u64| {
-        let x = crate::rng::Rng::new(salt).uniform_f64(0, k as u32, 0, 0);
+    use super::optim::{self, Kernel, Side, Touched};
+    let model = big_model(config(ModelKind::Neumf, vec![8, 4], 0.0), 3);
+    let segs = optim::segments(&model.layout);
+    let n = model.layout.total;
+    // Segments tile the vector; the four embedding tables are row segments.
+    assert_eq!(segs.first().unwrap().range.start, 0);
+    assert_eq!(segs.last().unwrap().range.end, n);
+    assert!(segs.windows(2).all(|w| w[0].range.end == w[1].range.start));
+    assert_eq!(segs.iter().filter(|s| s.rows.is_some()).count(), 4);
+    let (users, items) = ([1u32, 3], [0u32, 4, 6]);
+    // Gradients are non-zero only in the touched rows of the tables and in the dense parts.
+    let row_of = |k: usize| -> Option<(Side, usize)> {
+        let s = segs.iter().find(|s| s.range.contains(&k))?;
+        let (side, w) = s.rows?;
+        Some((side, (k - s.range.start) / w))
+    };
+    let live = |k: usize| match row_of(k) {
+        None => true,
+        Some((Side::User, r)) => users.contains(&(r as u32)),
+        Some((Side::Item, r)) => items.contains(&(r as u32)),
+    };
+    let val = |k: usize, salt: u32| {
+        let x = crate::rng::Rng::new(5).uniform_f64(salt, k as u32, 0, 0);
         (x as f32 - 0.5) * 0.02
     };
     for opt in [Optimizer::Adam, Optimizer::Sgd] {
         for threads in 1..=3usize {
             let mut cfg = train_config(opt);
             cfg.l2 = 0.01;
-            let h = AdamScalars::new(&cfg, 7);
-            let p0: Vec<f32> = (0..n).map(|k| val(k, 1) * 50.0).collect();
+            let kernel = Kernel {
+                opt,
+                adam: AdamScalars::new(&cfg, 7),
+                lr: cfg.lr,
+                l2: cfg.l2,
+            };
+            let p0 = model.params.clone();
             let m0: Vec<f32> = (0..n).map(|k| val(k, 2)).collect();
             let v0: Vec<f32> = (0..n).map(|k| val(k, 3).abs() * 1e-2).collect();
             let g0: Vec<Vec<f32>> = (0..threads)
-                .map(|t| (0..n).map(|k| val(k, 10 + t as u64)).collect())
+                .map(|t| {
+                    (0..n)
+                        .map(|k| if live(k) { val(k, 10 + t as u32) } else { 0.0 })
+                        .collect()
+                })
                 .collect();
-            // Scalar reference: per element, threads summed in order, then the update.
             let (mut p1, mut m1, mut v1) = (p0.clone(), m0.clone(), v0.clone());
             for k in 0..n {
                 let mut g = 0f32;
@@ -530,37 +559,66 @@ fn optimiser_pass_equals_the_scalar_update() {
                 }
                 g += cfg.l2 * p1[k];
                 match opt {
-                    Optimizer::Adam => h.update(&mut p1[k], &mut m1[k], &mut v1[k], g),
+                    Optimizer::Adam => kernel.adam.update(&mut p1[k], &mut m1[k], &mut v1[k], g),
                     Optimizer::Sgd => p1[k] -= cfg.lr * g,
                 }
             }
-            let (mut p2, mut m2, mut v2, mut g2) = (p0.clone(), m0.clone(), v0.clone(), g0.clone());
-            let mut gs: Vec<&mut [f32]> = g2.iter_mut().map(|g| &mut g[..]).collect();
-            let ok = optimiser_pass(opt, &h, cfg.lr, cfg.l2, &mut p2, &mut m2, &mut v2, &mut gs);
-            assert!(
-                ok,
-                "{opt:?} {threads}: finite gradients reported as not finite"
-            );
+            let mut touched = Touched::new(5, 7);
+            touched.mark(Side::User, &users);
+            touched.mark(Side::Item, &items);
+            touched.mark(Side::Item, &items[..1]); // repeats are fine
             let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
-            assert_eq!(
-                bits(&p1),
-                bits(&p2),
-                "{opt:?} {threads} threads: parameters differ"
-            );
-            assert_eq!(bits(&m1), bits(&m2), "{opt:?} {threads} threads: m differs");
-            assert_eq!(bits(&v1), bits(&v2), "{opt:?} {threads} threads: v differs");
-            assert!(
-                g2.iter().flatten().all(|&g| g == 0.0),
-                "gradients not zeroed"
-            );
+            for sparse in [false, true] {
+                for per in [n, 16, 13, 5] {
+                    let (mut p, mut m, mut v, mut g) =
+                        (p0.clone(), m0.clone(), v0.clone(), g0.clone());
+                    let t = sparse.then_some(&touched);
+                    let mut ok = true;
+                    let mut start = 0;
+                    while start < n {
+                        let end = (start + per).min(n);
+                        let mut gs: Vec<&mut [f32]> =
+                            g.iter_mut().map(|g| &mut g[start..end]).collect();
+                        ok &= optim::pass(
+                            &kernel,
+                            &segs,
+                            t,
+                            start,
+                            &mut p[start..end],
+                            &mut m[start..end],
+                            &mut v[start..end],
+                            &mut gs,
+                        );
+                        start = end;
+                    }
+                    let what =
+                        format!("{opt:?}, {threads} threads, sparse {sparse}, chunks of {per}");
+                    assert!(ok, "{what}: finite gradients reported as not finite");
+                    assert_eq!(bits(&p1), bits(&p), "{what}: parameters differ");
+                    assert_eq!(bits(&m1), bits(&m), "{what}: m differs");
+                    assert_eq!(bits(&v1), bits(&v), "{what}: v differs");
+                    assert!(
+                        g.iter().flatten().all(|&x| x == 0.0),
+                        "{what}: gradients not zeroed"
+                    );
+                }
+            }
             for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
-                for at in [0, n / 2, n - 1] {
-                    let mut g3 = g0.clone();
-                    g3[threads - 1][at] = bad;
+                for at in (0..n).filter(|&k| live(k)).step_by(37) {
+                    let mut g = g0.clone();
+                    g[threads - 1][at] = bad;
                     let (mut p, mut m, mut v) = (p0.clone(), m0.clone(), v0.clone());
-                    let mut gs: Vec<&mut [f32]> = g3.iter_mut().map(|g| &mut g[..]).collect();
-                    let ok =
-                        optimiser_pass(opt, &h, cfg.lr, cfg.l2, &mut p, &mut m, &mut v, &mut gs);
+                    let mut gs: Vec<&mut [f32]> = g.iter_mut().map(|g| &mut g[..]).collect();
+                    let ok = optim::pass(
+                        &kernel,
+                        &segs,
+                        Some(&touched),
+                        0,
+                        &mut p,
+                        &mut m,
+                        &mut v,
+                        &mut gs,
+                    );
                     assert!(!ok, "{opt:?}: gradient {bad} at {at} not reported");
                 }
             }

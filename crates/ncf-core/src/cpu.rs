@@ -193,6 +193,9 @@ impl CpuTrainer {
         };
         let net = Net::new(&model);
         let n = model.params.len();
+        let segments = optim::segments(&model.layout);
+        optim::check_rows(&segments, model.config.n_users, model.config.n_items)
+            .map_err(|e| Error::invalid(format!("model layout: {e}")))?;
         Ok(CpuTrainer {
             net,
             cfg: cfg.clone(),
@@ -208,7 +211,7 @@ impl CpuTrainer {
             work: vec![],
             first_layer: FirstLayer::Factored,
             factored: vec![],
-            segments: optim::segments(&model.layout),
+            segments,
             touched_by: vec![],
             touched: Touched::new(model.config.n_users, model.config.n_items),
             group: Group::single(),

@@ -167,8 +167,10 @@ impl Group {
     /// computes (dataset fingerprint, training config): every rank must send the same.
     pub fn connect(info: RankInfo, addr: &str, timeout: Duration, digest: &str) -> Result<Group> {
         if info.world == 1 {
+            // No peers, but the timeout still bounds waits on this group's behalf (NCCL steps).
             return Ok(Group {
                 info,
+                timeout,
                 ..Group::single()
             });
         }

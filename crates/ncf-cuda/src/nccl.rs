@@ -16,9 +16,13 @@
 //! rank. A rank that dies in the middle of a step's device collectives would leave the others'
 //! all-reduce spinning on the GPU forever: so the host never blocks on a stream holding NCCL work.
 //! It records an event after the step and polls it ([`Ranks::wait`]) with the group's timeout;
-//! past it the step fails with an error saying so, and the trainer drops the communicator
-//! (cudarc's `Comm` drop is `ncclCommAbort`, which ends the spinning kernels) before returning
-//! it. (Written and compiled without a GPU; the 1-rank GPU check runs the polling, not the abort.)
+//! past it (or on any error once a collective is queued) the step fails with an error saying
+//! so, and the trainer drops the communicator (cudarc's `Comm` drop is `ncclCommAbort`, which ends
+//! the spinning kernels; run on a helper thread given 10 s, as the abort can hang too) before
+//! returning it. Still blocking: `ncclCommInitRank` itself and the connection set-up inside the
+//! first collective (a peer dying in that window hangs the others; a non-blocking communicator
+//! polled with `ncclCommGetAsyncError` would cover it). Written and compiled without a GPU: the
+//! 1-rank GPU check runs the polling, not the abort.
 
 use crate::CudaError;
 use cudarc::driver::{sys::CUevent_flags, CudaSlice, CudaStream};

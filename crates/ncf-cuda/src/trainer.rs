@@ -465,6 +465,10 @@ impl Batch {
 
 /// NeuMF on one GPU: the [`Trainer`] of the CUDA backend.
 pub struct CudaTrainer {
+    /// The other ranks of a data-parallel run (NCCL); None on one GPU without `--nccl`. First,
+    /// so it is dropped first: its drop aborts the communicator, ending collectives that a dead
+    /// peer would leave spinning, before the GPU's handles are destroyed (which synchronise).
+    ranks: Option<crate::nccl::Ranks>,
     pub gpu: Gpu,
     pub cfg: TrainConfig,
     pub model_cfg: ModelConfig,
@@ -490,8 +494,6 @@ pub struct CudaTrainer {
     pub loss_scale: f32,
     pub clean_steps: u32,
     perm: Option<(u32, Permutation)>,
-    /// The other ranks of a data-parallel run (NCCL); None on one GPU without `--nccl`.
-    ranks: Option<crate::nccl::Ranks>,
 }
 
 impl CudaTrainer {
@@ -662,10 +664,16 @@ impl CudaTrainer {
     /// the NCCL path forced). Rank 0's parameters are broadcast to every rank.
     pub fn with_ranks(mut self, group: ncf_core::dist::Group) -> Result<Self, CudaError> {
         let ranks = crate::nccl::Ranks::new(group, self.gpu.stream.clone())?;
-        ranks.broadcast(&mut self.params, "the initial parameters")?;
-        // Polled with the group's deadline; on an error `ranks` is dropped (aborted) here.
-        ranks.wait(&self.gpu.stream, "broadcasting the initial parameters")?;
         self.ranks = Some(ranks);
+        let sent = match &self.ranks {
+            Some(r) => r
+                .broadcast(&mut self.params, "the initial parameters")
+                .and_then(|_| r.wait(&self.gpu.stream, "broadcasting the initial parameters")),
+            None => Ok(()),
+        };
+        if let Err(e) = sent {
+            return Err(self.abort_ranks(e));
+        }
         Ok(self)
     }
 
@@ -1066,23 +1074,81 @@ impl CudaTrainer {
     }
 
     /// With NCCL ranks: wait for the queued step (collectives included) with the group's
-    /// deadline instead of blocking in the driver. Past it, the communicator is dropped (cudarc
-    /// aborts it: ncclCommAbort ends the spinning collectives) before the error is returned, so
-    /// the process can exit and nothing waits on the stream forever.
+    /// deadline instead of blocking in the driver; past it, abort ([`Self::abort_ranks`]).
     fn wait_for_ranks(&mut self, what: &str) -> Result<(), CudaError> {
         let Some(r) = &self.ranks else {
             return Ok(());
         };
-        let Err(e) = r.wait(&self.gpu.stream, what) else {
-            return Ok(());
+        match r.wait(&self.gpu.stream, what) {
+            Ok(()) => Ok(()),
+            Err(e) => Err(self.abort_ranks(e)),
+        }
+    }
+
+    /// After an error with NCCL work possibly queued: drop the communicator (cudarc's drop is
+    /// ncclCommAbort, which ends collectives a dead peer left spinning) so that nothing waits on
+    /// the stream forever, and say so in the error. The abort runs on a helper thread and is
+    /// given 10 s: NCCL's abort can itself hang (it joins its proxy threads); the process then
+    /// exits with the error anyway.
+    fn abort_ranks(&mut self, e: CudaError) -> CudaError {
+        let Some(ranks) = self.ranks.take() else {
+            return e;
         };
-        let ranks = self.ranks.take();
-        let aborted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(ranks)));
-        let how = match aborted {
-            Ok(()) => "the NCCL communicator was aborted",
-            Err(_) => "aborting the NCCL communicator failed too",
+        struct Moved(crate::nccl::Ranks);
+        // SAFETY: the communicator is moved, not shared: no other thread uses it afterwards, and
+        // ncclCommAbort may be called from any thread.
+        unsafe impl Send for Moved {}
+        let moved = Moved(ranks);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let spawned = std::thread::Builder::new()
+            .name("nccl-abort".into())
+            .spawn(move || {
+                // The whole wrapper is moved in (a closure naming only `moved.0` would capture
+                // the non-Send field alone).
+                let moved = moved;
+                let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(moved.0)));
+                let _ = tx.send(ok.is_ok());
+            });
+        let how = match spawned.map(|_| rx.recv_timeout(std::time::Duration::from_secs(10))) {
+            Ok(Ok(true)) => "the NCCL communicator was aborted",
+            Ok(Ok(false)) => "aborting the NCCL communicator failed too",
+            Ok(Err(_)) => "aborting the NCCL communicator did not finish within 10 s",
+            Err(_) => "no thread could be started to abort the NCCL communicator",
         };
-        Err(CudaError::Invalid(format!("{e}; {how}")))
+        CudaError::Invalid(format!("{e}; {how}"))
+    }
+
+    /// The step after the local forward/backward: all-reduce over the ranks (if any), FP16's
+    /// finite check, the optimiser. With the debug modes that synchronise after every launch
+    /// (NCF_CUDA_SYNC, profiling) the collectives are first waited for with the deadline, so
+    /// those synchronisations cannot block on a collective a dead peer left spinning.
+    fn reduce_and_update(&mut self, fp16: bool, scale: f32, t: u64) -> Result<(), CudaError> {
+        if let Some(r) = &self.ranks {
+            r.all_reduce(&mut self.grads, ReduceOp::Sum, "the gradients")?;
+            r.all_reduce(&mut self.loss_sum, ReduceOp::Sum, "the loss")?;
+            r.all_reduce(&mut self.sample_err, ReduceOp::Max, "the sampler flag")?;
+            if self.gpu.sync_each || self.gpu.profile.is_some() {
+                r.wait(&self.gpu.stream, "the step's all-reduces")?;
+            }
+        }
+        if fp16 {
+            let s = &self.gpu.stream;
+            let len = self.layout.total as u64;
+            let args = [
+                dptr(&self.grads, s).into(),
+                len.into(),
+                dptr(&self.found_inf, s).into(),
+            ];
+            self.gpu.launch(
+                "ncf_check_finite",
+                self.gpu.grid_for(len),
+                256,
+                0,
+                &args,
+                &format!("{len} gradients"),
+            )?;
+        }
+        self.optimizer_step(t, 1.0 / scale, fp16)
     }
 
     fn train_step(
@@ -1111,31 +1177,12 @@ impl CudaTrainer {
             self.final_layer(n, true, scale / global as f32)?;
             self.mlp_backward(n, epoch)?;
         }
-        if let Some(r) = &self.ranks {
-            r.all_reduce(&mut self.grads, ReduceOp::Sum, "the gradients")?;
-            r.all_reduce(&mut self.loss_sum, ReduceOp::Sum, "the loss")?;
-            r.all_reduce(&mut self.sample_err, ReduceOp::Max, "the sampler flag")?;
-        }
         let n = global;
-        if fp16 {
-            let s = &self.gpu.stream;
-            let len = self.layout.total as u64;
-            let args = [
-                dptr(&self.grads, s).into(),
-                len.into(),
-                dptr(&self.found_inf, s).into(),
-            ];
-            self.gpu.launch(
-                "ncf_check_finite",
-                self.gpu.grid_for(len),
-                256,
-                0,
-                &args,
-                &format!("{len} gradients"),
-            )?;
-        }
         let t = self.adam_steps + 1;
-        self.optimizer_step(t, 1.0 / scale, fp16)?;
+        // From the first collective on, an error may leave NCCL work queued: abort then.
+        if let Err(e) = self.reduce_and_update(fp16, scale, t) {
+            return Err(self.abort_ranks(e));
+        }
         self.wait_for_ranks(&format!("epoch {epoch} step {t}"))?;
         let loss = self.gpu.download(&self.loss_sum, 1, "loss")?[0];
         let err = self.gpu.download(&self.sample_err, 1, "sampler flag")?[0];

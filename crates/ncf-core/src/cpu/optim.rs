@@ -7,9 +7,11 @@
 //! rows no thread touched have a zero gradient in every thread's vector, so the pass skips
 //! reading (and re-zeroing) those gradients and applies the zero-gradient update from `p`, `m`,
 //! `v` alone: 6 memory streams per parameter instead of 4 + 4 per thread. The bits are those of
-//! the dense per-element update ([`Kernel::dense`] vs [`Kernel::idle`]: adding a thread's zero
-//! gradient changes at most the sign of a zero, which the update cannot see). With several
-//! ranks the gradients are all-reduced densely, so every row counts as touched.
+//! the dense per-element update ([`Kernel::dense`] vs [`Kernel::idle`]): gradient vectors only
+//! ever hold +0 where nothing was added (they start at +0, are zeroed with +0, and adding onto
+//! +0 never gives −0), so the dense pass computes `+0 + l2·p` for an untouched element exactly
+//! as `idle` does. With several ranks the gradients are all-reduced densely, so every row counts
+//! as touched.
 
 use super::reference::AdamScalars;
 use crate::model::Layout;
@@ -39,7 +41,8 @@ pub struct Segment {
     pub rows: Option<(Side, usize)>,
 }
 
-/// The segments of `layout`, covering `0..layout.total` in order (padding is dense).
+/// The segments of `layout`, covering `0..layout.total` in order (padding is dense). Tables must
+/// have `n_users` / `n_items` rows ([`Touched`] is sized by them): checked by [`check_rows`].
 pub fn segments(layout: &Layout) -> Vec<Segment> {
     let mut tensors: Vec<_> = layout.tensors.iter().collect();
     tensors.sort_by_key(|t| t.offset);
@@ -74,6 +77,27 @@ pub fn segments(layout: &Layout) -> Vec<Segment> {
     }
     push(at..layout.total, None);
     out
+}
+
+/// Whether every table segment has `n_users` (user side) or `n_items` rows; the error names the
+/// first that does not.
+pub fn check_rows(segments: &[Segment], n_users: u32, n_items: u32) -> Result<(), String> {
+    for s in segments {
+        if let Some((side, width)) = s.rows {
+            let want = match side {
+                Side::User => n_users,
+                Side::Item => n_items,
+            } as usize;
+            let rows = s.range.len() / width;
+            if rows != want || s.range.len() % width != 0 {
+                return Err(format!(
+                    "embedding table at {}..{} has {rows} rows of {width}, the model {want} {side:?} ids",
+                    s.range.start, s.range.end
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The users and items some thread touched this step (flags, and the ids set, to clear them).

@@ -2,7 +2,8 @@
 # The NCF paper's ml-1m grid (He et al., WWW'17, Table 2 and Figure 4) on the authors' own split:
 # GMF, MLP, NeuMF without and with pre-training, for predictive factors 8/16/32/64, over several
 # seeds, with the authors' hyper-parameters (batch 256, Adam lr 0.001, 4 exact negatives, no
-# dropout, no L2, 20 epochs; pre-trained NeuMF with SGD lr 0.001, alpha 0.5; MLP tower
+# dropout, no L2, 20 epochs; pre-trained NeuMF with SGD lr 0.001 (the paper's text; Adam as the
+# authors' README: neumf-pre-adam), alpha 0.5; MLP tower
 # [8f, 4f, 2f, f]). Each model is evaluated with the paper's protocol (its 99 negatives, by
 # ncf-train), with NVIDIA's (the same held-out items among 100 sampled negatives: a copy of the
 # dataset written by ncf-negsample; models fit it by their split fingerprint) and with full ranking
@@ -11,7 +12,8 @@
 #   scripts/paper-grid.sh [OUTDIR]          (default: benchmarks/results/<date>-paper-grid)
 #
 # Env: FACTORS (default "8 16 32 64"), SEEDS (default "1 2 3"), EPOCHS (default 20),
-#      MODELS (default "gmf mlp neumf neumf-pre"), THREADS, DEVICE (cpu|cuda, default cpu),
+#      MODELS (default "gmf mlp neumf neumf-pre"; also neumf-pre-adam: pre-trained NeuMF with
+#      Adam as the authors' README runs it), THREADS, DEVICE (cpu|cuda, default cpu),
 #      BIN (directory of the ncf binaries; default: a release build), DATA (the authors' split).
 # Writes OUTDIR/runs.jsonl (one line per model: config, best epoch, HR/NDCG per protocol,
 # seconds) and OUTDIR/RESULTS.md (mean ± std per cell beside the paper's numbers); copy the
@@ -85,6 +87,16 @@ for f in $factors; do
               || { echo "$0: neumf-pre needs $need in MODELS before it" >&2; exit 1; }
           done
           train neumf-pre "$f" "$seed" --model neumf --optimizer sgd --alpha 0.5 \
+            --pretrain-gmf "$work/gmf-f$f-s$seed.safetensors" \
+            --pretrain-mlp "$work/mlp-f$f-s$seed.safetensors" ;;
+        neumf-pre-adam)
+          # The authors' README runs pre-trained NeuMF with `--learner adam` (lr 0.001), where
+          # the paper's text says vanilla SGD: both are reported.
+          for need in gmf mlp; do
+            [[ -f $work/$need-f$f-s$seed.safetensors ]] \
+              || { echo "$0: neumf-pre-adam needs $need in MODELS before it" >&2; exit 1; }
+          done
+          train neumf-pre-adam "$f" "$seed" --model neumf --optimizer adam --alpha 0.5 \
             --pretrain-gmf "$work/gmf-f$f-s$seed.safetensors" \
             --pretrain-mlp "$work/mlp-f$f-s$seed.safetensors" ;;
         *) echo "$0: unknown model $m" >&2; exit 2 ;;

@@ -109,3 +109,62 @@ fn gmf_mlp_and_pretrained_neumf() {
     let e = fails(root, "ncf-train", &a);
     assert!(e.contains("differ from the pre-trained"), "{e}");
 }
+
+/// `--model mf` (Rendle et al.'s MF by per-example SGD) through the real binaries: it learns,
+/// its file is a GMF every tool scores (ncf-eval finds the HR ncf-train reported), the batch
+/// size does not change what it learns, and what it cannot do is refused with a reason.
+#[test]
+fn mf_by_per_example_sgd() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let data = ml100k_dataset(root, 99);
+    let train = |out: &Path, extra: &[&str]| -> serde_json::Value {
+        let mut a = vec![s(&data), "-o", s(out), "--model", "mf", "--factors", "16"];
+        a.extend_from_slice(&["--epochs", "2", "--quiet", "--no-checkpoint", "--seed", "4"]);
+        a.extend_from_slice(extra);
+        let log = ok(root, "ncf-train", &a);
+        serde_json::from_str(log.lines().last().unwrap()).unwrap()
+    };
+    let (a, b) = (root.join("a.safetensors"), root.join("b.safetensors"));
+    let sa = train(&a, &["--batch-size", "1000", "--lr", "0.01"]);
+    let sb = train(&b, &["--batch-size", "77", "--lr", "0.01"]);
+    assert!(sa["best_hr"].as_f64().unwrap() > 0.2, "{sa}");
+    assert!(
+        sa["backend"].as_str().unwrap().contains("per-example sgd"),
+        "{sa}"
+    );
+    assert_eq!(sa["best_hr"], sb["best_hr"], "{sa} vs {sb}");
+    let (m, _) = modelfile::load(&a).unwrap();
+    let (mb, _) = modelfile::load(&b).unwrap();
+    assert!(m.params == mb.params, "the batch size changed the model");
+    assert_eq!(m.config.kind, ModelKind::Gmf);
+    assert_eq!(m.config.factors, 18);
+    assert_eq!(ncf_core::cpu::mf::dim_of(&m), Some(16));
+    let eval: serde_json::Value =
+        serde_json::from_str(ok(root, "ncf-eval", &[s(&data), s(&a)]).trim()).unwrap();
+    let (hr, want) = (
+        eval["hr"].as_f64().unwrap(),
+        sa["best_hr"].as_f64().unwrap(),
+    );
+    assert!(
+        (hr - want).abs() < 1e-9,
+        "ncf-eval HR {hr}, ncf-train {want}"
+    );
+    for (extra, why) in [
+        (&["--optimizer", "adam"][..], "--optimizer sgd"),
+        (&["--device", "cuda"][..], "CPU only"),
+        (&["--dropout", "0.5"][..], "no MLP"),
+        (&["--init-std=-1"][..], "--init-std"),
+    ] {
+        let mut a = vec![s(&data), "-o", "x.safetensors", "--model", "mf"];
+        a.extend_from_slice(extra);
+        let e = fails(root, "ncf-train", &a);
+        assert!(e.contains(why), "{extra:?}: {e}");
+    }
+    let e = fails(
+        root,
+        "ncf-train",
+        &[s(&data), "-o", "x.safetensors", "--init-std", "0.1"],
+    );
+    assert!(e.contains("--model mf"), "{e}");
+}

@@ -36,6 +36,9 @@ enum Kind {
     Neumf,
     Gmf,
     Mlp,
+    /// Matrix factorisation with biases by per-example SGD (Rendle et al. 2020), CPU only;
+    /// saved as the equivalent GMF.
+    Mf,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -149,8 +152,17 @@ struct Args {
     negatives: Option<u32>,
     #[arg(long, value_enum)]
     negative_mode: Option<NegMode>,
+    /// Model: neumf (default), gmf, mlp, or mf: dot product plus user, item and global biases
+    /// trained by one SGD update per sample (Rendle et al. 2020) on one CPU thread, saved as the
+    /// equivalent GMF (factors + 2 columns holding the biases, final weights one). Unless given,
+    /// mf uses --optimizer sgd --lr 0.002 --l2 0.005 --negatives 8 (their ml-1m recipe); --l2
+    /// applies per sample to the rows it touches, and --batch-size only sets how often progress
+    /// and checkpoints happen.
     #[arg(long, value_enum)]
     model: Option<Kind>,
+    /// --model mf: standard deviation of the initial latent factors.
+    #[arg(long, value_name = "STD")]
+    init_std: Option<f32>,
     #[arg(long, value_enum)]
     optimizer: Option<Opt>,
     /// Seed of initialisation, negatives, shuffling and dropout.
@@ -290,6 +302,19 @@ fn main() -> std::process::ExitCode {
 fn run(a: Args) -> Result<()> {
     let r = preset(a.preset, a.seed, a.topk);
     let mut cfg = r.cfg;
+    let mf = a.model == Some(Kind::Mf);
+    if mf {
+        // Rendle et al.'s ml-1m recipe; explicit flags still win below.
+        cfg.optimizer = Optimizer::Sgd;
+        cfg.lr = 0.002;
+        cfg.l2 = 0.005;
+        cfg.negatives = 8;
+        if a.dropout.is_some_and(|d| d != 0.0) {
+            bail!("--dropout: --model mf has no MLP to drop units from");
+        }
+    } else if a.init_std.is_some() {
+        bail!("--init-std is for --model mf (the other models use NVIDIA's initialisation)");
+    }
     cfg.epochs = a.epochs.unwrap_or(cfg.epochs);
     cfg.batch_size = a.batch_size.unwrap_or(cfg.batch_size);
     cfg.lr = a.lr.unwrap_or(cfg.lr);
@@ -373,6 +398,7 @@ fn run(a: Args) -> Result<()> {
         Kind::Neumf => ModelKind::Neumf,
         Kind::Gmf => ModelKind::Gmf,
         Kind::Mlp => ModelKind::Mlp,
+        Kind::Mf => ModelKind::Gmf,
     };
     let mc = ModelConfig {
         kind,
@@ -383,9 +409,13 @@ fn run(a: Args) -> Result<()> {
         dropout: a.dropout.unwrap_or(r.dropout),
     };
     let model = match (&a.pretrain_gmf, &a.pretrain_mlp) {
+        (None, None) if mf => {
+            let std = a.init_std.unwrap_or(ncf_core::cpu::mf::DEFAULT_INIT_STD);
+            ncf_core::cpu::mf::init(mc.n_users, mc.n_items, mc.factors, std, cfg.seed)?
+        }
         (None, None) => Model::init(mc, cfg.seed)?,
         (Some(g), Some(m)) => {
-            if kind != ModelKind::Neumf {
+            if kind != ModelKind::Neumf || mf {
                 bail!("--pretrain-gmf/--pretrain-mlp initialise a NeuMF model (--model neumf)");
             }
             let load = |p: &PathBuf| -> Result<Model> {
@@ -414,6 +444,10 @@ fn run(a: Args) -> Result<()> {
     };
 
     let device = match a.device {
+        Device::Auto if mf => Device::Cpu,
+        Device::Cuda if mf => {
+            bail!("--model mf trains on the CPU only (its per-example SGD is sequential)")
+        }
         Device::Auto => match ncf_cuda::available() {
             Ok(_) => Device::Cuda,
             Err(e) => {
@@ -466,6 +500,12 @@ fn run(a: Args) -> Result<()> {
         None
     };
     let mut trainer: Box<dyn Trainer> = match gpu {
+        None if mf => {
+            if group.is_some() {
+                bail!("--model mf trains on one rank (its per-example SGD is sequential)");
+            }
+            mf_trainer(model, &cfg, &train_data, a.threads)?
+        }
         None => cpu_trainer(model, &cfg, &train_data, a.threads, group)?,
         Some(ordinal) => cuda_trainer(model, &cfg, ordinal, &train_data, group)?,
     };
@@ -575,6 +615,25 @@ fn cuda_trainer(
         Some(g) => Box::new(t.with_ranks(g)?),
         None => Box::new(t),
     })
+}
+
+fn mf_trainer(
+    model: Model,
+    cfg: &TrainConfig,
+    data: &Dataset,
+    threads: Option<usize>,
+) -> Result<Box<dyn Trainer>> {
+    let positives = (cfg.negative_mode == NegativeMode::Exact)
+        .then(|| UserItems::new(data.n_users, &data.train_users, &data.train_items));
+    let threads = threads.unwrap_or_else(ncf_core::cpu::default_threads);
+    Ok(Box::new(ncf_core::cpu::mf::MfTrainer::new(
+        model,
+        cfg,
+        data.train_users.clone(),
+        data.train_items.clone(),
+        positives,
+        threads,
+    )?))
 }
 
 fn cpu_trainer(

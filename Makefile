@@ -12,7 +12,7 @@ NVRTC_HOME = $(shell ls -d $(VENV)/lib/python3*/site-packages/nvidia/cu13 2>/dev
 export NCF_NVRTC_HOME := $(abspath $(NVRTC_HOME))
 export NCF_PYTHON := $(abspath $(PY))
 
-.PHONY: all build release test lint unit demo venv clean bench install device-check device-pack fmt paper-grid
+.PHONY: all build release test lint unit demo venv clean bench install device-check device-pack fmt paper-grid mf-ml1m
 
 all: build
 
@@ -75,6 +75,12 @@ bench:
 # Hours on a 2-core CPU; FACTORS=8 SEEDS=1 for a part, DEVICE=cuda on a GPU.
 paper-grid: release
 	BIN=$(BIN) scripts/paper-grid.sh
+
+# Rendle et al.'s MF (--model mf) on the paper's split: epochs chosen on a validation split, then
+# 5 seeds on the test file (last epoch) → benchmarks/results/<date>-mf-ml1m/summary.md.
+# About 10 min per 256-epoch run on 2 idle cores; FACTORS=64 SEEDS=1 EPOCHS=64 for a short one.
+mf-ml1m: release
+	BIN=$(BIN) scripts/mf-ml1m.sh
 
 # Binaries, man pages and bash/zsh/fish completions into $(PREFIX) (`man ncf-train` afterwards).
 PREFIX ?= /usr/local

@@ -67,7 +67,7 @@ enum NegMode {
     Exact,
 }
 
-/// Train NeuMF (or GMF / MLP alone) on a dataset; write the best model by HR@K.
+/// Train NeuMF (or GMF / MLP alone, or biased MF) on a dataset; write the best model by HR@K.
 ///
 /// Input: a dataset directory from ncf-prep with test negatives (ncf-negsample), or `-` for
 /// its Arrow IPC stream. Each epoch re-draws the negatives and shuffles (the same samples as

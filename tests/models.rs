@@ -150,6 +150,36 @@ fn mf_by_per_example_sgd() {
         (hr - want).abs() < 1e-9,
         "ncf-eval HR {hr}, ncf-train {want}"
     );
+    // An ensemble of a model with itself scores as the model; --weights must match the models.
+    let twice: serde_json::Value = serde_json::from_str(
+        ok(
+            root,
+            "ncf-eval",
+            &[s(&data), s(&a), s(&b), "--weights", "0.25,0.75"],
+        )
+        .trim(),
+    )
+    .unwrap();
+    assert!(
+        (twice["hr"].as_f64().unwrap() - want).abs() < 1e-9,
+        "{twice}"
+    );
+    let e = fails(root, "ncf-eval", &[s(&data), s(&a), "--weights", "1,1"]);
+    assert!(e.contains("2 weights for 1 models"), "{e}");
+    // ncf-eval --validation ranks the split ncf-train --validation held out: same HR.
+    let v = root.join("v.safetensors");
+    let sv = train(&v, &["--validation", "--validation-seed", "3"]);
+    let ev: serde_json::Value = serde_json::from_str(
+        ok(
+            root,
+            "ncf-eval",
+            &[s(&data), s(&v), "--validation", "--validation-seed", "3"],
+        )
+        .trim(),
+    )
+    .unwrap();
+    assert_eq!(ev["hr"], sv["best_hr"], "{ev} vs {sv}");
+    assert_eq!(ev["ndcg"], sv["best_ndcg"], "{ev} vs {sv}");
     for (extra, why) in [
         (&["--optimizer", "adam"][..], "--optimizer sgd"),
         (&["--device", "cuda"][..], "CPU only"),

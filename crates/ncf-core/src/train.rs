@@ -551,6 +551,28 @@ pub fn has_time_order(data: &Dataset) -> bool {
         .is_some_and(|t| t.iter().any(|&x| x != t[0]))
 }
 
+/// The validation split of `ncf-train --validation` (and `ncf-eval --validation`, which must
+/// rank the same held-out items): as many negatives per user as the dataset's test set has (100
+/// without one), the latest interaction held out when the training rows carry a time order, else
+/// a random one, unless `holdout` says which.
+pub fn default_validation(
+    data: &Dataset,
+    seed: u64,
+    holdout: Option<Holdout>,
+) -> Result<(Dataset, EvalSet)> {
+    let per_user = if data.test_negatives_per_user > 0 {
+        data.test_negatives_per_user
+    } else {
+        100
+    };
+    let holdout = holdout.unwrap_or(if has_time_order(data) {
+        Holdout::Latest
+    } else {
+        Holdout::Random
+    });
+    validation_split(data, seed, per_user, holdout)
+}
+
 /// A validation split for tuning without looking at the test set: one training interaction of
 /// every user with at least two is held out (`holdout`; random draws use stream VALIDATION,
 /// independent of the training seed), with `negatives` distinct sampled items the user has not

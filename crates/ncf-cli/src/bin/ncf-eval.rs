@@ -5,10 +5,16 @@ use clap::{Parser, ValueEnum};
 use ncf_core::dataset::Dataset;
 use ncf_core::metrics::{self, EvalSet};
 use ncf_core::sampler::UserItems;
-use ncf_core::train::Trainer;
+use ncf_core::train::{self, Holdout, Trainer};
 use ncf_core::{cpu, modelfile};
 use std::io::Write;
 use std::path::PathBuf;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum HoldoutArg {
+    Latest,
+    Random,
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Device {
@@ -26,6 +32,11 @@ enum Device {
 /// (--dense for dense ids). Rank = number of candidates scoring strictly higher than the held-out
 /// item (ties count in its favour, as NVIDIA's); hit iff rank < K; NDCG = 1/log2(rank + 2).
 ///
+/// Several models score each pair by the weighted sum of their logits (--weights, default equal
+/// weights summing to 1): an ensemble. --validation ranks the held-out items of the validation
+/// split `ncf-train --validation` carves from the training data (same --validation-seed and
+/// holdout), to choose models, ensembles and weights without the test file.
+///
 /// A model trained on another dataset (different fingerprint) is refused.
 ///
 /// Input schemas: the dataset directory (docs/FORMATS.md) with test negatives for the sampled
@@ -38,15 +49,29 @@ enum Device {
 ///
 /// Example:
 ///   ncf-eval ml-small model.safetensors --k 10
+///   ncf-eval ml-small mf.safetensors neumf.safetensors --weights 0.6,0.4 --validation
 ///   ncf-topk ml-small model.safetensors --all -k 10 | ncf-eval ml-small --ranked -
 #[derive(Parser, Debug)]
 #[command(version, verbatim_doc_comment)]
 struct Args {
     /// Dataset directory (from ncf-prep), or `-` for an Arrow IPC stream on stdin.
     dataset: PathBuf,
-    /// Model file (from ncf-train).
+    /// Model file(s) from ncf-train; several are an ensemble (weighted sum of logits).
     #[arg(required_unless_present = "ranked", conflicts_with = "ranked")]
-    model: Option<PathBuf>,
+    models: Vec<PathBuf>,
+    /// One weight per model for the ensemble's logit sum (default: 1/number of models each).
+    #[arg(long, value_delimiter = ',', allow_negative_numbers = true)]
+    weights: Option<Vec<f32>>,
+    /// Rank the held-out items of ncf-train's --validation split instead of the test set.
+    #[arg(long, conflicts_with_all = ["ranked", "full"])]
+    validation: bool,
+    /// Seed of the validation split (as ncf-train's --validation-seed).
+    #[arg(long, default_value_t = 0, requires = "validation")]
+    validation_seed: u64,
+    /// Which interaction the validation split held out (as ncf-train's --validation-holdout;
+    /// default: latest when the training rows are time-ordered, else random).
+    #[arg(long, value_enum, requires = "validation")]
+    validation_holdout: Option<HoldoutArg>,
     /// Cut-off K of HR@K and NDCG@K.
     #[arg(short, long, default_value_t = 10)]
     k: usize,
@@ -84,32 +109,57 @@ fn run(a: Args) -> Result<()> {
         };
         metrics::evaluate_ranked(&ranks, a.k, listed)?
     } else {
-        let path = a
-            .model
-            .as_ref()
-            .expect("clap requires MODEL without --ranked");
-        let (model, meta) = modelfile::load(path)?;
-        modelfile::check_dataset(&meta, &data)
-            .with_context(|| format!("{}: does not fit {}", path.display(), a.dataset.display()))?;
-        // Scores come from the CPU, or from the GPU through the CUDA backend's scorer.
-        let mut gpu = match a.device {
-            Device::Cpu => None,
-            Device::Cuda => Some(cuda_scorer(model.clone(), &data)?),
+        let weights = match &a.weights {
+            None => vec![1.0 / a.models.len() as f32; a.models.len()],
+            Some(w) if w.len() != a.models.len() => bail!(
+                "--weights: {} weights for {} models",
+                w.len(),
+                a.models.len()
+            ),
+            Some(w) if w.iter().any(|x| !x.is_finite()) => bail!("--weights must be finite"),
+            Some(w) => w.clone(),
         };
-        let cpu_scorer = gpu.is_none().then(|| cpu::Scorer::new(&model));
+        // Scores come from the CPU, or from the GPU through the CUDA backend's scorer.
+        let mut models = Vec::with_capacity(a.models.len());
+        for path in &a.models {
+            let (model, meta) = modelfile::load(path)?;
+            modelfile::check_dataset(&meta, &data).with_context(|| {
+                format!("{}: does not fit {}", path.display(), a.dataset.display())
+            })?;
+            models.push(model);
+        }
+        let mut scorers = Vec::with_capacity(models.len());
+        for model in &models {
+            scorers.push(match a.device {
+                Device::Cpu => Scorer::Cpu(Box::new(cpu::Scorer::new(model))),
+                Device::Cuda => Scorer::Cuda(Box::new(cuda_scorer(model.clone(), &data)?)),
+            });
+        }
+        let mut part = Vec::new();
         let score = |u: &[u32], i: &[u32], o: &mut [f32]| -> ncf_core::Result<()> {
-            match (gpu.as_mut(), &cpu_scorer) {
-                (Some(t), _) => t.score(u, i, o),
-                (None, scorer) => {
-                    scorer
-                        .as_ref()
-                        .expect("a CPU scorer without a GPU")
-                        .score(u, i, o);
-                    Ok(())
+            if let [s] = &mut scorers[..] {
+                if weights[0] == 1.0 {
+                    return s.score(u, i, o);
                 }
             }
+            o.fill(0.0);
+            part.resize(o.len(), 0.0);
+            for (s, &w) in scorers.iter_mut().zip(&weights) {
+                s.score(u, i, &mut part)?;
+                for (x, p) in o.iter_mut().zip(&part) {
+                    *x += w * p;
+                }
+            }
+            Ok(())
         };
-        if a.full {
+        if a.validation {
+            let holdout = a.validation_holdout.map(|h| match h {
+                HoldoutArg::Latest => Holdout::Latest,
+                HoldoutArg::Random => Holdout::Random,
+            });
+            let (_, set) = train::default_validation(&data, a.validation_seed, holdout)?;
+            metrics::evaluate(&set, a.k, score)?
+        } else if a.full {
             let train = UserItems::new(data.n_users, &data.train_users, &data.train_items);
             metrics::evaluate_full(
                 &data.test_users,
@@ -128,6 +178,24 @@ fn run(a: Args) -> Result<()> {
     writeln!(out, "{}", serde_json::to_string(&m)?)?;
     out.flush()?;
     Ok(())
+}
+
+/// One ensemble member's scorer.
+enum Scorer<'a> {
+    Cpu(Box<cpu::Scorer<'a>>),
+    Cuda(Box<ncf_cuda::CudaTrainer>),
+}
+
+impl Scorer<'_> {
+    fn score(&mut self, u: &[u32], i: &[u32], o: &mut [f32]) -> ncf_core::Result<()> {
+        match self {
+            Scorer::Cpu(s) => {
+                s.score(u, i, o);
+                Ok(())
+            }
+            Scorer::Cuda(t) => t.score(u, i, o),
+        }
+    }
 }
 
 /// A CUDA trainer used only for its scorer (dropout off): the model and positives on GPU 0.

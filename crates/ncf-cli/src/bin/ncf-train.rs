@@ -374,18 +374,11 @@ fn run(a: Args) -> Result<()> {
         .unwrap_or_default();
     let split_fingerprint = data.split_fingerprint();
     let (train_data, eval, eval_name) = if a.validation {
-        let per_user = if data.test_negatives_per_user > 0 {
-            data.test_negatives_per_user
-        } else {
-            100
-        };
-        let holdout = match a.validation_holdout {
-            Some(HoldoutArg::Latest) => Holdout::Latest,
-            Some(HoldoutArg::Random) => Holdout::Random,
-            None if train::has_time_order(&data) => Holdout::Latest,
-            None => Holdout::Random,
-        };
-        let (t, e) = train::validation_split(&data, a.validation_seed, per_user, holdout)?;
+        let holdout = a.validation_holdout.map(|h| match h {
+            HoldoutArg::Latest => Holdout::Latest,
+            HoldoutArg::Random => Holdout::Random,
+        });
+        let (t, e) = train::default_validation(&data, a.validation_seed, holdout)?;
         (t, e, "validation")
     } else {
         let e = EvalSet::from_test(&data)

@@ -101,6 +101,27 @@ pub fn score_with(model: &Model, users: &[u32], items: &[u32], out: &mut [f32], 
     Scorer::with_threads(model, threads).score(users, items, out)
 }
 
+/// [`score_with`] after checking the ids ([`check_ids`]) and that `out` has one slot per pair:
+/// what a trainer's `score` does.
+pub fn score_checked(
+    model: &Model,
+    users: &[u32],
+    items: &[u32],
+    out: &mut [f32],
+    threads: usize,
+) -> Result<()> {
+    check_ids(model, users, items)?;
+    if out.len() != users.len() {
+        return Err(Error::invalid(format!(
+            "score: {} pairs but room for {} scores",
+            users.len(),
+            out.len()
+        )));
+    }
+    score_with(model, users, items, out, threads);
+    Ok(())
+}
+
 /// An error naming the first user or item id that is out of range of `model`.
 pub fn check_ids(model: &Model, users: &[u32], items: &[u32]) -> Result<()> {
     let c = &model.config;
@@ -270,14 +291,7 @@ impl CpuTrainer {
             &self.items,
             self.positives.as_ref(),
         );
-        if positions.end > samples.len() || positions.start >= positions.end {
-            return Err(Error::invalid(format!(
-                "step positions {}..{} are not a non-empty range of the epoch's {} samples",
-                positions.start,
-                positions.end,
-                samples.len()
-            )));
-        }
+        samples.check_positions(&positions)?;
         let batch = positions.end - positions.start;
         let batch_f = batch as f32;
         let t = dropout_threshold(self.model.config.dropout);
@@ -541,16 +555,7 @@ impl Trainer for CpuTrainer {
     }
 
     fn score(&mut self, users: &[u32], items: &[u32], out: &mut [f32]) -> Result<()> {
-        check_ids(&self.model, users, items)?;
-        if out.len() != users.len() {
-            return Err(Error::invalid(format!(
-                "score: {} pairs but room for {} scores",
-                users.len(),
-                out.len()
-            )));
-        }
-        score_with(&self.model, users, items, out, self.threads);
-        Ok(())
+        score_checked(&self.model, users, items, out, self.threads)
     }
 
     fn model(&mut self) -> Result<Model> {

@@ -182,6 +182,19 @@ impl<'a> EpochSamples<'a> {
         }
     }
 
+    /// An error unless `positions` is a non-empty range of the epoch's samples (a step's batch).
+    pub fn check_positions(&self, positions: &std::ops::Range<u64>) -> Result<()> {
+        if positions.end > self.len() || positions.start >= positions.end {
+            return Err(Error::invalid(format!(
+                "step positions {}..{} are not a non-empty range of the epoch's {} samples",
+                positions.start,
+                positions.end,
+                self.len()
+            )));
+        }
+        Ok(())
+    }
+
     /// (user, item, label) at shuffled position `p`.
     #[inline]
     pub fn at(&self, p: u64) -> Result<(u32, u32, f32)> {

@@ -493,13 +493,7 @@ fn run(a: Args) -> Result<()> {
         None
     };
     let mut trainer: Box<dyn Trainer> = match gpu {
-        None if mf => {
-            if group.is_some() {
-                bail!("--model mf trains on one rank (its per-example SGD is sequential)");
-            }
-            mf_trainer(model, &cfg, &train_data, a.threads)?
-        }
-        None => cpu_trainer(model, &cfg, &train_data, a.threads, group)?,
+        None => cpu_trainer(model, &cfg, &train_data, a.threads, group, mf)?,
         Some(ordinal) => cuda_trainer(model, &cfg, ordinal, &train_data, group)?,
     };
     let log = match &a.log {
@@ -610,31 +604,14 @@ fn cuda_trainer(
     })
 }
 
-fn mf_trainer(
-    model: Model,
-    cfg: &TrainConfig,
-    data: &Dataset,
-    threads: Option<usize>,
-) -> Result<Box<dyn Trainer>> {
-    let positives = (cfg.negative_mode == NegativeMode::Exact)
-        .then(|| UserItems::new(data.n_users, &data.train_users, &data.train_items));
-    let threads = threads.unwrap_or_else(ncf_core::cpu::default_threads);
-    Ok(Box::new(ncf_core::cpu::mf::MfTrainer::new(
-        model,
-        cfg,
-        data.train_users.clone(),
-        data.train_items.clone(),
-        positives,
-        threads,
-    )?))
-}
-
+/// The CPU backend; `mf`: the per-example SGD trainer of `--model mf` (one rank only).
 fn cpu_trainer(
     model: Model,
     cfg: &TrainConfig,
     data: &Dataset,
     threads: Option<usize>,
     group: Option<Group>,
+    mf: bool,
 ) -> Result<Box<dyn Trainer>> {
     if cfg.precision != Precision::Fp32 {
         bail!(
@@ -643,22 +620,19 @@ fn cpu_trainer(
         );
     }
     let threads = threads
-        .unwrap_or_else(|| {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1)
-        })
+        .unwrap_or_else(ncf_core::cpu::default_threads)
         .max(1);
     let positives = (cfg.negative_mode == NegativeMode::Exact)
         .then(|| UserItems::new(data.n_users, &data.train_users, &data.train_items));
-    let t = ncf_core::cpu::CpuTrainer::new(
-        model,
-        cfg,
-        data.train_users.clone(),
-        data.train_items.clone(),
-        positives,
-        threads,
-    )?;
+    let (users, items) = (data.train_users.clone(), data.train_items.clone());
+    if mf {
+        if group.is_some() {
+            bail!("--model mf trains on one rank (its per-example SGD is sequential)");
+        }
+        let t = ncf_core::cpu::mf::MfTrainer::new(model, cfg, users, items, positives, threads)?;
+        return Ok(Box::new(t));
+    }
+    let t = ncf_core::cpu::CpuTrainer::new(model, cfg, users, items, positives, threads)?;
     Ok(match group {
         Some(g) => Box::new(t.with_group(g)?),
         None => Box::new(t),

@@ -21,7 +21,7 @@
 //! trainer's; the updates are sequential (one thread), so a run is deterministic and the batch
 //! size only sets how often the training loop reports and checkpoints.
 
-use super::{check_ids, score_with};
+use super::{check_ids, score_checked};
 use crate::checkpoint::OptimizerState;
 use crate::model::{Model, ModelConfig, ModelKind};
 use crate::rng::Rng;
@@ -224,14 +224,7 @@ impl Trainer for MfTrainer {
             &self.items,
             self.positives.as_ref(),
         );
-        if positions.end > samples.len() || positions.start >= positions.end {
-            return Err(Error::invalid(format!(
-                "step positions {}..{} are not a non-empty range of the epoch's {} samples",
-                positions.start,
-                positions.end,
-                samples.len()
-            )));
-        }
+        samples.check_positions(&positions)?;
         let w = self.dim + 2;
         let (lr, reg) = (self.cfg.lr, self.cfg.l2);
         let layout = &self.model.layout;
@@ -321,16 +314,7 @@ impl Trainer for MfTrainer {
     }
 
     fn score(&mut self, users: &[u32], items: &[u32], out: &mut [f32]) -> Result<()> {
-        check_ids(&self.model, users, items)?;
-        if out.len() != users.len() {
-            return Err(Error::invalid(format!(
-                "score: {} pairs but room for {} scores",
-                users.len(),
-                out.len()
-            )));
-        }
-        score_with(&self.model, users, items, out, self.threads);
-        Ok(())
+        score_checked(&self.model, users, items, out, self.threads)
     }
 
     fn model(&mut self) -> Result<Model> {

@@ -198,3 +198,76 @@ fn mf_by_per_example_sgd() {
     );
     assert!(e.contains("--model mf"), "{e}");
 }
+
+#[test]
+fn ials_by_alternating_least_squares() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let data = ml100k_dataset(root, 99);
+    let train = |out: &Path, extra: &[&str]| -> Vec<serde_json::Value> {
+        let mut a = vec![s(&data), "-o", s(out), "--model", "ials", "--factors", "16"];
+        a.extend_from_slice(&["--epochs", "3", "--quiet", "--no-checkpoint", "--seed", "4"]);
+        a.extend_from_slice(extra);
+        let log = ok(root, "ncf-train", &a);
+        log.lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let (a, b) = (root.join("a.safetensors"), root.join("b.safetensors"));
+    let la = train(&a, &["--threads", "1"]);
+    let lb = train(&b, &["--threads", "2", "--save-last"]);
+    let sa = la.last().unwrap();
+    assert_eq!(lb.last().unwrap()["best_hr"], sa["best_hr"]);
+    assert!(sa["best_hr"].as_f64().unwrap() > 0.4, "{sa}");
+    assert!(sa["backend"].as_str().unwrap().contains("ials"), "{sa}");
+    // One step per epoch, over the positives only; the objective falls.
+    assert_eq!(la[0]["steps"], 1, "{}", la[0]);
+    let loss: Vec<f64> = la[..3]
+        .iter()
+        .map(|l| l["loss"].as_f64().unwrap())
+        .collect();
+    assert!(loss[0] > loss[1] && loss[1] > loss[2], "{loss:?}");
+    // Threads do not change the bits: the per-epoch lines agree.
+    for (x, y) in la[..3].iter().zip(&lb[..3]) {
+        assert_eq!(
+            (&x["hr"], &x["ndcg"], &x["loss"]),
+            (&y["hr"], &y["ndcg"], &y["loss"])
+        );
+    }
+    let (m, ma) = modelfile::load(&a).unwrap();
+    assert_eq!(m.config.kind, ModelKind::Gmf);
+    assert_eq!(m.config.factors, 16);
+    let eval = |p: &Path| -> serde_json::Value {
+        serde_json::from_str(ok(root, "ncf-eval", &[s(&data), s(p)]).trim()).unwrap()
+    };
+    assert_eq!(eval(&a)["hr"], sa["best_hr"]);
+    assert_eq!(ma.epoch.map(|e| e as u64), sa["best_epoch"].as_u64());
+    // --save-last keeps the last epoch's model whichever epoch was best.
+    let (_, mb) = modelfile::load(&b).unwrap();
+    assert_eq!(mb.epoch, Some(2));
+    assert_eq!(eval(&b)["hr"], lb[2]["hr"]);
+    for (extra, why) in [
+        (&["--batch-size", "100"][..], "--batch-size"),
+        (&["--negatives", "4"][..], "--negatives"),
+        (&["--lr", "0.1"][..], "--lr"),
+        (&["--device", "cuda"][..], "CPU only"),
+        (&["--unobserved-weight=-1"][..], "--unobserved-weight"),
+    ] {
+        let mut a = vec![s(&data), "-o", "x.safetensors", "--model", "ials"];
+        a.extend_from_slice(extra);
+        let e = fails(root, "ncf-train", &a);
+        assert!(e.contains(why), "{extra:?}: {e}");
+    }
+    let e = fails(
+        root,
+        "ncf-train",
+        &[
+            s(&data),
+            "-o",
+            "x.safetensors",
+            "--unobserved-weight",
+            "0.3",
+        ],
+    );
+    assert!(e.contains("--model ials"), "{e}");
+}

@@ -4,6 +4,7 @@
 //! thing on tiles of samples with GEMMs and is tested against it.
 
 pub mod factored;
+pub mod ials;
 pub mod mf;
 pub mod optim;
 pub mod reference;

@@ -42,6 +42,9 @@ pub struct TrainConfig {
     pub eps: f32,
     /// L2 penalty on all parameters (added to the gradient), 0 as NVIDIA.
     pub l2: f32,
+    /// `--model ials`: the weight α₀ of every unobserved (user, item) pair (0 otherwise).
+    #[serde(default)]
+    pub unobserved_weight: f32,
     pub precision: Precision,
     /// Evaluation cut-off K of HR@K / NDCG@K.
     pub topk: usize,
@@ -66,6 +69,7 @@ impl TrainConfig {
             beta2: 0.5,
             eps: 1e-8,
             l2: 0.0,
+            unobserved_weight: 0.0,
             precision: Precision::Fp32,
             topk: 10,
             target_hr: None,
@@ -133,6 +137,10 @@ pub struct RunOptions<'a> {
     pub eval_name: &'a str,
     /// Where the best model is written (atomically, after every improvement).
     pub model_path: Option<&'a Path>,
+    /// Write the model after every epoch instead, so the file ends with the last epoch's (for
+    /// runs whose epoch count was chosen on a validation split: the best epoch on the test set
+    /// must not pick the model).
+    pub save_last: bool,
     /// Fingerprint of the dataset, stored in the model file.
     pub dataset_fingerprint: String,
     /// Its split fingerprint ([`crate::dataset::Dataset::split_fingerprint`]), stored too: lets
@@ -166,6 +174,7 @@ impl RunOptions<'_> {
             eval,
             eval_name,
             model_path,
+            save_last: false,
             dataset_fingerprint,
             split_fingerprint: None,
             progress: false,
@@ -470,14 +479,17 @@ pub fn run(
             steps,
             skipped_steps: pos.epoch_skipped,
         };
-        if pos.best.is_none_or(|(hr, _, _)| m.hr > hr) {
+        let better = pos.best.is_none_or(|(hr, _, _)| m.hr > hr);
+        if better || opts.save_last {
             let model = trainer.model()?;
             if !model.is_finite() {
                 return Err(Error::invalid(format!(
                     "training diverged: non-finite weights after epoch {epoch} (try a lower --lr)"
                 )));
             }
-            pos.best = Some((m.hr, m.ndcg, epoch));
+            if better {
+                pos.best = Some((m.hr, m.ndcg, epoch));
+            }
             if let Some(p) = opts.model_path {
                 save_trained(p, &model, cfg, opts, epoch, &m)?;
             }
@@ -938,6 +950,7 @@ mod tests {
             beta2: 0.999,
             eps: 1e-8,
             l2: 0.0,
+            unobserved_weight: 0.0,
             precision: Precision::Fp32,
             topk: 1,
             target_hr: None,

@@ -229,6 +229,7 @@ pub fn toy_train_config(p: Precision, batch: u64) -> TrainConfig {
         beta2: 0.999,
         eps: 1e-8,
         l2: 0.0,
+        unobserved_weight: 0.0,
         precision: p,
         topk: 10,
         target_hr: None,

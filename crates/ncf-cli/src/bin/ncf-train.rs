@@ -39,6 +39,9 @@ enum Kind {
     /// Matrix factorisation with biases by per-example SGD (Rendle et al. 2020), CPU only;
     /// saved as the equivalent GMF.
     Mf,
+    /// Matrix factorisation by implicit alternating least squares (Rendle et al. 2022), CPU
+    /// only; saved as a GMF.
+    Ials,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -72,10 +75,11 @@ enum NegMode {
 /// Input: a dataset directory from ncf-prep with test negatives (ncf-negsample), or `-` for
 /// its Arrow IPC stream. Each epoch re-draws the negatives and shuffles (the same samples as
 /// `ncf-negsample --epoch E`), trains in batches, then ranks every test user's held-out item
-/// among its test negatives. The model with the best HR@K is written to -o (safetensors with
-/// PyTorch NeuMF names, see docs). Stdout: one JSON line per epoch (epoch, loss, hr, ndcg,
-/// train_s, eval_s, samples, samples_per_s, ...) and a final summary line (best_hr, best_ndcg,
-/// best_epoch, first_epoch_reaching_target, time_to_target_s, train_time_s, ...).
+/// among its test negatives. The model with the best HR@K (--save-last: of the last epoch) is
+/// written to -o (safetensors with PyTorch NeuMF names, see docs). Stdout: one JSON line per
+/// epoch (epoch, loss, hr, ndcg, train_s, eval_s, samples, samples_per_s, ...) and a final
+/// summary line (best_hr, best_ndcg, best_epoch, first_epoch_reaching_target,
+/// time_to_target_s, train_time_s, ...).
 ///
 /// Defaults are NVIDIA's (= --preset nvidia-ml20m: batch 2^20, Adam lr 0.0045, betas 0.25/0.5,
 /// eps 1e-8, factors 64, layers 256,256,128,64, dropout 0.5, 4 approximate negatives, 30 epochs,
@@ -152,17 +156,28 @@ struct Args {
     negatives: Option<u32>,
     #[arg(long, value_enum)]
     negative_mode: Option<NegMode>,
-    /// Model: neumf (default), gmf, mlp, or mf: dot product plus user, item and global biases
-    /// trained by one SGD update per sample (Rendle et al. 2020) on one CPU thread, saved as the
-    /// equivalent GMF (factors + 2 columns holding the biases, final weights one). Unless given,
-    /// mf uses --optimizer sgd --lr 0.002 --l2 0.005 --negatives 8 (their ml-1m recipe); --l2
-    /// applies per sample to the rows it touches, and --batch-size only sets how often progress
-    /// and checkpoints happen.
-    #[arg(long, value_enum)]
+    /// Model: neumf (default), gmf, mlp, mf or ials.
+    ///
+    /// mf: dot product plus user, item and global biases trained by one SGD update per sample
+    /// (Rendle et al. 2020) on one CPU thread, saved as the equivalent GMF (factors + 2 columns
+    /// holding the biases, final weights one). Unless given, mf uses --optimizer sgd --lr 0.002
+    /// --l2 0.005 --negatives 8 (their ml-1m recipe); --l2 applies per sample to the rows it
+    /// touches, and --batch-size only sets how often progress and checkpoints happen.
+    ///
+    /// ials: dot product fitted by implicit alternating least squares with frequency-scaled L2
+    /// (Rendle et al. 2022) on the CPU threads, saved as a GMF. Every unobserved pair counts
+    /// with --unobserved-weight instead of sampled negatives; one epoch solves all users, then
+    /// all items. Unless given, ials uses --l2 0.007 --unobserved-weight 0.3 --epochs 16; it
+    /// takes no optimiser, learning rate, batch size or negatives flags.
+    #[arg(long, value_enum, verbatim_doc_comment)]
     model: Option<Kind>,
-    /// --model mf: standard deviation of the initial latent factors.
+    /// --model mf / ials: standard deviation of the initial latent factors (default: mf 0.1,
+    /// ials 0.1/√factors).
     #[arg(long, value_name = "STD")]
     init_std: Option<f32>,
+    /// --model ials: weight α₀ of every unobserved (user, item) pair in the squared loss.
+    #[arg(long, value_name = "ALPHA0")]
+    unobserved_weight: Option<f32>,
     #[arg(long, value_enum)]
     optimizer: Option<Opt>,
     /// Seed of initialisation, negatives, shuffling and dropout.
@@ -200,6 +215,11 @@ struct Args {
     /// Also checkpoint every N steps within an epoch (0: only at epoch ends).
     #[arg(long, value_name = "N", default_value_t = 0)]
     checkpoint_every: u64,
+    /// Write the last epoch's model to -o (replaced after every epoch) instead of the best by
+    /// HR@K: for test runs whose epoch count was chosen on --validation, so that the test set
+    /// does not pick the model. The report lines and summary are unchanged.
+    #[arg(long)]
+    save_last: bool,
     /// Write no checkpoints (SIGINT/SIGTERM then stop without one).
     #[arg(long, conflicts_with_all = ["checkpoint", "checkpoint_every", "resume"])]
     no_checkpoint: bool,
@@ -303,6 +323,41 @@ fn run(a: Args) -> Result<()> {
     let r = preset(a.preset, a.seed, a.topk);
     let mut cfg = r.cfg;
     let mf = a.model == Some(Kind::Mf);
+    let ials = a.model == Some(Kind::Ials);
+    if ials {
+        use ncf_core::cpu::ials;
+        // Rendle et al.'s ml-1m setting; --l2, --epochs and --unobserved-weight still win below.
+        for (given, flag) in [
+            (a.batch_size.is_some(), "--batch-size"),
+            (a.negatives.is_some(), "--negatives"),
+            (a.negative_mode.is_some(), "--negative-mode"),
+            (a.optimizer.is_some(), "--optimizer"),
+            (a.lr.is_some(), "--lr"),
+            (
+                a.beta1.is_some() || a.beta2.is_some() || a.eps.is_some(),
+                "--beta1/--beta2/--eps",
+            ),
+            (a.layers.is_some(), "--layers"),
+            (a.dropout.is_some_and(|d| d != 0.0), "--dropout"),
+        ] {
+            if given {
+                bail!(
+                    "{flag}: --model ials solves each epoch exactly by least squares over every \
+                     pair (no optimiser, batches, sampled negatives or MLP)"
+                );
+            }
+        }
+        cfg.l2 = ials::DEFAULT_REG;
+        cfg.unobserved_weight = ials::DEFAULT_UNOBSERVED_WEIGHT;
+        cfg.negatives = 0;
+        cfg.epochs = ials::DEFAULT_EPOCHS;
+        // One step per epoch (an epoch has fewer than 2^32 samples).
+        cfg.batch_size = 1 << 32;
+        cfg.optimizer = Optimizer::Sgd;
+        cfg.unobserved_weight = a.unobserved_weight.unwrap_or(cfg.unobserved_weight);
+    } else if a.unobserved_weight.is_some() {
+        bail!("--unobserved-weight is for --model ials");
+    }
     if mf {
         // Rendle et al.'s ml-1m recipe; explicit flags still win below.
         cfg.optimizer = Optimizer::Sgd;
@@ -312,8 +367,10 @@ fn run(a: Args) -> Result<()> {
         if a.dropout.is_some_and(|d| d != 0.0) {
             bail!("--dropout: --model mf has no MLP to drop units from");
         }
-    } else if a.init_std.is_some() {
-        bail!("--init-std is for --model mf (the other models use NVIDIA's initialisation)");
+    } else if a.init_std.is_some() && !ials {
+        bail!(
+            "--init-std is for --model mf and ials (the other models use NVIDIA's initialisation)"
+        );
     }
     cfg.epochs = a.epochs.unwrap_or(cfg.epochs);
     cfg.batch_size = a.batch_size.unwrap_or(cfg.batch_size);
@@ -391,7 +448,7 @@ fn run(a: Args) -> Result<()> {
         Kind::Neumf => ModelKind::Neumf,
         Kind::Gmf => ModelKind::Gmf,
         Kind::Mlp => ModelKind::Mlp,
-        Kind::Mf => ModelKind::Gmf,
+        Kind::Mf | Kind::Ials => ModelKind::Gmf,
     };
     let mc = ModelConfig {
         kind,
@@ -406,9 +463,14 @@ fn run(a: Args) -> Result<()> {
             let std = a.init_std.unwrap_or(ncf_core::cpu::mf::DEFAULT_INIT_STD);
             ncf_core::cpu::mf::init(mc.n_users, mc.n_items, mc.factors, std, cfg.seed)?
         }
+        (None, None) if ials => {
+            use ncf_core::cpu::ials;
+            let std = a.init_std.unwrap_or(ials::default_init_std(mc.factors));
+            ials::init(mc.n_users, mc.n_items, mc.factors, std, cfg.seed)?
+        }
         (None, None) => Model::init(mc, cfg.seed)?,
         (Some(g), Some(m)) => {
-            if kind != ModelKind::Neumf || mf {
+            if kind != ModelKind::Neumf || mf || ials {
                 bail!("--pretrain-gmf/--pretrain-mlp initialise a NeuMF model (--model neumf)");
             }
             let load = |p: &PathBuf| -> Result<Model> {
@@ -437,10 +499,11 @@ fn run(a: Args) -> Result<()> {
     };
 
     let device = match a.device {
-        Device::Auto if mf => Device::Cpu,
+        Device::Auto if mf || ials => Device::Cpu,
         Device::Cuda if mf => {
             bail!("--model mf trains on the CPU only (its per-example SGD is sequential)")
         }
+        Device::Cuda if ials => bail!("--model ials trains on the CPU only"),
         Device::Auto => match ncf_cuda::available() {
             Ok(_) => Device::Cuda,
             Err(e) => {
@@ -493,7 +556,7 @@ fn run(a: Args) -> Result<()> {
         None
     };
     let mut trainer: Box<dyn Trainer> = match gpu {
-        None => cpu_trainer(model, &cfg, &train_data, a.threads, group, mf)?,
+        None => cpu_trainer(model, &cfg, &train_data, a.threads, group, a.model)?,
         Some(ordinal) => cuda_trainer(model, &cfg, ordinal, &train_data, group)?,
     };
     let log = match &a.log {
@@ -564,6 +627,7 @@ fn run(a: Args) -> Result<()> {
         stop: Some(&stop),
         resume_hint,
         split_fingerprint: Some(split_fingerprint),
+        save_last: a.save_last,
         ..RunOptions::new(&eval, eval_name, lead.then_some(&a.output), fingerprint)
     };
     if opts.progress {
@@ -604,14 +668,14 @@ fn cuda_trainer(
     })
 }
 
-/// The CPU backend; `mf`: the per-example SGD trainer of `--model mf` (one rank only).
+/// The CPU backend; `--model mf` and `ials` have their own trainers (one rank only).
 fn cpu_trainer(
     model: Model,
     cfg: &TrainConfig,
     data: &Dataset,
     threads: Option<usize>,
     group: Option<Group>,
-    mf: bool,
+    kind: Option<Kind>,
 ) -> Result<Box<dyn Trainer>> {
     if cfg.precision != Precision::Fp32 {
         bail!(
@@ -625,12 +689,23 @@ fn cpu_trainer(
     let positives = (cfg.negative_mode == NegativeMode::Exact)
         .then(|| UserItems::new(data.n_users, &data.train_users, &data.train_items));
     let (users, items) = (data.train_users.clone(), data.train_items.clone());
-    if mf {
-        if group.is_some() {
-            bail!("--model mf trains on one rank (its per-example SGD is sequential)");
+    match kind {
+        Some(Kind::Mf) => {
+            if group.is_some() {
+                bail!("--model mf trains on one rank (its per-example SGD is sequential)");
+            }
+            let t =
+                ncf_core::cpu::mf::MfTrainer::new(model, cfg, users, items, positives, threads)?;
+            return Ok(Box::new(t));
         }
-        let t = ncf_core::cpu::mf::MfTrainer::new(model, cfg, users, items, positives, threads)?;
-        return Ok(Box::new(t));
+        Some(Kind::Ials) => {
+            if group.is_some() {
+                bail!("--model ials trains on one rank (its threads share the machine's cores)");
+            }
+            let t = ncf_core::cpu::ials::IalsTrainer::new(model, cfg, &users, &items, threads)?;
+            return Ok(Box::new(t));
+        }
+        _ => {}
     }
     let t = ncf_core::cpu::CpuTrainer::new(model, cfg, users, items, positives, threads)?;
     Ok(match group {

@@ -1,28 +1,31 @@
 #!/usr/bin/env bash
-# Rendle et al.'s MF (`ncf-train --model mf`: biased dot product, per-example SGD) on the NCF
-# paper's ml-1m split, chosen without the test file:
+# Matrix factorisation on the NCF paper's ml-1m split, chosen without the test file: Rendle et
+# al.'s MF (MODEL=mf, `ncf-train --model mf`: biased dot product, per-example SGD, RecSys 2020) or
+# their iALS (MODEL=ials, `--model ials`: alternating least squares, RecSys 2022):
 #   1. a VALIDATION run (one training interaction per user held out, `--validation`) for EPOCHS
 #      epochs; the epoch count is the one with the best validation HR@10;
 #   2. SEEDS runs on the test file for exactly that many epochs; the numbers reported are those of
-#      the LAST epoch (not the best test epoch, which would be choosing on the test file).
+#      the LAST epoch (not the best test epoch, which would be choosing on the test file), and
+#      the model kept is the last epoch's (`--save-last`), ready for ensembles
+#      (scripts/ensemble-ml1m.sh).
 #
 #   scripts/mf-ml1m.sh [OUTDIR]          (default: benchmarks/results/<date>-mf-ml1m)
 #
-# Env: FACTORS (default 192), EPOCHS (validation epochs, default 256), LR (0.002), L2 (0.005),
-#      NEGATIVES (8), SEEDS (default "1 2 3 4 5"), THREADS (default 2), TEST_EPOCHS (skip the
-#      validation run and use this), BIN (directory of ncf-prep/ncf-train; default a release
-#      build), DATA (the authors' split, default ../shared/datasets/ncf-ml-1m).
+# Env: MODEL (mf or ials, default mf), FACTORS (default 192), EPOCHS (validation epochs, default
+#      mf 256, ials 16), LR (mf, 0.002), L2 (mf 0.005, ials 0.007), NEGATIVES (mf, 8), ALPHA0
+#      (ials --unobserved-weight, 0.3), SEEDS (default "1 2 3 4 5"), THREADS (default 2),
+#      TEST_EPOCHS (skip the validation run and use this), BIN (directory of
+#      ncf-prep/ncf-train; default a release build), DATA (the authors' split, default
+#      ../shared/datasets/ncf-ml-1m).
 # Writes OUTDIR/validation.jsonl, OUTDIR/test-s<seed>.jsonl (ncf-train's lines),
-# OUTDIR/runs.jsonl (one line per test seed) and OUTDIR/summary.md (mean ± std).
-# Hyper-parameters default to Rendle et al.'s ml-1m command (tuned on their hold-out set).
+# OUTDIR/runs.jsonl (one line per test seed) and OUTDIR/summary.md (mean ± std); the models go
+# to target/mf-ml1m/MODEL-validation.safetensors and MODEL-test-s<seed>.safetensors.
+# Hyper-parameters default to Rendle et al.'s ml-1m commands (tuned on their hold-out sets).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-out=${1:-benchmarks/results/$(date -u +%F)-mf-ml1m}
+model=${MODEL:-mf}
+out=${1:-benchmarks/results/$(date -u +%F)-$model-ml1m}
 factors=${FACTORS:-192}
-epochs=${EPOCHS:-256}
-lr=${LR:-0.002}
-l2=${L2:-0.005}
-negatives=${NEGATIVES:-8}
 seeds=${SEEDS:-1 2 3 4 5}
 threads=${THREADS:-2}
 data=${DATA:-../shared/datasets/ncf-ml-1m}
@@ -36,14 +39,23 @@ work=target/mf-ml1m
 mkdir -p "$out" "$work"
 ds=$work/data
 [[ -d $ds ]] || "$bin/ncf-prep" "$data" -o "$ds" >&2
-flags=(--model mf --factors "$factors" --lr "$lr" --l2 "$l2" --negatives "$negatives"
-  --negative-mode approximate --batch-size 1048576 --threads "$threads" --no-checkpoint --quiet)
+case $model in
+  mf)
+    epochs=${EPOCHS:-256}
+    hp=(--lr "${LR:-0.002}" --l2 "${L2:-0.005}" --negatives "${NEGATIVES:-8}"
+      --negative-mode approximate --batch-size 1048576) ;;
+  ials)
+    epochs=${EPOCHS:-16}
+    hp=(--l2 "${L2:-0.007}" --unobserved-weight "${ALPHA0:-0.3}") ;;
+  *) echo "MODEL must be mf or ials, not $model" >&2; exit 2 ;;
+esac
+flags=(--model "$model" --factors "$factors" "${hp[@]}" --threads "$threads" --no-checkpoint --quiet)
 
 if [[ -n ${TEST_EPOCHS:-} ]]; then
   best=$TEST_EPOCHS
   echo "test epochs: $best (given)" >&2
 else
-  "$bin/ncf-train" "$ds" -o "$work/validation.safetensors" --force --validation --seed 1 \
+  "$bin/ncf-train" "$ds" -o "$work/$model-validation.safetensors" --force --validation --seed 1 \
     --epochs "$epochs" "${flags[@]}" >"$out/validation.jsonl"
   best=$(python3 -c '
 import json, sys
@@ -56,17 +68,17 @@ runs=$out/runs.jsonl
 : >"$runs"
 for seed in $seeds; do
   t0=$(date +%s.%N)
-  "$bin/ncf-train" "$ds" -o "$work/test-s$seed.safetensors" --force --seed "$seed" \
-    --epochs "$best" "${flags[@]}" >"$out/test-s$seed.jsonl"
+  "$bin/ncf-train" "$ds" -o "$work/$model-test-s$seed.safetensors" --force --seed "$seed" \
+    --epochs "$best" --save-last "${flags[@]}" >"$out/test-s$seed.jsonl"
   t1=$(date +%s.%N)
-  python3 - "$out/test-s$seed.jsonl" "$seed" "$t0" "$t1" "$factors" "$lr" "$l2" "$negatives" >>"$runs" <<'EOF'
+  python3 - "$out/test-s$seed.jsonl" "$seed" "$t0" "$t1" "$model" "$factors" "${hp[*]}" \
+    >>"$runs" <<'EOF'
 import json, sys
-log, seed, t0, t1, f, lr, l2, neg = sys.argv[1:9]
+log, seed, t0, t1, model, f, hp = sys.argv[1:8]
 rows = [json.loads(l) for l in open(log) if '"epoch"' in l]
 last = rows[-1]
-print(json.dumps({"model": "mf", "factors": int(f), "lr": float(lr), "l2": float(l2),
-                  "negatives": int(neg), "seed": int(seed), "epochs": len(rows),
-                  "hr": last["hr"], "ndcg": last["ndcg"],
+print(json.dumps({"model": model, "factors": int(f), "flags": hp, "seed": int(seed),
+                  "epochs": len(rows), "hr": last["hr"], "ndcg": last["ndcg"],
                   "seconds": round(float(t1) - float(t0), 1)}))
 EOF
   tail -1 "$runs" >&2
@@ -79,7 +91,7 @@ def ms(k):
     v = [r[k] for r in rows]
     return f"{st.mean(v):.4f} ± {st.stdev(v):.4f}" if len(v) > 1 else f"{v[0]:.4f}"
 r = rows[0]
-print(f"MF, factors {r['factors']}, lr {r['lr']}, L2 {r['l2']}, {r['negatives']} negatives, "
+print(f"{r['model']}, factors {r['factors']}, {r['flags']}, "
       f"{sys.argv[2]} epochs (chosen on validation), last epoch on the test file, "
       f"{len(rows)} seeds: HR@10 {ms('hr')}, NDCG@10 {ms('ndcg')}, "
       f"{st.mean(x['seconds'] for x in rows):.0f} s per run")

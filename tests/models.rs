@@ -23,6 +23,16 @@ const COMMON: &[&str] = &[
     "--no-checkpoint",
 ];
 
+/// `ncf-train --model MODEL` with each case's extra flags fails, saying the case's text.
+fn refuses(root: &Path, data: &Path, model: &str, cases: &[(&[&str], &str)]) {
+    for (extra, why) in cases {
+        let mut a = vec![s(data), "-o", "x.safetensors", "--model", model];
+        a.extend_from_slice(extra);
+        let e = fails(root, "ncf-train", &a);
+        assert!(e.contains(why), "{extra:?}: {e}");
+    }
+}
+
 fn scores(path: &Path, users: &[u32], items: &[u32]) -> Vec<f32> {
     let (model, _) = modelfile::load(path).unwrap();
     let mut out = vec![0f32; users.len()];
@@ -180,17 +190,13 @@ fn mf_by_per_example_sgd() {
     .unwrap();
     assert_eq!(ev["hr"], sv["best_hr"], "{ev} vs {sv}");
     assert_eq!(ev["ndcg"], sv["best_ndcg"], "{ev} vs {sv}");
-    for (extra, why) in [
-        (&["--optimizer", "adam"][..], "--optimizer sgd"),
-        (&["--device", "cuda"][..], "CPU only"),
-        (&["--dropout", "0.5"][..], "no MLP"),
-        (&["--init-std=-1"][..], "--init-std"),
-    ] {
-        let mut a = vec![s(&data), "-o", "x.safetensors", "--model", "mf"];
-        a.extend_from_slice(extra);
-        let e = fails(root, "ncf-train", &a);
-        assert!(e.contains(why), "{extra:?}: {e}");
-    }
+    let cases: &[(&[&str], &str)] = &[
+        (&["--optimizer", "adam"], "--optimizer sgd"),
+        (&["--device", "cuda"], "CPU only"),
+        (&["--dropout", "0.5"], "no MLP"),
+        (&["--init-std=-1"], "--init-std"),
+    ];
+    refuses(root, &data, "mf", cases);
     let e = fails(
         root,
         "ncf-train",
@@ -246,18 +252,14 @@ fn ials_by_alternating_least_squares() {
     let (_, mb) = modelfile::load(&b).unwrap();
     assert_eq!(mb.epoch, Some(2));
     assert_eq!(eval(&b)["hr"], lb[2]["hr"]);
-    for (extra, why) in [
-        (&["--batch-size", "100"][..], "--batch-size"),
-        (&["--negatives", "4"][..], "--negatives"),
-        (&["--lr", "0.1"][..], "--lr"),
-        (&["--device", "cuda"][..], "CPU only"),
-        (&["--unobserved-weight=-1"][..], "--unobserved-weight"),
-    ] {
-        let mut a = vec![s(&data), "-o", "x.safetensors", "--model", "ials"];
-        a.extend_from_slice(extra);
-        let e = fails(root, "ncf-train", &a);
-        assert!(e.contains(why), "{extra:?}: {e}");
-    }
+    let cases: &[(&[&str], &str)] = &[
+        (&["--batch-size", "100"], "--batch-size"),
+        (&["--negatives", "4"], "--negatives"),
+        (&["--lr", "0.1"], "--lr"),
+        (&["--device", "cuda"], "CPU only"),
+        (&["--unobserved-weight=-1"], "--unobserved-weight"),
+    ];
+    refuses(root, &data, "ials", cases);
     let e = fails(
         root,
         "ncf-train",

@@ -104,6 +104,30 @@ pub fn score_with(model: &Model, users: &[u32], items: &[u32], out: &mut [f32], 
 
 /// [`score_with`] after checking the ids ([`check_ids`]) and that `out` has one slot per pair:
 /// what a trainer's `score` does.
+/// The checkpoint state of a trainer without optimiser moments (per-example SGD, ALS): the
+/// parameters, zero moment slots (the format keeps them) and `steps`.
+pub fn state_without_moments(params: &[f32], steps: u64) -> OptimizerState {
+    OptimizerState {
+        params: params.to_vec(),
+        m: vec![0.0; params.len()],
+        v: vec![0.0; params.len()],
+        steps,
+        loss_scale: 1.0,
+        clean_steps: 0,
+    }
+}
+
+/// `Err` unless a checkpoint's `state` holds `n` parameters.
+pub fn check_state_len(state: &OptimizerState, n: usize) -> Result<()> {
+    if state.params.len() != n {
+        return Err(Error::invalid(format!(
+            "optimiser state has {} parameters, the model {n}",
+            state.params.len()
+        )));
+    }
+    Ok(())
+}
+
 pub fn score_checked(
     model: &Model,
     users: &[u32],

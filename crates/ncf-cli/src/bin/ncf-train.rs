@@ -348,13 +348,14 @@ fn run(a: Args) -> Result<()> {
             }
         }
         cfg.l2 = ials::DEFAULT_REG;
-        cfg.unobserved_weight = ials::DEFAULT_UNOBSERVED_WEIGHT;
+        cfg.unobserved_weight = a
+            .unobserved_weight
+            .unwrap_or(ials::DEFAULT_UNOBSERVED_WEIGHT);
         cfg.negatives = 0;
         cfg.epochs = ials::DEFAULT_EPOCHS;
         // One step per epoch (an epoch has fewer than 2^32 samples).
         cfg.batch_size = 1 << 32;
         cfg.optimizer = Optimizer::Sgd;
-        cfg.unobserved_weight = a.unobserved_weight.unwrap_or(cfg.unobserved_weight);
     } else if a.unobserved_weight.is_some() {
         bail!("--unobserved-weight is for --model ials");
     }

@@ -22,7 +22,7 @@
 //! weights one, bias zero) whose score is exactly the dot product: every tool scores it, and
 //! `ncf-eval` can ensemble it with the other models.
 
-use super::{check_ids, score_checked};
+use super::{check_ids, check_state_len, score_checked, state_without_moments};
 use crate::checkpoint::OptimizerState;
 use crate::model::{Model, ModelConfig, ModelKind};
 use crate::train::{StepStats, TrainConfig, Trainer};
@@ -254,28 +254,37 @@ fn solve_side(
     Ok(())
 }
 
-/// The iALS objective `L` (module documentation) of the user table `w` and item table `h`.
-pub fn objective(
-    by_user: &[Vec<u32>],
-    w: &[f32],
-    h: &[f32],
-    d: usize,
-    reg: f64,
-    alpha: f64,
-) -> f64 {
+/// The iALS objective `L` (module documentation) of the user table `w` and item table `h`
+/// (`by_user`: the observed items of each user).
+fn objective(by_user: &Rows, w: &[f32], h: &[f32], d: usize, reg: f64, alpha: f64) -> f64 {
     let (nu, ni) = (w.len() / d, h.len() / d);
-    let row = |t: &[f32], r: usize| -> Vec<f64> {
-        t[r * d..r * d + d].iter().map(|&x| x as f64).collect()
+    let sq = |t: &[f32], r: usize| -> f64 {
+        t[r * d..r * d + d]
+            .iter()
+            .map(|&x| x as f64 * x as f64)
+            .sum()
     };
     let mut item_count = vec![0usize; ni];
     let mut observed = 0f64;
-    for (u, items) in by_user.iter().enumerate() {
-        let wu = row(w, u);
+    let (mut wu, mut hi) = (vec![0f64; d], vec![0f64; d]);
+    let mut penalty = 0f64;
+    for u in 0..by_user.len() {
+        for (a, &b) in wu.iter_mut().zip(&w[u * d..u * d + d]) {
+            *a = b as f64;
+        }
+        let items = by_user.row(u);
         for &i in items {
             item_count[i as usize] += 1;
-            let y = dot64(&wu, &row(h, i as usize));
+            for (a, &b) in hi.iter_mut().zip(&h[i as usize * d..i as usize * d + d]) {
+                *a = b as f64;
+            }
+            let y = dot64(&wu, &hi);
             observed += (1.0 - y) * (1.0 - y);
         }
+        penalty += (items.len() as f64 + alpha * ni as f64) * sq(w, u);
+    }
+    for (i, &n) in item_count.iter().enumerate() {
+        penalty += (n as f64 + alpha * nu as f64) * sq(h, i);
     }
     // Σ_all ⟨w_u, h_i⟩² = Σ_jk (WᵀW)_jk (HᵀH)_jk, from the lower triangles.
     let (gw, gh) = (gramian(w, d), gramian(h, d));
@@ -285,14 +294,6 @@ pub fn objective(
             let t = gw[j * d + k] * gh[j * d + k];
             all += if j == k { t } else { 2.0 * t };
         }
-    }
-    let norm = |t: &[f32], r: usize| -> f64 { row(t, r).iter().map(|x| x * x).sum() };
-    let mut penalty = 0f64;
-    for (u, items) in by_user.iter().enumerate() {
-        penalty += (items.len() as f64 + alpha * ni as f64) * norm(w, u);
-    }
-    for (i, &n) in item_count.iter().enumerate() {
-        penalty += (n as f64 + alpha * nu as f64) * norm(h, i);
     }
     observed + alpha * all + reg * penalty
 }
@@ -364,11 +365,8 @@ impl IalsTrainer {
 
     /// The objective `L` of the current tables.
     pub fn objective(&self) -> f64 {
-        let by_user: Vec<Vec<u32>> = (0..self.by_user.len())
-            .map(|u| self.by_user.row(u).to_vec())
-            .collect();
         objective(
-            &by_user,
+            &self.by_user,
             self.model.tensor("mf_user_embed.weight"),
             self.model.tensor("mf_item_embed.weight"),
             self.dim,
@@ -430,26 +428,11 @@ impl Trainer for IalsTrainer {
     }
 
     fn save_state(&mut self) -> Result<OptimizerState> {
-        // No optimiser moments; the checkpoint format keeps their (zero) slots.
-        let n = self.model.params.len();
-        Ok(OptimizerState {
-            params: self.model.params.clone(),
-            m: vec![0.0; n],
-            v: vec![0.0; n],
-            steps: self.sweeps,
-            loss_scale: 1.0,
-            clean_steps: 0,
-        })
+        Ok(state_without_moments(&self.model.params, self.sweeps))
     }
 
     fn load_state(&mut self, state: &OptimizerState) -> Result<()> {
-        if state.params.len() != self.model.params.len() {
-            return Err(Error::invalid(format!(
-                "optimiser state has {} parameters, the model {}",
-                state.params.len(),
-                self.model.params.len()
-            )));
-        }
+        check_state_len(state, self.model.params.len())?;
         self.model.params.copy_from_slice(&state.params);
         self.sweeps = state.steps;
         Ok(())

@@ -21,7 +21,7 @@
 //! trainer's; the updates are sequential (one thread), so a run is deterministic and the batch
 //! size only sets how often the training loop reports and checkpoints.
 
-use super::{check_ids, score_checked};
+use super::{check_ids, check_state_len, score_checked, state_without_moments};
 use crate::checkpoint::OptimizerState;
 use crate::model::{Model, ModelConfig, ModelKind};
 use crate::rng::Rng;
@@ -322,26 +322,11 @@ impl Trainer for MfTrainer {
     }
 
     fn save_state(&mut self) -> Result<OptimizerState> {
-        // SGD has no moments; the checkpoint format keeps their (zero) slots.
-        let n = self.model.params.len();
-        Ok(OptimizerState {
-            params: self.model.params.clone(),
-            m: vec![0.0; n],
-            v: vec![0.0; n],
-            steps: self.updates,
-            loss_scale: 1.0,
-            clean_steps: 0,
-        })
+        Ok(state_without_moments(&self.model.params, self.updates))
     }
 
     fn load_state(&mut self, state: &OptimizerState) -> Result<()> {
-        if state.params.len() != self.model.params.len() {
-            return Err(Error::invalid(format!(
-                "optimiser state has {} parameters, the model {}",
-                state.params.len(),
-                self.model.params.len()
-            )));
-        }
+        check_state_len(state, self.model.params.len())?;
         let mut model = self.model.clone();
         model.params.copy_from_slice(&state.params);
         if dim_of(&model) != Some(self.dim) {

@@ -273,3 +273,70 @@ fn ials_by_alternating_least_squares() {
     );
     assert!(e.contains("--model ials"), "{e}");
 }
+
+#[test]
+fn ease_in_closed_form_item_and_user_side() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let data = ml100k_dataset(root, 99);
+    let train = |model: &str, out: &Path, threads: &str| -> serde_json::Value {
+        let a = [
+            s(&data),
+            "-o",
+            s(out),
+            "--model",
+            model,
+            "--l2",
+            "100",
+            "--force",
+        ];
+        let log = ok(
+            root,
+            "ncf-train",
+            &[
+                &a[..],
+                &["--quiet", "--no-checkpoint", "--threads", threads],
+            ]
+            .concat(),
+        );
+        let lines: Vec<serde_json::Value> = log
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2, "one epoch and the summary: {log}");
+        assert_eq!(lines[0]["steps"], 1, "{}", lines[0]);
+        lines[1].clone()
+    };
+    let eval = |p: &Path| -> serde_json::Value {
+        serde_json::from_str(ok(root, "ncf-eval", &[s(&data), s(p)]).trim()).unwrap()
+    };
+    for (model, side) in [("ease", "item-item"), ("ease-users", "user-user")] {
+        let (a, b) = (root.join("a.safetensors"), root.join("b.safetensors"));
+        let sa = train(model, &a, "1");
+        let sb = train(model, &b, "2");
+        assert!(sa["backend"].as_str().unwrap().contains(side), "{sa}");
+        // A strong model on ml-100k's 1+99 protocol; threads change no bit.
+        assert!(sa["best_hr"].as_f64().unwrap() > 0.6, "{model}: {sa}");
+        assert_eq!(sa["best_hr"], sb["best_hr"]);
+        assert_eq!(sa["best_ndcg"], sb["best_ndcg"]);
+        assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+        let (m, _) = modelfile::load(&a).unwrap();
+        assert_eq!(m.config.kind, ModelKind::Gmf);
+        let width = if model == "ease" {
+            m.config.n_items
+        } else {
+            m.config.n_users
+        };
+        assert_eq!(m.config.factors, width as usize);
+        assert_eq!(eval(&a)["hr"], sa["best_hr"]);
+        let cases: &[(&[&str], &str)] = &[
+            (&["--factors", "8"], "--factors"),
+            (&["--epochs", "2"], "--epochs"),
+            (&["--negatives", "4"], "--negatives"),
+            (&["--optimizer", "adam"], "--optimizer"),
+            (&["--l2", "0"], "--l2"),
+            (&["--device", "cuda"], "CPU only"),
+        ];
+        refuses(root, &data, model, cases);
+    }
+}

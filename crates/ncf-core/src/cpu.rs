@@ -3,6 +3,7 @@
 //! [`reference`] is the per-sample definition of the math; the fast path here computes the same
 //! thing on tiles of samples with GEMMs and is tested against it.
 
+pub mod ease;
 pub mod factored;
 pub mod ials;
 pub mod mf;

@@ -42,6 +42,12 @@ enum Kind {
     /// Matrix factorisation by implicit alternating least squares (Rendle et al. 2022), CPU
     /// only; saved as a GMF.
     Ials,
+    /// The item-item linear model EASE (Steck 2019), fitted in closed form on the CPU; saved
+    /// as a GMF with one factor per item.
+    Ease,
+    /// EASE on the transposed matrix: user-user weights, closed form on the CPU; saved as a
+    /// GMF with one factor per user.
+    EaseUsers,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -156,7 +162,7 @@ struct Args {
     negatives: Option<u32>,
     #[arg(long, value_enum)]
     negative_mode: Option<NegMode>,
-    /// Model: neumf (default), gmf, mlp, mf or ials.
+    /// Model: neumf (default), gmf, mlp, mf, ials, ease or ease-users.
     ///
     /// mf: dot product plus user, item and global biases trained by one SGD update per sample
     /// (Rendle et al. 2020) on one CPU thread, saved as the equivalent GMF (factors + 2 columns
@@ -169,6 +175,12 @@ struct Args {
     /// with --unobserved-weight instead of sampled negatives; one epoch solves all users, then
     /// all items. Unless given, ials uses --l2 0.007 --unobserved-weight 0.3 --epochs 16; it
     /// takes no optimiser, learning rate, batch size or negatives flags.
+    ///
+    /// ease: item-item weights B minimising ‖X − XB‖² + λ‖B‖² with diag(B) = 0, in closed
+    /// form (Steck 2019) on the CPU threads, in one epoch; --l2 is λ (default 1000). Saved as a
+    /// GMF whose factors are the items (user rows of X, item columns of B; (users + items) ×
+    /// items floats). It takes no factors, initialisation, optimiser, batch or negatives flags.
+    /// ease-users: the same on the transposed matrix (user-user weights, one factor per user).
     #[arg(long, value_enum, verbatim_doc_comment)]
     model: Option<Kind>,
     /// --model mf / ials: standard deviation of the initial latent factors (default: mf 0.1,
@@ -324,9 +336,13 @@ fn run(a: Args) -> Result<()> {
     let mut cfg = r.cfg;
     let mf = a.model == Some(Kind::Mf);
     let ials = a.model == Some(Kind::Ials);
-    if ials {
-        use ncf_core::cpu::ials;
-        // Rendle et al.'s ml-1m setting; --l2, --epochs and --unobserved-weight still win below.
+    let ease = matches!(a.model, Some(Kind::Ease | Kind::EaseUsers));
+    if ials || ease {
+        let what = if ials {
+            "--model ials solves each epoch exactly by least squares over every pair"
+        } else {
+            "--model ease is fitted in closed form over every pair"
+        };
         for (given, flag) in [
             (a.batch_size.is_some(), "--batch-size"),
             (a.negatives.is_some(), "--negatives"),
@@ -341,21 +357,38 @@ fn run(a: Args) -> Result<()> {
             (a.dropout.is_some_and(|d| d != 0.0), "--dropout"),
         ] {
             if given {
+                bail!("{flag}: {what} (no optimiser, batches, sampled negatives or MLP)");
+            }
+        }
+        cfg.negatives = 0;
+        // One step per epoch (an epoch has fewer than 2^32 samples).
+        cfg.batch_size = 1 << 32;
+        cfg.optimizer = Optimizer::Sgd;
+    }
+    if ease {
+        for (given, flag) in [
+            (a.factors.is_some(), "--factors"),
+            (a.init_std.is_some(), "--init-std"),
+            (a.epochs.is_some_and(|e| e != 1), "--epochs"),
+        ] {
+            if given {
                 bail!(
-                    "{flag}: --model ials solves each epoch exactly by least squares over every \
-                     pair (no optimiser, batches, sampled negatives or MLP)"
+                    "{flag}: --model ease has one factor per item and is fitted exactly in one \
+                     epoch from nothing (only --l2 sets it)"
                 );
             }
         }
+        cfg.l2 = ncf_core::cpu::ease::DEFAULT_REG;
+        cfg.epochs = 1;
+    }
+    if ials {
+        use ncf_core::cpu::ials;
+        // Rendle et al.'s ml-1m setting; --l2, --epochs and --unobserved-weight still win below.
         cfg.l2 = ials::DEFAULT_REG;
         cfg.unobserved_weight = a
             .unobserved_weight
             .unwrap_or(ials::DEFAULT_UNOBSERVED_WEIGHT);
-        cfg.negatives = 0;
         cfg.epochs = ials::DEFAULT_EPOCHS;
-        // One step per epoch (an epoch has fewer than 2^32 samples).
-        cfg.batch_size = 1 << 32;
-        cfg.optimizer = Optimizer::Sgd;
     } else if a.unobserved_weight.is_some() {
         bail!("--unobserved-weight is for --model ials");
     }
@@ -368,7 +401,7 @@ fn run(a: Args) -> Result<()> {
         if a.dropout.is_some_and(|d| d != 0.0) {
             bail!("--dropout: --model mf has no MLP to drop units from");
         }
-    } else if a.init_std.is_some() && !ials {
+    } else if a.init_std.is_some() && !ials && !ease {
         bail!(
             "--init-std is for --model mf and ials (the other models use NVIDIA's initialisation)"
         );
@@ -449,7 +482,7 @@ fn run(a: Args) -> Result<()> {
         Kind::Neumf => ModelKind::Neumf,
         Kind::Gmf => ModelKind::Gmf,
         Kind::Mlp => ModelKind::Mlp,
-        Kind::Mf | Kind::Ials => ModelKind::Gmf,
+        Kind::Mf | Kind::Ials | Kind::Ease | Kind::EaseUsers => ModelKind::Gmf,
     };
     let mc = ModelConfig {
         kind,
@@ -469,9 +502,12 @@ fn run(a: Args) -> Result<()> {
             let std = a.init_std.unwrap_or(ials::default_init_std(mc.factors));
             ials::init(mc.n_users, mc.n_items, mc.factors, std, cfg.seed)?
         }
+        (None, None) if ease => {
+            ncf_core::cpu::ease::init(mc.n_users, mc.n_items, ease_side(a.model))?
+        }
         (None, None) => Model::init(mc, cfg.seed)?,
         (Some(g), Some(m)) => {
-            if kind != ModelKind::Neumf || mf || ials {
+            if kind != ModelKind::Neumf || mf || ials || ease {
                 bail!("--pretrain-gmf/--pretrain-mlp initialise a NeuMF model (--model neumf)");
             }
             let load = |p: &PathBuf| -> Result<Model> {
@@ -500,11 +536,12 @@ fn run(a: Args) -> Result<()> {
     };
 
     let device = match a.device {
-        Device::Auto if mf || ials => Device::Cpu,
+        Device::Auto if mf || ials || ease => Device::Cpu,
         Device::Cuda if mf => {
             bail!("--model mf trains on the CPU only (its per-example SGD is sequential)")
         }
         Device::Cuda if ials => bail!("--model ials trains on the CPU only"),
+        Device::Cuda if ease => bail!("--model ease is fitted on the CPU only"),
         Device::Auto => match ncf_cuda::available() {
             Ok(_) => Device::Cuda,
             Err(e) => {
@@ -669,7 +706,15 @@ fn cuda_trainer(
     })
 }
 
-/// The CPU backend; `--model mf` and `ials` have their own trainers (one rank only).
+/// EASE's neighbourhood for `--model ease` / `ease-users`.
+fn ease_side(kind: Option<Kind>) -> ncf_core::cpu::ease::Side {
+    match kind {
+        Some(Kind::EaseUsers) => ncf_core::cpu::ease::Side::Users,
+        _ => ncf_core::cpu::ease::Side::Items,
+    }
+}
+
+/// The CPU backend; `--model mf`, `ials` and `ease` have their own trainers (one rank only).
 fn cpu_trainer(
     model: Model,
     cfg: &TrainConfig,
@@ -704,6 +749,15 @@ fn cpu_trainer(
                 bail!("--model ials trains on one rank (its threads share the machine's cores)");
             }
             let t = ncf_core::cpu::ials::IalsTrainer::new(model, cfg, &users, &items, threads)?;
+            return Ok(Box::new(t));
+        }
+        Some(Kind::Ease | Kind::EaseUsers) => {
+            if group.is_some() {
+                bail!("--model ease is fitted on one rank (its threads share the machine's cores)");
+            }
+            let side = ease_side(kind);
+            let t =
+                ncf_core::cpu::ease::EaseTrainer::new(model, cfg, &users, &items, side, threads)?;
             return Ok(Box::new(t));
         }
         _ => {}

@@ -71,14 +71,14 @@ pub fn init(n_users: u32, n_items: u32, dim: usize, std: f32, seed: u64) -> Resu
 }
 
 /// Rows of a sparse 0/1 matrix: the column ids of row `r` are `cols[start[r]..start[r + 1]]`.
-struct Rows {
-    start: Vec<usize>,
-    cols: Vec<u32>,
+pub(crate) struct Rows {
+    pub(crate) start: Vec<usize>,
+    pub(crate) cols: Vec<u32>,
 }
 
 impl Rows {
     /// Row `rows[k]` holds column `cols[k]` (counting sort: columns keep their input order).
-    fn new(n: usize, rows: &[u32], cols: &[u32]) -> Rows {
+    pub(crate) fn new(n: usize, rows: &[u32], cols: &[u32]) -> Rows {
         let mut start = vec![0usize; n + 1];
         for &r in rows {
             start[r as usize + 1] += 1;
@@ -95,11 +95,11 @@ impl Rows {
         Rows { start, cols: out }
     }
 
-    fn row(&self, r: usize) -> &[u32] {
+    pub(crate) fn row(&self, r: usize) -> &[u32] {
         &self.cols[self.start[r]..self.start[r + 1]]
     }
 
-    fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.start.len() - 1
     }
 }

@@ -338,5 +338,17 @@ fn ease_in_closed_form_item_and_user_side() {
             (&["--device", "cuda"], "CPU only"),
         ];
         refuses(root, &data, model, cases);
+        // Too large for the memory given: refused before allocating, with the sizes.
+        let out = std::process::Command::new(common::bin("ncf-train"))
+            .args([s(&data), "-o", "big.safetensors", "--model", model])
+            .current_dir(root)
+            .env("NCF_MEMORY_LIMIT", "30M")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains("needs about"), "{err}");
+        assert!(err.contains("only 30.0 MiB is available"), "{err}");
+        assert!(!root.join("big.safetensors").exists());
     }
 }

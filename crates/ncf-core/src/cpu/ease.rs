@@ -47,8 +47,42 @@ pub enum Side {
     Users,
 }
 
+/// Bytes a fit needs, about: the model (`(|U| + |I|) × width` floats) three times (the
+/// trainer's, the copy kept as the best model, the file being written) and the f64 Gramian
+/// (`width²`), `width` the items or the users.
+pub fn memory_needed(n_users: u32, n_items: u32, side: Side) -> u64 {
+    let width = match side {
+        Side::Items => n_items,
+        Side::Users => n_users,
+    } as u64;
+    let params = (n_users as u64 + n_items as u64).saturating_mul(width);
+    params
+        .saturating_mul(12)
+        .saturating_add(width.saturating_mul(width).saturating_mul(8))
+}
+
 /// An empty EASE model (all zeros until fitted) for `n_users × n_items`, in the GMF form.
+/// Refused before anything is allocated when [`memory_needed`] exceeds the memory available
+/// ([`crate::dataset::memory_available`]): EASE is dense in the items (users) it models.
 pub fn init(n_users: u32, n_items: u32, side: Side) -> Result<Model> {
+    let need = memory_needed(n_users, n_items, side);
+    if let Some((avail, source)) = crate::dataset::memory_available() {
+        if need > avail {
+            let (flag, width, what) = match side {
+                Side::Items => ("ease", n_items, "items"),
+                Side::Users => ("ease-users", n_users, "users"),
+            };
+            return Err(Error::invalid(format!(
+                "--model {flag}: fitting {n_users} users × {n_items} items needs about {} of \
+                 memory (a dense {width} × {width} Gramian and a model with one factor per \
+                 {}), but only {} is available ({source}); EASE suits up to tens of \
+                 thousands of {what}",
+                crate::dataset::human_bytes(need),
+                &what[..what.len() - 1],
+                crate::dataset::human_bytes(avail),
+            )));
+        }
+    }
     let config = ModelConfig {
         kind: ModelKind::Gmf,
         n_users,

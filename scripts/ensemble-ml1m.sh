@@ -16,9 +16,9 @@
 #   scripts/ensemble-ml1m.sh [OUTDIR]     (default: benchmarks/results/<date>-ensemble-ml1m)
 #
 # Env: WEIGHTS (default "5 10 15 20 25 30 35 40 45 50 60 70 100 150"), VALIDATION_SEEDS
-#      (default "0 1 2"), EASE_L2 / EASE_USERS_L2 (default "500 1000 2000"; empty: no such
-#      member), EASE_WEIGHTS (default "5 10 20 35 50 70 100"), EASE_USERS_WEIGHTS (default
-#      "5 10 20 35 50"), SKIP_TRAINING=1 (reuse OUTDIR/mf, OUTDIR/ials and the models in
+#      (default "0 1 2"), EASE_L2 / EASE_USERS_L2 (default "250 500 1000 2000"; empty: no such
+#      member), EASE_WEIGHTS and EASE_USERS_WEIGHTS (default "5 10 20 35 50 70 100"),
+#      SKIP_TRAINING=1 (reuse OUTDIR/mf, OUTDIR/ials and the models in
 #      target/mf-ml1m; validation models already in target/mf-ml1m are always reused), and
 #      mf-ml1m.sh's (SEEDS, FACTORS, THREADS, BIN, DATA; MF_EPOCHS / IALS_EPOCHS set its
 #      TEST_EPOCHS per model).
@@ -48,6 +48,6 @@ fi
 
 python3 scripts/ensemble-ml1m.py --bin "$bin" --work "$work" --out "$out" --seeds "$seeds" \
   --validation-seeds "${VALIDATION_SEEDS:-0 1 2}" --weights "$weights" \
-  --ease-l2 "${EASE_L2-500 1000 2000}" --ease-weights "${EASE_WEIGHTS:-5 10 20 35 50 70 100}" \
-  --ease-users-l2 "${EASE_USERS_L2-500 1000 2000}" \
-  --ease-users-weights "${EASE_USERS_WEIGHTS:-5 10 20 35 50}" --threads "${THREADS:-2}"
+  --ease-l2 "${EASE_L2-250 500 1000 2000}" --ease-weights "${EASE_WEIGHTS:-5 10 20 35 50 70 100}" \
+  --ease-users-l2 "${EASE_USERS_L2-250 500 1000 2000}" \
+  --ease-users-weights "${EASE_USERS_WEIGHTS:-5 10 20 35 50 70 100}" --threads "${THREADS:-2}"

@@ -19,7 +19,7 @@
 #      (default "0 1 2"), EASE_L2 / EASE_USERS_L2 (default "250 500 1000 2000"; empty: no such
 #      member), EASE_WEIGHTS and EASE_USERS_WEIGHTS (default "5 10 20 35 50 70 100"),
 #      SKIP_TRAINING=1 (reuse OUTDIR/mf, OUTDIR/ials and the models in
-#      target/mf-ml1m; validation models already in target/mf-ml1m are always reused), and
+#      target/mf-ml1m, and the validation models of the other splits and of EASE there), and
 #      mf-ml1m.sh's (SEEDS, FACTORS, THREADS, BIN, DATA; MF_EPOCHS / IALS_EPOCHS set its
 #      TEST_EPOCHS per model).
 # Writes OUTDIR/mf/ and OUTDIR/ials/ (mf-ml1m.sh's files, plus validation-vN.jsonl per extra
@@ -44,6 +44,8 @@ mkdir -p "$out"
 if [[ ${SKIP_TRAINING:-0} != 1 ]]; then
   MODEL=mf TEST_EPOCHS=${MF_EPOCHS:-} BIN=$bin scripts/mf-ml1m.sh "$out/mf"
   MODEL=ials TEST_EPOCHS=${IALS_EPOCHS:-} BIN=$bin scripts/mf-ml1m.sh "$out/ials"
+  # The models were retrained: the other splits' validation models and EASE's are stale.
+  rm -f "$work"/*-validation-v*.safetensors "$work"/ease-*-validation*.safetensors
 fi
 
 python3 scripts/ensemble-ml1m.py --bin "$bin" --work "$work" --out "$out" --seeds "$seeds" \

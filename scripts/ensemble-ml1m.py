@@ -15,8 +15,10 @@ ease/ and ease-users/ (training logs); runs.jsonl (one line per test seed); summ
 """
 import argparse
 import json
+import math
 import os
 import statistics as st
+import struct
 import subprocess
 import sys
 
@@ -33,6 +35,30 @@ def last_epoch(log):
     return [json.loads(l) for l in open(log) if '"epoch"' in l][-1]
 
 
+def fresh(path, epoch, factors, train):
+    """Whether the model file at `path` exists and was trained as asked: its last epoch index
+    `epoch`, `factors` (None: any) and these `ncf_train_config` values."""
+    if not os.path.exists(path):
+        return False
+    with open(path, "rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        meta = json.loads(f.read(n))["__metadata__"]
+    cfg = json.loads(meta["ncf_train_config"])
+    model = json.loads(meta["ncf_model_config"])
+    return (int(meta["ncf_epoch"]) == epoch
+            and (factors is None or model["factors"] == factors)
+            and all(math.isclose(float(cfg[k]), float(v), rel_tol=1e-6)
+                    for k, v in train.items()))
+
+
+def flag_values(flags):
+    """`--l2 0.005 --negatives 8` → {"l2": "0.005", "negatives": "8"} (ncf_train_config's
+    names, for the flags that are stored there)."""
+    names = {"--lr": "lr", "--l2": "l2", "--negatives": "negatives",
+             "--unobserved-weight": "unobserved_weight"}
+    return {names[k]: v for k, v in zip(flags[::2], flags[1::2]) if k in names}
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--bin", required=True)
@@ -46,10 +72,15 @@ def main():
     p.add_argument("--ease-users-l2", default="")
     p.add_argument("--ease-users-weights", default="")
     p.add_argument("--threads", default="2")
+    p.add_argument("--factors", default="192")
+    p.add_argument("--mf-flags", default="--lr 0.002 --l2 0.005 --negatives 8")
+    p.add_argument("--ials-flags", default="--l2 0.007 --unobserved-weight 0.3")
     a = p.parse_args()
     b, work, out = a.bin, a.work, a.out
     ds = f"{work}/data"
     vseeds = [int(v) for v in a.validation_seeds.split()]
+    if not vseeds or not a.seeds.split():
+        sys.exit("ensemble-ml1m.py: needs at least one seed and one validation seed")
     nums = lambda s: [float(x) for x in s.split()]
     fmt = lambda x: f"{x:g}"
 
@@ -60,16 +91,19 @@ def main():
         # The epoch count mf-ml1m.sh chose on validation split 0 (its test runs' count).
         return last_epoch(f"{out}/{model}/test-s{a.seeds.split()[0]}.jsonl")["epoch"] + 1
 
-    # Validation models of MF and iALS on the extra splits, at the chosen epochs.
+    # Validation models of MF and iALS on every split at the chosen epochs (mf-ml1m.sh's split-0
+    # model is reused when it was trained so; anything else found is stale and retrained).
+    hp = {"mf": a.mf_flags.split(), "ials": a.ials_flags.split()}
     flags = {
-        "mf": ["--model", "mf", "--factors", "192", "--lr", "0.002", "--l2", "0.005",
-               "--negatives", "8", "--negative-mode", "approximate", "--batch-size", "1048576"],
-        "ials": ["--model", "ials", "--factors", "192", "--l2", "0.007",
-                 "--unobserved-weight", "0.3"],
+        "mf": ["--model", "mf", "--factors", a.factors] + hp["mf"]
+              + ["--negative-mode", "approximate", "--batch-size", "1048576"],
+        "ials": ["--model", "ials", "--factors", a.factors] + hp["ials"],
     }
     for model in ("mf", "ials"):
         for v in vseeds:
-            if v == 0 or os.path.exists(vfile(model, v)):
+            # MF files hold two more columns (the biases) than its factors.
+            width = int(a.factors) + (2 if model == "mf" else 0)
+            if fresh(vfile(model, v), epochs(model) - 1, width, flag_values(hp[model])):
                 continue
             print(f"{model}: validation split {v}, {epochs(model)} epochs", file=sys.stderr)
             run([f"{b}/ncf-train", ds, "-o", vfile(model, v), "--force", "--validation",
@@ -80,7 +114,7 @@ def main():
     def fit_ease(kind, lam, v):
         name = f"{kind}-l{fmt(lam)}"
         path = vfile(name, v)
-        if not os.path.exists(path):
+        if not fresh(path, 0, None, {"l2": lam}):
             os.makedirs(f"{out}/{kind}", exist_ok=True)
             run([f"{b}/ncf-train", ds, "--model", kind, "--l2", str(lam), "--validation",
                  "--validation-seed", str(v), "--threads", a.threads, "--quiet",
@@ -140,6 +174,7 @@ def main():
     test = {}
     for kind in ("ease", "ease-users"):
         if kind in chosen:
+            os.makedirs(f"{out}/{kind}", exist_ok=True)
             test[kind] = f"{work}/{kind}-test.safetensors"
             run([f"{b}/ncf-train", ds, "--model", kind, "--l2", str(chosen[kind]["l2"]),
                  "--threads", a.threads, "--quiet", "--no-checkpoint", "--force", "-o",

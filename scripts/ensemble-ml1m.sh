@@ -19,7 +19,8 @@
 #      (default "0 1 2"), EASE_L2 / EASE_USERS_L2 (default "250 500 1000 2000"; empty: no such
 #      member), EASE_WEIGHTS and EASE_USERS_WEIGHTS (default "5 10 20 35 50 70 100"),
 #      SKIP_TRAINING=1 (reuse OUTDIR/mf, OUTDIR/ials and the models in
-#      target/mf-ml1m, and the validation models of the other splits and of EASE there), and
+#      target/mf-ml1m, and EASE's validation models there; validation models of MF and iALS
+#      are reused only when their epochs and flags match), and
 #      mf-ml1m.sh's (SEEDS, FACTORS, THREADS, BIN, DATA; MF_EPOCHS / IALS_EPOCHS set its
 #      TEST_EPOCHS per model).
 # Writes OUTDIR/mf/ and OUTDIR/ials/ (mf-ml1m.sh's files, plus validation-vN.jsonl per extra
@@ -44,12 +45,15 @@ mkdir -p "$out"
 if [[ ${SKIP_TRAINING:-0} != 1 ]]; then
   MODEL=mf TEST_EPOCHS=${MF_EPOCHS:-} BIN=$bin scripts/mf-ml1m.sh "$out/mf"
   MODEL=ials TEST_EPOCHS=${IALS_EPOCHS:-} BIN=$bin scripts/mf-ml1m.sh "$out/ials"
-  # The models were retrained: the other splits' validation models and EASE's are stale.
-  rm -f "$work"/*-validation-v*.safetensors "$work"/ease-*-validation*.safetensors
+  # The models were retrained: EASE's validation models may be from other data (the others
+  # are checked against the epochs and flags asked for by scripts/ensemble-ml1m.py).
+  rm -f "$work"/ease-*-validation*.safetensors
 fi
 
 python3 scripts/ensemble-ml1m.py --bin "$bin" --work "$work" --out "$out" --seeds "$seeds" \
   --validation-seeds "${VALIDATION_SEEDS:-0 1 2}" --weights "$weights" \
   --ease-l2 "${EASE_L2-250 500 1000 2000}" --ease-weights "${EASE_WEIGHTS:-5 10 20 35 50 70 100}" \
   --ease-users-l2 "${EASE_USERS_L2-250 500 1000 2000}" \
-  --ease-users-weights "${EASE_USERS_WEIGHTS:-5 10 20 35 50 70 100}" --threads "${THREADS:-2}"
+  --ease-users-weights "${EASE_USERS_WEIGHTS:-5 10 20 35 50 70 100}" --threads "${THREADS:-2}" \
+  --factors "${FACTORS:-192}" --mf-flags "--lr ${LR:-0.002} --l2 ${L2:-0.005} --negatives ${NEGATIVES:-8}" \
+  --ials-flags "--l2 ${L2:-0.007} --unobserved-weight ${ALPHA0:-0.3}"

@@ -336,8 +336,12 @@ fn ease_in_closed_form_item_and_user_side() {
             (&["--optimizer", "adam"], "--optimizer"),
             (&["--l2", "0"], "--l2"),
             (&["--device", "cuda"], "CPU only"),
+            (&["--checkpoint", "ck"], "writes no checkpoint"),
+            (&["--resume", "ck"], "writes no checkpoint"),
         ];
         refuses(root, &data, model, cases);
+        // No checkpoint was left beside the model.
+        assert!(!root.join("a.safetensors.ckpt").exists());
         // Too large for the memory given: refused before allocating, with the sizes.
         let out = std::process::Command::new(common::bin("ncf-train"))
             .args([s(&data), "-o", "big.safetensors", "--model", model])

@@ -339,9 +339,12 @@ fn run(a: Args) -> Result<()> {
     let ease = matches!(a.model, Some(Kind::Ease | Kind::EaseUsers));
     if ials || ease {
         let what = if ials {
-            "--model ials solves each epoch exactly by least squares over every pair"
+            "--model ials solves each epoch exactly by least squares over every pair".to_string()
         } else {
-            "--model ease is fitted in closed form over every pair"
+            format!(
+                "--model {} is fitted in closed form over every pair",
+                ease_name(a.model)
+            )
         };
         for (given, flag) in [
             (a.batch_size.is_some(), "--batch-size"),
@@ -366,6 +369,10 @@ fn run(a: Args) -> Result<()> {
         cfg.optimizer = Optimizer::Sgd;
     }
     if ease {
+        let (name, per) = match a.model {
+            Some(Kind::EaseUsers) => ("ease-users", "user"),
+            _ => ("ease", "item"),
+        };
         for (given, flag) in [
             (a.factors.is_some(), "--factors"),
             (a.init_std.is_some(), "--init-std"),
@@ -373,8 +380,22 @@ fn run(a: Args) -> Result<()> {
         ] {
             if given {
                 bail!(
-                    "{flag}: --model ease has one factor per item and is fitted exactly in one \
-                     epoch from nothing (only --l2 sets it)"
+                    "{flag}: --model {name} has one factor per {per} and is fitted exactly in \
+                     one epoch from nothing (only --l2 sets it)"
+                );
+            }
+        }
+        // A closed-form fit has nothing to resume, and its checkpoint would hold three copies
+        // of a model of (users + items) × width floats.
+        for (given, flag) in [
+            (a.checkpoint.is_some(), "--checkpoint"),
+            (a.checkpoint_every != 0, "--checkpoint-every"),
+            (a.resume.is_some(), "--resume"),
+        ] {
+            if given {
+                bail!(
+                    "{flag}: --model {name} is fitted in closed form in one step; it writes no \
+                     checkpoint (rerun it instead of resuming: same bits)"
                 );
             }
         }
@@ -541,7 +562,7 @@ fn run(a: Args) -> Result<()> {
             bail!("--model mf trains on the CPU only (its per-example SGD is sequential)")
         }
         Device::Cuda if ials => bail!("--model ials trains on the CPU only"),
-        Device::Cuda if ease => bail!("--model ease is fitted on the CPU only"),
+        Device::Cuda if ease => bail!("--model {} is fitted on the CPU only", ease_name(a.model)),
         Device::Auto => match ncf_cuda::available() {
             Ok(_) => Device::Cuda,
             Err(e) => {
@@ -639,7 +660,7 @@ fn run(a: Args) -> Result<()> {
     let default_dir = PathBuf::from(format!("{}.ckpt", a.output.display()));
     let checkpoint_dir = match (&a.resume, &a.checkpoint, a.no_checkpoint) {
         (_, _, true) => None,
-        _ if !lead => None,
+        _ if !lead || ease => None,
         (Some(d), _, _) | (None, Some(d), _) => Some(d.clone()),
         (None, None, false) => Some(default_dir.clone()),
     };
@@ -706,6 +727,14 @@ fn cuda_trainer(
     })
 }
 
+/// The `--model` name of an EASE kind.
+fn ease_name(kind: Option<Kind>) -> &'static str {
+    match kind {
+        Some(Kind::EaseUsers) => "ease-users",
+        _ => "ease",
+    }
+}
+
 /// EASE's neighbourhood for `--model ease` / `ease-users`.
 fn ease_side(kind: Option<Kind>) -> ncf_core::cpu::ease::Side {
     match kind {
@@ -753,7 +782,10 @@ fn cpu_trainer(
         }
         Some(Kind::Ease | Kind::EaseUsers) => {
             if group.is_some() {
-                bail!("--model ease is fitted on one rank (its threads share the machine's cores)");
+                bail!(
+                    "--model {} is fitted on one rank (its threads share the machine's cores)",
+                    ease_name(kind)
+                );
             }
             let side = ease_side(kind);
             let t =

@@ -48,8 +48,9 @@ pub enum Side {
 }
 
 /// Bytes a fit needs, about: the model (`(|U| + |I|) × width` floats) three times (the
-/// trainer's, the copy kept as the best model, the file being written) and the f64 Gramian
-/// (`width²`), `width` the items or the users.
+/// trainer's, the copy handed out to be saved, the file's bytes) and the f64 Gramian
+/// (`width²`), `width` the items or the users. `ncf-train` writes no checkpoint for EASE (that
+/// would be three more copies).
 pub fn memory_needed(n_users: u32, n_items: u32, side: Side) -> u64 {
     let width = match side {
         Side::Items => n_items,
@@ -169,7 +170,8 @@ pub fn spd_inverse(a: &mut [f64], n: usize, threads: usize) -> std::result::Resu
             update(after);
             continue;
         }
-        // Rows outside the block in `threads` contiguous runs of about equal length.
+        // Rows outside the block in runs of about equal length: `threads` runs, one more when
+        // the block splits a run in two.
         let per = (n - kb).div_ceil(threads).max(1);
         std::thread::scope(|sc| {
             let mut chunks: Vec<&mut [f64]> = Vec::new();
@@ -243,16 +245,20 @@ impl EaseTrainer {
                 "not an EASE model of this side (a GMF with one factor per {per})"
             )));
         }
+        let flag = match side {
+            Side::Items => "ease",
+            Side::Users => "ease-users",
+        };
         if cfg.negatives != 0 {
-            return Err(Error::usage(
-                "--model ease is fitted in closed form over every pair: it takes no --negatives",
-            ));
+            return Err(Error::usage(format!(
+                "--model {flag} is fitted in closed form over every pair: it takes no --negatives"
+            )));
         }
         let reg = cfg.l2 as f64;
         if !(reg.is_finite() && reg > 0.0) {
-            return Err(Error::usage(
-                "--l2 must be finite and above 0 for --model ease (XᵀX alone is singular)",
-            ));
+            return Err(Error::usage(format!(
+                "--l2 must be finite and above 0 for --model {flag} (the Gramian alone is singular)"
+            )));
         }
         check_ids(&model, train_users, train_items)
             .map_err(|e| Error::invalid(format!("training data: {e}")))?;

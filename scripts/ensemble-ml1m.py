@@ -35,6 +35,11 @@ def last_epoch(log):
     return [json.loads(l) for l in open(log) if '"epoch"' in l][-1]
 
 
+def kind_of(name):
+    """A member's model kind: `ease-users-l250` → `ease-users`, `mf` → `mf`."""
+    return name.rsplit("-l", 1)[0]
+
+
 def fresh(path, epoch, factors, train):
     """Whether the model file at `path` exists and was trained as asked: its last epoch index
     `epoch`, `factors` (None: any) and these `ncf_train_config` values."""
@@ -183,8 +188,9 @@ def main():
     for seed in a.seeds.split():
         files = {"mf": f"{work}/mf-test-s{seed}.safetensors",
                  "ials": f"{work}/ials-test-s{seed}.safetensors"}
-        ev = lambda ms: json.loads(run([f"{b}/ncf-eval", ds] + [files.get(n) or test[n.rsplit(
-            "-l", 1)[0]] for n, _ in ms] + ["--weights", ",".join(fmt(w) for _, w in ms)]))
+        ev = lambda ms: json.loads(run(
+            [f"{b}/ncf-eval", ds] + [files.get(n) or test[kind_of(n)] for n, _ in ms]
+            + ["--weights", ",".join(fmt(w) for _, w in ms)]))
         pair, full = ev(members[:2]), ev(members)
         line = {"seed": int(seed), "members": [[n, w] for n, w in members],
                 "hr": full["hr"], "ndcg": full["ndcg"],
@@ -206,7 +212,7 @@ def main():
         return f"{st.mean(v):.4f} ± {st.stdev(v):.4f}" if len(v) > 1 else f"{v[0]:.4f}"
     names = {"mf": "MF", "ials": "iALS", "ease": "EASE", "ease-users": "EASE (user-user)"}
     with open(f"{out}/summary.md", "w") as f:
-        desc = ", ".join(f"{names[n.rsplit('-l', 1)[0] if '-l' in n else n]}"
+        desc = ", ".join(f"{names[kind_of(n)]}"
                          + (f" λ {n.rsplit('-l', 1)[1]}" if "-l" in n else "") + f" × {fmt(w)}"
                          for n, w in members)
         f.write(f"{len(runs)} seeds, last epochs on the test file; members and weights chosen on "
@@ -221,7 +227,7 @@ def main():
                     f"{runs[0][k + '_ndcg']:.4f} |\n")
         f.write(f"| MF + iALS | {ms('mf_ials_hr')} | {ms('mf_ials_ndcg')} |\n")
         if len(members) > 2:
-            f.write(f"| {' + '.join(names[n.rsplit('-l', 1)[0] if '-l' in n else n] for n, _ in members)}"
+            f.write(f"| {' + '.join(names[kind_of(n)] for n, _ in members)}"
                     f" | {ms('hr')} | {ms('ndcg')} |\n")
     print(open(f"{out}/summary.md").read())
 

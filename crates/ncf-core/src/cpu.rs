@@ -118,6 +118,18 @@ pub fn state_without_moments(params: &[f32], steps: u64) -> OptimizerState {
     }
 }
 
+/// For trainers that take a whole epoch in one step (iALS, EASE): `Err` unless `positions` is
+/// the epoch's `0..n` (`what`: how the trainer works, the start of the message).
+pub fn check_whole_epoch(positions: &std::ops::Range<u64>, n: u64, what: &str) -> Result<()> {
+    if *positions != (0..n) {
+        return Err(Error::invalid(format!(
+            "{what} at once: positions {}..{} of {n} (one step per epoch)",
+            positions.start, positions.end
+        )));
+    }
+    Ok(())
+}
+
 /// `Err` unless a checkpoint's `state` holds `n` parameters.
 pub fn check_state_len(state: &OptimizerState, n: usize) -> Result<()> {
     if state.params.len() != n {

@@ -369,10 +369,8 @@ fn run(a: Args) -> Result<()> {
         cfg.optimizer = Optimizer::Sgd;
     }
     if ease {
-        let (name, per) = match a.model {
-            Some(Kind::EaseUsers) => ("ease-users", "user"),
-            _ => ("ease", "item"),
-        };
+        let side = ease_side(a.model);
+        let (name, per) = (side.model_name(), side.unit());
         for (given, flag) in [
             (a.factors.is_some(), "--factors"),
             (a.init_std.is_some(), "--init-std"),
@@ -729,10 +727,7 @@ fn cuda_trainer(
 
 /// The `--model` name of an EASE kind.
 fn ease_name(kind: Option<Kind>) -> &'static str {
-    match kind {
-        Some(Kind::EaseUsers) => "ease-users",
-        _ => "ease",
-    }
+    ease_side(kind).model_name()
 }
 
 /// EASE's neighbourhood for `--model ease` / `ease-users`.

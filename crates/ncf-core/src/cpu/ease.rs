@@ -24,7 +24,7 @@
 //! its column of `X`). A different neighbourhood, so again different errors.
 
 use super::ials::Rows;
-use super::{check_ids, check_state_len, score_checked, state_without_moments};
+use super::{check_ids, check_state_len, check_whole_epoch, score_checked, state_without_moments};
 use crate::checkpoint::OptimizerState;
 use crate::model::{Model, ModelConfig, ModelKind};
 use crate::train::{StepStats, TrainConfig, Trainer};
@@ -47,15 +47,38 @@ pub enum Side {
     Users,
 }
 
+impl Side {
+    /// Its `ncf-train --model` name.
+    pub fn model_name(self) -> &'static str {
+        match self {
+            Side::Items => "ease",
+            Side::Users => "ease-users",
+        }
+    }
+
+    /// What one factor (one row and column of the Gramian) stands for.
+    pub fn unit(self) -> &'static str {
+        match self {
+            Side::Items => "item",
+            Side::Users => "user",
+        }
+    }
+
+    /// The number of factors: the items or the users.
+    pub fn width(self, n_users: u32, n_items: u32) -> u32 {
+        match self {
+            Side::Items => n_items,
+            Side::Users => n_users,
+        }
+    }
+}
+
 /// Bytes a fit needs, about: the model (`(|U| + |I|) × width` floats) three times (the
 /// trainer's, the copy handed out to be saved, the file's bytes) and the f64 Gramian
 /// (`width²`), `width` the items or the users. `ncf-train` writes no checkpoint for EASE (that
 /// would be three more copies).
 pub fn memory_needed(n_users: u32, n_items: u32, side: Side) -> u64 {
-    let width = match side {
-        Side::Items => n_items,
-        Side::Users => n_users,
-    } as u64;
+    let width = side.width(n_users, n_items) as u64;
     let params = (n_users as u64 + n_items as u64).saturating_mul(width);
     params
         .saturating_mul(12)
@@ -69,17 +92,14 @@ pub fn init(n_users: u32, n_items: u32, side: Side) -> Result<Model> {
     let need = memory_needed(n_users, n_items, side);
     if let Some((avail, source)) = crate::dataset::memory_available() {
         if need > avail {
-            let (flag, width, what) = match side {
-                Side::Items => ("ease", n_items, "items"),
-                Side::Users => ("ease-users", n_users, "users"),
-            };
+            let (flag, width, unit) =
+                (side.model_name(), side.width(n_users, n_items), side.unit());
             return Err(Error::invalid(format!(
                 "--model {flag}: fitting {n_users} users × {n_items} items needs about {} of \
                  memory (a dense {width} × {width} Gramian and a model with one factor per \
-                 {}), but only {} is available ({source}); EASE suits up to tens of \
-                 thousands of {what}",
+                 {unit}), but only {} is available ({source}); EASE suits up to tens of \
+                 thousands of {unit}s",
                 crate::dataset::human_bytes(need),
-                &what[..what.len() - 1],
                 crate::dataset::human_bytes(avail),
             )));
         }
@@ -88,10 +108,7 @@ pub fn init(n_users: u32, n_items: u32, side: Side) -> Result<Model> {
         kind: ModelKind::Gmf,
         n_users,
         n_items,
-        factors: match side {
-            Side::Items => n_items as usize,
-            Side::Users => n_users as usize,
-        },
+        factors: side.width(n_users, n_items) as usize,
         layers: vec![],
         dropout: 0.0,
     };
@@ -236,19 +253,13 @@ impl EaseTrainer {
         threads: usize,
     ) -> Result<Self> {
         let c = &model.config;
-        let (width, per) = match side {
-            Side::Items => (c.n_items, "item"),
-            Side::Users => (c.n_users, "user"),
-        };
-        if c.kind != ModelKind::Gmf || c.factors != width as usize {
+        if c.kind != ModelKind::Gmf || c.factors != side.width(c.n_users, c.n_items) as usize {
             return Err(Error::invalid(format!(
-                "not an EASE model of this side (a GMF with one factor per {per})"
+                "not an EASE model of this side (a GMF with one factor per {})",
+                side.unit()
             )));
         }
-        let flag = match side {
-            Side::Items => "ease",
-            Side::Users => "ease-users",
-        };
+        let flag = side.model_name();
         if cfg.negatives != 0 {
             return Err(Error::usage(format!(
                 "--model {flag} is fitted in closed form over every pair: it takes no --negatives"
@@ -353,13 +364,7 @@ impl Trainer for EaseTrainer {
 
     fn step(&mut self, _epoch: u32, positions: std::ops::Range<u64>) -> Result<StepStats> {
         let n = self.by_user.cols.len() as u64;
-        if positions != (0..n) {
-            return Err(Error::invalid(format!(
-                "EASE is fitted on the whole training set at once: positions {}..{} of {n} \
-                 (one step per epoch)",
-                positions.start, positions.end
-            )));
-        }
+        check_whole_epoch(&positions, n, "EASE is fitted on the whole training set")?;
         self.fit()?;
         self.fits += 1;
         // Reported "loss": the minimum per observed pair.

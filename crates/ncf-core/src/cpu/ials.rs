@@ -22,7 +22,7 @@
 //! weights one, bias zero) whose score is exactly the dot product: every tool scores it, and
 //! `ncf-eval` can ensemble it with the other models.
 
-use super::{check_ids, check_state_len, score_checked, state_without_moments};
+use super::{check_ids, check_state_len, check_whole_epoch, score_checked, state_without_moments};
 use crate::checkpoint::OptimizerState;
 use crate::model::{Model, ModelConfig, ModelKind};
 use crate::train::{StepStats, TrainConfig, Trainer};
@@ -387,12 +387,7 @@ impl Trainer for IalsTrainer {
 
     fn step(&mut self, epoch: u32, positions: std::ops::Range<u64>) -> Result<StepStats> {
         let n = self.by_user.cols.len() as u64;
-        if positions != (0..n) {
-            return Err(Error::invalid(format!(
-                "iALS solves a whole epoch at once: positions {}..{} of {n} (one step per epoch)",
-                positions.start, positions.end
-            )));
-        }
+        check_whole_epoch(&positions, n, "iALS solves a whole epoch")?;
         let d = self.dim;
         let layout = &self.model.layout;
         let (ur, ir) = (

@@ -14,10 +14,12 @@
 # Env: FACTORS (default "8 16 32 64"), SEEDS (default "1 2 3"), EPOCHS (default 20),
 #      MODELS (default "gmf mlp neumf neumf-pre"; also neumf-pre-adam: pre-trained NeuMF with
 #      Adam as the authors' README runs it), THREADS, DEVICE (cpu|cuda, default cpu),
-#      BIN (directory of the ncf binaries; default: a release build), DATA (the authors' split).
+#      BIN (directory of the ncf binaries; default: a release build), DATA (the authors' split),
+#      WORK (models, logs and data; default target/paper-grid), FRESH=1 (retrain every cell).
 # Writes OUTDIR/runs.jsonl (one line per model: config, best epoch, HR/NDCG per protocol,
 # seconds) and OUTDIR/RESULTS.md (mean ± std per cell beside the paper's numbers); copy the
 # table into docs/RESULTS.md. Hours on a 2-core CPU for the full grid; minutes on a GPU.
+# Rerunning it after an interruption skips the finished cells and resumes the stopped one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-benchmarks/results/$(date -u +%F)-paper-grid}
@@ -34,7 +36,7 @@ else
   cargo build --release -q -p ncf-cli --bin ncf-prep --bin ncf-train --bin ncf-eval --bin ncf-negsample
   bin=target/release
 fi
-work=target/paper-grid
+work=${WORK:-target/paper-grid}
 mkdir -p "$out" "$work"
 ds=$work/data
 [[ -d $ds ]] || "$bin/ncf-prep" "$data" -o "$ds" >&2
@@ -45,31 +47,60 @@ runs=$out/runs.jsonl
 : >"$runs"
 
 common=(--epochs "$epochs" --batch-size 256 --lr 0.001 --beta1 0.9 --beta2 0.999 --eps 1e-8
-  --dropout 0 --negatives 4 --negative-mode exact --device "$device" --no-checkpoint --quiet)
+  --dropout 0 --negatives 4 --negative-mode exact --device "$device" --quiet)
 
+# Each cell keeps its result beside its model (STEM.run.json) and a later run of the grid reuses
+# it when the epochs and device match (FRESH=1 retrains every cell). Training checkpoints at
+# every epoch end into STEM.safetensors.ckpt (removed when it completes), so a cell that was
+# stopped (SIGTERM, a lost session) resumes from its last epoch with the same bits; its seconds
+# are then training + evaluation time summed over the pieces, not wall time.
 train() {  # name factors seed model-flags...
   local name=$1 f=$2 seed=$3; shift 3
-  local model=$work/$name-f$f-s$seed.safetensors
+  local stem=$work/$name-f$f-s$seed
+  local model=$stem.safetensors ckpt=$stem.safetensors.ckpt
+  if [[ -z ${FRESH:-} && -f $stem.run.json && -f $model && ! -e $ckpt ]] \
+    && python3 -c 'import json, sys; r = json.load(open(sys.argv[1]))
+sys.exit(r.get("epochs") != int(sys.argv[2]) or r.get("device") != sys.argv[3])' \
+      "$stem.run.json" "$epochs" "$device"; then
+    cat "$stem.run.json" >>"$runs"
+    echo "reused $stem.run.json" >&2
+    return
+  fi
+  rm -f "$stem.run.json"
+  local resume=()
+  if [[ -z ${FRESH:-} && -f $ckpt/checkpoint.safetensors ]]; then
+    resume=(--resume "$ckpt")
+    echo "resuming $model from $ckpt" >&2
+  else
+    rm -rf "$ckpt"
+    : >"$stem.jsonl"
+  fi
   local t0 t1
   t0=$(date +%s.%N)
   # shellcheck disable=SC2086
-  "$bin/ncf-train" "$ds" -o "$model" --force --seed "$seed" "${common[@]}" $threads "$@" \
-    >"$work/$name-f$f-s$seed.jsonl"
+  "$bin/ncf-train" "$ds" -o "$model" --force --seed "$seed" "${common[@]}" $threads \
+    "${resume[@]}" "$@" >>"$stem.jsonl"
   t1=$(date +%s.%N)
   local full nv
   full=$("$bin/ncf-eval" "$ds" "$model" --full --device "$device")
   nv=$("$bin/ncf-eval" "$ds100" "$model" --device "$device")
-  python3 - "$work/$name-f$f-s$seed.jsonl" "$name" "$f" "$seed" "$t0" "$t1" "$full" "$nv" >>"$runs" <<'EOF'
+  python3 - "$stem.jsonl" "$name" "$f" "$seed" "$t0" "$t1" "$full" "$nv" "$epochs" "$device" \
+    "${THREADS:-}" "${#resume[@]}" >"$stem.run.json.tmp" <<'EOF'
 import json, sys
-log, name, f, seed, t0, t1, full, nv = sys.argv[1:9]
+log, name, f, seed, t0, t1, full, nv, epochs, device, threads, resumed = sys.argv[1:13]
 s = [json.loads(l) for l in open(log) if l.strip()][-1]
 full, nv = json.loads(full), json.loads(nv)
+resumed = resumed != "0"
+secs = s["train_time_s"] + s["eval_time_s"] if resumed else float(t1) - float(t0)
 print(json.dumps({"model": name, "factors": int(f), "seed": int(seed),
                   "best_epoch": s["best_epoch"], "hr": s["best_hr"], "ndcg": s["best_ndcg"],
                   "nvidia_hr": nv["hr"], "nvidia_ndcg": nv["ndcg"],
                   "full_hr": full["hr"], "full_ndcg": full["ndcg"],
-                  "seconds": round(float(t1) - float(t0), 1)}))
+                  "seconds": round(secs, 1), "epochs": int(epochs), "device": device,
+                  "threads": int(threads) if threads else None, "resumed": resumed}))
 EOF
+  mv "$stem.run.json.tmp" "$stem.run.json"
+  cat "$stem.run.json" >>"$runs"
   tail -1 "$runs" >&2
 }
 

@@ -20,7 +20,7 @@ use crate::sampler::{EpochSamples, NegativeMode, UserItems};
 use crate::train::{StepStats, TrainConfig, Trainer};
 use crate::{Error, Result};
 use factored::Factored;
-use optim::{Behind, Deferred, Segment, Side, Touched};
+use optim::{Segment, Side, Touched};
 use reference::AdamScalars;
 pub use scorer::Scorer;
 use tile::{Net, Work};
@@ -33,22 +33,6 @@ pub enum FirstLayer {
     /// A GEMM per tile over the gathered embeddings, like every other layer.
     PerSample,
 }
-
-/// Whether the optimiser defers the idle updates of the embedding rows a step does not touch
-/// ([`optim::Deferred`]; the same bits either way).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Deferral {
-    /// Defer on one rank when a step has fewer samples than the model has users and items
-    /// (so most rows are idle); the default.
-    Auto,
-    /// Update every row every step.
-    Never,
-    /// Defer on one rank at any batch size (for tests).
-    Always,
-}
-
-/// Steps of deferred idle updates kept before every row catches up (bounds their memory).
-const MAX_DEFERRED: usize = 1 << 16;
 
 /// Samples per tile (rows of the per-thread GEMMs); chosen by `examples/cpu_train_bench.rs`.
 pub const DEFAULT_TILE: usize = 128;
@@ -233,12 +217,6 @@ pub struct CpuTrainer {
     touched_by: Vec<(Vec<u32>, Vec<u32>)>,
     /// Their union, for the optimiser pass.
     touched: Touched,
-    deferral: Deferral,
-    /// The idle updates owed by the rows, while steps defer them.
-    deferred: Option<Deferred>,
-    /// Scratch: the rows a catch-up replays, and a step's users and items.
-    behind: Vec<Behind>,
-    step_ids: (Vec<u32>, Vec<u32>),
     /// The other ranks of a data-parallel run ([`crate::dist`]); a group of one by default.
     group: Group,
 }
@@ -296,10 +274,6 @@ impl CpuTrainer {
             segments,
             touched_by: vec![],
             touched: Touched::new(model.config.n_users, model.config.n_items),
-            deferral: Deferral::Auto,
-            deferred: None,
-            behind: vec![],
-            step_ids: Default::default(),
             group: Group::single(),
             model,
         })
@@ -328,14 +302,6 @@ impl CpuTrainer {
         Ok(self)
     }
 
-    /// Defer idle updates this way (for benchmarks and tests; the bits do not change).
-    pub fn with_deferral(mut self, deferral: Deferral) -> Self {
-        self.catch_up_all();
-        self.deferred = None;
-        self.deferral = deferral;
-        self
-    }
-
     pub fn threads(&self) -> usize {
         self.threads
     }
@@ -345,50 +311,8 @@ impl CpuTrainer {
         self.step
     }
 
-    /// The parameters (after the idle updates deferred so far).
-    pub fn params(&mut self) -> &[f32] {
-        self.catch_up_all();
+    pub fn params(&self) -> &[f32] {
         &self.model.params
-    }
-
-    /// Replay every deferred idle update: the parameters and moments become those of updating
-    /// every row every step.
-    fn catch_up_all(&mut self) {
-        let Some(d) = self.deferred.as_mut() else {
-            return;
-        };
-        if d.pending() == 0 {
-            return;
-        }
-        self.behind.clear();
-        d.all_behind(&self.segments, &mut self.behind);
-        let (p, m, v) = (&mut self.model.params, &mut self.m, &mut self.v);
-        optim::catch_up(d, &mut self.behind, p, m, v, self.threads);
-        d.restart();
-    }
-
-    /// Whether this step of `batch` samples defers the idle updates, and the deferral state
-    /// ready for it.
-    fn prepare_deferral(&mut self, batch: u64) {
-        let (nu, ni) = (self.model.config.n_users, self.model.config.n_items);
-        let defer = self.group.world() == 1
-            && match self.deferral {
-                Deferral::Auto => batch < nu as u64 + ni as u64,
-                Deferral::Never => false,
-                Deferral::Always => true,
-            };
-        if !defer {
-            self.catch_up_all();
-            self.deferred = None;
-        } else if self
-            .deferred
-            .as_ref()
-            .is_some_and(|d| d.pending() >= MAX_DEFERRED)
-        {
-            self.catch_up_all();
-        } else if self.deferred.is_none() {
-            self.deferred = Some(Deferred::new(nu, ni, self.step));
-        }
     }
 
     /// Forward and backward of the batch at `positions`: per-thread gradients of the mean loss
@@ -406,22 +330,6 @@ impl CpuTrainer {
             self.positives.as_ref(),
         );
         samples.check_positions(&positions)?;
-        if let Some(d) = self.deferred.as_mut() {
-            // The rows this step reads catch up first.
-            let (users, items) = &mut self.step_ids;
-            users.clear();
-            items.clear();
-            for q in positions.clone() {
-                let (u, i, _) = samples.sample(samples.order.apply(q))?;
-                users.push(u);
-                items.push(i);
-            }
-            self.behind.clear();
-            d.behind(&self.segments, Side::User, users, &mut self.behind);
-            d.behind(&self.segments, Side::Item, items, &mut self.behind);
-            let (p, m, v) = (&mut self.model.params, &mut self.m, &mut self.v);
-            optim::catch_up(d, &mut self.behind, p, m, v, self.threads);
-        }
         let batch = positions.end - positions.start;
         let batch_f = batch as f32;
         let t = dropout_threshold(self.model.config.dropout);
@@ -580,10 +488,9 @@ impl CpuTrainer {
             }
         }
         let segments = &self.segments[..];
-        let defer = touched.is_some() && self.deferred.is_some();
         let update =
             |c: usize, p: &mut [f32], m: &mut [f32], v: &mut [f32], gs: &mut [&mut [f32]]| {
-                optim::pass(&kernel, segments, touched, defer, c * per, p, m, v, gs)
+                optim::pass(&kernel, segments, touched, c * per, p, m, v, gs)
             };
         let chunks = self
             .model
@@ -607,9 +514,6 @@ impl CpuTrainer {
                 })
             })
         };
-        if let Some(d) = self.deferred.as_mut() {
-            d.push(kernel, &self.touched);
-        }
         self.touched.clear();
         ok
     }
@@ -638,7 +542,6 @@ impl Trainer for CpuTrainer {
     fn step(&mut self, epoch: u32, positions: std::ops::Range<u64>) -> Result<StepStats> {
         let batch = positions.end.saturating_sub(positions.start);
         let range = format!("{}..{}", positions.start, positions.end);
-        self.prepare_deferral(batch);
         let mut total = match self.accumulate(epoch, positions) {
             Ok(t) => t,
             Err(e) => {
@@ -690,17 +593,14 @@ impl Trainer for CpuTrainer {
     }
 
     fn score(&mut self, users: &[u32], items: &[u32], out: &mut [f32]) -> Result<()> {
-        self.catch_up_all();
         score_checked(&self.model, users, items, out, self.threads)
     }
 
     fn model(&mut self) -> Result<Model> {
-        self.catch_up_all();
         Ok(self.model.clone())
     }
 
     fn save_state(&mut self) -> Result<OptimizerState> {
-        self.catch_up_all();
         Ok(OptimizerState {
             params: self.model.params.clone(),
             m: self.m.clone(),
@@ -726,7 +626,6 @@ impl Trainer for CpuTrainer {
         self.m.copy_from_slice(&state.m);
         self.v.copy_from_slice(&state.v);
         self.step = state.steps;
-        self.deferred = None;
         self.zero_grads();
         Ok(())
     }

@@ -12,20 +12,13 @@
 //! +0 never gives −0), so the dense pass computes `+0 + l2·p` for an untouched element exactly
 //! as `idle` does. With several ranks the gradients are all-reduced densely, so every row counts
 //! as touched.
-//!
-//! Small batches go further ([`Deferred`]): a step leaves the rows it did not touch alone, and
-//! a row catches up on the idle updates it missed ([`replay`], the same `idle` per step in step
-//! order) just before a step touches it or anything reads the model. The idle update of a row
-//! depends only on its own `p`, `m`, `v` and the step's scalars, so the bits are those of
-//! updating every row every step; the work is the same, but a row's catch-up runs in cache
-//! instead of streaming every table through memory each step.
 
 use super::reference::AdamScalars;
 use crate::model::Layout;
 use crate::train::Optimizer;
 
 /// The scalars of one optimiser step.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy)]
 pub struct Kernel {
     pub opt: Optimizer,
     pub adam: AdamScalars,
@@ -239,15 +232,13 @@ impl Kernel {
 }
 
 /// One chunk of the step: parameters `base..base + p.len()` of the flat vector, their moments
-/// and every thread's gradients there. `touched` None: every row counts as touched. Rows not
-/// touched get the idle update, or none when `defer` (their step is kept by [`Deferred`]).
-/// Returns false when a gradient is not finite.
+/// and every thread's gradients there. `touched` None: every row counts as touched. Returns false
+/// when a gradient is not finite.
 #[allow(clippy::too_many_arguments)]
 pub fn pass(
     k: &Kernel,
     segments: &[Segment],
     touched: Option<&Touched>,
-    defer: bool,
     base: usize,
     p: &mut [f32],
     m: &mut [f32],
@@ -257,9 +248,9 @@ pub fn pass(
     #[cfg(target_arch = "x86_64")]
     if super::tile::has_avx2_fma() {
         // SAFETY: the CPU has the features the function is compiled for.
-        return unsafe { pass_avx2(k, segments, touched, defer, base, p, m, v, gs) };
+        return unsafe { pass_avx2(k, segments, touched, base, p, m, v, gs) };
     }
-    pass_body(k, segments, touched, defer, base, p, m, v, gs)
+    pass_body(k, segments, touched, base, p, m, v, gs)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -269,14 +260,13 @@ unsafe fn pass_avx2(
     k: &Kernel,
     segments: &[Segment],
     touched: Option<&Touched>,
-    defer: bool,
     base: usize,
     p: &mut [f32],
     m: &mut [f32],
     v: &mut [f32],
     gs: &mut [&mut [f32]],
 ) -> bool {
-    pass_body(k, segments, touched, defer, base, p, m, v, gs)
+    pass_body(k, segments, touched, base, p, m, v, gs)
 }
 
 #[inline(always)]
@@ -285,7 +275,6 @@ fn pass_body(
     k: &Kernel,
     segments: &[Segment],
     touched: Option<&Touched>,
-    defer: bool,
     base: usize,
     p: &mut [f32],
     m: &mut [f32],
@@ -318,262 +307,11 @@ fn pass_body(
             }
             if on {
                 bad |= k.dense(p, m, v, gs, x - base, y - base);
-            } else if !defer {
+            } else {
                 k.idle(p, m, v, x - base, y - base);
             }
             x = y;
         }
     }
     bad == 0
-}
-
-/// Elements of the packed rows replayed together through every kernel (three arrays of this
-/// many floats stay in L1).
-const REPLAY_BLOCK: usize = 2048;
-
-/// Replay packed rows: row `r` occupies `starts[r].0..starts[r + 1].0` of the packed arrays
-/// (the last ends at the arrays' end) and misses `kernels[starts[r].1..]`; rows are ordered by
-/// that first kernel, so at kernel `j` the rows that miss it are a prefix. `lo` is the packed
-/// offset of `p[0]` (a thread's share starts anywhere). Each kernel runs over a contiguous
-/// stretch of a block: vectorised, and no element waits on its own previous step.
-fn replay_packed(
-    kernels: &[Kernel],
-    starts: &[(usize, usize)],
-    end: usize,
-    lo: usize,
-    p: &mut [f32],
-    m: &mut [f32],
-    v: &mut [f32],
-) {
-    #[cfg(target_arch = "x86_64")]
-    if super::tile::has_avx2_fma() {
-        // SAFETY: the CPU has the features the function is compiled for.
-        return unsafe { replay_packed_avx2(kernels, starts, end, lo, p, m, v) };
-    }
-    replay_packed_body(kernels, starts, end, lo, p, m, v)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn replay_packed_avx2(
-    kernels: &[Kernel],
-    starts: &[(usize, usize)],
-    end: usize,
-    lo: usize,
-    p: &mut [f32],
-    m: &mut [f32],
-    v: &mut [f32],
-) {
-    replay_packed_body(kernels, starts, end, lo, p, m, v)
-}
-
-#[inline(always)]
-fn replay_packed_body(
-    kernels: &[Kernel],
-    starts: &[(usize, usize)],
-    end: usize,
-    lo: usize,
-    p: &mut [f32],
-    m: &mut [f32],
-    v: &mut [f32],
-) {
-    let row_end = |r: usize| starts.get(r + 1).map_or(end, |s| s.0);
-    let hi = lo + p.len();
-    // The row holding packed offset `lo`.
-    let mut first = starts.partition_point(|s| s.0 <= lo).saturating_sub(1);
-    let mut b0 = lo;
-    while b0 < hi {
-        let b1 = (b0 + REPLAY_BLOCK).min(hi);
-        while row_end(first) <= b0 {
-            first += 1;
-        }
-        // Rows first..active miss kernel j; the block's part of them is b0..stop.
-        let mut active = first;
-        let mut stop = b0;
-        for (j, k) in kernels.iter().enumerate().skip(starts[first].1) {
-            while active < starts.len() && starts[active].0 < b1 && starts[active].1 <= j {
-                stop = row_end(active).min(b1);
-                active += 1;
-            }
-            k.idle(p, m, v, b0 - lo, stop - lo);
-        }
-        b0 = b1;
-    }
-}
-
-/// Deferred idle updates for one rank at small batches (see the module doc). Each table row
-/// (by side and id) records the step it is current with; the kernels of the steps since
-/// `base` are kept for the rows that are behind. Invariant: `kernels.len() == step - base`,
-/// where `step` is the trainer's step count.
-#[derive(Debug)]
-pub struct Deferred {
-    done_user: Vec<u64>,
-    done_item: Vec<u64>,
-    base: u64,
-    kernels: Vec<Kernel>,
-    /// Scratch of [`catch_up`]: packed rows (p, m, v) and where each starts.
-    scratch: Vec<f32>,
-    starts: Vec<(usize, usize)>,
-}
-
-/// A row that is behind: `range` of the flat vector, current with step `from`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Behind {
-    pub range: std::ops::Range<usize>,
-    pub from: u64,
-}
-
-impl Deferred {
-    /// Every row current with `step`.
-    pub fn new(n_users: u32, n_items: u32, step: u64) -> Deferred {
-        Deferred {
-            done_user: vec![step; n_users as usize],
-            done_item: vec![step; n_items as usize],
-            base: step,
-            kernels: vec![],
-            scratch: vec![],
-            starts: vec![],
-        }
-    }
-
-    /// The step count every row will be current with after a catch-up.
-    pub fn step(&self) -> u64 {
-        self.base + self.kernels.len() as u64
-    }
-
-    /// Steps kept (a catch-up of every row and [`Deferred::restart`] clear them).
-    pub fn pending(&self) -> usize {
-        self.kernels.len()
-    }
-
-    /// Record the kernel of the next step, whose pass skipped the untouched rows; the rows it
-    /// touched are current with it.
-    pub fn push(&mut self, k: Kernel, touched: &Touched) {
-        self.kernels.push(k);
-        let step = self.step();
-        for &u in &touched.set_user {
-            self.done_user[u as usize] = step;
-        }
-        for &i in &touched.set_item {
-            self.done_item[i as usize] = step;
-        }
-    }
-
-    /// Append to `out` the rows of `ids` (repeats allowed) of every table of `side` that are
-    /// behind, and count them as current: the caller must [`catch_up`] them.
-    pub fn behind(&mut self, segments: &[Segment], side: Side, ids: &[u32], out: &mut Vec<Behind>) {
-        let step = self.step();
-        let done = match side {
-            Side::User => &mut self.done_user,
-            Side::Item => &mut self.done_item,
-        };
-        for &id in ids {
-            let d = &mut done[id as usize];
-            if *d == step {
-                continue;
-            }
-            for seg in segments {
-                if let Some((s, width)) = seg.rows {
-                    if s == side {
-                        let a = seg.range.start + id as usize * width;
-                        out.push(Behind {
-                            range: a..a + width,
-                            from: *d,
-                        });
-                    }
-                }
-            }
-            *d = step;
-        }
-    }
-
-    /// Every row that is behind ([`Deferred::behind`] over all ids of both sides).
-    pub fn all_behind(&mut self, segments: &[Segment], out: &mut Vec<Behind>) {
-        let users: Vec<u32> = (0..self.done_user.len() as u32).collect();
-        let items: Vec<u32> = (0..self.done_item.len() as u32).collect();
-        self.behind(segments, Side::User, &users, out);
-        self.behind(segments, Side::Item, &items, out);
-    }
-
-    /// Forget the kept steps once every row is current (after catching up [`all_behind`]).
-    ///
-    /// [`all_behind`]: Deferred::all_behind
-    pub fn restart(&mut self) {
-        debug_assert!(self
-            .done_user
-            .iter()
-            .chain(&self.done_item)
-            .all(|&d| d == self.step()));
-        self.base = self.step();
-        self.kernels.clear();
-    }
-}
-
-/// Replay the missed idle updates of the rows in `rows` (from [`Deferred::behind`]; disjoint)
-/// on `threads` threads. Every row ends current with `deferred.step()`. The rows are packed
-/// into scratch arrays ordered by the step they are current with, so that each kernel runs over
-/// long contiguous stretches ([`replay_packed`]), and copied back.
-pub fn catch_up(
-    deferred: &mut Deferred,
-    rows: &mut [Behind],
-    p: &mut [f32],
-    m: &mut [f32],
-    v: &mut [f32],
-    threads: usize,
-) {
-    if rows.is_empty() {
-        return;
-    }
-    rows.sort_unstable_by_key(|r| (r.from, r.range.start));
-    let base = deferred.base;
-    let mut starts = std::mem::take(&mut deferred.starts);
-    starts.clear();
-    let mut total = 0;
-    for r in rows.iter() {
-        starts.push((total, (r.from - base) as usize));
-        total += r.range.len();
-    }
-    let mut scratch = std::mem::take(&mut deferred.scratch);
-    scratch.clear();
-    scratch.resize(3 * total, 0.0);
-    let (sp, rest) = scratch.split_at_mut(total);
-    let (sm, sv) = rest.split_at_mut(total);
-    for (r, &(at, _)) in rows.iter().zip(&starts) {
-        let n = r.range.len();
-        sp[at..at + n].copy_from_slice(&p[r.range.clone()]);
-        sm[at..at + n].copy_from_slice(&m[r.range.clone()]);
-        sv[at..at + n].copy_from_slice(&v[r.range.clone()]);
-    }
-    let kernels = &deferred.kernels[..];
-    let work: usize = rows
-        .iter()
-        .zip(&starts)
-        .map(|(r, s)| r.range.len() * (kernels.len() - s.1))
-        .sum();
-    let threads = if work < 1 << 16 { 1 } else { threads.max(1) };
-    if threads == 1 {
-        replay_packed(kernels, &starts, total, 0, sp, sm, sv);
-    } else {
-        // Each element is independent: equal shares of the packed arrays, whole blocks.
-        let share = total.div_ceil(threads).next_multiple_of(REPLAY_BLOCK);
-        let starts = &starts[..];
-        std::thread::scope(|sc| {
-            for (k, ((p, m), v)) in sp
-                .chunks_mut(share)
-                .zip(sm.chunks_mut(share))
-                .zip(sv.chunks_mut(share))
-                .enumerate()
-            {
-                sc.spawn(move || replay_packed(kernels, starts, total, k * share, p, m, v));
-            }
-        });
-    }
-    for (r, &(at, _)) in rows.iter().zip(&starts) {
-        let n = r.range.len();
-        p[r.range.clone()].copy_from_slice(&sp[at..at + n]);
-        m[r.range.clone()].copy_from_slice(&sm[at..at + n]);
-        v[r.range.clone()].copy_from_slice(&sv[at..at + n]);
-    }
-    deferred.scratch = scratch;
-    deferred.starts = starts;
 }

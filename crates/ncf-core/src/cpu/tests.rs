@@ -569,19 +569,7 @@ fn optimiser_pass_equals_the_scalar_update() {
             touched.mark(Side::Item, &items);
             touched.mark(Side::Item, &items[..1]); // repeats are fine
             let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
-            // Deferred: the untouched rows keep their p, m, v; the rest as the dense update.
-            let keep = |x1: &[f32], x0: &[f32]| -> Vec<f32> {
-                (0..n)
-                    .map(|k| if live(k) { x1[k] } else { x0[k] })
-                    .collect()
-            };
-            let (p1d, m1d, v1d) = (keep(&p1, &p0), keep(&m1, &m0), keep(&v1, &v0));
-            for (sparse, defer) in [(false, false), (true, false), (true, true)] {
-                let (p1, m1, v1) = if defer {
-                    (&p1d, &m1d, &v1d)
-                } else {
-                    (&p1, &m1, &v1)
-                };
+            for sparse in [false, true] {
                 for per in [n, 16, 13, 5] {
                     let (mut p, mut m, mut v, mut g) =
                         (p0.clone(), m0.clone(), v0.clone(), g0.clone());
@@ -596,7 +584,6 @@ fn optimiser_pass_equals_the_scalar_update() {
                             &kernel,
                             &segs,
                             t,
-                            defer,
                             start,
                             &mut p[start..end],
                             &mut m[start..end],
@@ -605,13 +592,12 @@ fn optimiser_pass_equals_the_scalar_update() {
                         );
                         start = end;
                     }
-                    let what = format!(
-                        "{opt:?}, {threads} threads, sparse {sparse}, defer {defer}, chunks of {per}"
-                    );
+                    let what =
+                        format!("{opt:?}, {threads} threads, sparse {sparse}, chunks of {per}");
                     assert!(ok, "{what}: finite gradients reported as not finite");
-                    assert_eq!(bits(p1), bits(&p), "{what}: parameters differ");
-                    assert_eq!(bits(m1), bits(&m), "{what}: m differs");
-                    assert_eq!(bits(v1), bits(&v), "{what}: v differs");
+                    assert_eq!(bits(&p1), bits(&p), "{what}: parameters differ");
+                    assert_eq!(bits(&m1), bits(&m), "{what}: m differs");
+                    assert_eq!(bits(&v1), bits(&v), "{what}: v differs");
                     assert!(
                         g.iter().flatten().all(|&x| x == 0.0),
                         "{what}: gradients not zeroed"
@@ -628,7 +614,6 @@ fn optimiser_pass_equals_the_scalar_update() {
                         &kernel,
                         &segs,
                         Some(&touched),
-                        false,
                         0,
                         &mut p,
                         &mut m,
@@ -638,90 +623,6 @@ fn optimiser_pass_equals_the_scalar_update() {
                     assert!(!ok, "{opt:?}: gradient {bad} at {at} not reported");
                 }
             }
-        }
-    }
-}
-
-/// Deferring the idle updates of untouched embedding rows ([`optim::Deferred`]) gives the bits of
-/// updating every row every step: losses, scores and the whole optimiser state (parameters, both
-/// moments), through small steps, a score in between, large steps (where `Auto` stops
-/// deferring), a checkpoint restored into a new trainer, and catch-ups big enough to be split
-/// over threads.
-#[test]
-fn deferred_idle_updates_give_the_bits_of_dense_updates() {
-    let (n_users, n_items) = (300u32, 200u32);
-    let users: Vec<u32> = (0..900u32).map(|k| (k * 7 + k / 13) % n_users).collect();
-    let items: Vec<u32> = (0..900u32).map(|k| (k * k + 3 * k) % n_items).collect();
-    let pairs: Vec<(u32, u32)> = (0..50u32)
-        .map(|k| (k * 5 % n_users, k * 3 % n_items))
-        .collect();
-    let (su, si): (Vec<u32>, Vec<u32>) = pairs.into_iter().unzip();
-    // (epoch, start, samples per step, steps): 4,500 positions per epoch.
-    let plan = [(0u32, 0u64, 8u64, 40u64), (0, 320, 600, 3), (1, 0, 8, 25)];
-    let after = (1u32, 200u64, 8u64, 12u64);
-    let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
-    let cases = [ModelKind::Neumf, ModelKind::Gmf, ModelKind::Mlp]
-        .into_iter()
-        .flat_map(|k| [Optimizer::Adam, Optimizer::Sgd].map(|o| (k, o)))
-        .flat_map(|(k, o)| [0.0f32, 1e-3].map(|l2| (k, o, l2)))
-        .flat_map(|(k, o, l2)| [1usize, 2].map(|t| (k, o, l2, t)));
-    for (kind, optimizer, l2, threads) in cases {
-        let mc = ModelConfig {
-            kind,
-            n_users,
-            n_items,
-            factors: 16,
-            layers: vec![64, 32, 16],
-            dropout: 0.0,
-        };
-        let mut cfg = train_config(optimizer);
-        cfg.l2 = l2;
-        cfg.lr = 0.003;
-        let run = |deferral: Deferral| {
-            let make = || {
-                CpuTrainer::new(
-                    big_model(mc.clone(), 4),
-                    &cfg,
-                    users.clone(),
-                    items.clone(),
-                    None,
-                    threads,
-                )
-                .unwrap()
-                .with_deferral(deferral)
-            };
-            let mut t = make();
-            let mut losses = vec![];
-            let mut scores = vec![0f32; su.len()];
-            for (k, &(epoch, start, per, steps)) in plan.iter().enumerate() {
-                for s in 0..steps {
-                    let a = start + s * per;
-                    losses.push(t.step(epoch, a..a + per).unwrap().loss.to_bits());
-                }
-                if k == 0 {
-                    t.score(&su, &si, &mut scores).unwrap();
-                }
-            }
-            let saved = t.save_state().unwrap();
-            let mut t = make();
-            t.load_state(&saved).unwrap();
-            let (epoch, start, per, steps) = after;
-            for s in 0..steps {
-                let a = start + s * per;
-                losses.push(t.step(epoch, a..a + per).unwrap().loss.to_bits());
-            }
-            (losses, bits(&scores), t.save_state().unwrap())
-        };
-        let want = run(Deferral::Never);
-        for deferral in [Deferral::Auto, Deferral::Always] {
-            let got = run(deferral);
-            let what = format!("{kind:?} {optimizer:?} l2 {l2} {threads} threads {deferral:?}");
-            assert_eq!(got.0, want.0, "{what}: losses differ");
-            assert_eq!(got.1, want.1, "{what}: scores differ");
-            assert_eq!(bits(&got.2.params), bits(&want.2.params), "{what}: params");
-            assert_eq!(bits(&got.2.m), bits(&want.2.m), "{what}: m");
-            assert_eq!(bits(&got.2.v), bits(&want.2.v), "{what}: v");
-            assert_eq!(got.2.steps, want.2.steps, "{what}: steps");
         }
     }
 }

@@ -251,3 +251,118 @@ fn resume_refuses_another_config_or_dataset_or_a_corrupt_checkpoint() {
     let e = resume(&[], &f.root.join("no-such-dir"));
     assert!(!e.is_empty());
 }
+
+/// `scripts/paper-grid.sh` survives a lost session: stopped (SIGTERM to its process group)
+/// while it trains the MLP cell and run again, it reuses the finished GMF cell, resumes the MLP
+/// from its checkpoint, and ends with model files and results identical to an uninterrupted run.
+#[test]
+fn paper_grid_script_resumes_a_stopped_cell_and_reuses_finished_ones() {
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let data = ml100k_dataset(root, 99);
+    let bin_dir = bin("ncf-train").parent().unwrap().to_path_buf();
+    let grid = |work: &str| {
+        let w = root.join(work);
+        std::fs::create_dir_all(&w).unwrap();
+        if !w.join("data").exists() {
+            std::os::unix::fs::symlink(&data, w.join("data")).unwrap();
+        }
+        let mut c = Command::new("bash");
+        c.arg(repo_root().join("scripts/paper-grid.sh"))
+            .arg(root.join(format!("{work}-out")))
+            .env("BIN", &bin_dir)
+            .env("WORK", &w)
+            .env("EPOCHS", "4")
+            .env("FACTORS", "8")
+            .env("SEEDS", "1")
+            .env("MODELS", "gmf mlp")
+            .env("THREADS", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        c
+    };
+    let whole = grid("a").output().unwrap();
+    assert!(
+        whole.status.success(),
+        "{}",
+        describe("paper-grid.sh", &[], &whole)
+    );
+    // Stop the second grid once the MLP cell has finished its first epoch.
+    let mut child = grid("b").spawn().unwrap();
+    let log = root.join("b/mlp-f8-s1.jsonl");
+    let t0 = Instant::now();
+    while std::fs::read_to_string(&log).map_or(true, |s| s.lines().count() < 1) {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "grid ended before the stop"
+        );
+        assert!(t0.elapsed() < Duration::from_secs(300), "no progress");
+        std::thread::sleep(Duration::from_millis(3));
+    }
+    let group = format!("-{}", child.id());
+    let st = Command::new("kill")
+        .args(["-TERM", "--", &group])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let stopped = child.wait_with_output().unwrap();
+    assert!(!stopped.status.success(), "the grid went on after SIGTERM");
+    let ckpt = root.join("b/mlp-f8-s1.safetensors.ckpt");
+    assert!(
+        ckpt.join(checkpoint::CHECKPOINT_FILE).exists(),
+        "no checkpoint to resume"
+    );
+    let again = grid("b").output().unwrap();
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        again.status.success(),
+        "{}",
+        describe("paper-grid.sh again", &[], &again)
+    );
+    assert!(
+        err.contains("reused") && err.contains("gmf-f8-s1.run.json"),
+        "{err}"
+    );
+    assert!(
+        err.contains("resuming") && err.contains("mlp-f8-s1"),
+        "{err}"
+    );
+    assert!(!ckpt.exists(), "checkpoint left behind");
+    for m in ["gmf", "mlp"] {
+        let file = format!("{m}-f8-s1.safetensors");
+        let (a, b) = (root.join("a").join(&file), root.join("b").join(&file));
+        assert!(
+            std::fs::read(a).unwrap() == std::fs::read(b).unwrap(),
+            "{file} differs"
+        );
+    }
+    let lines = |work: &str| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(root.join(format!("{work}-out/runs.jsonl")))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let (a, b) = (lines("a"), lines("b"));
+    assert_eq!(a.len(), 2);
+    assert_eq!(b.len(), 2);
+    for (x, y) in a.iter().zip(&b) {
+        for key in [
+            "model",
+            "best_epoch",
+            "hr",
+            "ndcg",
+            "nvidia_hr",
+            "full_hr",
+            "full_ndcg",
+        ] {
+            assert_eq!(x[key], y[key], "{key} of {}", x["model"]);
+        }
+    }
+    assert_eq!(
+        (b[0]["resumed"].clone(), b[1]["resumed"].clone()),
+        (false.into(), true.into())
+    );
+}

@@ -50,28 +50,66 @@ common=(--epochs "$epochs" --batch-size 256 --lr 0.001 --beta1 0.9 --beta2 0.999
   --dropout 0 --negatives 4 --negative-mode exact --device "$device" --quiet)
 
 # Each cell keeps its result beside its model (STEM.run.json) and a later run of the grid reuses
-# it when the epochs and device match (FRESH=1 retrains every cell). Training checkpoints at
-# every epoch end into STEM.safetensors.ckpt (removed when it completes), so a cell that was
-# stopped (SIGTERM, a lost session) resumes from its last epoch with the same bits; its seconds
-# are then training + evaluation time summed over the pieces, not wall time.
+# it when the epochs and device match (FRESH=1 retrains every cell; a pre-trained NeuMF is
+# retrained when its GMF or MLP is newer). Training checkpoints at every epoch end into
+# STEM.safetensors.ckpt (removed when it completes), so a cell that was stopped (SIGTERM, a lost
+# session) resumes from its last epoch with the same bits, provided the checkpoint was written
+# with the same thread count (else the cell starts again); its seconds are then training +
+# evaluation time summed over the pieces, not wall time. A cell is locked (STEM.lock) while it
+# trains: runs of the grid side by side must take different cells (e.g. different SEEDS) and
+# different OUTDIRs.
 train() {  # name factors seed model-flags...
   local name=$1 f=$2 seed=$3; shift 3
   local stem=$work/$name-f$f-s$seed
   local model=$stem.safetensors ckpt=$stem.safetensors.ckpt
-  if [[ -z ${FRESH:-} && -f $stem.run.json && -f $model && ! -e $ckpt ]] \
+  local lock
+  exec {lock}>"$stem.lock"
+  flock -n "$lock" || { echo "$0: $stem is being trained by another process" >&2; exit 1; }
+  local fresh=${FRESH:-}
+  case $name in
+    neumf-pre*)
+      for need in gmf mlp; do
+        for x in "$stem.run.json" "$ckpt/checkpoint.safetensors"; do
+          [[ ! -e $x || $x -nt $work/$need-f$f-s$seed.safetensors ]] || fresh=1
+        done
+      done ;;
+  esac
+  if [[ -z $fresh && -f $stem.run.json && -f $model && ! -e $ckpt ]] \
     && python3 -c 'import json, sys; r = json.load(open(sys.argv[1]))
 sys.exit(r.get("epochs") != int(sys.argv[2]) or r.get("device") != sys.argv[3])' \
       "$stem.run.json" "$epochs" "$device"; then
     cat "$stem.run.json" >>"$runs"
     echo "reused $stem.run.json" >&2
+    exec {lock}>&-
     return
   fi
   rm -f "$stem.run.json"
-  local resume=()
-  if [[ -z ${FRESH:-} && -f $ckpt/checkpoint.safetensors ]]; then
-    resume=(--resume "$ckpt")
-    echo "resuming $model from $ckpt" >&2
-  else
+  local resume=() why
+  if [[ -z $fresh && -f $ckpt/checkpoint.safetensors ]]; then
+    # The checkpoint's backend and epoch, against this run's.
+    if why=$(python3 - "$ckpt/checkpoint.safetensors" "$device" "${THREADS:-$(nproc)}" "$epochs" <<'EOF'
+import json, struct, sys
+path, device, threads, epochs = sys.argv[1:5]
+with open(path, "rb") as f:
+    head = json.loads(f.read(struct.unpack("<Q", f.read(8))[0]))
+meta = json.loads(head["__metadata__"]["ncf_checkpoint"])
+t = int(threads)
+want = f"cpu ({t} thread{'' if t == 1 else 's'})"
+if device == "cpu" and meta["backend"] != want:
+    print(f"written by {meta['backend']}, this run is {want}")
+    sys.exit(1)
+if meta["position"]["epoch"] > int(epochs):
+    print(f"at epoch {meta['position']['epoch']}, beyond EPOCHS={epochs}")
+    sys.exit(1)
+EOF
+    ); then
+      resume=(--resume "$ckpt")
+      echo "resuming $model from $ckpt" >&2
+    else
+      echo "$0: starting $model again: its checkpoint was $(tail -1 <<<"$why")" >&2
+    fi
+  fi
+  if [[ ${#resume[@]} == 0 ]]; then
     rm -rf "$ckpt"
     : >"$stem.jsonl"
   fi
@@ -86,9 +124,19 @@ sys.exit(r.get("epochs") != int(sys.argv[2]) or r.get("device") != sys.argv[3])'
   nv=$("$bin/ncf-eval" "$ds100" "$model" --device "$device")
   python3 - "$stem.jsonl" "$name" "$f" "$seed" "$t0" "$t1" "$full" "$nv" "$epochs" "$device" \
     "${THREADS:-}" "${#resume[@]}" >"$stem.run.json.tmp" <<'EOF'
-import json, sys
+import json, os, sys
 log, name, f, seed, t0, t1, full, nv, epochs, device, threads, resumed = sys.argv[1:13]
-s = [json.loads(l) for l in open(log) if l.strip()][-1]
+raw = [l for l in open(log) if l.strip()]
+lines = [json.loads(l) for l in raw]
+s = lines[-1]
+if s.get("epochs_run") != int(epochs):
+    sys.exit(f"{log}: {s.get('epochs_run')} epochs run, EPOCHS is {epochs}")
+# An epoch repeated after a hard kill (its line printed, its checkpoint not yet written) is
+# logged twice: keep the last line of each epoch, in order, then the summary.
+by_epoch = {l["epoch"]: r for l, r in zip(lines, raw) if "epoch" in l}
+with open(log + ".tmp", "w") as out:
+    out.writelines([by_epoch[e] for e in sorted(by_epoch)] + [raw[-1]])
+os.replace(log + ".tmp", log)
 full, nv = json.loads(full), json.loads(nv)
 resumed = resumed != "0"
 secs = s["train_time_s"] + s["eval_time_s"] if resumed else float(t1) - float(t0)
@@ -102,6 +150,7 @@ EOF
   mv "$stem.run.json.tmp" "$stem.run.json"
   cat "$stem.run.json" >>"$runs"
   tail -1 "$runs" >&2
+  exec {lock}>&-
 }
 
 for f in $factors; do

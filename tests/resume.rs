@@ -308,7 +308,8 @@ fn paper_grid_script_resumes_a_stopped_cell_and_reuses_finished_ones() {
         .unwrap();
     assert!(st.success());
     let stopped = child.wait_with_output().unwrap();
-    assert!(!stopped.status.success(), "the grid went on after SIGTERM");
+    let err = String::from_utf8_lossy(&stopped.stderr);
+    assert!(err.contains("stopped by a signal"), "{err}");
     let ckpt = root.join("b/mlp-f8-s1.safetensors.ckpt");
     assert!(
         ckpt.join(checkpoint::CHECKPOINT_FILE).exists(),
@@ -355,10 +356,37 @@ fn paper_grid_script_resumes_a_stopped_cell_and_reuses_finished_ones() {
             "hr",
             "ndcg",
             "nvidia_hr",
+            "nvidia_ndcg",
             "full_hr",
             "full_ndcg",
         ] {
             assert_eq!(x[key], y[key], "{key} of {}", x["model"]);
+        }
+    }
+    // The per-epoch logs agree line for line (timings aside), one line per epoch.
+    for m in ["gmf", "mlp"] {
+        let log = |work: &str| -> Vec<serde_json::Value> {
+            let text = std::fs::read_to_string(root.join(work).join(format!("{m}-f8-s1.jsonl")));
+            text.unwrap()
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect()
+        };
+        let (a, b) = (log("a"), log("b"));
+        assert_eq!(a.len(), 5, "{m}: 4 epochs and a summary");
+        assert_eq!(b.len(), 5, "{m}: 4 epochs and a summary");
+        for (x, y) in a.iter().zip(&b) {
+            for key in [
+                "epoch",
+                "loss",
+                "hr",
+                "ndcg",
+                "best_hr",
+                "best_epoch",
+                "epochs_run",
+            ] {
+                assert_eq!(x.get(key), y.get(key), "{m}: {key}");
+            }
         }
     }
     assert_eq!(

@@ -72,7 +72,8 @@ bench:
 
 # The NCF paper's ml-1m grid (issue 7): GMF / MLP / NeuMF / pre-trained NeuMF, factors 8-64, 3 seeds,
 # three protocols (1+99, 1+100, full ranking) → benchmarks/results/<date>-paper-grid/RESULTS.md.
-# Hours on a 2-core CPU; FACTORS=8 SEEDS=1 for a part, DEVICE=cuda on a GPU.
+# Hours on a 2-core CPU; FACTORS=8 SEEDS=1 for a part, DEVICE=cuda on a GPU. Run it again after
+# an interruption: finished cells are reused and a stopped one resumes from its last epoch.
 paper-grid: release
 	BIN=$(BIN) scripts/paper-grid.sh
 

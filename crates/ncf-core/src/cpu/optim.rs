@@ -221,6 +221,9 @@ impl Kernel {
                     self.adam.update(p, m, v, gl);
                 }
             }
+            // Without L2 the idle SGD update is p − lr·(0 + 0·p) = p for every finite p (a
+            // non-finite one stays non-finite either way): nothing to write.
+            Optimizer::Sgd if l2 == 0.0 => {}
             Optimizer::Sgd => {
                 for ((p, _), _) in iter {
                     let gl = 0.0 + l2 * *p;

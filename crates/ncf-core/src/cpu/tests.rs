@@ -532,10 +532,13 @@ fn optimiser_pass_equals_the_scalar_update() {
         let x = crate::rng::Rng::new(5).uniform_f64(salt, k as u32, 0, 0);
         (x as f32 - 0.5) * 0.02
     };
-    for opt in [Optimizer::Adam, Optimizer::Sgd] {
+    let cases = [Optimizer::Adam, Optimizer::Sgd]
+        .into_iter()
+        .flat_map(|o| [0.01f32, 0.0].map(|l2| (o, l2)));
+    for (opt, l2) in cases {
         for threads in 1..=3usize {
             let mut cfg = train_config(opt);
-            cfg.l2 = 0.01;
+            cfg.l2 = l2;
             let kernel = Kernel {
                 opt,
                 adam: AdamScalars::new(&cfg, 7),
@@ -592,8 +595,9 @@ fn optimiser_pass_equals_the_scalar_update() {
                         );
                         start = end;
                     }
-                    let what =
-                        format!("{opt:?}, {threads} threads, sparse {sparse}, chunks of {per}");
+                    let what = format!(
+                        "{opt:?} l2 {l2}, {threads} threads, sparse {sparse}, chunks of {per}"
+                    );
                     assert!(ok, "{what}: finite gradients reported as not finite");
                     assert_eq!(bits(&p1), bits(&p), "{what}: parameters differ");
                     assert_eq!(bits(&m1), bits(&m), "{what}: m differs");

@@ -214,10 +214,7 @@ fn ials_by_alternating_least_squares() {
         let mut a = vec![s(&data), "-o", s(out), "--model", "ials", "--factors", "16"];
         a.extend_from_slice(&["--epochs", "3", "--quiet", "--no-checkpoint", "--seed", "4"]);
         a.extend_from_slice(extra);
-        let log = ok(root, "ncf-train", &a);
-        log.lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
+        json_lines(&ok(root, "ncf-train", &a))
     };
     let (a, b) = (root.join("a.safetensors"), root.join("b.safetensors"));
     let la = train(&a, &["--threads", "1"]);
@@ -299,10 +296,7 @@ fn ease_in_closed_form_item_and_user_side() {
             ]
             .concat(),
         );
-        let lines: Vec<serde_json::Value> = log
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
+        let lines = json_lines(&log);
         assert_eq!(lines.len(), 2, "one epoch and the summary: {log}");
         assert_eq!(lines[0]["steps"], 1, "{}", lines[0]);
         lines[1].clone()

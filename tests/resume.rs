@@ -339,54 +339,50 @@ fn paper_grid_script_resumes_a_stopped_cell_and_reuses_finished_ones() {
             "{file} differs"
         );
     }
-    let lines = |work: &str| -> Vec<serde_json::Value> {
-        std::fs::read_to_string(root.join(format!("{work}-out/runs.jsonl")))
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
+    let read = |path: PathBuf| json_lines(&std::fs::read_to_string(path).unwrap());
+    let same = |x: &serde_json::Value, y: &serde_json::Value, keys: &[&str], what: &str| {
+        for key in keys {
+            assert_eq!(x.get(key), y.get(key), "{what}: {key}");
+        }
     };
-    let (a, b) = (lines("a"), lines("b"));
+    let runs = |work: &str| read(root.join(format!("{work}-out/runs.jsonl")));
+    let (a, b) = (runs("a"), runs("b"));
     assert_eq!(a.len(), 2);
     assert_eq!(b.len(), 2);
+    let keys = [
+        "model",
+        "best_epoch",
+        "hr",
+        "ndcg",
+        "nvidia_hr",
+        "nvidia_ndcg",
+    ];
     for (x, y) in a.iter().zip(&b) {
-        for key in [
-            "model",
-            "best_epoch",
-            "hr",
-            "ndcg",
-            "nvidia_hr",
-            "nvidia_ndcg",
-            "full_hr",
-            "full_ndcg",
-        ] {
-            assert_eq!(x[key], y[key], "{key} of {}", x["model"]);
-        }
+        let what = x["model"].to_string();
+        same(
+            x,
+            y,
+            &[&keys[..], &["full_hr", "full_ndcg"]].concat(),
+            &what,
+        );
     }
     // The per-epoch logs agree line for line (timings aside), one line per epoch.
+    let keys = [
+        "epoch",
+        "loss",
+        "hr",
+        "ndcg",
+        "best_hr",
+        "best_epoch",
+        "epochs_run",
+    ];
     for m in ["gmf", "mlp"] {
-        let log = |work: &str| -> Vec<serde_json::Value> {
-            let text = std::fs::read_to_string(root.join(work).join(format!("{m}-f8-s1.jsonl")));
-            text.unwrap()
-                .lines()
-                .map(|l| serde_json::from_str(l).unwrap())
-                .collect()
-        };
+        let log = |work: &str| read(root.join(work).join(format!("{m}-f8-s1.jsonl")));
         let (a, b) = (log("a"), log("b"));
         assert_eq!(a.len(), 5, "{m}: 4 epochs and a summary");
         assert_eq!(b.len(), 5, "{m}: 4 epochs and a summary");
         for (x, y) in a.iter().zip(&b) {
-            for key in [
-                "epoch",
-                "loss",
-                "hr",
-                "ndcg",
-                "best_hr",
-                "best_epoch",
-                "epochs_run",
-            ] {
-                assert_eq!(x.get(key), y.get(key), "{m}: {key}");
-            }
+            same(x, y, &keys, m);
         }
     }
     assert_eq!(

@@ -40,6 +40,13 @@ pub fn describe(name: &str, args: &[&str], out: &Output) -> String {
     )
 }
 
+/// The JSON values of a JSON-lines text (a training log, runs.jsonl).
+pub fn json_lines(text: &str) -> Vec<serde_json::Value> {
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 /// Run and require exit 0; returns stdout.
 pub fn ok(dir: &Path, name: &str, args: &[&str]) -> String {
     let out = run(dir, name, args);

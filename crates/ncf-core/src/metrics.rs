@@ -1,27 +1,39 @@
 //! The one metrics module: HR@K and NDCG@K of a held-out item ranked among candidates, for the
 //! sampled protocol (item vs. its test negatives) and for full ranking (item vs. every unseen item).
 //!
-//! Rank of the held-out item = the number of candidates scoring STRICTLY higher than it, so ties
-//! count in its favour (NVIDIA's `ncf.py` and the PyTorch peer do the same: `(s[:,1:] > s[:,:1])`).
-//! Hit iff rank < K; NDCG = 1 / log2(rank + 2) on a hit, 0 otherwise. A negative equal to the held-
-//! out item (the NCF paper's ml-1m file has 156 such rows) is skipped, not counted against it. A
-//! NaN score of the held-out item ranks it last. Sums are accumulated in f64; means are reported.
+//! Rank of the held-out item = the number of candidates NOT scoring strictly below it, so ties
+//! count against it: a number never better than the model earns. NVIDIA's `ncf.py` and the
+//! PyTorch peer count only strictly higher scores (`(s[:,1:] > s[:,:1])`, ties in its favour); the
+//! NCF authors' `evaluate.py` breaks ties by Python dict order (`heapq.nlargest` over a dict keyed
+//! by item id). All agree when the held-out item ties with none of its candidates. Ties do occur
+//! (an MLP whose ReLUs are all off scores several items alike: up to 0.0008 HR@10 on the paper's
+//! ml-1m models, benchmarks/results/2026-11-27-tied-scores), and a model that scores every item
+//! alike (collapsed, e.g. by too much L2) would reach HR 1.0 in NVIDIA's way; here it gets 0.
+//! A NaN score counts as higher than anything: a NaN held-out item ranks last, a NaN candidate
+//! above it. Hit iff rank < K; NDCG = 1 / log2(rank + 2) on a hit, 0 otherwise. A negative equal
+//! to the held-out item (the NCF paper's ml-1m file has 156 such rows) is skipped, not counted
+//! against it. Sums are accumulated in f64; means are reported.
 
 use crate::sampler::UserItems;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 
-/// Rank of the held-out item: how many candidates score strictly higher than `pos_score`.
-/// Candidates equal to `pos_item` are skipped. A NaN `pos_score` ranks last (every candidate).
+/// Does a candidate scoring `s` rank above a held-out item scoring `pos`? Unless it scores
+/// strictly below: ties and NaNs (either side) count against the held-out item.
+#[inline]
+fn outranks(s: f32, pos: f32) -> bool {
+    s.partial_cmp(&pos) != Some(std::cmp::Ordering::Less)
+}
+
+/// Rank of the held-out item: how many candidates do not score strictly below `pos_score`
+/// (ties count against it). Candidates equal to `pos_item` are skipped. A NaN `pos_score` ranks
+/// last (every candidate), a NaN candidate above it.
 pub fn rank_of(pos_item: u32, pos_score: f32, candidates: &[u32], scores: &[f32]) -> usize {
     debug_assert_eq!(candidates.len(), scores.len());
-    if pos_score.is_nan() {
-        return candidates.iter().filter(|&&c| c != pos_item).count();
-    }
     candidates
         .iter()
         .zip(scores)
-        .filter(|&(&c, &s)| c != pos_item && s > pos_score)
+        .filter(|&(&c, &s)| c != pos_item && outranks(s, pos_score))
         .count()
 }
 
@@ -344,17 +356,14 @@ where
         for ((&user, &item), scores) in block.iter().zip(held).zip(scores.chunks(n)) {
             let pos = scores[item as usize];
             let seen = train.of(user);
-            let rank = if pos.is_nan() {
-                n - 1 - seen.iter().filter(|&&s| s != item).count()
-            } else {
-                let higher = scores.iter().filter(|&&s| s > pos).count();
-                // remove the training items that beat it (the held-out item never beats itself)
-                higher
-                    - seen
-                        .iter()
-                        .filter(|&&s| s != item && scores[s as usize] > pos)
-                        .count()
-            };
+            // Every item that outranks it, less itself (a score always ties with itself) and
+            // the training items among them.
+            let above = scores.iter().filter(|&&s| outranks(s, pos)).count() - 1;
+            let rank = above
+                - seen
+                    .iter()
+                    .filter(|&&s| s != item && outranks(scores[s as usize], pos))
+                    .count();
             acc.add_rank(rank);
         }
     }
@@ -458,10 +467,35 @@ mod tests {
     }
 
     #[test]
-    fn ties_count_for_the_positive() {
+    fn ties_count_against_the_positive() {
         // positive scores 0.5; two negatives tie, one is higher
-        assert_eq!(rank_of(7, 0.5, &[1, 2, 3, 4], &[0.5, 0.9, 0.5, 0.1]), 1);
-        assert_eq!(rank_of(7, 0.5, &[1, 2], &[0.5, 0.5]), 0);
+        assert_eq!(rank_of(7, 0.5, &[1, 2, 3, 4], &[0.5, 0.9, 0.5, 0.1]), 3);
+        assert_eq!(rank_of(7, 0.5, &[1, 2], &[0.5, 0.5]), 2);
+        assert_eq!(rank_of(7, 0.5, &[1, 2], &[0.4, 0.1]), 0);
+    }
+
+    #[test]
+    fn a_nan_candidate_ranks_above_the_positive() {
+        assert_eq!(rank_of(7, 0.5, &[1, 2, 3], &[f32::NAN, 0.1, 0.2]), 1);
+    }
+
+    #[test]
+    fn a_model_that_scores_every_item_alike_hits_nothing() {
+        // a collapsed model (every score equal) must not look perfect: sampled and full HR 0
+        let set = toy_set();
+        let m = evaluate(&set, 2, |_, _, out: &mut [f32]| {
+            out.fill(0.25);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!((m.hr, m.ndcg), (0.0, 0.0));
+        let train = UserItems::new(2, &[0, 1], &[0, 1]);
+        let m = evaluate_full(&[0, 1], &[2, 3], 6, &train, 2, |_, _, out: &mut [f32]| {
+            out.fill(-3.0);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!((m.hr, m.ndcg), (0.0, 0.0));
     }
 
     #[test]
@@ -603,6 +637,36 @@ mod tests {
         let m = evaluate_full(&[0], &[3], 6, &train, 2, score).unwrap();
         assert!(close(m.hr, 1.0) && close(m.ndcg, 1.0 / 3f64.log2()) && m.protocol == "full");
         assert!(evaluate_full(&[0], &[3], 6, &train, 7, score).is_err());
+        // item 5 ties with the held-out 3 (counts against it), train item 4 ties too (skipped)
+        let tied = |_: &[u32], i: &[u32], o: &mut [f32]| {
+            for (o, &i) in o.iter_mut().zip(i) {
+                *o = if i >= 3 { 3.0 } else { 0.0 };
+            }
+            Ok(())
+        };
+        assert_eq!(
+            evaluate_full(&[0], &[3], 6, &train, 1, tied).unwrap().hr,
+            0.0
+        );
+        assert_eq!(
+            evaluate_full(&[0], &[3], 6, &train, 2, tied).unwrap().hr,
+            1.0
+        );
+        // a NaN held-out score ranks last among the 3 unseen items: rank 3
+        let nan = |_: &[u32], i: &[u32], o: &mut [f32]| {
+            for (o, &i) in o.iter_mut().zip(i) {
+                *o = if i == 3 { f32::NAN } else { 0.0 };
+            }
+            Ok(())
+        };
+        assert_eq!(
+            evaluate_full(&[0], &[3], 6, &train, 3, nan).unwrap().hr,
+            0.0
+        );
+        assert_eq!(
+            evaluate_full(&[0], &[3], 6, &train, 4, nan).unwrap().hr,
+            1.0
+        );
     }
 
     #[test]

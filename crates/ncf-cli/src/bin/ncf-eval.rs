@@ -29,8 +29,9 @@ enum Device {
 /// (written by ncf-negsample); --full ranks it among every item the user has not seen in
 /// training; --ranked FILE reads a recommender's lists instead of a model, as TSV lines
 /// `user<TAB>rank<TAB>item[<TAB>...]` with 1-based ranks (the output of ncf-topk) and raw ids
-/// (--dense for dense ids). Rank = number of candidates scoring strictly higher than the held-out
-/// item (ties count in its favour, as NVIDIA's); hit iff rank < K; NDCG = 1/log2(rank + 2).
+/// (--dense for dense ids). Rank = number of candidates not scoring strictly below the held-out
+/// item (ties count against it; NVIDIA's ncf.py counts them for it); hit iff rank < K;
+/// NDCG = 1/log2(rank + 2).
 ///
 /// Several models score each pair by the weighted sum of their logits (--weights, default equal
 /// weights summing to 1): an ensemble. --validation ranks the held-out items of the validation

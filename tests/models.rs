@@ -190,6 +190,7 @@ fn mf_by_per_example_sgd() {
     .unwrap();
     assert_eq!(ev["hr"], sv["best_hr"], "{ev} vs {sv}");
     assert_eq!(ev["ndcg"], sv["best_ndcg"], "{ev} vs {sv}");
+    assert_eq!(ev["protocol"], "sampled (validation)", "{ev}");
     let cases: &[(&[&str], &str)] = &[
         (&["--optimizer", "adam"], "--optimizer sgd"),
         (&["--device", "cuda"], "CPU only"),

@@ -159,7 +159,10 @@ fn run(a: Args) -> Result<()> {
                 HoldoutArg::Random => Holdout::Random,
             });
             let (_, set) = train::default_validation(&data, a.validation_seed, holdout)?;
-            metrics::evaluate(&set, a.k, score)?
+            let mut m = metrics::evaluate(&set, a.k, score)?;
+            // labelled as ncf-train labels its validation lines
+            m.protocol = format!("{} (validation)", m.protocol);
+            m
         } else if a.full {
             let train = UserItems::new(data.n_users, &data.train_users, &data.train_items);
             metrics::evaluate_full(

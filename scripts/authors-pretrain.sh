@@ -14,9 +14,13 @@
 # Writes OUTDIR/components.jsonl (each imported model under the three protocols) and
 # OUTDIR/neumf-pre-{sgd,adam}.jsonl (ncf-train's per-epoch log, seed 1).
 set -euo pipefail
-cd "$(dirname "$0")/.."
 [[ $# == 2 ]] || { sed -n 2,15p "$0" >&2; exit 2; }
-repo=$1 out=$2
+# Paths given relative to the caller's directory, before moving to the repository root.
+abs() { [[ $1 == /* ]] && echo "$1" || echo "$PWD/$1"; }
+repo=$(abs "$1") out=$(abs "$2")
+[[ -z ${BIN:-} ]] || BIN=$(abs "$BIN")
+[[ -z ${WORK:-} ]] || WORK=$(abs "$WORK")
+cd "$(dirname "$0")/.."
 py=${PYTHON:-python3}
 work=${WORK:-target/paper-grid}
 threads=${THREADS:-1}
@@ -49,10 +53,13 @@ tmpl=(--epochs 1 --batch-size 256 --dropout 0 --negatives 4 --threads "$threads"
 : >"$out/components.jsonl"
 for m in gmf8 mlp8; do
   model=$work/authors/$m.safetensors
-  for p in "paper $ds" "nvidia $ds100" "full $ds --full"; do
-    read -r name data extra <<<"$p"
-    # shellcheck disable=SC2086
-    r=$("$bin/ncf-eval" "$data" "$model" $extra)
+  for name in paper nvidia full; do
+    case $name in
+      paper) args=("$ds" "$model") ;;
+      nvidia) args=("$ds100" "$model") ;;
+      full) args=("$ds" "$model" --full) ;;
+    esac
+    r=$("$bin/ncf-eval" "${args[@]}")
     echo "{\"model\":\"authors-$m\",\"protocol\":\"$name\",\"result\":$r}" >>"$out/components.jsonl"
   done
 done

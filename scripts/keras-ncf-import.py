@@ -53,7 +53,11 @@ def main():
     if len(sys.argv) != 4:
         sys.exit(__doc__)
     src, template, dst = sys.argv[1:]
-    kind, tensors = ours(keras_weights(src))
+    try:
+        kind, tensors = ours(keras_weights(src))
+    except KeyError as e:
+        sys.exit(f"{src}: not a GMF or MLP weight file of the authors' Keras 1 code "
+                 f"(no {e} among its layers and weights)")
     with open(template, "rb") as f:
         n = struct.unpack("<Q", f.read(8))[0]
         head = json.loads(f.read(n))

@@ -637,36 +637,24 @@ mod tests {
         let m = evaluate_full(&[0], &[3], 6, &train, 2, score).unwrap();
         assert!(close(m.hr, 1.0) && close(m.ndcg, 1.0 / 3f64.log2()) && m.protocol == "full");
         assert!(evaluate_full(&[0], &[3], 6, &train, 7, score).is_err());
+        // HR@k of the held-out 3 when each item scores f(item)
+        let hr = |k: usize, f: fn(u32) -> f32| {
+            let by_item = |_: &[u32], i: &[u32], o: &mut [f32]| {
+                for (o, &i) in o.iter_mut().zip(i) {
+                    *o = f(i);
+                }
+                Ok(())
+            };
+            evaluate_full(&[0], &[3], 6, &train, k, by_item).unwrap().hr
+        };
         // item 5 ties with the held-out 3 (counts against it), train item 4 ties too (skipped)
-        let tied = |_: &[u32], i: &[u32], o: &mut [f32]| {
-            for (o, &i) in o.iter_mut().zip(i) {
-                *o = if i >= 3 { 3.0 } else { 0.0 };
-            }
-            Ok(())
-        };
-        assert_eq!(
-            evaluate_full(&[0], &[3], 6, &train, 1, tied).unwrap().hr,
-            0.0
-        );
-        assert_eq!(
-            evaluate_full(&[0], &[3], 6, &train, 2, tied).unwrap().hr,
-            1.0
-        );
+        let tied = |i| if i >= 3 { 3.0 } else { 0.0 };
+        assert_eq!(hr(1, tied), 0.0);
+        assert_eq!(hr(2, tied), 1.0);
         // a NaN held-out score ranks last among the 3 unseen items: rank 3
-        let nan = |_: &[u32], i: &[u32], o: &mut [f32]| {
-            for (o, &i) in o.iter_mut().zip(i) {
-                *o = if i == 3 { f32::NAN } else { 0.0 };
-            }
-            Ok(())
-        };
-        assert_eq!(
-            evaluate_full(&[0], &[3], 6, &train, 3, nan).unwrap().hr,
-            0.0
-        );
-        assert_eq!(
-            evaluate_full(&[0], &[3], 6, &train, 4, nan).unwrap().hr,
-            1.0
-        );
+        let nan = |i| if i == 3 { f32::NAN } else { 0.0 };
+        assert_eq!(hr(3, nan), 0.0);
+        assert_eq!(hr(4, nan), 1.0);
     }
 
     #[test]

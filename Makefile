@@ -12,7 +12,7 @@ NVRTC_HOME = $(shell ls -d $(VENV)/lib/python3*/site-packages/nvidia/cu13 2>/dev
 export NCF_NVRTC_HOME := $(abspath $(NVRTC_HOME))
 export NCF_PYTHON := $(abspath $(PY))
 
-.PHONY: all build release test lint unit demo venv clean bench install device-check device-pack fmt paper-grid mf-ml1m ensemble-ml1m
+.PHONY: all build release test lint unit demo venv clean bench install device-check device-pack fmt paper-grid paper-tune mf-ml1m ensemble-ml1m
 
 all: build
 
@@ -76,6 +76,13 @@ bench:
 # an interruption: finished cells are reused and a stopped one resumes from its last epoch.
 paper-grid: release
 	BIN=$(BIN) scripts/paper-grid.sh
+
+# The paper's own tuning of one cell (its Section 4.1): batch size x learning rate on a validation
+# split carved from the training file (MODEL=neumf FACTORS=64 SEED=1 EPOCHS=8 by default)
+# → benchmarks/results/<date>-paper-tune/summary.md; then BATCH=… LR=… make paper-grid on the
+# test file. About 1.5 hours on 2 idle cores for the 16 configs at factors 64.
+paper-tune: release
+	BIN=$(BIN) scripts/paper-tune.sh
 
 # Rendle et al.'s MF (--model mf) on the paper's split: epochs chosen on a validation split, then
 # 5 seeds on the test file (last epoch) → benchmarks/results/<date>-mf-ml1m/summary.md.

@@ -15,7 +15,10 @@
 #      MODELS (default "gmf mlp neumf neumf-pre"; also neumf-pre-adam: pre-trained NeuMF with
 #      Adam as the authors' README runs it), THREADS, DEVICE (cpu|cuda, default cpu),
 #      BIN (directory of the ncf binaries; default: a release build), DATA (the authors' split),
-#      WORK (models, logs and data; default target/paper-grid), FRESH=1 (retrain every cell).
+#      WORK (models, logs and data; default target/paper-grid), FRESH=1 (retrain every cell),
+#      BATCH and LR (default 256 and 0.001, the authors' README; other values for a cell whose
+#      batch size and learning rate were tuned on validation by scripts/paper-tune.sh, as the
+#      paper tuned them; give such runs their own WORK and OUTDIR).
 # Writes OUTDIR/runs.jsonl (one line per model: config, best epoch, HR/NDCG per protocol,
 # seconds) and OUTDIR/RESULTS.md (mean ± std per cell beside the paper's numbers); copy the
 # table into docs/RESULTS.md. Hours on a 2-core CPU for the full grid; minutes on a GPU.
@@ -26,6 +29,8 @@ out=${1:-benchmarks/results/$(date -u +%F)-paper-grid}
 factors=${FACTORS:-8 16 32 64}
 seeds=${SEEDS:-1 2 3}
 epochs=${EPOCHS:-20}
+batch=${BATCH:-256}
+lr=${LR:-0.001}
 models=${MODELS:-gmf mlp neumf neumf-pre}
 device=${DEVICE:-cpu}
 data=${DATA:-../shared/datasets/ncf-ml-1m}
@@ -46,7 +51,7 @@ ds100=$work/data-1+100
 runs=$out/runs.jsonl
 : >"$runs"
 
-common=(--epochs "$epochs" --batch-size 256 --lr 0.001 --beta1 0.9 --beta2 0.999 --eps 1e-8
+common=(--epochs "$epochs" --batch-size "$batch" --lr "$lr" --beta1 0.9 --beta2 0.999 --eps 1e-8
   --dropout 0 --negatives 4 --negative-mode exact --device "$device" --quiet)
 
 # Each cell keeps its result beside its model (STEM.run.json) and a later run of the grid reuses
@@ -76,8 +81,9 @@ train() {  # name factors seed model-flags...
   esac
   if [[ -z $fresh && -f $stem.run.json && -f $model && ! -e $ckpt ]] \
     && python3 -c 'import json, sys; r = json.load(open(sys.argv[1]))
-sys.exit(r.get("epochs") != int(sys.argv[2]) or r.get("device") != sys.argv[3])' \
-      "$stem.run.json" "$epochs" "$device"; then
+sys.exit(r.get("epochs") != int(sys.argv[2]) or r.get("device") != sys.argv[3]
+         or r.get("batch", 256) != int(sys.argv[4]) or r.get("lr", 0.001) != float(sys.argv[5]))' \
+      "$stem.run.json" "$epochs" "$device" "$batch" "$lr"; then
     cat "$stem.run.json" >>"$runs"
     echo "reused $stem.run.json" >&2
     exec {lock}>&-
@@ -123,9 +129,9 @@ EOF
   full=$("$bin/ncf-eval" "$ds" "$model" --full --device "$device")
   nv=$("$bin/ncf-eval" "$ds100" "$model" --device "$device")
   python3 - "$stem.jsonl" "$name" "$f" "$seed" "$t0" "$t1" "$full" "$nv" "$epochs" "$device" \
-    "${THREADS:-}" "${#resume[@]}" >"$stem.run.json.tmp" <<'EOF'
+    "${THREADS:-}" "${#resume[@]}" "$batch" "$lr" >"$stem.run.json.tmp" <<'EOF'
 import json, os, sys
-log, name, f, seed, t0, t1, full, nv, epochs, device, threads, resumed = sys.argv[1:13]
+log, name, f, seed, t0, t1, full, nv, epochs, device, threads, resumed, batch, lr = sys.argv[1:15]
 raw = [l for l in open(log) if l.strip()]
 lines = [json.loads(l) for l in raw]
 s = lines[-1]
@@ -145,6 +151,7 @@ print(json.dumps({"model": name, "factors": int(f), "seed": int(seed),
                   "nvidia_hr": nv["hr"], "nvidia_ndcg": nv["ndcg"],
                   "full_hr": full["hr"], "full_ndcg": full["ndcg"],
                   "seconds": round(secs, 1), "epochs": int(epochs), "device": device,
+                  "batch": int(batch), "lr": float(lr),
                   "threads": int(threads) if threads else None, "resumed": resumed}))
 EOF
   mv "$stem.run.json.tmp" "$stem.run.json"

@@ -389,4 +389,90 @@ fn paper_grid_script_resumes_a_stopped_cell_and_reuses_finished_ones() {
         (b[0]["resumed"].clone(), b[1]["resumed"].clone()),
         (false.into(), true.into())
     );
+    assert_eq!(
+        (b[0]["batch"].clone(), b[0]["lr"].clone()),
+        (256.into(), 0.001.into())
+    );
+    // Another learning rate is another cell: the finished GMF is retrained, not reused.
+    let other = grid("b")
+        .env("MODELS", "gmf")
+        .env("LR", "0.002")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&other.stderr);
+    assert!(
+        other.status.success(),
+        "{}",
+        describe("paper-grid.sh LR=0.002", &[], &other)
+    );
+    assert!(!err.contains("reused"), "{err}");
+    let b = runs("b");
+    assert_eq!(b.len(), 1);
+    assert_eq!(
+        (b[0]["batch"].clone(), b[0]["lr"].clone()),
+        (256.into(), 0.002.into())
+    );
+}
+
+/// `scripts/paper-tune.sh` trains each BATCH:LR config on the validation split, tabulates the
+/// best validation epoch of each, skips finished configs when run again, and refuses a malformed
+/// config.
+#[test]
+fn paper_tune_script_tabulates_configs_and_skips_finished_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let data = ml100k_dataset(root, 99);
+    let bin_dir = bin("ncf-train").parent().unwrap().to_path_buf();
+    let work = root.join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    std::os::unix::fs::symlink(&data, work.join("data")).unwrap();
+    let out = root.join("out");
+    let tune = |configs: &str| {
+        Command::new("bash")
+            .arg(repo_root().join("scripts/paper-tune.sh"))
+            .arg(&out)
+            .env("BIN", &bin_dir)
+            .env("WORK", &work)
+            .env("MODEL", "gmf")
+            .env("FACTORS", "8")
+            .env("EPOCHS", "2")
+            .env("THREADS", "1")
+            .env("CONFIGS", configs)
+            .output()
+            .unwrap()
+    };
+    let first = tune("256:0.001 512:0.002");
+    assert!(
+        first.status.success(),
+        "{}",
+        describe("paper-tune.sh", &[], &first)
+    );
+    let summary = std::fs::read_to_string(out.join("summary.md")).unwrap();
+    let rows: Vec<&str> = summary
+        .lines()
+        .filter(|l| l.starts_with("| gmf |"))
+        .collect();
+    assert_eq!(rows.len(), 2, "{summary}");
+    assert!(
+        rows[0].starts_with("| gmf | 8 | 1 | 256 | 0.001 | 0."),
+        "{summary}"
+    );
+    assert!(
+        rows[1].starts_with("| gmf | 8 | 1 | 512 | 0.002 | 0."),
+        "{summary}"
+    );
+    for name in ["gmf-f8-s1-b256-lr0.001", "gmf-f8-s1-b512-lr0.002"] {
+        let lines =
+            json_lines(&std::fs::read_to_string(out.join(format!("{name}.jsonl"))).unwrap());
+        assert_eq!(lines.len(), 3, "{name}: 2 epochs and a summary");
+        assert_eq!(lines[0]["eval"], "validation", "{name}");
+    }
+    let again = tune("256:0.001 512:0.002");
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(again.status.success(), "{err}");
+    assert_eq!(err.matches("done already").count(), 2, "{err}");
+    assert!(!err.contains("training"), "{err}");
+    let bad = tune("256-0.001");
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("'256-0.001' is not BATCH:LR"));
 }

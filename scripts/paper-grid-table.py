@@ -22,11 +22,16 @@ print(f"# NCF paper grid on the authors' ml-1m split ({sys.argv[2]} epochs)\n")
 print("| model | factors | seeds | HR@10 (1+99) | NDCG@10 (1+99) | paper HR / NDCG | "
       "HR@10 (1+100) | NDCG@10 (1+100) | HR@10 full | NDCG@10 full | s per run |")
 print("|---|---|---|---|---|---|---|---|---|---|---|")
-cells = sorted({(r["model"], r["factors"]) for r in runs}, key=lambda c: (c[1], c[0]))
-for m, f in cells:
-    rs = [r for r in runs if (r["model"], r["factors"]) == (m, f)]
+# A cell is a model, its factors, and its batch size and learning rate (runs before these were
+# recorded used the authors' 256 and 0.001); a cell with others is labelled with them.
+def cell(r):
+    return r["model"], r["factors"], r.get("batch", 256), r.get("lr", 0.001)
+cells = sorted({cell(r) for r in runs}, key=lambda c: (c[1], c[0], c[2], c[3]))
+for m, f, b, lr in cells:
+    rs = [r for r in runs if cell(r) == (m, f, b, lr)]
     p = paper.get((m, f))
-    print(f"| {m} | {f} | {len(rs)} | {ms([r['hr'] for r in rs])} | "
+    name = m if (b, lr) == (256, 0.001) else f"{m} (batch {b}, lr {lr:g})"
+    print(f"| {name} | {f} | {len(rs)} | {ms([r['hr'] for r in rs])} | "
           f"{ms([r['ndcg'] for r in rs])} | {f'{p[0]:.3f} / {p[1]:.3f}' if p else '–'} | "
           f"{ms([r['nvidia_hr'] for r in rs])} | {ms([r['nvidia_ndcg'] for r in rs])} | "
           f"{ms([r['full_hr'] for r in rs])} | {ms([r['full_ndcg'] for r in rs])} | "

@@ -55,11 +55,13 @@ common=(--epochs "$epochs" --batch-size "$batch" --lr "$lr" --beta1 0.9 --beta2 
   --dropout 0 --negatives 4 --negative-mode exact --device "$device" --quiet)
 
 # Each cell keeps its result beside its model (STEM.run.json) and a later run of the grid reuses
-# it when the epochs and device match (FRESH=1 retrains every cell; a pre-trained NeuMF is
+# it when the epochs, device, batch size and learning rate match (FRESH=1 retrains every cell; a
+# pre-trained NeuMF is
 # retrained when its GMF or MLP is newer). Training checkpoints at every epoch end into
 # STEM.safetensors.ckpt (removed when it completes), so a cell that was stopped (SIGTERM, a lost
 # session) resumes from its last epoch with the same bits, provided the checkpoint was written
-# with the same thread count (else the cell starts again); its seconds are then training +
+# with the same thread count, batch size and learning rate (else the cell starts again); its
+# seconds are then training +
 # evaluation time summed over the pieces, not wall time. A cell is locked (STEM.lock) while it
 # trains: runs of the grid side by side must take different cells (e.g. different SEEDS) and
 # different OUTDIRs.
@@ -92,10 +94,11 @@ sys.exit(r.get("epochs") != int(sys.argv[2]) or r.get("device") != sys.argv[3]
   rm -f "$stem.run.json"
   local resume=() why
   if [[ -z $fresh && -f $ckpt/checkpoint.safetensors ]]; then
-    # The checkpoint's backend and epoch, against this run's.
-    if why=$(python3 - "$ckpt/checkpoint.safetensors" "$device" "${THREADS:-$(nproc)}" "$epochs" <<'EOF'
+    # The checkpoint's backend, epoch, batch size and learning rate, against this run's.
+    if why=$(python3 - "$ckpt/checkpoint.safetensors" "$device" "${THREADS:-$(nproc)}" "$epochs" \
+      "$batch" "$lr" <<'EOF'
 import json, struct, sys
-path, device, threads, epochs = sys.argv[1:5]
+path, device, threads, epochs, batch, lr = sys.argv[1:7]
 with open(path, "rb") as f:
     head = json.loads(f.read(struct.unpack("<Q", f.read(8))[0]))
 meta = json.loads(head["__metadata__"]["ncf_checkpoint"])
@@ -106,6 +109,10 @@ if device == "cpu" and meta["backend"] != want:
     sys.exit(1)
 if meta["position"]["epoch"] > int(epochs):
     print(f"at epoch {meta['position']['epoch']}, beyond EPOCHS={epochs}")
+    sys.exit(1)
+cfg = meta["train_config"]
+if cfg["batch_size"] != int(batch) or abs(cfg["lr"] - float(lr)) > 1e-6 * float(lr):
+    print(f"at batch {cfg['batch_size']}, lr {cfg['lr']:g}; this run is batch {batch}, lr {lr}")
     sys.exit(1)
 EOF
     ); then

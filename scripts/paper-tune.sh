@@ -11,14 +11,16 @@
 #   scripts/paper-tune.sh [OUTDIR]        (default: benchmarks/results/<date>-paper-tune)
 #
 # Env: MODEL (gmf|mlp|neumf, default neumf), FACTORS (default 64), SEED (default 1), EPOCHS
-#      (default 8), CONFIGS (space-separated BATCH:LR pairs, default the paper's 16), THREADS,
-#      BIN (directory of ncf-prep/ncf-train, default: a release build), DATA (the authors' split),
+#      (default 8), CONFIGS (space-separated BATCH:LR pairs, default the paper's 16; LR is
+#      written as %g prints it, so 1e-4 and 0.0001 are one config), THREADS, DEVICE (cpu|cuda,
+#      default cpu), BIN (directory of ncf-prep/ncf-train, default: a release build), DATA (the
+#      authors' split),
 #      WORK (models and the prepared dataset, default target/paper-tune).
 # Writes OUTDIR/<model>-f<F>-s<SEED>-b<BATCH>-lr<LR>.jsonl (ncf-train's per-epoch lines and
 # summary) and OUTDIR/summary.md (best validation HR@10 / NDCG@10 per config, from every .jsonl
 # in OUTDIR). A config whose .jsonl already holds a finished run of EPOCHS epochs is skipped, so
-# two invocations with different CONFIGS can share OUTDIR (one lane each) and a stopped run is
-# redone by running again.
+# two invocations with disjoint CONFIGS can share OUTDIR (one lane each; a config in both would
+# be trained by both at once) and a stopped run is redone by running again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-benchmarks/results/$(date -u +%F)-paper-tune}
@@ -29,6 +31,7 @@ epochs=${EPOCHS:-8}
 configs=${CONFIGS:-128:0.0001 128:0.0005 128:0.001 128:0.005 256:0.0001 256:0.0005 256:0.001 256:0.005 512:0.0001 512:0.0005 512:0.001 512:0.005 1024:0.0001 1024:0.0005 1024:0.001 1024:0.005}
 data=${DATA:-../shared/datasets/ncf-ml-1m}
 threads=${THREADS:+--threads $THREADS}
+device=${DEVICE:-cpu}
 if [[ -n ${BIN:-} ]]; then
   bin=$BIN
 else
@@ -54,8 +57,10 @@ sys.exit(rows[-1].get("epochs_run") != int(sys.argv[2]))' "$1" "$epochs"
 }
 
 for c in $configs; do
-  batch=${c%%:*} lr=${c#*:}
-  [[ $batch =~ ^[0-9]+$ && $lr =~ ^[0-9.e-]+$ ]] || { echo "$0: CONFIGS entry '$c' is not BATCH:LR" >&2; exit 2; }
+  [[ $c =~ ^([1-9][0-9]*):([0-9]*\.?[0-9]+([eE]-?[0-9]+)?)$ ]] \
+    || { echo "$0: CONFIGS entry '$c' is not BATCH:LR (e.g. 256:0.001)" >&2; exit 2; }
+  batch=${BASH_REMATCH[1]}
+  lr=$(LC_NUMERIC=C printf %g "${BASH_REMATCH[2]}")
   name=$model-f$f-s$seed-b$batch-lr$lr
   if finished "$out/$name.jsonl"; then
     echo "done already: $out/$name.jsonl" >&2
@@ -66,7 +71,7 @@ for c in $configs; do
   "$bin/ncf-train" "$ds" -o "$work/$name.safetensors" --force --no-checkpoint --quiet \
     --validation --seed "$seed" --epochs "$epochs" --batch-size "$batch" --lr "$lr" \
     --beta1 0.9 --beta2 0.999 --eps 1e-8 --dropout 0 --negatives 4 --negative-mode exact \
-    "${flags[@]}" $threads >"$out/$name.jsonl.tmp"
+    --device "$device" "${flags[@]}" $threads >"$out/$name.jsonl.tmp"
   mv "$out/$name.jsonl.tmp" "$out/$name.jsonl"
 done
 

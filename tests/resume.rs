@@ -412,6 +412,9 @@ fn paper_grid_script_resumes_a_stopped_cell_and_reuses_finished_ones() {
         (b[0]["batch"].clone(), b[0]["lr"].clone()),
         (256.into(), 0.002.into())
     );
+    // ... and trained at that rate: from the same seed, its first epoch differs.
+    let loss0 = |work: &str| read(root.join(work).join("gmf-f8-s1.jsonl"))[0]["loss"].clone();
+    assert_ne!(loss0("a"), loss0("b"), "LR=0.002 trained as LR=0.001");
 }
 
 /// `scripts/paper-tune.sh` trains each BATCH:LR config on the validation split, tabulates the
@@ -441,7 +444,7 @@ fn paper_tune_script_tabulates_configs_and_skips_finished_ones() {
             .output()
             .unwrap()
     };
-    let first = tune("256:0.001 512:0.002");
+    let first = tune("256:0.001 512:2e-3");
     assert!(
         first.status.success(),
         "{}",
@@ -472,7 +475,13 @@ fn paper_tune_script_tabulates_configs_and_skips_finished_ones() {
     assert!(again.status.success(), "{err}");
     assert_eq!(err.matches("done already").count(), 2, "{err}");
     assert!(!err.contains("training"), "{err}");
-    let bad = tune("256-0.001");
-    assert_eq!(bad.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("'256-0.001' is not BATCH:LR"));
+    for bad in ["256-0.001", "1024", "256:e", "0:0.001"] {
+        let out = tune(bad);
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!("'{bad}' is not BATCH:LR")),
+            "{bad}: {err}"
+        );
+    }
 }

@@ -51,8 +51,10 @@ ds100=$work/data-1+100
 runs=$out/runs.jsonl
 : >"$runs"
 
-common=(--epochs "$epochs" --batch-size "$batch" --lr "$lr" --beta1 0.9 --beta2 0.999 --eps 1e-8
-  --dropout 0 --negatives 4 --negative-mode exact --device "$device" --quiet)
+# shellcheck source=scripts/paper-recipe.sh
+source scripts/paper-recipe.sh
+common=(--epochs "$epochs" --batch-size "$batch" --lr "$lr" "${paper_recipe[@]}"
+  --device "$device" --quiet)
 
 # Each cell keeps its result beside its model (STEM.run.json) and a later run of the grid reuses
 # it when the epochs, device, batch size and learning rate match (FRESH=1 retrains every cell; a
@@ -168,13 +170,10 @@ EOF
 }
 
 for f in $factors; do
-  layers="$((8 * f)),$((4 * f)),$((2 * f)),$f"
   for seed in $seeds; do
     for m in $models; do
       case $m in
-        gmf) train gmf "$f" "$seed" --model gmf --factors "$f" ;;
-        mlp) train mlp "$f" "$seed" --model mlp --layers "$layers" ;;
-        neumf) train neumf "$f" "$seed" --model neumf --factors "$f" --layers "$layers" ;;
+        gmf | mlp | neumf) paper_model "$m" "$f"; train "$m" "$f" "$seed" "${paper_model_flags[@]}" ;;
         neumf-pre)
           for need in gmf mlp; do
             [[ -f $work/$need-f$f-s$seed.safetensors ]] \

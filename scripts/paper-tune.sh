@@ -5,8 +5,8 @@
 # batch sizes {128, 256, 512, 1024}, learning rates {0.0001, 0.0005, 0.001, 0.005}). The test
 # file is never read for these numbers (`ncf-train --validation`: one random training
 # interaction per user held out — the authors' files carry no timestamps — among 99 negatives).
-# Everything else is scripts/paper-grid.sh's recipe (Adam betas 0.9/0.999, 4 exact negatives,
-# no dropout, no L2, MLP tower [8f, 4f, 2f, f]).
+# Everything else is the grid's recipe (scripts/paper-recipe.sh: Adam betas 0.9/0.999, 4 exact
+# negatives, no dropout, no L2, MLP tower [8f, 4f, 2f, f]).
 #
 #   scripts/paper-tune.sh [OUTDIR]        (default: benchmarks/results/<date>-paper-tune)
 #
@@ -42,13 +42,10 @@ work=${WORK:-target/paper-tune}
 mkdir -p "$out" "$work"
 ds=$work/data
 [[ -d $ds ]] || "$bin/ncf-prep" "$data" -o "$ds" >&2
-layers="$((8 * f)),$((4 * f)),$((2 * f)),$f"
-case $model in
-  gmf) flags=(--model gmf --factors "$f") ;;
-  mlp) flags=(--model mlp --layers "$layers") ;;
-  neumf) flags=(--model neumf --factors "$f" --layers "$layers") ;;
-  *) echo "$0: MODEL must be gmf, mlp or neumf, not $model" >&2; exit 2 ;;
-esac
+# shellcheck source=scripts/paper-recipe.sh
+source scripts/paper-recipe.sh
+paper_model "$model" "$f" \
+  || { echo "$0: MODEL must be gmf, mlp or neumf, not $model" >&2; exit 2; }
 
 finished() {  # jsonl: holds a summary line of EPOCHS epochs
   [[ -s $1 ]] && python3 -c 'import json, sys
@@ -70,8 +67,8 @@ for c in $configs; do
   # shellcheck disable=SC2086
   "$bin/ncf-train" "$ds" -o "$work/$name.safetensors" --force --no-checkpoint --quiet \
     --validation --seed "$seed" --epochs "$epochs" --batch-size "$batch" --lr "$lr" \
-    --beta1 0.9 --beta2 0.999 --eps 1e-8 --dropout 0 --negatives 4 --negative-mode exact \
-    --device "$device" "${flags[@]}" $threads >"$out/$name.jsonl.tmp"
+    "${paper_recipe[@]}" --device "$device" "${paper_model_flags[@]}" $threads \
+    >"$out/$name.jsonl.tmp"
   mv "$out/$name.jsonl.tmp" "$out/$name.jsonl"
 done
 

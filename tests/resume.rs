@@ -252,6 +252,22 @@ fn resume_refuses_another_config_or_dataset_or_a_corrupt_checkpoint() {
     assert!(!e.is_empty());
 }
 
+/// `bash scripts/SCRIPT OUT` on the ncf binaries under test, one thread, with WORK (created, the
+/// prepared `data` linked into it) for its models: what the paper scripts share.
+fn paper_script(script: &str, out: &Path, work: &Path, data: &Path) -> Command {
+    std::fs::create_dir_all(work).unwrap();
+    if !work.join("data").exists() {
+        std::os::unix::fs::symlink(data, work.join("data")).unwrap();
+    }
+    let mut c = Command::new("bash");
+    c.arg(repo_root().join("scripts").join(script))
+        .arg(out)
+        .env("BIN", bin("ncf-train").parent().unwrap())
+        .env("WORK", work)
+        .env("THREADS", "1");
+    c
+}
+
 /// `scripts/paper-grid.sh` survives a lost session: stopped (SIGTERM to its process group)
 /// while it trains the MLP cell and run again, it reuses the finished GMF cell, resumes the MLP
 /// from its checkpoint, and ends with model files and results identical to an uninterrupted run.
@@ -261,23 +277,13 @@ fn paper_grid_script_resumes_a_stopped_cell_and_reuses_finished_ones() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     let data = ml100k_dataset(root, 99);
-    let bin_dir = bin("ncf-train").parent().unwrap().to_path_buf();
     let grid = |work: &str| {
-        let w = root.join(work);
-        std::fs::create_dir_all(&w).unwrap();
-        if !w.join("data").exists() {
-            std::os::unix::fs::symlink(&data, w.join("data")).unwrap();
-        }
-        let mut c = Command::new("bash");
-        c.arg(repo_root().join("scripts/paper-grid.sh"))
-            .arg(root.join(format!("{work}-out")))
-            .env("BIN", &bin_dir)
-            .env("WORK", &w)
-            .env("EPOCHS", "4")
+        let out = root.join(format!("{work}-out"));
+        let mut c = paper_script("paper-grid.sh", &out, &root.join(work), &data);
+        c.env("EPOCHS", "4")
             .env("FACTORS", "8")
             .env("SEEDS", "1")
             .env("MODELS", "gmf mlp")
-            .env("THREADS", "1")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0);
@@ -425,21 +431,12 @@ fn paper_tune_script_tabulates_configs_and_skips_finished_ones() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     let data = ml100k_dataset(root, 99);
-    let bin_dir = bin("ncf-train").parent().unwrap().to_path_buf();
-    let work = root.join("work");
-    std::fs::create_dir_all(&work).unwrap();
-    std::os::unix::fs::symlink(&data, work.join("data")).unwrap();
     let out = root.join("out");
     let tune = |configs: &str| {
-        Command::new("bash")
-            .arg(repo_root().join("scripts/paper-tune.sh"))
-            .arg(&out)
-            .env("BIN", &bin_dir)
-            .env("WORK", &work)
+        paper_script("paper-tune.sh", &out, &root.join("work"), &data)
             .env("MODEL", "gmf")
             .env("FACTORS", "8")
             .env("EPOCHS", "2")
-            .env("THREADS", "1")
             .env("CONFIGS", configs)
             .output()
             .unwrap()

@@ -39,7 +39,7 @@ fn nvrtc_compiles_every_kernel_for_sm80_and_sm90() {
     // Every kernel the host launches is in the PTX with the parameters the host passes.
     for act in ncf_cuda::kernels::Act::ALL {
         let ptx = ncf_cuda::kernels::compile("ncf.cu", "sm_90", act).unwrap();
-        for (k, sig) in ncf_cuda::trainer::KERNELS {
+        for (k, sig) in ncf_cuda::device::KERNELS {
             let got = ncf_cuda::kernels::entry_params(&ptx, k);
             assert_eq!(
                 got.as_deref(),
@@ -78,6 +78,111 @@ fn without_a_gpu_the_error_says_cuda_is_unavailable() {
         Err(e) => {
             let msg = e.to_string();
             assert!(msg.starts_with("CUDA unavailable: "), "{msg}");
+        }
+    }
+}
+
+/// The tools that score (ncf-eval, ncf-topk) take `--device cuda` through the one Scorer
+/// interface: with a GPU they give the CPU's rankings (FP32 scores, equal up to rounding); without
+/// one `cuda` is refused as unavailable and `auto` falls back to the CPU with a note and the same
+/// output.
+#[test]
+fn eval_and_topk_score_on_the_device_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let data = common::ml100k_dataset(root, 100);
+    let d = data.to_str().unwrap();
+    let model = root.join("m.safetensors");
+    let m = model.to_str().unwrap();
+    common::ok(
+        root,
+        "ncf-train",
+        &[
+            d,
+            "-o",
+            m,
+            "--preset",
+            "ml1m",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "8192",
+            "-q",
+        ],
+    );
+    let topk = |device: &str| {
+        common::run(
+            root,
+            "ncf-topk",
+            &[d, m, "--all", "-k", "5", "--device", device],
+        )
+    };
+    let cpu = topk("cpu");
+    assert!(
+        cpu.status.success(),
+        "{}",
+        common::describe("ncf-topk", &[], &cpu)
+    );
+    let items = |out: &std::process::Output| -> Vec<String> {
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| l.split('\t').take(3).collect::<Vec<_>>().join("\t"))
+            .collect()
+    };
+    let eval = |device: &str| common::run(root, "ncf-eval", &[d, m, "--device", device]);
+    match ncf_cuda::available() {
+        Ok(info) => {
+            let gpu = topk("cuda");
+            assert!(
+                gpu.status.success(),
+                "{}",
+                common::describe("ncf-topk", &[], &gpu)
+            );
+            let (a, b) = (items(&cpu), items(&gpu));
+            assert_eq!(a.len(), b.len());
+            let differ = a.iter().zip(&b).filter(|(x, y)| x != y).count();
+            assert!(
+                differ * 100 <= a.len(),
+                "on {}: {differ} of {} lines differ",
+                info.name,
+                a.len()
+            );
+            let (ec, eg) = (eval("cpu"), eval("cuda"));
+            assert!(
+                eg.status.success(),
+                "{}",
+                common::describe("ncf-eval", &[], &eg)
+            );
+            let hr = |o: &std::process::Output| {
+                let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+                v["hr"].as_f64().unwrap()
+            };
+            assert!(
+                (hr(&ec) - hr(&eg)).abs() <= 0.005,
+                "{} vs {}",
+                hr(&ec),
+                hr(&eg)
+            );
+        }
+        Err(_) => {
+            for tool in ["ncf-topk", "ncf-eval"] {
+                let args: Vec<&str> = if tool == "ncf-topk" {
+                    vec![d, m, "1", "--device", "cuda"]
+                } else {
+                    vec![d, m, "--device", "cuda"]
+                };
+                let err = common::fails(root, tool, &args);
+                assert!(err.contains("CUDA unavailable"), "{tool}: {err}");
+            }
+            let auto = topk("auto");
+            assert!(
+                auto.status.success(),
+                "{}",
+                common::describe("ncf-topk", &[], &auto)
+            );
+            assert!(String::from_utf8_lossy(&auto.stderr).contains("scoring on the CPU"));
+            assert_eq!(items(&auto), items(&cpu));
+            assert_eq!(eval("auto").stdout, eval("cpu").stdout);
         }
     }
 }

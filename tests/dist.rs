@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use ncf_core::modelfile;
+use ncf_core::model::file as modelfile;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;

@@ -4,8 +4,8 @@
 mod common;
 
 use common::*;
+use ncf_core::model::file as modelfile;
 use ncf_core::model::ModelKind;
-use ncf_core::modelfile;
 use std::path::Path;
 
 fn s(p: &Path) -> &str {
@@ -36,7 +36,7 @@ fn refuses(root: &Path, data: &Path, model: &str, cases: &[(&[&str], &str)]) {
 fn scores(path: &Path, users: &[u32], items: &[u32]) -> Vec<f32> {
     let (model, _) = modelfile::load(path).unwrap();
     let mut out = vec![0f32; users.len()];
-    ncf_core::cpu::score_with(&model, users, items, &mut out, 1);
+    ncf_core::neumf_cpu::score_with(&model, users, items, &mut out, 1);
     out
 }
 
@@ -149,7 +149,7 @@ fn mf_by_per_example_sgd() {
     assert!(m.params == mb.params, "the batch size changed the model");
     assert_eq!(m.config.kind, ModelKind::Gmf);
     assert_eq!(m.config.factors, 18);
-    assert_eq!(ncf_core::cpu::mf::dim_of(&m), Some(16));
+    assert_eq!(ncf_core::family::mf::dim_of(&m), Some(16));
     let eval: serde_json::Value =
         serde_json::from_str(ok(root, "ncf-eval", &[s(&data), s(&a)]).trim()).unwrap();
     let (hr, want) = (

@@ -5,9 +5,9 @@
 mod common;
 
 use common::{bin, describe, fails, ok, run, shared_datasets};
-use ncf_core::dataset::Dataset;
-use ncf_core::rng::Rng;
-use ncf_core::sampler::{EpochSamples, NegativeMode, UserItems};
+use ncf_core::data::dataset::Dataset;
+use ncf_core::sampling::rng::Rng;
+use ncf_core::sampling::sampler::{EpochSamples, NegativeMode, UserItems};
 use std::io::{BufRead, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -266,7 +266,8 @@ fn negsample_epoch_is_what_the_trainer_draws() {
         "{}",
         describe("ncf-negsample", &[], &out)
     );
-    let got = ncf_core::train::read_epoch_samples_ipc(&out.stdout[..], "stdout").unwrap();
+    let got =
+        ncf_core::sampling::negatives::read_epoch_samples_ipc(&out.stdout[..], "stdout").unwrap();
     let text = std::fs::read_to_string(dir.path().join("approximate.tsv")).unwrap();
     let want: Vec<String> = text.lines().map(str::to_string).collect();
     assert_eq!(got.len(), want.len());
@@ -421,7 +422,7 @@ fn validation_mode_trains_without_the_test_set() {
         out,
         "--log differs from stdout"
     );
-    let (_, meta) = ncf_core::modelfile::load(&m).unwrap();
+    let (_, meta) = ncf_core::model::file::load(&m).unwrap();
     assert_eq!(meta.metrics.unwrap().protocol, "sampled (validation)");
     assert_eq!(meta.train_config.unwrap()["beta1"], 0.9);
     assert!(m.exists());

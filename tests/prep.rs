@@ -4,7 +4,7 @@
 mod common;
 
 use common::{describe, fails, ok, repo_root, run, shared_datasets};
-use ncf_core::dataset::Dataset;
+use ncf_core::data::dataset::Dataset;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use ncf_core::checkpoint;
+use ncf_core::train::checkpoint;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;

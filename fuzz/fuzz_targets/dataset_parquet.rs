@@ -2,7 +2,7 @@
 //! length followed by the file (a missing section is an empty file).
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use ncf_core::dataset::Dataset;
+use ncf_core::data::dataset::Dataset;
 
 const FILES: [&str; 6] = [
     "meta.json",

@@ -2,7 +2,7 @@
 //! bytes (which the text files never contain).
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use ncf_core::ingest::ncf_split_from_bytes;
+use ncf_core::data::ingest::ncf_split_from_bytes;
 
 fuzz_target!(|data: &[u8]| {
     let mut parts = data.splitn(3, |&b| b == 0xFF);

@@ -2,7 +2,7 @@
 //! files. Byte 0 picks the parser, byte 1 the options; the rest is the file.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use ncf_core::ingest::{parse_movies, parse_text, Format, ReadOptions};
+use ncf_core::data::ingest::{parse_movies, parse_text, Format, ReadOptions};
 
 const FORMATS: [Format; 6] = [
     Format::MlDat,

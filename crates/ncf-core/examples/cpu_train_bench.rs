@@ -6,9 +6,9 @@
 //!     [--tile N] [--batch N] [--users N] [--items N] [--positives N] [--per-sample-first-layer]
 //!     [--gemm] [--json FILE]
 
-use ncf_core::cpu::{tile, CpuTrainer, FirstLayer};
 use ncf_core::model::{Model, ModelConfig, ModelKind};
-use ncf_core::rng::{below, stream, Rng};
+use ncf_core::neumf_cpu::{tile, CpuTrainer, FirstLayer};
+use ncf_core::sampling::rng::{below, stream, Rng};
 use ncf_core::train::{TrainConfig, Trainer};
 use std::time::Instant;
 
@@ -122,7 +122,7 @@ fn main() {
     }
     let steps = arg("--steps", 4);
     let threads = arg("--threads", 0) as usize;
-    let tile_rows = arg("--tile", ncf_core::cpu::DEFAULT_TILE as u64) as usize;
+    let tile_rows = arg("--tile", ncf_core::neumf_cpu::DEFAULT_TILE as u64) as usize;
     let batch = arg("--batch", 1 << 20);
     let n_users = arg("--users", 138_493) as u32;
     let n_items = arg("--items", 26_744) as u32;
@@ -145,7 +145,7 @@ fn main() {
     };
     let cfg = TrainConfig {
         epochs: 1,
-        batch_size: batch,
+        batch_size: ncf_core::train::BatchSize::Samples(batch),
         ..TrainConfig::nvidia(1)
     };
     let model = Model::init(mc.clone(), 1).expect("model");

@@ -9,10 +9,10 @@
 //!
 //!   cargo run --release -p ncf-core --example touched_rows -- DATASET [--steps 3] [--batch N]
 
-use ncf_core::dataset::Dataset;
+use ncf_core::data::dataset::Dataset;
 use ncf_core::model::{ModelConfig, ModelKind};
-use ncf_core::rng::Rng;
-use ncf_core::sampler::{EpochSamples, NegativeMode};
+use ncf_core::sampling::rng::Rng;
+use ncf_core::sampling::sampler::{EpochSamples, NegativeMode};
 use std::path::Path;
 
 fn main() {

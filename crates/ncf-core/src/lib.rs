@@ -1,22 +1,19 @@
 //! ncf-core: everything the ncf tools share, so that they cannot disagree.
 //!
-//! One dataset format ([`dataset`]), one RNG ([`rng`]) and sampler ([`sampler`]), one metrics
-//! module ([`metrics`]), one model layout ([`model`]). The binaries in `ncf-cli` are thin shells.
+//! One dataset format ([`data`]), one RNG and sampler ([`sampling`]), one metrics module
+//! ([`eval`]), one model layout and file ([`model`]), one training loop ([`train`]). The model
+//! families ([`family`]) say what each `--model` takes and builds; [`neumf_cpu`] is the CPU
+//! backend of NeuMF and its one reference. The binaries in `ncf-cli` are thin shells over these.
 
-pub mod checkpoint;
-pub mod cpu;
-pub mod dataset;
+pub mod data;
 pub mod dist;
 pub mod error;
-pub mod ingest;
+pub mod eval;
+pub mod family;
 pub mod io;
-pub mod metrics;
 pub mod model;
-pub mod modelfile;
-pub mod prep;
-pub mod rng;
-pub mod sampler;
-pub mod synth;
+pub mod neumf_cpu;
+pub mod sampling;
 pub mod train;
 
 pub use error::{Error, Result};

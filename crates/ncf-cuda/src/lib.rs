@@ -1,15 +1,21 @@
-//! ncf-cuda: the CUDA backend of ncf. Owns the CUDA libraries (loaded at run time through cudarc),
-//! the NVRTC-compiled kernels of `kernels/` and [`CudaTrainer`], the GPU twin of the CPU trainer.
+//! ncf-cuda: the CUDA backend of ncf. Owns the CUDA libraries (loaded at run time through cudarc,
+//! [`libs`]), the device wrapper ([`device`], [`gemm`]), the NVRTC-compiled kernels of `kernels/`
+//! ([`kernels`]), [`CudaTrainer`] (the GPU twin of the CPU trainer), [`CudaScorer`], NCCL between
+//! ranks ([`nccl`]) and the parity checks of every kernel against the CPU reference ([`check`]).
 //!
 //! Without a driver, GPU or NVRTC every entry point returns [`CudaError::Unavailable`]
 //! ("CUDA unavailable: …") instead of panicking, so `--device auto` can fall back to the CPU.
 
 pub mod check;
+pub mod device;
+pub mod gemm;
 pub mod kernels;
 pub mod libs;
 pub mod nccl;
+pub mod scorer;
 pub mod trainer;
 
+pub use scorer::CudaScorer;
 pub use trainer::CudaTrainer;
 
 /// The one error type of ncf-cuda.

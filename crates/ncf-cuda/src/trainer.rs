@@ -3,21 +3,16 @@
 //! from (epoch, positions), runs the MLP with cuBLAS and the fused kernels of `kernels/ncf.cu`, and
 //! reads back only the loss and two flags.
 
-use crate::kernels::{self, Act};
-use crate::libs::{self, Lib};
-use crate::{CudaError, DeviceInfo};
-use cudarc::cublas::{result as blas_result, sys as blas_sys, CudaBlas};
-use cudarc::driver::{
-    CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtr, DeviceRepr,
-    LaunchConfig, PushKernelArg,
-};
+use crate::device::{dptr, dropout_threshold, Gpu, KArg};
+use crate::kernels::Act;
+use crate::CudaError;
+use cudarc::driver::CudaSlice;
 use cudarc::nccl::ReduceOp;
-use ncf_core::checkpoint::OptimizerState;
 use ncf_core::model::{Layout, Model, ModelConfig};
-use ncf_core::rng::{stream, Permutation, Rng};
-use ncf_core::sampler::{NegativeMode, UserItems};
-use ncf_core::train::{Optimizer, Precision, StepStats, TrainConfig, Trainer};
-use std::sync::Arc;
+use ncf_core::sampling::rng::{stream, Permutation, Rng};
+use ncf_core::sampling::sampler::{NegativeMode, UserItems};
+use ncf_core::train::checkpoint::OptimizerState;
+use ncf_core::train::{Optimizer, Precision, Scorer, StepStats, TrainConfig, Trainer};
 
 /// FP16 dynamic loss scaling, as torch.cuda.amp.GradScaler's defaults.
 pub const SCALE_INIT: f32 = 65536.0;
@@ -27,392 +22,6 @@ pub const SCALE_GROWTH_INTERVAL: u32 = 2000;
 const FINAL_MAX: usize = 512;
 /// Threads per block of the row kernels; a row of an MLP layer must fit one block (16 units each).
 const ROW_BLOCK: u32 = 256;
-
-/// Dropout threshold t = round(p * 256) clamped to 0..=255 and the scale 256 / (256 - t) of kept
-/// units: ncf_core's definition, which the kernels copy.
-pub fn dropout_threshold(p: f32) -> (u32, f32) {
-    let t = ncf_core::cpu::dropout_threshold(p);
-    (t, ncf_core::cpu::dropout_scale(t))
-}
-
-/// The activation type of a precision.
-pub fn act_of(p: Precision) -> Act {
-    match p {
-        Precision::Fp32 | Precision::Tf32 => Act::F32,
-        Precision::Fp16 => Act::F16,
-        Precision::Bf16 => Act::Bf16,
-    }
-}
-
-/// A kernel argument (device pointers travel as u64).
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum KArg {
-    U32(u32),
-    U64(u64),
-    I32(i32),
-    F32(f32),
-}
-impl From<u32> for KArg {
-    fn from(x: u32) -> Self {
-        KArg::U32(x)
-    }
-}
-impl From<u64> for KArg {
-    fn from(x: u64) -> Self {
-        KArg::U64(x)
-    }
-}
-impl From<i32> for KArg {
-    fn from(x: i32) -> Self {
-        KArg::I32(x)
-    }
-}
-impl From<f32> for KArg {
-    fn from(x: f32) -> Self {
-        KArg::F32(x)
-    }
-}
-
-/// The loaded kernels of one activation type, plus stream, cuBLAS and launch helpers.
-pub struct Gpu {
-    pub info: DeviceInfo,
-    pub ctx: Arc<CudaContext>,
-    pub stream: Arc<CudaStream>,
-    pub act: Act,
-    pub precision: Precision,
-    blas: CudaBlas,
-    _module: Arc<CudaModule>,
-    funcs: Vec<(&'static str, CudaFunction)>,
-    pub sm_count: u32,
-    /// Synchronise after every launch and name the failing kernel (`NCF_CUDA_SYNC=1`, --verbose).
-    pub sync_each: bool,
-    /// When set, every launch and GEMM is synchronised and its wall time (s) added here by name.
-    pub profile: Option<std::cell::RefCell<Vec<(String, f64)>>>,
-}
-
-/// Every kernel with its parameter classes ('q' u64 or pointer, 'u' u32 or int, 'f' float): each
-/// launch is checked against this, and this against the compiled PTX (tests/cuda.rs).
-pub const KERNELS: &[(&str, &str)] = &[
-    ("ncf_philox_blocks", "uuuuuuuq"),
-    ("ncf_permute", "quuuuuquq"),
-    ("ncf_make_batch", "uuuuuqqqqqquuuuuquqqqqq"),
-    ("ncf_gather", "qquuqqq"),
-    ("ncf_scatter", "qquuqqq"),
-    ("ncf_bias_relu_dropout_fwd", "qqqquuuuuuuf"),
-    ("ncf_bias_relu_dropout_bwd", "qqqqquuuuuuuf"),
-    ("ncf_final", "qqquuqqquqqufqqqqqqq"),
-    ("ncf_cast", "qqq"),
-    ("ncf_check_finite", "qqq"),
-    ("ncf_adam", "qqqqqffffffffqu"),
-];
-
-impl Gpu {
-    /// Open device `ordinal`, compile (or load from cache) the kernels for its architecture.
-    pub fn new(ordinal: usize, precision: Precision) -> Result<Gpu, CudaError> {
-        let info = crate::probe(ordinal)?;
-        libs::require(&[Lib::Driver, Lib::Nvrtc, Lib::Cublas])?;
-        let ctx = CudaContext::new(ordinal)
-            .map_err(|e| CudaError::call(format!("CudaContext::new({ordinal})"), e))?;
-        // One stream, raw pointers: cudarc's per-buffer event tracking is not needed.
-        unsafe { ctx.disable_event_tracking() };
-        let stream = ctx.default_stream();
-        let act = act_of(precision);
-        let arch = info.arch();
-        let ptx = kernels::compile_cached("ncf.cu", &arch, act)?;
-        let module = ctx
-            .load_module(cudarc::nvrtc::Ptx::from_src(ptx))
-            .map_err(|e| {
-                CudaError::call(
-                    format!("loading the PTX of ncf.cu ({arch}, {})", act.name()),
-                    e,
-                )
-            })?;
-        let mut funcs = vec![];
-        for &(k, _) in KERNELS {
-            let f = module
-                .load_function(k)
-                .map_err(|e| CudaError::call(format!("loading kernel {k}"), e))?;
-            funcs.push((k, f));
-        }
-        let blas = CudaBlas::new(stream.clone()).map_err(|e| CudaError::call("cublasCreate", e))?;
-        let mode = if precision == Precision::Tf32 {
-            blas_sys::cublasMath_t::CUBLAS_TF32_TENSOR_OP_MATH
-        } else {
-            blas_sys::cublasMath_t::CUBLAS_DEFAULT_MATH
-        };
-        unsafe { blas_sys::cublasSetMathMode(*blas.handle(), mode) }
-            .result()
-            .map_err(|e| CudaError::call(format!("cublasSetMathMode({mode:?})"), e))?;
-        let sm_count = ctx
-            .attribute(
-                cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT,
-            )
-            .unwrap_or(80)
-            .max(1) as u32;
-        let sync_each = std::env::var("NCF_CUDA_SYNC").is_ok_and(|v| v == "1");
-        Ok(Gpu {
-            info,
-            ctx,
-            stream,
-            act,
-            precision,
-            blas,
-            _module: module,
-            funcs,
-            sm_count,
-            sync_each,
-            profile: None,
-        })
-    }
-
-    fn func(&self, name: &str) -> Result<&CudaFunction, CudaError> {
-        self.funcs
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, f)| f)
-            .ok_or_else(|| CudaError::Invalid(format!("kernel {name} not loaded")))
-    }
-
-    /// Blocks for `n` independent elements of 256 threads, capped at 32 per SM (grid-stride loops).
-    pub fn grid_for(&self, n: u64) -> u32 {
-        n.div_ceil(256).clamp(1, self.sm_count as u64 * 32) as u32
-    }
-
-    pub(crate) fn launch(
-        &self,
-        name: &str,
-        grid: u32,
-        block: u32,
-        smem: u32,
-        args: &[KArg],
-        sizes: &str,
-    ) -> Result<(), CudaError> {
-        let f = self.func(name)?;
-        let sig: String = args
-            .iter()
-            .map(|a| match a {
-                KArg::U64(_) => 'q',
-                KArg::U32(_) | KArg::I32(_) => 'u',
-                KArg::F32(_) => 'f',
-            })
-            .collect();
-        let want = KERNELS.iter().find(|(n, _)| *n == name).map(|(_, s)| *s);
-        if want != Some(sig.as_str()) {
-            return Err(CudaError::Invalid(format!(
-                "kernel {name}: host arguments {sig} do not match its signature {want:?}"
-            )));
-        }
-        let t0 = self.profile_start()?;
-        let mut b = self.stream.launch_builder(f);
-        for a in args {
-            match a {
-                KArg::U32(x) => b.arg(x),
-                KArg::U64(x) => b.arg(x),
-                KArg::I32(x) => b.arg(x),
-                KArg::F32(x) => b.arg(x),
-            };
-        }
-        let cfg = LaunchConfig {
-            grid_dim: (grid, 1, 1),
-            block_dim: (block, 1, 1),
-            shared_mem_bytes: smem,
-        };
-        let what = || format!("kernel {name} ({sizes}; grid {grid}, block {block})");
-        unsafe { b.launch(cfg) }.map_err(|e| CudaError::call(what(), e))?;
-        if self.sync_each {
-            self.stream
-                .synchronize()
-                .map_err(|e| CudaError::call(what(), e))?;
-        }
-        self.profile_end(name, t0)
-    }
-
-    fn profile_start(&self) -> Result<Option<std::time::Instant>, CudaError> {
-        if self.profile.is_none() {
-            return Ok(None);
-        }
-        self.sync("profiling")?;
-        Ok(Some(std::time::Instant::now()))
-    }
-
-    fn profile_end(&self, name: &str, t0: Option<std::time::Instant>) -> Result<(), CudaError> {
-        if let (Some(t0), Some(p)) = (t0, &self.profile) {
-            self.sync(name)?;
-            let dt = t0.elapsed().as_secs_f64();
-            let mut v = p.borrow_mut();
-            match v.iter_mut().find(|(n, _)| n == name) {
-                Some(e) => e.1 += dt,
-                None => v.push((name.to_string(), dt)),
-            }
-        }
-        Ok(())
-    }
-
-    pub fn sync(&self, what: &str) -> Result<(), CudaError> {
-        self.stream
-            .synchronize()
-            .map_err(|e| CudaError::call(format!("synchronize after {what}"), e))
-    }
-
-    pub fn alloc<T: DeviceRepr + cudarc::driver::ValidAsZeroBits>(
-        &self,
-        n: usize,
-        what: &str,
-    ) -> Result<CudaSlice<T>, CudaError> {
-        self.stream.alloc_zeros::<T>(n.max(1)).map_err(|e| {
-            CudaError::call(
-                format!(
-                    "allocating {what} ({n} x {} bytes)",
-                    std::mem::size_of::<T>()
-                ),
-                e,
-            )
-        })
-    }
-
-    pub fn upload<T>(&self, data: &[T], what: &str) -> Result<CudaSlice<T>, CudaError>
-    where
-        T: DeviceRepr + Clone + Default + cudarc::driver::ValidAsZeroBits,
-    {
-        if data.is_empty() {
-            return self.alloc::<T>(1, what);
-        }
-        self.stream
-            .clone_htod(data)
-            .map_err(|e| CudaError::call(format!("uploading {what} ({} elements)", data.len()), e))
-    }
-
-    pub fn upload_into<T: DeviceRepr>(
-        &self,
-        data: &[T],
-        dst: &mut CudaSlice<T>,
-        what: &str,
-    ) -> Result<(), CudaError> {
-        if data.is_empty() {
-            return Ok(());
-        }
-        let mut view = dst.slice_mut(0..data.len());
-        self.stream
-            .memcpy_htod(data, &mut view)
-            .map_err(|e| CudaError::call(format!("uploading {what}"), e))
-    }
-
-    pub fn download<T: DeviceRepr + Default + Clone>(
-        &self,
-        src: &CudaSlice<T>,
-        n: usize,
-        what: &str,
-    ) -> Result<Vec<T>, CudaError> {
-        let mut out = vec![T::default(); n];
-        if n == 0 {
-            return Ok(out);
-        }
-        self.stream
-            .memcpy_dtoh(&src.slice(0..n), &mut out)
-            .map_err(|e| CudaError::call(format!("downloading {what} ({n} elements)"), e))?;
-        self.sync(&format!("downloading {what}"))?;
-        Ok(out)
-    }
-
-    pub fn zero<T: DeviceRepr + cudarc::driver::ValidAsZeroBits>(
-        &self,
-        s: &mut CudaSlice<T>,
-        what: &str,
-    ) -> Result<(), CudaError> {
-        self.stream
-            .memset_zeros(s)
-            .map_err(|e| CudaError::call(format!("zeroing {what}"), e))
-    }
-
-    /// C (f32, column-major m×n) = op(A) op(B) + beta C with A, B of the activation type; FP32
-    /// and TF32 by sgemm (the handle's math mode decides TF32), FP16/BF16 by gemmEx, FP32 accumulate.
-    #[allow(clippy::too_many_arguments)]
-    pub fn gemm(
-        &self,
-        what: &str,
-        ta: bool,
-        tb: bool,
-        (m, n, k): (usize, usize, usize),
-        a: u64,
-        lda: usize,
-        b: u64,
-        ldb: usize,
-        c: u64,
-        ldc: usize,
-        beta: f32,
-    ) -> Result<(), CudaError> {
-        use blas_sys::cublasOperation_t::{CUBLAS_OP_N, CUBLAS_OP_T};
-        let op = |t| if t { CUBLAS_OP_T } else { CUBLAS_OP_N };
-        let alpha = 1.0f32;
-        let h = *self.blas.handle();
-        let dims = format!(
-            "{what}: m={m} n={n} k={k} lda={lda} ldb={ldb} ldc={ldc} {}",
-            self.act.name()
-        );
-        let t0 = self.profile_start()?;
-        let res = unsafe {
-            match self.act {
-                Act::F32 => blas_result::sgemm(
-                    h,
-                    op(ta),
-                    op(tb),
-                    m as i32,
-                    n as i32,
-                    k as i32,
-                    &alpha,
-                    a as *const f32,
-                    lda as i32,
-                    b as *const f32,
-                    ldb as i32,
-                    &beta,
-                    c as *mut f32,
-                    ldc as i32,
-                ),
-                Act::F16 | Act::Bf16 => {
-                    let t = if self.act == Act::F16 {
-                        blas_sys::cudaDataType::CUDA_R_16F
-                    } else {
-                        blas_sys::cudaDataType::CUDA_R_16BF
-                    };
-                    blas_result::gemm_ex(
-                        h,
-                        op(ta),
-                        op(tb),
-                        m as i32,
-                        n as i32,
-                        k as i32,
-                        &alpha as *const f32 as *const _,
-                        a as *const _,
-                        t,
-                        lda as i32,
-                        b as *const _,
-                        t,
-                        ldb as i32,
-                        &beta as *const f32 as *const _,
-                        c as *mut _,
-                        blas_sys::cudaDataType::CUDA_R_32F,
-                        ldc as i32,
-                        blas_sys::cublasComputeType_t::CUBLAS_COMPUTE_32F,
-                        blas_sys::cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
-                    )
-                }
-            }
-        };
-        res.map_err(|e| CudaError::call(format!("cuBLAS gemm ({dims})"), e))?;
-        if self.sync_each {
-            self.sync(&dims)?;
-        }
-        // Profile by GEMM role ("forward mlp.0" -> "gemm forward").
-        let role = what.split(" mlp").next().unwrap_or(what);
-        self.profile_end(&format!("gemm {role}"), t0)
-    }
-}
-
-/// Raw device address of a buffer (valid while the buffer lives; one stream, no event tracking).
-pub fn dptr<T>(s: &CudaSlice<T>, stream: &CudaStream) -> u64 {
-    let (p, _sync) = s.device_ptr(stream);
-    p
-}
 
 /// Per-batch device buffers, sized for `cap` samples.
 pub struct Batch {
@@ -566,12 +175,19 @@ impl CudaTrainer {
                 ROW_BLOCK * 16
             )));
         }
-        if cfg.batch_size == 0 || cfg.batch_size > (1 << 30) {
-            return Err(CudaError::Invalid(format!(
-                "batch size {} out of 1..=2^30",
-                cfg.batch_size
-            )));
-        }
+        let cap = match cfg.batch_size.samples() {
+            Some(b) if (1..=1 << 30).contains(&b) => b as usize,
+            Some(b) => {
+                return Err(CudaError::Invalid(format!(
+                    "batch size {b} out of 1..=2^30"
+                )))
+            }
+            None => {
+                return Err(CudaError::Invalid(
+                    "the CUDA backend trains in batches, not a whole epoch per step".into(),
+                ))
+            }
+        };
         let per_epoch = train_users.len() as u64 * (1 + cfg.negatives as u64);
         if per_epoch >= 1 << 32 {
             return Err(CudaError::Invalid(format!(
@@ -600,7 +216,6 @@ impl CudaTrainer {
             },
             "low-precision MLP weights",
         )?;
-        let cap = cfg.batch_size as usize;
         let batch = Batch::new(&gpu, &mc, cap)?;
         let users = gpu.upload(train_users, "train users")?;
         let items = gpu.upload(train_items, "train items")?;
@@ -1190,7 +805,7 @@ impl CudaTrainer {
             return Err(CudaError::Invalid(format!(
                 "sample {}: no negative found in {} draws (the user has nearly every item)",
                 err - 1,
-                ncf_core::sampler::MAX_ATTEMPTS
+                ncf_core::sampling::sampler::MAX_ATTEMPTS
             )));
         }
         let skipped = fp16 && self.gpu.download(&self.found_inf, 1, "inf flag")?[0] != 0;
@@ -1213,7 +828,7 @@ impl CudaTrainer {
         })
     }
 
-    fn score_chunks(
+    pub(crate) fn score_chunks(
         &mut self,
         users: &[u32],
         items: &[u32],
@@ -1272,14 +887,15 @@ impl CudaTrainer {
     }
 }
 
+impl Scorer for CudaTrainer {
+    fn score(&mut self, users: &[u32], items: &[u32], out: &mut [f32]) -> ncf_core::Result<()> {
+        Ok(self.score_chunks(users, items, out)?)
+    }
+}
+
 impl Trainer for CudaTrainer {
     fn name(&self) -> String {
-        let p = match self.cfg.precision {
-            Precision::Fp32 => "fp32",
-            Precision::Tf32 => "tf32",
-            Precision::Fp16 => "fp16",
-            Precision::Bf16 => "bf16",
-        };
+        let p = self.cfg.precision.name();
         format!(
             "cuda:{} {} ({}, {p})",
             self.gpu.info.ordinal,
@@ -1290,10 +906,6 @@ impl Trainer for CudaTrainer {
 
     fn step(&mut self, epoch: u32, positions: std::ops::Range<u64>) -> ncf_core::Result<StepStats> {
         Ok(self.train_step(epoch, positions)?)
-    }
-
-    fn score(&mut self, users: &[u32], items: &[u32], out: &mut [f32]) -> ncf_core::Result<()> {
-        Ok(self.score_chunks(users, items, out)?)
     }
 
     fn model(&mut self) -> ncf_core::Result<Model> {
@@ -1351,75 +963,5 @@ impl Trainer for CudaTrainer {
             Some(r) => r.group.allreduce_f64(x),
             None => Ok(()),
         }
-    }
-}
-
-/// The `k` best (item, score) of one row of scores, best first; ties go to the smaller item id.
-/// Items in `exclude` (sorted) are skipped.
-pub fn top_k_of(scores: &[f32], k: usize, exclude: &[u32]) -> Vec<(u32, f32)> {
-    let mut cand: Vec<(u32, f32)> = scores
-        .iter()
-        .enumerate()
-        .map(|(i, &s)| (i as u32, s))
-        .filter(|(i, s)| !s.is_nan() && exclude.binary_search(i).is_err())
-        .collect();
-    let better = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
-    if cand.len() > k && k > 0 {
-        cand.select_nth_unstable_by(k - 1, better);
-    }
-    cand.truncate(k);
-    cand.sort_by(better);
-    cand
-}
-
-impl CudaTrainer {
-    /// Top-`k` items of each user by score (all items scored on the GPU, dropout off), best
-    /// first, skipping each user's items in `exclude` (e.g. its training positives).
-    pub fn topk(
-        &mut self,
-        users: &[u32],
-        k: usize,
-        exclude: Option<&UserItems>,
-    ) -> Result<Vec<Vec<(u32, f32)>>, CudaError> {
-        let n_items = self.model_cfg.n_items as usize;
-        let per_chunk = (self.batch.cap / n_items).max(1);
-        let mut out = Vec::with_capacity(users.len());
-        for chunk in users.chunks(per_chunk) {
-            let su: Vec<u32> = chunk
-                .iter()
-                .flat_map(|&u| std::iter::repeat_n(u, n_items))
-                .collect();
-            let si: Vec<u32> = chunk.iter().flat_map(|_| 0..n_items as u32).collect();
-            let mut scores = vec![0f32; su.len()];
-            self.score_chunks(&su, &si, &mut scores)?;
-            for (r, &u) in chunk.iter().enumerate() {
-                let ex = match exclude {
-                    Some(ui) if (u as usize) < ui.n_users() => ui.of(u),
-                    _ => &[],
-                };
-                out.push(top_k_of(&scores[r * n_items..(r + 1) * n_items], k, ex));
-            }
-        }
-        Ok(out)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn top_k_orders_breaks_ties_and_excludes() {
-        let s = [0.5, 2.0, f32::NAN, 2.0, -1.0, 3.0];
-        assert_eq!(top_k_of(&s, 3, &[]), vec![(5, 3.0), (1, 2.0), (3, 2.0)]);
-        assert_eq!(top_k_of(&s, 2, &[5]), vec![(1, 2.0), (3, 2.0)]);
-        assert_eq!(top_k_of(&s, 10, &[1, 3, 5]).len(), 2);
-        assert!(top_k_of(&s, 0, &[]).is_empty());
-    }
-
-    #[test]
-    fn dropout_threshold_is_ncf_cores() {
-        assert_eq!(dropout_threshold(0.5), (128, 2.0));
-        assert_eq!(dropout_threshold(0.0), (0, 1.0));
     }
 }

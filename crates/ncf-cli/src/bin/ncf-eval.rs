@@ -1,26 +1,15 @@
 //! ncf-eval: HR@K and NDCG@K of a model, or of any recommender's ranked lists, on a dataset.
 
 use anyhow::{bail, Context, Result};
-use clap::{Parser, ValueEnum};
-use ncf_core::dataset::Dataset;
-use ncf_core::metrics::{self, EvalSet};
-use ncf_core::sampler::UserItems;
-use ncf_core::train::{self, Holdout, Trainer};
-use ncf_core::{cpu, modelfile};
+use clap::Parser;
+use ncf_cli::args::{DeviceArgs, ValidationArgs};
+use ncf_cli::backend;
+use ncf_core::data::dataset::Dataset;
+use ncf_core::eval::metrics::{self, EvalSet};
+use ncf_core::model::file as modelfile;
+use ncf_core::sampling::sampler::UserItems;
 use std::io::Write;
 use std::path::PathBuf;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum HoldoutArg {
-    Latest,
-    Random,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum Device {
-    Cpu,
-    Cuda,
-}
 
 /// Evaluate a model (or a ranked list) on a dataset's held-out items; prints one JSON line
 /// {hr, ndcg, k, users, candidates, protocol} on stdout.
@@ -63,35 +52,26 @@ struct Args {
     /// One weight per model for the ensemble's logit sum (default: 1/number of models each).
     #[arg(long, value_delimiter = ',', allow_negative_numbers = true)]
     weights: Option<Vec<f32>>,
-    /// Rank the held-out items of ncf-train's --validation split instead of the test set.
-    #[arg(long, conflicts_with_all = ["ranked", "full"])]
-    validation: bool,
-    /// Seed of the validation split (as ncf-train's --validation-seed).
-    #[arg(long, default_value_t = 0, requires = "validation")]
-    validation_seed: u64,
-    /// Which interaction the validation split held out (as ncf-train's --validation-holdout;
-    /// default: latest when the training rows are time-ordered, else random).
-    #[arg(long, value_enum, requires = "validation")]
-    validation_holdout: Option<HoldoutArg>,
+    #[command(flatten)]
+    validation: ValidationArgs,
     /// Cut-off K of HR@K and NDCG@K.
     #[arg(short, long, default_value_t = 10)]
     k: usize,
     /// Rank among every item the user has not seen in training instead of the test negatives.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "validation")]
     full: bool,
     /// Evaluate a ranked list (TSV user, rank, item) from FILE or `-` (stdin) instead of a model.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "validation")]
     ranked: Option<PathBuf>,
     /// Ids in the ranked list are dense (0-based) rather than raw.
     #[arg(long, requires = "ranked")]
     dense: bool,
-    /// Where the model is scored.
-    #[arg(long, value_enum, default_value = "cpu")]
-    device: Device,
+    #[command(flatten)]
+    device: DeviceArgs,
 }
 
 fn main() -> std::process::ExitCode {
-    ncf_cli::main_with("ncf-eval", run)
+    ncf_tool::main_with("ncf-eval", run)
 }
 
 fn run(a: Args) -> Result<()> {
@@ -129,12 +109,11 @@ fn run(a: Args) -> Result<()> {
             })?;
             models.push(model);
         }
+        let d = &a.device;
+        let chosen = backend::choose("ncf-eval", "scoring", d.device, d.gpu, 0, None)?;
         let mut scorers = Vec::with_capacity(models.len());
         for model in &models {
-            scorers.push(match a.device {
-                Device::Cpu => Scorer::Cpu(Box::new(cpu::Scorer::new(model))),
-                Device::Cuda => Scorer::Cuda(Box::new(cuda_scorer(model.clone(), &data)?)),
-            });
+            scorers.push(backend::scorer(model, chosen)?);
         }
         let mut part = Vec::new();
         let score = |u: &[u32], i: &[u32], o: &mut [f32]| -> ncf_core::Result<()> {
@@ -153,12 +132,7 @@ fn run(a: Args) -> Result<()> {
             }
             Ok(())
         };
-        if a.validation {
-            let holdout = a.validation_holdout.map(|h| match h {
-                HoldoutArg::Latest => Holdout::Latest,
-                HoldoutArg::Random => Holdout::Random,
-            });
-            let (_, set) = train::default_validation(&data, a.validation_seed, holdout)?;
+        if let Some((_, set)) = a.validation.split(&data)? {
             let mut m = metrics::evaluate(&set, a.k, score)?;
             // labelled as ncf-train labels its validation lines
             m.protocol = format!("{} (validation)", m.protocol);
@@ -182,39 +156,4 @@ fn run(a: Args) -> Result<()> {
     writeln!(out, "{}", serde_json::to_string(&m)?)?;
     out.flush()?;
     Ok(())
-}
-
-/// One ensemble member's scorer.
-enum Scorer<'a> {
-    Cpu(Box<cpu::Scorer<'a>>),
-    Cuda(Box<ncf_cuda::CudaTrainer>),
-}
-
-impl Scorer<'_> {
-    fn score(&mut self, u: &[u32], i: &[u32], o: &mut [f32]) -> ncf_core::Result<()> {
-        match self {
-            Scorer::Cpu(s) => {
-                s.score(u, i, o);
-                Ok(())
-            }
-            Scorer::Cuda(t) => t.score(u, i, o),
-        }
-    }
-}
-
-/// A CUDA trainer used only for its scorer (dropout off): the model and positives on GPU 0.
-fn cuda_scorer(model: ncf_core::model::Model, data: &Dataset) -> Result<ncf_cuda::CudaTrainer> {
-    ncf_cuda::available()?;
-    let cfg = ncf_core::train::TrainConfig {
-        batch_size: 1 << 16,
-        ..ncf_core::train::TrainConfig::nvidia(0)
-    };
-    Ok(ncf_cuda::CudaTrainer::new(
-        0,
-        model,
-        &cfg,
-        &data.train_users,
-        &data.train_items,
-        None,
-    )?)
 }

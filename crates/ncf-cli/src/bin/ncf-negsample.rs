@@ -2,11 +2,11 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{ArgGroup, Parser, ValueEnum};
-use ncf_core::dataset::{write_test_negatives, Dataset};
+use ncf_core::data::dataset::{write_test_negatives, Dataset};
 use ncf_core::io::{is_stdio, write_atomic};
-use ncf_core::rng::Rng;
-use ncf_core::sampler::{EpochSamples, NegativeMode, UserItems};
-use ncf_core::train::{sample_test_negatives, write_epoch_samples, SampleFormat};
+use ncf_core::sampling::negatives::{sample_test_negatives, write_epoch_samples, SampleFormat};
+use ncf_core::sampling::rng::Rng;
+use ncf_core::sampling::sampler::{EpochSamples, NegativeMode, UserItems};
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -76,7 +76,7 @@ struct Args {
 }
 
 fn main() -> std::process::ExitCode {
-    ncf_cli::main_with("ncf-negsample", run)
+    ncf_tool::main_with("ncf-negsample", run)
 }
 
 fn run(a: Args) -> Result<()> {

@@ -2,11 +2,11 @@
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use ncf_core::dataset::Dataset;
-use ncf_core::ingest::{self, Format, Input, ReadOptions};
+use ncf_core::data::dataset::Dataset;
+use ncf_core::data::ingest::{self, Format, Input, ReadOptions};
+use ncf_core::data::prep::{prepare, PrepOptions, PrepStats};
+use ncf_core::data::synth;
 use ncf_core::io::is_stdio;
-use ncf_core::prep::{prepare, PrepOptions, PrepStats};
-use ncf_core::synth;
 use serde_json::json;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -102,7 +102,7 @@ struct Args {
 }
 
 fn main() -> std::process::ExitCode {
-    ncf_cli::main_with("ncf-prep", run)
+    ncf_tool::main_with("ncf-prep", run)
 }
 
 fn commas(n: u64) -> String {
@@ -223,8 +223,8 @@ fn run(a: Args) -> Result<()> {
         None => json!({"users": ds.n_users, "items": ds.n_items, "train": ds.train_users.len(),
             "test": ds.test_users.len(), "split": "given"}),
     };
-    ds.meta = Some(ncf_core::dataset::Meta {
-        format_version: ncf_core::dataset::FORMAT_VERSION,
+    ds.meta = Some(ncf_core::data::dataset::Meta {
+        format_version: ncf_core::data::dataset::FORMAT_VERSION,
         n_users: 0,
         n_items: 0,
         n_train: 0,

@@ -2,9 +2,12 @@
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use ncf_core::dataset::Dataset;
-use ncf_core::sampler::UserItems;
-use ncf_core::{cpu, modelfile};
+use ncf_cli::args::DeviceArgs;
+use ncf_cli::backend;
+use ncf_core::data::dataset::Dataset;
+use ncf_core::eval::topk::TopK;
+use ncf_core::model::file as modelfile;
+use ncf_core::sampling::sampler::UserItems;
 use std::collections::HashMap;
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
@@ -16,7 +19,9 @@ use std::path::PathBuf;
 /// unless --include-seen. Output on stdout, one line per recommendation, raw ids:
 ///   user<TAB>rank<TAB>item<TAB>score[<TAB>title]
 /// rank is 1-based, score is the model's logit, title appears when the dataset has titles.
-/// Unknown user ids are an error naming them, unless --skip-unknown (then a note on stderr).
+/// Highest score first, equal scores by item id; an item the model scores NaN is never listed
+/// (a note on stderr says how many). Unknown user ids are an error naming them, unless
+/// --skip-unknown (then a note on stderr). --device cuda scores on a GPU.
 ///
 /// Exit codes: 0 success (also when stdout is a closed pipe), 1 error (bad or inconsistent input
 /// data, impossible request, output exists), 2 usage error (the command line cannot be parsed).
@@ -45,10 +50,12 @@ struct Args {
     /// Skip unknown user ids (with a note on stderr) instead of failing.
     #[arg(long)]
     skip_unknown: bool,
+    #[command(flatten)]
+    device: DeviceArgs,
 }
 
 fn main() -> std::process::ExitCode {
-    ncf_cli::main_with("ncf-topk", run)
+    ncf_tool::main_with("ncf-topk", run)
 }
 
 fn run(a: Args) -> Result<()> {
@@ -138,12 +145,15 @@ fn run(a: Args) -> Result<()> {
 
     // Users are scored a block at a time (every item of ~2^20 / n_items users per call, so the
     // scorer's threads share the work), then ranked and written in input order.
-    let scorer = cpu::Scorer::new(&model);
+    let d = &a.device;
+    let chosen = backend::choose("ncf-topk", "scoring", d.device, d.gpu, 0, None)?;
+    let mut scorer = backend::scorer(&model, chosen)?;
     let per_block = ((1usize << 20) / n).clamp(1, users.len().max(1));
     let mut uu = Vec::with_capacity(per_block * n);
     let mut items = Vec::with_capacity(per_block * n);
     let mut scores = Vec::new();
-    let mut order: Vec<u32> = Vec::with_capacity(n);
+    let mut top = TopK::new();
+    let none: &[u32] = &[];
     let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
     for block in users.chunks(per_block) {
         uu.clear();
@@ -154,27 +164,10 @@ fn run(a: Args) -> Result<()> {
         }
         scores.clear();
         scores.resize(uu.len(), 0.0);
-        scorer.score(&uu, &items, &mut scores);
+        scorer.score(&uu, &items, &mut scores)?;
         for (&u, scores) in block.iter().zip(scores.chunks(n)) {
-            let s = seen.of(u);
-            order.clear();
-            order.extend(
-                (0..data.n_items).filter(|&i| a.include_seen || s.binary_search(&i).is_err()),
-            );
-            // Highest score first, ties by item id; NaN scores last.
-            let key = |i: &u32| {
-                let x = scores[*i as usize];
-                (if x.is_nan() { f32::NEG_INFINITY } else { x }, *i)
-            };
-            let cmp = |x: &u32, y: &u32| {
-                let (kx, ky) = (key(x), key(y));
-                ky.0.total_cmp(&kx.0).then(kx.1.cmp(&ky.1))
-            };
-            if a.k < order.len() {
-                order.select_nth_unstable_by(a.k - 1, cmp);
-                order.truncate(a.k);
-            }
-            order.sort_unstable_by(cmp);
+            let exclude = if a.include_seen { none } else { seen.of(u) };
+            let order = top.select(scores, a.k, exclude);
             let user_raw = &data.user_raw[u as usize];
             for (rank, &i) in order.iter().enumerate() {
                 write!(
@@ -196,5 +189,11 @@ fn run(a: Args) -> Result<()> {
         }
     }
     out.flush()?;
+    if top.nan_scores > 0 {
+        eprintln!(
+            "ncf-topk: note: the model scored {} (user, item) pairs NaN; those items are not listed",
+            top.nan_scores
+        );
+    }
     Ok(())
 }

@@ -1,80 +1,21 @@
-//! ncf-train: train NeuMF on a dataset, keep the best model by HR@K.
+//! ncf-train: train a model of any family on a dataset, keep the best model by HR@K.
 
 use anyhow::{bail, Context, Result};
-use clap::{Parser, ValueEnum};
-use ncf_core::checkpoint;
-use ncf_core::dataset::Dataset;
+use clap::Parser;
+use ncf_cli::args::{DeviceArgs, ValidationArgs};
+use ncf_cli::backend::{self, Chosen};
+use ncf_core::data::dataset::Dataset;
 use ncf_core::dist::{self, Group, RankInfo};
-use ncf_core::metrics::EvalSet;
-use ncf_core::model::{Model, ModelConfig, ModelKind};
-use ncf_core::modelfile;
-use ncf_core::sampler::{NegativeMode, UserItems};
-use ncf_core::train::{self, Holdout, Optimizer, Precision, RunOptions, TrainConfig, Trainer};
+use ncf_core::eval::metrics::EvalSet;
+use ncf_core::family::{neumf, Choices, Family};
+use ncf_core::model::{file as modelfile, Model};
+use ncf_core::sampling::sampler::NegativeMode;
+use ncf_core::train::checkpoint;
+use ncf_core::train::{self, Optimizer, Precision, Preset, RunOptions};
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum Device {
-    Cpu,
-    Cuda,
-    /// CUDA when a GPU is usable, else CPU (with a note on stderr).
-    Auto,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum Preset {
-    /// NVIDIA's DeepLearningExamples NCF defaults for ml-20m.
-    NvidiaMl20m,
-    /// A recipe for ml-1m sized data.
-    Ml1m,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum Kind {
-    Neumf,
-    Gmf,
-    Mlp,
-    /// Matrix factorisation with biases by per-example SGD (Rendle et al. 2020), CPU only;
-    /// saved as the equivalent GMF.
-    Mf,
-    /// Matrix factorisation by implicit alternating least squares (Rendle et al. 2022), CPU
-    /// only; saved as a GMF.
-    Ials,
-    /// The item-item linear model EASE (Steck 2019), fitted in closed form on the CPU; saved
-    /// as a GMF with one factor per item.
-    Ease,
-    /// EASE on the transposed matrix: user-user weights, closed form on the CPU; saved as a
-    /// GMF with one factor per user.
-    EaseUsers,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum Opt {
-    Adam,
-    Sgd,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum Prec {
-    Fp32,
-    Tf32,
-    Fp16,
-    Bf16,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum HoldoutArg {
-    Latest,
-    Random,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum NegMode {
-    Approximate,
-    Exact,
-}
 
 /// Train NeuMF (or GMF / MLP alone, or biased MF) on a dataset; write the best model by HR@K.
 ///
@@ -120,17 +61,13 @@ struct Args {
     /// Replace an existing model file.
     #[arg(long)]
     force: bool,
-    #[arg(long, value_enum, default_value = "cpu")]
-    device: Device,
-    /// GPU to train on (CUDA device ordinal; default: the rank's local rank modulo the GPUs
-    /// visible, else 0).
-    #[arg(long)]
-    gpu: Option<usize>,
+    #[command(flatten)]
+    device: DeviceArgs,
     /// CPU threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
     #[arg(long, value_enum)]
-    precision: Option<Prec>,
+    precision: Option<Precision>,
     /// Starting values for the flags below.
     #[arg(long, value_enum, default_value = "nvidia-ml20m")]
     preset: Preset,
@@ -161,7 +98,7 @@ struct Args {
     #[arg(long)]
     negatives: Option<u32>,
     #[arg(long, value_enum)]
-    negative_mode: Option<NegMode>,
+    negative_mode: Option<NegativeMode>,
     /// Model: neumf (default), gmf, mlp, mf, ials, ease or ease-users.
     ///
     /// mf: dot product plus user, item and global biases trained by one SGD update per sample
@@ -182,7 +119,7 @@ struct Args {
     /// items floats). It takes no factors, initialisation, optimiser, batch or negatives flags.
     /// ease-users: the same on the transposed matrix (user-user weights, one factor per user).
     #[arg(long, value_enum, verbatim_doc_comment)]
-    model: Option<Kind>,
+    model: Option<Family>,
     /// --model mf / ials: standard deviation of the initial latent factors (default: mf 0.1,
     /// ials 0.1/√factors).
     #[arg(long, value_name = "STD")]
@@ -191,7 +128,7 @@ struct Args {
     #[arg(long, value_name = "ALPHA0")]
     unobserved_weight: Option<f32>,
     #[arg(long, value_enum)]
-    optimizer: Option<Opt>,
+    optimizer: Option<Optimizer>,
     /// Seed of initialisation, negatives, shuffling and dropout.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -201,17 +138,8 @@ struct Args {
     /// Stop after the first epoch whose HR@K reaches this.
     #[arg(long)]
     target_hr: Option<f64>,
-    /// Evaluate on a validation split carved from training instead of the test set.
-    #[arg(long)]
-    validation: bool,
-    /// Seed of the validation split (kept fixed while tuning other things).
-    #[arg(long, default_value_t = 0, requires = "validation")]
-    validation_seed: u64,
-    /// Which training interaction per user --validation holds out: the latest (as the test
-    /// split does; needs timestamps) or a random one. Default: latest when the training rows
-    /// have timestamps that are not all equal, else random.
-    #[arg(long, value_enum, requires = "validation")]
-    validation_holdout: Option<HoldoutArg>,
+    #[command(flatten)]
+    validation: ValidationArgs,
     /// Also append the JSON lines to FILE.
     #[arg(long, value_name = "FILE")]
     log: Option<PathBuf>,
@@ -271,39 +199,32 @@ struct Args {
     resume: Option<PathBuf>,
 }
 
-struct Recipe {
-    cfg: TrainConfig,
-    factors: usize,
-    layers: Vec<usize>,
-    dropout: f32,
-}
-
-fn preset(p: Preset, seed: u64, topk: usize) -> Recipe {
-    let nvidia = TrainConfig {
-        topk,
-        ..TrainConfig::nvidia(seed)
-    };
-    let layers = vec![256, 256, 128, 64];
-    match p {
-        Preset::NvidiaMl20m => Recipe {
-            cfg: nvidia,
-            factors: 64,
-            layers,
-            dropout: 0.5,
-        },
-        Preset::Ml1m => Recipe {
-            cfg: TrainConfig {
-                epochs: 20,
-                batch_size: 1 << 16,
-                lr: 0.004, // tuned on a validation split: scripts/tune-ml1m.sh, BENCHMARKS.md
-                beta1: 0.9,
-                beta2: 0.999,
-                ..nvidia
-            },
-            factors: 64,
-            layers,
-            dropout: 0.5,
-        },
+impl Args {
+    /// The recipe flags as given (the family and the preset fill in the rest).
+    fn choices(&self) -> Choices {
+        Choices {
+            epochs: self.epochs,
+            batch_size: self.batch_size,
+            lr: self.lr,
+            beta1: self.beta1,
+            beta2: self.beta2,
+            eps: self.eps,
+            l2: self.l2,
+            negatives: self.negatives,
+            negative_mode: self.negative_mode,
+            optimizer: self.optimizer,
+            precision: self.precision,
+            target_hr: self.target_hr,
+            factors: self.factors,
+            layers: self.layers.clone(),
+            dropout: self.dropout,
+            init_std: self.init_std,
+            unobserved_weight: self.unobserved_weight,
+            checkpoint: self.checkpoint.is_some(),
+            checkpoint_every: self.checkpoint_every != 0,
+            resume: self.resume.is_some(),
+            pretrained: self.pretrain_gmf.is_some() && self.pretrain_mlp.is_some(),
+        }
     }
 }
 
@@ -328,133 +249,15 @@ impl<A: Write, B: Write> Write for Tee<A, B> {
 }
 
 fn main() -> std::process::ExitCode {
-    ncf_cli::main_with("ncf-train", run)
+    ncf_tool::main_with("ncf-train", run)
 }
 
 fn run(a: Args) -> Result<()> {
-    let r = preset(a.preset, a.seed, a.topk);
-    let mut cfg = r.cfg;
-    let mf = a.model == Some(Kind::Mf);
-    let ials = a.model == Some(Kind::Ials);
-    let ease = matches!(a.model, Some(Kind::Ease | Kind::EaseUsers));
-    if ials || ease {
-        let what = if ials {
-            "--model ials solves each epoch exactly by least squares over every pair".to_string()
-        } else {
-            format!(
-                "--model {} is fitted in closed form over every pair",
-                ease_name(a.model)
-            )
-        };
-        for (given, flag) in [
-            (a.batch_size.is_some(), "--batch-size"),
-            (a.negatives.is_some(), "--negatives"),
-            (a.negative_mode.is_some(), "--negative-mode"),
-            (a.optimizer.is_some(), "--optimizer"),
-            (a.lr.is_some(), "--lr"),
-            (
-                a.beta1.is_some() || a.beta2.is_some() || a.eps.is_some(),
-                "--beta1/--beta2/--eps",
-            ),
-            (a.layers.is_some(), "--layers"),
-            (a.dropout.is_some_and(|d| d != 0.0), "--dropout"),
-        ] {
-            if given {
-                bail!("{flag}: {what} (no optimiser, batches, sampled negatives or MLP)");
-            }
-        }
-        cfg.negatives = 0;
-        // One step per epoch (an epoch has fewer than 2^32 samples).
-        cfg.batch_size = 1 << 32;
-        cfg.optimizer = Optimizer::Sgd;
-    }
-    if ease {
-        let side = ease_side(a.model);
-        let (name, per) = (side.model_name(), side.unit());
-        for (given, flag) in [
-            (a.factors.is_some(), "--factors"),
-            (a.init_std.is_some(), "--init-std"),
-            (a.epochs.is_some_and(|e| e != 1), "--epochs"),
-        ] {
-            if given {
-                bail!(
-                    "{flag}: --model {name} has one factor per {per} and is fitted exactly in \
-                     one epoch from nothing (only --l2 sets it)"
-                );
-            }
-        }
-        // A closed-form fit has nothing to resume, and its checkpoint would hold three copies
-        // of a model of (users + items) × width floats.
-        for (given, flag) in [
-            (a.checkpoint.is_some(), "--checkpoint"),
-            (a.checkpoint_every != 0, "--checkpoint-every"),
-            (a.resume.is_some(), "--resume"),
-        ] {
-            if given {
-                bail!(
-                    "{flag}: --model {name} is fitted in closed form in one step; it writes no \
-                     checkpoint (rerun it instead of resuming: same bits)"
-                );
-            }
-        }
-        cfg.l2 = ncf_core::cpu::ease::DEFAULT_REG;
-        cfg.epochs = 1;
-    }
-    if ials {
-        use ncf_core::cpu::ials;
-        // Rendle et al.'s ml-1m setting; --l2, --epochs and --unobserved-weight still win below.
-        cfg.l2 = ials::DEFAULT_REG;
-        cfg.unobserved_weight = a
-            .unobserved_weight
-            .unwrap_or(ials::DEFAULT_UNOBSERVED_WEIGHT);
-        cfg.epochs = ials::DEFAULT_EPOCHS;
-    } else if a.unobserved_weight.is_some() {
-        bail!("--unobserved-weight is for --model ials");
-    }
-    if mf {
-        // Rendle et al.'s ml-1m recipe; explicit flags still win below.
-        cfg.optimizer = Optimizer::Sgd;
-        cfg.lr = 0.002;
-        cfg.l2 = 0.005;
-        cfg.negatives = 8;
-        if a.dropout.is_some_and(|d| d != 0.0) {
-            bail!("--dropout: --model mf has no MLP to drop units from");
-        }
-    } else if a.init_std.is_some() && !ials && !ease {
-        bail!(
-            "--init-std is for --model mf and ials (the other models use NVIDIA's initialisation)"
-        );
-    }
-    cfg.epochs = a.epochs.unwrap_or(cfg.epochs);
-    cfg.batch_size = a.batch_size.unwrap_or(cfg.batch_size);
-    cfg.lr = a.lr.unwrap_or(cfg.lr);
-    cfg.beta1 = a.beta1.unwrap_or(cfg.beta1);
-    cfg.beta2 = a.beta2.unwrap_or(cfg.beta2);
-    cfg.eps = a.eps.unwrap_or(cfg.eps);
-    cfg.l2 = a.l2.unwrap_or(cfg.l2);
-    cfg.negatives = a.negatives.unwrap_or(cfg.negatives);
-    cfg.target_hr = a.target_hr.or(cfg.target_hr);
-    if let Some(m) = a.negative_mode {
-        cfg.negative_mode = match m {
-            NegMode::Approximate => NegativeMode::Approximate,
-            NegMode::Exact => NegativeMode::Exact,
-        };
-    }
-    if let Some(o) = a.optimizer {
-        cfg.optimizer = match o {
-            Opt::Adam => Optimizer::Adam,
-            Opt::Sgd => Optimizer::Sgd,
-        };
-    }
-    if let Some(p) = a.precision {
-        cfg.precision = match p {
-            Prec::Fp32 => Precision::Fp32,
-            Prec::Tf32 => Precision::Tf32,
-            Prec::Fp16 => Precision::Fp16,
-            Prec::Bf16 => Precision::Bf16,
-        };
-    }
-    train::check_config(&cfg)?;
+    let family = a.model.unwrap_or(Family::Neumf);
+    let spec = family.spec();
+    let choices = a.choices();
+    let plan = family.plan(a.preset, a.seed, a.topk, &choices)?;
+    let mut cfg = plan.cfg.clone();
     if ncf_core::io::is_stdio(&a.output) {
         bail!("-o -: the model needs a file (it is rewritten after every better epoch)");
     }
@@ -483,117 +286,50 @@ fn run(a: Args) -> Result<()> {
         .map(|m| m.fingerprint.clone())
         .unwrap_or_default();
     let split_fingerprint = data.split_fingerprint();
-    let (train_data, eval, eval_name) = if a.validation {
-        let holdout = a.validation_holdout.map(|h| match h {
-            HoldoutArg::Latest => Holdout::Latest,
-            HoldoutArg::Random => Holdout::Random,
-        });
-        let (t, e) = train::default_validation(&data, a.validation_seed, holdout)?;
-        (t, e, "validation")
-    } else {
-        let e = EvalSet::from_test(&data)
-            .with_context(|| format!("{}: cannot evaluate", a.dataset.display()))?;
-        (data, e, "test")
+    let (train_data, eval, eval_name) = match a.validation.split(&data)? {
+        Some((t, e)) => (t, e, "validation"),
+        None => {
+            let e = EvalSet::from_test(&data)
+                .with_context(|| format!("{}: cannot evaluate", a.dataset.display()))?;
+            (data, e, "test")
+        }
     };
     eval.check_k(cfg.topk).context("--topk")?;
 
-    let kind = match a.model.unwrap_or(Kind::Neumf) {
-        Kind::Neumf => ModelKind::Neumf,
-        Kind::Gmf => ModelKind::Gmf,
-        Kind::Mlp => ModelKind::Mlp,
-        Kind::Mf | Kind::Ials | Kind::Ease | Kind::EaseUsers => ModelKind::Gmf,
-    };
-    let mc = ModelConfig {
-        kind,
-        n_users: train_data.n_users,
-        n_items: train_data.n_items,
-        factors: a.factors.unwrap_or(r.factors),
-        layers: a.layers.clone().unwrap_or(r.layers),
-        dropout: a.dropout.unwrap_or(r.dropout),
-    };
+    let (n_users, n_items) = (train_data.n_users, train_data.n_items);
     let model = match (&a.pretrain_gmf, &a.pretrain_mlp) {
-        (None, None) if mf => {
-            let std = a.init_std.unwrap_or(ncf_core::cpu::mf::DEFAULT_INIT_STD);
-            ncf_core::cpu::mf::init(mc.n_users, mc.n_items, mc.factors, std, cfg.seed)?
-        }
-        (None, None) if ials => {
-            use ncf_core::cpu::ials;
-            let std = a.init_std.unwrap_or(ials::default_init_std(mc.factors));
-            ials::init(mc.n_users, mc.n_items, mc.factors, std, cfg.seed)?
-        }
-        (None, None) if ease => {
-            ncf_core::cpu::ease::init(mc.n_users, mc.n_items, ease_side(a.model))?
-        }
-        (None, None) => Model::init(mc, cfg.seed)?,
         (Some(g), Some(m)) => {
-            if kind != ModelKind::Neumf || mf || ials || ease {
-                bail!("--pretrain-gmf/--pretrain-mlp initialise a NeuMF model (--model neumf)");
-            }
             let load = |p: &PathBuf| -> Result<Model> {
                 let (model, meta) = modelfile::load(p)?;
-                let (nu, ni) = (train_data.n_users, train_data.n_items);
-                modelfile::check_fingerprint(&meta, &fingerprint, nu, ni)
+                modelfile::check_fingerprint(&meta, &fingerprint, n_users, n_items)
                     .with_context(|| format!("{}: cannot pre-train from it", p.display()))?;
                 Ok(model)
             };
             let (gmf, mlp) = (load(g)?, load(m)?);
-            let nm = Model::neumf_from_pretrained(&gmf, &mlp, a.alpha, mc.dropout).with_context(
-                || format!("pre-training from {} and {}", g.display(), m.display()),
-            )?;
-            if a.factors.is_some_and(|f| f != nm.config.factors)
-                || a.layers.as_ref().is_some_and(|l| *l != nm.config.layers)
-            {
-                bail!(
-                    "--factors/--layers differ from the pre-trained models' ({} and {:?})",
-                    nm.config.factors,
-                    nm.config.layers
-                );
-            }
-            nm
+            neumf::from_pretrained(&gmf, &mlp, a.alpha, &plan, &choices)
+                .with_context(|| format!("pre-training from {} and {}", g.display(), m.display()))?
         }
+        (None, None) => spec.init(&plan, n_users, n_items)?,
         _ => bail!("pre-training needs both --pretrain-gmf and --pretrain-mlp"),
     };
 
-    let device = match a.device {
-        Device::Auto if mf || ials || ease => Device::Cpu,
-        Device::Cuda if mf => {
-            bail!("--model mf trains on the CPU only (its per-example SGD is sequential)")
-        }
-        Device::Cuda if ials => bail!("--model ials trains on the CPU only"),
-        Device::Cuda if ease => bail!("--model {} is fitted on the CPU only", ease_name(a.model)),
-        Device::Auto => match ncf_cuda::available() {
-            Ok(_) => Device::Cuda,
-            Err(e) => {
-                eprintln!("ncf-train: note: {e}; training on the CPU");
-                Device::Cpu
-            }
-        },
-        d => d,
-    };
-    if a.nccl && device != Device::Cuda {
+    let chosen = backend::choose(
+        "ncf-train",
+        "training",
+        a.device.device,
+        a.device.gpu,
+        ranks.local_rank,
+        spec.cpu_only(),
+    )?;
+    if a.nccl && chosen == Chosen::Cpu {
         bail!("--nccl is for --device cuda (CPU ranks exchange gradients over TCP)");
     }
-    // CUDA: one GPU per rank (the local rank picks it, modulo the GPUs this process sees, unless
-    // --gpu does); the precision is settled before the ranks compare their configurations.
-    let gpu = if device == Device::Cuda {
-        let ordinal = match a.gpu {
-            Some(g) => g,
-            None => ranks.local_rank % ncf_cuda::available()?.device_count.max(1),
-        };
-        let info = ncf_cuda::probe(ordinal)?;
-        if a.precision.is_none() {
-            cfg.precision = if info.capability.0 >= 8 {
-                Precision::Tf32
-            } else {
-                Precision::Fp32
-            };
-        }
-        Some(ordinal)
-    } else {
-        None
-    };
+    // The precision is settled before the ranks compare their configurations.
+    if a.precision.is_none() {
+        cfg.precision = backend::default_precision(chosen)?;
+    }
     // The ranks' group (TCP rendezvous): gradients on CPU, bootstrap and host sums on CUDA.
-    let group = if ranks.world > 1 || (a.nccl && device == Device::Cuda) {
+    let group = if ranks.world > 1 || (a.nccl && chosen != Chosen::Cpu) {
         let digest = format!(
             "{fingerprint} {} {} {}",
             serde_json::to_string(&cfg)?,
@@ -612,10 +348,7 @@ fn run(a: Args) -> Result<()> {
     } else {
         None
     };
-    let mut trainer: Box<dyn Trainer> = match gpu {
-        None => cpu_trainer(model, &cfg, &train_data, a.threads, group, a.model)?,
-        Some(ordinal) => cuda_trainer(model, &cfg, ordinal, &train_data, group)?,
-    };
+    let mut trainer = backend::trainer(spec, model, &cfg, &train_data, chosen, a.threads, group)?;
     let log = match &a.log {
         Some(p) if lead => Some(
             std::fs::OpenOptions::new()
@@ -658,7 +391,7 @@ fn run(a: Args) -> Result<()> {
     let default_dir = PathBuf::from(format!("{}.ckpt", a.output.display()));
     let checkpoint_dir = match (&a.resume, &a.checkpoint, a.no_checkpoint) {
         (_, _, true) => None,
-        _ if !lead || ease => None,
+        _ if !lead || !spec.checkpoints() => None,
         (Some(d), _, _) | (None, Some(d), _) => Some(d.clone()),
         (None, None, false) => Some(default_dir.clone()),
     };
@@ -677,7 +410,7 @@ fn run(a: Args) -> Result<()> {
         None => "rerun without --no-checkpoint to be able to resume".to_string(),
     };
     let opts = RunOptions {
-        progress: !a.quiet && ncf_cli::stderr_is_tty(),
+        progress: !a.quiet && ncf_tool::stderr_is_tty(),
         checkpoint_dir: checkpoint_dir.as_deref(),
         checkpoint_every: a.checkpoint_every,
         resume,
@@ -697,101 +430,4 @@ fn run(a: Args) -> Result<()> {
         let _ = std::fs::remove_dir(&default_dir);
     }
     Ok(())
-}
-
-/// The CUDA backend on GPU `ordinal` (its precision already settled: without an explicit
-/// `--precision`, TF32 on GPUs that have it, compute capability 8.0+, as NVIDIA's NCF does, else
-/// FP32), joined to the other ranks through NCCL when `group` is given.
-fn cuda_trainer(
-    model: Model,
-    cfg: &TrainConfig,
-    ordinal: usize,
-    data: &Dataset,
-    group: Option<Group>,
-) -> Result<Box<dyn Trainer>> {
-    let positives = (cfg.negative_mode == NegativeMode::Exact)
-        .then(|| UserItems::new(data.n_users, &data.train_users, &data.train_items));
-    let t = ncf_cuda::CudaTrainer::new(
-        ordinal,
-        model,
-        cfg,
-        &data.train_users,
-        &data.train_items,
-        positives.as_ref(),
-    )?;
-    Ok(match group {
-        Some(g) => Box::new(t.with_ranks(g)?),
-        None => Box::new(t),
-    })
-}
-
-/// The `--model` name of an EASE kind.
-fn ease_name(kind: Option<Kind>) -> &'static str {
-    ease_side(kind).model_name()
-}
-
-/// EASE's neighbourhood for `--model ease` / `ease-users`.
-fn ease_side(kind: Option<Kind>) -> ncf_core::cpu::ease::Side {
-    match kind {
-        Some(Kind::EaseUsers) => ncf_core::cpu::ease::Side::Users,
-        _ => ncf_core::cpu::ease::Side::Items,
-    }
-}
-
-/// The CPU backend; `--model mf`, `ials` and `ease` have their own trainers (one rank only).
-fn cpu_trainer(
-    model: Model,
-    cfg: &TrainConfig,
-    data: &Dataset,
-    threads: Option<usize>,
-    group: Option<Group>,
-    kind: Option<Kind>,
-) -> Result<Box<dyn Trainer>> {
-    if cfg.precision != Precision::Fp32 {
-        bail!(
-            "--precision {:?}: the CPU backend computes in fp32 only",
-            cfg.precision
-        );
-    }
-    let threads = threads
-        .unwrap_or_else(ncf_core::cpu::default_threads)
-        .max(1);
-    let positives = (cfg.negative_mode == NegativeMode::Exact)
-        .then(|| UserItems::new(data.n_users, &data.train_users, &data.train_items));
-    let (users, items) = (data.train_users.clone(), data.train_items.clone());
-    match kind {
-        Some(Kind::Mf) => {
-            if group.is_some() {
-                bail!("--model mf trains on one rank (its per-example SGD is sequential)");
-            }
-            let t =
-                ncf_core::cpu::mf::MfTrainer::new(model, cfg, users, items, positives, threads)?;
-            return Ok(Box::new(t));
-        }
-        Some(Kind::Ials) => {
-            if group.is_some() {
-                bail!("--model ials trains on one rank (its threads share the machine's cores)");
-            }
-            let t = ncf_core::cpu::ials::IalsTrainer::new(model, cfg, &users, &items, threads)?;
-            return Ok(Box::new(t));
-        }
-        Some(Kind::Ease | Kind::EaseUsers) => {
-            if group.is_some() {
-                bail!(
-                    "--model {} is fitted on one rank (its threads share the machine's cores)",
-                    ease_name(kind)
-                );
-            }
-            let side = ease_side(kind);
-            let t =
-                ncf_core::cpu::ease::EaseTrainer::new(model, cfg, &users, &items, side, threads)?;
-            return Ok(Box::new(t));
-        }
-        _ => {}
-    }
-    let t = ncf_core::cpu::CpuTrainer::new(model, cfg, users, items, positives, threads)?;
-    Ok(match group {
-        Some(g) => Box::new(t.with_group(g)?),
-        None => Box::new(t),
-    })
 }

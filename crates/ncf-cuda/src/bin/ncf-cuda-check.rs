@@ -57,7 +57,7 @@ fn parse_precision(s: &str) -> Result<Precision, String> {
 /// The precisions asked for (all by default); an unknown name is a usage error (exit 2).
 fn precisions(args: &Args) -> Result<Vec<Precision>, String> {
     if args.precision.is_empty() {
-        return Ok(check::PRECISIONS.to_vec());
+        return Ok(Precision::ALL.to_vec());
     }
     args.precision.iter().map(|s| parse_precision(s)).collect()
 }
@@ -175,7 +175,7 @@ fn run(args: &Args) -> Result<bool, String> {
 fn failed(name: &str, p: Precision, note: String) -> check::Check {
     check::Check {
         name: name.into(),
-        precision: check::precision_name(p),
+        precision: p.name(),
         pass: false,
         worst_abs: 0.0,
         worst_rel: 0.0,

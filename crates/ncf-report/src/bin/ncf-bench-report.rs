@@ -63,7 +63,7 @@ enum What {
 }
 
 fn main() -> std::process::ExitCode {
-    ncf_cli::main_with("ncf-bench-report", run)
+    ncf_tool::main_with("ncf-bench-report", run)
 }
 
 fn read(path: &Path) -> Result<String> {

@@ -66,7 +66,7 @@ enum What {
 }
 
 fn main() -> std::process::ExitCode {
-    ncf_cli::main_with("ncf-plot", run)
+    ncf_tool::main_with("ncf-plot", run)
 }
 
 fn run(a: Args) -> Result<()> {

@@ -1,0 +1,115 @@
+//! Which backend runs behind `--device`: the one place the tools turn a device (and a model
+//! family, and a precision) into a boxed [`Trainer`] or [`Scorer`]. CPU backends come from
+//! `ncf-core`, CUDA ones from `ncf-cuda`; `--device auto` falls back to the CPU with a note.
+
+use anyhow::{bail, Result};
+use ncf_core::data::dataset::Dataset;
+use ncf_core::dist::Group;
+use ncf_core::family::{positives_for, FamilySpec};
+use ncf_core::model::Model;
+use ncf_core::neumf_cpu::CpuScorer;
+use ncf_core::train::{default_threads, Device, Precision, Scorer, TrainConfig, Trainer};
+
+/// A device with `auto` settled: the CPU or one GPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Chosen {
+    Cpu,
+    /// A CUDA device ordinal.
+    Cuda(usize),
+}
+
+/// Settle `device` for `tool`: `auto` is CUDA when a GPU is usable, else the CPU with a note on
+/// stderr naming `work` ("training", "scoring"). `cpu_only` is why the work cannot run on a GPU
+/// (then `auto` means the CPU and `cuda` is refused with it). The GPU is `gpu`, else
+/// `local_rank` modulo the GPUs visible.
+pub fn choose(
+    tool: &str,
+    work: &str,
+    device: Device,
+    gpu: Option<usize>,
+    local_rank: usize,
+    cpu_only: Option<String>,
+) -> Result<Chosen> {
+    let cuda = match (device, cpu_only) {
+        (Device::Cpu, _) | (Device::Auto, Some(_)) => false,
+        (Device::Cuda, Some(why)) => bail!("{why}"),
+        (Device::Cuda, None) => true,
+        (Device::Auto, None) => match ncf_cuda::available() {
+            Ok(_) => true,
+            Err(e) => {
+                eprintln!("{tool}: note: {e}; {work} on the CPU");
+                false
+            }
+        },
+    };
+    if !cuda {
+        return Ok(Chosen::Cpu);
+    }
+    let ordinal = match gpu {
+        Some(g) => g,
+        None => local_rank % ncf_cuda::available()?.device_count.max(1),
+    };
+    ncf_cuda::probe(ordinal)?;
+    Ok(Chosen::Cuda(ordinal))
+}
+
+/// The precision a run on `chosen` computes in when none was asked for: TF32 on GPUs that have
+/// it (compute capability 8.0+), as NVIDIA's NCF does, else FP32.
+pub fn default_precision(chosen: Chosen) -> Result<Precision> {
+    Ok(match chosen {
+        Chosen::Cuda(ordinal) if ncf_cuda::probe(ordinal)?.capability.0 >= 8 => Precision::Tf32,
+        _ => Precision::Fp32,
+    })
+}
+
+/// The trainer of `family` on `chosen` for `model`, `data`'s training rows and `cfg`; joined
+/// to the other ranks through `group` (over NCCL on CUDA). `threads` is for the CPU (default:
+/// all cores).
+pub fn trainer(
+    family: &dyn FamilySpec,
+    model: Model,
+    cfg: &TrainConfig,
+    data: &Dataset,
+    chosen: Chosen,
+    threads: Option<usize>,
+    group: Option<Group>,
+) -> Result<Box<dyn Trainer>> {
+    if group.is_some() {
+        if let Some(why) = family.one_rank_only() {
+            bail!("{why}");
+        }
+    }
+    match chosen {
+        Chosen::Cpu => {
+            let threads = threads.unwrap_or_else(default_threads).max(1);
+            Ok(family.cpu_trainer(model, cfg, data, threads, group)?)
+        }
+        Chosen::Cuda(ordinal) => {
+            let positives = positives_for(cfg, data);
+            let t = ncf_cuda::CudaTrainer::new(
+                ordinal,
+                model,
+                cfg,
+                &data.train_users,
+                &data.train_items,
+                positives.as_ref(),
+            )?;
+            Ok(match group {
+                Some(g) => Box::new(t.with_ranks(g)?),
+                None => Box::new(t),
+            })
+        }
+    }
+}
+
+/// A scorer of `model` on `chosen` (FP32 on a GPU: the CPU's scores up to rounding).
+pub fn scorer(model: &Model, chosen: Chosen) -> Result<Box<dyn Scorer + '_>> {
+    Ok(match chosen {
+        Chosen::Cpu => Box::new(CpuScorer::new(model)),
+        Chosen::Cuda(ordinal) => Box::new(ncf_cuda::CudaScorer::new(
+            ordinal,
+            model.clone(),
+            Precision::Fp32,
+        )?),
+    })
+}

@@ -1,0 +1,74 @@
+//! GroupLens .zip archives: the ratings file inside (and the movie titles beside it).
+
+use super::*;
+
+pub(super) type ZipRead = (
+    Interactions,
+    Format,
+    Option<(Option<HashMap<String, String>>, serde_json::Value)>,
+);
+
+pub(super) fn read_zip(bytes: &[u8], name: &str, opts: &ReadOptions) -> Result<ZipRead> {
+    let bad =
+        |e: &dyn std::fmt::Display| Error::parse(name, format!("not a readable zip archive ({e})"));
+    let mut zip = ::zip::ZipArchive::new(Cursor::new(bytes)).map_err(|e| bad(&e))?;
+    let names: Vec<String> = zip
+        .file_names()
+        .map(|n| n.map(|n| n.into_owned()))
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| bad(&e))?;
+    let find = |wanted: &[&str]| {
+        wanted.iter().find_map(|w| {
+            names
+                .iter()
+                .position(|n| n == w || n.ends_with(&format!("/{w}")))
+        })
+    };
+    let Some(ri) = find(&RATINGS_FILES) else {
+        return Err(Error::invalid(format!(
+            "{name}: no ratings file inside the zip (looked for {}; it holds {})",
+            RATINGS_FILES.join(", "),
+            if names.is_empty() {
+                "nothing".to_string()
+            } else {
+                names.join(", ")
+            }
+        )));
+    };
+    let entry = |zip: &mut ::zip::ZipArchive<Cursor<&[u8]>>, i: usize| -> Result<Vec<u8>> {
+        let mut f = zip.by_index(i).map_err(|e| bad(&e))?;
+        // The declared size is untrusted (found by fuzzing: it allocated 4 GB up front): check
+        // it against the memory available, and let the buffer grow with what really arrives.
+        check_input_memory(&format!("{name}!{}", names[i]), f.size())?;
+        let mut v = Vec::with_capacity(f.size().min(1 << 26) as usize);
+        f.read_to_end(&mut v)
+            .map_err(|e| Error::parse(format!("{name}!{}", names[i]), e.to_string()))?;
+        Ok(v)
+    };
+    let data = entry(&mut zip, ri)?;
+    let rloc = format!("{name}!{}", names[ri]);
+    let format = sniff_text(&names[ri], &data);
+    let (rows, format) = read_text(
+        &data,
+        format,
+        &rloc,
+        &ReadOptions {
+            format: Some(format),
+            ..opts.clone()
+        },
+    )?;
+    let mut entries = vec![json!({"path": names[ri], "sha256": sha256_hex(&data)})];
+    let mut titles = None;
+    if opts.movies.is_none() {
+        if let Some(mi) = find(&MOVIES_FILES) {
+            let m = entry(&mut zip, mi)?;
+            titles = Some(parse_movies(
+                &m,
+                &names[mi],
+                &format!("{name}!{}", names[mi]),
+            )?);
+            entries.push(json!({"path": names[mi], "sha256": sha256_hex(&m)}));
+        }
+    }
+    Ok((rows, format, Some((titles, json!(entries)))))
+}

@@ -1,0 +1,734 @@
+//! Delimited text: MovieLens `::` .dat, MovieLens CSV, ml-100k `u.data`, any CSV/TSV. Parsed as
+//! bytes (no per-line allocation), in parallel over newline-aligned chunks; the format is
+//! sniffed from the name and first line ([`sniff_text`]) and the columns found by [`layout_for`].
+
+use super::*;
+
+/// Where the columns are in a delimited file.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Layout {
+    pub sep: Vec<u8>,
+    pub header: bool,
+    pub n_fields: usize,
+    pub user: usize,
+    pub item: usize,
+    pub time: Option<usize>,
+    pub rating: Option<usize>,
+}
+
+pub(super) const USER_NAMES: [&str; 5] = ["userid", "user_id", "user", "uid", "userId"];
+pub(super) const ITEM_NAMES: [&str; 8] = [
+    "movieid", "movie_id", "itemid", "item_id", "item", "movie", "iid", "itemId",
+];
+pub(super) const TIME_NAMES: [&str; 3] = ["timestamp", "time", "ts"];
+pub(super) const RATING_NAMES: [&str; 3] = ["rating", "score", "value"];
+
+/// Split one line (without its newline) into fields; returns how many there were (fields past
+/// `out.len()` are counted but not stored).
+#[inline]
+pub(super) fn split_fields<'a>(line: &'a [u8], sep: &[u8], out: &mut [&'a [u8]; 16]) -> usize {
+    let mut n = 0;
+    let mut start = 0;
+    if sep.len() == 1 {
+        let s = sep[0];
+        for (i, &b) in line.iter().enumerate() {
+            if b == s {
+                if n < 16 {
+                    out[n] = &line[start..i];
+                }
+                n += 1;
+                start = i + 1;
+            }
+        }
+    } else {
+        let mut i = 0;
+        while i + sep.len() <= line.len() {
+            if &line[i..i + sep.len()] == sep {
+                if n < 16 {
+                    out[n] = &line[start..i];
+                }
+                n += 1;
+                i += sep.len();
+                start = i;
+            } else {
+                i += 1;
+            }
+        }
+    }
+    if n < 16 {
+        out[n] = &line[start..];
+    }
+    n + 1
+}
+
+pub(super) fn strip_cr(line: &[u8]) -> &[u8] {
+    match line.last() {
+        Some(b'\r') => &line[..line.len() - 1],
+        _ => line,
+    }
+}
+
+pub(super) fn shown(field: &[u8]) -> String {
+    let s = String::from_utf8_lossy(field);
+    if s.chars().count() > 40 {
+        format!("{}...", s.chars().take(40).collect::<String>())
+    } else {
+        s.into_owned()
+    }
+}
+
+/// Parse a canonical non-negative integer (no sign, no leading zeros, at most u64).
+#[inline]
+pub(super) fn parse_id(f: &[u8]) -> Option<u64> {
+    if f.is_empty() || f.len() > 20 || (f.len() > 1 && f[0] == b'0') {
+        return None;
+    }
+    let mut v: u64 = 0;
+    for &b in f {
+        let d = b.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        v = v.checked_mul(10)?.checked_add(d as u64)?;
+    }
+    Some(v)
+}
+
+#[inline]
+pub(super) fn parse_i64(f: &[u8]) -> Option<i64> {
+    let (neg, digits) = match f.first() {
+        Some(b'-') => (true, &f[1..]),
+        _ => (false, f),
+    };
+    if digits.is_empty() || digits.len() > 19 {
+        return None;
+    }
+    let mut v: i64 = 0;
+    for &b in digits {
+        let d = b.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        v = v.checked_mul(10)?.checked_add(d as i64)?;
+    }
+    Some(if neg { -v } else { v })
+}
+
+pub(super) fn parse_f32(f: &[u8]) -> Option<f32> {
+    std::str::from_utf8(f)
+        .ok()?
+        .trim()
+        .parse::<f32>()
+        .ok()
+        .filter(|x| x.is_finite())
+}
+
+/// A column of ids being collected by one chunk.
+pub(super) enum IdSink<'a> {
+    Int(Vec<u64>),
+    Text {
+        map: HashMap<&'a [u8], u32>,
+        keys: Vec<&'a [u8]>,
+        codes: Vec<u32>,
+    },
+}
+
+impl<'a> IdSink<'a> {
+    fn new(text: bool, cap: usize) -> Self {
+        if text {
+            IdSink::Text {
+                map: HashMap::new(),
+                keys: Vec::new(),
+                codes: Vec::with_capacity(cap),
+            }
+        } else {
+            IdSink::Int(Vec::with_capacity(cap))
+        }
+    }
+    #[inline]
+    fn push(&mut self, f: &'a [u8]) -> bool {
+        match self {
+            IdSink::Int(v) => match parse_id(f) {
+                Some(x) => {
+                    v.push(x);
+                    true
+                }
+                None => false,
+            },
+            IdSink::Text { map, keys, codes } => {
+                let f = unquote(f);
+                if f.is_empty() {
+                    return false;
+                }
+                let next = keys.len() as u32;
+                let c = *map.entry(f).or_insert_with(|| {
+                    keys.push(f);
+                    next
+                });
+                codes.push(c);
+                true
+            }
+        }
+    }
+}
+
+pub(super) fn unquote(f: &[u8]) -> &[u8] {
+    if f.len() >= 2 && f[0] == b'"' && f[f.len() - 1] == b'"' {
+        &f[1..f.len() - 1]
+    } else {
+        f
+    }
+}
+
+pub(super) struct Chunk<'a> {
+    users: IdSink<'a>,
+    items: IdSink<'a>,
+    times: Vec<i64>,
+    ratings: Vec<f32>,
+}
+
+/// An error in a chunk: line number within the chunk (1-based) and message.
+pub(super) struct ChunkError(usize, String);
+
+pub(super) fn parse_chunk<'a>(
+    buf: &'a [u8],
+    layout: &Layout,
+    text_ids: bool,
+    need_rating: bool,
+) -> std::result::Result<Chunk<'a>, ChunkError> {
+    let est = buf.len() / 24 + 16;
+    let mut c = Chunk {
+        users: IdSink::new(text_ids, est),
+        items: IdSink::new(text_ids, est),
+        times: Vec::with_capacity(if layout.time.is_some() { est } else { 0 }),
+        ratings: Vec::with_capacity(if need_rating { est } else { 0 }),
+    };
+    let mut fields: [&[u8]; 16] = [&[]; 16];
+    let mut pos = 0;
+    let mut line_no = 0;
+    let sep_name = String::from_utf8_lossy(&layout.sep).replace('\t', "\\t");
+    while pos < buf.len() {
+        let end = buf[pos..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(buf.len(), |k| pos + k);
+        let line = strip_cr(&buf[pos..end]);
+        pos = end + 1;
+        line_no += 1;
+        if line.is_empty() {
+            continue;
+        }
+        let n = split_fields(line, &layout.sep, &mut fields);
+        if n != layout.n_fields {
+            return Err(ChunkError(
+                line_no,
+                format!(
+                    "expected {} fields separated by `{sep_name}`, found {n}: `{}`",
+                    layout.n_fields,
+                    shown(line)
+                ),
+            ));
+        }
+        let what = if text_ids {
+            "a non-empty"
+        } else {
+            "an integer"
+        };
+        if !c.users.push(fields[layout.user]) {
+            return Err(ChunkError(
+                line_no,
+                format!(
+                    "expected {what} user id in field {}, found `{}`{}",
+                    layout.user + 1,
+                    shown(fields[layout.user]),
+                    hint(line_no, layout, text_ids)
+                ),
+            ));
+        }
+        if !c.items.push(fields[layout.item]) {
+            return Err(ChunkError(
+                line_no,
+                format!(
+                    "expected {what} item id in field {}, found `{}`{}",
+                    layout.item + 1,
+                    shown(fields[layout.item]),
+                    hint(line_no, layout, text_ids)
+                ),
+            ));
+        }
+        if let Some(t) = layout.time {
+            match parse_i64(unquote(fields[t])) {
+                Some(x) => c.times.push(x),
+                None => {
+                    return Err(ChunkError(
+                        line_no,
+                        format!(
+                            "expected an integer timestamp in field {}, found `{}`",
+                            t + 1,
+                            shown(fields[t])
+                        ),
+                    ))
+                }
+            }
+        }
+        if need_rating {
+            let r = layout.rating.expect("checked when resolving columns");
+            match parse_f32(unquote(fields[r])) {
+                Some(x) => c.ratings.push(x),
+                None => {
+                    return Err(ChunkError(
+                        line_no,
+                        format!(
+                            "expected a number (rating) in field {}, found `{}`",
+                            r + 1,
+                            shown(fields[r])
+                        ),
+                    ))
+                }
+            }
+        }
+    }
+    Ok(c)
+}
+
+pub(super) fn hint(line_no: usize, layout: &Layout, text_ids: bool) -> String {
+    if line_no == 1 && !layout.header {
+        " (a header line? this input is read without one; pass --header if it has one)".into()
+    } else if !text_ids {
+        " (pass --text-ids for non-numeric ids)".into()
+    } else {
+        String::new()
+    }
+}
+
+/// Find a column by name (case-insensitive) or 1-based number; `names` are the defaults.
+pub(super) fn resolve_col(
+    header: Option<&[String]>,
+    given: Option<&str>,
+    names: &[&str],
+    n_fields: usize,
+    what: &str,
+    loc: &str,
+) -> Result<Option<usize>> {
+    if let Some(g) = given {
+        if let Some(h) = header {
+            if let Some(k) = h.iter().position(|c| c.eq_ignore_ascii_case(g)) {
+                return Ok(Some(k));
+            }
+        }
+        return match g.parse::<usize>() {
+            Ok(k) if k >= 1 && k <= n_fields => Ok(Some(k - 1)),
+            _ => Err(Error::parse(
+                loc,
+                format!(
+                    "no {what} column `{g}` (the input has {n_fields} columns{})",
+                    header
+                        .map(|h| format!(": {}", h.join(", ")))
+                        .unwrap_or_default()
+                ),
+            )),
+        };
+    }
+    Ok(header.and_then(|h| {
+        h.iter()
+            .position(|c| names.iter().any(|n| c.eq_ignore_ascii_case(n)))
+    }))
+}
+
+/// Work out separator, header and columns from the first line.
+pub fn layout_for(
+    format: Format,
+    first_line: &[u8],
+    opts: &ReadOptions,
+    loc: &str,
+) -> Result<Layout> {
+    let sep: Vec<u8> = match opts.sep.as_deref() {
+        Some("\\t") | Some("tab") | Some("\t") => b"\t".to_vec(),
+        Some("") => return Err(Error::usage("--sep must not be empty")),
+        Some(s) => s.as_bytes().to_vec(),
+        None => match format {
+            Format::MlDat => b"::".to_vec(),
+            Format::Ml100k | Format::Tsv => b"\t".to_vec(),
+            _ => b",".to_vec(),
+        },
+    };
+    let line = strip_cr(first_line);
+    let mut f: [&[u8]; 16] = [&[]; 16];
+    let n_fields = split_fields(line, &sep, &mut f);
+    if n_fields > 16 {
+        return Err(Error::parse(
+            format!("{loc}:1"),
+            format!("{n_fields} fields: at most 16 are supported"),
+        ));
+    }
+    let header = match opts.header {
+        Some(h) => h,
+        None => match format {
+            Format::MlDat | Format::Ml100k => false,
+            Format::MlCsv => true,
+            // A header when the first field is not a number; with text ids, when the first
+            // line names a known or given column.
+            _ => {
+                let known = |c: &[u8]| {
+                    let c = String::from_utf8_lossy(unquote(c));
+                    let c = c.trim();
+                    USER_NAMES
+                        .iter()
+                        .chain(&ITEM_NAMES)
+                        .any(|n| c.eq_ignore_ascii_case(n))
+                        || [&opts.user_col, &opts.item_col]
+                            .iter()
+                            .any(|g| g.as_deref() == Some(c))
+                };
+                parse_i64(unquote(f[0])).is_none()
+                    && (!opts.text_ids || f[..n_fields.min(16)].iter().any(|c| known(c)))
+            }
+        },
+    };
+    let names: Option<Vec<String>> = header.then(|| {
+        f[..n_fields]
+            .iter()
+            .map(|c| String::from_utf8_lossy(unquote(c)).trim().to_string())
+            .collect()
+    });
+    let loc1 = format!("{loc}:1");
+    let h = names.as_deref();
+    let positional = |k: usize| (k < n_fields).then_some(k);
+    let pick = |given: Option<&String>,
+                defaults: &[&str],
+                pos: usize,
+                what: &str|
+     -> Result<Option<usize>> {
+        match (given, h) {
+            (None, None) => Ok(positional(pos)),
+            _ => resolve_col(
+                h,
+                given.map(|s| s.as_str()),
+                defaults,
+                n_fields,
+                what,
+                &loc1,
+            ),
+        }
+    };
+    let user = pick(opts.user_col.as_ref(), &USER_NAMES, 0, "user")?;
+    let item = pick(opts.item_col.as_ref(), &ITEM_NAMES, 1, "item")?;
+    let rating = pick(opts.rating_col.as_ref(), &RATING_NAMES, 2, "rating")?;
+    let time = pick(opts.time_col.as_ref(), &TIME_NAMES, 3, "timestamp")?;
+    let missing = |what: &str, names: &[&str], flag: &str| {
+        Error::parse(
+            &loc1,
+            match h {
+                Some(h) => format!(
+                    "header [{}] has no {what} column (looked for {}; name it with {flag})",
+                    h.join(", "),
+                    names.join(", ")
+                ),
+                None => format!(
+                    "expected at least 2 fields separated by `{}`, found {n_fields}: `{}`",
+                    String::from_utf8_lossy(&sep).replace('\t', "\\t"),
+                    shown(line)
+                ),
+            },
+        )
+    };
+    let user = user.ok_or_else(|| missing("user", &USER_NAMES, "--user-col"))?;
+    let item = item.ok_or_else(|| missing("item", &ITEM_NAMES, "--item-col"))?;
+    if user == item {
+        return Err(Error::usage("the user and item columns must differ"));
+    }
+    if opts.need_rating && rating.is_none() {
+        return Err(missing("rating", &RATING_NAMES, "--rating-col"));
+    }
+    Ok(Layout {
+        sep,
+        header,
+        n_fields,
+        user,
+        item,
+        time,
+        rating,
+    })
+}
+
+/// Merge per-chunk integer ids into sorted unique ids and codes.
+pub(super) fn merge_int(chunks: Vec<Vec<u64>>) -> (Vec<u32>, Vec<u64>) {
+    let total: usize = chunks.iter().map(Vec::len).sum();
+    let max = chunks
+        .iter()
+        .flat_map(|c| c.iter().copied().max())
+        .max()
+        .unwrap_or(0);
+    let mut codes = Vec::with_capacity(total);
+    if (max as u128) < 2 * total as u128 + (1 << 20) {
+        // Direct table: one slot per possible id.
+        let mut table = vec![u32::MAX; max as usize + 1];
+        for c in &chunks {
+            for &v in c {
+                table[v as usize] = 0;
+            }
+        }
+        let mut uniq = Vec::new();
+        for (v, slot) in table.iter_mut().enumerate() {
+            if *slot == 0 {
+                *slot = uniq.len() as u32;
+                uniq.push(v as u64);
+            }
+        }
+        for c in chunks {
+            codes.extend(c.iter().map(|&v| table[v as usize]));
+        }
+        (codes, uniq)
+    } else {
+        let mut uniq: Vec<u64> = chunks.iter().flatten().copied().collect();
+        uniq.sort_unstable();
+        uniq.dedup();
+        for c in chunks {
+            codes.extend(
+                c.iter()
+                    .map(|v| uniq.binary_search(v).expect("present") as u32),
+            );
+        }
+        (codes, uniq)
+    }
+}
+
+/// Order of text ids: canonical integers numerically when all are, else bytes.
+pub(super) fn text_order(keys: &mut [&[u8]]) {
+    if keys.iter().all(|k| parse_id(k).is_some()) {
+        keys.sort_unstable_by(|a, b| a.len().cmp(&b.len()).then_with(|| a.cmp(b)));
+    } else {
+        keys.sort_unstable();
+    }
+}
+
+pub(super) fn merge_text(
+    chunks: Vec<(Vec<&[u8]>, Vec<u32>)>,
+    what: &str,
+    loc: &str,
+) -> Result<(Vec<u32>, Vec<String>)> {
+    let mut all: Vec<&[u8]> = chunks.iter().flat_map(|(k, _)| k.iter().copied()).collect();
+    text_order(&mut all);
+    all.dedup();
+    let index: HashMap<&[u8], u32> = all
+        .iter()
+        .enumerate()
+        .map(|(i, k)| (*k, i as u32))
+        .collect();
+    let mut codes = Vec::new();
+    for (keys, local) in &chunks {
+        let remap: Vec<u32> = keys.iter().map(|k| index[k]).collect();
+        codes.extend(local.iter().map(|&c| remap[c as usize]));
+    }
+    let mut names = Vec::with_capacity(all.len());
+    for k in all {
+        names.push(String::from_utf8(k.to_vec()).map_err(|_| {
+            Error::parse(
+                loc,
+                format!("a {what} id is not valid UTF-8: `{}`", shown(k)),
+            )
+        })?);
+    }
+    Ok((codes, names))
+}
+
+/// Parse delimited text (already in memory) with `layout`; `loc` names the file in errors.
+pub fn parse_delimited(
+    buf: &[u8],
+    layout: &Layout,
+    opts: &ReadOptions,
+    loc: &str,
+) -> Result<Interactions> {
+    let body_start = if layout.header {
+        buf.iter()
+            .position(|&b| b == b'\n')
+            .map_or(buf.len(), |k| k + 1)
+    } else {
+        0
+    };
+    let first_line = if layout.header { 2 } else { 1 };
+    let body = &buf[body_start..];
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8);
+    let parts = if body.len() < (4 << 20) { 1 } else { threads };
+    let mut bounds = vec![0];
+    for k in 1..parts {
+        let at = (body.len() * k / parts).max(*bounds.last().unwrap());
+        let cut = body[at..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(body.len(), |p| at + p + 1);
+        bounds.push(cut);
+    }
+    bounds.push(body.len());
+    let results: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = bounds
+            .windows(2)
+            .map(|w| {
+                let part = &body[w[0]..w[1]];
+                s.spawn(move || parse_chunk(part, layout, opts.text_ids, opts.need_rating))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("parser thread"))
+            .collect()
+    });
+    let mut chunks = Vec::with_capacity(results.len());
+    for (k, r) in results.into_iter().enumerate() {
+        match r {
+            Ok(c) => chunks.push(c),
+            Err(ChunkError(line, msg)) => {
+                let before = body[..bounds[k]].iter().filter(|&&b| b == b'\n').count();
+                return Err(Error::parse(
+                    format!("{loc}:{}", first_line + before + line - 1),
+                    msg,
+                ));
+            }
+        }
+    }
+    let rows: usize = chunks
+        .iter()
+        .map(|c| c.times.len().max(c.ratings.len()).max(sink_len(&c.users)))
+        .sum();
+    if rows == 0 {
+        return Err(Error::parse(
+            loc,
+            "no rating rows (expected lines of user, item, rating, timestamp)",
+        ));
+    }
+    let timestamps = layout
+        .time
+        .map(|_| concat(chunks.iter_mut().map(|c| std::mem::take(&mut c.times))));
+    let ratings = opts
+        .need_rating
+        .then(|| concat(chunks.iter_mut().map(|c| std::mem::take(&mut c.ratings))));
+    let (mut us, mut is) = (Vec::new(), Vec::new());
+    for c in chunks {
+        us.push(c.users);
+        is.push(c.items);
+    }
+    let (users, user_ids) = merge_sinks(us, "user", loc)?;
+    let (items, item_ids) = merge_sinks(is, "item", loc)?;
+    Ok(Interactions {
+        users,
+        items,
+        user_ids,
+        item_ids,
+        timestamps,
+        ratings,
+    })
+}
+
+pub(super) fn sink_len(s: &IdSink) -> usize {
+    match s {
+        IdSink::Int(v) => v.len(),
+        IdSink::Text { codes, .. } => codes.len(),
+    }
+}
+
+pub(super) fn concat<T: Copy>(parts: impl Iterator<Item = Vec<T>>) -> Vec<T> {
+    let parts: Vec<Vec<T>> = parts.collect();
+    if parts.len() == 1 {
+        return parts.into_iter().next().unwrap();
+    }
+    let mut out = Vec::with_capacity(parts.iter().map(Vec::len).sum());
+    for p in parts {
+        out.extend_from_slice(&p);
+    }
+    out
+}
+
+pub(super) fn merge_sinks(sinks: Vec<IdSink>, what: &str, loc: &str) -> Result<(Vec<u32>, RawIds)> {
+    if matches!(sinks.first(), Some(IdSink::Int(_))) {
+        let ints = sinks
+            .into_iter()
+            .map(|s| {
+                if let IdSink::Int(v) = s {
+                    v
+                } else {
+                    unreachable!()
+                }
+            })
+            .collect();
+        let (codes, uniq) = merge_int(ints);
+        Ok((codes, RawIds::Int(uniq)))
+    } else {
+        let texts = sinks
+            .into_iter()
+            .map(|s| {
+                if let IdSink::Text { keys, codes, .. } = s {
+                    (keys, codes)
+                } else {
+                    unreachable!()
+                }
+            })
+            .collect();
+        let (codes, names) = merge_text(texts, what, loc)?;
+        Ok((codes, RawIds::Text(names)))
+    }
+}
+
+pub(super) fn first_line(buf: &[u8]) -> &[u8] {
+    let end = buf.iter().position(|&b| b == b'\n').unwrap_or(buf.len());
+    &buf[..end]
+}
+
+/// Guess a text format from the file name and its first line.
+pub fn sniff_text(name: &str, buf: &[u8]) -> Format {
+    let line = first_line(buf);
+    let lower = name.to_ascii_lowercase();
+    let has = |pat: &[u8]| line.windows(pat.len()).any(|w| w == pat);
+    if has(b"::") {
+        Format::MlDat
+    } else if lower.ends_with("u.data") || lower.ends_with(".data") {
+        Format::Ml100k
+    } else if lower.ends_with(".tsv") || (line.contains(&b'\t') && !line.contains(&b',')) {
+        Format::Tsv
+    } else if line.to_ascii_lowercase().starts_with(b"userid,movieid") {
+        Format::MlCsv
+    } else {
+        Format::Csv
+    }
+}
+
+/// Parse a ratings file already in memory as `format` (`name` labels errors): the delimited-text
+/// path of [`load`] (ml-1m `::`, MovieLens CSV, u.data, any CSV/TSV) and the fuzzer's entry point.
+pub fn parse_text(
+    buf: &[u8],
+    format: Format,
+    name: &str,
+    opts: &ReadOptions,
+) -> Result<Interactions> {
+    match format {
+        Format::Parquet | Format::NcfSplit => Err(Error::usage(format!(
+            "{name}: {} is not a text format",
+            format.name()
+        ))),
+        Format::Zip => read_zip(buf, name, opts).map(|(rows, _, _)| rows),
+        _ => read_text(buf, format, name, opts).map(|(rows, _)| rows),
+    }
+}
+
+pub(super) fn read_text(
+    buf: &[u8],
+    format: Format,
+    name: &str,
+    opts: &ReadOptions,
+) -> Result<(Interactions, Format)> {
+    let start = buf.iter().position(|b| !b.is_ascii_whitespace());
+    if start.is_none() {
+        return Err(Error::parse(
+            name,
+            "empty input (expected rating rows: user, item, rating, timestamp)",
+        ));
+    }
+    let format = if matches!(format, Format::Csv | Format::Tsv) && opts.format.is_none() {
+        sniff_text(name, buf)
+    } else {
+        format
+    };
+    let layout = layout_for(format, first_line(buf), opts, name)?;
+    Ok((parse_delimited(buf, &layout, opts, name)?, format))
+}

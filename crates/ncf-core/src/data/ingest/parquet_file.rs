@@ -1,0 +1,211 @@
+//! Parquet interactions: user and item columns (integer or text ids), optional timestamps.
+
+use super::*;
+
+pub(super) fn read_parquet(path: &Path, opts: &ReadOptions) -> Result<Loaded> {
+    use ::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::{DataType, Float32Type, Int64Type};
+    let name = path.display().to_string();
+    let sha = sha256_hex(&open_bytes(path)?);
+    let bad = |e: &dyn std::fmt::Display| {
+        Error::parse(&name, format!("not a readable Parquet file ({e})"))
+    };
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let file_len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| bad(&e))?;
+    crate::data::dataset::check_parquet_chunks(builder.metadata(), file_len, &name)?;
+    let again = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    crate::data::dataset::check_parquet_pages(again, &name)?;
+    let schema = builder.schema().clone();
+    let cols: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+    let n = cols.len();
+    let user = resolve_col(
+        Some(&cols),
+        opts.user_col.as_deref(),
+        &USER_NAMES,
+        n,
+        "user",
+        &name,
+    )?;
+    let item = resolve_col(
+        Some(&cols),
+        opts.item_col.as_deref(),
+        &ITEM_NAMES,
+        n,
+        "item",
+        &name,
+    )?;
+    let time = resolve_col(
+        Some(&cols),
+        opts.time_col.as_deref(),
+        &TIME_NAMES,
+        n,
+        "timestamp",
+        &name,
+    )?;
+    let rating = resolve_col(
+        Some(&cols),
+        opts.rating_col.as_deref(),
+        &RATING_NAMES,
+        n,
+        "rating",
+        &name,
+    )?;
+    let missing = |what: &str, flag: &str| {
+        Error::parse(
+            &name,
+            format!(
+                "columns [{}] include no {what} column (name it with {flag})",
+                cols.join(", ")
+            ),
+        )
+    };
+    let user = user.ok_or_else(|| missing("user", "--user-col"))?;
+    let item = item.ok_or_else(|| missing("item", "--item-col"))?;
+    if opts.need_rating && rating.is_none() {
+        return Err(missing("rating", "--rating-col"));
+    }
+    let reader = builder.build().map_err(|e| bad(&e))?;
+    let mut u_int = Vec::new();
+    let mut i_int = Vec::new();
+    let mut texts: [Vec<String>; 2] = [Vec::new(), Vec::new()];
+    let mut times = Vec::new();
+    let mut ratings = Vec::new();
+    let is_text = |c: usize| {
+        matches!(
+            schema.field(c).data_type(),
+            DataType::Utf8 | DataType::LargeUtf8
+        )
+    };
+    let text_ids = opts.text_ids || is_text(user) || is_text(item);
+    let cast = |a: &arrow::array::ArrayRef, to: &DataType, col: usize| {
+        arrow::compute::cast(a, to).map_err(|e| {
+            Error::parse(
+                &name,
+                format!(
+                    "column `{}` ({}) cannot be read as {to}: {e}",
+                    cols[col],
+                    a.data_type()
+                ),
+            )
+        })
+    };
+    for b in reader {
+        let b = b.map_err(|e| bad(&e))?;
+        for (k, (col, out)) in [(user, &mut u_int), (item, &mut i_int)]
+            .into_iter()
+            .enumerate()
+        {
+            let a = b.column(col);
+            if a.null_count() > 0 {
+                return Err(Error::parse(
+                    &name,
+                    format!("column `{}` has nulls", cols[col]),
+                ));
+            }
+            if text_ids {
+                let s = cast(a, &DataType::Utf8, col)?;
+                texts[k].extend(
+                    s.as_string::<i32>()
+                        .iter()
+                        .map(|v| v.unwrap_or_default().to_string()),
+                );
+            } else {
+                let s = cast(a, &DataType::Int64, col)?;
+                for v in s.as_primitive::<Int64Type>().values() {
+                    if *v < 0 {
+                        return Err(Error::parse(
+                            &name,
+                            format!("column `{}`: negative id {v}", cols[col]),
+                        ));
+                    }
+                    out.push(*v as u64);
+                }
+            }
+        }
+        if let Some(t) = time {
+            let a = b.column(t);
+            let s = if matches!(a.data_type(), DataType::Timestamp(..)) {
+                cast(
+                    &cast(
+                        a,
+                        &DataType::Timestamp(arrow::datatypes::TimeUnit::Second, None),
+                        t,
+                    )?,
+                    &DataType::Int64,
+                    t,
+                )?
+            } else {
+                cast(a, &DataType::Int64, t)?
+            };
+            if s.null_count() > 0 {
+                return Err(Error::parse(
+                    &name,
+                    format!("column `{}` has nulls", cols[t]),
+                ));
+            }
+            times.extend_from_slice(s.as_primitive::<Int64Type>().values());
+        }
+        if opts.need_rating {
+            let r = rating.expect("checked");
+            let s = cast(b.column(r), &DataType::Float32, r)?;
+            ratings.extend_from_slice(s.as_primitive::<Float32Type>().values());
+        }
+    }
+    let rows_n = if text_ids {
+        texts[0].len()
+    } else {
+        u_int.len()
+    };
+    if rows_n == 0 {
+        return Err(Error::parse(&name, "no rating rows"));
+    }
+    let (users, user_ids, items, item_ids) = if text_ids {
+        let [tu, ti] = texts;
+        let (u, un) = intern_strings(&tu);
+        let (i, inames) = intern_strings(&ti);
+        (u, RawIds::Text(un), i, RawIds::Text(inames))
+    } else {
+        let (u, un) = merge_int(vec![u_int]);
+        let (i, inames) = merge_int(vec![i_int]);
+        (u, RawIds::Int(un), i, RawIds::Int(inames))
+    };
+    let rows = Interactions {
+        users,
+        items,
+        user_ids,
+        item_ids,
+        timestamps: time.map(|_| times),
+        ratings: opts.need_rating.then_some(ratings),
+    };
+    let mut files = vec![json!({"path": name, "sha256": sha})];
+    let mut titles = None;
+    if let Some(m) = &opts.movies {
+        let (t, f) = read_movies_file(m)?;
+        titles = Some(t);
+        files.push(f);
+    }
+    Ok(Loaded {
+        input: Input::Rows { rows, titles },
+        source: json!({"path": name, "format": "parquet", "files": files}),
+    })
+}
+
+pub(super) fn intern_strings(v: &[String]) -> (Vec<u32>, Vec<String>) {
+    let mut keys: Vec<&[u8]> = v.iter().map(|s| s.as_bytes()).collect();
+    text_order(&mut keys);
+    keys.dedup();
+    let index: HashMap<&[u8], u32> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| (*k, i as u32))
+        .collect();
+    let codes = v.iter().map(|s| index[s.as_bytes()]).collect();
+    (
+        codes,
+        keys.iter()
+            .map(|k| String::from_utf8_lossy(k).into_owned())
+            .collect(),
+    )
+}

@@ -1,0 +1,291 @@
+//! Synthetic rating data shaped like MovieLens (`ncf-prep --synthetic`): every user has at least
+//! 20 distinct items, item popularity follows a power law, and each user's ratings carry
+//! increasing timestamps. A pure function of (shape, seed) via Rng stream SYNTH.
+
+use crate::data::ingest::{Interactions, RawIds};
+use crate::sampling::rng::{below, stream, Rng};
+use crate::{Error, Result};
+use std::io::Write;
+
+/// ml-20m's shape: users, items, interactions.
+pub const ML20M_SHAPE: (u32, u32, u64) = (138_493, 26_744, 20_000_263);
+/// Every synthetic user has at least this many interactions.
+pub const MIN_PER_USER: u64 = 20;
+/// Zipf exponent of item popularity.
+const ZIPF: f64 = 0.9;
+/// First timestamp (2000-01-01) and the spread of users' first ratings (10 years).
+const T0: i64 = 946_684_800;
+const T_SPREAD: u32 = 10 * 365 * 86_400;
+
+/// Parse `USERS,ITEMS,INTERACTIONS`.
+pub fn parse_shape(s: &str) -> Result<(u32, u32, u64)> {
+    let parts: Vec<&str> = s.split(',').map(str::trim).collect();
+    let bad = || {
+        Error::usage(format!(
+            "--synthetic `{s}`: expected USERS,ITEMS,INTERACTIONS"
+        ))
+    };
+    if parts.len() != 3 {
+        return Err(bad());
+    }
+    Ok((
+        parts[0].parse().map_err(|_| bad())?,
+        parts[1].parse().map_err(|_| bad())?,
+        parts[2].parse().map_err(|_| bad())?,
+    ))
+}
+
+/// How many interactions each user gets: 20 each, the rest in proportion to heavy-tailed
+/// weights, capped at `cap` (distinct items), summing exactly to `total`.
+fn user_counts(rng: &Rng, users: u32, cap: u64, total: u64) -> Vec<u64> {
+    let weights: Vec<f64> = (0..users)
+        .map(|u| {
+            let x = rng.uniform_f64(stream::SYNTH, u, u32::MAX, 0);
+            1.0 / (0.02 + x)
+        })
+        .collect();
+    let mut counts = vec![MIN_PER_USER; users as usize];
+    let mut left = total - MIN_PER_USER * users as u64;
+    for _ in 0..64 {
+        let open: Vec<usize> = (0..users as usize).filter(|&u| counts[u] < cap).collect();
+        if left == 0 || open.is_empty() {
+            break;
+        }
+        if left < open.len() as u64 {
+            for &u in open.iter().take(left as usize) {
+                counts[u] += 1;
+            }
+            left = 0;
+            break;
+        }
+        let w: f64 = open.iter().map(|&u| weights[u]).sum();
+        let share = left as f64;
+        let mut given = 0;
+        for &u in &open {
+            let add = ((share * weights[u] / w).floor() as u64).min(cap - counts[u]);
+            counts[u] += add;
+            given += add;
+        }
+        left -= given;
+    }
+    // Whatever rounding left over goes one by one to users with room.
+    let mut u = 0;
+    while left > 0 {
+        if counts[u] < cap {
+            counts[u] += 1;
+            left -= 1;
+        }
+        u = (u + 1) % users as usize;
+    }
+    counts
+}
+
+/// Users, items, timestamps, ratings of one thread's users.
+type Columns = (Vec<u32>, Vec<u32>, Vec<i64>, Vec<f32>);
+
+/// Generate `interactions` rows for `users` users over `items` items. Rows are sorted by user,
+/// then item (like ml-20m's ratings.csv); raw ids are 1-based; ratings are half stars.
+pub fn generate(users: u32, items: u32, interactions: u64, seed: u64) -> Result<Interactions> {
+    if users == 0 || (items as u64) < MIN_PER_USER {
+        return Err(Error::usage(format!(
+            "--synthetic needs users >= 1 and items >= {MIN_PER_USER}"
+        )));
+    }
+    if interactions < MIN_PER_USER * users as u64 || interactions > users as u64 * items as u64 / 2
+    {
+        return Err(Error::usage(format!(
+            "--synthetic {users},{items},{interactions}: interactions must be between {} (20 per \
+             user) and {} (half of users x items)",
+            MIN_PER_USER * users as u64,
+            users as u64 * items as u64 / 2
+        )));
+    }
+    if interactions > u32::MAX as u64 {
+        return Err(Error::usage(
+            "--synthetic: at most 4,294,967,295 interactions",
+        ));
+    }
+    let rng = Rng::new(seed);
+    let cap = (items as u64 / 2).max(MIN_PER_USER);
+    let counts = user_counts(&rng, users, cap, interactions);
+    // Power-law popularity over a fixed shuffle of the item ids (popular != small id).
+    let mut cdf = Vec::with_capacity(items as usize);
+    let mut acc = 0.0;
+    for r in 0..items {
+        acc += 1.0 / ((r + 1) as f64).powf(ZIPF);
+        cdf.push(acc);
+    }
+    let shuffle =
+        crate::sampling::rng::Permutation::new(&rng, stream::SYNTH, u32::MAX, 0, items as u64);
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8) as u32;
+    let bounds: Vec<u32> = (0..=threads)
+        .map(|t| (users as u64 * t as u64 / threads as u64) as u32)
+        .collect();
+    let parts: Vec<Columns> = std::thread::scope(|s| {
+        let hs: Vec<_> = bounds
+            .windows(2)
+            .map(|w| {
+                let (lo, hi) = (w[0], w[1]);
+                let (cdf, counts, rng) = (&cdf, &counts, &rng);
+                s.spawn(move || {
+                    let n: u64 = counts[lo as usize..hi as usize].iter().sum();
+                    let mut out = (
+                        Vec::with_capacity(n as usize),
+                        Vec::with_capacity(n as usize),
+                        Vec::with_capacity(n as usize),
+                        Vec::with_capacity(n as usize),
+                    );
+                    let mut taken = vec![u32::MAX; items as usize];
+                    let mut mine: Vec<(u32, i64, f32)> = Vec::new();
+                    let total = *cdf.last().unwrap();
+                    for u in lo..hi {
+                        let c = counts[u as usize] as usize;
+                        mine.clear();
+                        let head = rng.block(stream::SYNTH, u, u32::MAX - 1, 0);
+                        let mut t = T0 + below(head[0], T_SPREAD) as i64;
+                        let mut attempt = 0u32;
+                        while mine.len() < c {
+                            let item = if attempt < 64 * c as u32 {
+                                let x = rng.uniform_f64(stream::SYNTH, u, attempt, 0) * total;
+                                let rank = cdf.partition_point(|&v| v <= x).min(items as usize - 1);
+                                shuffle.apply(rank as u64) as u32
+                            } else {
+                                // Rejection is taking long: the first free item.
+                                (0..items)
+                                    .find(|&i| taken[i as usize] != u)
+                                    .expect("cap < items")
+                            };
+                            attempt += 1;
+                            if taken[item as usize] == u {
+                                continue;
+                            }
+                            taken[item as usize] = u;
+                            let w = rng.block(stream::SYNTH, u, mine.len() as u32, 1);
+                            t += 1 + below(w[0], 3 * 86_400) as i64;
+                            let rating = (1 + below(w[1], 10)) as f32 * 0.5;
+                            mine.push((item, t, rating));
+                        }
+                        mine.sort_unstable_by_key(|m| m.0);
+                        for &(item, t, r) in &mine {
+                            out.0.push(u);
+                            out.1.push(item);
+                            out.2.push(t);
+                            out.3.push(r);
+                        }
+                    }
+                    out
+                })
+            })
+            .collect();
+        hs.into_iter()
+            .map(|h| h.join().expect("synth thread"))
+            .collect()
+    });
+    let mut rows = Interactions {
+        users: Vec::with_capacity(interactions as usize),
+        items: Vec::with_capacity(interactions as usize),
+        user_ids: RawIds::Int((1..=users as u64).collect()),
+        item_ids: RawIds::Int((1..=items as u64).collect()),
+        timestamps: Some(Vec::with_capacity(interactions as usize)),
+        ratings: Some(Vec::with_capacity(interactions as usize)),
+    };
+    for (u, i, t, r) in parts {
+        rows.users.extend(u);
+        rows.items.extend(i);
+        rows.timestamps.as_mut().unwrap().extend(t);
+        rows.ratings.as_mut().unwrap().extend(r);
+    }
+    Ok(rows)
+}
+
+/// Write `rows` as an ml-20m style `ratings.csv` (`userId,movieId,rating,timestamp`, LF).
+pub fn write_csv<W: Write>(rows: &Interactions, mut w: W) -> std::io::Result<()> {
+    w.write_all(b"userId,movieId,rating,timestamp\n")?;
+    let ts = rows.timestamps.as_deref();
+    let rt = rows.ratings.as_deref();
+    let mut line = String::with_capacity(64);
+    for r in 0..rows.users.len() {
+        use std::fmt::Write as _;
+        line.clear();
+        let rating = rt.map_or(5.0, |v| v[r]);
+        let _ = writeln!(
+            line,
+            "{},{},{:.1},{}",
+            rows.user_ids.text(rows.users[r]),
+            rows.item_ids.text(rows.items[r]),
+            rating,
+            ts.map_or(0, |t| t[r])
+        );
+        w.write_all(line.as_bytes())?;
+    }
+    w.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shape_is_exact_and_users_have_twenty_distinct_items() {
+        let r = generate(300, 500, 20_000, 1).unwrap();
+        assert_eq!(r.users.len(), 20_000);
+        let mut per_user = vec![std::collections::HashSet::new(); 300];
+        for (&u, &i) in r.users.iter().zip(&r.items) {
+            assert!(
+                per_user[u as usize].insert(i),
+                "user {u} has item {i} twice"
+            );
+        }
+        assert!(per_user.iter().all(|s| s.len() >= 20));
+        assert!(r.users.windows(2).all(|w| w[0] <= w[1]));
+    }
+
+    #[test]
+    fn deterministic_and_power_law() {
+        let a = generate(200, 1000, 10_000, 5).unwrap();
+        let b = generate(200, 1000, 10_000, 5).unwrap();
+        let c = generate(200, 1000, 10_000, 6).unwrap();
+        assert_eq!(a.items, b.items);
+        assert_eq!(a.timestamps, b.timestamps);
+        assert_ne!(a.items, c.items);
+        let mut counts = vec![0u32; 1000];
+        a.items.iter().for_each(|&i| counts[i as usize] += 1);
+        counts.sort_unstable_by(|x, y| y.cmp(x));
+        assert!(
+            counts[0] > 10 * counts[500].max(1),
+            "top {} median {}",
+            counts[0],
+            counts[500]
+        );
+    }
+
+    #[test]
+    fn counts_fill_tight_caps() {
+        let r = generate(10, 40, 200, 3).unwrap();
+        assert_eq!(r.users.len(), 200);
+        assert!(generate(10, 40, 199, 3).is_err() && generate(10, 40, 201, 3).is_err());
+    }
+
+    #[test]
+    fn csv_parses_back_to_the_same_rows() {
+        let r = generate(30, 100, 700, 9).unwrap();
+        let mut buf = Vec::new();
+        write_csv(&r, &mut buf).unwrap();
+        let o = crate::data::ingest::ReadOptions::default();
+        let layout = crate::data::ingest::layout_for(
+            crate::data::ingest::Format::MlCsv,
+            &buf[..32],
+            &o,
+            "x",
+        )
+        .unwrap();
+        let back = crate::data::ingest::parse_delimited(&buf, &layout, &o, "x").unwrap();
+        let raw =
+            |ids: &RawIds, codes: &[u32]| codes.iter().map(|&c| ids.text(c)).collect::<Vec<_>>();
+        assert_eq!(raw(&back.user_ids, &back.users), raw(&r.user_ids, &r.users));
+        assert_eq!(raw(&back.item_ids, &back.items), raw(&r.item_ids, &r.items));
+        assert_eq!(back.timestamps, r.timestamps);
+    }
+}

@@ -1,0 +1,325 @@
+//! The model families `ncf-train --model` trains, each in one place: its defaults, the flags it
+//! takes and refuses, the devices and ranks it runs on, how its model starts and which CPU
+//! trainer fits it. Binaries ask the family ([`Family::spec`]) instead of branching on kinds.
+//!
+//! - [`neumf`]: NeuMF, GMF and MLP (the NCF paper's models; CPU and CUDA, any number of ranks);
+//! - [`mf`]: Rendle et al.'s biased MF by per-example SGD; [`ials`]: implicit ALS; [`ease`]:
+//!   Steck's closed-form EASE. All three run on the CPU, on one rank, and are saved as GMF
+//!   files, so every tool scores them.
+
+pub mod ease;
+pub mod ials;
+pub mod mf;
+pub mod neumf;
+
+use crate::data::dataset::Dataset;
+use crate::dist::Group;
+use crate::model::{Model, ModelConfig, ModelKind, Side};
+use crate::neumf_cpu::score_checked;
+use crate::sampling::sampler::{NegativeMode, UserItems};
+use crate::train::checkpoint::OptimizerState;
+use crate::train::config::{
+    check_config, BatchSize, Optimizer, Precision, Preset, Shape, TrainConfig,
+};
+use crate::train::{Scorer, StepStats, Trainer};
+use crate::{Error, Result};
+
+/// `ncf-train --model`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+pub enum Family {
+    Neumf,
+    Gmf,
+    Mlp,
+    /// Matrix factorisation with biases by per-example SGD (Rendle et al. 2020), CPU only;
+    /// saved as the equivalent GMF.
+    Mf,
+    /// Matrix factorisation by implicit alternating least squares (Rendle et al. 2022), CPU
+    /// only; saved as a GMF.
+    Ials,
+    /// The item-item linear model EASE (Steck 2019), fitted in closed form on the CPU; saved
+    /// as a GMF with one factor per item.
+    Ease,
+    /// EASE on the transposed matrix: user-user weights, closed form on the CPU; saved as a
+    /// GMF with one factor per user.
+    EaseUsers,
+}
+
+/// What the user set explicitly on the command line (`None` / `false`: not given, so the
+/// preset's or the family's default applies).
+#[derive(Clone, Debug, Default)]
+pub struct Choices {
+    pub epochs: Option<u32>,
+    pub batch_size: Option<u64>,
+    pub lr: Option<f32>,
+    pub beta1: Option<f32>,
+    pub beta2: Option<f32>,
+    pub eps: Option<f32>,
+    pub l2: Option<f32>,
+    pub negatives: Option<u32>,
+    pub negative_mode: Option<NegativeMode>,
+    pub optimizer: Option<Optimizer>,
+    pub precision: Option<Precision>,
+    pub target_hr: Option<f64>,
+    pub factors: Option<usize>,
+    pub layers: Option<Vec<usize>>,
+    pub dropout: Option<f32>,
+    pub init_std: Option<f32>,
+    pub unobserved_weight: Option<f32>,
+    /// `--checkpoint DIR` given.
+    pub checkpoint: bool,
+    /// `--checkpoint-every N` with N > 0.
+    pub checkpoint_every: bool,
+    /// `--resume DIR` given.
+    pub resume: bool,
+    /// `--pretrain-gmf` and `--pretrain-mlp` given.
+    pub pretrained: bool,
+}
+
+/// A run's settled configuration: the preset, then the family's defaults, then the explicit
+/// choices, checked.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Plan {
+    pub cfg: TrainConfig,
+    pub shape: Shape,
+    /// `--init-std` where the family takes it.
+    pub init_std: Option<f32>,
+}
+
+/// What a family is; one implementation per family, in this module's files.
+pub trait FamilySpec: Sync {
+    /// Its `--model` name.
+    fn name(&self) -> &'static str;
+    /// The kind of model file it writes.
+    fn kind(&self) -> ModelKind;
+    /// The family's defaults on top of the preset's `cfg` and `shape`, and the refusal of the
+    /// flags it takes no meaning from (an error naming the flag). Runs before the explicit
+    /// choices are applied.
+    fn defaults(&self, cfg: &mut TrainConfig, shape: &mut Shape, c: &Choices) -> Result<()>;
+    /// Why it cannot train on a GPU (`None`: it can).
+    fn cpu_only(&self) -> Option<String> {
+        None
+    }
+    /// Why it cannot train data-parallel over several ranks (`None`: it can).
+    fn one_rank_only(&self) -> Option<String> {
+        None
+    }
+    /// Whether a run writes checkpoints (a closed-form fit has nothing to resume).
+    fn checkpoints(&self) -> bool {
+        true
+    }
+    /// The starting model of `n_users × n_items` (pre-training is [`neumf::from_pretrained`]).
+    fn init(&self, plan: &Plan, n_users: u32, n_items: u32) -> Result<Model>;
+    /// Its CPU trainer on `data`'s training rows, with `threads` threads, joined to `group`
+    /// when several ranks train.
+    fn cpu_trainer(
+        &self,
+        model: Model,
+        cfg: &TrainConfig,
+        data: &Dataset,
+        threads: usize,
+        group: Option<Group>,
+    ) -> Result<Box<dyn Trainer>>;
+}
+
+impl Family {
+    pub fn spec(self) -> &'static dyn FamilySpec {
+        match self {
+            Family::Neumf => &neumf::Neumf(ModelKind::Neumf),
+            Family::Gmf => &neumf::Neumf(ModelKind::Gmf),
+            Family::Mlp => &neumf::Neumf(ModelKind::Mlp),
+            Family::Mf => &mf::Mf,
+            Family::Ials => &ials::Ials,
+            Family::Ease => &ease::Ease(Side::Item),
+            Family::EaseUsers => &ease::Ease(Side::User),
+        }
+    }
+
+    /// The configuration of a run of this family: `preset`'s recipe, the family's defaults,
+    /// then every explicit choice, checked ([`check_config`]).
+    pub fn plan(self, preset: Preset, seed: u64, topk: usize, c: &Choices) -> Result<Plan> {
+        let spec = self.spec();
+        let recipe = preset.recipe(seed, topk);
+        let (mut cfg, mut shape) = (recipe.cfg, recipe.shape);
+        spec.defaults(&mut cfg, &mut shape, c)?;
+        if c.pretrained && self != Family::Neumf {
+            return Err(Error::usage(
+                "--pretrain-gmf/--pretrain-mlp initialise a NeuMF model (--model neumf)",
+            ));
+        }
+        cfg.epochs = c.epochs.unwrap_or(cfg.epochs);
+        if let Some(b) = c.batch_size {
+            cfg.batch_size = BatchSize::Samples(b);
+        }
+        cfg.lr = c.lr.unwrap_or(cfg.lr);
+        cfg.beta1 = c.beta1.unwrap_or(cfg.beta1);
+        cfg.beta2 = c.beta2.unwrap_or(cfg.beta2);
+        cfg.eps = c.eps.unwrap_or(cfg.eps);
+        cfg.l2 = c.l2.unwrap_or(cfg.l2);
+        cfg.negatives = c.negatives.unwrap_or(cfg.negatives);
+        cfg.target_hr = c.target_hr.or(cfg.target_hr);
+        cfg.negative_mode = c.negative_mode.unwrap_or(cfg.negative_mode);
+        cfg.optimizer = c.optimizer.unwrap_or(cfg.optimizer);
+        cfg.precision = c.precision.unwrap_or(cfg.precision);
+        check_config(&cfg)?;
+        if let Some(f) = c.factors {
+            shape.factors = f;
+        }
+        if let Some(l) = &c.layers {
+            shape.layers = l.clone();
+        }
+        if let Some(d) = c.dropout {
+            shape.dropout = d;
+        }
+        Ok(Plan {
+            cfg,
+            shape,
+            init_std: c.init_std,
+        })
+    }
+}
+
+/// Each user's training items, when exact negatives need them.
+pub fn positives_for(cfg: &TrainConfig, data: &Dataset) -> Option<UserItems> {
+    (cfg.negative_mode == NegativeMode::Exact)
+        .then(|| UserItems::new(data.n_users, &data.train_users, &data.train_items))
+}
+
+/// Refuse a CPU run in another precision than FP32.
+pub fn check_cpu_precision(cfg: &TrainConfig) -> Result<()> {
+    if cfg.precision != Precision::Fp32 {
+        return Err(Error::usage(format!(
+            "--precision {}: the CPU backend computes in fp32 only",
+            cfg.precision
+        )));
+    }
+    Ok(())
+}
+
+/// `flag: why` for the first flag of `flags` that was given.
+fn refuse(flags: &[(bool, &str)], why: impl Fn(&str) -> String) -> Result<()> {
+    match flags.iter().find(|(given, _)| *given) {
+        Some((_, flag)) => Err(Error::usage(why(flag))),
+        None => Ok(()),
+    }
+}
+
+/// The defaults of a family fitted exactly per epoch (iALS, EASE): no optimiser, batches,
+/// sampled negatives or MLP, so the flags for those are refused (`what`: how it fits).
+fn whole_epoch_defaults(cfg: &mut TrainConfig, c: &Choices, what: &str) -> Result<()> {
+    refuse(
+        &[
+            (c.batch_size.is_some(), "--batch-size"),
+            (c.negatives.is_some(), "--negatives"),
+            (c.negative_mode.is_some(), "--negative-mode"),
+            (c.optimizer.is_some(), "--optimizer"),
+            (c.lr.is_some(), "--lr"),
+            (
+                c.beta1.is_some() || c.beta2.is_some() || c.eps.is_some(),
+                "--beta1/--beta2/--eps",
+            ),
+            (c.layers.is_some(), "--layers"),
+            (c.dropout.is_some_and(|d| d != 0.0), "--dropout"),
+        ],
+        |flag| format!("{flag}: {what} (no optimiser, batches, sampled negatives or MLP)"),
+    )?;
+    cfg.negatives = 0;
+    cfg.batch_size = BatchSize::WholeEpoch;
+    cfg.optimizer = Optimizer::Sgd;
+    Ok(())
+}
+
+/// The shape of the model of a family stored as a GMF: `factors` wide, no MLP.
+fn gmf_config(n_users: u32, n_items: u32, factors: usize) -> ModelConfig {
+    ModelConfig {
+        kind: ModelKind::Gmf,
+        n_users,
+        n_items,
+        factors,
+        layers: vec![],
+        dropout: 0.0,
+    }
+}
+
+/// A CPU trainer that keeps no optimiser moments (per-example SGD, ALS, closed form): its model
+/// is its whole state, scored as a GMF on the CPU. Implementing this gives [`Trainer`] and
+/// [`Scorer`].
+pub(crate) trait MomentFree {
+    /// [`Trainer::name`].
+    fn backend_name(&self) -> String;
+    /// [`Trainer::step`].
+    fn fit_step(&mut self, epoch: u32, positions: std::ops::Range<u64>) -> Result<StepStats>;
+    fn model_ref(&self) -> &Model;
+    fn model_mut(&mut self) -> &mut Model;
+    fn threads(&self) -> usize;
+    /// Steps (updates, sweeps, fits) taken: the checkpoint's step count.
+    fn steps(&self) -> u64;
+    fn set_steps(&mut self, steps: u64);
+    /// `Err` when `params` (from a checkpoint) cannot be this trainer's model.
+    fn accept(&self, _params: &[f32]) -> Result<()> {
+        Ok(())
+    }
+}
+
+impl<T: MomentFree> Scorer for T {
+    fn score(&mut self, users: &[u32], items: &[u32], out: &mut [f32]) -> Result<()> {
+        score_checked(self.model_ref(), users, items, out, self.threads())
+    }
+}
+
+impl<T: MomentFree> Trainer for T {
+    fn name(&self) -> String {
+        self.backend_name()
+    }
+
+    fn step(&mut self, epoch: u32, positions: std::ops::Range<u64>) -> Result<StepStats> {
+        self.fit_step(epoch, positions)
+    }
+
+    fn model(&mut self) -> Result<Model> {
+        Ok(self.model_ref().clone())
+    }
+
+    /// The parameters, zero moment slots (the format keeps them) and the steps.
+    fn save_state(&mut self) -> Result<OptimizerState> {
+        let params = &self.model_ref().params;
+        Ok(OptimizerState {
+            params: params.clone(),
+            m: vec![0.0; params.len()],
+            v: vec![0.0; params.len()],
+            steps: self.steps(),
+            loss_scale: 1.0,
+            clean_steps: 0,
+        })
+    }
+
+    fn load_state(&mut self, state: &OptimizerState) -> Result<()> {
+        let n = self.model_ref().params.len();
+        if state.params.len() != n {
+            return Err(Error::invalid(format!(
+                "optimiser state has {} parameters, the model {n}",
+                state.params.len()
+            )));
+        }
+        self.accept(&state.params)?;
+        self.model_mut().params.copy_from_slice(&state.params);
+        self.set_steps(state.steps);
+        Ok(())
+    }
+}
+
+/// For trainers that take a whole epoch in one step (iALS, EASE): `Err` unless `positions` is
+/// the epoch's `0..n` (`what`: how the trainer works, the start of the message).
+pub(crate) fn check_whole_epoch(
+    positions: &std::ops::Range<u64>,
+    n: u64,
+    what: &str,
+) -> Result<()> {
+    if *positions != (0..n) {
+        return Err(Error::invalid(format!(
+            "{what} at once: positions {}..{} of {n} (one step per epoch)",
+            positions.start, positions.end
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,102 @@
+//! The NCF paper's models: NeuMF (GMF + MLP joined by the final layer, NVIDIA's model), GMF
+//! alone and the MLP alone. NVIDIA's initialisation, Adam or SGD in mini-batches, dropout in
+//! the MLP; they train on the CPU ([`crate::neumf_cpu`]) and on GPUs (`ncf-cuda`), on any
+//! number of ranks, and NeuMF can start from a trained GMF and MLP ([`from_pretrained`]).
+
+use super::{check_cpu_precision, positives_for, Choices, FamilySpec, Plan};
+use crate::data::dataset::Dataset;
+use crate::dist::Group;
+use crate::model::{Model, ModelConfig, ModelKind};
+use crate::neumf_cpu::CpuTrainer;
+use crate::train::config::{Shape, TrainConfig};
+use crate::train::Trainer;
+use crate::{Error, Result};
+
+/// NeuMF, GMF or MLP, by the kind of model it trains.
+pub struct Neumf(pub ModelKind);
+
+impl FamilySpec for Neumf {
+    fn name(&self) -> &'static str {
+        match self.0 {
+            ModelKind::Neumf => "neumf",
+            ModelKind::Gmf => "gmf",
+            ModelKind::Mlp => "mlp",
+        }
+    }
+
+    fn kind(&self) -> ModelKind {
+        self.0
+    }
+
+    fn defaults(&self, _cfg: &mut TrainConfig, _shape: &mut Shape, c: &Choices) -> Result<()> {
+        if c.unobserved_weight.is_some() {
+            return Err(Error::usage("--unobserved-weight is for --model ials"));
+        }
+        if c.init_std.is_some() {
+            return Err(Error::usage(
+                "--init-std is for --model mf and ials (the other models use NVIDIA's \
+                 initialisation)",
+            ));
+        }
+        Ok(())
+    }
+
+    fn init(&self, plan: &Plan, n_users: u32, n_items: u32) -> Result<Model> {
+        Model::init(
+            model_config(self.0, &plan.shape, n_users, n_items),
+            plan.cfg.seed,
+        )
+    }
+
+    fn cpu_trainer(
+        &self,
+        model: Model,
+        cfg: &TrainConfig,
+        data: &Dataset,
+        threads: usize,
+        group: Option<Group>,
+    ) -> Result<Box<dyn Trainer>> {
+        check_cpu_precision(cfg)?;
+        let positives = positives_for(cfg, data);
+        let (users, items) = (data.train_users.clone(), data.train_items.clone());
+        let t = CpuTrainer::new(model, cfg, users, items, positives, threads)?;
+        Ok(match group {
+            Some(g) => Box::new(t.with_group(g)?),
+            None => Box::new(t),
+        })
+    }
+}
+
+/// The model configuration of `kind` in `shape` for `n_users × n_items`.
+pub fn model_config(kind: ModelKind, shape: &Shape, n_users: u32, n_items: u32) -> ModelConfig {
+    ModelConfig {
+        kind,
+        n_users,
+        n_items,
+        factors: shape.factors,
+        layers: shape.layers.clone(),
+        dropout: shape.dropout,
+    }
+}
+
+/// NeuMF initialised from a trained GMF and MLP ([`Model::neumf_from_pretrained`], trade-off
+/// `alpha`, the plan's dropout); factors and layers come from the two models, so explicit
+/// `--factors` / `--layers` must agree with them.
+pub fn from_pretrained(
+    gmf: &Model,
+    mlp: &Model,
+    alpha: f32,
+    plan: &Plan,
+    c: &Choices,
+) -> Result<Model> {
+    let nm = Model::neumf_from_pretrained(gmf, mlp, alpha, plan.shape.dropout)?;
+    if c.factors.is_some_and(|f| f != nm.config.factors)
+        || c.layers.as_ref().is_some_and(|l| *l != nm.config.layers)
+    {
+        return Err(Error::usage(format!(
+            "--factors/--layers differ from the pre-trained models' ({} and {:?})",
+            nm.config.factors, nm.config.layers
+        )));
+    }
+    Ok(nm)
+}

@@ -1,0 +1,498 @@
+//! The CPU backend of NeuMF (and GMF, MLP): training and scoring in FP32 on all cores.
+//!
+//! [`reference`] is the per-sample definition of the math, the one every fast path (these tiles,
+//! the CUDA kernels) is checked against; [`CpuTrainer`] computes the same thing on tiles of
+//! samples with GEMMs ([`tile`]), the first MLP layer factored over users and items
+//! ([`factored`]), and a sparse-aware optimiser pass ([`optim`]). [`CpuScorer`] scores.
+
+pub mod factored;
+pub mod optim;
+pub mod reference;
+pub mod scorer;
+pub mod tile;
+
+use crate::dist::Group;
+use crate::model::dropout::{dropout_scale, dropout_threshold, DropoutKey};
+use crate::model::{Model, Side};
+use crate::sampling::rng::Rng;
+use crate::sampling::sampler::{EpochSamples, NegativeMode, UserItems};
+use crate::train::backend::{check_ids, default_threads, Scorer, StepStats, Trainer};
+use crate::train::checkpoint::OptimizerState;
+use crate::train::config::TrainConfig;
+use crate::{Error, Result};
+use factored::Factored;
+use optim::{Segment, Touched};
+use reference::AdamScalars;
+pub use scorer::{score, score_checked, score_with, CpuScorer};
+use tile::{Net, Work};
+
+/// How a training step computes the first MLP layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FirstLayer {
+    /// Once per distinct user and item of the step ([`factored`]); the default.
+    Factored,
+    /// A GEMM per tile over the gathered embeddings, like every other layer.
+    PerSample,
+}
+
+/// Samples per tile (rows of the per-thread GEMMs); chosen by `examples/cpu_train_bench.rs`.
+pub const DEFAULT_TILE: usize = 128;
+
+/// The CPU trainer: FP32, `threads` threads, deterministic for a given seed and thread count.
+///
+/// A step splits the batch positions into `threads` contiguous chunks; each thread builds its
+/// samples from [`EpochSamples`] in tiles of `tile` rows, runs [`tile::forward`] and
+/// [`tile::backward`] and adds gradients into its own dense gradient vector (same layout as the
+/// parameters; embedding rows are scattered into it). The first MLP layer is factored over the
+/// distinct users and items of each thread's share ([`factored`], [`FirstLayer`]). One parallel
+/// pass then sums the per-thread gradients in thread order, zeroes them and applies the
+/// optimiser to every parameter.
+pub struct CpuTrainer {
+    model: Model,
+    cfg: TrainConfig,
+    net: Net,
+    users: Vec<u32>,
+    items: Vec<u32>,
+    positives: Option<UserItems>,
+    threads: usize,
+    tile: usize,
+    grads: Vec<Vec<f32>>,
+    m: Vec<f32>,
+    v: Vec<f32>,
+    /// Optimiser steps taken.
+    step: u64,
+    work: Vec<Work>,
+    first_layer: FirstLayer,
+    factored: Vec<Factored>,
+    /// The flat vector's embedding tables and the rest ([`optim::segments`]).
+    segments: Vec<Segment>,
+    /// Per thread: the users and items its share of the step touched (repeats allowed).
+    touched_by: Vec<(Vec<u32>, Vec<u32>)>,
+    /// Their union, for the optimiser pass.
+    touched: Touched,
+    /// The other ranks of a data-parallel run ([`crate::dist`]); a group of one by default.
+    group: Group,
+}
+
+impl CpuTrainer {
+    /// A trainer for `model` on the training positives (`train_users[k]`, `train_items[k]`);
+    /// `positives` (each user's training items) is needed for exact negatives. `threads` 0 means
+    /// [`default_threads`].
+    pub fn new(
+        model: Model,
+        cfg: &TrainConfig,
+        train_users: Vec<u32>,
+        train_items: Vec<u32>,
+        positives: Option<UserItems>,
+        threads: usize,
+    ) -> Result<Self> {
+        model.config.validate()?;
+        if model.params.len() != model.layout.total {
+            return Err(Error::invalid(format!(
+                "model has {} parameters, its layout needs {}",
+                model.params.len(),
+                model.layout.total
+            )));
+        }
+        if cfg.negative_mode == NegativeMode::Exact && positives.is_none() {
+            return Err(Error::invalid("exact negatives need the users' positives"));
+        }
+        check_ids(&model, &train_users, &train_items)
+            .map_err(|e| Error::invalid(format!("training data: {e}")))?;
+        let threads = if threads == 0 {
+            default_threads()
+        } else {
+            threads
+        };
+        let net = Net::new(&model);
+        let n = model.params.len();
+        let segments = optim::segments(&model.layout);
+        optim::check_rows(&segments, model.config.n_users, model.config.n_items)
+            .map_err(|e| Error::invalid(format!("model layout: {e}")))?;
+        Ok(CpuTrainer {
+            net,
+            cfg: cfg.clone(),
+            users: train_users,
+            items: train_items,
+            positives,
+            threads,
+            tile: DEFAULT_TILE,
+            grads: vec![vec![0f32; n]; threads],
+            m: vec![0f32; n],
+            v: vec![0f32; n],
+            step: 0,
+            work: vec![],
+            first_layer: FirstLayer::Factored,
+            factored: vec![],
+            segments,
+            touched_by: vec![],
+            touched: Touched::new(model.config.n_users, model.config.n_items),
+            group: Group::single(),
+            model,
+        })
+    }
+
+    /// Use tiles of `rows` samples (for benchmarks; results change in the last bits).
+    pub fn with_tile(mut self, rows: usize) -> Self {
+        self.tile = rows.max(1);
+        self.work.clear();
+        self
+    }
+
+    /// Compute the first MLP layer this way (for benchmarks and tests; results change in the
+    /// last bits).
+    pub fn with_first_layer(mut self, first: FirstLayer) -> Self {
+        self.first_layer = first;
+        self
+    }
+
+    /// Train data-parallel with the ranks of `group`: each rank computes its share of every
+    /// batch and the gradients are summed over ranks before the optimiser step. Rank 0's
+    /// parameters are broadcast first, so every rank starts from the same model.
+    pub fn with_group(mut self, mut group: Group) -> Result<Self> {
+        group.broadcast(&mut self.model.params)?;
+        self.group = group;
+        Ok(self)
+    }
+
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// Optimiser steps taken so far.
+    pub fn steps(&self) -> u64 {
+        self.step
+    }
+
+    pub fn params(&self) -> &[f32] {
+        &self.model.params
+    }
+
+    /// Forward and backward of the batch at `positions`: per-thread gradients of the mean loss
+    /// are added into `self.grads`; returns the summed (not averaged) loss.
+    fn accumulate(&mut self, epoch: u32, positions: std::ops::Range<u64>) -> Result<f64> {
+        let rng = Rng::new(self.cfg.seed);
+        let samples = EpochSamples::new(
+            rng,
+            epoch,
+            self.cfg.negatives,
+            self.model.config.n_items,
+            self.cfg.negative_mode,
+            &self.users,
+            &self.items,
+            self.positives.as_ref(),
+        );
+        samples.check_positions(&positions)?;
+        let batch = positions.end - positions.start;
+        let batch_f = batch as f32;
+        let t = dropout_threshold(self.model.config.dropout);
+        let key = DropoutKey {
+            rng,
+            epoch,
+            threshold: t,
+        };
+        let dropout = (t > 0).then_some(&key);
+        let scale = dropout_scale(t);
+        let threads = self.threads;
+        if self.work.len() != threads {
+            self.work = (0..threads)
+                .map(|_| Work::new(&self.net, self.tile))
+                .collect();
+        }
+        let factor = self.first_layer == FirstLayer::Factored && self.net.n_linear() > 0;
+        if factor && self.factored.len() != threads {
+            let (nu, ni) = (self.model.config.n_users, self.model.config.n_items);
+            self.factored = (0..threads).map(|_| Factored::new(nu, ni)).collect();
+        }
+        if self.touched_by.len() != threads {
+            self.touched_by = (0..threads).map(|_| Default::default()).collect();
+        }
+        let (net, p, tile) = (&self.net, &self.model.params[..], self.tile);
+        // The batch is split into world × threads chunks; this rank's threads take theirs, so
+        // chunk boundaries (and results) of R ranks × T threads equal 1 rank × R·T threads.
+        let (rank, world) = (self.group.rank(), self.group.world());
+        let parts = (world * threads) as u64;
+        let chunk = |k: usize| positions.start + batch * (rank * threads + k) as u64 / parts;
+        let dlogits = |work: &mut Work, loss: &mut f64| {
+            for r in 0..work.user.len() {
+                let (x, y) = (work.logit[r], work.label[r]);
+                *loss += reference::bce_with_logits(x, y) as f64;
+                work.dlogit[r] = (reference::sigmoid(x) - y) / batch_f;
+            }
+        };
+        let run = |k: usize,
+                   work: &mut Work,
+                   g: &mut [f32],
+                   fac: Option<&mut Factored>,
+                   touched: &mut (Vec<u32>, Vec<u32>)| {
+            let mut loss = 0f64;
+            let (start, end) = (chunk(k), chunk(k + 1));
+            touched.0.clear();
+            touched.1.clear();
+            if let Some(fac) = fac {
+                fac.clear();
+                for q in start..end {
+                    let s = samples.order.apply(q);
+                    let (u, i, l) = samples.sample(s)?;
+                    fac.push(u, i, l, s as u32);
+                }
+                fac.begin(net, p);
+                let n = (end - start) as usize;
+                for from in (0..n).step_by(tile) {
+                    fac.load_tile(work, from..(from + tile).min(n));
+                    tile::forward_with(net, p, work, dropout, Some(fac.projections()));
+                    dlogits(work, &mut loss);
+                    tile::backward_with(net, p, work, g, scale, Some(fac.aggregates()));
+                }
+                fac.finish(net, p, g);
+                let (users, items) = fac.distinct();
+                touched.0.extend_from_slice(users);
+                touched.1.extend_from_slice(items);
+                return Ok(loss);
+            }
+            let mut pos = start;
+            while pos < end {
+                let n = (end - pos).min(tile as u64);
+                work.clear();
+                for q in pos..pos + n {
+                    let s = samples.order.apply(q);
+                    let (u, i, l) = samples.sample(s)?;
+                    work.user.push(u);
+                    work.item.push(i);
+                    work.label.push(l);
+                    work.index.push(s as u32);
+                }
+                touched.0.extend_from_slice(&work.user);
+                touched.1.extend_from_slice(&work.item);
+                tile::forward(net, p, work, dropout);
+                dlogits(work, &mut loss);
+                tile::backward(net, p, work, g, scale);
+                pos += n;
+            }
+            Ok(loss)
+        };
+        let mut facs: Vec<Option<&mut Factored>> = if factor {
+            self.factored.iter_mut().map(Some).collect()
+        } else {
+            (0..threads).map(|_| None).collect()
+        };
+        let losses: Vec<Result<f64>> = if threads == 1 {
+            vec![run(
+                0,
+                &mut self.work[0],
+                &mut self.grads[0],
+                facs.pop().flatten(),
+                &mut self.touched_by[0],
+            )]
+        } else {
+            std::thread::scope(|sc| {
+                let handles: Vec<_> = self
+                    .work
+                    .iter_mut()
+                    .zip(self.grads.iter_mut())
+                    .zip(facs)
+                    .zip(self.touched_by.iter_mut())
+                    .enumerate()
+                    .map(|(k, (((w, g), f), t))| sc.spawn(move || run(k, w, g, f, t)))
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+                    .collect()
+            })
+        };
+        let mut total = 0f64;
+        for l in losses {
+            total += l?;
+        }
+        Ok(total)
+    }
+
+    /// Sum the per-thread gradients (in thread order), zero them, and apply the optimiser
+    /// ([`optim`]: rows no thread touched are updated without reading their zero gradients).
+    /// Returns false when some gradient was not finite (the step is then partly applied and
+    /// training must stop).
+    fn apply(&mut self) -> bool {
+        self.step += 1;
+        let kernel = optim::Kernel {
+            opt: self.cfg.optimizer,
+            adam: AdamScalars::new(&self.cfg, self.step),
+            lr: self.cfg.lr,
+            l2: self.cfg.l2,
+        };
+        // One rank: the rows no thread touched have zero gradients and are updated without
+        // reading them. Several ranks: the all-reduced gradients may be non-zero anywhere.
+        let touched = if self.group.world() == 1 {
+            for (users, items) in &self.touched_by {
+                self.touched.mark(Side::User, users);
+                self.touched.mark(Side::Item, items);
+            }
+            Some(&self.touched)
+        } else {
+            None
+        };
+        let n = self.model.params.len();
+        let per = n.div_ceil(self.threads).next_multiple_of(16).max(16);
+        // Transpose the per-thread gradient vectors into per-chunk lists of slices.
+        let mut parts: Vec<Vec<&mut [f32]>> = (0..n.div_ceil(per)).map(|_| vec![]).collect();
+        for g in self.grads.iter_mut() {
+            for (c, s) in g.chunks_mut(per).enumerate() {
+                parts[c].push(s);
+            }
+        }
+        let segments = &self.segments[..];
+        let update =
+            |c: usize, p: &mut [f32], m: &mut [f32], v: &mut [f32], gs: &mut [&mut [f32]]| {
+                optim::pass(&kernel, segments, touched, c * per, p, m, v, gs)
+            };
+        let chunks = self
+            .model
+            .params
+            .chunks_mut(per)
+            .zip(self.m.chunks_mut(per))
+            .zip(self.v.chunks_mut(per))
+            .zip(parts.iter_mut())
+            .enumerate();
+        let ok = if self.threads == 1 {
+            chunks.fold(true, |ok, (c, (((p, m), v), gs))| {
+                update(c, p, m, v, gs) & ok
+            })
+        } else {
+            std::thread::scope(|sc| {
+                let handles: Vec<_> = chunks
+                    .map(|(c, (((p, m), v), gs))| sc.spawn(move || update(c, p, m, v, gs)))
+                    .collect();
+                handles.into_iter().fold(true, |ok, h| {
+                    h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)) & ok
+                })
+            })
+        };
+        self.touched.clear();
+        ok
+    }
+
+    fn zero_grads(&mut self) {
+        for g in self.grads.iter_mut() {
+            g.iter_mut().for_each(|x| *x = 0.0);
+        }
+        self.touched.clear();
+    }
+}
+
+impl Scorer for CpuTrainer {
+    fn score(&mut self, users: &[u32], items: &[u32], out: &mut [f32]) -> Result<()> {
+        score_checked(&self.model, users, items, out, self.threads)
+    }
+}
+
+impl Trainer for CpuTrainer {
+    fn name(&self) -> String {
+        let ranks = match self.group.world() {
+            1 => String::new(),
+            w => format!(" × {w} ranks"),
+        };
+        format!(
+            "cpu ({} thread{}{ranks})",
+            self.threads,
+            if self.threads == 1 { "" } else { "s" }
+        )
+    }
+
+    fn step(&mut self, epoch: u32, positions: std::ops::Range<u64>) -> Result<StepStats> {
+        let batch = positions.end.saturating_sub(positions.start);
+        let range = format!("{}..{}", positions.start, positions.end);
+        let mut total = match self.accumulate(epoch, positions) {
+            Ok(t) => t,
+            Err(e) => {
+                self.zero_grads();
+                return Err(e);
+            }
+        };
+        if self.group.world() > 1 {
+            // Sum this rank's threads into grads[0], then over ranks (in rank order).
+            let (first, rest) = self.grads.split_at_mut(1);
+            for g in rest {
+                for (a, b) in first[0].iter_mut().zip(g.iter_mut()) {
+                    *a += *b;
+                    *b = 0.0;
+                }
+            }
+            let mut sums = [total];
+            let reduced = self
+                .group
+                .allreduce_f64(&mut sums)
+                .and_then(|_| self.group.allreduce_sum(&mut self.grads[0]));
+            if let Err(e) = reduced {
+                self.zero_grads();
+                return Err(e);
+            }
+            total = sums[0];
+        }
+        let loss = (total / batch as f64) as f32;
+        if !loss.is_finite() {
+            self.zero_grads();
+            return Err(Error::invalid(format!(
+                "training diverged: loss is {loss} at epoch {epoch}, samples {range} \
+                 (step {} not applied; try a lower --lr)",
+                self.step + 1
+            )));
+        }
+        if !self.apply() {
+            return Err(Error::invalid(format!(
+                "training diverged: a gradient is not finite at epoch {epoch}, samples {range} \
+                 (step {}; training stops, the last checkpoint and best model are kept; try a \
+                 lower --lr)",
+                self.step
+            )));
+        }
+        Ok(StepStats {
+            loss,
+            skipped: false,
+        })
+    }
+
+    fn model(&mut self) -> Result<Model> {
+        Ok(self.model.clone())
+    }
+
+    fn save_state(&mut self) -> Result<OptimizerState> {
+        Ok(OptimizerState {
+            params: self.model.params.clone(),
+            m: self.m.clone(),
+            v: self.v.clone(),
+            steps: self.step,
+            loss_scale: 1.0,
+            clean_steps: 0,
+        })
+    }
+
+    fn load_state(&mut self, state: &OptimizerState) -> Result<()> {
+        let n = self.model.params.len();
+        if [&state.params, &state.m, &state.v]
+            .iter()
+            .any(|x| x.len() != n)
+        {
+            return Err(Error::invalid(format!(
+                "optimiser state has {} parameters, the model {n}",
+                state.params.len()
+            )));
+        }
+        self.model.params.copy_from_slice(&state.params);
+        self.m.copy_from_slice(&state.m);
+        self.v.copy_from_slice(&state.v);
+        self.step = state.steps;
+        self.zero_grads();
+        Ok(())
+    }
+
+    fn rank_world(&self) -> (usize, usize) {
+        (self.group.rank(), self.group.world())
+    }
+
+    fn allreduce_f64(&mut self, x: &mut [f64]) -> Result<()> {
+        self.group.allreduce_f64(x)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,313 @@
+//! The optimiser step of the CPU backend: per-thread gradient vectors summed (in thread order)
+//! and Adam or SGD applied to every parameter.
+//!
+//! Every parameter is updated every step (Adam moves a row whose gradient is zero too: its
+//! moments decay and the parameter keeps moving), but a step of a small batch touches few
+//! embedding rows: with batch 256 on ml-1m about 250 of 6,040 users and 240 of 3,706 items. The
+//! rows no thread touched have a zero gradient in every thread's vector, so the pass skips
+//! reading (and re-zeroing) those gradients and applies the zero-gradient update from `p`, `m`,
+//! `v` alone: 6 memory streams per parameter instead of 4 + 4 per thread. The bits are those of
+//! the dense per-element update ([`Kernel::dense`] vs [`Kernel::idle`]): gradient vectors only
+//! ever hold +0 where nothing was added (they start at +0, are zeroed with +0, and adding onto
+//! +0 never gives −0), so the dense pass computes `+0 + l2·p` for an untouched element exactly
+//! as `idle` does. With several ranks the gradients are all-reduced densely, so every row counts
+//! as touched.
+
+use super::reference::AdamScalars;
+use crate::model::{Layout, Side};
+use crate::train::Optimizer;
+
+/// The scalars of one optimiser step.
+#[derive(Clone, Copy)]
+pub struct Kernel {
+    pub opt: Optimizer,
+    pub adam: AdamScalars,
+    pub lr: f32,
+    pub l2: f32,
+}
+
+/// A contiguous part of the flat parameter vector: an embedding table (rows of `width` floats
+/// from `offset`, indexed by `side`) or anything else (dense: updated element by element).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Segment {
+    pub range: std::ops::Range<usize>,
+    pub rows: Option<(Side, usize)>,
+}
+
+/// The segments of `layout`, covering `0..layout.total` in order (padding is dense). Tables must
+/// have `n_users` / `n_items` rows ([`Touched`] is sized by them): checked by [`check_rows`].
+pub fn segments(layout: &Layout) -> Vec<Segment> {
+    let mut tensors: Vec<_> = layout.tensors.iter().collect();
+    tensors.sort_by_key(|t| t.offset);
+    let mut out: Vec<Segment> = vec![];
+    let mut push = |range: std::ops::Range<usize>, rows: Option<(Side, usize)>| {
+        if range.is_empty() {
+            return;
+        }
+        match out.last_mut() {
+            Some(last)
+                if last.rows.is_none() && rows.is_none() && last.range.end == range.start =>
+            {
+                last.range.end = range.end;
+            }
+            _ => out.push(Segment { range, rows }),
+        }
+    };
+    let mut at = 0;
+    for t in tensors {
+        push(at..t.offset, None);
+        let side = match t.name.as_str() {
+            "mf_user_embed.weight" | "mlp_user_embed.weight" => Some(Side::User),
+            "mf_item_embed.weight" | "mlp_item_embed.weight" => Some(Side::Item),
+            _ => None,
+        };
+        let width = t.shape.get(1).copied().unwrap_or(0);
+        let rows = side
+            .filter(|_| t.shape.len() == 2 && width > 0)
+            .map(|s| (s, width));
+        push(t.range(), rows);
+        at = t.range().end;
+    }
+    push(at..layout.total, None);
+    out
+}
+
+/// Whether every table segment has `n_users` (user side) or `n_items` rows; the error names the
+/// first that does not.
+pub fn check_rows(segments: &[Segment], n_users: u32, n_items: u32) -> Result<(), String> {
+    for s in segments {
+        if let Some((side, width)) = s.rows {
+            let want = match side {
+                Side::User => n_users,
+                Side::Item => n_items,
+            } as usize;
+            let rows = s.range.len() / width;
+            if rows != want || s.range.len() % width != 0 {
+                return Err(format!(
+                    "embedding table at {}..{} has {rows} rows of {width}, the model {want} {side:?} ids",
+                    s.range.start, s.range.end
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The users and items some thread touched this step (flags, and the ids set, to clear them).
+#[derive(Debug, Default)]
+pub struct Touched {
+    user: Vec<bool>,
+    item: Vec<bool>,
+    set_user: Vec<u32>,
+    set_item: Vec<u32>,
+}
+
+impl Touched {
+    pub fn new(n_users: u32, n_items: u32) -> Touched {
+        Touched {
+            user: vec![false; n_users as usize],
+            item: vec![false; n_items as usize],
+            ..Touched::default()
+        }
+    }
+
+    /// Mark `ids` of `side` (repeats allowed).
+    pub fn mark(&mut self, side: Side, ids: &[u32]) {
+        let (flags, set) = match side {
+            Side::User => (&mut self.user, &mut self.set_user),
+            Side::Item => (&mut self.item, &mut self.set_item),
+        };
+        for &id in ids {
+            let f = &mut flags[id as usize];
+            if !*f {
+                *f = true;
+                set.push(id);
+            }
+        }
+    }
+
+    pub fn clear(&mut self) {
+        for &u in &self.set_user {
+            self.user[u as usize] = false;
+        }
+        for &i in &self.set_item {
+            self.item[i as usize] = false;
+        }
+        self.set_user.clear();
+        self.set_item.clear();
+    }
+
+    fn flags(&self, side: Side) -> &[bool] {
+        match side {
+            Side::User => &self.user,
+            Side::Item => &self.item,
+        }
+    }
+}
+
+impl Kernel {
+    /// Sum `gs[..][a..b]` into `gs[0]` (zeroing the others), update `p`, `m`, `v` (the same
+    /// `a..b` of the chunk) and zero the sum. Returns non-zero when a gradient is not finite.
+    #[inline(always)]
+    fn dense(
+        &self,
+        p: &mut [f32],
+        m: &mut [f32],
+        v: &mut [f32],
+        gs: &mut [&mut [f32]],
+        a: usize,
+        b: usize,
+    ) -> u32 {
+        let Some((first, rest)) = gs.split_first_mut() else {
+            return 0;
+        };
+        let g = &mut first[a..b];
+        for t in rest.iter_mut() {
+            for (x, y) in g.iter_mut().zip(t[a..b].iter_mut()) {
+                *x += *y;
+                *y = 0.0;
+            }
+        }
+        // Non-finite gradients are caught by their exponent bits: an integer OR vectorises where
+        // a boolean AND of is_finite() does not.
+        let mut bad = 0u32;
+        let (l2, lr) = (self.l2, self.lr);
+        let iter = p[a..b]
+            .iter_mut()
+            .zip(m[a..b].iter_mut())
+            .zip(v[a..b].iter_mut())
+            .zip(g.iter_mut());
+        match self.opt {
+            Optimizer::Adam => {
+                for (((p, m), v), g) in iter {
+                    bad |= ((g.to_bits() & 0x7f80_0000) == 0x7f80_0000) as u32;
+                    let gl = *g + l2 * *p;
+                    *g = 0.0;
+                    self.adam.update(p, m, v, gl);
+                }
+            }
+            Optimizer::Sgd => {
+                for (((p, _), _), g) in iter {
+                    bad |= ((g.to_bits() & 0x7f80_0000) == 0x7f80_0000) as u32;
+                    let gl = *g + l2 * *p;
+                    *g = 0.0;
+                    *p -= lr * gl;
+                }
+            }
+        }
+        bad
+    }
+
+    /// The update of `a..b` when every thread's gradient there is zero.
+    #[inline(always)]
+    fn idle(&self, p: &mut [f32], m: &mut [f32], v: &mut [f32], a: usize, b: usize) {
+        let (l2, lr) = (self.l2, self.lr);
+        let iter = p[a..b]
+            .iter_mut()
+            .zip(m[a..b].iter_mut())
+            .zip(v[a..b].iter_mut());
+        match self.opt {
+            Optimizer::Adam => {
+                for ((p, m), v) in iter {
+                    // 0 + x, not x: the dense pass adds to a zero gradient (same bits).
+                    let gl = 0.0 + l2 * *p;
+                    self.adam.update(p, m, v, gl);
+                }
+            }
+            // Without L2 the idle SGD update is p − lr·(0 + 0·p) = p for every finite p (a
+            // non-finite one stays non-finite either way): nothing to write.
+            Optimizer::Sgd if l2 == 0.0 => {}
+            Optimizer::Sgd => {
+                for ((p, _), _) in iter {
+                    let gl = 0.0 + l2 * *p;
+                    *p -= lr * gl;
+                }
+            }
+        }
+    }
+}
+
+/// One chunk of the step: parameters `base..base + p.len()` of the flat vector, their moments
+/// and every thread's gradients there. `touched` None: every row counts as touched. Returns false
+/// when a gradient is not finite.
+#[allow(clippy::too_many_arguments)]
+pub fn pass(
+    k: &Kernel,
+    segments: &[Segment],
+    touched: Option<&Touched>,
+    base: usize,
+    p: &mut [f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    gs: &mut [&mut [f32]],
+) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if super::tile::has_avx2_fma() {
+        // SAFETY: the CPU has the features the function is compiled for.
+        return unsafe { pass_avx2(k, segments, touched, base, p, m, v, gs) };
+    }
+    pass_body(k, segments, touched, base, p, m, v, gs)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn pass_avx2(
+    k: &Kernel,
+    segments: &[Segment],
+    touched: Option<&Touched>,
+    base: usize,
+    p: &mut [f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    gs: &mut [&mut [f32]],
+) -> bool {
+    pass_body(k, segments, touched, base, p, m, v, gs)
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn pass_body(
+    k: &Kernel,
+    segments: &[Segment],
+    touched: Option<&Touched>,
+    base: usize,
+    p: &mut [f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    gs: &mut [&mut [f32]],
+) -> bool {
+    let end = base + p.len();
+    let mut bad = 0u32;
+    for seg in segments {
+        let (lo, hi) = (seg.range.start.max(base), seg.range.end.min(end));
+        if lo >= hi {
+            continue;
+        }
+        let (Some((side, width)), Some(t)) = (seg.rows, touched) else {
+            bad |= k.dense(p, m, v, gs, lo - base, hi - base);
+            continue;
+        };
+        // Runs of rows with the same flag: touched rows read the gradients, the others not.
+        let flags = t.flags(side);
+        let row = |x: usize| (x - seg.range.start) / width;
+        let row_end = |r: usize| (seg.range.start + (r + 1) * width).min(hi);
+        let mut x = lo;
+        while x < hi {
+            let mut r = row(x);
+            let on = flags[r];
+            let mut y = row_end(r);
+            while y < hi && flags[r + 1] == on {
+                r += 1;
+                y = row_end(r);
+            }
+            if on {
+                bad |= k.dense(p, m, v, gs, x - base, y - base);
+            } else {
+                k.idle(p, m, v, x - base, y - base);
+            }
+            x = y;
+        }
+    }
+    bad == 0
+}

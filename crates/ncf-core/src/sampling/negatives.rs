@@ -1,0 +1,240 @@
+//! What `ncf-negsample` writes: the verified test negatives of a dataset, and the training
+//! samples of any epoch (the very samples `ncf-train` draws) as Arrow IPC, Parquet or TSV.
+
+use crate::data::dataset::Dataset;
+use crate::sampling::rng::Rng;
+use crate::sampling::sampler::{EpochSamples, UserItems};
+use crate::{Error, Result};
+use std::io::Write;
+use std::path::Path;
+
+/// `per_user` test negatives for every test row of `data` (row-major, test order): distinct
+/// items the user has neither in train nor in test, from [`crate::sampling::sampler::test_negatives`].
+pub fn sample_test_negatives(data: &Dataset, per_user: usize, seed: u64) -> Result<Vec<u32>> {
+    let rng = Rng::new(seed);
+    let train = UserItems::new(data.n_users, &data.train_users, &data.train_items);
+    let test = UserItems::new(data.n_users, &data.test_users, &data.test_items);
+    let mut out = Vec::with_capacity(per_user * data.test_users.len());
+    let mut exclude = Vec::new();
+    for &u in &data.test_users {
+        exclude.clear();
+        exclude.extend_from_slice(train.of(u));
+        exclude.extend_from_slice(test.of(u));
+        exclude.sort_unstable();
+        exclude.dedup();
+        crate::sampling::sampler::test_negatives(
+            &rng,
+            u,
+            per_user,
+            data.n_items,
+            &exclude,
+            &mut out,
+        )?;
+    }
+    Ok(out)
+}
+
+/// How [`write_epoch_samples`] encodes the samples.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SampleFormat {
+    /// Arrow IPC stream (the format of pipes).
+    Ipc,
+    /// Parquet (needs a file).
+    Parquet,
+    /// `user\titem\tlabel` lines, dense ids.
+    Tsv,
+}
+
+impl SampleFormat {
+    /// Parquet for `.parquet`, TSV for `.tsv`, an Arrow IPC stream otherwise (and for `-`).
+    pub fn for_path(path: &Path) -> SampleFormat {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("parquet") => SampleFormat::Parquet,
+            Some("tsv") => SampleFormat::Tsv,
+            _ => SampleFormat::Ipc,
+        }
+    }
+}
+
+fn sample_schema() -> arrow::datatypes::SchemaRef {
+    use arrow::datatypes::{DataType, Field, Schema};
+    std::sync::Arc::new(Schema::new_with_metadata(
+        vec![
+            Field::new("user", DataType::UInt32, false),
+            Field::new("item", DataType::UInt32, false),
+            Field::new("label", DataType::Float32, false),
+        ],
+        std::collections::HashMap::from([("ncf.table".to_string(), "samples".to_string())]),
+    ))
+}
+
+/// Write the samples of `samples` in shuffled order (position 0 first) as (user, item, label)
+/// with dense ids, in `format`, to `w`.
+pub fn write_epoch_samples<W: Write + Send>(
+    samples: &EpochSamples,
+    format: SampleFormat,
+    w: &mut W,
+    what: &str,
+) -> Result<()> {
+    use arrow::array::{Float32Array, RecordBatch, UInt32Array};
+    const CHUNK: u64 = 1 << 20;
+    let arrow_err = |e: arrow::error::ArrowError| match e {
+        arrow::error::ArrowError::IoError(_, e) => Error::io(what, e),
+        e => Error::io(what, std::io::Error::other(e.to_string())),
+    };
+    let pq_err =
+        |e: parquet::errors::ParquetError| Error::io(what, std::io::Error::other(e.to_string()));
+    let schema = sample_schema();
+    let (mut u, mut i, mut l) = (Vec::new(), Vec::new(), Vec::new());
+    let batches = (0..samples.len()).step_by(CHUNK as usize).map(|start| {
+        let end = (start + CHUNK).min(samples.len());
+        samples.fill(start..end, &mut u, &mut i, &mut l)?;
+        RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                std::sync::Arc::new(UInt32Array::from(std::mem::take(&mut u))),
+                std::sync::Arc::new(UInt32Array::from(std::mem::take(&mut i))),
+                std::sync::Arc::new(Float32Array::from(std::mem::take(&mut l))),
+            ],
+        )
+        .map_err(arrow_err)
+    });
+    match format {
+        SampleFormat::Ipc => {
+            let mut sw =
+                arrow::ipc::writer::StreamWriter::try_new(&mut *w, &schema).map_err(arrow_err)?;
+            for b in batches {
+                sw.write(&b?).map_err(arrow_err)?;
+            }
+            sw.finish().map_err(arrow_err)?;
+        }
+        SampleFormat::Parquet => {
+            let props = parquet::file::properties::WriterProperties::builder()
+                .set_compression(parquet::basic::Compression::SNAPPY)
+                .build();
+            let mut pw = parquet::arrow::ArrowWriter::try_new(&mut *w, schema.clone(), Some(props))
+                .map_err(pq_err)?;
+            for b in batches {
+                pw.write(&b?).map_err(pq_err)?;
+            }
+            pw.close().map_err(pq_err)?;
+        }
+        SampleFormat::Tsv => {
+            for b in batches {
+                let b = b?;
+                let col = |k: usize| b.column(k).clone();
+                let (bu, bi, bl) = (col(0), col(1), col(2));
+                let bu = bu
+                    .as_any()
+                    .downcast_ref::<UInt32Array>()
+                    .expect("built above");
+                let bi = bi
+                    .as_any()
+                    .downcast_ref::<UInt32Array>()
+                    .expect("built above");
+                let bl = bl
+                    .as_any()
+                    .downcast_ref::<Float32Array>()
+                    .expect("built above");
+                for k in 0..b.num_rows() {
+                    writeln!(w, "{}\t{}\t{}", bu.value(k), bi.value(k), bl.value(k))
+                        .map_err(|e| Error::io(what, e))?;
+                }
+            }
+        }
+    }
+    w.flush().map_err(|e| Error::io(what, e))
+}
+
+/// Read samples written by [`write_epoch_samples`] as an Arrow IPC stream.
+pub fn read_epoch_samples_ipc<R: std::io::Read>(r: R, what: &str) -> Result<Vec<(u32, u32, f32)>> {
+    use arrow::array::{Float32Array, UInt32Array};
+    let bad = |e: &dyn std::fmt::Display| Error::parse(what, format!("not a samples stream: {e}"));
+    let reader = arrow::ipc::reader::StreamReader::try_new(r, None).map_err(|e| bad(&e))?;
+    if reader.schema().fields() != sample_schema().fields() {
+        return Err(bad(&"columns are not (user: u32, item: u32, label: f32)"));
+    }
+    let mut out = Vec::new();
+    for b in reader {
+        let b = b.map_err(|e| bad(&e))?;
+        let u = b
+            .column(0)
+            .as_any()
+            .downcast_ref::<UInt32Array>()
+            .expect("schema checked");
+        let i = b
+            .column(1)
+            .as_any()
+            .downcast_ref::<UInt32Array>()
+            .expect("schema checked");
+        let l = b
+            .column(2)
+            .as_any()
+            .downcast_ref::<Float32Array>()
+            .expect("schema checked");
+        for k in 0..b.num_rows() {
+            out.push((u.value(k), i.value(k), l.value(k)));
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::dataset::four_users as data;
+    use crate::sampling::sampler::NegativeMode;
+
+    #[test]
+    fn epoch_samples_round_trip_through_ipc_and_tsv() {
+        let d = data();
+        let s = EpochSamples::new(
+            Rng::new(3),
+            2,
+            4,
+            d.n_items,
+            NegativeMode::Approximate,
+            &d.train_users,
+            &d.train_items,
+            None,
+        );
+        let want: Vec<_> = (0..s.len()).map(|p| s.at(p).unwrap()).collect();
+        let mut buf = Vec::new();
+        write_epoch_samples(&s, SampleFormat::Ipc, &mut buf, "x").unwrap();
+        assert_eq!(read_epoch_samples_ipc(&buf[..], "x").unwrap(), want);
+        let mut tsv = Vec::new();
+        write_epoch_samples(&s, SampleFormat::Tsv, &mut tsv, "x").unwrap();
+        let text = String::from_utf8(tsv).unwrap();
+        assert_eq!(text.lines().count(), want.len());
+        let (u, i, l) = want[7];
+        assert_eq!(text.lines().nth(7).unwrap(), format!("{u}\t{i}\t{l}"));
+        let mut pq = Vec::new();
+        write_epoch_samples(&s, SampleFormat::Parquet, &mut pq, "x").unwrap();
+        assert_eq!(&pq[..4], b"PAR1");
+        assert_eq!(
+            SampleFormat::for_path(Path::new("a.parquet")),
+            SampleFormat::Parquet
+        );
+        assert_eq!(SampleFormat::for_path(Path::new("-")), SampleFormat::Ipc);
+    }
+
+    #[test]
+    fn test_negatives_avoid_every_positive() {
+        let d = data();
+        let negs = sample_test_negatives(&d, 10, 4).unwrap();
+        assert_eq!(negs.len(), 40);
+        let pos = UserItems::new(4, &d.train_users, &d.train_items);
+        for (r, row) in negs.chunks(10).enumerate() {
+            let u = d.test_users[r];
+            let mut sorted = row.to_vec();
+            sorted.sort();
+            sorted.dedup();
+            assert_eq!(sorted.len(), 10);
+            assert!(row
+                .iter()
+                .all(|&i| !pos.contains(u, i) && i != d.test_items[r]));
+        }
+        assert_eq!(negs, sample_test_negatives(&d, 10, 4).unwrap());
+        assert!(sample_test_negatives(&d, 17, 4).is_err());
+    }
+}

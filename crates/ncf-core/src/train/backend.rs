@@ -1,0 +1,105 @@
+//! The two interfaces a backend implements: [`Scorer`] (logits of (user, item) pairs, what
+//! ncf-eval, ncf-topk and evaluation during training need) and [`Trainer`] (optimiser steps on
+//! an epoch's samples, state for checkpoints). CPU implementations live in
+//! [`crate::neumf_cpu`] and [`crate::family`], the CUDA ones in `ncf-cuda`.
+
+use super::checkpoint::OptimizerState;
+use crate::model::Model;
+use crate::{Error, Result};
+
+/// Where a tool computes: the CPU, a CUDA GPU, or CUDA when one is usable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+pub enum Device {
+    Cpu,
+    Cuda,
+    /// CUDA when a GPU is usable, else CPU (with a note on stderr).
+    Auto,
+}
+
+/// Scores (logits) of (user, item) pairs of one model with dropout off.
+pub trait Scorer {
+    /// `out[k] = model(users[k], items[k])`; ids out of range or lengths that differ are an
+    /// error naming the first offender.
+    fn score(&mut self, users: &[u32], items: &[u32], out: &mut [f32]) -> Result<()>;
+}
+
+/// What one optimiser step reports.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct StepStats {
+    /// Mean BCE loss over the batch.
+    pub loss: f32,
+    /// The step was skipped (FP16 loss-scale overflow).
+    pub skipped: bool,
+}
+
+/// A backend that trains a model on the samples of [`crate::sampling::sampler::EpochSamples`];
+/// as a [`Scorer`] it scores with the current parameters.
+///
+/// The backend owns the data it needs (train positives, per-user positives for exact negatives)
+/// and the model parameters with the optimiser state. Positions are indices into the shuffled
+/// epoch: the batch of step `s` is positions `s*B .. min((s+1)*B, len)`
+/// ([`super::config::BatchSize`]).
+pub trait Trainer: Scorer {
+    /// Human-readable backend name ("cpu (2 threads)", "cuda:0 NVIDIA H100 ...").
+    fn name(&self) -> String;
+    /// One optimiser step on the samples at `positions` of `epoch` (Adam step count is kept
+    /// inside; `step` is the global step number, 1-based, for bias correction and dropout).
+    fn step(&mut self, epoch: u32, positions: std::ops::Range<u64>) -> Result<StepStats>;
+    /// A copy of the current parameters.
+    fn model(&mut self) -> Result<Model>;
+    /// The optimiser state (parameters, moments, step count, loss scale) for a checkpoint.
+    fn save_state(&mut self) -> Result<OptimizerState>;
+    /// Continue from a state of [`Trainer::save_state`] (same model layout).
+    fn load_state(&mut self, state: &OptimizerState) -> Result<()>;
+    /// This process's rank and the number of ranks of a data-parallel run: evaluation is
+    /// sharded by rows across ranks (every rank holds the same parameters).
+    fn rank_world(&self) -> (usize, usize) {
+        (0, 1)
+    }
+    /// Sum `x` element-wise across the ranks, in place (nothing to do on one rank).
+    fn allreduce_f64(&mut self, _x: &mut [f64]) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Threads used when none are asked for: the available parallelism.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// An error naming the first user or item id that is out of range of `model`.
+pub fn check_ids(model: &Model, users: &[u32], items: &[u32]) -> Result<()> {
+    let c = &model.config;
+    if users.len() != items.len() {
+        return Err(Error::invalid(format!(
+            "{} users but {} items to score",
+            users.len(),
+            items.len()
+        )));
+    }
+    if let Some(k) = users.iter().position(|&u| u >= c.n_users) {
+        return Err(Error::invalid(format!(
+            "user id {} (pair {k}) is out of range: the model has {} users",
+            users[k], c.n_users
+        )));
+    }
+    if let Some(k) = items.iter().position(|&i| i >= c.n_items) {
+        return Err(Error::invalid(format!(
+            "item id {} (pair {k}) is out of range: the model has {} items",
+            items[k], c.n_items
+        )));
+    }
+    Ok(())
+}
+
+/// `Err` unless `out` has one slot per pair.
+pub fn check_out_len(pairs: usize, out: &[f32]) -> Result<()> {
+    if out.len() != pairs {
+        return Err(Error::invalid(format!(
+            "score: {pairs} pairs but room for {} scores",
+            out.len()
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,13 @@
+//! Training: what a run computes ([`config`]), the interfaces a backend implements
+//! ([`backend`]), the loop every backend runs under ([`run`]) and exact resume ([`checkpoint`]).
+
+pub mod backend;
+pub mod checkpoint;
+pub mod config;
+pub mod run;
+
+pub use backend::{default_threads, Device, Scorer, StepStats, Trainer};
+pub use config::{
+    check_config, BatchSize, Optimizer, Precision, Preset, Recipe, Shape, TrainConfig,
+};
+pub use run::{epoch_len, evaluate_sharded, run, EpochReport, RunOptions, Summary};

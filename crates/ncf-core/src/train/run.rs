@@ -1,0 +1,627 @@
+//! The training loop shared by every backend: epochs of shuffled samples in batches, evaluation
+//! after each epoch, best model kept, early stop at a target HR, NVIDIA-style JSON reports.
+//! A backend implements [`Trainer`]; the CPU ones are [`crate::neumf_cpu`] and
+//! [`crate::family`], the CUDA one is `ncf-cuda`.
+
+use super::backend::Trainer;
+use super::checkpoint::{self, CheckpointMeta, OptimizerState, Position};
+use super::config::{check_config, TrainConfig};
+use crate::data::dataset::Dataset;
+use crate::eval::metrics::{EvalSet, Metrics};
+use crate::model::file::{self as modelfile, ModelMeta};
+use crate::model::Model;
+use crate::sampling::rng::Rng;
+use crate::sampling::sampler::{EpochSamples, NegativeMode};
+use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::path::Path;
+use std::time::Instant;
+
+/// What [`run`] needs besides the trainer and its configuration.
+pub struct RunOptions<'a> {
+    /// Held-out items ranked after every epoch (the test set or a validation split).
+    pub eval: &'a EvalSet,
+    /// "test" or "validation": recorded in the reports and the model file.
+    pub eval_name: &'a str,
+    /// Where the best model is written (atomically, after every improvement).
+    pub model_path: Option<&'a Path>,
+    /// Write the model after every epoch instead, so the file ends with the last epoch's (for
+    /// runs whose epoch count was chosen on a validation split: the best epoch on the test set
+    /// must not pick the model).
+    pub save_last: bool,
+    /// Fingerprint of the dataset, stored in the model file.
+    pub dataset_fingerprint: String,
+    /// Its split fingerprint ([`crate::data::dataset::Dataset::split_fingerprint`]), stored too: lets
+    /// the model be evaluated on copies of the dataset with other test negatives.
+    pub split_fingerprint: Option<String>,
+    /// Show a progress line on stderr (only when it is a terminal).
+    pub progress: bool,
+    /// Write checkpoints into this directory (at every epoch end, every `checkpoint_every`
+    /// steps, and when `stop` is raised).
+    pub checkpoint_dir: Option<&'a Path>,
+    /// Steps between checkpoints within an epoch (0: only at epoch ends).
+    pub checkpoint_every: u64,
+    /// Continue from this checkpoint (already checked against the run with
+    /// [`CheckpointMeta::mismatch`]; its optimiser state is loaded by [`run`]).
+    pub resume: Option<(CheckpointMeta, OptimizerState)>,
+    /// Raised (by a signal handler) to stop at the next step boundary with a checkpoint.
+    pub stop: Option<&'a std::sync::atomic::AtomicBool>,
+    /// How to resume, for the message of an interrupted run (e.g. the command line).
+    pub resume_hint: String,
+}
+
+impl RunOptions<'_> {
+    /// Options with no checkpoints, no resume and no stop flag.
+    pub fn new<'a>(
+        eval: &'a EvalSet,
+        eval_name: &'a str,
+        model_path: Option<&'a Path>,
+        dataset_fingerprint: String,
+    ) -> RunOptions<'a> {
+        RunOptions {
+            eval,
+            eval_name,
+            model_path,
+            save_last: false,
+            dataset_fingerprint,
+            split_fingerprint: None,
+            progress: false,
+            checkpoint_dir: None,
+            checkpoint_every: 0,
+            resume: None,
+            stop: None,
+            resume_hint: String::new(),
+        }
+    }
+}
+
+/// One line of the per-epoch report (NVIDIA's fields; epochs are 0-based).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EpochReport {
+    pub epoch: u32,
+    /// Mean BCE loss of the epoch's (non-skipped) steps, weighted by batch size.
+    pub loss: f64,
+    pub hr: f64,
+    pub ndcg: f64,
+    pub k: usize,
+    pub eval: String,
+    pub train_s: f64,
+    pub eval_s: f64,
+    pub samples: u64,
+    pub samples_per_s: f64,
+    pub steps: u64,
+    pub skipped_steps: u64,
+}
+
+/// The final report line.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub best_hr: f64,
+    pub best_ndcg: f64,
+    pub best_epoch: Option<u32>,
+    pub first_epoch_reaching_target: Option<u32>,
+    /// Training plus evaluation time until the end of the evaluation that reached the target.
+    pub time_to_target_s: Option<f64>,
+    pub train_time_s: f64,
+    pub eval_time_s: f64,
+    pub avg_samples_per_s: f64,
+    pub best_samples_per_s: f64,
+    pub epochs_run: u32,
+    pub k: usize,
+    pub eval: String,
+    pub backend: String,
+}
+
+fn json_line<T: Serialize>(out: &mut dyn Write, v: &T) -> Result<()> {
+    let mut line = serde_json::to_vec(v).map_err(|e| Error::invalid(format!("report: {e}")))?;
+    line.push(b'\n');
+    out.write_all(&line)
+        .and_then(|_| out.flush())
+        .map_err(|e| Error::io("<stdout>", e))
+}
+
+/// Samples in epoch `epoch` of `data` under `cfg` (the same for every negative mode).
+pub fn epoch_len(cfg: &TrainConfig, data: &Dataset, epoch: u32) -> Result<u64> {
+    let n = data.train_users.len() as u64 * (1 + cfg.negatives as u64);
+    if n >= 1 << 32 {
+        return Err(Error::usage(format!(
+            "an epoch would have {n} samples ({} positives × {}): at most 2^32 − 1 are supported",
+            data.train_users.len(),
+            1 + cfg.negatives
+        )));
+    }
+    if data.train_users.is_empty() {
+        return Err(Error::invalid("the dataset has no training interactions"));
+    }
+    let s = EpochSamples::new(
+        Rng::new(cfg.seed),
+        epoch,
+        cfg.negatives,
+        data.n_items,
+        NegativeMode::Approximate,
+        &data.train_users,
+        &data.train_items,
+        None,
+    );
+    Ok(s.len())
+}
+
+/// HR/NDCG of `eval` with the rows sharded across the trainer's ranks: each rank ranks its
+/// share ([`crate::eval::metrics::shard`]) and the integer counts are summed, so the result is the
+/// same bits as one rank ranking every row.
+pub fn evaluate_sharded(trainer: &mut dyn Trainer, eval: &EvalSet, k: usize) -> Result<Metrics> {
+    let (rank, world) = trainer.rank_world();
+    let rows = crate::eval::metrics::shard(eval.len(), rank, world);
+    let acc = crate::eval::metrics::evaluate_rows(eval, k, rows, |u, i, o| trainer.score(u, i, o))?;
+    let mut counts = acc.to_f64s();
+    trainer.allreduce_f64(&mut counts)?;
+    let acc = crate::eval::metrics::Accumulator::from_f64s(k, &counts);
+    Ok(Metrics::from_acc(&acc, eval.candidates(), "sampled"))
+}
+
+/// Train for `cfg.epochs` epochs (0-based), evaluating after each; the best model by HR (never
+/// one with non-finite weights) is written to `opts.model_path`. One JSON line per epoch and a
+/// final [`Summary`] line go to `out`. A non-finite loss stops the run with an error naming the
+/// epoch and step; the best model written so far stays.
+pub fn run(
+    trainer: &mut dyn Trainer,
+    cfg: &TrainConfig,
+    data: &Dataset,
+    opts: &RunOptions,
+    out: &mut dyn Write,
+) -> Result<Summary> {
+    check_config(cfg)?;
+    opts.eval.check_k(cfg.topk)?;
+    let backend = trainer.name();
+    let fresh = Summary {
+        best_hr: 0.0,
+        best_ndcg: 0.0,
+        best_epoch: None,
+        first_epoch_reaching_target: None,
+        time_to_target_s: None,
+        train_time_s: 0.0,
+        eval_time_s: 0.0,
+        avg_samples_per_s: 0.0,
+        best_samples_per_s: 0.0,
+        epochs_run: 0,
+        k: cfg.topk,
+        eval: opts.eval_name.to_string(),
+        backend: backend.clone(),
+    };
+    let mut pos = Position {
+        epoch: 0,
+        step: 0,
+        epoch_loss_sum: 0.0,
+        epoch_loss_n: 0,
+        epoch_skipped: 0,
+        epoch_train_s: 0.0,
+        best: None,
+        total_samples: 0,
+        summary: fresh,
+    };
+    let eval_digest = opts.eval.digest();
+    if let Some((meta, state)) = &opts.resume {
+        trainer.load_state(state)?;
+        pos = meta.position.clone();
+        pos.summary.backend = backend.clone();
+    }
+    let model_config = trainer.model()?.config;
+    let checkpoint = |trainer: &mut dyn Trainer, pos: &Position| -> Result<()> {
+        let Some(dir) = opts.checkpoint_dir else {
+            return Ok(());
+        };
+        let state = trainer.save_state()?;
+        let meta = CheckpointMeta {
+            format_version: checkpoint::CHECKPOINT_FORMAT_VERSION,
+            model_config: model_config.clone(),
+            train_config: cfg.clone(),
+            dataset_fingerprint: opts.dataset_fingerprint.clone(),
+            eval: opts.eval_name.to_string(),
+            eval_digest: eval_digest.clone(),
+            backend: backend.clone(),
+            position: pos.clone(),
+            steps: 0,
+            loss_scale: 1.0,
+            clean_steps: 0,
+            sha256: Default::default(),
+        };
+        checkpoint::save(dir, meta, &state)
+    };
+    let stopped = |pos: &Position| -> Error {
+        let saved = match opts.checkpoint_dir {
+            Some(d) => format!("a checkpoint is in {}", d.display()),
+            None => "no checkpoint was written (no checkpoint directory)".to_string(),
+        };
+        Error::invalid(format!(
+            "stopped by a signal before epoch {} step {}: {saved}; {}",
+            pos.epoch, pos.step, opts.resume_hint
+        ))
+    };
+    let stop_raised = || {
+        opts.stop
+            .is_some_and(|s| s.load(std::sync::atomic::Ordering::SeqCst))
+    };
+    let mut last_progress = Instant::now();
+    while pos.epoch < cfg.epochs && pos.summary.first_epoch_reaching_target.is_none() {
+        let epoch = pos.epoch;
+        let len = epoch_len(cfg, data, epoch)?;
+        let batch = cfg.batch_size.per_step(len);
+        let steps = len.div_ceil(batch);
+        let t0 = Instant::now();
+        let train_before = pos.epoch_train_s;
+        while pos.step < steps {
+            // Ranks agree on stopping before every step (one small host collective with a
+            // timeout): a signal seen by one rank stops all of them at the same step, and a rank
+            // that has gone is noticed here instead of inside a device collective (NCCL has no
+            // timeout).
+            let mut stop = [stop_raised() as u8 as f64];
+            if trainer.rank_world().1 > 1 {
+                trainer.allreduce_f64(&mut stop)?;
+            }
+            if stop[0] > 0.0 {
+                pos.epoch_train_s = train_before + t0.elapsed().as_secs_f64();
+                checkpoint(trainer, &pos)?;
+                return Err(stopped(&pos));
+            }
+            let s = pos.step;
+            let range = s * batch..((s + 1) * batch).min(len);
+            let n = range.end - range.start;
+            let st = trainer.step(epoch, range)?;
+            pos.step += 1;
+            if st.skipped {
+                // FP16 loss scaling: the backend found non-finite gradients, lowered the scale
+                // and applied nothing. Say where (rare; many in a row mean trouble).
+                eprintln!(
+                    "ncf-train: note: epoch {epoch} step {s}: non-finite gradients, step skipped \
+                     (loss scale lowered)"
+                );
+                pos.epoch_skipped += 1;
+            } else if !st.loss.is_finite() {
+                let kept = match (pos.best, opts.model_path) {
+                    (Some((hr, _, e)), Some(p)) => format!(
+                        "; the best model so far (epoch {e}, HR {hr:.4}) is kept in {}",
+                        p.display()
+                    ),
+                    _ => "; no model was written".to_string(),
+                };
+                return Err(Error::invalid(format!(
+                    "training diverged: loss is {} at epoch {epoch} step {s} of {steps}{kept} \
+                     (try a lower --lr)",
+                    st.loss
+                )));
+            } else {
+                pos.epoch_loss_sum += st.loss as f64 * n as f64;
+                pos.epoch_loss_n += n;
+                if opts.progress && last_progress.elapsed().as_millis() >= 250 {
+                    last_progress = Instant::now();
+                    eprint!(
+                        "\repoch {epoch} step {}/{steps} loss {:.4}   ",
+                        s + 1,
+                        st.loss
+                    );
+                }
+            }
+            if opts.checkpoint_every > 0
+                && pos.step.is_multiple_of(opts.checkpoint_every)
+                && pos.step < steps
+            {
+                pos.epoch_train_s = train_before + t0.elapsed().as_secs_f64();
+                checkpoint(trainer, &pos)?;
+            }
+        }
+        let train_s = train_before + t0.elapsed().as_secs_f64();
+        if opts.progress {
+            eprint!("\repoch {epoch}: evaluating…                      \r");
+        }
+        let t1 = Instant::now();
+        let m = evaluate_sharded(trainer, opts.eval, cfg.topk)?;
+        let eval_s = t1.elapsed().as_secs_f64();
+        if opts.progress {
+            eprint!("\r{:60}\r", "");
+        }
+        let summary = &mut pos.summary;
+        pos.total_samples += len;
+        summary.train_time_s += train_s;
+        summary.eval_time_s += eval_s;
+        summary.epochs_run = epoch + 1;
+        let sps = len as f64 / train_s.max(1e-9);
+        summary.best_samples_per_s = summary.best_samples_per_s.max(sps);
+        let report = EpochReport {
+            epoch,
+            loss: if pos.epoch_loss_n > 0 {
+                pos.epoch_loss_sum / pos.epoch_loss_n as f64
+            } else {
+                f64::NAN
+            },
+            hr: m.hr,
+            ndcg: m.ndcg,
+            k: cfg.topk,
+            eval: opts.eval_name.to_string(),
+            train_s,
+            eval_s,
+            samples: len,
+            samples_per_s: sps,
+            steps,
+            skipped_steps: pos.epoch_skipped,
+        };
+        let better = pos.best.is_none_or(|(hr, _, _)| m.hr > hr);
+        if better || opts.save_last {
+            let model = trainer.model()?;
+            if !model.is_finite() {
+                return Err(Error::invalid(format!(
+                    "training diverged: non-finite weights after epoch {epoch} (try a lower --lr)"
+                )));
+            }
+            if better {
+                pos.best = Some((m.hr, m.ndcg, epoch));
+            }
+            if let Some(p) = opts.model_path {
+                save_trained(p, &model, cfg, opts, epoch, &m)?;
+            }
+        }
+        json_line(out, &report)?;
+        let reached = cfg.target_hr.is_some_and(|t| m.hr >= t);
+        if reached {
+            let summary = &mut pos.summary;
+            summary.first_epoch_reaching_target = Some(epoch);
+            summary.time_to_target_s = Some(summary.train_time_s + summary.eval_time_s);
+        }
+        pos.epoch += 1;
+        pos.step = 0;
+        pos.epoch_loss_sum = 0.0;
+        pos.epoch_loss_n = 0;
+        pos.epoch_skipped = 0;
+        pos.epoch_train_s = 0.0;
+        checkpoint(trainer, &pos)?;
+        if reached {
+            break;
+        }
+    }
+    let mut summary = pos.summary.clone();
+    if let Some((hr, ndcg, e)) = pos.best {
+        summary.best_hr = hr;
+        summary.best_ndcg = ndcg;
+        summary.best_epoch = Some(e);
+    }
+    summary.avg_samples_per_s = pos.total_samples as f64 / summary.train_time_s.max(1e-9);
+    json_line(out, &summary)?;
+    Ok(summary)
+}
+
+fn save_trained(
+    path: &Path,
+    model: &Model,
+    cfg: &TrainConfig,
+    opts: &RunOptions,
+    epoch: u32,
+    m: &Metrics,
+) -> Result<()> {
+    let mut meta = ModelMeta::new(model.config.clone(), opts.dataset_fingerprint.clone());
+    meta.split_fingerprint = opts.split_fingerprint.clone();
+    meta.epoch = Some(epoch);
+    let mut m = m.clone();
+    if opts.eval_name != "test" {
+        m.protocol = format!("{} ({})", m.protocol, opts.eval_name);
+    }
+    meta.metrics = Some(m);
+    // Through text so that f32 fields keep their short form (0.9, not 0.8999999761581421).
+    let text = serde_json::to_string(cfg).map_err(|e| Error::invalid(e.to_string()))?;
+    meta.train_config =
+        Some(serde_json::from_str(&text).map_err(|e| Error::invalid(e.to_string()))?);
+    modelfile::save(path, model, &meta)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::dataset::four_users as data;
+    use crate::model::{ModelConfig, ModelKind};
+    use crate::train::backend::{Scorer, StepStats};
+    use crate::train::config::{BatchSize, Optimizer, Precision};
+
+    /// A backend whose quality per epoch is scripted: after epoch e, the held-out item scores
+    /// `quality[e]` and every negative 0.5; loss NaN at (nan_epoch, nan_step).
+    struct Fake {
+        model: Model,
+        quality: Vec<f32>,
+        epoch_seen: Option<u32>,
+        steps: Vec<(u32, std::ops::Range<u64>)>,
+        nan_at: Option<(u32, u64)>,
+        held_out: Vec<u32>,
+    }
+
+    impl Scorer for Fake {
+        fn score(&mut self, users: &[u32], items: &[u32], out: &mut [f32]) -> Result<()> {
+            let q = self.quality[self.epoch_seen.unwrap() as usize];
+            for k in 0..users.len() {
+                let pos = self.held_out[users[k] as usize] == items[k];
+                // users 0..q*n hit; the rest miss
+                out[k] = if !pos {
+                    0.5
+                } else if (users[k] as f32) < q * 4.0 {
+                    1.0
+                } else {
+                    0.0
+                };
+            }
+            Ok(())
+        }
+    }
+
+    impl Trainer for Fake {
+        fn name(&self) -> String {
+            "fake".into()
+        }
+        fn step(&mut self, epoch: u32, positions: std::ops::Range<u64>) -> Result<StepStats> {
+            let s = self.steps.iter().filter(|(e, _)| *e == epoch).count() as u64;
+            self.steps.push((epoch, positions));
+            self.epoch_seen = Some(epoch);
+            self.model.params[0] = epoch as f32; // marks which epoch a saved model is from
+            let loss = if self.nan_at == Some((epoch, s)) {
+                f32::NAN
+            } else {
+                0.5
+            };
+            Ok(StepStats {
+                loss,
+                skipped: false,
+            })
+        }
+        fn model(&mut self) -> Result<Model> {
+            Ok(self.model.clone())
+        }
+
+        fn save_state(&mut self) -> Result<OptimizerState> {
+            Err(Error::invalid("the fake trainer has no optimiser state"))
+        }
+
+        fn load_state(&mut self, _: &OptimizerState) -> Result<()> {
+            Err(Error::invalid("the fake trainer has no optimiser state"))
+        }
+    }
+
+    fn cfg(epochs: u32) -> TrainConfig {
+        TrainConfig {
+            seed: 1,
+            epochs,
+            batch_size: BatchSize::Samples(10),
+            negatives: 4,
+            negative_mode: NegativeMode::Approximate,
+            optimizer: Optimizer::Adam,
+            lr: 0.001,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            l2: 0.0,
+            unobserved_weight: 0.0,
+            precision: Precision::Fp32,
+            topk: 1,
+            target_hr: None,
+        }
+    }
+
+    fn fake(quality: Vec<f32>, d: &Dataset) -> Fake {
+        let c = ModelConfig {
+            kind: ModelKind::Gmf,
+            n_users: 4,
+            n_items: 20,
+            factors: 2,
+            layers: vec![],
+            dropout: 0.0,
+        };
+        Fake {
+            model: Model::init(c, 1).unwrap(),
+            quality,
+            epoch_seen: None,
+            steps: vec![],
+            nan_at: None,
+            held_out: d.test_items.clone(),
+        }
+    }
+
+    fn opts<'a>(eval: &'a EvalSet, path: &'a Path) -> RunOptions<'a> {
+        RunOptions::new(eval, "test", Some(path), "fp".into())
+    }
+
+    fn lines(out: &[u8]) -> Vec<serde_json::Value> {
+        std::str::from_utf8(out)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn keeps_the_best_epoch_and_reports_each() {
+        let d = data();
+        let eval = EvalSet::from_test(&d).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("m.safetensors");
+        let mut t = fake(vec![0.25, 0.75, 0.5], &d);
+        let mut out = Vec::new();
+        let s = run(&mut t, &cfg(3), &d, &opts(&eval, &p), &mut out).unwrap();
+        assert_eq!((s.best_epoch, s.best_hr, s.epochs_run), (Some(1), 0.75, 3));
+        let l = lines(&out);
+        assert_eq!(l.len(), 4);
+        assert_eq!(l[2]["hr"], 0.5);
+        assert_eq!(l[0]["samples"], 60);
+        assert_eq!(l[0]["steps"], 6);
+        assert_eq!(l[3]["best_epoch"], 1);
+        // steps cover every position of each epoch exactly once, in batches
+        let e0: Vec<_> = t
+            .steps
+            .iter()
+            .filter(|(e, _)| *e == 0)
+            .map(|(_, r)| r.clone())
+            .collect();
+        assert_eq!(e0.first().unwrap().start, 0);
+        assert_eq!(e0.last().unwrap().end, 60);
+        assert!(e0.windows(2).all(|w| w[0].end == w[1].start));
+        let (m, meta) = modelfile::load(&p).unwrap();
+        assert_eq!(m.params[0], 1.0, "the saved model is not epoch 1's");
+        assert_eq!(meta.epoch, Some(1));
+        assert_eq!(meta.metrics.unwrap().hr, 0.75);
+    }
+
+    #[test]
+    fn stops_at_the_target() {
+        let d = data();
+        let eval = EvalSet::from_test(&d).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("m.safetensors");
+        let mut t = fake(vec![0.25, 0.5, 0.75, 1.0], &d);
+        let mut c = cfg(4);
+        c.target_hr = Some(0.5);
+        let mut out = Vec::new();
+        let s = run(&mut t, &c, &d, &opts(&eval, &p), &mut out).unwrap();
+        assert_eq!((s.first_epoch_reaching_target, s.epochs_run), (Some(1), 2));
+        assert!(s.time_to_target_s.is_some());
+        assert_eq!(lines(&out).len(), 3);
+    }
+
+    #[test]
+    fn nan_loss_stops_and_keeps_the_last_good_model() {
+        let d = data();
+        let eval = EvalSet::from_test(&d).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("m.safetensors");
+        let mut t = fake(vec![0.5, 0.75, 1.0], &d);
+        t.nan_at = Some((1, 2));
+        let mut out = Vec::new();
+        let err = run(&mut t, &cfg(3), &d, &opts(&eval, &p), &mut out)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("epoch 1 step 2"), "{err}");
+        assert!(err.contains("epoch 0"), "{err}");
+        let (m, _) = modelfile::load(&p).unwrap();
+        assert_eq!(m.params[0], 0.0);
+    }
+
+    #[test]
+    fn non_finite_weights_are_never_saved() {
+        let d = data();
+        let eval = EvalSet::from_test(&d).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("m.safetensors");
+        let mut t = fake(vec![0.5], &d);
+        t.model.params[1] = f32::INFINITY;
+        let err = run(&mut t, &cfg(1), &d, &opts(&eval, &p), &mut Vec::new()).unwrap_err();
+        assert!(err.to_string().contains("non-finite"), "{err}");
+        assert!(!p.exists());
+    }
+
+    #[test]
+    fn k_larger_than_the_candidates_is_refused() {
+        let d = data();
+        let eval = EvalSet::from_test(&d).unwrap();
+        let mut t = fake(vec![0.5], &d);
+        let mut c = cfg(1);
+        c.topk = 5;
+        let o = RunOptions {
+            model_path: None,
+            ..opts(&eval, Path::new("x"))
+        };
+        assert!(run(&mut t, &c, &d, &o, &mut Vec::new()).is_err());
+    }
+}

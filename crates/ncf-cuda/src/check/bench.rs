@@ -1,0 +1,103 @@
+//! Training throughput on a synthetic problem of the ml-20m shape, per precision, with a
+//! per-stage profile of one synchronised step.
+
+use super::Log;
+use crate::trainer::CudaTrainer;
+use crate::CudaError;
+use ncf_core::model::{Model, ModelConfig, ModelKind};
+use ncf_core::neumf_cpu::reference::toy;
+use ncf_core::sampling::rng::{stream, Rng};
+use ncf_core::train::{Precision, Trainer};
+
+/// Training throughput on a synthetic ml-20m-shaped problem: samples/s per precision (median of
+/// `steps` timed steps after `warmup`), as JSON.
+pub fn bench(
+    ordinal: usize,
+    precisions: &[Precision],
+    steps: usize,
+    warmup: usize,
+    batch: u64,
+    log: Log,
+) -> Result<serde_json::Value, CudaError> {
+    let (n_users, n_items, n_pos) = (138_493u32, 26_744u32, 20_000_263usize);
+    if steps == 0 || batch == 0 || batch >= n_pos as u64 {
+        return Err(CudaError::Invalid(format!(
+            "bench: need at least one step and a batch in 1..{n_pos} (got {steps} steps of {batch})"
+        )));
+    }
+    log(&format!("bench: generating {n_pos} positives"));
+    let rng = Rng::new(20);
+    let users: Vec<u32> = (0..n_pos)
+        .map(|k| ncf_core::sampling::rng::below(rng.word(stream::SYNTH, k as u32, 0, 0), n_users))
+        .collect();
+    let items: Vec<u32> = (0..n_pos)
+        .map(|k| ncf_core::sampling::rng::below(rng.word(stream::SYNTH, k as u32, 1, 0), n_items))
+        .collect();
+    let cfgm = ModelConfig {
+        kind: ModelKind::Neumf,
+        n_users,
+        n_items,
+        factors: 64,
+        layers: vec![256, 256, 128, 64],
+        dropout: 0.5,
+    };
+    let model = Model::init(cfgm.clone(), 1).map_err(|e| CudaError::Invalid(e.to_string()))?;
+    let mut results = vec![];
+    for &p in precisions {
+        let mut cfg = toy::train_config(p, batch);
+        cfg.lr = 0.0045;
+        cfg.beta1 = 0.25;
+        cfg.beta2 = 0.5;
+        cfg.negatives = 4;
+        log(&format!("bench {}: uploading", p.name()));
+        let mut t = CudaTrainer::new(ordinal, model.clone(), &cfg, &users, &items, None)?;
+        t.gpu.sync_each = false; // timings without the --verbose per-kernel synchronisation
+        let per_epoch = t.samples_per_epoch();
+        let mut times = vec![];
+        let mut losses = vec![];
+        for s in 0..warmup + steps {
+            let start = (s as u64 * batch) % (per_epoch - batch);
+            t.gpu.sync("bench")?;
+            let t0 = std::time::Instant::now();
+            let st = t
+                .step(0, start..start + batch)
+                .map_err(|e| CudaError::Invalid(e.to_string()))?;
+            t.gpu.sync("bench")?;
+            if s >= warmup {
+                times.push(t0.elapsed().as_secs_f64());
+            }
+            losses.push(st.loss);
+        }
+        // One more step with every kernel synchronised and timed: where the time goes.
+        t.gpu.profile = Some(Default::default());
+        t.step(0, 0..batch)
+            .map_err(|e| CudaError::Invalid(e.to_string()))?;
+        let stages: Vec<serde_json::Value> = t
+            .gpu
+            .profile
+            .take()
+            .map(|p| p.into_inner())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(name, s)| serde_json::json!({"stage": name, "ms": s * 1e3}))
+            .collect();
+        times.sort_by(|a, b| a.total_cmp(b));
+        let med = times[times.len() / 2];
+        let flops = 6.0 * cfgm.macs_per_sample() as f64 * batch as f64;
+        log(&format!(
+            "bench {}: median step {:.3} ms",
+            p.name(),
+            med * 1e3
+        ));
+        results.push(serde_json::json!({
+            "precision": p.name(), "batch": batch, "median_step_ms": med * 1e3,
+            "min_step_ms": times[0] * 1e3, "samples_per_s": batch as f64 / med,
+            "tflops": flops / med / 1e12, "first_loss": losses[0], "last_loss": losses[losses.len() - 1], "stages": stages,
+        }));
+    }
+    let info = crate::probe(ordinal)?;
+    Ok(
+        serde_json::json!({"device": info.name, "arch": info.arch(), "users": n_users, "items": n_items,
+        "positives": n_pos, "steps": steps, "warmup": warmup, "results": results}),
+    )
+}

@@ -1,0 +1,198 @@
+//! Checks of one training-mode forward and backward pass, kernel group by kernel group (gather,
+//! GEMM + bias/ReLU/dropout, final layer + BCE, backward GEMMs + bias/ReLU/dropout backward +
+//! scatter), each against [`reference`] fed with the device's own inputs of that group, so
+//! errors do not compound.
+
+use super::{compare, compare_scaled, dl_act, eps_of, f, round_act, Check, Log, Setup, ATOL};
+use crate::device::dropout_threshold;
+use crate::CudaError;
+use ncf_core::neumf_cpu::reference;
+use ncf_core::sampling::rng::Rng;
+use ncf_core::train::Precision;
+
+pub fn checks(s: &mut Setup, log: Log) -> Result<Vec<Check>, CudaError> {
+    let (p, cfg, batch) = (s.p, s.cfg.clone(), s.batch);
+    let model = &s.model;
+    let t = &mut s.t;
+    let act = t.gpu.act;
+    let eps = eps_of(p);
+    let rng = Rng::new(cfg.seed);
+    let mut out = vec![];
+    // One training-mode forward + backward, checked kernel by kernel against the CPU reference fed
+    // with the device's own inputs of that kernel (so errors do not compound).
+    log("forward");
+    let epoch = 1;
+    let range = 100..100 + batch;
+    t.gpu.zero(&mut t.sample_err, "sampler flag")?;
+    let n = t.make_batch(epoch, range)?;
+    let bu = t.gpu.download(&t.batch.users, n, "users")?;
+    let bi = t.gpu.download(&t.batch.items, n, "items")?;
+    let bl = t.gpu.download(&t.batch.labels, n, "labels")?;
+    let bs = t.gpu.download(&t.batch.sample, n, "sample ids")?;
+    t.mlp_forward(n, Some(epoch))?;
+    let mc = model.config.clone();
+    let e = mc.mlp_embed();
+    let x0 = dl_act(t, &t.batch.x0, n * 2 * e, "x0")?;
+    // The reference sees the weights rounded as the device's GEMM operands are.
+    let mut rmodel = model.clone();
+    for k in 0..mc.n_linear() {
+        for w in rmodel.tensor_mut(&format!("mlp.{k}.weight")) {
+            *w = round_act(*w, act);
+        }
+    }
+    let drop = |b: usize| Some((&rng, epoch, bs[b]));
+    let x0_cpu: Vec<f64> = (0..n)
+        .flat_map(|b| reference::mlp_input(&rmodel, bu[b], bi[b]))
+        .map(|v| round_act(v, act) as f64)
+        .collect();
+    out.push(compare("gather", p, &f(&x0), &x0_cpu, ATOL, eps));
+    let (_, scale) = dropout_threshold(mc.dropout);
+    let mut acts: Vec<Vec<f32>> = vec![];
+    let mut mask_bad = 0usize;
+    for k in 0..mc.n_linear() {
+        let (fin, fout) = (mc.layers[k], mc.layers[k + 1]);
+        let a_gpu = dl_act(t, &t.batch.acts[k], n * fout, &format!("acts {k}"))?;
+        let x: &[f32] = if k == 0 { &x0 } else { &acts[k - 1] };
+        let mut a_cpu = vec![0f64; n * fout];
+        for b in 0..n {
+            // The reference layer on the device's input of this layer.
+            let mask = reference::dropout_mask(&mc, k, fout, drop(b));
+            let row = reference::mlp_layer(&rmodel, k, &x[b * fin..(b + 1) * fin], &mask);
+            for o in 0..fout {
+                let kept = mask[o] != 0.0;
+                a_cpu[b * fout + o] = row[o] as f64;
+                let g = a_gpu[b * fout + o];
+                if (!kept && g != 0.0) || (kept && row[o] > 1e-2 * scale && g == 0.0) {
+                    mask_bad += 1;
+                }
+            }
+        }
+        // GEMM (TF32/half operands) error dominates: scale eps by the dot length for non-FP32.
+        let eps_k = if p == Precision::Fp32 {
+            1e-5
+        } else {
+            eps * 4.0
+        };
+        out.push(compare_scaled(
+            &format!("gemm+bias_relu_dropout_fwd.{k}"),
+            p,
+            &f(&a_gpu),
+            &a_cpu,
+            eps_k,
+        ));
+        acts.push(a_gpu);
+    }
+    out.push(Check {
+        name: "dropout_mask".into(),
+        precision: p.name(),
+        pass: mask_bad == 0,
+        worst_abs: mask_bad as f64,
+        worst_rel: 0.0,
+        at: 0,
+        note: format!("{mask_bad} units disagree"),
+    });
+
+    log("final + BCE");
+    t.gpu.zero(&mut t.loss_sum, "loss")?;
+    t.gpu.zero(&mut t.grads, "grads")?;
+    t.final_layer(n, true, 1.0 / n as f32)?;
+    let loss_gpu = t.gpu.download(&t.loss_sum, 1, "loss")?[0] / n as f64;
+    let dx_last = t
+        .gpu
+        .download(&t.batch.scratch, n * mc.mlp_out(), "dx_last")?;
+    let g_final = t.grads_host()?;
+    // The reference's final layer and backward pass on the device's activations.
+    let lout = mc.mlp_out();
+    let ff = mc.gmf_factors();
+    let dev: Vec<reference::Activations> = (0..n)
+        .map(|b| {
+            let mut xs = vec![x0[b * 2 * e..(b + 1) * 2 * e].to_vec()];
+            for (k, a) in acts.iter().enumerate() {
+                let w = mc.layers[k + 1];
+                xs.push(a[b * w..(b + 1) * w].to_vec());
+            }
+            reference::activations_from(&rmodel, bu[b], bi[b], drop(b), xs)
+        })
+        .collect();
+    let (loss_cpu, g_cpu) = reference::batch_loss_and_grad(&rmodel, &dev, &bl);
+    out.push(compare(
+        "final_bce_loss",
+        p,
+        &[loss_gpu],
+        &[loss_cpu],
+        ATOL,
+        1e-5,
+    ));
+    let l = &model.layout;
+    for name in [
+        "final.weight",
+        "final.bias",
+        "mf_user_embed.weight",
+        "mf_item_embed.weight",
+    ] {
+        let r = l.range(name);
+        out.push(compare(
+            &format!("final_grad:{name}"),
+            p,
+            &f(&g_final[r.clone()]),
+            &g_cpu[r],
+            ATOL,
+            1e-5,
+        ));
+    }
+    let fwv = rmodel.tensor("final.weight");
+    let dx_cpu: Vec<f64> = (0..n * lout)
+        .map(|k| {
+            let b = k / lout;
+            let z = dev[b].logit as f64;
+            (1.0 / (1.0 + (-z).exp()) - bl[b] as f64) / n as f64 * fwv[ff + k % lout] as f64
+        })
+        .collect();
+    out.push(compare(
+        "final_dx_last",
+        p,
+        &f(&dx_last),
+        &dx_cpu,
+        ATOL,
+        1e-5,
+    ));
+
+    log("backward");
+    t.mlp_backward(n, epoch)?;
+    let g_all = t.grads_host()?;
+    // Backward grads depend on dz rounded to the activation type and on GEMM precision.
+    let eps_b = if p == Precision::Fp32 {
+        1e-5
+    } else {
+        eps * 4.0
+    };
+    for k in 0..mc.n_linear() {
+        let r = l.range(&format!("mlp.{k}.bias"));
+        out.push(compare_scaled(
+            &format!("bias_relu_dropout_bwd:dbias.{k}"),
+            p,
+            &f(&g_all[r.clone()]),
+            &g_cpu[r],
+            eps_b,
+        ));
+        let r = l.range(&format!("mlp.{k}.weight"));
+        out.push(compare_scaled(
+            &format!("gemm_dW:mlp.{k}.weight"),
+            p,
+            &f(&g_all[r.clone()]),
+            &g_cpu[r],
+            eps_b,
+        ));
+    }
+    for name in ["mlp_user_embed.weight", "mlp_item_embed.weight"] {
+        let r = l.range(name);
+        out.push(compare_scaled(
+            &format!("gemm_dX+scatter:{name}"),
+            p,
+            &f(&g_all[r.clone()]),
+            &g_cpu[r],
+            eps_b,
+        ));
+    }
+    Ok(out)
+}

@@ -1,0 +1,100 @@
+//! Checks of the optimiser kernels: the fused Adam and SGD step against
+//! [`reference::optimizer_step`] (and that it zeroes the gradients), and the FP16 overflow check
+//! that skips a step.
+
+use super::{compare, f, Check, Log, Setup, ATOL};
+use crate::device::{dptr, KArg};
+use crate::CudaError;
+use ncf_core::neumf_cpu::reference;
+use ncf_core::sampling::rng::{stream, Rng};
+use ncf_core::train::{Optimizer, Precision};
+
+pub fn checks(s: &mut Setup, log: Log) -> Result<Vec<Check>, CudaError> {
+    let (p, cfg) = (s.p, s.cfg.clone());
+    let model = &s.model;
+    let t = &mut s.t;
+    let st = t.gpu.stream.clone();
+    let l = &model.layout;
+    let mut out = vec![];
+    log("adam");
+    for opt in [Optimizer::Adam, Optimizer::Sgd] {
+        let total = l.total;
+        let r = Rng::new(77);
+        let rnd = |k: usize, c: u32, s: f64| (r.normal(stream::SYNTH, k as u32, c, 0) * s) as f32;
+        let p0: Vec<f32> = (0..total).map(|k| rnd(k, 0, 0.1)).collect();
+        let g0: Vec<f32> = (0..total).map(|k| rnd(k, 1, 0.01)).collect();
+        let m0: Vec<f32> = (0..total).map(|k| rnd(k, 2, 0.01)).collect();
+        let v0: Vec<f32> = (0..total).map(|k| rnd(k, 3, 1e-4).abs()).collect();
+        t.gpu.upload_into(&p0, &mut t.params, "params")?;
+        t.gpu.upload_into(&g0, &mut t.grads, "grads")?;
+        t.gpu.upload_into(&m0, &mut t.m, "m")?;
+        t.gpu.upload_into(&v0, &mut t.v, "v")?;
+        let mut c2 = cfg.clone();
+        c2.optimizer = opt;
+        c2.l2 = 1e-3;
+        t.cfg = c2.clone();
+        t.optimizer_step(5, 1.0, false)?;
+        let pg = t.params_host()?;
+        let gg = t.grads_host()?;
+        let mut want = p0;
+        let mut state = reference::OptimizerState {
+            m: m0,
+            v: v0,
+            step: 4,
+        };
+        reference::optimizer_step(&c2, &mut want, &g0, &mut state);
+        let name = if opt == Optimizer::Adam {
+            "adam"
+        } else {
+            "sgd"
+        };
+        out.push(compare(name, p, &f(&pg), &f(&want), ATOL, 1e-6));
+        let zeroed = gg.iter().all(|&x| x == 0.0);
+        out.push(Check {
+            name: format!("{name}_zeroes_grads"),
+            precision: p.name(),
+            pass: zeroed,
+            worst_abs: 0.0,
+            worst_rel: 0.0,
+            at: 0,
+            note: String::new(),
+        });
+    }
+    t.cfg = cfg.clone();
+
+    if p == Precision::Fp16 {
+        log("inf check + skipped step");
+        let total = l.total;
+        let mut g0 = vec![0.001f32; total];
+        g0[total / 2] = f32::INFINITY;
+        let p0 = t.params_host()?;
+        t.gpu.upload_into(&g0, &mut t.grads, "grads")?;
+        t.gpu.zero(&mut t.found_inf, "inf flag")?;
+        let args: Vec<KArg> = vec![
+            dptr(&t.grads, &st).into(),
+            (total as u64).into(),
+            dptr(&t.found_inf, &st).into(),
+        ];
+        t.gpu.launch(
+            "ncf_check_finite",
+            t.gpu.grid_for(total as u64),
+            256,
+            0,
+            &args,
+            "inf check",
+        )?;
+        t.optimizer_step(1, 1.0, true)?;
+        let flag = t.gpu.download(&t.found_inf, 1, "flag")?[0];
+        let p1 = t.params_host()?;
+        out.push(Check {
+            name: "fp16_overflow_skips_step".into(),
+            precision: "fp16",
+            pass: flag == 1 && p0 == p1,
+            worst_abs: 0.0,
+            worst_rel: 0.0,
+            at: 0,
+            note: format!("flag {flag}, params unchanged {}", p0 == p1),
+        });
+    }
+    Ok(out)
+}

@@ -263,18 +263,19 @@ pub fn loss_and_grad(
     loss
 }
 
-/// Adam and SGD state of the reference optimiser.
+/// Adam's moments and step count in the reference optimiser (a checkpoint's
+/// [`CheckpointState`] holds them with the parameters and the loss scale).
 #[derive(Clone, Debug)]
-pub struct OptimizerState {
+pub struct Moments {
     pub m: Vec<f32>,
     pub v: Vec<f32>,
     /// Steps taken so far.
     pub step: u64,
 }
 
-impl OptimizerState {
+impl Moments {
     pub fn new(n: usize) -> Self {
-        OptimizerState {
+        Moments {
             m: vec![0.0; n],
             v: vec![0.0; n],
             step: 0,
@@ -290,7 +291,7 @@ pub fn optimizer_step(
     cfg: &TrainConfig,
     params: &mut [f32],
     grad: &[f32],
-    st: &mut OptimizerState,
+    st: &mut Moments,
 ) {
     st.step += 1;
     let h = AdamScalars::new(cfg, st.step);
@@ -339,7 +340,7 @@ impl AdamScalars {
 /// and backward of the batch's samples, then [`optimizer_step`]).
 pub struct RefTrainer<'a> {
     pub model: Model,
-    pub state: OptimizerState,
+    pub state: Moments,
     pub cfg: TrainConfig,
     pub users: &'a [u32],
     pub items: &'a [u32],
@@ -355,7 +356,7 @@ impl<'a> RefTrainer<'a> {
         positives: Option<&'a UserItems>,
     ) -> Self {
         RefTrainer {
-            state: OptimizerState::new(model.params.len()),
+            state: Moments::new(model.params.len()),
             model,
             cfg: cfg.clone(),
             users,

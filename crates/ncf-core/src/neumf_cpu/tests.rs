@@ -1,7 +1,7 @@
 //! Tests of the CPU backend: reference gradients against finite differences, the fast path
 //! against the reference, determinism, learning, scoring and dropout masks.
 
-use super::reference::{self, OptimizerState, Sample};
+use super::reference::{self, Moments, Sample};
 use super::*;
 use crate::model::dropout::{dropout_keep, sample_dropout_mask};
 use crate::model::dropout::{dropout_scale, dropout_threshold};
@@ -119,7 +119,7 @@ fn reference_steps(
     items: &[u32],
     steps: u64,
 ) -> Vec<f64> {
-    let mut st = OptimizerState::new(model.params.len());
+    let mut st = Moments::new(model.params.len());
     let rng = Rng::new(cfg.seed);
     let mut losses = vec![];
     for step in 0..steps {

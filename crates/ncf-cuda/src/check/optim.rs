@@ -37,7 +37,7 @@ pub fn checks(s: &mut Setup, log: Log) -> Result<Vec<Check>, CudaError> {
         let pg = t.params_host()?;
         let gg = t.grads_host()?;
         let mut want = p0;
-        let mut state = reference::OptimizerState {
+        let mut state = reference::Moments {
             m: m0,
             v: v0,
             step: 4,

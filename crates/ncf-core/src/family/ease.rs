@@ -26,7 +26,7 @@
 use super::ials::Rows;
 use super::{
     check_cpu_precision, check_whole_epoch, gmf_config, refuse, whole_epoch_defaults, Choices,
-    FamilySpec, MomentFree, Plan,
+    FamilySpec, Fitted, MomentFree, Plan,
 };
 use crate::data::dataset::Dataset;
 use crate::dist::Group;
@@ -50,10 +50,6 @@ pub struct Ease(pub Side);
 impl FamilySpec for Ease {
     fn name(&self) -> &'static str {
         model_name(self.0)
-    }
-
-    fn kind(&self) -> ModelKind {
-        ModelKind::Gmf
     }
 
     fn defaults(&self, cfg: &mut TrainConfig, _shape: &mut Shape, c: &Choices) -> Result<()> {
@@ -310,14 +306,11 @@ fn gramian(by_item: &Rows, by_user: &Rows, threads: usize) -> Vec<f64> {
 /// The EASE trainer (see the module documentation). Its one [`Trainer::step`] fits the model
 /// exactly; a further step refits the same data to the same bits.
 pub struct EaseTrainer {
-    model: Model,
+    fit: Fitted,
     by_user: Rows,
     by_item: Rows,
     side: Side,
     reg: f64,
-    threads: usize,
-    /// Fits done.
-    fits: u64,
     /// `Σ_j (1/P_jj − λ)` of the last fit.
     objective: f64,
 }
@@ -357,19 +350,17 @@ impl EaseTrainer {
         let by_user = Rows::new(c.n_users as usize, train_users, train_items);
         let by_item = Rows::new(c.n_items as usize, train_items, train_users);
         Ok(EaseTrainer {
-            model,
+            fit: Fitted::new(model, threads),
             by_user,
             by_item,
             side,
             reg,
-            threads: threads.max(1),
-            fits: 0,
             objective: f64::NAN,
         })
     }
 
     pub fn params(&self) -> &[f32] {
-        &self.model.params
+        &self.fit.model.params
     }
 
     /// The minimum `L` found by the last fit (NaN before the first).
@@ -397,17 +388,17 @@ impl EaseTrainer {
             ),
         };
         let n = cols.len();
-        let mut p = gramian(cols, rows, self.threads);
+        let mut p = gramian(cols, rows, self.fit.threads);
         for k in 0..n {
             p[k * n + k] += self.reg;
         }
-        spd_inverse(&mut p, n, self.threads).map_err(|k| {
+        spd_inverse(&mut p, n, self.fit.threads).map_err(|k| {
             Error::invalid(format!(
                 "EASE: the Gramian + λI is not positive definite at {what} {k} (raise --l2)"
             ))
         })?;
         let mut objective = 0.0;
-        let table = self.model.tensor_mut(weights);
+        let table = self.fit.model.tensor_mut(weights);
         for (i, (dst, src)) in table.chunks_exact_mut(n).zip(p.chunks_exact(n)).enumerate() {
             // Column i's embedding is column i of B: B_ji = −P_ji / P_ii = −P_ij / P_ii (P is
             // symmetric; row i of the computed inverse is used).
@@ -418,7 +409,7 @@ impl EaseTrainer {
             dst[i] = 0.0;
             objective += 1.0 / src[i] - self.reg;
         }
-        let table = self.model.tensor_mut(ones);
+        let table = self.fit.model.tensor_mut(ones);
         table.fill(0.0);
         for (r, dst) in table.chunks_exact_mut(n).enumerate() {
             for &c in rows.row(r) {
@@ -438,8 +429,8 @@ impl MomentFree for EaseTrainer {
                 Side::Item => "item-item",
                 Side::User => "user-user",
             },
-            self.threads,
-            if self.threads > 1 { "s" } else { "" }
+            self.fit.threads,
+            if self.fit.threads > 1 { "s" } else { "" }
         )
     }
 
@@ -447,7 +438,7 @@ impl MomentFree for EaseTrainer {
         let n = self.by_user.cols.len() as u64;
         check_whole_epoch(&positions, n, "EASE is fitted on the whole training set")?;
         self.fit()?;
-        self.fits += 1;
+        self.fit.steps += 1;
         // Reported "loss": the minimum per observed pair.
         Ok(StepStats {
             loss: (self.objective / n.max(1) as f64) as f32,
@@ -455,24 +446,12 @@ impl MomentFree for EaseTrainer {
         })
     }
 
-    fn model_ref(&self) -> &Model {
-        &self.model
+    fn fitted(&self) -> &Fitted {
+        &self.fit
     }
 
-    fn model_mut(&mut self) -> &mut Model {
-        &mut self.model
-    }
-
-    fn threads(&self) -> usize {
-        self.threads
-    }
-
-    fn steps(&self) -> u64 {
-        self.fits
-    }
-
-    fn set_steps(&mut self, steps: u64) {
-        self.fits = steps;
+    fn fitted_mut(&mut self) -> &mut Fitted {
+        &mut self.fit
     }
 }
 
@@ -563,7 +542,7 @@ mod tests {
 
     /// `B` from the model: `B[j][i]` = item i's embedding at j.
     fn b_of(t: &EaseTrainer) -> Vec<f64> {
-        let q = t.model.tensor("mf_item_embed.weight");
+        let q = t.fit.model.tensor("mf_item_embed.weight");
         let mut b = vec![0f64; 81];
         for i in 0..9 {
             for j in 0..9 {
@@ -688,7 +667,7 @@ mod tests {
         )
         .unwrap();
         tr.step(0, 0..14).unwrap();
-        let (a, b) = (&users.model, &tr.model);
+        let (a, b) = (&users.fit.model, &tr.fit.model);
         assert_eq!(a.config.factors, 6);
         assert_eq!(
             a.tensor("mf_user_embed.weight"),

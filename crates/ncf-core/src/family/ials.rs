@@ -24,7 +24,7 @@
 
 use super::{
     check_cpu_precision, check_whole_epoch, gmf_config, whole_epoch_defaults, Choices, FamilySpec,
-    MomentFree, Plan,
+    Fitted, MomentFree, Plan,
 };
 use crate::data::dataset::Dataset;
 use crate::dist::Group;
@@ -47,10 +47,6 @@ pub struct Ials;
 impl FamilySpec for Ials {
     fn name(&self) -> &'static str {
         "ials"
-    }
-
-    fn kind(&self) -> ModelKind {
-        ModelKind::Gmf
     }
 
     fn defaults(&self, cfg: &mut TrainConfig, _shape: &mut Shape, c: &Choices) -> Result<()> {
@@ -354,15 +350,12 @@ fn objective(by_user: &Rows, w: &[f32], h: &[f32], d: usize, reg: f64, alpha: f6
 /// The iALS trainer (see the module documentation). One [`Trainer::step`] is one epoch: the
 /// training loop must run it with a batch covering the whole epoch (`--negatives 0`).
 pub struct IalsTrainer {
-    model: Model,
+    fit: Fitted,
     by_user: Rows,
     by_item: Rows,
     dim: usize,
     reg: f64,
     alpha: f64,
-    threads: usize,
-    /// Epochs done.
-    sweeps: u64,
 }
 
 impl IalsTrainer {
@@ -402,26 +395,24 @@ impl IalsTrainer {
         let by_item = Rows::new(c.n_items as usize, train_items, train_users);
         Ok(IalsTrainer {
             dim: c.factors,
-            model,
+            fit: Fitted::new(model, threads),
             by_user,
             by_item,
             reg,
             alpha,
-            threads: threads.max(1),
-            sweeps: 0,
         })
     }
 
     pub fn params(&self) -> &[f32] {
-        &self.model.params
+        &self.fit.model.params
     }
 
     /// The objective `L` of the current tables.
     pub fn objective(&self) -> f64 {
         objective(
             &self.by_user,
-            self.model.tensor("mf_user_embed.weight"),
-            self.model.tensor("mf_item_embed.weight"),
+            self.fit.model.tensor("mf_user_embed.weight"),
+            self.fit.model.tensor("mf_item_embed.weight"),
             self.dim,
             self.reg,
             self.alpha,
@@ -433,8 +424,8 @@ impl MomentFree for IalsTrainer {
     fn backend_name(&self) -> String {
         format!(
             "cpu (ials, alternating least squares; {} thread{})",
-            self.threads,
-            if self.threads > 1 { "s" } else { "" }
+            self.fit.threads,
+            if self.fit.threads > 1 { "s" } else { "" }
         )
     }
 
@@ -442,18 +433,18 @@ impl MomentFree for IalsTrainer {
         let n = self.by_user.cols.len() as u64;
         check_whole_epoch(&positions, n, "iALS solves a whole epoch")?;
         let d = self.dim;
-        let layout = &self.model.layout;
+        let layout = &self.fit.model.layout;
         let (ur, ir) = (
             layout.range("mf_user_embed.weight"),
             layout.range("mf_item_embed.weight"),
         );
         debug_assert!(ur.end <= ir.start);
-        let (head, tail) = self.model.params.split_at_mut(ir.start);
+        let (head, tail) = self.fit.model.params.split_at_mut(ir.start);
         let (utab, itab) = (&mut head[ur], &mut tail[..ir.end - ir.start]);
-        let (reg, alpha, t) = (self.reg, self.alpha, self.threads);
+        let (reg, alpha, t) = (self.reg, self.alpha, self.fit.threads);
         solve_side(&self.by_user, itab, utab, d, reg, alpha, t)?;
         solve_side(&self.by_item, utab, itab, d, reg, alpha, t)?;
-        self.sweeps += 1;
+        self.fit.steps += 1;
         // Reported "loss": the objective per observed pair.
         let loss = (self.objective() / n as f64) as f32;
         if !loss.is_finite() {
@@ -467,24 +458,12 @@ impl MomentFree for IalsTrainer {
         })
     }
 
-    fn model_ref(&self) -> &Model {
-        &self.model
+    fn fitted(&self) -> &Fitted {
+        &self.fit
     }
 
-    fn model_mut(&mut self) -> &mut Model {
-        &mut self.model
-    }
-
-    fn threads(&self) -> usize {
-        self.threads
-    }
-
-    fn steps(&self) -> u64 {
-        self.sweeps
-    }
-
-    fn set_steps(&mut self, steps: u64) {
-        self.sweeps = steps;
+    fn fitted_mut(&mut self) -> &mut Fitted {
+        &mut self.fit
     }
 }
 
@@ -538,8 +517,8 @@ mod tests {
     fn user_gradient(t: &IalsTrainer, u: usize) -> Vec<f64> {
         let d = t.dim;
         let (w, h) = (
-            t.model.tensor("mf_user_embed.weight"),
-            t.model.tensor("mf_item_embed.weight"),
+            t.fit.model.tensor("mf_user_embed.weight"),
+            t.fit.model.tensor("mf_item_embed.weight"),
         );
         let wu: Vec<f64> = w[u * d..u * d + d].iter().map(|&x| x as f64).collect();
         let ni = h.len() / d;
@@ -568,12 +547,12 @@ mod tests {
         let mut t = trainer(4, &c, 1);
         // Solve the user side only (items fixed at their initial values).
         let d = t.dim;
-        let ir = t.model.layout.range("mf_item_embed.weight");
-        let ur = t.model.layout.range("mf_user_embed.weight");
-        let items = t.model.params[ir].to_vec();
-        let mut users = t.model.params[ur.clone()].to_vec();
+        let ir = t.fit.model.layout.range("mf_item_embed.weight");
+        let ur = t.fit.model.layout.range("mf_user_embed.weight");
+        let items = t.fit.model.params[ir].to_vec();
+        let mut users = t.fit.model.params[ur.clone()].to_vec();
         solve_side(&t.by_user, &items, &mut users, d, t.reg, t.alpha, 1).unwrap();
-        t.model.params[ur].copy_from_slice(&users);
+        t.fit.model.params[ur].copy_from_slice(&users);
         for u in 0..6 {
             let g = user_gradient(&t, u);
             let norm: f64 = g.iter().map(|x| x * x).sum::<f64>().sqrt();
@@ -597,8 +576,8 @@ mod tests {
         // Brute-force objective: every pair, no Gramian.
         let d = t.dim;
         let (w, h) = (
-            t.model.tensor("mf_user_embed.weight"),
-            t.model.tensor("mf_item_embed.weight"),
+            t.fit.model.tensor("mf_user_embed.weight"),
+            t.fit.model.tensor("mf_item_embed.weight"),
         );
         let (u, i) = data();
         let mut want = 0f64;

@@ -22,7 +22,7 @@
 //! size only sets how often the training loop reports and checkpoints.
 
 use super::{
-    check_cpu_precision, gmf_config, positives_for, Choices, FamilySpec, MomentFree, Plan,
+    check_cpu_precision, gmf_config, positives_for, Choices, FamilySpec, Fitted, MomentFree, Plan,
 };
 use crate::data::dataset::Dataset;
 use crate::dist::Group;
@@ -40,10 +40,6 @@ pub struct Mf;
 impl FamilySpec for Mf {
     fn name(&self) -> &'static str {
         "mf"
-    }
-
-    fn kind(&self) -> ModelKind {
-        ModelKind::Gmf
     }
 
     fn defaults(&self, cfg: &mut TrainConfig, _shape: &mut Shape, c: &Choices) -> Result<()> {
@@ -147,16 +143,12 @@ pub fn dim_of(model: &Model) -> Option<usize> {
 
 /// The per-example SGD trainer of MF (see the module documentation).
 pub struct MfTrainer {
-    model: Model,
+    fit: Fitted,
     cfg: TrainConfig,
     users: Vec<u32>,
     items: Vec<u32>,
     positives: Option<UserItems>,
     dim: usize,
-    /// Threads for scoring, and for drawing samples ahead of the (sequential) updates.
-    threads: usize,
-    /// Samples trained on so far.
-    updates: u64,
 }
 
 impl MfTrainer {
@@ -189,19 +181,17 @@ impl MfTrainer {
         check_ids(&model, &train_users, &train_items)
             .map_err(|e| Error::invalid(format!("training data: {e}")))?;
         Ok(MfTrainer {
-            model,
+            fit: Fitted::new(model, threads),
             cfg: cfg.clone(),
             users: train_users,
             items: train_items,
             positives,
             dim,
-            threads: threads.max(1),
-            updates: 0,
         })
     }
 
     pub fn params(&self) -> &[f32] {
-        &self.model.params
+        &self.fit.model.params
     }
 }
 
@@ -264,8 +254,8 @@ impl MomentFree for MfTrainer {
     fn backend_name(&self) -> String {
         format!(
             "cpu (mf, per-example sgd; samples drawn on {} thread{})",
-            self.threads.saturating_sub(1).max(1),
-            if self.threads > 2 { "s" } else { "" }
+            self.fit.threads.saturating_sub(1).max(1),
+            if self.fit.threads > 2 { "s" } else { "" }
         )
     }
 
@@ -274,7 +264,7 @@ impl MomentFree for MfTrainer {
             Rng::new(self.cfg.seed),
             epoch,
             self.cfg.negatives,
-            self.model.config.n_items,
+            self.fit.model.config.n_items,
             self.cfg.negative_mode,
             &self.users,
             &self.items,
@@ -283,14 +273,14 @@ impl MomentFree for MfTrainer {
         samples.check_positions(&positions)?;
         let w = self.dim + 2;
         let (lr, reg) = (self.cfg.lr, self.cfg.l2);
-        let layout = &self.model.layout;
+        let layout = &self.fit.model.layout;
         let (ur, ir) = (
             layout.range("mf_user_embed.weight"),
             layout.range("mf_item_embed.weight"),
         );
         let bi = layout.range("final.bias").start;
         let n = positions.end - positions.start;
-        let params = &mut self.model.params;
+        let params = &mut self.fit.model.params;
         let mut bias = params[bi];
         let mut loss = 0f64;
         // The two tables do not overlap (user table first).
@@ -311,7 +301,7 @@ impl MomentFree for MfTrainer {
                 );
             }
         };
-        let producers = self.threads.saturating_sub(1);
+        let producers = self.fit.threads.saturating_sub(1);
         if producers == 0 || n < 2 * CHUNK {
             let mut chunk = Vec::with_capacity(CHUNK as usize);
             for start in positions.clone().step_by(CHUNK as usize) {
@@ -354,7 +344,7 @@ impl MomentFree for MfTrainer {
             })?;
         }
         params[bi] = bias;
-        self.updates += n;
+        self.fit.steps += n;
         let loss = (loss / n as f64) as f32;
         if !loss.is_finite() {
             return Err(Error::invalid(format!(
@@ -369,28 +359,16 @@ impl MomentFree for MfTrainer {
         })
     }
 
-    fn model_ref(&self) -> &Model {
-        &self.model
+    fn fitted(&self) -> &Fitted {
+        &self.fit
     }
 
-    fn model_mut(&mut self) -> &mut Model {
-        &mut self.model
-    }
-
-    fn threads(&self) -> usize {
-        self.threads
-    }
-
-    fn steps(&self) -> u64 {
-        self.updates
-    }
-
-    fn set_steps(&mut self, steps: u64) {
-        self.updates = steps;
+    fn fitted_mut(&mut self) -> &mut Fitted {
+        &mut self.fit
     }
 
     fn accept(&self, params: &[f32]) -> Result<()> {
-        let mut model = self.model.clone();
+        let mut model = self.fit.model.clone();
         model.params.copy_from_slice(params);
         if dim_of(&model) != Some(self.dim) {
             return Err(Error::invalid(

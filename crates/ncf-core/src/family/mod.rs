@@ -90,8 +90,10 @@ pub struct Plan {
 pub trait FamilySpec: Sync {
     /// Its `--model` name.
     fn name(&self) -> &'static str;
-    /// The kind of model file it writes.
-    fn kind(&self) -> ModelKind;
+    /// The kind of model file it writes (MF, iALS and EASE are stored as GMF files).
+    fn kind(&self) -> ModelKind {
+        ModelKind::Gmf
+    }
     /// The family's defaults on top of the preset's `cfg` and `shape`, and the refusal of the
     /// flags it takes no meaning from (an error naming the flag). Runs before the explicit
     /// choices are applied.
@@ -241,20 +243,34 @@ fn gmf_config(n_users: u32, n_items: u32, factors: usize) -> ModelConfig {
     }
 }
 
-/// A CPU trainer that keeps no optimiser moments (per-example SGD, ALS, closed form): its model
-/// is its whole state, scored as a GMF on the CPU. Implementing this gives [`Trainer`] and
-/// [`Scorer`].
+/// The state of a CPU trainer that keeps no optimiser moments: its model, the threads it scores
+/// (and fits) with, and the steps (updates, sweeps, fits) taken, the checkpoint's step count.
+pub(crate) struct Fitted {
+    pub model: Model,
+    pub threads: usize,
+    pub steps: u64,
+}
+
+impl Fitted {
+    pub fn new(model: Model, threads: usize) -> Self {
+        Fitted {
+            model,
+            threads: threads.max(1),
+            steps: 0,
+        }
+    }
+}
+
+/// A CPU trainer that keeps no optimiser moments (per-example SGD, ALS, closed form): its
+/// [`Fitted`] state is all there is, scored as a GMF on the CPU. Implementing this gives
+/// [`Trainer`] and [`Scorer`].
 pub(crate) trait MomentFree {
     /// [`Trainer::name`].
     fn backend_name(&self) -> String;
     /// [`Trainer::step`].
     fn fit_step(&mut self, epoch: u32, positions: std::ops::Range<u64>) -> Result<StepStats>;
-    fn model_ref(&self) -> &Model;
-    fn model_mut(&mut self) -> &mut Model;
-    fn threads(&self) -> usize;
-    /// Steps (updates, sweeps, fits) taken: the checkpoint's step count.
-    fn steps(&self) -> u64;
-    fn set_steps(&mut self, steps: u64);
+    fn fitted(&self) -> &Fitted;
+    fn fitted_mut(&mut self) -> &mut Fitted;
     /// `Err` when `params` (from a checkpoint) cannot be this trainer's model.
     fn accept(&self, _params: &[f32]) -> Result<()> {
         Ok(())
@@ -263,7 +279,8 @@ pub(crate) trait MomentFree {
 
 impl<T: MomentFree> Scorer for T {
     fn score(&mut self, users: &[u32], items: &[u32], out: &mut [f32]) -> Result<()> {
-        score_checked(self.model_ref(), users, items, out, self.threads())
+        let f = self.fitted();
+        score_checked(&f.model, users, items, out, f.threads)
     }
 }
 
@@ -277,24 +294,25 @@ impl<T: MomentFree> Trainer for T {
     }
 
     fn model(&mut self) -> Result<Model> {
-        Ok(self.model_ref().clone())
+        Ok(self.fitted().model.clone())
     }
 
     /// The parameters, zero moment slots (the format keeps them) and the steps.
     fn save_state(&mut self) -> Result<OptimizerState> {
-        let params = &self.model_ref().params;
+        let f = self.fitted();
+        let params = &f.model.params;
         Ok(OptimizerState {
             params: params.clone(),
             m: vec![0.0; params.len()],
             v: vec![0.0; params.len()],
-            steps: self.steps(),
+            steps: f.steps,
             loss_scale: 1.0,
             clean_steps: 0,
         })
     }
 
     fn load_state(&mut self, state: &OptimizerState) -> Result<()> {
-        let n = self.model_ref().params.len();
+        let n = self.fitted().model.params.len();
         if state.params.len() != n {
             return Err(Error::invalid(format!(
                 "optimiser state has {} parameters, the model {n}",
@@ -302,8 +320,9 @@ impl<T: MomentFree> Trainer for T {
             )));
         }
         self.accept(&state.params)?;
-        self.model_mut().params.copy_from_slice(&state.params);
-        self.set_steps(state.steps);
+        let f = self.fitted_mut();
+        f.model.params.copy_from_slice(&state.params);
+        f.steps = state.steps;
         Ok(())
     }
 }

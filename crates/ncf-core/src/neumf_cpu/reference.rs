@@ -287,12 +287,7 @@ impl Moments {
 /// Adam follows PyTorch's non-fused single-tensor code: `m.lerp_(g, 1 - b1)`,
 /// `v = b2 v + (1 - b2) g²`, `p -= (lr / bc1) · m / (sqrt(v) / sqrt(bc2) + eps)` with the bias
 /// corrections `bc = 1 - b^t` computed in f64. `l2` is added to the gradient first.
-pub fn optimizer_step(
-    cfg: &TrainConfig,
-    params: &mut [f32],
-    grad: &[f32],
-    st: &mut Moments,
-) {
+pub fn optimizer_step(cfg: &TrainConfig, params: &mut [f32], grad: &[f32], st: &mut Moments) {
     st.step += 1;
     let h = AdamScalars::new(cfg, st.step);
     for k in 0..params.len() {

@@ -7,6 +7,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python3
 # NVRTC 13.0 from PyPI: compiles the CUDA kernels in CI without a GPU (pinned to the lent GPUs' CUDA).
 NVRTC_PIP := 'nvidia-cuda-nvrtc==13.0.*' 'nvidia-cuda-runtime==13.0.*' 'nvidia-cuda-crt==13.0.*'
+# ptxas of the same release (the kernels' resource check): its wheel's dependencies are unpinned
+# (a plain install pulls a newer nvvm), so it goes in alone with --no-deps.
+PTXAS_PIP := 'nvidia-cuda-nvcc==13.0.*'
 PY_PIP := 'pyarrow==22.*' 'numpy==2.*'
 NVRTC_HOME = $(shell ls -d $(VENV)/lib/python3*/site-packages/nvidia/cu13 2>/dev/null | head -n1)
 export NCF_NVRTC_HOME := $(abspath $(NVRTC_HOME))
@@ -30,7 +33,11 @@ $(VENV)/.ok:
 	$(PY) -m pip install -q $(PY_PIP) $(NVRTC_PIP)
 	touch $@
 
-venv: $(VENV)/.ok
+$(VENV)/.ptxas: $(VENV)/.ok
+	$(PY) -m pip install -q --no-deps $(PTXAS_PIP)
+	touch $@
+
+venv: $(VENV)/.ok $(VENV)/.ptxas
 
 fmt:
 	$(CARGO) fmt --all

@@ -405,8 +405,9 @@ ncf_bias_relu_dropout_bwd(const float* __restrict__ da,
 // only. Fast path (f, lout multiples of 4, at most 128 inputs, aligned buffers): lane owns 4
 // consecutive inputs; else one input per lane per 32 (any width up to NCF_FINAL_MAX).
 #define NCF_FINAL_MAX 512
-// Launched with 256 threads (trainer.rs); the bound keeps 4 blocks per SM resident.
-extern "C" __global__ void __launch_bounds__(256, 4) ncf_final(const u32* __restrict__ users, const u32* __restrict__ items,
+// Launched with 256 threads (trainer.rs). 3 blocks per SM: at 4 (64 registers) ptxas 13.0 spills
+// 4 bytes to local memory in every variant; at 3 it has 72 and none (tests/cuda.rs checks this).
+extern "C" __global__ void __launch_bounds__(256, 3) ncf_final(const u32* __restrict__ users, const u32* __restrict__ items,
                                      const float* labels, u32 batch, u32 f,
                                      const float* __restrict__ mf_user,
                                      const float* __restrict__ mf_item,

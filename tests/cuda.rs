@@ -50,6 +50,49 @@ fn nvrtc_compiles_every_kernel_for_sm80_and_sm90() {
     }
 }
 
+/// Every kernel, in every activation variant for sm_80 and sm_90, assembled by ptxas of the
+/// pinned CUDA 13.0 (PyPI `nvidia-cuda-nvcc`): no spills, no local memory, and registers and
+/// shared memory that fit the geometry the host launches it with (`ncf_cuda::device::GEOMETRY`)
+/// and its `__launch_bounds__`. Needs no GPU; skips without ptxas (fails under CI).
+#[test]
+fn ptxas_resources_fit_every_launch() {
+    use ncf_cuda::{device, kernels, ptxas};
+    let Some(exe) = ptxas::find() else {
+        assert!(
+            !env_is("CI", "true"),
+            "ptxas not found under CI: run `make unit` (it installs nvidia-cuda-nvcc and sets NCF_NVRTC_HOME)"
+        );
+        eprintln!("skipped: no ptxas (NCF_PTXAS, $NCF_NVRTC_HOME/bin/ptxas, $CUDA_HOME/bin/ptxas)");
+        return;
+    };
+    if std::env::var_os("NCF_NVRTC_HOME").is_none_or(|v| v.is_empty()) {
+        assert!(!env_is("CI", "true"), "NCF_NVRTC_HOME is unset under CI");
+        eprintln!("skipped: NCF_NVRTC_HOME is unset (NVRTC makes the PTX)");
+        return;
+    }
+    let mut bad = vec![];
+    let mut seen = 0;
+    for arch in ["sm_80", "sm_90"] {
+        for act in kernels::Act::ALL {
+            let ptx = kernels::compile("ncf.cu", arch, act).unwrap();
+            let report = ptxas::assemble(&exe, &ptx, arch).unwrap();
+            for (name, block, smem) in device::GEOMETRY {
+                let Some(r) = report.iter().find(|r| r.kernel == *name) else {
+                    bad.push(format!("{arch} {act:?} {name}: not in the ptxas report"));
+                    continue;
+                };
+                seen += 1;
+                let bounds = ptxas::launch_bounds(&ptx, name);
+                for p in ptxas::problems(r, *block, *smem, bounds) {
+                    bad.push(format!("{arch} {act:?} {name}: {p} ({r:?})"));
+                }
+            }
+        }
+    }
+    assert_eq!(seen, 2 * 3 * device::GEOMETRY.len(), "{bad:?}");
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+}
+
 #[test]
 fn kernel_parity_and_golden_run_on_the_gpu() {
     let info = match ncf_cuda::available() {

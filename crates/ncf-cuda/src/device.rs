@@ -91,6 +91,38 @@ pub const KERNELS: &[(&str, &str)] = &[
     ("ncf_adam", "qqqqqffffffffqu"),
 ];
 
+/// How the host launches each kernel: threads per block, and the most dynamic shared memory
+/// (bytes) it passes. [`Gpu::launch`] refuses any other launch, and CI checks every kernel's
+/// resources as `ptxas` reports them against this table ([`crate::ptxas`], tests/cuda.rs).
+pub const GEOMETRY: &[(&str, u32, u32)] = &[
+    ("ncf_philox_blocks", 256, 0),
+    ("ncf_permute", 256, 0),
+    ("ncf_make_batch", 256, 0),
+    ("ncf_gather", 256, 0),
+    ("ncf_scatter", 256, 0),
+    ("ncf_bias_relu_dropout_fwd", 256, 0),
+    // One float of bias gradient per unit: layers up to 16 units × 256 threads wide.
+    ("ncf_bias_relu_dropout_bwd", 256, 4 * 16 * 256),
+    ("ncf_final", 256, 0),
+    ("ncf_cast", 256, 0),
+    ("ncf_check_finite", 256, 0),
+    ("ncf_adam", 256, 0),
+];
+
+/// `Err` unless `(block, smem)` is how [`GEOMETRY`] says `name` is launched.
+pub fn check_geometry(name: &str, block: u32, smem: u32) -> Result<(), CudaError> {
+    match GEOMETRY.iter().find(|(n, _, _)| *n == name) {
+        Some(&(_, b, max)) if b == block && smem <= max => Ok(()),
+        Some(&(_, b, max)) => Err(CudaError::Invalid(format!(
+            "kernel {name}: launched with {block} threads and {smem} bytes of shared memory; \
+             its geometry is {b} threads and at most {max} bytes"
+        ))),
+        None => Err(CudaError::Invalid(format!(
+            "kernel {name} has no launch geometry"
+        ))),
+    }
+}
+
 impl Gpu {
     /// Open device `ordinal`, compile (or load from cache) the kernels for its architecture.
     pub fn new(ordinal: usize, precision: Precision) -> Result<Gpu, CudaError> {
@@ -187,6 +219,7 @@ impl Gpu {
                 "kernel {name}: host arguments {sig} do not match its signature {want:?}"
             )));
         }
+        check_geometry(name, block, smem)?;
         let t0 = self.profile_start()?;
         let mut b = self.stream.launch_builder(f);
         for a in args {
@@ -323,6 +356,19 @@ pub fn dptr<T>(s: &CudaSlice<T>, stream: &CudaStream) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_kernel_has_a_geometry_and_launches_are_checked_against_it() {
+        for (k, _) in KERNELS {
+            assert!(GEOMETRY.iter().any(|(n, _, _)| n == k), "{k}");
+        }
+        assert_eq!(GEOMETRY.len(), KERNELS.len());
+        assert!(check_geometry("ncf_adam", 256, 0).is_ok());
+        assert!(check_geometry("ncf_adam", 128, 0).is_err());
+        assert!(check_geometry("ncf_bias_relu_dropout_bwd", 256, 16_384).is_ok());
+        assert!(check_geometry("ncf_bias_relu_dropout_bwd", 256, 16_388).is_err());
+        assert!(check_geometry("ncf_nothing", 256, 0).is_err());
+    }
 
     #[test]
     fn dropout_threshold_is_ncf_cores() {

@@ -12,6 +12,7 @@ pub mod gemm;
 pub mod kernels;
 pub mod libs;
 pub mod nccl;
+pub mod ptxas;
 pub mod scorer;
 pub mod trainer;
 

@@ -662,3 +662,6 @@ extern "C" __global__ void ncf_adam(float* __restrict__ p, float* __restrict__ g
         }
     }
 }
+
+// ---- the first layer factored over distinct users and items --------------------------------
+#include "factored.cuh"

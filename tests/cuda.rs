@@ -153,6 +153,23 @@ fn eval_and_topk_score_on_the_device_asked_for() {
             "-q",
         ],
     );
+    // The CPU always factors layer 0: the CUDA choice of path is refused there.
+    let e = common::fails(
+        root,
+        "ncf-train",
+        &[
+            d,
+            "-o",
+            "x.safetensors",
+            "--preset",
+            "ml1m",
+            "--epochs",
+            "1",
+            "--cuda-first-layer",
+            "factored",
+        ],
+    );
+    assert!(e.contains("--cuda-first-layer is for --device cuda"), "{e}");
     let topk = |device: &str| {
         common::run(
             root,
@@ -226,6 +243,164 @@ fn eval_and_topk_score_on_the_device_asked_for() {
             assert!(String::from_utf8_lossy(&auto.stderr).contains("scoring on the CPU"));
             assert_eq!(items(&auto), items(&cpu));
             assert_eq!(eval("auto").stdout, eval("cpu").stdout);
+        }
+    }
+}
+
+/// The factored first-layer kernels (kernels/factored.cuh) run on the host emulator
+/// (kernels/emu: one std::thread per CUDA thread) with the trainer's launch shapes, for FP32 and
+/// BF16 activations, and give exactly what their CPU twins (ncf_cuda::factored) give: slots,
+/// distinct lists, the stable radix sort (3 passes in the larger case), segments, gathered rows,
+/// z, per-slot sums in sample order and the row scatter. Needs g++ (C++20); skips without it
+/// (fails under CI).
+#[test]
+fn factored_kernels_match_their_cpu_twins_on_the_host_emulator() {
+    use ncf_core::sampling::rng::{below, stream, Rng};
+    use ncf_cuda::factored as twin;
+    use ncf_cuda::kernels::Act;
+    use std::process::Command;
+    if Command::new("g++").arg("--version").output().is_err() {
+        assert!(
+            !env_is("CI", "true"),
+            "g++ is needed under CI for the kernel emulator"
+        );
+        eprintln!("skipped: no g++");
+        return;
+    }
+    let root = common::repo_root();
+    let (k, emu) = (root.join("kernels"), root.join("kernels/emu"));
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path();
+    let shared = |text: &str| {
+        text.replace(
+            "extern __shared__ float sbias[];",
+            "float* sbias = g_dyn_smem;",
+        )
+        .replace("__shared__ ", "static ")
+    };
+    for f in ["ncf.cu", "rng.cuh", "sampler.cuh", "factored.cuh"] {
+        let text = std::fs::read_to_string(k.join(f)).unwrap();
+        let name = if f == "ncf.cu" {
+            "k.cu".to_string()
+        } else {
+            f.to_string()
+        };
+        std::fs::write(w.join(name), shared(&text)).unwrap();
+    }
+    let words = |v: &[u32]| -> Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
+    let fwords = |v: &[f32]| -> Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
+    for (act, a) in [(Act::F32, 0), (Act::Bf16, 2)] {
+        let exe = w.join(format!("factored-{a}"));
+        let out = Command::new("g++")
+            .args(["-std=c++20", "-O1", "-w", "-pthread"])
+            .arg(format!("-I{}", w.display()))
+            .arg(format!("-I{}", emu.display()))
+            .arg(format!("-I{}", emu.join("inc").display()))
+            .arg("-include")
+            .arg(emu.join("shim.h"))
+            .arg(format!("-DNCF_ACT={a}"))
+            .arg("-DKFILE=\"k.cu\"")
+            .arg(emu.join("factored.cpp"))
+            .arg("-o")
+            .arg(&exe)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "g++: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let r = |x: f32| ncf_cuda::check::round_act(x, act);
+        for (case, (n, n_ids, e, w0)) in
+            [(2500u32, 300u32, 8usize, 16usize), (70_000, 90_000, 4, 8)]
+                .into_iter()
+                .enumerate()
+        {
+            let rng = Rng::new(case as u64 + 1);
+            let uni = |k: usize, c: u32| {
+                (rng.uniform_f64(stream::SYNTH, k as u32, c, 0) * 2.0 - 1.0) as f32
+            };
+            // Skewed ids (some rows never drawn): popular ones repeat, as items do.
+            let ids: Vec<u32> = (0..n)
+                .map(|b| {
+                    let x = rng.word(stream::SYNTH, b, 9, 0);
+                    if x.is_multiple_of(3) {
+                        below(x, 17.min(n_ids))
+                    } else {
+                        below(x >> 1, n_ids)
+                    }
+                })
+                .collect();
+            let cap = (n_ids.min(n)) as usize;
+            let table: Vec<f32> = (0..n_ids as usize * e).map(|k| uni(k, 1)).collect();
+            let pu: Vec<f32> = (0..cap * w0).map(|k| uni(k, 2)).collect();
+            let pi: Vec<f32> = (0..cap * w0).map(|k| uni(k, 3)).collect();
+            let dz: Vec<f32> = (0..n as usize * w0).map(|k| uni(k, 4)).collect();
+            let drows: Vec<f32> = (0..cap * e).map(|k| uni(k, 5)).collect();
+            let g0: Vec<f32> = (0..n_ids as usize * e).map(|k| uni(k, 6)).collect();
+            let mut input = words(&[n, n_ids, cap as u32, e as u32, w0 as u32]);
+            input.extend(words(&ids));
+            for v in [&table, &pu, &pi, &dz, &drows, &g0] {
+                input.extend(fwords(v));
+            }
+            let (fin, fout) = (w.join("in.bin"), w.join("out.bin"));
+            std::fs::write(&fin, input).unwrap();
+            let run = Command::new(&exe).arg(&fin).arg(&fout).output().unwrap();
+            assert!(
+                run.status.success(),
+                "emulator: {}",
+                String::from_utf8_lossy(&run.stderr)
+            );
+            let bytes = std::fs::read(&fout).unwrap();
+            let mut at = 0usize;
+            let mut next = |len: usize| -> Vec<u32> {
+                let v = bytes[at..at + 4 * len]
+                    .chunks_exact(4)
+                    .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect();
+                at += 4 * len;
+                v
+            };
+            let f = |v: Vec<u32>| -> Vec<f32> { v.into_iter().map(f32::from_bits).collect() };
+            let tag = format!("act {a} case {case}");
+            // The twins.
+            let s = twin::slots(&ids, n_ids);
+            let d = s.list.len();
+            let keys = twin::keys_of(&ids, &s);
+            let (sorted, order) = twin::sort_by_key(&keys);
+            let starts = twin::starts(&sorted, d);
+            let rows: Vec<f32> = twin::gather_rows(&s.list, cap, e, &table)
+                .into_iter()
+                .map(r)
+                .collect();
+            let z = twin::factored_z(&keys, &keys, w0, &pu, &pi);
+            let dz_act: Vec<f32> = dz.iter().map(|&x| r(x)).collect();
+            let sums: Vec<f32> = twin::segment_sum(&dz_act, w0, &order, &starts, cap)
+                .into_iter()
+                .map(r)
+                .collect();
+            let mut g = g0.clone();
+            twin::scatter_rows(&s.list, e, &drows, &mut g);
+            // What the kernels gave.
+            assert_eq!(next(n_ids as usize), s.slots, "{tag}: slots");
+            assert_eq!(next(cap)[..d], s.list[..], "{tag}: list");
+            assert_eq!(next(1), [d as u32], "{tag}: count");
+            assert_eq!(next(n as usize), keys, "{tag}: keys");
+            assert_eq!(next(n as usize), sorted, "{tag}: sorted keys");
+            assert_eq!(next(n as usize), order, "{tag}: order (stable)");
+            assert_eq!(next(cap + 1)[..=d], starts[..], "{tag}: starts");
+            assert_eq!(f(next(cap * e)), rows, "{tag}: gathered rows");
+            assert_eq!(f(next(n as usize * w0)), z, "{tag}: z");
+            assert_eq!(f(next(cap * w0)), sums, "{tag}: segment sums");
+            assert_eq!(f(next(n_ids as usize * e)), g, "{tag}: scattered rows");
+            assert_eq!(at, bytes.len(), "{tag}: output size");
+            if case == 1 {
+                assert_eq!(
+                    twin::radix_passes(cap),
+                    3,
+                    "the larger case sorts in 3 passes"
+                );
+            }
         }
     }
 }

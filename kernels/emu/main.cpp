@@ -1,27 +1,9 @@
 // Cases for kernels/emu/run.sh: each kernel on small odd and vector-friendly shapes; dumps outputs.
-#include "shim.h"
 #include <cstdio>
 #include <random>
-thread_local dim3 threadIdx, blockIdx;
-dim3 blockDim, gridDim;
-thread_local WarpCtx* tl_warp;
-std::barrier<>* tl_block_bar;
-float g_dyn_smem[8192];
+#include "launch.h"
 #include KFILE
 
-template <class F> void launch(unsigned grid, unsigned block, F fn) {
-  gridDim = {grid, 1, 1}; blockDim = {block, 1, 1};
-  for (unsigned bx = 0; bx < grid; ++bx) {
-    std::barrier<> bb(block); tl_block_bar = &bb;
-    std::vector<WarpCtx> warps(block / 32);
-    std::vector<std::barrier<>*> wb;
-    for (auto& w : warps) w.bar = new std::barrier<>(32);
-    std::vector<std::thread> ts;
-    for (unsigned t = 0; t < block; ++t) ts.emplace_back([&, t] { threadIdx = {t, 0, 0}; blockIdx = {bx, 0, 0}; tl_warp = &warps[t / 32]; fn(); });
-    for (auto& t : ts) t.join();
-    for (auto& w : warps) delete w.bar;
-  }
-}
 FILE* out;
 template <class T> void dump(const char* name, const std::vector<T>& v) { fprintf(out, "%s %zu\n", name, v.size() * sizeof(T)); fwrite(v.data(), sizeof(T), v.size(), out); fprintf(out, "\n"); }
 template <class T> std::vector<T> aligned_vec(size_t n) { return std::vector<T>(n); }

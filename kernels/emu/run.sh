@@ -12,8 +12,10 @@ trap 'rm -rf "$w"' EXIT
 if [ $# -ge 1 ]; then cp "$1" "$w/ref.cu"; else git -C "$root" show HEAD:kernels/ncf.cu > "$w/ref.cu"; fi
 cp "$root/kernels/ncf.cu" "$w/new.cu"
 cp "$root/kernels/rng.cuh" "$root/kernels/sampler.cuh" "$w/"
+# Shared memory: blocks run one after another, so a static array is a block's shared array.
+sed 's/__shared__ /static /g' "$root/kernels/factored.cuh" > "$w/factored.cuh"
 for v in ref new; do
-    sed 's/extern __shared__ float sbias\[\];/float* sbias = g_dyn_smem;/; s/__shared__ float/static float/' \
+    sed 's/extern __shared__ float sbias\[\];/float* sbias = g_dyn_smem;/; s/__shared__ /static /g' \
         "$w/$v.cu" > "$w/k_$v.cu"
 done
 status=0

@@ -7,7 +7,7 @@ use ncf_core::data::dataset::Dataset;
 use ncf_core::dist::Group;
 use ncf_core::family::{positives_for, FamilySpec};
 use ncf_core::model::Model;
-use ncf_core::neumf_cpu::CpuScorer;
+use ncf_core::neumf_cpu::{CpuScorer, FirstLayer};
 use ncf_core::train::{default_threads, Device, Precision, Scorer, TrainConfig, Trainer};
 
 /// A device with `auto` settled: the CPU or one GPU.
@@ -65,6 +65,9 @@ pub fn default_precision(chosen: Chosen) -> Result<Precision> {
 /// The trainer of `family` on `chosen` for `model`, `data`'s training rows and `cfg`; joined
 /// to the other ranks through `group` (over NCCL on CUDA). `threads` is for the CPU (default:
 /// all cores).
+/// `cuda_first_layer` picks the CUDA trainer's first-layer path (default per sample: the
+/// factored kernels wait for a device run to confirm them, docs/CUDA.md).
+#[allow(clippy::too_many_arguments)]
 pub fn trainer(
     family: &dyn FamilySpec,
     model: Model,
@@ -73,6 +76,7 @@ pub fn trainer(
     chosen: Chosen,
     threads: Option<usize>,
     group: Option<Group>,
+    cuda_first_layer: Option<FirstLayer>,
 ) -> Result<Box<dyn Trainer>> {
     if group.is_some() {
         if let Some(why) = family.one_rank_only() {
@@ -80,6 +84,9 @@ pub fn trainer(
         }
     }
     match chosen {
+        Chosen::Cpu if cuda_first_layer.is_some() => {
+            bail!("--cuda-first-layer is for --device cuda (the CPU backend always factors it)")
+        }
         Chosen::Cpu => {
             let threads = threads.unwrap_or_else(default_threads).max(1);
             Ok(family.cpu_trainer(model, cfg, data, threads, group)?)
@@ -93,7 +100,8 @@ pub fn trainer(
                 &data.train_users,
                 &data.train_items,
                 positives.as_ref(),
-            )?;
+            )?
+            .with_first_layer(cuda_first_layer.unwrap_or(FirstLayer::PerSample))?;
             Ok(match group {
                 Some(g) => Box::new(t.with_ranks(g)?),
                 None => Box::new(t),

@@ -89,6 +89,17 @@ pub const KERNELS: &[(&str, &str)] = &[
     ("ncf_cast", "qqq"),
     ("ncf_check_finite", "qqq"),
     ("ncf_adam", "qqqqqffffffffqu"),
+    ("ncf_mark", "quq"),
+    ("ncf_slots", "quqqq"),
+    ("ncf_keys", "quqqq"),
+    ("ncf_scan", "qu"),
+    ("ncf_radix_hist", "quuq"),
+    ("ncf_radix_scatter", "qquuqqq"),
+    ("ncf_segments", "quqq"),
+    ("ncf_gather_rows", "qquuqq"),
+    ("ncf_factored_z", "qquuqqq"),
+    ("ncf_segment_sum", "quqqquq"),
+    ("ncf_scatter_rows", "qquqq"),
 ];
 
 /// How the host launches each kernel: threads per block, and the most dynamic shared memory
@@ -107,6 +118,18 @@ pub const GEOMETRY: &[(&str, u32, u32)] = &[
     ("ncf_cast", 256, 0),
     ("ncf_check_finite", 256, 0),
     ("ncf_adam", 256, 0),
+    ("ncf_mark", 256, 0),
+    // One block scans a whole array (the distinct ids, the radix histograms).
+    ("ncf_slots", 1024, 0),
+    ("ncf_keys", 256, 0),
+    ("ncf_scan", 1024, 0),
+    ("ncf_radix_hist", 256, 0),
+    ("ncf_radix_scatter", 256, 0),
+    ("ncf_segments", 256, 0),
+    ("ncf_gather_rows", 256, 0),
+    ("ncf_factored_z", 256, 0),
+    ("ncf_segment_sum", 256, 0),
+    ("ncf_scatter_rows", 256, 0),
 ];
 
 /// `Err` unless `(block, smem)` is how [`GEOMETRY`] says `name` is launched.

@@ -89,4 +89,29 @@ impl Gpu {
         let role = what.split(" mlp").next().unwrap_or(what);
         self.profile_end(&format!("gemm {role}"), t0)
     }
+
+    /// [`Gpu::gemm`] with the arguments of `shape` (the factored path's shapes are built and
+    /// host-tested in [`crate::factored`]).
+    pub fn gemm_shape(
+        &self,
+        what: &str,
+        shape: &crate::factored::GemmShape,
+        (a, b, c): (u64, u64, u64),
+        beta: f32,
+    ) -> Result<(), CudaError> {
+        let s = shape;
+        self.gemm(
+            what,
+            s.ta,
+            s.tb,
+            (s.m, s.n, s.k),
+            a,
+            s.lda,
+            b,
+            s.ldb,
+            c,
+            s.ldc,
+            beta,
+        )
+    }
 }

@@ -12,6 +12,10 @@ use std::path::PathBuf;
 pub const SOURCES: &[(&str, &str)] = &[
     ("rng.cuh", include_str!("../../../kernels/rng.cuh")),
     ("sampler.cuh", include_str!("../../../kernels/sampler.cuh")),
+    (
+        "factored.cuh",
+        include_str!("../../../kernels/factored.cuh"),
+    ),
     ("ncf.cu", include_str!("../../../kernels/ncf.cu")),
 ];
 

@@ -8,6 +8,8 @@
 
 pub mod check;
 pub mod device;
+pub mod factored;
+pub mod first_layer;
 pub mod gemm;
 pub mod kernels;
 pub mod libs;

@@ -103,6 +103,8 @@ pub struct CudaTrainer {
     pub loss_scale: f32,
     pub clean_steps: u32,
     perm: Option<(u32, Permutation)>,
+    /// The factored first layer's buffers ([`crate::first_layer`]); None: per sample.
+    pub factored: Option<crate::first_layer::FactoredBuffers>,
 }
 
 impl CudaTrainer {
@@ -271,6 +273,7 @@ impl CudaTrainer {
             },
             clean_steps: 0,
             perm: None,
+            factored: None,
             ranks: None,
         })
     }
@@ -292,14 +295,14 @@ impl CudaTrainer {
         Ok(self)
     }
 
-    fn pp(&self, name: &str) -> u64 {
+    pub(crate) fn pp(&self, name: &str) -> u64 {
         dptr(&self.params, &self.gpu.stream) + 4 * self.layout.range(name).start as u64
     }
-    fn gp(&self, name: &str) -> u64 {
+    pub(crate) fn gp(&self, name: &str) -> u64 {
         dptr(&self.grads, &self.gpu.stream) + 4 * self.layout.range(name).start as u64
     }
     /// Weight of mlp.k as a GEMM operand: the FP32 master or its low-precision copy.
-    fn wp(&self, k: usize) -> u64 {
+    pub(crate) fn wp(&self, k: usize) -> u64 {
         let name = format!("mlp.{k}.weight");
         if self.gpu.act == Act::F32 {
             self.pp(&name)
@@ -409,25 +412,27 @@ impl CudaTrainer {
                 &format!("{len} MLP weights"),
             )?;
         }
-        let e = mc.mlp_embed();
-        let args = [
-            dptr(&self.batch.users, &s).into(),
-            dptr(&self.batch.items, &s).into(),
-            (n as u32).into(),
-            (e as u32).into(),
-            self.pp("mlp_user_embed.weight").into(),
-            self.pp("mlp_item_embed.weight").into(),
-            dptr(&self.batch.x0, &s).into(),
-        ];
-        let tot = (n * 2 * e) as u64;
-        self.gpu.launch(
-            "ncf_gather",
-            self.gpu.grid_for(tot),
-            256,
-            0,
-            &args,
-            &format!("batch {n}, embed {e}"),
-        )?;
+        if self.factored.is_none() {
+            let e = mc.mlp_embed();
+            let args = [
+                dptr(&self.batch.users, &s).into(),
+                dptr(&self.batch.items, &s).into(),
+                (n as u32).into(),
+                (e as u32).into(),
+                self.pp("mlp_user_embed.weight").into(),
+                self.pp("mlp_item_embed.weight").into(),
+                dptr(&self.batch.x0, &s).into(),
+            ];
+            let tot = (n * 2 * e) as u64;
+            self.gpu.launch(
+                "ncf_gather",
+                self.gpu.grid_for(tot),
+                256,
+                0,
+                &args,
+                &format!("batch {n}, embed {e}"),
+            )?;
+        }
         let (thr, scale) = match dropout {
             Some(_) => dropout_threshold(mc.dropout),
             None => (0, 1.0),
@@ -441,19 +446,23 @@ impl CudaTrainer {
                 dptr(&self.batch.acts[k - 1], &s)
             };
             let z = dptr(&self.batch.scratch, &s);
-            self.gpu.gemm(
-                &format!("forward mlp.{k}"),
-                true,
-                false,
-                (fout, n, fin),
-                self.wp(k),
-                fin,
-                x,
-                fin,
-                z,
-                fout,
-                0.0,
-            )?;
+            if k == 0 && self.factored.is_some() {
+                self.factored_forward(n)?;
+            } else {
+                self.gpu.gemm(
+                    &format!("forward mlp.{k}"),
+                    true,
+                    false,
+                    (fout, n, fin),
+                    self.wp(k),
+                    fin,
+                    x,
+                    fin,
+                    z,
+                    fout,
+                    0.0,
+                )?;
+            }
             let args = [
                 z.into(),
                 self.pp(&format!("mlp.{k}.bias")).into(),
@@ -589,6 +598,10 @@ impl CudaTrainer {
                 &args,
                 &format!("mlp.{k}: batch {n}, width {fout}"),
             )?;
+            if k == 0 && self.factored.is_some() {
+                // Layer 0's weight gradient and the embedding gradients, per distinct row.
+                return self.factored_backward(n);
+            }
             let x = if k == 0 {
                 dptr(&self.batch.x0, &s)
             } else {
@@ -896,8 +909,12 @@ impl Scorer for CudaTrainer {
 impl Trainer for CudaTrainer {
     fn name(&self) -> String {
         let p = self.cfg.precision.name();
+        let first = match self.first_layer() {
+            crate::first_layer::FirstLayer::Factored => ", first layer factored",
+            crate::first_layer::FirstLayer::PerSample => "",
+        };
         format!(
-            "cuda:{} {} ({}, {p})",
+            "cuda:{} {} ({}, {p}{first})",
             self.gpu.info.ordinal,
             self.gpu.info.name,
             self.gpu.info.arch()

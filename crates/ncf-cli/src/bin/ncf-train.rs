@@ -9,6 +9,7 @@ use ncf_core::dist::{self, Group, RankInfo};
 use ncf_core::eval::metrics::EvalSet;
 use ncf_core::family::{neumf, Choices, Family};
 use ncf_core::model::{file as modelfile, Model};
+use ncf_core::neumf_cpu::FirstLayer;
 use ncf_core::sampling::sampler::NegativeMode;
 use ncf_core::train::checkpoint;
 use ncf_core::train::{self, Optimizer, Precision, Preset, RunOptions};
@@ -66,6 +67,11 @@ struct Args {
     /// CPU threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
+    /// CUDA: how MLP layer 0 is computed: per sample (GEMM over the batch; the default until
+    /// a device run confirms the factored kernels) or factored over the step's distinct users
+    /// and items (as the CPU backend always does; no float atomics in its gradients).
+    #[arg(long, value_enum, value_name = "PATH")]
+    cuda_first_layer: Option<FirstLayer>,
     #[arg(long, value_enum)]
     precision: Option<Precision>,
     /// Starting values for the flags below.
@@ -348,7 +354,16 @@ fn run(a: Args) -> Result<()> {
     } else {
         None
     };
-    let mut trainer = backend::trainer(spec, model, &cfg, &train_data, chosen, a.threads, group)?;
+    let mut trainer = backend::trainer(
+        spec,
+        model,
+        &cfg,
+        &train_data,
+        chosen,
+        a.threads,
+        group,
+        a.cuda_first_layer,
+    )?;
     let log = match &a.log {
         Some(p) if lead => Some(
             std::fs::OpenOptions::new()

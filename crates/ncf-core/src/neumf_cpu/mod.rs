@@ -26,8 +26,9 @@ use reference::AdamScalars;
 pub use scorer::{score, score_checked, score_with, CpuScorer};
 use tile::{Net, Work};
 
-/// How a training step computes the first MLP layer.
+/// How a training step computes the first MLP layer (both backends).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum FirstLayer {
     /// Once per distinct user and item of the step ([`factored`]); the default.
     Factored,

@@ -39,6 +39,9 @@ struct Args {
     /// Bench: samples per step.
     #[arg(long, default_value_t = 1 << 20)]
     batch: u64,
+    /// Bench: first-layer paths to time, comma-separated (per-sample, factored).
+    #[arg(long, value_delimiter = ',', default_value = "per-sample")]
+    first_layer: Vec<String>,
     /// Only compile every kernel with NVRTC for these architectures (e.g. sm_80,sm_90); no GPU needed.
     #[arg(long, value_delimiter = ',')]
     compile_only: Vec<String>,
@@ -116,9 +119,21 @@ fn run(args: &Args) -> Result<bool, String> {
         Ok(())
     };
     if args.bench {
+        let firsts = args
+            .first_layer
+            .iter()
+            .map(|f| match f.as_str() {
+                "per-sample" => Ok(ncf_cuda::first_layer::FirstLayer::PerSample),
+                "factored" => Ok(ncf_cuda::first_layer::FirstLayer::Factored),
+                _ => Err(format!(
+                    "--first-layer: unknown {f:?} (per-sample, factored)"
+                )),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let v = check::bench(
             args.device,
             &precisions,
+            &firsts,
             args.steps,
             args.warmup,
             args.batch,
@@ -134,20 +149,11 @@ fn run(args: &Args) -> Result<bool, String> {
             Ok(c) => c,
             Err(e) => vec![failed("kernel_checks", p, e.to_string())],
         };
-        let kinds: &[ncf_core::model::ModelKind] = if p == Precision::Fp32 {
-            &[
-                ncf_core::model::ModelKind::Neumf,
-                ncf_core::model::ModelKind::Gmf,
-                ncf_core::model::ModelKind::Mlp,
-            ]
-        } else {
-            &[ncf_core::model::ModelKind::Neumf]
-        };
-        for &kind in kinds {
-            match check::golden(args.device, p, kind, 10, &mut log) {
+        for run in check::golden::runs(p) {
+            match check::golden(args.device, p, run, 10, &mut log) {
                 Ok(c) => checks.extend(c),
                 Err(e) => checks.push(failed(
-                    &format!("golden_{kind:?}").to_lowercase(),
+                    &format!("golden_{}", check::golden::run_name(run.0, run.1)),
                     p,
                     e.to_string(),
                 )),

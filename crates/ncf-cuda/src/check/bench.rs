@@ -2,6 +2,7 @@
 //! per-stage profile of one synchronised step.
 
 use super::Log;
+use crate::first_layer::FirstLayer;
 use crate::trainer::CudaTrainer;
 use crate::CudaError;
 use ncf_core::model::{Model, ModelConfig, ModelKind};
@@ -14,6 +15,7 @@ use ncf_core::train::{Precision, Trainer};
 pub fn bench(
     ordinal: usize,
     precisions: &[Precision],
+    firsts: &[FirstLayer],
     steps: usize,
     warmup: usize,
     batch: u64,
@@ -43,14 +45,22 @@ pub fn bench(
     };
     let model = Model::init(cfgm.clone(), 1).map_err(|e| CudaError::Invalid(e.to_string()))?;
     let mut results = vec![];
-    for &p in precisions {
+    for (&p, &first) in precisions
+        .iter()
+        .flat_map(|p| firsts.iter().map(move |f| (p, f)))
+    {
         let mut cfg = toy::train_config(p, batch);
         cfg.lr = 0.0045;
         cfg.beta1 = 0.25;
         cfg.beta2 = 0.5;
         cfg.negatives = 4;
-        log(&format!("bench {}: uploading", p.name()));
-        let mut t = CudaTrainer::new(ordinal, model.clone(), &cfg, &users, &items, None)?;
+        let path = match first {
+            FirstLayer::PerSample => "per-sample",
+            FirstLayer::Factored => "factored",
+        };
+        log(&format!("bench {} {path}: uploading", p.name()));
+        let mut t = CudaTrainer::new(ordinal, model.clone(), &cfg, &users, &items, None)?
+            .with_first_layer(first)?;
         t.gpu.sync_each = false; // timings without the --verbose per-kernel synchronisation
         let per_epoch = t.samples_per_epoch();
         let mut times = vec![];
@@ -90,7 +100,7 @@ pub fn bench(
             med * 1e3
         ));
         results.push(serde_json::json!({
-            "precision": p.name(), "batch": batch, "median_step_ms": med * 1e3,
+            "precision": p.name(), "first_layer": path, "batch": batch, "median_step_ms": med * 1e3,
             "min_step_ms": times[0] * 1e3, "samples_per_s": batch as f64 / med,
             "tflops": flops / med / 1e12, "first_loss": losses[0], "last_loss": losses[losses.len() - 1], "stages": stages,
         }));

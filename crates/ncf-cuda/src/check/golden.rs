@@ -3,6 +3,7 @@
 //! that the reference trainer, the CPU trainer and finite differences agree among themselves.
 
 use super::{compare, compare_scaled, exact, f, Check, Log};
+use crate::first_layer::FirstLayer;
 use crate::trainer::CudaTrainer;
 use crate::CudaError;
 use ncf_core::eval::topk::top_k_of;
@@ -12,12 +13,33 @@ use ncf_core::neumf_cpu::CpuTrainer;
 use ncf_core::sampling::sampler::{NegativeMode, UserItems};
 use ncf_core::train::{Precision, Scorer, Trainer};
 
+/// The golden runs of precision `p`: every model kind in FP32, NeuMF in the others; NeuMF also
+/// with the factored first layer.
+pub fn runs(p: Precision) -> Vec<(ModelKind, FirstLayer)> {
+    let mut r = vec![(ModelKind::Neumf, FirstLayer::PerSample)];
+    if p == Precision::Fp32 {
+        r.push((ModelKind::Gmf, FirstLayer::PerSample));
+        r.push((ModelKind::Mlp, FirstLayer::PerSample));
+    }
+    r.push((ModelKind::Neumf, FirstLayer::Factored));
+    r
+}
+
+/// `neumf`, `gmf`, `mlp`, `neumf_factored`: a golden run's name in the report.
+pub fn run_name(kind: ModelKind, first: FirstLayer) -> String {
+    let k = format!("{kind:?}").to_lowercase();
+    match first {
+        FirstLayer::Factored => format!("{k}_factored"),
+        FirstLayer::PerSample => k,
+    }
+}
+
 /// Golden run: CPU reference and GPU from the same model, data and seed for `steps` steps; the
 /// loss curves must agree (fp32 1e-4 relative, others 2e-2), and so must scores afterwards.
 pub fn golden(
     ordinal: usize,
     p: Precision,
-    kind: ModelKind,
+    (kind, first): (ModelKind, FirstLayer),
     steps: u32,
     log: Log,
 ) -> Result<Vec<Check>, CudaError> {
@@ -33,7 +55,8 @@ pub fn golden(
         p.name(),
         us.len()
     ));
-    let mut gpu = CudaTrainer::new(ordinal, model.clone(), &cfg, &us, &is, Some(&positives))?;
+    let mut gpu = CudaTrainer::new(ordinal, model.clone(), &cfg, &us, &is, Some(&positives))?
+        .with_first_layer(first)?;
     let mut cpu = CpuTrainer::new(
         model,
         &cfg,
@@ -70,7 +93,7 @@ pub fn golden(
     } else {
         2e-2
     };
-    let tag = format!("{kind:?}").to_lowercase();
+    let tag = run_name(kind, first);
     let mut c = compare(&format!("golden_loss_{tag}"), p, &lg, &lc, 0.0, tol);
     c.note = format!(
         "{}gpu {:?} cpu {:?}",

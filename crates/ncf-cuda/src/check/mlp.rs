@@ -1,7 +1,8 @@
 //! Checks of one training-mode forward and backward pass, kernel group by kernel group (gather,
 //! GEMM + bias/ReLU/dropout, final layer + BCE, backward GEMMs + bias/ReLU/dropout backward +
 //! scatter), each against [`reference`] fed with the device's own inputs of that group, so
-//! errors do not compound.
+//! errors do not compound. On a trainer with the factored first layer the same checks run with
+//! names prefixed `factored:`, plus the exact checks of [`super::factored::structure`].
 
 use super::{compare, compare_scaled, dl_act, eps_of, f, round_act, Check, Log, Setup, ATOL};
 use crate::device::dropout_threshold;
@@ -32,7 +33,6 @@ pub fn checks(s: &mut Setup, log: Log) -> Result<Vec<Check>, CudaError> {
     t.mlp_forward(n, Some(epoch))?;
     let mc = model.config.clone();
     let e = mc.mlp_embed();
-    let x0 = dl_act(t, &t.batch.x0, n * 2 * e, "x0")?;
     // The reference sees the weights rounded as the device's GEMM operands are.
     let mut rmodel = model.clone();
     for k in 0..mc.n_linear() {
@@ -45,7 +45,15 @@ pub fn checks(s: &mut Setup, log: Log) -> Result<Vec<Check>, CudaError> {
         .flat_map(|b| reference::mlp_input(&rmodel, bu[b], bi[b]))
         .map(|v| round_act(v, act) as f64)
         .collect();
-    out.push(compare("gather", p, &f(&x0), &x0_cpu, ATOL, eps));
+    // The factored path writes no x0: layer 0 then sees the reference's (rounded) input.
+    let factored = t.factored.is_some();
+    let x0: Vec<f32> = if factored {
+        x0_cpu.iter().map(|&v| v as f32).collect()
+    } else {
+        let x0 = dl_act(t, &t.batch.x0, n * 2 * e, "x0")?;
+        out.push(compare("gather", p, &f(&x0), &x0_cpu, ATOL, eps));
+        x0
+    };
     let (_, scale) = dropout_threshold(mc.dropout);
     let mut acts: Vec<Vec<f32>> = vec![];
     let mut mask_bad = 0usize;
@@ -193,6 +201,12 @@ pub fn checks(s: &mut Setup, log: Log) -> Result<Vec<Check>, CudaError> {
             &g_cpu[r],
             eps_b,
         ));
+    }
+    if factored {
+        out.extend(super::factored::structure(t, n, &bu, &bi)?);
+        for c in &mut out {
+            c.name = format!("factored:{}", c.name);
+        }
     }
     Ok(out)
 }

@@ -2,12 +2,14 @@
 //! ([`ncf_core::neumf_cpu::reference`]), the golden CPU/GPU loss curve and the throughput
 //! bench. `ncf-cuda-check` and `tests/cuda.rs` run these on a GPU. One file per kernel group:
 //! [`rng`] (Philox, permutation, sampler), [`mlp`] (gather, GEMM + bias/ReLU/dropout forward,
-//! final layer + BCE, backward and scatter), [`optim`] (Adam, SGD, FP16 overflow), [`gemm`],
+//! final layer + BCE, backward and scatter; per sample and with the factored first layer),
+//! [`factored`] (its distinct ids, sort and segments), [`optim`] (Adam, SGD, FP16 overflow), [`gemm`],
 //! [`golden`], [`bench`].
 //!
 //! Tolerance: |gpu - cpu| <= atol + |cpu| * eps, eps by precision; the worst element is reported.
 
 pub mod bench;
+pub mod factored;
 pub mod gemm;
 pub mod golden;
 pub mod mlp;
@@ -17,6 +19,7 @@ pub mod rng;
 pub use bench::bench;
 pub use golden::golden;
 
+use crate::first_layer::FirstLayer;
 use crate::kernels::Act;
 use crate::trainer::CudaTrainer;
 use crate::CudaError;
@@ -248,6 +251,11 @@ pub fn kernel_checks(ordinal: usize, p: Precision, log: Log) -> Result<Vec<Check
     out.extend(optim::checks(&mut s, log)?);
     log("gemm");
     out.extend(gemm::checks(&s.t, p)?);
+    // The same step with the first layer factored, on a fresh trainer.
+    log("factored first layer");
+    let mut s = Setup::new(ordinal, p, log)?;
+    s.t = s.t.with_first_layer(FirstLayer::Factored)?;
+    out.extend(mlp::checks(&mut s, log)?);
     Ok(out)
 }
 
@@ -267,16 +275,11 @@ pub fn run_all(ordinal: usize, log: Log) -> Result<Vec<Check>, CudaError> {
                 note: e.to_string(),
             }),
         }
-        let kinds: &[ModelKind] = if p == Precision::Fp32 {
-            &[ModelKind::Neumf, ModelKind::Gmf, ModelKind::Mlp]
-        } else {
-            &[ModelKind::Neumf]
-        };
-        for &kind in kinds {
-            match golden::golden(ordinal, p, kind, 10, log) {
+        for run in golden::runs(p) {
+            match golden::golden(ordinal, p, run, 10, log) {
                 Ok(c) => out.extend(c),
                 Err(e) => out.push(Check {
-                    name: format!("golden_{kind:?}").to_lowercase(),
+                    name: format!("golden_{}", golden::run_name(run.0, run.1)),
                     precision: p.name(),
                     pass: false,
                     worst_abs: 0.0,

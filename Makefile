@@ -55,21 +55,23 @@ unit: venv
 test: lint unit
 
 # The whole pipeline on the bundled ml-latest-small, offline: prep -> negsample -> train -> eval -> topk.
+# It runs the dev-profile binaries (optimised), the build `make test` reuses: one build for both.
 DEMO ?= out/demo
 DEMO_USER ?= 1
+DEMO_BIN := target/debug
 BIN := target/release
-demo: release
+demo: build
 	rm -rf $(DEMO) && mkdir -p $(DEMO)
-	$(BIN)/ncf-prep data/ml-latest-small/ratings.csv --movies data/ml-latest-small/movies.csv -o $(DEMO)/dataset
-	$(BIN)/ncf-negsample $(DEMO)/dataset --test-negatives 100
-	$(BIN)/ncf-train $(DEMO)/dataset -o $(DEMO)/model.safetensors --preset ml1m --epochs 8 --batch-size 16384 \
+	$(DEMO_BIN)/ncf-prep data/ml-latest-small/ratings.csv --movies data/ml-latest-small/movies.csv -o $(DEMO)/dataset
+	$(DEMO_BIN)/ncf-negsample $(DEMO)/dataset --test-negatives 100
+	$(DEMO_BIN)/ncf-train $(DEMO)/dataset -o $(DEMO)/model.safetensors --preset ml1m --epochs 8 --batch-size 16384 \
 	  --log $(DEMO)/train.jsonl
 	@echo "== HR@10 / NDCG@10 of the held-out item among 100 negatives =="
-	$(BIN)/ncf-eval $(DEMO)/dataset $(DEMO)/model.safetensors --k 10
+	$(DEMO_BIN)/ncf-eval $(DEMO)/dataset $(DEMO)/model.safetensors --k 10 | tee $(DEMO)/eval.json
 	@echo "== top 10 for user $(DEMO_USER) (items already rated excluded) =="
-	$(BIN)/ncf-topk $(DEMO)/dataset $(DEMO)/model.safetensors -k 10 $(DEMO_USER)
-	$(BIN)/ncf-plot curve $(DEMO)/train.jsonl -o $(DEMO)/curve.png
-	@echo "== training curve (loss, HR@10, NDCG@10 per epoch): $(DEMO)/curve.png =="
+	$(DEMO_BIN)/ncf-topk $(DEMO)/dataset $(DEMO)/model.safetensors -k 10 $(DEMO_USER)
+	$(DEMO_BIN)/ncf-plot curve $(DEMO)/train.jsonl -o $(DEMO)/curve.png
+	@python3 scripts/demo-summary.py $(DEMO)/train.jsonl $(DEMO)/eval.json $(DEMO)/curve.png
 
 # The standard benchmark suite on whatever this machine has (< 20 min on 2 cores): writes
 # benchmarks/results/<date>-<machine>.json and regenerates BENCHMARKS.md / README.md's numbers.

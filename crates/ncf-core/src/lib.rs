@@ -5,6 +5,7 @@
 //! families ([`family`]) say what each `--model` takes and builds; [`neumf_cpu`] is the CPU
 //! backend of NeuMF and its one reference. The binaries in `ncf-cli` are thin shells over these.
 
+pub mod arrow;
 pub mod data;
 pub mod dist;
 pub mod error;

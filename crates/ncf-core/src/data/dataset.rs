@@ -3,10 +3,10 @@
 //! `ncf-negsample` has run, `test_negatives.parquet`. Dense ids are `u32`.
 //! The same tables travel through pipes as consecutive Arrow IPC streams ([`Dataset::write_ipc`]).
 
+use crate::arrow::array::{Array, ArrayRef, Int64Array, RecordBatch, StringArray, UInt32Array};
+use crate::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use crate::io::{is_stdio, AtomicDir};
 use crate::{Error, Result};
-use arrow::array::{Array, ArrayRef, Int64Array, RecordBatch, StringArray, UInt32Array};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
@@ -664,8 +664,8 @@ impl Dataset {
         self.validate("dataset to write")?;
         let meta = self.current_meta();
         let json = serde_json::to_string(&meta).expect("meta serialises");
-        let ioerr = |e: arrow::error::ArrowError| match e {
-            arrow::error::ArrowError::IoError(_, e) => Error::io("<output>", e),
+        let ioerr = |e: crate::arrow::error::ArrowError| match e {
+            crate::arrow::error::ArrowError::IoError(_, e) => Error::io("<output>", e),
             e => Error::io("<output>", std::io::Error::other(e.to_string())),
         };
         for (k, t) in self.tables().into_iter().enumerate() {
@@ -678,7 +678,7 @@ impl Dataset {
                 schema
             };
             let mut sw =
-                arrow::ipc::writer::StreamWriter::try_new(&mut w, &schema).map_err(ioerr)?;
+                crate::arrow::ipc::writer::StreamWriter::try_new(&mut w, &schema).map_err(ioerr)?;
             for b in batches {
                 let b = b.with_schema(schema.clone()).map_err(ioerr)?;
                 sw.write(&b).map_err(ioerr)?;
@@ -701,7 +701,7 @@ impl Dataset {
             let bad = |e: &dyn std::fmt::Display| {
                 Error::parse(&loc, format!("not a readable ncf Arrow IPC stream ({e})"))
             };
-            let reader = arrow::ipc::reader::StreamReader::try_new(&mut r, None).map_err(|e| {
+            let reader = crate::arrow::ipc::reader::StreamReader::try_new(&mut r, None).map_err(|e| {
                 if k == 0 {
                     Error::parse(
                         name,
@@ -965,7 +965,7 @@ impl<R: Read> CheckedIpc<R> {
         }
         let start = self.pending.len();
         self.take(len as u64, "message header")?;
-        let msg = arrow::ipc::root_as_message(&self.pending[start..])
+        let msg = crate::arrow::ipc::root_as_message(&self.pending[start..])
             .map_err(|e| bad(format!("message header is not valid: {e}")))?;
         let body = msg.bodyLength();
         if body < 0 {
@@ -1474,7 +1474,7 @@ mod tests {
         while at + 8 <= buf.len() && !done {
             let len = i32::from_le_bytes(buf[at + 4..at + 8].try_into().unwrap()) as usize;
             let meta = &buf[at + 8..at + 8 + len];
-            let msg = arrow::ipc::root_as_message(meta).unwrap();
+            let msg = crate::arrow::ipc::root_as_message(meta).unwrap();
             let body = msg.bodyLength() as usize;
             if let Some(rb) = msg.header_as_record_batch() {
                 let b = rb.buffers().unwrap().get(1);

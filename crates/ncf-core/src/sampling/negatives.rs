@@ -56,8 +56,8 @@ impl SampleFormat {
     }
 }
 
-fn sample_schema() -> arrow::datatypes::SchemaRef {
-    use arrow::datatypes::{DataType, Field, Schema};
+fn sample_schema() -> crate::arrow::datatypes::SchemaRef {
+    use crate::arrow::datatypes::{DataType, Field, Schema};
     std::sync::Arc::new(Schema::new_with_metadata(
         vec![
             Field::new("user", DataType::UInt32, false),
@@ -76,10 +76,10 @@ pub fn write_epoch_samples<W: Write + Send>(
     w: &mut W,
     what: &str,
 ) -> Result<()> {
-    use arrow::array::{Float32Array, RecordBatch, UInt32Array};
+    use crate::arrow::array::{Float32Array, RecordBatch, UInt32Array};
     const CHUNK: u64 = 1 << 20;
-    let arrow_err = |e: arrow::error::ArrowError| match e {
-        arrow::error::ArrowError::IoError(_, e) => Error::io(what, e),
+    let arrow_err = |e: crate::arrow::error::ArrowError| match e {
+        crate::arrow::error::ArrowError::IoError(_, e) => Error::io(what, e),
         e => Error::io(what, std::io::Error::other(e.to_string())),
     };
     let pq_err =
@@ -101,8 +101,8 @@ pub fn write_epoch_samples<W: Write + Send>(
     });
     match format {
         SampleFormat::Ipc => {
-            let mut sw =
-                arrow::ipc::writer::StreamWriter::try_new(&mut *w, &schema).map_err(arrow_err)?;
+            let mut sw = crate::arrow::ipc::writer::StreamWriter::try_new(&mut *w, &schema)
+                .map_err(arrow_err)?;
             for b in batches {
                 sw.write(&b?).map_err(arrow_err)?;
             }
@@ -148,9 +148,9 @@ pub fn write_epoch_samples<W: Write + Send>(
 
 /// Read samples written by [`write_epoch_samples`] as an Arrow IPC stream.
 pub fn read_epoch_samples_ipc<R: std::io::Read>(r: R, what: &str) -> Result<Vec<(u32, u32, f32)>> {
-    use arrow::array::{Float32Array, UInt32Array};
+    use crate::arrow::array::{Float32Array, UInt32Array};
     let bad = |e: &dyn std::fmt::Display| Error::parse(what, format!("not a samples stream: {e}"));
-    let reader = arrow::ipc::reader::StreamReader::try_new(r, None).map_err(|e| bad(&e))?;
+    let reader = crate::arrow::ipc::reader::StreamReader::try_new(r, None).map_err(|e| bad(&e))?;
     if reader.schema().fields() != sample_schema().fields() {
         return Err(bad(&"columns are not (user: u32, item: u32, label: f32)"));
     }

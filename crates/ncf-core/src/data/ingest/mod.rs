@@ -5,6 +5,7 @@
 //! (the authors' files), [`movies`] (titles); this module detects the format and dispatches.
 
 mod archive;
+mod columns;
 mod delimited;
 mod movies;
 mod ncf_split;

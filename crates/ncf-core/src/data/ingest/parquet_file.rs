@@ -3,9 +3,10 @@
 use super::*;
 
 pub(super) fn read_parquet(path: &Path, opts: &ReadOptions) -> Result<Loaded> {
+    use super::columns::{as_f32, as_i64, as_seconds, as_strings};
+    use crate::arrow::array::Array;
+    use crate::arrow::datatypes::DataType;
     use ::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-    use arrow::array::{Array, AsArray};
-    use arrow::datatypes::{DataType, Float32Type, Int64Type};
     let name = path.display().to_string();
     let sha = sha256_hex(&open_bytes(path)?);
     let bad = |e: &dyn std::fmt::Display| {
@@ -79,17 +80,14 @@ pub(super) fn read_parquet(path: &Path, opts: &ReadOptions) -> Result<Loaded> {
         )
     };
     let text_ids = opts.text_ids || is_text(user) || is_text(item);
-    let cast = |a: &arrow::array::ArrayRef, to: &DataType, col: usize| {
-        arrow::compute::cast(a, to).map_err(|e| {
+    let unreadable = |col: usize, what: &'static str| {
+        let (name, col) = (&name, &cols[col]);
+        move |e: String| {
             Error::parse(
-                &name,
-                format!(
-                    "column `{}` ({}) cannot be read as {to}: {e}",
-                    cols[col],
-                    a.data_type()
-                ),
+                name,
+                format!("column `{col}` cannot be read as {what}: {e}"),
             )
-        })
+        }
     };
     for b in reader {
         let b = b.map_err(|e| bad(&e))?;
@@ -105,52 +103,32 @@ pub(super) fn read_parquet(path: &Path, opts: &ReadOptions) -> Result<Loaded> {
                 ));
             }
             if text_ids {
-                let s = cast(a, &DataType::Utf8, col)?;
-                texts[k].extend(
-                    s.as_string::<i32>()
-                        .iter()
-                        .map(|v| v.unwrap_or_default().to_string()),
-                );
+                texts[k].extend(as_strings(a).map_err(unreadable(col, "text ids"))?);
             } else {
-                let s = cast(a, &DataType::Int64, col)?;
-                for v in s.as_primitive::<Int64Type>().values() {
-                    if *v < 0 {
+                for v in as_i64(a).map_err(unreadable(col, "integer ids"))? {
+                    if v < 0 {
                         return Err(Error::parse(
                             &name,
                             format!("column `{}`: negative id {v}", cols[col]),
                         ));
                     }
-                    out.push(*v as u64);
+                    out.push(v as u64);
                 }
             }
         }
         if let Some(t) = time {
             let a = b.column(t);
-            let s = if matches!(a.data_type(), DataType::Timestamp(..)) {
-                cast(
-                    &cast(
-                        a,
-                        &DataType::Timestamp(arrow::datatypes::TimeUnit::Second, None),
-                        t,
-                    )?,
-                    &DataType::Int64,
-                    t,
-                )?
-            } else {
-                cast(a, &DataType::Int64, t)?
-            };
-            if s.null_count() > 0 {
+            if a.null_count() > 0 {
                 return Err(Error::parse(
                     &name,
                     format!("column `{}` has nulls", cols[t]),
                 ));
             }
-            times.extend_from_slice(s.as_primitive::<Int64Type>().values());
+            times.extend(as_seconds(a).map_err(unreadable(t, "timestamps"))?);
         }
         if opts.need_rating {
             let r = rating.expect("checked");
-            let s = cast(b.column(r), &DataType::Float32, r)?;
-            ratings.extend_from_slice(s.as_primitive::<Float32Type>().values());
+            ratings.extend(as_f32(b.column(r)).map_err(unreadable(r, "ratings"))?);
         }
     }
     let rows_n = if text_ids {

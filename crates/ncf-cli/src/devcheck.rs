@@ -43,6 +43,15 @@ pub fn checksums(stderr: &str) -> Vec<(usize, usize, String)> {
         .collect()
 }
 
+/// The ranks' `ncf-cuda: rank R of W: NCCL … collectives self-test passed` lines.
+pub fn self_tests(stderr: &str) -> Vec<String> {
+    stderr
+        .lines()
+        .filter(|l| l.starts_with("ncf-cuda: rank ") && l.contains("self-test passed"))
+        .map(|l| l.trim().to_string())
+        .collect()
+}
+
 /// Largest |a − b| of the epochs' loss and HR; None when the logs' epochs differ in number.
 fn diff(a: &[Epoch], b: &[Epoch]) -> Option<(f64, f64)> {
     if a.is_empty() || a.len() != b.len() {
@@ -88,7 +97,7 @@ pub struct Run<'a> {
 /// Do `runs` (through NCCL) train like the plain `refs` (one or two: two measure the noise)?
 /// Every run must exit 0 with the references' epochs, losses and HR within [`tolerances`]; with
 /// `ranks` > 0, `stderr` (the ranks' logs) must hold one checksum line from each of `ranks`
-/// ranks, all equal.
+/// ranks, all equal, and each rank's line saying its NCCL collectives self-test passed.
 pub fn judge_runs(refs: &[Run], runs: &[Run], stderr: &str, ranks: usize) -> Verdict {
     let mut why = vec![];
     for r in refs.iter().chain(runs) {
@@ -161,6 +170,12 @@ pub fn judge_runs(refs: &[Run], runs: &[Run], stderr: &str, ranks: usize) -> Ver
             why.push("the ranks' parameter checksums differ".into());
         }
         same = Some(equal);
+        let n = self_tests(stderr).len();
+        if n < ranks {
+            why.push(format!(
+                "{n} of {ranks} ranks said their NCCL collectives self-test passed"
+            ));
+        }
     }
     let pass = why.is_empty();
     let summary = if pass {
@@ -189,6 +204,7 @@ pub fn judge_runs(refs: &[Run], runs: &[Run], stderr: &str, ranks: usize) -> Ver
             "runs": cands,
             "checksums": sums.iter().map(|s| json!({"rank": s.0, "world": s.1, "sha256": s.2})).collect::<Vec<_>>(),
             "checksums_equal": same,
+            "nccl": self_tests(stderr),
             "problems": why,
         }),
     }
@@ -254,9 +270,73 @@ pub fn judge_kill(killed: usize, rc: i32, seconds: f64, limit_s: f64, stderr: &s
     }
 }
 
+/// The keys that the results of the first device checks had, which `ncf-report` (`ncf-bench-report
+/// render`, `ncf-plot throughput`) reads from a folder under benchmarks/results/: `env` (lines,
+/// the first "GPU, driver, memory"), `parity` and `bench` (ncf-cuda-check's JSON), `peer` (by
+/// precision) and `ml1m` (the training log's lines), taken from the stages' details.
+fn legacy(stages: &[Value]) -> Map<String, Value> {
+    let detail = |name: &str| {
+        stages
+            .iter()
+            .find(|s| s.get("name").and_then(Value::as_str) == Some(name))
+            .and_then(|s| s.get("detail"))
+            .filter(|d| d.is_object())
+    };
+    let mut m = Map::new();
+    let mut env = vec![];
+    if let Some(e) = detail("env") {
+        let f = |k: &str| e.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+        if !f("gpu").is_empty() {
+            env.push(json!(format!(
+                "{}, {}, {}",
+                f("gpu"),
+                f("driver"),
+                f("memory")
+            )));
+        }
+        if !f("torch").is_empty() {
+            env.push(json!(format!("torch {}", f("torch"))));
+        }
+    }
+    m.insert("env".into(), Value::Array(env));
+    if let Some(p) = detail("parity").filter(|p| p.get("results").is_some()) {
+        m.insert("parity".into(), p.clone());
+    }
+    let bench = detail("bench")
+        .filter(|b| b.get("results").is_some_and(Value::is_array))
+        .cloned()
+        .unwrap_or_else(|| json!({"results": []}));
+    m.insert("bench".into(), bench);
+    let mut peer = Map::new();
+    if let Some(runs) = detail("peer")
+        .and_then(|p| p.get("runs"))
+        .and_then(Value::as_array)
+    {
+        for r in runs {
+            if let Some(p) = r.get("precision").and_then(Value::as_str) {
+                peer.insert(p.to_string(), r.clone());
+            }
+        }
+    }
+    m.insert("peer".into(), Value::Object(peer));
+    if let Some(t) = detail("ml1m") {
+        let mut lines: Vec<Value> = t
+            .get("epochs")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        if let Some(s) = t.get("summary").filter(|s| s.is_object()) {
+            lines.push(s.clone());
+        }
+        m.insert("ml1m".into(), Value::Array(lines));
+    }
+    m
+}
+
 /// The results file: `header` (the environment) and every stage in order. A stage is an object
 /// (`name`, `status`, …) whose `detail_file` names the stage's own JSON, embedded as `detail`
-/// (as text when it is not valid JSON, so one bad stage never spoils the file).
+/// (as text when it is not valid JSON, so one bad stage never spoils the file). The keys that
+/// `ncf-report` reads are added from the stages ([`legacy`]).
 pub fn merge(header: Option<&str>, stages: &[(String, String)], expected: &[&str]) -> Value {
     let mut out = Map::new();
     out.insert("schema".into(), json!("ncf-device-check/1"));
@@ -309,6 +389,9 @@ pub fn merge(header: Option<&str>, stages: &[(String, String)], expected: &[&str
         .copied()
         .filter(|e| !names.contains(e))
         .collect();
+    for (k, v) in legacy(&list) {
+        out.entry(k).or_insert(v);
+    }
     out.insert("stages".into(), Value::Array(list));
     out.insert("counts".into(), Value::Object(counts));
     out.insert("complete".into(), json!(missing.is_empty()));
@@ -417,7 +500,11 @@ mod tests {
             rc: 0,
             log: &a,
         }];
-        let same = "ncf-train: rank 0 of 2: parameters sha256 ff\nncf-train: rank 1 of 2: parameters sha256 ff\n";
+        let same =
+            "ncf-cuda: rank 0 of 2: NCCL 2.27.7 (x), non-blocking communicator; collectives \
+                    self-test passed\nncf-cuda: rank 1 of 2: NCCL 2.27.7 (x), non-blocking \
+                    communicator; collectives self-test passed\nncf-train: rank 0 of 2: parameters \
+                    sha256 ff\nncf-train: rank 1 of 2: parameters sha256 ff\n";
         let v = judge_runs(&refs, &runs, same, 2);
         assert!(v.pass, "{}", v.summary);
         assert!(v.summary.contains("2 ranks' parameter checksums equal"));
@@ -430,6 +517,9 @@ mod tests {
         let one = "ncf-train: rank 0 of 2: parameters sha256 ff\n";
         let v = judge_runs(&refs, &runs, one, 2);
         assert!(v.summary.contains("from ranks [0] of 2"), "{}", v.summary);
+        assert!(v
+            .summary
+            .contains("0 of 2 ranks said their NCCL collectives self-test passed"));
     }
 
     #[test]
@@ -459,6 +549,50 @@ mod tests {
             .as_str()
             .unwrap()
             .starts_with("host collective"));
+    }
+
+    #[test]
+    fn the_merged_file_has_the_keys_ncf_report_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = |name: &str, text: &str| {
+            let p = dir.path().join(format!("{name}.json"));
+            std::fs::write(&p, text).unwrap();
+            (
+                format!("{name}.json"),
+                format!(
+                    "{{\"name\":\"{name}\",\"status\":\"pass\",\"detail_file\":{:?}}}",
+                    p.to_str().unwrap()
+                ),
+            )
+        };
+        let stages = vec![
+            w(
+                "env",
+                r#"{"gpu":"NVIDIA H200","driver":"580.159.04","memory":"143771 MiB","torch":"2.11.0+cu130"}"#,
+            ),
+            w(
+                "parity",
+                r#"{"checks":2,"results":[{"pass":true},{"pass":false}]}"#,
+            ),
+            w(
+                "bench",
+                r#"{"results":[{"precision":"bf16","samples_per_s":1.5e8}]}"#,
+            ),
+            w(
+                "peer",
+                r#"{"runs":[{"precision":"bf16","step_samples_per_s":7e7}]}"#,
+            ),
+            w(
+                "ml1m",
+                r#"{"epochs":[{"epoch":0,"loss":0.4}],"summary":{"best_hr":0.7,"best_ndcg":0.42,"best_epoch":17,"train_time_s":1.5}}"#,
+            ),
+        ];
+        let v = merge(None, &stages, &[]);
+        assert_eq!(v["env"][0], json!("NVIDIA H200, 580.159.04, 143771 MiB"));
+        assert_eq!(v["parity"]["results"].as_array().unwrap().len(), 2);
+        assert_eq!(v["bench"]["results"][0]["precision"], json!("bf16"));
+        assert_eq!(v["peer"]["bf16"]["step_samples_per_s"], json!(7e7));
+        assert_eq!(v["ml1m"][1]["best_hr"], json!(0.7));
     }
 
     #[test]
@@ -493,6 +627,9 @@ mod tests {
         assert_eq!(v["counts"]["no-gpu"], json!(1));
         assert_eq!(v["complete"], json!(false));
         assert_eq!(v["not_run"], json!(["parity"]));
+        // What ncf-report reads is there even without those stages.
+        assert_eq!(v["bench"]["results"], json!([]));
+        assert_eq!(v["env"], json!([]));
         // Text, not JSON, round-trips: the file stays well-formed.
         let text = serde_json::to_string(&v).unwrap();
         assert!(serde_json::from_str::<Value>(&text).is_ok());

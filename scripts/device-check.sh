@@ -451,7 +451,7 @@ stage_peer() {
   fi
   : > "$W/peer.jsonl"
   for p in ${PEER_PRECISIONS-bf16 fp32}; do
-    timeout 20 "$TORCH_PY" "$PEER" --synthetic 138493,26744,20000263 --epochs 2 --max-steps 12 --precision "$p" \
+    timeout 21 "$TORCH_PY" "$PEER" --synthetic 138493,26744,20000263 --epochs 2 --max-steps 12 --precision "$p" \
       2>> "$W/peer.err" | grep '"epoch": 1' >> "$W/peer.jsonl"
     echo "peer $p: exit ${PIPESTATUS[0]}"
   done

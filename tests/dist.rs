@@ -145,6 +145,35 @@ fn two_ranks_equal_one_rank_with_two_threads() {
 }
 
 #[test]
+fn every_rank_prints_the_same_parameter_checksum() {
+    // The line the GPU check compares across CUDA ranks (scripts/device-check.sh, nccl_2rank),
+    // read by its own parser.
+    let f = fixture();
+    let port = free_port();
+    let r1 = spawn_rank(f, 1, 2, &port, &[]);
+    let o0 = spawn_rank(f, 0, 2, &port, &[]).wait_with_output().unwrap();
+    let o1 = r1.wait_with_output().unwrap();
+    let err = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o0.stderr),
+        String::from_utf8_lossy(&o1.stderr)
+    );
+    assert!(o0.status.success() && o1.status.success(), "{err}");
+    let mut sums = ncf_cli::devcheck::checksums(&err);
+    sums.sort();
+    assert_eq!(sums.len(), 2, "{err}");
+    assert_eq!((sums[0].0, sums[1].0, sums[0].1), (0, 1, 2));
+    assert_eq!(sums[0].2, sums[1].2, "{err}");
+    assert_eq!(sums[0].2.len(), 64);
+    // It is the model's: the file rank 0 wrote holds the same parameters.
+    let (m, _) = modelfile::load(&f.root.join(format!("ranks-{port}.safetensors"))).unwrap();
+    let last = last_json(&String::from_utf8_lossy(&o0.stdout));
+    if last["best_epoch"] == last["epochs_run"].as_u64().unwrap() - 1 {
+        assert_eq!(modelfile::params_sha256(&m.params), sums[0].2);
+    }
+}
+
+#[test]
 fn a_killed_rank_ends_the_others_with_its_name() {
     let f = fixture();
     let port = free_port();

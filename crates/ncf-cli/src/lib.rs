@@ -1,7 +1,8 @@
 //! The library of the five ncf tools: the command-line flag groups they share ([`args`]) and
 //! the choice of backend behind `--device` ([`backend`]). Each tool's `main` in `bin/` parses
 //! its flags and calls into `ncf-core` through these; `ncf-tool` runs it and maps errors to
-//! exit codes.
+//! exit codes. [`devcheck`] holds the judgements of the GPU check (`ncf-devcheck`).
 
 pub mod args;
 pub mod backend;
+pub mod devcheck;

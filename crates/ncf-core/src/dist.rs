@@ -14,6 +14,14 @@
 //!   size. Every socket has the timeout too: a rank that dies makes the others fail within it
 //!   with an error naming the rank.
 //!
+//! - A group of one joined with [`Group::connect`] (`ncf-train --nccl` on one rank, the check of
+//!   the NCCL path on a single GPU) is a loopback: rank 0 listens at the rendezvous address and
+//!   connects to itself, and every collective's frame goes out and comes back over that socket, so
+//!   the handshake, the framing and the NCCL id exchange run as they do between real ranks (the
+//!   values come back unchanged). [`Group::single`] has no socket at all.
+//! - [`Group::dead_peers`] names the ranks whose connection has closed, without blocking: after a
+//!   failed device collective it says which rank died.
+//!
 //! Wire format: frames of `u64` little-endian byte length, then the bytes.
 
 use crate::{Error, Result};
@@ -117,6 +125,28 @@ pub struct Group {
     peers: Vec<Option<TcpStream>>,
     timeout: Duration,
     scratch: Vec<u8>,
+    /// A group of one joined through [`Group::connect`]: (sending end, receiving end) of its
+    /// connection to itself.
+    loopback: Option<(TcpStream, TcpStream)>,
+}
+
+/// Frames up to this size are echoed by one thread (they fit the socket buffers); larger ones
+/// are sent by a helper thread while the caller reads.
+const ECHO_INLINE: usize = 32 << 10;
+
+/// Whether `s`'s peer has closed the connection (EOF or a reset), without blocking or reading.
+fn closed(s: &TcpStream) -> bool {
+    if s.set_nonblocking(true).is_err() {
+        return false;
+    }
+    let mut b = [0u8; 1];
+    let r = s.peek(&mut b);
+    let _ = s.set_nonblocking(false);
+    match r {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+    }
 }
 
 fn io_err(what: String) -> impl Fn(std::io::Error) -> Error {
@@ -160,19 +190,90 @@ impl Group {
             peers: vec![],
             timeout: Duration::from_secs(1),
             scratch: vec![],
+            loopback: None,
         }
+    }
+
+    /// A group of one over a socket to itself at `addr` (see the module notes).
+    fn loopback(info: RankInfo, addr: &str, timeout: Duration, digest: &str) -> Result<Group> {
+        let listener = TcpListener::bind(addr).map_err(|e| {
+            Error::invalid(format!(
+                "rank 0 (a group of one): cannot listen at {addr} (MASTER_ADDR:MASTER_PORT): {e}"
+            ))
+        })?;
+        let at = listener
+            .local_addr()
+            .map_err(io_err(format!("rendezvous at {addr}")))?;
+        let what = format!("rank 0: connecting to itself at {addr}");
+        let mut tx = TcpStream::connect_timeout(&at, timeout).map_err(io_err(what.clone()))?;
+        let (mut rx, _) = listener.accept().map_err(io_err(what.clone()))?;
+        for s in [&tx, &rx] {
+            s.set_read_timeout(Some(timeout))
+                .and_then(|_| s.set_write_timeout(Some(timeout)))
+                .and_then(|_| s.set_nodelay(true))
+                .map_err(io_err("rendezvous".into()))?;
+        }
+        let hello = format!("ncf 0 1 {digest}");
+        send_frame(&mut tx, hello.as_bytes(), &what)?;
+        let mut buf = Vec::new();
+        recv_frame(&mut rx, &mut buf, 4096, &what)?;
+        if buf != hello.as_bytes() {
+            return Err(Error::invalid(format!(
+                "{what}: the handshake came back changed"
+            )));
+        }
+        send_frame(&mut rx, b"ok", &what)?;
+        recv_frame(&mut tx, &mut buf, 4096, &what)?;
+        if buf != b"ok" {
+            return Err(Error::invalid(format!(
+                "{what}: no answer to the handshake"
+            )));
+        }
+        Ok(Group {
+            info,
+            peers: vec![None],
+            timeout,
+            scratch: vec![],
+            loopback: Some((tx, rx)),
+        })
+    }
+
+    /// A group of one: send `bytes` to itself and read them back into `out`.
+    fn echo(&mut self, bytes: &[u8], out: &mut Vec<u8>, what: &str) -> Result<()> {
+        let Some((tx, rx)) = self.loopback.as_mut() else {
+            return Err(Error::invalid(format!("{what}: not a loopback group")));
+        };
+        let max = bytes.len() as u64;
+        if bytes.len() <= ECHO_INLINE {
+            send_frame(tx, bytes, what)?;
+            return recv_frame(rx, out, max, what);
+        }
+        std::thread::scope(|s| {
+            let sender = s.spawn(|| send_frame(tx, bytes, what));
+            let got = recv_frame(rx, out, max, what);
+            let sent = sender
+                .join()
+                .unwrap_or_else(|_| Err(Error::invalid(format!("{what}: the sender panicked"))));
+            sent.and(got)
+        })
+    }
+
+    /// The ranks whose connection to this one has closed (rank 0 sees every rank, the others
+    /// rank 0 only): after a collective failed, the ranks that died. Never blocks.
+    pub fn dead_peers(&self) -> Vec<usize> {
+        self.peers
+            .iter()
+            .enumerate()
+            .filter_map(|(r, s)| s.as_ref().filter(|s| closed(s)).map(|_| r))
+            .collect()
     }
 
     /// Join the group at rendezvous `addr` within `timeout`. `digest` identifies what the run
     /// computes (dataset fingerprint, training config): every rank must send the same.
     pub fn connect(info: RankInfo, addr: &str, timeout: Duration, digest: &str) -> Result<Group> {
         if info.world == 1 {
-            // No peers, but the timeout still bounds waits on this group's behalf (NCCL steps).
-            return Ok(Group {
-                info,
-                timeout,
-                ..Group::single()
-            });
+            // The timeout also bounds waits on this group's behalf (NCCL steps).
+            return Group::loopback(info, addr, timeout, digest);
         }
         let deadline = Instant::now() + timeout;
         let hello = format!("ncf {} {} {digest}", info.rank, info.world);
@@ -284,6 +385,7 @@ impl Group {
             peers,
             timeout,
             scratch: Vec::new(),
+            loopback: None,
         })
     }
 
@@ -309,6 +411,9 @@ impl Group {
     /// Element-wise sum of `buf` over all ranks, left in every rank's `buf`. Rank 0 adds the
     /// other ranks' buffers to its own in rank order.
     pub fn allreduce_sum(&mut self, buf: &mut [f32]) -> Result<()> {
+        if self.loopback.is_some() {
+            return self.echo_f32(buf, "rank 0: the sum of a group of one");
+        }
         if self.info.world == 1 {
             return Ok(());
         }
@@ -356,6 +461,9 @@ impl Group {
 
     /// Rank 0's `buf` copied into every rank's `buf`.
     pub fn broadcast(&mut self, buf: &mut [f32]) -> Result<()> {
+        if self.loopback.is_some() {
+            return self.echo_f32(buf, "rank 0: the broadcast of a group of one");
+        }
         if self.info.world == 1 {
             return Ok(());
         }
@@ -383,9 +491,6 @@ impl Group {
 
     /// Sum of `x` over all ranks (f64, for loss and metric sums), in rank order.
     pub fn allreduce_f64(&mut self, x: &mut [f64]) -> Result<()> {
-        if self.info.world == 1 {
-            return Ok(());
-        }
         let to_bytes = |x: &[f64]| -> Vec<u8> { x.iter().flat_map(|v| v.to_le_bytes()).collect() };
         let from_bytes = |b: &[u8], out: &mut [f64], what: &str| -> Result<()> {
             if b.len() != out.len() * 8 {
@@ -400,6 +505,15 @@ impl Group {
             }
             Ok(())
         };
+        if self.loopback.is_some() {
+            let what = "rank 0: the sums of a group of one";
+            let mut back = Vec::new();
+            self.echo(&to_bytes(x), &mut back, what)?;
+            return from_bytes(&back, x, what);
+        }
+        if self.info.world == 1 {
+            return Ok(());
+        }
         let max = x.len() as u64 * 8;
         let mut buf = Vec::new();
         if self.info.rank == 0 {
@@ -432,6 +546,19 @@ impl Group {
             from_bytes(&buf, x, &what)?;
         }
         Ok(())
+    }
+}
+
+impl Group {
+    fn echo_f32(&mut self, buf: &mut [f32], what: &str) -> Result<()> {
+        let mut out = std::mem::take(&mut self.scratch);
+        let mut back = Vec::new();
+        encode(buf, &mut out);
+        let r = self
+            .echo(&out, &mut back, what)
+            .and_then(|_| decode(&back, buf, what));
+        self.scratch = out;
+        r
     }
 }
 
@@ -588,5 +715,68 @@ mod tests {
             e
         });
         assert!(out[0].contains("rank 1"), "{}", out[0]);
+    }
+
+    #[test]
+    fn a_group_of_one_echoes_its_collectives_over_a_socket() {
+        let addr = free_addr();
+        let info = RankInfo::new(0, 1, 0, "test").unwrap();
+        let mut g = Group::connect(info, &addr, Duration::from_secs(10), "d").unwrap();
+        assert!(g.loopback.is_some());
+        assert_eq!((g.rank(), g.world()), (0, 1));
+        // It really listens at the rendezvous address: one that is taken is an error.
+        let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+        let busy = taken.local_addr().unwrap().to_string();
+        let info = RankInfo::new(0, 1, 0, "test").unwrap();
+        let e = Group::connect(info, &busy, Duration::from_secs(1), "d").unwrap_err();
+        assert!(
+            e.to_string().contains(&format!("cannot listen at {busy}")),
+            "{e}"
+        );
+        let mut x = vec![1.5f32, -2.0, 3.25];
+        g.allreduce_sum(&mut x).unwrap();
+        assert_eq!(x, vec![1.5, -2.0, 3.25]);
+        let mut m = vec![0.1f64, 1e-300, -7.0];
+        g.allreduce_f64(&mut m).unwrap();
+        assert_eq!(m, vec![0.1, 1e-300, -7.0]);
+        // Larger than the socket buffers: sent by a helper thread, no deadlock.
+        let mut big: Vec<f32> = (0..(1 << 20)).map(|i| i as f32).collect();
+        g.broadcast(&mut big).unwrap();
+        assert!(big.iter().enumerate().all(|(i, &v)| v == i as f32));
+        assert!(g.dead_peers().is_empty());
+        // Group::single has no socket and still sums over its one rank.
+        let mut s = Group::single();
+        let mut y = vec![4.0f32];
+        s.allreduce_sum(&mut y).unwrap();
+        assert_eq!(y, vec![4.0]);
+    }
+
+    #[test]
+    fn dead_peers_names_the_rank_whose_connection_closed() {
+        let addr = free_addr();
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let a1 = addr.clone();
+        let one = std::thread::spawn(move || {
+            let info = RankInfo::new(1, 2, 1, "test").unwrap();
+            let mut g = Group::connect(info, &a1, Duration::from_secs(20), "d").unwrap();
+            g.allreduce_f64(&mut [1.0]).unwrap();
+            assert!(g.dead_peers().is_empty(), "rank 0 is alive");
+            rx.recv().unwrap();
+            drop(g); // dies
+        });
+        let info = RankInfo::new(0, 2, 0, "test").unwrap();
+        let mut g = Group::connect(info, &addr, Duration::from_secs(20), "d").unwrap();
+        g.allreduce_f64(&mut [1.0]).unwrap();
+        assert!(g.dead_peers().is_empty(), "{:?}", g.dead_peers());
+        tx.send(()).unwrap();
+        one.join().unwrap();
+        let t0 = Instant::now();
+        while g.dead_peers().is_empty() && t0.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(g.dead_peers(), vec![1]);
+        // Still usable as a group: the next collective fails, naming the rank.
+        let e = g.allreduce_f64(&mut [1.0]).unwrap_err().to_string();
+        assert!(e.contains("rank 1"), "{e}");
     }
 }

@@ -14,6 +14,7 @@ use std::sync::Mutex;
 
 extern "C" {
     fn dlopen(filename: *const c_char, flag: c_int) -> *mut c_void;
+    fn dlsym(handle: *mut c_void, symbol: *const c_char) -> *mut c_void;
 }
 const RTLD_NOW: c_int = 2;
 const RTLD_GLOBAL: c_int = 0x100;
@@ -133,6 +134,98 @@ pub fn require(libs: &[Lib]) -> Result<(), CudaError> {
     Err(CudaError::Unavailable(format!(
         "cannot load {} (searched LD_LIBRARY_PATH={:?} and {})",
         missing.join(", "),
+        std::env::var("LD_LIBRARY_PATH").unwrap_or_default(),
+        dirs.join(", ")
+    )))
+}
+
+/// File names of NCCL, tried in this order on the loader's path and then in [`nccl_dirs`]: its
+/// SONAME first (`libnccl.so.2`, the only file pip's `nvidia-nccl-cu13` wheel ships), then the
+/// development link. cudarc's own loader tries `libnccl.so` and CUDA-versioned names only, never
+/// `libnccl.so.2`, so ncf opens NCCL itself ([`crate::nccl`]) and never through cudarc.
+pub const NCCL_FILES: [&str; 2] = ["libnccl.so.2", "libnccl.so"];
+
+/// Directories searched for NCCL after the loader's path: `$NCCL_HOME/lib`, `$NCCL_HOME/lib64`,
+/// the CUDA directories of [`search_dirs`], and the distribution's library directory (the
+/// `libnccl2` package).
+pub fn nccl_dirs() -> Vec<PathBuf> {
+    let mut dirs = vec![];
+    if let Some(home) = std::env::var_os("NCCL_HOME").filter(|s| !s.is_empty()) {
+        dirs.push(PathBuf::from(&home).join("lib"));
+        dirs.push(PathBuf::from(home).join("lib64"));
+    }
+    dirs.extend(search_dirs());
+    dirs.push(PathBuf::from("/usr/lib/x86_64-linux-gnu"));
+    dirs
+}
+
+/// An opened shared library: its `dlopen` handle and the file the process mapped.
+pub struct Opened {
+    handle: usize,
+    pub path: String,
+}
+
+impl Opened {
+    /// The address of `symbol`, or None when the library lacks it.
+    pub fn symbol(&self, symbol: &str) -> Option<*mut c_void> {
+        let c = CString::new(symbol).ok()?;
+        // SAFETY: the handle came from dlopen and is never closed.
+        let p = unsafe { dlsym(self.handle as *mut c_void, c.as_ptr()) };
+        (!p.is_null()).then_some(p)
+    }
+}
+
+fn open_handle(path: &str) -> Option<usize> {
+    let c = CString::new(path).ok()?;
+    // Never closed: the function pointers taken from it live as long as the process.
+    let h = unsafe { dlopen(c.as_ptr(), RTLD_NOW | RTLD_GLOBAL) };
+    (!h.is_null()).then_some(h as usize)
+}
+
+/// The mapped file whose name contains `needle` (from /proc/self/maps), else `fallback`.
+fn mapped_path(needle: &str, fallback: &str) -> String {
+    std::fs::read_to_string("/proc/self/maps")
+        .ok()
+        .and_then(|maps| {
+            maps.lines()
+                .filter_map(|l| l.split_whitespace().nth(5))
+                .find(|p| p.contains(needle))
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| fallback.to_string())
+}
+
+/// Open NCCL: [`NCCL_FILES`] on the loader's path, then in [`nccl_dirs`]. The error names every
+/// place searched.
+pub fn open_nccl() -> Result<Opened, CudaError> {
+    for f in NCCL_FILES {
+        if let Some(handle) = open_handle(f) {
+            return Ok(Opened {
+                handle,
+                path: mapped_path("libnccl", f),
+            });
+        }
+    }
+    let dirs = nccl_dirs();
+    for dir in &dirs {
+        for f in NCCL_FILES {
+            let p = dir.join(f);
+            if p.is_file() {
+                if let Some(handle) = open_handle(&p.to_string_lossy()) {
+                    return Ok(Opened {
+                        handle,
+                        path: mapped_path("libnccl", &p.to_string_lossy()),
+                    });
+                }
+            }
+        }
+    }
+    let dirs: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
+    Err(CudaError::Unavailable(format!(
+        "cannot load NCCL ({}; searched LD_LIBRARY_PATH={:?} and {}): install NCCL (e.g. the \
+         nvidia-nccl-cu13 wheel) and put the directory holding libnccl.so.2 on LD_LIBRARY_PATH \
+         or in $NCCL_HOME/lib",
+        NCCL_FILES.join(", "),
         std::env::var("LD_LIBRARY_PATH").unwrap_or_default(),
         dirs.join(", ")
     )))

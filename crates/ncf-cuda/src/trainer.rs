@@ -5,9 +5,9 @@
 
 use crate::device::{dptr, dropout_threshold, Gpu, KArg};
 use crate::kernels::Act;
+use crate::nccl::ffi::Op;
 use crate::CudaError;
 use cudarc::driver::CudaSlice;
-use cudarc::nccl::ReduceOp;
 use ncf_core::model::{Layout, Model, ModelConfig};
 use ncf_core::sampling::rng::{stream, Permutation, Rng};
 use ncf_core::sampling::sampler::{NegativeMode, UserItems};
@@ -72,12 +72,24 @@ impl Batch {
     }
 }
 
+/// With NCCL ranks: where the step's all-reduces land (out of place: the local gradients,
+/// loss and sampler flag stay in their buffers), and where the initial broadcast lands before it
+/// is copied to the parameters. Adam reads the gradients from here.
+pub struct Reduced {
+    pub grads: CudaSlice<f32>,
+    pub loss: CudaSlice<f64>,
+    pub sample_err: CudaSlice<u64>,
+}
+
 /// NeuMF on one GPU: the [`Trainer`] of the CUDA backend.
 pub struct CudaTrainer {
     /// The other ranks of a data-parallel run (NCCL); None on one GPU without `--nccl`. First,
-    /// so it is dropped first: its drop aborts the communicator, ending collectives that a dead
-    /// peer would leave spinning, before the GPU's handles are destroyed (which synchronise).
+    /// so it is dropped first: a communicator dropped live (an error path) is aborted, ending
+    /// collectives that a dead peer would leave spinning, before the GPU's handles are destroyed
+    /// (which synchronise). A normal end finalizes it first ([`Trainer::finish`]).
     ranks: Option<crate::nccl::Ranks>,
+    /// The all-reduced buffers (with ranks only).
+    reduced: Option<Reduced>,
     pub gpu: Gpu,
     pub cfg: TrainConfig,
     pub model_cfg: ModelConfig,
@@ -275,24 +287,47 @@ impl CudaTrainer {
             perm: None,
             factored: None,
             ranks: None,
+            reduced: None,
         })
     }
 
     /// Train data-parallel with the ranks of `group` through NCCL (also with a group of one:
     /// the NCCL path forced). Rank 0's parameters are broadcast to every rank.
+    /// The broadcast is out of place (into the all-reduce buffer, then copied), so that it shows
+    /// on one rank too.
     pub fn with_ranks(mut self, group: ncf_core::dist::Group) -> Result<Self, CudaError> {
+        let p = self.layout.total;
+        self.reduced = Some(Reduced {
+            grads: self.gpu.alloc::<f32>(p, "all-reduced gradients")?,
+            loss: self.gpu.alloc::<f64>(1, "all-reduced loss")?,
+            sample_err: self.gpu.alloc::<u64>(1, "all-reduced sampler flag")?,
+        });
         let ranks = crate::nccl::Ranks::new(group, self.gpu.stream.clone())?;
         self.ranks = Some(ranks);
-        let sent = match &self.ranks {
-            Some(r) => r
-                .broadcast(&mut self.params, "the initial parameters")
-                .and_then(|_| r.wait(&self.gpu.stream, "broadcasting the initial parameters")),
-            None => Ok(()),
+        let sent = match (&self.ranks, &mut self.reduced) {
+            (Some(r), Some(red)) => r
+                .broadcast(&self.params, &mut red.grads, "the initial parameters")
+                .and_then(|_| r.wait(&self.gpu.stream, "broadcasting the initial parameters"))
+                .and_then(|_| {
+                    self.gpu
+                        .stream
+                        .memcpy_dtod(&red.grads, &mut self.params)
+                        .map_err(|e| CudaError::call("copying the broadcast parameters", e))
+                }),
+            _ => Ok(()),
         };
         if let Err(e) = sent {
             return Err(self.abort_ranks(e));
         }
         Ok(self)
+    }
+
+    /// The gradient buffer the optimiser reads: the all-reduced one with ranks.
+    fn update_grads(&self) -> u64 {
+        match &self.reduced {
+            Some(r) => dptr(&r.grads, &self.gpu.stream),
+            None => dptr(&self.grads, &self.gpu.stream),
+        }
     }
 
     pub(crate) fn pp(&self, name: &str) -> u64 {
@@ -671,7 +706,7 @@ impl CudaTrainer {
         let n = self.layout.total as u64;
         let args = [
             dptr(&self.params, s).into(),
-            dptr(&self.grads, s).into(),
+            self.update_grads().into(),
             dptr(&self.m, s).into(),
             dptr(&self.v, s).into(),
             n.into(),
@@ -713,37 +748,17 @@ impl CudaTrainer {
         }
     }
 
-    /// After an error with NCCL work possibly queued: drop the communicator (cudarc's drop is
-    /// ncclCommAbort, which ends collectives a dead peer left spinning) so that nothing waits on
-    /// the stream forever, and say so in the error. The abort runs on a helper thread and is
-    /// given 10 s: NCCL's abort can itself hang (it joins its proxy threads); the process then
-    /// exits with the error anyway.
+    /// After an error with NCCL work possibly queued: abort the communicator (ncclCommAbort
+    /// ends collectives a dead peer left spinning; bounded, since NCCL's abort can itself hang:
+    /// [`crate::nccl::comm::Comm::abort_within`]) so that nothing waits on the stream forever,
+    /// and say so in the error.
     fn abort_ranks(&mut self, e: CudaError) -> CudaError {
-        let Some(ranks) = self.ranks.take() else {
-            return e;
-        };
-        struct Moved(crate::nccl::Ranks);
-        // SAFETY: the communicator is moved, not shared: no other thread uses it afterwards, and
-        // ncclCommAbort may be called from any thread.
-        unsafe impl Send for Moved {}
-        let moved = Moved(ranks);
-        let (tx, rx) = std::sync::mpsc::channel();
-        let spawned = std::thread::Builder::new()
-            .name("nccl-abort".into())
-            .spawn(move || {
-                // The whole wrapper is moved in (a closure naming only `moved.0` would capture
-                // the non-Send field alone).
-                let moved = moved;
-                let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(moved.0)));
-                let _ = tx.send(ok.is_ok());
-            });
-        let how = match spawned.map(|_| rx.recv_timeout(std::time::Duration::from_secs(10))) {
-            Ok(Ok(true)) => "the NCCL communicator was aborted",
-            Ok(Ok(false)) => "aborting the NCCL communicator failed too",
-            Ok(Err(_)) => "aborting the NCCL communicator did not finish within 10 s",
-            Err(_) => "no thread could be started to abort the NCCL communicator",
-        };
-        CudaError::Invalid(format!("{e}; {how}"))
+        // Without ranks the optimiser reads the local gradients again.
+        self.reduced = None;
+        match self.ranks.take() {
+            Some(ranks) => CudaError::Invalid(format!("{e}; {}", ranks.abort())),
+            None => e,
+        }
     }
 
     /// The step after the local forward/backward: all-reduce over the ranks (if any), FP16's
@@ -751,10 +766,18 @@ impl CudaTrainer {
     /// (NCF_CUDA_SYNC, profiling) the collectives are first waited for with the deadline, so
     /// those synchronisations cannot block on a collective a dead peer left spinning.
     fn reduce_and_update(&mut self, fp16: bool, scale: f32, t: u64) -> Result<(), CudaError> {
-        if let Some(r) = &self.ranks {
-            r.all_reduce(&mut self.grads, ReduceOp::Sum, "the gradients")?;
-            r.all_reduce(&mut self.loss_sum, ReduceOp::Sum, "the loss")?;
-            r.all_reduce(&mut self.sample_err, ReduceOp::Max, "the sampler flag")?;
+        if let (Some(r), Some(red)) = (&self.ranks, &mut self.reduced) {
+            r.all_reduce(&self.grads, &mut red.grads, Op::Sum, "the gradients")?;
+            r.all_reduce(&self.loss_sum, &mut red.loss, Op::Sum, "the loss")?;
+            r.all_reduce(
+                &self.sample_err,
+                &mut red.sample_err,
+                Op::Max,
+                "the sampler flag",
+            )?;
+            // The local sums start from zero next step (after the all-reduce read them: same
+            // stream); Adam zeroes the reduced gradients it reads.
+            self.gpu.zero(&mut self.grads, "gradients")?;
             if self.gpu.sync_each || self.gpu.profile.is_some() {
                 r.wait(&self.gpu.stream, "the step's all-reduces")?;
             }
@@ -763,7 +786,7 @@ impl CudaTrainer {
             let s = &self.gpu.stream;
             let len = self.layout.total as u64;
             let args = [
-                dptr(&self.grads, s).into(),
+                self.update_grads().into(),
                 len.into(),
                 dptr(&self.found_inf, s).into(),
             ];
@@ -812,8 +835,12 @@ impl CudaTrainer {
             return Err(self.abort_ranks(e));
         }
         self.wait_for_ranks(&format!("epoch {epoch} step {t}"))?;
-        let loss = self.gpu.download(&self.loss_sum, 1, "loss")?[0];
-        let err = self.gpu.download(&self.sample_err, 1, "sampler flag")?[0];
+        let (loss_buf, err_buf) = match &self.reduced {
+            Some(r) => (&r.loss, &r.sample_err),
+            None => (&self.loss_sum, &self.sample_err),
+        };
+        let loss = self.gpu.download(loss_buf, 1, "loss")?[0];
+        let err = self.gpu.download(err_buf, 1, "sampler flag")?[0];
         if err != 0 {
             return Err(CudaError::Invalid(format!(
                 "sample {}: no negative found in {} draws (the user has nearly every item)",
@@ -978,6 +1005,15 @@ impl Trainer for CudaTrainer {
     fn allreduce_f64(&mut self, x: &mut [f64]) -> ncf_core::Result<()> {
         match &mut self.ranks {
             Some(r) => r.group.allreduce_f64(x),
+            None => Ok(()),
+        }
+    }
+
+    /// Finalize the NCCL communicator (a normal end; the error paths abort it).
+    fn finish(&mut self) -> ncf_core::Result<()> {
+        self.reduced = None;
+        match self.ranks.take() {
+            Some(r) => Ok(r.finish()?),
             None => Ok(()),
         }
     }

@@ -522,6 +522,40 @@ mod tests {
     }
 
     #[test]
+    fn reads_a_staged_device_check_run() {
+        // scripts/device-check.sh since issue 25: stages, plus the keys read here.
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path().join("2027-01-01-h200");
+        std::fs::create_dir(&run).unwrap();
+        std::fs::write(
+            run.join("results.json"),
+            r#"{"schema":"ncf-device-check/1","stages":[{"name":"env","status":"pass"}],
+               "env":["NVIDIA H200, 580.159.04, 143771 MiB"],
+               "parity":{"results":[{"pass":true},{"pass":false}]},
+               "bench":{"results":[{"precision":"bf16","samples_per_s":1.5e8}]},
+               "peer":{"bf16":{"step_samples_per_s":7.0e7}},
+               "ml1m":[{"epoch":0},{"best_hr":0.7,"best_ndcg":0.42,"best_epoch":17,"train_time_s":1.5}]}"#,
+        )
+        .unwrap();
+        // A cut run: no bench stage, empty bench results.
+        let cut = dir.path().join("2027-01-02-h200");
+        std::fs::create_dir(&cut).unwrap();
+        std::fs::write(
+            cut.join("results.json"),
+            r#"{"schema":"ncf-device-check/1","stages":[],"env":[],"bench":{"results":[]},"peer":{}}"#,
+        )
+        .unwrap();
+        let all = load_all(dir.path()).unwrap();
+        assert_eq!(all.gpu.len(), 2);
+        let g = &all.gpu[0];
+        assert_eq!(g.gpu(), "NVIDIA H200");
+        assert_eq!(g.parity_pass, Some((1, 2)));
+        assert_eq!(g.throughput, vec![("bf16".to_string(), 1.5e8, Some(7.0e7))]);
+        assert_eq!(g.ml1m.as_ref().map(|m| m.1), Some(0.7));
+        assert!(all.gpu[1].throughput.is_empty());
+    }
+
+    #[test]
     fn median_of_even_and_odd() {
         assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median(&[4.0, 1.0]), 2.5);

@@ -198,6 +198,12 @@ struct Args {
     /// GPU; with several ranks NCCL is always used).
     #[arg(long)]
     nccl: bool,
+    /// CUDA ranks: let several ranks share one GPU (a test set-up): each rank gets its own
+    /// NCCL_HOSTID and NCCL connects the ranks through its socket transport on the loopback
+    /// interface (NCCL_SOCKET_IFNAME=lo, NCCL_NET=Socket, P2P and SHM off; variables already set
+    /// are kept). See docs/DISTRIBUTED.md.
+    #[arg(long)]
+    share_gpu: bool,
     /// Continue the run whose checkpoint is in DIR (same dataset and flags; --epochs and
     /// --target-hr may change). Later checkpoints go to DIR too. The model file of the
     /// interrupted run is kept and replaced only by better epochs.
@@ -273,6 +279,20 @@ fn run(a: Args) -> Result<()> {
         _ => RankInfo::from_env(env)?.unwrap_or_else(RankInfo::single),
     };
     let lead = ranks.rank == 0;
+    if a.share_gpu {
+        // Before anything loads NCCL or starts a thread that could read the environment.
+        let set = ncf_cuda::nccl::share_gpu_env(ranks.rank, env);
+        let shown: Vec<String> = set.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        for (k, v) in set {
+            std::env::set_var(k, v);
+        }
+        eprintln!(
+            "ncf-train: rank {} of {}: --share-gpu: {}",
+            ranks.rank,
+            ranks.world,
+            shown.join(" ")
+        );
+    }
     if lead && a.output.exists() && !a.force && a.resume.is_none() {
         bail!(
             "{}: output already exists (use --force to replace it)",
@@ -330,6 +350,9 @@ fn run(a: Args) -> Result<()> {
     if a.nccl && chosen == Chosen::Cpu {
         bail!("--nccl is for --device cuda (CPU ranks exchange gradients over TCP)");
     }
+    if a.share_gpu && chosen == Chosen::Cpu {
+        bail!("--share-gpu is for --device cuda (CPU ranks share no device)");
+    }
     // The precision is settled before the ranks compare their configurations.
     if a.precision.is_none() {
         cfg.precision = backend::default_precision(chosen)?;
@@ -354,6 +377,7 @@ fn run(a: Args) -> Result<()> {
     } else {
         None
     };
+    let ranked = group.is_some();
     let mut trainer = backend::trainer(
         spec,
         model,
@@ -439,6 +463,17 @@ fn run(a: Args) -> Result<()> {
         eprintln!("ncf-train: {} on {}", trainer.name(), a.dataset.display());
     }
     train::run(trainer.as_mut(), &cfg, &train_data, &opts, &mut out)?;
+    if ranked {
+        // Every rank holds the same parameters: the GPU check compares these lines.
+        let params = trainer.model()?.params;
+        eprintln!(
+            "ncf-train: rank {} of {}: parameters sha256 {}",
+            ranks.rank,
+            ranks.world,
+            modelfile::params_sha256(&params)
+        );
+    }
+    trainer.finish()?;
     // A completed run needs no checkpoint unless one was asked for.
     if lead && checkpoint_dir.as_deref() == Some(default_dir.as_path()) && a.checkpoint.is_none() {
         let _ = std::fs::remove_file(checkpoint::file_in(&default_dir));

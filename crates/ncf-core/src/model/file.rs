@@ -79,6 +79,13 @@ pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
+/// Hex sha256 of a flat parameter vector (layout order, padding included, f32 little-endian):
+/// the ranks of a data-parallel run print it at the end, and every rank's must be the same.
+pub fn params_sha256(params: &[f32]) -> String {
+    let bytes: Vec<u8> = params.iter().flat_map(|v| v.to_le_bytes()).collect();
+    sha256_hex(&bytes)
+}
+
 fn to_json<T: Serialize>(v: &T) -> String {
     serde_json::to_string(v).expect("metadata serialises")
 }

@@ -61,6 +61,12 @@ pub trait Trainer: Scorer {
     fn allreduce_f64(&mut self, _x: &mut [f64]) -> Result<()> {
         Ok(())
     }
+    /// A normal end of training: release what the ranks share, in order (CUDA: finalize the
+    /// NCCL communicator; an error path that never calls this aborts it instead). Nothing to do
+    /// on the CPU.
+    fn finish(&mut self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Threads used when none are asked for: the available parallelism.

@@ -1,0 +1,637 @@
+//! The judgements of the GPU check (`scripts/device-check.sh`, through the `ncf-devcheck` tool),
+//! here so that they are tested without a GPU: reading the training logs and the ranks' checksum
+//! lines, deciding whether a run through NCCL trains like the plain runs ([`judge_runs`]),
+//! whether a killed rank ended the others in time and by name ([`judge_kill`]), and merging the
+//! stages' JSON into the one `results.json` ([`merge`]), rewritten after every stage.
+
+use serde_json::{json, Map, Value};
+
+/// One epoch report of a training log.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Epoch {
+    pub epoch: u64,
+    pub loss: f64,
+    pub hr: f64,
+}
+
+/// The epoch reports (`{"epoch": …, "loss": …, "hr": …}`) of an `ncf-train` JSON-lines log;
+/// other lines are skipped.
+pub fn epochs(log: &str) -> Vec<Epoch> {
+    log.lines()
+        .filter(|l| l.trim_start().starts_with('{'))
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|v| {
+            Some(Epoch {
+                epoch: v.get("epoch")?.as_u64()?,
+                loss: v.get("loss")?.as_f64()?,
+                hr: v.get("hr")?.as_f64()?,
+            })
+        })
+        .collect()
+}
+
+/// The `ncf-train: rank R of W: parameters sha256 HEX` lines of the ranks' stderr: (R, W, HEX).
+pub fn checksums(stderr: &str) -> Vec<(usize, usize, String)> {
+    stderr
+        .lines()
+        .filter_map(|l| {
+            let rest = l.trim().strip_prefix("ncf-train: rank ")?;
+            let (r, rest) = rest.split_once(" of ")?;
+            let (w, hex) = rest.split_once(": parameters sha256 ")?;
+            Some((r.parse().ok()?, w.parse().ok()?, hex.trim().to_string()))
+        })
+        .collect()
+}
+
+/// The ranks' `ncf-cuda: rank R of W: NCCL … collectives self-test passed` lines.
+pub fn self_tests(stderr: &str) -> Vec<String> {
+    stderr
+        .lines()
+        .filter(|l| l.starts_with("ncf-cuda: rank ") && l.contains("self-test passed"))
+        .map(|l| l.trim().to_string())
+        .collect()
+}
+
+/// Largest |a − b| of the epochs' loss and HR; None when the logs' epochs differ in number.
+fn diff(a: &[Epoch], b: &[Epoch]) -> Option<(f64, f64)> {
+    if a.is_empty() || a.len() != b.len() {
+        return None;
+    }
+    Some(a.iter().zip(b).fold((0f64, 0f64), |(l, h), (x, y)| {
+        (l.max((x.loss - y.loss).abs()), h.max((x.hr - y.hr).abs()))
+    }))
+}
+
+/// Loss and HR tolerances given the run-to-run noise of two plain runs: 4× the noise, at least
+/// 1e-4 (loss) and 0.005 (HR, 30 of ml-1m's 6,040 users). CUDA training is not bit-reproducible
+/// (atomically reduced gradients), so the NCCL run is held to what two plain runs differ by.
+pub fn tolerances(noise: (f64, f64)) -> (f64, f64) {
+    ((4.0 * noise.0).max(1e-4), (4.0 * noise.1).max(0.005))
+}
+
+/// A verdict: its status word, a one-line summary and the detail.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Verdict {
+    pub pass: bool,
+    pub summary: String,
+    pub detail: Value,
+}
+
+impl Verdict {
+    pub fn status(&self) -> &'static str {
+        if self.pass {
+            "pass"
+        } else {
+            "fail"
+        }
+    }
+}
+
+/// A run of the check: its name, exit code, training log (rank 0's stdout).
+pub struct Run<'a> {
+    pub name: &'a str,
+    pub rc: i32,
+    pub log: &'a str,
+}
+
+/// Do `runs` (through NCCL) train like the plain `refs` (one or two: two measure the noise)?
+/// Every run must exit 0 with the references' epochs, losses and HR within [`tolerances`]; with
+/// `ranks` > 0, `stderr` (the ranks' logs) must hold one checksum line from each of `ranks`
+/// ranks, all equal, and each rank's line saying its NCCL collectives self-test passed.
+pub fn judge_runs(refs: &[Run], runs: &[Run], stderr: &str, ranks: usize) -> Verdict {
+    let mut why = vec![];
+    for r in refs.iter().chain(runs) {
+        if r.rc != 0 {
+            why.push(format!("{} exited {}", r.name, r.rc));
+        }
+    }
+    let base = refs.first().map(|r| epochs(r.log)).unwrap_or_default();
+    if base.is_empty() {
+        why.push("the reference run logged no epoch".into());
+    }
+    let noise = match refs.get(1) {
+        Some(r2) => match diff(&base, &epochs(r2.log)) {
+            Some(d) => Some(d),
+            None => {
+                why.push(format!(
+                    "{} logged other epochs than {}",
+                    r2.name, refs[0].name
+                ));
+                None
+            }
+        },
+        None => None,
+    };
+    let (tol_loss, tol_hr) = tolerances(noise.unwrap_or((0.0, 0.0)));
+    let mut cands = Map::new();
+    for r in runs {
+        let e = epochs(r.log);
+        let d = diff(&base, &e);
+        match d {
+            Some((dl, dh)) => {
+                if dl > tol_loss {
+                    why.push(format!(
+                        "{}: loss differs by {dl:.3e} > {tol_loss:.3e}",
+                        r.name
+                    ));
+                }
+                if dh > tol_hr {
+                    why.push(format!("{}: HR differs by {dh:.4} > {tol_hr:.4}", r.name));
+                }
+            }
+            None if !base.is_empty() => why.push(format!(
+                "{}: {} epochs logged, the reference {}",
+                r.name,
+                e.len(),
+                base.len()
+            )),
+            None => {}
+        }
+        cands.insert(
+            r.name.to_string(),
+            json!({"rc": r.rc, "epochs": e.iter().map(|x| json!({"epoch": x.epoch, "loss": x.loss, "hr": x.hr})).collect::<Vec<_>>(),
+                   "loss_diff": d.map(|x| x.0), "hr_diff": d.map(|x| x.1)}),
+        );
+    }
+    let sums = checksums(stderr);
+    let mut same = None;
+    if ranks > 0 {
+        let mut seen: Vec<usize> = sums.iter().map(|s| s.0).collect();
+        seen.sort_unstable();
+        seen.dedup();
+        let all: Vec<usize> = (0..ranks).collect();
+        if seen != all || sums.iter().any(|s| s.1 != ranks) {
+            why.push(format!(
+                "parameter checksums from ranks {seen:?} of {ranks} (need one from each)"
+            ));
+        }
+        let equal = sums.windows(2).all(|w| w[0].2 == w[1].2) && !sums.is_empty();
+        if !equal {
+            why.push("the ranks' parameter checksums differ".into());
+        }
+        same = Some(equal);
+        let n = self_tests(stderr).len();
+        if n < ranks {
+            why.push(format!(
+                "{n} of {ranks} ranks said their NCCL collectives self-test passed"
+            ));
+        }
+    }
+    let pass = why.is_empty();
+    let summary = if pass {
+        let mut s =
+            format!("loss within {tol_loss:.1e} and HR within {tol_hr:.4} of the plain run");
+        if let Some(n) = noise {
+            s += &format!(
+                " (noise of two plain runs: loss {:.1e}, HR {:.4})",
+                n.0, n.1
+            );
+        }
+        if same == Some(true) {
+            s += &format!("; {ranks} ranks' parameter checksums equal");
+        }
+        s
+    } else {
+        why.join("; ")
+    };
+    Verdict {
+        pass,
+        summary,
+        detail: json!({
+            "noise": noise.map(|n| json!({"loss": n.0, "hr": n.1})),
+            "tolerance": {"loss": tol_loss, "hr": tol_hr},
+            "reference": refs.iter().map(|r| json!({"name": r.name, "rc": r.rc, "epochs": epochs(r.log).len()})).collect::<Vec<_>>(),
+            "runs": cands,
+            "checksums": sums.iter().map(|s| json!({"rank": s.0, "world": s.1, "sha256": s.2})).collect::<Vec<_>>(),
+            "checksums_equal": same,
+            "nccl": self_tests(stderr),
+            "problems": why,
+        }),
+    }
+}
+
+/// The survivor of a killed rank: it must exit non-zero (not by the stage's own timeout: 124,
+/// 137) within `limit_s` seconds of the kill, name the killed rank (`rank K`) and not panic.
+/// The detail says which path caught it (NCCL's asynchronous error, the step deadline, or a host
+/// collective) and how the abort went.
+pub fn judge_kill(killed: usize, rc: i32, seconds: f64, limit_s: f64, stderr: &str) -> Verdict {
+    let name = format!("rank {killed}");
+    let names = stderr
+        .match_indices(&name)
+        .any(|(i, _)| !stderr[i + name.len()..].starts_with(|c: char| c.is_ascii_digit()));
+    let mut why = vec![];
+    if rc == 0 {
+        why.push("the survivor exited 0".to_string());
+    }
+    if rc == 124 || rc == 137 || rc < 0 {
+        why.push(format!("the survivor did not exit by itself (exit {rc})"));
+    }
+    if seconds > limit_s {
+        why.push(format!("it took {seconds:.1} s > {limit_s:.0} s"));
+    }
+    if !names {
+        why.push(format!("its error does not name {name}"));
+    }
+    if stderr.contains("panicked") {
+        why.push("it panicked".into());
+    }
+    let path = if stderr.contains("NCCL reported") {
+        "NCCL asynchronous error (socket closed), then abort"
+    } else if stderr.contains("did not finish within") {
+        "step deadline, then abort"
+    } else if stderr.contains("receiving rank") || stderr.contains("waiting for the sums") {
+        "host collective (the ranks' stop agreement or evaluation)"
+    } else {
+        "unknown"
+    };
+    let abort = [
+        "the NCCL communicator was aborted",
+        "aborting the NCCL communicator failed too",
+        "did not finish within 10 s",
+    ]
+    .into_iter()
+    .find(|s| stderr.contains(s));
+    let error = stderr
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("ncf-train:") && !l.contains("parameters sha256"))
+        .unwrap_or("")
+        .to_string();
+    let pass = why.is_empty();
+    Verdict {
+        pass,
+        summary: if pass {
+            format!("exit {rc} {seconds:.1} s after the kill, naming {name} ({path})")
+        } else {
+            why.join("; ")
+        },
+        detail: json!({"killed": killed, "rc": rc, "seconds": seconds, "limit_s": limit_s,
+            "names_it": names, "caught_by": path, "abort": abort, "error": error, "problems": why}),
+    }
+}
+
+/// The keys that the results of the first device checks had, which `ncf-report` (`ncf-bench-report
+/// render`, `ncf-plot throughput`) reads from a folder under benchmarks/results/: `env` (lines,
+/// the first "GPU, driver, memory"), `parity` and `bench` (ncf-cuda-check's JSON), `peer` (by
+/// precision) and `ml1m` (the training log's lines), taken from the stages' details.
+fn legacy(stages: &[Value]) -> Map<String, Value> {
+    let detail = |name: &str| {
+        stages
+            .iter()
+            .find(|s| s.get("name").and_then(Value::as_str) == Some(name))
+            .and_then(|s| s.get("detail"))
+            .filter(|d| d.is_object())
+    };
+    let mut m = Map::new();
+    let mut env = vec![];
+    if let Some(e) = detail("env") {
+        let f = |k: &str| e.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+        if !f("gpu").is_empty() {
+            env.push(json!(format!(
+                "{}, {}, {}",
+                f("gpu"),
+                f("driver"),
+                f("memory")
+            )));
+        }
+        if !f("torch").is_empty() {
+            env.push(json!(format!("torch {}", f("torch"))));
+        }
+    }
+    m.insert("env".into(), Value::Array(env));
+    if let Some(p) = detail("parity").filter(|p| p.get("results").is_some()) {
+        m.insert("parity".into(), p.clone());
+    }
+    let bench = detail("bench")
+        .filter(|b| b.get("results").is_some_and(Value::is_array))
+        .cloned()
+        .unwrap_or_else(|| json!({"results": []}));
+    m.insert("bench".into(), bench);
+    let mut peer = Map::new();
+    if let Some(runs) = detail("peer")
+        .and_then(|p| p.get("runs"))
+        .and_then(Value::as_array)
+    {
+        for r in runs {
+            if let Some(p) = r.get("precision").and_then(Value::as_str) {
+                peer.insert(p.to_string(), r.clone());
+            }
+        }
+    }
+    m.insert("peer".into(), Value::Object(peer));
+    if let Some(t) = detail("ml1m") {
+        let mut lines: Vec<Value> = t
+            .get("epochs")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        if let Some(s) = t.get("summary").filter(|s| s.is_object()) {
+            lines.push(s.clone());
+        }
+        m.insert("ml1m".into(), Value::Array(lines));
+    }
+    m
+}
+
+/// The results file: `header` (the environment) and every stage in order. A stage is an object
+/// (`name`, `status`, …) whose `detail_file` names the stage's own JSON, embedded as `detail`
+/// (as text when it is not valid JSON, so one bad stage never spoils the file). The keys that
+/// `ncf-report` reads are added from the stages ([`legacy`]).
+pub fn merge(header: Option<&str>, stages: &[(String, String)], expected: &[&str]) -> Value {
+    let mut out = Map::new();
+    out.insert("schema".into(), json!("ncf-device-check/1"));
+    match header.map(serde_json::from_str::<Value>) {
+        Some(Ok(Value::Object(h))) => out.extend(h),
+        Some(Ok(v)) => {
+            out.insert("header".into(), v);
+        }
+        Some(Err(e)) => {
+            out.insert("header_error".into(), json!(e.to_string()));
+        }
+        None => {}
+    }
+    let mut list = vec![];
+    let mut counts = Map::new();
+    for (file, text) in stages {
+        let mut v = match serde_json::from_str::<Value>(text) {
+            Ok(Value::Object(m)) => Value::Object(m),
+            Ok(other) => json!({"name": file, "status": "error", "raw": other}),
+            Err(e) => {
+                json!({"name": file, "status": "error", "error": format!("not JSON: {e}"), "raw": text})
+            }
+        };
+        if let Some(path) = v
+            .get("detail_file")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+        {
+            let detail = match std::fs::read_to_string(&path) {
+                Ok(t) => serde_json::from_str::<Value>(&t).unwrap_or(json!({"raw": t})),
+                Err(_) => Value::Null,
+            };
+            v["detail"] = detail;
+        }
+        let status = v
+            .get("status")
+            .and_then(Value::as_str)
+            .unwrap_or("error")
+            .to_string();
+        let n = counts.get(&status).and_then(Value::as_u64).unwrap_or(0);
+        counts.insert(status, json!(n + 1));
+        list.push(v);
+    }
+    let names: Vec<&str> = list
+        .iter()
+        .filter_map(|v| v.get("name").and_then(Value::as_str))
+        .collect();
+    let missing: Vec<&str> = expected
+        .iter()
+        .copied()
+        .filter(|e| !names.contains(e))
+        .collect();
+    for (k, v) in legacy(&list) {
+        out.entry(k).or_insert(v);
+    }
+    out.insert("stages".into(), Value::Array(list));
+    out.insert("counts".into(), Value::Object(counts));
+    out.insert("complete".into(), json!(missing.is_empty()));
+    out.insert("not_run".into(), json!(missing));
+    Value::Object(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn log(losses: &[(f64, f64)]) -> String {
+        let mut s = String::from("not json\n");
+        for (e, (l, h)) in losses.iter().enumerate() {
+            s += &format!("{{\"epoch\":{e},\"loss\":{l},\"hr\":{h},\"k\":10}}\n");
+        }
+        s + "{\"best_hr\":0.5,\"epochs_run\":2}\n"
+    }
+
+    #[test]
+    fn logs_and_checksum_lines_are_read() {
+        let e = epochs(&log(&[(0.44, 0.45), (0.38, 0.51)]));
+        assert_eq!(e.len(), 2);
+        assert_eq!(
+            e[1],
+            Epoch {
+                epoch: 1,
+                loss: 0.38,
+                hr: 0.51
+            }
+        );
+        let err =
+            "ncf-cuda: rank 0 of 2: NCCL 2.27.7\nncf-train: rank 1 of 2: parameters sha256 ab12\n";
+        assert_eq!(checksums(err), vec![(1, 2, "ab12".to_string())]);
+    }
+
+    #[test]
+    fn an_nccl_run_passes_within_the_noise_and_fails_outside_it() {
+        let (a, b) = (log(&[(0.44, 0.45)]), log(&[(0.44001, 0.4502)]));
+        let refs = [
+            Run {
+                name: "plain",
+                rc: 0,
+                log: &a,
+            },
+            Run {
+                name: "plain2",
+                rc: 0,
+                log: &b,
+            },
+        ];
+        let ok = log(&[(0.44003, 0.451)]);
+        let v = judge_runs(
+            &refs,
+            &[Run {
+                name: "nccl",
+                rc: 0,
+                log: &ok,
+            }],
+            "",
+            0,
+        );
+        assert!(v.pass, "{}", v.summary);
+        assert_eq!(v.detail["tolerance"]["loss"], json!(1e-4));
+        let bad = log(&[(0.45, 0.45)]);
+        let v = judge_runs(
+            &refs,
+            &[Run {
+                name: "nccl",
+                rc: 0,
+                log: &bad,
+            }],
+            "",
+            0,
+        );
+        assert!(!v.pass);
+        assert!(
+            v.summary.contains("nccl: loss differs by 1.000e-2"),
+            "{}",
+            v.summary
+        );
+        let v = judge_runs(
+            &refs,
+            &[Run {
+                name: "nccl",
+                rc: 1,
+                log: "",
+            }],
+            "",
+            0,
+        );
+        assert!(v.summary.contains("nccl exited 1"), "{}", v.summary);
+        assert!(v.summary.contains("0 epochs logged"), "{}", v.summary);
+    }
+
+    #[test]
+    fn two_ranks_need_one_equal_checksum_each() {
+        let a = log(&[(0.44, 0.45)]);
+        let refs = [Run {
+            name: "plain",
+            rc: 0,
+            log: &a,
+        }];
+        let runs = [Run {
+            name: "2 ranks",
+            rc: 0,
+            log: &a,
+        }];
+        let same =
+            "ncf-cuda: rank 0 of 2: NCCL 2.27.7 (x), non-blocking communicator; collectives \
+                    self-test passed\nncf-cuda: rank 1 of 2: NCCL 2.27.7 (x), non-blocking \
+                    communicator; collectives self-test passed\nncf-train: rank 0 of 2: parameters \
+                    sha256 ff\nncf-train: rank 1 of 2: parameters sha256 ff\n";
+        let v = judge_runs(&refs, &runs, same, 2);
+        assert!(v.pass, "{}", v.summary);
+        assert!(v.summary.contains("2 ranks' parameter checksums equal"));
+        let differ = same.replace(
+            "1 of 2: parameters sha256 ff",
+            "1 of 2: parameters sha256 fe",
+        );
+        let v = judge_runs(&refs, &runs, &differ, 2);
+        assert!(v.summary.contains("checksums differ"), "{}", v.summary);
+        let one = "ncf-train: rank 0 of 2: parameters sha256 ff\n";
+        let v = judge_runs(&refs, &runs, one, 2);
+        assert!(v.summary.contains("from ranks [0] of 2"), "{}", v.summary);
+        assert!(v
+            .summary
+            .contains("0 of 2 ranks said their NCCL collectives self-test passed"));
+    }
+
+    #[test]
+    fn a_survivor_must_exit_in_time_naming_the_killed_rank() {
+        let err = "ncf-cuda: rank 0 of 2: NCCL 2.27.7\nncf-train: rank 0 of 2: epoch 2 step 160 \
+                   failed: NCCL reported ncclRemoteError (6): rank 1 died (its connection to rank \
+                   0 closed), in the middle of the step's NCCL collectives; the NCCL communicator \
+                   was aborted\n";
+        let v = judge_kill(1, 1, 2.5, 30.0, err);
+        assert!(v.pass, "{}", v.summary);
+        assert_eq!(
+            v.detail["caught_by"],
+            json!("NCCL asynchronous error (socket closed), then abort")
+        );
+        assert_eq!(
+            v.detail["abort"],
+            json!("the NCCL communicator was aborted")
+        );
+        assert!(!judge_kill(1, 124, 45.0, 30.0, err).pass);
+        assert!(!judge_kill(1, 0, 1.0, 30.0, err).pass);
+        assert!(!judge_kill(1, 1, 31.0, 30.0, err).pass);
+        // "rank 10" is not rank 1.
+        let v = judge_kill(1, 1, 2.0, 30.0, "ncf-train: rank 10 is gone");
+        assert!(v.summary.contains("does not name rank 1"), "{}", v.summary);
+        let host = "ncf-train: rank 0: receiving rank 1's sums: connection closed (did it die?)";
+        assert!(judge_kill(1, 1, 0.3, 30.0, host).detail["caught_by"]
+            .as_str()
+            .unwrap()
+            .starts_with("host collective"));
+    }
+
+    #[test]
+    fn the_merged_file_has_the_keys_ncf_report_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = |name: &str, text: &str| {
+            let p = dir.path().join(format!("{name}.json"));
+            std::fs::write(&p, text).unwrap();
+            (
+                format!("{name}.json"),
+                format!(
+                    "{{\"name\":\"{name}\",\"status\":\"pass\",\"detail_file\":{:?}}}",
+                    p.to_str().unwrap()
+                ),
+            )
+        };
+        let stages = vec![
+            w(
+                "env",
+                r#"{"gpu":"NVIDIA H200","driver":"580.159.04","memory":"143771 MiB","torch":"2.11.0+cu130"}"#,
+            ),
+            w(
+                "parity",
+                r#"{"checks":2,"results":[{"pass":true},{"pass":false}]}"#,
+            ),
+            w(
+                "bench",
+                r#"{"results":[{"precision":"bf16","samples_per_s":1.5e8}]}"#,
+            ),
+            w(
+                "peer",
+                r#"{"runs":[{"precision":"bf16","step_samples_per_s":7e7}]}"#,
+            ),
+            w(
+                "ml1m",
+                r#"{"epochs":[{"epoch":0,"loss":0.4}],"summary":{"best_hr":0.7,"best_ndcg":0.42,"best_epoch":17,"train_time_s":1.5}}"#,
+            ),
+        ];
+        let v = merge(None, &stages, &[]);
+        assert_eq!(v["env"][0], json!("NVIDIA H200, 580.159.04, 143771 MiB"));
+        assert_eq!(v["parity"]["results"].as_array().unwrap().len(), 2);
+        assert_eq!(v["bench"]["results"][0]["precision"], json!("bf16"));
+        assert_eq!(v["peer"]["bf16"]["step_samples_per_s"], json!(7e7));
+        assert_eq!(v["ml1m"][1]["best_hr"], json!(0.7));
+    }
+
+    #[test]
+    fn merging_keeps_every_stage_and_survives_a_bad_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("d.json");
+        std::fs::write(&d, "{\"pass\": true}").unwrap();
+        let stages = vec![
+            (
+                "00-env.json".to_string(),
+                "{\"name\":\"env\",\"status\":\"no-gpu\"}".to_string(),
+            ),
+            (
+                "01-nccl_load.json".to_string(),
+                format!(
+                    "{{\"name\":\"nccl_load\",\"status\":\"pass\",\"detail_file\":{:?}}}",
+                    d.to_str().unwrap()
+                ),
+            ),
+            ("02-x.json".to_string(), "{\"name\": broken".to_string()),
+        ];
+        let v = merge(
+            Some("{\"gpu\": \"none\"}"),
+            &stages,
+            &["env", "nccl_load", "parity"],
+        );
+        assert_eq!(v["schema"], json!("ncf-device-check/1"));
+        assert_eq!(v["gpu"], json!("none"));
+        assert_eq!(v["stages"].as_array().unwrap().len(), 3);
+        assert_eq!(v["stages"][1]["detail"]["pass"], json!(true));
+        assert_eq!(v["stages"][2]["status"], json!("error"));
+        assert_eq!(v["counts"]["no-gpu"], json!(1));
+        assert_eq!(v["complete"], json!(false));
+        assert_eq!(v["not_run"], json!(["parity"]));
+        // What ncf-report reads is there even without those stages.
+        assert_eq!(v["bench"]["results"], json!([]));
+        assert_eq!(v["env"], json!([]));
+        // Text, not JSON, round-trips: the file stays well-formed.
+        let text = serde_json::to_string(&v).unwrap();
+        assert!(serde_json::from_str::<Value>(&text).is_ok());
+    }
+}

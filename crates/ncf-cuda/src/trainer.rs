@@ -2,6 +2,11 @@
 //! are single device buffers in the flat [`Layout`]; each step generates its samples on the device
 //! from (epoch, positions), runs the MLP with cuBLAS and the fused kernels of `kernels/ncf.cu`, and
 //! reads back only the loss and two flags.
+//!
+//! One file: the struct, its constructor and every phase of a step (sampling, forward, final
+//! layer + BCE, backward, optimiser, NCCL all-reduce) with the [`Trainer`] impl that sequences
+//! them share its private rank and permutation state (`ranks`, `reduced`, `perm`); the factored
+//! first layer is in [`crate::first_layer`]. 1055 lines, no tests.
 
 use crate::device::{dptr, dropout_threshold, Gpu, KArg};
 use crate::kernels::Act;
@@ -133,81 +138,7 @@ impl CudaTrainer {
         let mc = model.config.clone();
         mc.validate()
             .map_err(|e| CudaError::Invalid(e.to_string()))?;
-        if model.params.len() != model.layout.total || model.layout != mc.layout() {
-            return Err(CudaError::Invalid(format!(
-                "model has {} parameters, its configuration's layout needs {}",
-                model.params.len(),
-                mc.layout().total
-            )));
-        }
-        if train_users.len() != train_items.len() || train_users.is_empty() {
-            return Err(CudaError::Invalid(format!(
-                "train positives: {} users and {} items (need the same, at least one)",
-                train_users.len(),
-                train_items.len()
-            )));
-        }
-        if let Some((k, _)) = train_users
-            .iter()
-            .enumerate()
-            .find(|(_, &u)| u >= mc.n_users)
-        {
-            return Err(CudaError::Invalid(format!(
-                "train row {k}: user {} >= n_users {}",
-                train_users[k], mc.n_users
-            )));
-        }
-        if let Some((k, _)) = train_items
-            .iter()
-            .enumerate()
-            .find(|(_, &i)| i >= mc.n_items)
-        {
-            return Err(CudaError::Invalid(format!(
-                "train row {k}: item {} >= n_items {}",
-                train_items[k], mc.n_items
-            )));
-        }
-        if cfg.negative_mode == NegativeMode::Exact && positives.is_none() {
-            return Err(CudaError::Invalid(
-                "exact negatives need the users' positives".into(),
-            ));
-        }
-        if mc.final_in() > FINAL_MAX {
-            return Err(CudaError::Invalid(format!(
-                "the final layer has {} inputs; the CUDA backend supports at most {FINAL_MAX}",
-                mc.final_in()
-            )));
-        }
-        if mc.kind.has_mlp()
-            && mc
-                .layers
-                .iter()
-                .any(|&w| w.div_ceil(16) > ROW_BLOCK as usize)
-        {
-            return Err(CudaError::Invalid(format!(
-                "MLP layers wider than {} are not supported",
-                ROW_BLOCK * 16
-            )));
-        }
-        let cap = match cfg.batch_size.samples() {
-            Some(b) if (1..=1 << 30).contains(&b) => b as usize,
-            Some(b) => {
-                return Err(CudaError::Invalid(format!(
-                    "batch size {b} out of 1..=2^30"
-                )))
-            }
-            None => {
-                return Err(CudaError::Invalid(
-                    "the CUDA backend trains in batches, not a whole epoch per step".into(),
-                ))
-            }
-        };
-        let per_epoch = train_users.len() as u64 * (1 + cfg.negatives as u64);
-        if per_epoch >= 1 << 32 {
-            return Err(CudaError::Invalid(format!(
-                "an epoch must have fewer than 2^32 samples, not {per_epoch}"
-            )));
-        }
+        let cap = check_inputs(&model, &mc, cfg, train_users, train_items, positives)?;
         let gpu = Gpu::new(ordinal, cfg.precision)?;
         let layout = model.layout.clone();
         let p = layout.total;
@@ -215,13 +146,7 @@ impl CudaTrainer {
         let grads = gpu.alloc::<f32>(p, "gradients")?;
         let m = gpu.alloc::<f32>(p, "Adam m")?;
         let v = gpu.alloc::<f32>(p, "Adam v")?;
-        let mlp_region = if mc.kind.has_mlp() {
-            let first = layout.range("mlp.0.weight").start;
-            let last = layout.range(&format!("mlp.{}.bias", mc.n_linear() - 1)).end;
-            first..last
-        } else {
-            0..0
-        };
+        let mlp_region = mlp_region(&layout, &mc);
         let wlow = gpu.alloc::<u8>(
             if gpu.act == Act::F32 {
                 1
@@ -233,25 +158,7 @@ impl CudaTrainer {
         let batch = Batch::new(&gpu, &mc, cap)?;
         let users = gpu.upload(train_users, "train users")?;
         let items = gpu.upload(train_items, "train items")?;
-        let (offsets, pos_items) = match positives {
-            Some(ui) => (
-                gpu.upload(&ui.offsets, "positive offsets")?,
-                gpu.upload(&ui.items, "positive items")?,
-            ),
-            None => (
-                gpu.alloc::<u64>(1, "positive offsets")?,
-                gpu.alloc::<u32>(1, "positive items")?,
-            ),
-        };
-        if let Some(ui) = positives {
-            if ui.n_users() < mc.n_users as usize {
-                return Err(CudaError::Invalid(format!(
-                    "positives cover {} users, the model has {}",
-                    ui.n_users(),
-                    mc.n_users
-                )));
-            }
-        }
+        let (offsets, pos_items) = upload_positives(&gpu, positives, &mc)?;
         let loss_sum = gpu.alloc::<f64>(1, "loss")?;
         let found_inf = gpu.alloc::<i32>(1, "inf flag")?;
         let sample_err = gpu.alloc::<u64>(1, "sampler flag")?;
@@ -925,6 +832,134 @@ impl CudaTrainer {
         self.gpu
             .download(&self.grads, self.layout.total, "gradients")
     }
+}
+
+/// Refuse a model, train positives or configuration the CUDA backend cannot train; returns the
+/// batch capacity (samples per step).
+fn check_inputs(
+    model: &Model,
+    mc: &ModelConfig,
+    cfg: &TrainConfig,
+    train_users: &[u32],
+    train_items: &[u32],
+    positives: Option<&UserItems>,
+) -> Result<usize, CudaError> {
+    if model.params.len() != model.layout.total || model.layout != mc.layout() {
+        return Err(CudaError::Invalid(format!(
+            "model has {} parameters, its configuration's layout needs {}",
+            model.params.len(),
+            mc.layout().total
+        )));
+    }
+    if train_users.len() != train_items.len() || train_users.is_empty() {
+        return Err(CudaError::Invalid(format!(
+            "train positives: {} users and {} items (need the same, at least one)",
+            train_users.len(),
+            train_items.len()
+        )));
+    }
+    if let Some((k, _)) = train_users
+        .iter()
+        .enumerate()
+        .find(|(_, &u)| u >= mc.n_users)
+    {
+        return Err(CudaError::Invalid(format!(
+            "train row {k}: user {} >= n_users {}",
+            train_users[k], mc.n_users
+        )));
+    }
+    if let Some((k, _)) = train_items
+        .iter()
+        .enumerate()
+        .find(|(_, &i)| i >= mc.n_items)
+    {
+        return Err(CudaError::Invalid(format!(
+            "train row {k}: item {} >= n_items {}",
+            train_items[k], mc.n_items
+        )));
+    }
+    if cfg.negative_mode == NegativeMode::Exact && positives.is_none() {
+        return Err(CudaError::Invalid(
+            "exact negatives need the users' positives".into(),
+        ));
+    }
+    if mc.final_in() > FINAL_MAX {
+        return Err(CudaError::Invalid(format!(
+            "the final layer has {} inputs; the CUDA backend supports at most {FINAL_MAX}",
+            mc.final_in()
+        )));
+    }
+    if mc.kind.has_mlp()
+        && mc
+            .layers
+            .iter()
+            .any(|&w| w.div_ceil(16) > ROW_BLOCK as usize)
+    {
+        return Err(CudaError::Invalid(format!(
+            "MLP layers wider than {} are not supported",
+            ROW_BLOCK * 16
+        )));
+    }
+    let cap = match cfg.batch_size.samples() {
+        Some(b) if (1..=1 << 30).contains(&b) => b as usize,
+        Some(b) => {
+            return Err(CudaError::Invalid(format!(
+                "batch size {b} out of 1..=2^30"
+            )))
+        }
+        None => {
+            return Err(CudaError::Invalid(
+                "the CUDA backend trains in batches, not a whole epoch per step".into(),
+            ))
+        }
+    };
+    let per_epoch = train_users.len() as u64 * (1 + cfg.negatives as u64);
+    if per_epoch >= 1 << 32 {
+        return Err(CudaError::Invalid(format!(
+            "an epoch must have fewer than 2^32 samples, not {per_epoch}"
+        )));
+    }
+    Ok(cap)
+}
+
+/// The span of the layout holding the MLP layers' weights and biases (empty without an MLP).
+fn mlp_region(layout: &Layout, mc: &ModelConfig) -> std::ops::Range<usize> {
+    if mc.kind.has_mlp() {
+        let first = layout.range("mlp.0.weight").start;
+        let last = layout.range(&format!("mlp.{}.bias", mc.n_linear() - 1)).end;
+        first..last
+    } else {
+        0..0
+    }
+}
+
+/// Upload the users' positives (offsets, items) for exact negatives, or one-element
+/// placeholders without them; refused when they cover fewer users than the model has.
+fn upload_positives(
+    gpu: &Gpu,
+    positives: Option<&UserItems>,
+    mc: &ModelConfig,
+) -> Result<(CudaSlice<u64>, CudaSlice<u32>), CudaError> {
+    let (offsets, pos_items) = match positives {
+        Some(ui) => (
+            gpu.upload(&ui.offsets, "positive offsets")?,
+            gpu.upload(&ui.items, "positive items")?,
+        ),
+        None => (
+            gpu.alloc::<u64>(1, "positive offsets")?,
+            gpu.alloc::<u32>(1, "positive items")?,
+        ),
+    };
+    if let Some(ui) = positives {
+        if ui.n_users() < mc.n_users as usize {
+            return Err(CudaError::Invalid(format!(
+                "positives cover {} users, the model has {}",
+                ui.n_users(),
+                mc.n_users
+            )));
+        }
+    }
+    Ok((offsets, pos_items))
 }
 
 impl Scorer for CudaTrainer {

@@ -70,15 +70,58 @@ pub fn prepare(
         split: if ts.is_some() { "latest" } else { "random" }.into(),
         ..Default::default()
     };
-    let keep = |r: usize| match (opts.min_rating, &rows.ratings) {
-        (Some(m), Some(rt)) => rt[r] >= m,
-        _ => true,
-    };
     if opts.min_rating.is_some() && rows.ratings.is_none() {
         return Err(Error::usage("--min-rating needs a rating column"));
     }
 
-    // Group rows by user code, input order within a user (counting sort).
+    let (offsets, mut perm) = group_by_user(rows, opts, &mut stats);
+    if let Some(ts) = ts {
+        sort_by_time(&mut perm, &offsets, n_user_codes, ts);
+    }
+    let offsets = drop_duplicates(rows, &mut perm, &offsets, &mut stats);
+    let dense = dense_ids(rows, &perm, &offsets, opts, &mut stats)?;
+    let mut ds = leave_one_out(rows, &perm, &offsets, &dense, opts.seed);
+    ds.user_raw = dense
+        .user_codes
+        .iter()
+        .map(|&c| rows.user_ids.text(c))
+        .collect();
+    ds.item_raw = dense
+        .item_codes
+        .iter()
+        .map(|&c| rows.item_ids.text(c))
+        .collect();
+    ds.item_titles = titles.map(|t| ds.item_raw.iter().map(|raw| t.get(raw).cloned()).collect());
+    stats.users = ds.n_users as u64;
+    stats.items = ds.n_items as u64;
+    stats.train = ds.train_users.len() as u64;
+    stats.test = ds.test_users.len() as u64;
+    Ok((ds, stats))
+}
+
+/// The kept users and items of a preparation and their dense ids.
+struct DenseIds {
+    /// User code of each dense user id, in raw-id order.
+    user_codes: Vec<u32>,
+    /// Dense item id of each item code (`u32::MAX`: unused).
+    item_dense: Vec<u32>,
+    /// Item code of each dense item id.
+    item_codes: Vec<u32>,
+}
+
+/// Group the rows that pass the rating filter by user code, input order within a user
+/// (counting sort): returns the per-user offsets and the row numbers.
+fn group_by_user(
+    rows: &Interactions,
+    opts: &PrepOptions,
+    stats: &mut PrepStats,
+) -> (Vec<usize>, Vec<u32>) {
+    let n = rows.users.len();
+    let n_user_codes = rows.user_ids.len();
+    let keep = |r: usize| match (opts.min_rating, &rows.ratings) {
+        (Some(m), Some(rt)) => rt[r] >= m,
+        _ => true,
+    };
     let mut offsets = vec![0usize; n_user_codes + 1];
     for r in 0..n {
         if keep(r) {
@@ -99,28 +142,38 @@ pub fn prepare(
             next[u] += 1;
         }
     }
-    drop(next);
+    (offsets, perm)
+}
 
-    // Oldest first; equal times keep input order. Two halves at a user boundary in parallel.
-    if let Some(ts) = ts {
-        let sort_users = |perm: &mut [u32], users: std::ops::Range<usize>, base: usize| {
-            for u in users {
-                let s = &mut perm[offsets[u] - base..offsets[u + 1] - base];
-                if s.len() > 1 {
-                    s.sort_unstable_by_key(|&r| (ts[r as usize], r));
-                }
+/// Sort each user's rows oldest first; equal times keep input order. Two halves at a user
+/// boundary in parallel.
+fn sort_by_time(perm: &mut [u32], offsets: &[usize], n_user_codes: usize, ts: &[i64]) {
+    let sort_users = |perm: &mut [u32], users: std::ops::Range<usize>, base: usize| {
+        for u in users {
+            let s = &mut perm[offsets[u] - base..offsets[u + 1] - base];
+            if s.len() > 1 {
+                s.sort_unstable_by_key(|&r| (ts[r as usize], r));
             }
-        };
-        let mid_user = n_user_codes / 2;
-        let (a, b) = perm.split_at_mut(offsets[mid_user]);
-        std::thread::scope(|s| {
-            s.spawn(|| sort_users(a, 0..mid_user, 0));
-            sort_users(b, mid_user..n_user_codes, offsets[mid_user]);
-        });
-    }
+        }
+    };
+    let mid_user = n_user_codes / 2;
+    let (a, b) = perm.split_at_mut(offsets[mid_user]);
+    std::thread::scope(|s| {
+        s.spawn(|| sort_users(a, 0..mid_user, 0));
+        sort_users(b, mid_user..n_user_codes, offsets[mid_user]);
+    });
+}
 
-    // Drop repeated (user, item) pairs, keeping the earliest; compact in place.
-    let mut last_user = vec![u32::MAX; n_item_codes];
+/// Drop repeated (user, item) pairs, keeping the earliest; compacts `perm` in place and
+/// returns the new per-user offsets.
+fn drop_duplicates(
+    rows: &Interactions,
+    perm: &mut [u32],
+    offsets: &[usize],
+    stats: &mut PrepStats,
+) -> Vec<usize> {
+    let n_user_codes = rows.user_ids.len();
+    let mut last_user = vec![u32::MAX; rows.item_ids.len()];
     let mut new_offsets = vec![0usize; n_user_codes + 1];
     let mut w = 0;
     for u in 0..n_user_codes {
@@ -137,10 +190,18 @@ pub fn prepare(
         }
         new_offsets[u + 1] = w;
     }
-    drop(last_user);
-    let offsets = new_offsets;
+    new_offsets
+}
 
-    // Users with enough interactions get dense ids in raw-id order; then items they use.
+/// Users with enough interactions get dense ids in raw-id order; then the items they use.
+fn dense_ids(
+    rows: &Interactions,
+    perm: &[u32],
+    offsets: &[usize],
+    opts: &PrepOptions,
+    stats: &mut PrepStats,
+) -> Result<DenseIds> {
+    let n_user_codes = rows.user_ids.len();
     let min = opts.min_interactions.max(1);
     let mut user_dense = vec![u32::MAX; n_user_codes];
     let mut user_codes = Vec::new();
@@ -158,10 +219,11 @@ pub fn prepare(
         return Err(Error::invalid(format!(
             "no user has at least {min} interactions ({} users in the input, {} rows): \
              lower --min-interactions",
-            n_user_codes, n
+            n_user_codes,
+            rows.users.len()
         )));
     }
-    let mut item_dense = vec![u32::MAX; n_item_codes];
+    let mut item_dense = vec![u32::MAX; rows.item_ids.len()];
     for &u in &user_codes {
         for &r in &perm[offsets[u as usize]..offsets[u as usize + 1]] {
             item_dense[rows.items[r as usize] as usize] = 0;
@@ -174,9 +236,29 @@ pub fn prepare(
             item_codes.push(code as u32);
         }
     }
+    Ok(DenseIds {
+        user_codes,
+        item_dense,
+        item_codes,
+    })
+}
 
-    // Leave-one-out: the latest (last in input among equal latest times), or a seeded pick.
-    let rng = Rng::new(opts.seed);
+/// The leave-one-out split of the kept users' rows: the latest (last in input among equal
+/// latest times), or a pick seeded by `seed` without timestamps, is the test interaction.
+fn leave_one_out(
+    rows: &Interactions,
+    perm: &[u32],
+    offsets: &[usize],
+    dense: &DenseIds,
+    seed: u64,
+) -> Dataset {
+    let DenseIds {
+        user_codes,
+        item_dense,
+        item_codes,
+    } = dense;
+    let ts = rows.timestamps.as_deref();
+    let rng = Rng::new(seed);
     let kept_rows: usize = user_codes
         .iter()
         .map(|&u| offsets[u as usize + 1] - offsets[u as usize])
@@ -221,14 +303,7 @@ pub fn prepare(
             }
         }
     }
-    ds.user_raw = user_codes.iter().map(|&c| rows.user_ids.text(c)).collect();
-    ds.item_raw = item_codes.iter().map(|&c| rows.item_ids.text(c)).collect();
-    ds.item_titles = titles.map(|t| ds.item_raw.iter().map(|raw| t.get(raw).cloned()).collect());
-    stats.users = ds.n_users as u64;
-    stats.items = ds.n_items as u64;
-    stats.train = ds.train_users.len() as u64;
-    stats.test = ds.test_users.len() as u64;
-    Ok((ds, stats))
+    ds
 }
 
 #[cfg(test)]

@@ -3,13 +3,13 @@
 //! A backend implements [`Trainer`]; the CPU ones are [`crate::neumf_cpu`] and
 //! [`crate::family`], the CUDA one is `ncf-cuda`.
 
-use super::backend::Trainer;
+use super::backend::{StepStats, Trainer};
 use super::checkpoint::{self, CheckpointMeta, OptimizerState, Position};
 use super::config::{check_config, TrainConfig};
 use crate::data::dataset::Dataset;
 use crate::eval::metrics::{EvalSet, Metrics};
 use crate::model::file::{self as modelfile, ModelMeta};
-use crate::model::Model;
+use crate::model::{Model, ModelConfig};
 use crate::sampling::rng::Rng;
 use crate::sampling::sampler::{EpochSamples, NegativeMode};
 use crate::{Error, Result};
@@ -113,6 +113,7 @@ pub struct Summary {
     pub backend: String,
 }
 
+/// Write `v` as one JSON line to `out` and flush it.
 fn json_line<T: Serialize>(out: &mut dyn Write, v: &T) -> Result<()> {
     let mut line = serde_json::to_vec(v).map_err(|e| Error::invalid(format!("report: {e}")))?;
     line.push(b'\n');
@@ -174,32 +175,7 @@ pub fn run(
     check_config(cfg)?;
     opts.eval.check_k(cfg.topk)?;
     let backend = trainer.name();
-    let fresh = Summary {
-        best_hr: 0.0,
-        best_ndcg: 0.0,
-        best_epoch: None,
-        first_epoch_reaching_target: None,
-        time_to_target_s: None,
-        train_time_s: 0.0,
-        eval_time_s: 0.0,
-        avg_samples_per_s: 0.0,
-        best_samples_per_s: 0.0,
-        epochs_run: 0,
-        k: cfg.topk,
-        eval: opts.eval_name.to_string(),
-        backend: backend.clone(),
-    };
-    let mut pos = Position {
-        epoch: 0,
-        step: 0,
-        epoch_loss_sum: 0.0,
-        epoch_loss_n: 0,
-        epoch_skipped: 0,
-        epoch_train_s: 0.0,
-        best: None,
-        total_samples: 0,
-        summary: fresh,
-    };
+    let mut pos = fresh_position(cfg, opts, &backend);
     let eval_digest = opts.eval.digest();
     if let Some((meta, state)) = &opts.resume {
         trainer.load_state(state)?;
@@ -207,40 +183,12 @@ pub fn run(
         pos.summary.backend = backend.clone();
     }
     let model_config = trainer.model()?.config;
-    let checkpoint = |trainer: &mut dyn Trainer, pos: &Position| -> Result<()> {
-        let Some(dir) = opts.checkpoint_dir else {
-            return Ok(());
-        };
-        let state = trainer.save_state()?;
-        let meta = CheckpointMeta {
-            format_version: checkpoint::CHECKPOINT_FORMAT_VERSION,
-            model_config: model_config.clone(),
-            train_config: cfg.clone(),
-            dataset_fingerprint: opts.dataset_fingerprint.clone(),
-            eval: opts.eval_name.to_string(),
-            eval_digest: eval_digest.clone(),
-            backend: backend.clone(),
-            position: pos.clone(),
-            steps: 0,
-            loss_scale: 1.0,
-            clean_steps: 0,
-            sha256: Default::default(),
-        };
-        checkpoint::save(dir, meta, &state)
-    };
-    let stopped = |pos: &Position| -> Error {
-        let saved = match opts.checkpoint_dir {
-            Some(d) => format!("a checkpoint is in {}", d.display()),
-            None => "no checkpoint was written (no checkpoint directory)".to_string(),
-        };
-        Error::invalid(format!(
-            "stopped by a signal before epoch {} step {}: {saved}; {}",
-            pos.epoch, pos.step, opts.resume_hint
-        ))
-    };
-    let stop_raised = || {
-        opts.stop
-            .is_some_and(|s| s.load(std::sync::atomic::Ordering::SeqCst))
+    let ctx = RunCtx {
+        cfg,
+        opts,
+        model_config: &model_config,
+        eval_digest: &eval_digest,
+        backend: &backend,
     };
     let mut last_progress = Instant::now();
     while pos.epoch < cfg.epochs && pos.summary.first_epoch_reaching_target.is_none() {
@@ -248,132 +196,14 @@ pub fn run(
         let len = epoch_len(cfg, data, epoch)?;
         let batch = cfg.batch_size.per_step(len);
         let steps = len.div_ceil(batch);
-        let t0 = Instant::now();
-        let train_before = pos.epoch_train_s;
-        while pos.step < steps {
-            // Ranks agree on stopping before every step (one small host collective with a
-            // timeout): a signal seen by one rank stops all of them at the same step, and a rank
-            // that has gone is noticed here instead of inside a device collective (NCCL has no
-            // timeout).
-            let mut stop = [stop_raised() as u8 as f64];
-            if trainer.rank_world().1 > 1 {
-                trainer.allreduce_f64(&mut stop)?;
-            }
-            if stop[0] > 0.0 {
-                pos.epoch_train_s = train_before + t0.elapsed().as_secs_f64();
-                checkpoint(trainer, &pos)?;
-                return Err(stopped(&pos));
-            }
-            let s = pos.step;
-            let range = s * batch..((s + 1) * batch).min(len);
-            let n = range.end - range.start;
-            let st = trainer.step(epoch, range)?;
-            pos.step += 1;
-            if st.skipped {
-                // FP16 loss scaling: the backend found non-finite gradients, lowered the scale
-                // and applied nothing. Say where (rare; many in a row mean trouble).
-                eprintln!(
-                    "ncf-train: note: epoch {epoch} step {s}: non-finite gradients, step skipped \
-                     (loss scale lowered)"
-                );
-                pos.epoch_skipped += 1;
-            } else if !st.loss.is_finite() {
-                let kept = match (pos.best, opts.model_path) {
-                    (Some((hr, _, e)), Some(p)) => format!(
-                        "; the best model so far (epoch {e}, HR {hr:.4}) is kept in {}",
-                        p.display()
-                    ),
-                    _ => "; no model was written".to_string(),
-                };
-                return Err(Error::invalid(format!(
-                    "training diverged: loss is {} at epoch {epoch} step {s} of {steps}{kept} \
-                     (try a lower --lr)",
-                    st.loss
-                )));
-            } else {
-                pos.epoch_loss_sum += st.loss as f64 * n as f64;
-                pos.epoch_loss_n += n;
-                if opts.progress && last_progress.elapsed().as_millis() >= 250 {
-                    last_progress = Instant::now();
-                    eprint!(
-                        "\repoch {epoch} step {}/{steps} loss {:.4}   ",
-                        s + 1,
-                        st.loss
-                    );
-                }
-            }
-            if opts.checkpoint_every > 0
-                && pos.step.is_multiple_of(opts.checkpoint_every)
-                && pos.step < steps
-            {
-                pos.epoch_train_s = train_before + t0.elapsed().as_secs_f64();
-                checkpoint(trainer, &pos)?;
-            }
-        }
-        let train_s = train_before + t0.elapsed().as_secs_f64();
-        if opts.progress {
-            eprint!("\repoch {epoch}: evaluating…                      \r");
-        }
-        let t1 = Instant::now();
-        let m = evaluate_sharded(trainer, opts.eval, cfg.topk)?;
-        let eval_s = t1.elapsed().as_secs_f64();
-        if opts.progress {
-            eprint!("\r{:60}\r", "");
-        }
-        let summary = &mut pos.summary;
-        pos.total_samples += len;
-        summary.train_time_s += train_s;
-        summary.eval_time_s += eval_s;
-        summary.epochs_run = epoch + 1;
-        let sps = len as f64 / train_s.max(1e-9);
-        summary.best_samples_per_s = summary.best_samples_per_s.max(sps);
-        let report = EpochReport {
+        let plan = EpochPlan {
             epoch,
-            loss: if pos.epoch_loss_n > 0 {
-                pos.epoch_loss_sum / pos.epoch_loss_n as f64
-            } else {
-                f64::NAN
-            },
-            hr: m.hr,
-            ndcg: m.ndcg,
-            k: cfg.topk,
-            eval: opts.eval_name.to_string(),
-            train_s,
-            eval_s,
-            samples: len,
-            samples_per_s: sps,
+            len,
+            batch,
             steps,
-            skipped_steps: pos.epoch_skipped,
         };
-        let better = pos.best.is_none_or(|(hr, _, _)| m.hr > hr);
-        if better || opts.save_last {
-            let model = trainer.model()?;
-            if !model.is_finite() {
-                return Err(Error::invalid(format!(
-                    "training diverged: non-finite weights after epoch {epoch} (try a lower --lr)"
-                )));
-            }
-            if better {
-                pos.best = Some((m.hr, m.ndcg, epoch));
-            }
-            if let Some(p) = opts.model_path {
-                save_trained(p, &model, cfg, opts, epoch, &m)?;
-            }
-        }
-        json_line(out, &report)?;
-        let reached = cfg.target_hr.is_some_and(|t| m.hr >= t);
-        if reached {
-            let summary = &mut pos.summary;
-            summary.first_epoch_reaching_target = Some(epoch);
-            summary.time_to_target_s = Some(summary.train_time_s + summary.eval_time_s);
-        }
-        pos.epoch += 1;
-        pos.step = 0;
-        pos.epoch_loss_sum = 0.0;
-        pos.epoch_loss_n = 0;
-        pos.epoch_skipped = 0;
-        pos.epoch_train_s = 0.0;
-        checkpoint(trainer, &pos)?;
+        let train_s = train_epoch(trainer, &ctx, &mut pos, plan, &mut last_progress)?;
+        let reached = end_epoch(trainer, &ctx, &mut pos, plan, train_s, out)?;
         if reached {
             break;
         }
@@ -389,6 +219,277 @@ pub fn run(
     Ok(summary)
 }
 
+/// What [`run`]'s helpers share: the configuration, the options, and what every checkpoint
+/// records about the run.
+struct RunCtx<'a> {
+    cfg: &'a TrainConfig,
+    opts: &'a RunOptions<'a>,
+    model_config: &'a ModelConfig,
+    eval_digest: &'a str,
+    backend: &'a str,
+}
+
+/// The shape of one epoch: its index, samples, samples per step and steps.
+#[derive(Clone, Copy)]
+struct EpochPlan {
+    epoch: u32,
+    len: u64,
+    batch: u64,
+    steps: u64,
+}
+
+/// The position of a run that has not started: epoch 0, step 0, an empty summary.
+fn fresh_position(cfg: &TrainConfig, opts: &RunOptions, backend: &str) -> Position {
+    let fresh = Summary {
+        best_hr: 0.0,
+        best_ndcg: 0.0,
+        best_epoch: None,
+        first_epoch_reaching_target: None,
+        time_to_target_s: None,
+        train_time_s: 0.0,
+        eval_time_s: 0.0,
+        avg_samples_per_s: 0.0,
+        best_samples_per_s: 0.0,
+        epochs_run: 0,
+        k: cfg.topk,
+        eval: opts.eval_name.to_string(),
+        backend: backend.to_string(),
+    };
+    Position {
+        epoch: 0,
+        step: 0,
+        epoch_loss_sum: 0.0,
+        epoch_loss_n: 0,
+        epoch_skipped: 0,
+        epoch_train_s: 0.0,
+        best: None,
+        total_samples: 0,
+        summary: fresh,
+    }
+}
+
+/// Write a checkpoint of the trainer's state at `pos` (nothing without a checkpoint directory).
+fn save_checkpoint(ctx: &RunCtx, trainer: &mut dyn Trainer, pos: &Position) -> Result<()> {
+    let opts = ctx.opts;
+    let Some(dir) = opts.checkpoint_dir else {
+        return Ok(());
+    };
+    let state = trainer.save_state()?;
+    let meta = CheckpointMeta {
+        format_version: checkpoint::CHECKPOINT_FORMAT_VERSION,
+        model_config: ctx.model_config.clone(),
+        train_config: ctx.cfg.clone(),
+        dataset_fingerprint: opts.dataset_fingerprint.clone(),
+        eval: opts.eval_name.to_string(),
+        eval_digest: ctx.eval_digest.to_string(),
+        backend: ctx.backend.to_string(),
+        position: pos.clone(),
+        steps: 0,
+        loss_scale: 1.0,
+        clean_steps: 0,
+        sha256: Default::default(),
+    };
+    checkpoint::save(dir, meta, &state)
+}
+
+/// The error of a run stopped by a signal before `pos`: where the checkpoint is and how to resume.
+fn stopped(opts: &RunOptions, pos: &Position) -> Error {
+    let saved = match opts.checkpoint_dir {
+        Some(d) => format!("a checkpoint is in {}", d.display()),
+        None => "no checkpoint was written (no checkpoint directory)".to_string(),
+    };
+    Error::invalid(format!(
+        "stopped by a signal before epoch {} step {}: {saved}; {}",
+        pos.epoch, pos.step, opts.resume_hint
+    ))
+}
+
+/// Whether the stop flag (if any) has been raised.
+fn stop_raised(opts: &RunOptions) -> bool {
+    opts.stop
+        .is_some_and(|s| s.load(std::sync::atomic::Ordering::SeqCst))
+}
+
+/// Run the remaining steps of `plan`'s epoch from `pos.step`, checkpointing every
+/// `checkpoint_every` steps and stopping (with a checkpoint) when any rank saw the stop flag;
+/// returns the epoch's training seconds.
+fn train_epoch(
+    trainer: &mut dyn Trainer,
+    ctx: &RunCtx,
+    pos: &mut Position,
+    plan: EpochPlan,
+    last_progress: &mut Instant,
+) -> Result<f64> {
+    let opts = ctx.opts;
+    let EpochPlan {
+        epoch,
+        len,
+        batch,
+        steps,
+    } = plan;
+    let t0 = Instant::now();
+    let train_before = pos.epoch_train_s;
+    while pos.step < steps {
+        // Ranks agree on stopping before every step (one small host collective with a
+        // timeout): a signal seen by one rank stops all of them at the same step, and a rank
+        // that has gone is noticed here instead of inside a device collective (NCCL has no
+        // timeout).
+        let mut stop = [stop_raised(opts) as u8 as f64];
+        if trainer.rank_world().1 > 1 {
+            trainer.allreduce_f64(&mut stop)?;
+        }
+        if stop[0] > 0.0 {
+            pos.epoch_train_s = train_before + t0.elapsed().as_secs_f64();
+            save_checkpoint(ctx, trainer, pos)?;
+            return Err(stopped(opts, pos));
+        }
+        let s = pos.step;
+        let range = s * batch..((s + 1) * batch).min(len);
+        let n = range.end - range.start;
+        let st = trainer.step(epoch, range)?;
+        pos.step += 1;
+        record_step(opts, pos, plan, s, n, &st, last_progress)?;
+        if opts.checkpoint_every > 0
+            && pos.step.is_multiple_of(opts.checkpoint_every)
+            && pos.step < steps
+        {
+            pos.epoch_train_s = train_before + t0.elapsed().as_secs_f64();
+            save_checkpoint(ctx, trainer, pos)?;
+        }
+    }
+    Ok(train_before + t0.elapsed().as_secs_f64())
+}
+
+/// Account for step `s` (of `n` samples) of `plan`'s epoch: count a skipped step, refuse a
+/// non-finite loss, or add the loss to the epoch's and show progress.
+fn record_step(
+    opts: &RunOptions,
+    pos: &mut Position,
+    plan: EpochPlan,
+    s: u64,
+    n: u64,
+    st: &StepStats,
+    last_progress: &mut Instant,
+) -> Result<()> {
+    let EpochPlan { epoch, steps, .. } = plan;
+    if st.skipped {
+        // FP16 loss scaling: the backend found non-finite gradients, lowered the scale
+        // and applied nothing. Say where (rare; many in a row mean trouble).
+        eprintln!(
+            "ncf-train: note: epoch {epoch} step {s}: non-finite gradients, step skipped \
+             (loss scale lowered)"
+        );
+        pos.epoch_skipped += 1;
+    } else if !st.loss.is_finite() {
+        let kept = match (pos.best, opts.model_path) {
+            (Some((hr, _, e)), Some(p)) => format!(
+                "; the best model so far (epoch {e}, HR {hr:.4}) is kept in {}",
+                p.display()
+            ),
+            _ => "; no model was written".to_string(),
+        };
+        return Err(Error::invalid(format!(
+            "training diverged: loss is {} at epoch {epoch} step {s} of {steps}{kept} \
+             (try a lower --lr)",
+            st.loss
+        )));
+    } else {
+        pos.epoch_loss_sum += st.loss as f64 * n as f64;
+        pos.epoch_loss_n += n;
+        if opts.progress && last_progress.elapsed().as_millis() >= 250 {
+            *last_progress = Instant::now();
+            eprint!(
+                "\repoch {epoch} step {}/{steps} loss {:.4}   ",
+                s + 1,
+                st.loss
+            );
+        }
+    }
+    Ok(())
+}
+
+/// After `plan`'s epoch trained for `train_s` seconds: evaluate, update the summary, keep the
+/// model if it is the best (or the last, with `save_last`), report the epoch, move `pos` to
+/// the next epoch and checkpoint; returns whether the target HR was reached.
+fn end_epoch(
+    trainer: &mut dyn Trainer,
+    ctx: &RunCtx,
+    pos: &mut Position,
+    plan: EpochPlan,
+    train_s: f64,
+    out: &mut dyn Write,
+) -> Result<bool> {
+    let (cfg, opts) = (ctx.cfg, ctx.opts);
+    let EpochPlan {
+        epoch, len, steps, ..
+    } = plan;
+    if opts.progress {
+        eprint!("\repoch {epoch}: evaluating…                      \r");
+    }
+    let t1 = Instant::now();
+    let m = evaluate_sharded(trainer, opts.eval, cfg.topk)?;
+    let eval_s = t1.elapsed().as_secs_f64();
+    if opts.progress {
+        eprint!("\r{:60}\r", "");
+    }
+    let summary = &mut pos.summary;
+    pos.total_samples += len;
+    summary.train_time_s += train_s;
+    summary.eval_time_s += eval_s;
+    summary.epochs_run = epoch + 1;
+    let sps = len as f64 / train_s.max(1e-9);
+    summary.best_samples_per_s = summary.best_samples_per_s.max(sps);
+    let report = EpochReport {
+        epoch,
+        loss: if pos.epoch_loss_n > 0 {
+            pos.epoch_loss_sum / pos.epoch_loss_n as f64
+        } else {
+            f64::NAN
+        },
+        hr: m.hr,
+        ndcg: m.ndcg,
+        k: cfg.topk,
+        eval: opts.eval_name.to_string(),
+        train_s,
+        eval_s,
+        samples: len,
+        samples_per_s: sps,
+        steps,
+        skipped_steps: pos.epoch_skipped,
+    };
+    let better = pos.best.is_none_or(|(hr, _, _)| m.hr > hr);
+    if better || opts.save_last {
+        let model = trainer.model()?;
+        if !model.is_finite() {
+            return Err(Error::invalid(format!(
+                "training diverged: non-finite weights after epoch {epoch} (try a lower --lr)"
+            )));
+        }
+        if better {
+            pos.best = Some((m.hr, m.ndcg, epoch));
+        }
+        if let Some(p) = opts.model_path {
+            save_trained(p, &model, cfg, opts, epoch, &m)?;
+        }
+    }
+    json_line(out, &report)?;
+    let reached = cfg.target_hr.is_some_and(|t| m.hr >= t);
+    if reached {
+        let summary = &mut pos.summary;
+        summary.first_epoch_reaching_target = Some(epoch);
+        summary.time_to_target_s = Some(summary.train_time_s + summary.eval_time_s);
+    }
+    pos.epoch += 1;
+    pos.step = 0;
+    pos.epoch_loss_sum = 0.0;
+    pos.epoch_loss_n = 0;
+    pos.epoch_skipped = 0;
+    pos.epoch_train_s = 0.0;
+    save_checkpoint(ctx, trainer, pos)?;
+    Ok(reached)
+}
+
+/// Save `model` to `path` with the metadata of this run and of `epoch`'s metrics.
 fn save_trained(
     path: &Path,
     model: &Model,

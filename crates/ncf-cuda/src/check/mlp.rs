@@ -6,22 +6,68 @@
 
 use super::{compare, compare_scaled, dl_act, eps_of, f, round_act, Check, Log, Setup, ATOL};
 use crate::device::dropout_threshold;
+use crate::trainer::CudaTrainer;
 use crate::CudaError;
+use ncf_core::model::Model;
 use ncf_core::neumf_cpu::reference;
 use ncf_core::sampling::rng::Rng;
 use ncf_core::train::Precision;
 
+/// The forward, final-layer + BCE and backward checks of one training batch (see the module).
 pub fn checks(s: &mut Setup, log: Log) -> Result<Vec<Check>, CudaError> {
     let (p, cfg, batch) = (s.p, s.cfg.clone(), s.batch);
     let model = &s.model;
     let t = &mut s.t;
-    let act = t.gpu.act;
-    let eps = eps_of(p);
     let rng = Rng::new(cfg.seed);
     let mut out = vec![];
     // One training-mode forward + backward, checked kernel by kernel against the CPU reference fed
     // with the device's own inputs of that kernel (so errors do not compound).
     log("forward");
+    let fwd = forward(t, model, p, &rng, batch, &mut out)?;
+    log("final + BCE");
+    let g_cpu = final_and_bce(t, model, p, &rng, &fwd, &mut out)?;
+    log("backward");
+    backward(t, model, p, &fwd, &g_cpu, &mut out)?;
+    if fwd.factored {
+        out.extend(super::factored::structure(t, fwd.n, &fwd.bu, &fwd.bi)?);
+        for c in &mut out {
+            c.name = format!("factored:{}", c.name);
+        }
+    }
+    Ok(out)
+}
+
+/// What the checked forward pass leaves for the final-layer and backward checks.
+struct Forward {
+    /// The epoch of the batch (its dropout masks) and its sample count.
+    epoch: u32,
+    n: usize,
+    /// The batch's users, items, labels and sample ids, as the device made them.
+    bu: Vec<u32>,
+    bi: Vec<u32>,
+    bl: Vec<f32>,
+    bs: Vec<u32>,
+    /// The model with the GEMM weights rounded as the device's operands are.
+    rmodel: Model,
+    /// The MLP input the layers saw and each layer's device output.
+    x0: Vec<f32>,
+    acts: Vec<Vec<f32>>,
+    /// Whether the trainer has the factored first layer.
+    factored: bool,
+}
+
+/// Make a batch and run the MLP forward on the device, checking the gather, each layer's
+/// GEMM + bias/ReLU/dropout and the dropout masks against the reference.
+fn forward(
+    t: &mut CudaTrainer,
+    model: &Model,
+    p: Precision,
+    rng: &Rng,
+    batch: u64,
+    out: &mut Vec<Check>,
+) -> Result<Forward, CudaError> {
+    let act = t.gpu.act;
+    let eps = eps_of(p);
     let epoch = 1;
     let range = 100..100 + batch;
     t.gpu.zero(&mut t.sample_err, "sampler flag")?;
@@ -40,7 +86,7 @@ pub fn checks(s: &mut Setup, log: Log) -> Result<Vec<Check>, CudaError> {
             *w = round_act(*w, act);
         }
     }
-    let drop = |b: usize| Some((&rng, epoch, bs[b]));
+    let drop = |b: usize| Some((rng, epoch, bs[b]));
     let x0_cpu: Vec<f64> = (0..n)
         .flat_map(|b| reference::mlp_input(&rmodel, bu[b], bi[b]))
         .map(|v| round_act(v, act) as f64)
@@ -99,8 +145,47 @@ pub fn checks(s: &mut Setup, log: Log) -> Result<Vec<Check>, CudaError> {
         at: 0,
         note: format!("{mask_bad} units disagree"),
     });
+    Ok(Forward {
+        epoch,
+        n,
+        bu,
+        bi,
+        bl,
+        bs,
+        rmodel,
+        x0,
+        acts,
+        factored,
+    })
+}
 
-    log("final + BCE");
+/// Run the final layer and BCE on the device after `fwd`, checking the loss, the final layer's
+/// and GMF gradients and the gradient into the last MLP layer; returns the reference's
+/// gradients of the whole batch.
+fn final_and_bce(
+    t: &mut CudaTrainer,
+    model: &Model,
+    p: Precision,
+    rng: &Rng,
+    fwd: &Forward,
+    out: &mut Vec<Check>,
+) -> Result<Vec<f64>, CudaError> {
+    let Forward {
+        epoch,
+        n,
+        bu,
+        bi,
+        bl,
+        bs,
+        rmodel,
+        x0,
+        acts,
+        ..
+    } = fwd;
+    let (epoch, n) = (*epoch, *n);
+    let mc = model.config.clone();
+    let e = mc.mlp_embed();
+    let drop = |b: usize| Some((rng, epoch, bs[b]));
     t.gpu.zero(&mut t.loss_sum, "loss")?;
     t.gpu.zero(&mut t.grads, "grads")?;
     t.final_layer(n, true, 1.0 / n as f32)?;
@@ -119,10 +204,10 @@ pub fn checks(s: &mut Setup, log: Log) -> Result<Vec<Check>, CudaError> {
                 let w = mc.layers[k + 1];
                 xs.push(a[b * w..(b + 1) * w].to_vec());
             }
-            reference::activations_from(&rmodel, bu[b], bi[b], drop(b), xs)
+            reference::activations_from(rmodel, bu[b], bi[b], drop(b), xs)
         })
         .collect();
-    let (loss_cpu, g_cpu) = reference::batch_loss_and_grad(&rmodel, &dev, &bl);
+    let (loss_cpu, g_cpu) = reference::batch_loss_and_grad(rmodel, &dev, bl);
     out.push(compare(
         "final_bce_loss",
         p,
@@ -164,8 +249,23 @@ pub fn checks(s: &mut Setup, log: Log) -> Result<Vec<Check>, CudaError> {
         ATOL,
         1e-5,
     ));
+    Ok(g_cpu)
+}
 
-    log("backward");
+/// Run the MLP backward on the device (after [`final_and_bce`]), checking each layer's bias and
+/// weight gradients and the embeddings' (GEMM dX + scatter) against the reference's `g_cpu`.
+fn backward(
+    t: &mut CudaTrainer,
+    model: &Model,
+    p: Precision,
+    fwd: &Forward,
+    g_cpu: &[f64],
+    out: &mut Vec<Check>,
+) -> Result<(), CudaError> {
+    let (epoch, n) = (fwd.epoch, fwd.n);
+    let mc = &model.config;
+    let l = &model.layout;
+    let eps = eps_of(p);
     t.mlp_backward(n, epoch)?;
     let g_all = t.grads_host()?;
     // Backward grads depend on dz rounded to the activation type and on GEMM precision.
@@ -202,11 +302,5 @@ pub fn checks(s: &mut Setup, log: Log) -> Result<Vec<Check>, CudaError> {
             eps_b,
         ));
     }
-    if factored {
-        out.extend(super::factored::structure(t, n, &bu, &bi)?);
-        for c in &mut out {
-            c.name = format!("factored:{}", c.name);
-        }
-    }
-    Ok(out)
+    Ok(())
 }

@@ -30,6 +30,7 @@ pub(super) fn ncf_prefix(path: &Path) -> Option<PathBuf> {
 /// Users, items, timestamps (0 when absent) and the file's sha256.
 pub(super) type RatingRows = (Vec<u32>, Vec<u32>, Vec<i64>, String);
 
+/// Parse a `.rating` file (`loc` labels errors) into its [`RatingRows`].
 pub(super) fn parse_rating_file(buf: &[u8], loc: &str) -> Result<RatingRows> {
     let loc = loc.to_string();
     if buf.iter().all(|b| b.is_ascii_whitespace()) {
@@ -111,7 +112,45 @@ pub fn ncf_split_from_bytes(bufs: [&[u8]; 3], names: [&str; 3], prefix: &str) ->
     let (tu, ti, tt, train_sha) = parse_rating_file(bufs[0], train_name)?;
     let (su, si, st, test_sha) = parse_rating_file(bufs[1], test_name)?;
     let neg_buf = bufs[2];
-    // Test rows in user order (the authors' file already is).
+    let order = test_order(&su, test_name)?;
+    let (negs, per_user) = parse_negatives(neg_buf, &su, &si, nloc, test_name)?;
+    let (n_users, n_items) = checked_id_counts([&tu, &ti], [&su, &si], &negs, train_name)?;
+    // Train sorted by user then time; stable, so ties keep file order.
+    let mut t_order: Vec<usize> = (0..tu.len()).collect();
+    t_order.sort_by_key(|&k| (tu[k], tt[k]));
+    let per_user = per_user.unwrap_or(0);
+    let ds = Dataset {
+        meta: None,
+        n_users,
+        n_items,
+        train_users: t_order.iter().map(|&k| tu[k]).collect(),
+        train_items: t_order.iter().map(|&k| ti[k]).collect(),
+        train_timestamps: Some(t_order.iter().map(|&k| tt[k]).collect()),
+        test_users: order.iter().map(|&k| su[k]).collect(),
+        test_items: order.iter().map(|&k| si[k]).collect(),
+        test_timestamps: Some(order.iter().map(|&k| st[k]).collect()),
+        test_negatives: order
+            .iter()
+            .flat_map(|&k| negs[k].clone().unwrap())
+            .collect(),
+        test_negatives_per_user: per_user,
+        user_raw: (0..n_users).map(|u| u.to_string()).collect(),
+        item_raw: (0..n_items).map(|i| i.to_string()).collect(),
+        item_titles: None,
+    };
+    let files = json!([
+        {"path": train_name, "sha256": train_sha},
+        {"path": test_name, "sha256": test_sha},
+        {"path": nloc, "sha256": sha256_hex(neg_buf)},
+    ]);
+    Ok(Loaded {
+        input: Input::Split(Box::new(ds)),
+        source: json!({"path": prefix, "format": "ncf", "files": files}),
+    })
+}
+
+/// The test rows in user order (the authors' file already is), refusing a user with two.
+fn test_order(su: &[u32], test_name: &str) -> Result<Vec<usize>> {
     let mut order: Vec<usize> = (0..su.len()).collect();
     order.sort_by_key(|&k| su[k]);
     if let Some(w) = order.windows(2).find(|w| su[w[0]] == su[w[1]]) {
@@ -125,8 +164,23 @@ pub fn ncf_split_from_bytes(bufs: [&[u8]; 3], names: [&str; 3], prefix: &str) ->
             ),
         ));
     }
+    Ok(order)
+}
+
+/// The negatives of each test row, in the test file's order (None: no line for it).
+type RowNegatives = Vec<Option<Vec<u32>>>;
+
+/// The negatives line of each test row (in the test file's order) and how many negatives each
+/// has: every test user needs exactly one line, all with the same count, naming its test pair.
+fn parse_negatives(
+    neg_buf: &[u8],
+    su: &[u32],
+    si: &[u32],
+    nloc: &str,
+    test_name: &str,
+) -> Result<(RowNegatives, Option<usize>)> {
     let row_of: HashMap<u32, usize> = su.iter().enumerate().map(|(k, &u)| (u, k)).collect();
-    let mut negs: Vec<Option<Vec<u32>>> = vec![None; su.len()];
+    let mut negs: RowNegatives = vec![None; su.len()];
     let mut per_user = None;
     let mut f: Vec<&[u8]> = Vec::new();
     for (k, raw) in neg_buf.split(|&b| b == b'\n').enumerate() {
@@ -199,10 +253,23 @@ pub fn ncf_split_from_bytes(bufs: [&[u8]; 3], names: [&str; 3], prefix: &str) ->
             format!("no negatives line for test user {}", su[row]),
         ));
     }
-    let n_users = tu.iter().chain(&su).max().map_or(0, |m| m + 1);
+    Ok((negs, per_user))
+}
+
+/// The numbers of users and items the ids of the train and test rows (users, items) and of the
+/// negatives imply, refused when they are far beyond the rows (not the authors' dense ids).
+fn checked_id_counts(
+    train: [&[u32]; 2],
+    test: [&[u32]; 2],
+    negs: &[Option<Vec<u32>>],
+    train_name: &str,
+) -> Result<(u32, u32)> {
+    let [tu, ti] = train;
+    let [su, si] = test;
+    let n_users = tu.iter().chain(su).max().map_or(0, |m| m + 1);
     let n_items = ti
         .iter()
-        .chain(&si)
+        .chain(si)
         .chain(negs.iter().flatten().flatten())
         .max()
         .map_or(0, |m| m + 1);
@@ -231,36 +298,5 @@ pub fn ncf_split_from_bytes(bufs: [&[u8]; 3], names: [&str; 3], prefix: &str) ->
             ),
         ));
     }
-    // Train sorted by user then time; stable, so ties keep file order.
-    let mut t_order: Vec<usize> = (0..tu.len()).collect();
-    t_order.sort_by_key(|&k| (tu[k], tt[k]));
-    let per_user = per_user.unwrap_or(0);
-    let ds = Dataset {
-        meta: None,
-        n_users,
-        n_items,
-        train_users: t_order.iter().map(|&k| tu[k]).collect(),
-        train_items: t_order.iter().map(|&k| ti[k]).collect(),
-        train_timestamps: Some(t_order.iter().map(|&k| tt[k]).collect()),
-        test_users: order.iter().map(|&k| su[k]).collect(),
-        test_items: order.iter().map(|&k| si[k]).collect(),
-        test_timestamps: Some(order.iter().map(|&k| st[k]).collect()),
-        test_negatives: order
-            .iter()
-            .flat_map(|&k| negs[k].clone().unwrap())
-            .collect(),
-        test_negatives_per_user: per_user,
-        user_raw: (0..n_users).map(|u| u.to_string()).collect(),
-        item_raw: (0..n_items).map(|i| i.to_string()).collect(),
-        item_titles: None,
-    };
-    let files = json!([
-        {"path": train_name, "sha256": train_sha},
-        {"path": test_name, "sha256": test_sha},
-        {"path": nloc, "sha256": sha256_hex(neg_buf)},
-    ]);
-    Ok(Loaded {
-        input: Input::Split(Box::new(ds)),
-        source: json!({"path": prefix, "format": "ncf", "files": files}),
-    })
+    Ok((n_users, n_items))
 }

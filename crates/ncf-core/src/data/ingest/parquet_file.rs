@@ -2,9 +2,8 @@
 
 use super::*;
 
+/// Read the interactions of a Parquet file (and the titles of `opts.movies`, if given).
 pub(super) fn read_parquet(path: &Path, opts: &ReadOptions) -> Result<Loaded> {
-    use super::columns::{as_f32, as_i64, as_seconds, as_strings};
-    use crate::arrow::array::Array;
     use crate::arrow::datatypes::DataType;
     use ::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     let name = path.display().to_string();
@@ -20,42 +19,77 @@ pub(super) fn read_parquet(path: &Path, opts: &ReadOptions) -> Result<Loaded> {
     crate::data::dataset::check_parquet_pages(again, &name)?;
     let schema = builder.schema().clone();
     let cols: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+    let pc = resolve_columns(&cols, opts, &name)?;
+    let reader = builder.build().map_err(|e| bad(&e))?;
+    let is_text = |c: usize| {
+        matches!(
+            schema.field(c).data_type(),
+            DataType::Utf8 | DataType::LargeUtf8
+        )
+    };
+    let text_ids = opts.text_ids || is_text(pc.user) || is_text(pc.item);
+    let read = read_batches(reader, &cols, &pc, text_ids, opts.need_rating, &name)?;
+    let rows = interactions(read, text_ids, pc.time.is_some(), opts.need_rating, &name)?;
+    let mut files = vec![json!({"path": name, "sha256": sha})];
+    let mut titles = None;
+    if let Some(m) = &opts.movies {
+        let (t, f) = read_movies_file(m)?;
+        titles = Some(t);
+        files.push(f);
+    }
+    Ok(Loaded {
+        input: Input::Rows { rows, titles },
+        source: json!({"path": name, "format": "parquet", "files": files}),
+    })
+}
+
+/// The columns of a Parquet file that [`read_parquet`] reads.
+struct ParquetCols {
+    user: usize,
+    item: usize,
+    time: Option<usize>,
+    rating: Option<usize>,
+}
+
+/// Find the user, item, timestamp and rating columns among `cols` (the schema's names);
+/// user and item are required, and a rating when `opts.need_rating`.
+fn resolve_columns(cols: &[String], opts: &ReadOptions, name: &str) -> Result<ParquetCols> {
     let n = cols.len();
     let user = resolve_col(
-        Some(&cols),
+        Some(cols),
         opts.user_col.as_deref(),
         &USER_NAMES,
         n,
         "user",
-        &name,
+        name,
     )?;
     let item = resolve_col(
-        Some(&cols),
+        Some(cols),
         opts.item_col.as_deref(),
         &ITEM_NAMES,
         n,
         "item",
-        &name,
+        name,
     )?;
     let time = resolve_col(
-        Some(&cols),
+        Some(cols),
         opts.time_col.as_deref(),
         &TIME_NAMES,
         n,
         "timestamp",
-        &name,
+        name,
     )?;
     let rating = resolve_col(
-        Some(&cols),
+        Some(cols),
         opts.rating_col.as_deref(),
         &RATING_NAMES,
         n,
         "rating",
-        &name,
+        name,
     )?;
     let missing = |what: &str, flag: &str| {
         Error::parse(
-            &name,
+            name,
             format!(
                 "columns [{}] include no {what} column (name it with {flag})",
                 cols.join(", ")
@@ -67,21 +101,46 @@ pub(super) fn read_parquet(path: &Path, opts: &ReadOptions) -> Result<Loaded> {
     if opts.need_rating && rating.is_none() {
         return Err(missing("rating", "--rating-col"));
     }
-    let reader = builder.build().map_err(|e| bad(&e))?;
+    Ok(ParquetCols {
+        user,
+        item,
+        time,
+        rating,
+    })
+}
+
+/// The columns read from every record batch, before the ids are interned.
+struct ReadColumns {
+    u_int: Vec<u64>,
+    i_int: Vec<u64>,
+    texts: [Vec<String>; 2],
+    times: Vec<i64>,
+    ratings: Vec<f32>,
+}
+
+/// Read the id (integers, or text with `text_ids`), timestamp and (with `need_rating`) rating
+/// columns of every batch of `reader`, refusing nulls and negative integer ids.
+fn read_batches(
+    reader: ::parquet::arrow::arrow_reader::ParquetRecordBatchReader,
+    cols: &[String],
+    pc: &ParquetCols,
+    text_ids: bool,
+    need_rating: bool,
+    name: &str,
+) -> Result<ReadColumns> {
+    use super::columns::{as_f32, as_i64, as_seconds, as_strings};
+    use crate::arrow::array::Array;
+    let bad = |e: &dyn std::fmt::Display| {
+        Error::parse(name, format!("not a readable Parquet file ({e})"))
+    };
+    let (user, item, time, rating) = (pc.user, pc.item, pc.time, pc.rating);
     let mut u_int = Vec::new();
     let mut i_int = Vec::new();
     let mut texts: [Vec<String>; 2] = [Vec::new(), Vec::new()];
     let mut times = Vec::new();
     let mut ratings = Vec::new();
-    let is_text = |c: usize| {
-        matches!(
-            schema.field(c).data_type(),
-            DataType::Utf8 | DataType::LargeUtf8
-        )
-    };
-    let text_ids = opts.text_ids || is_text(user) || is_text(item);
     let unreadable = |col: usize, what: &'static str| {
-        let (name, col) = (&name, &cols[col]);
+        let col = &cols[col];
         move |e: String| {
             Error::parse(
                 name,
@@ -98,7 +157,7 @@ pub(super) fn read_parquet(path: &Path, opts: &ReadOptions) -> Result<Loaded> {
             let a = b.column(col);
             if a.null_count() > 0 {
                 return Err(Error::parse(
-                    &name,
+                    name,
                     format!("column `{}` has nulls", cols[col]),
                 ));
             }
@@ -108,7 +167,7 @@ pub(super) fn read_parquet(path: &Path, opts: &ReadOptions) -> Result<Loaded> {
                 for v in as_i64(a).map_err(unreadable(col, "integer ids"))? {
                     if v < 0 {
                         return Err(Error::parse(
-                            &name,
+                            name,
                             format!("column `{}`: negative id {v}", cols[col]),
                         ));
                     }
@@ -120,24 +179,48 @@ pub(super) fn read_parquet(path: &Path, opts: &ReadOptions) -> Result<Loaded> {
             let a = b.column(t);
             if a.null_count() > 0 {
                 return Err(Error::parse(
-                    &name,
+                    name,
                     format!("column `{}` has nulls", cols[t]),
                 ));
             }
             times.extend(as_seconds(a).map_err(unreadable(t, "timestamps"))?);
         }
-        if opts.need_rating {
+        if need_rating {
             let r = rating.expect("checked");
             ratings.extend(as_f32(b.column(r)).map_err(unreadable(r, "ratings"))?);
         }
     }
+    Ok(ReadColumns {
+        u_int,
+        i_int,
+        texts,
+        times,
+        ratings,
+    })
+}
+
+/// Intern the ids read into codes and build the interactions (an error when there are no rows).
+fn interactions(
+    read: ReadColumns,
+    text_ids: bool,
+    has_time: bool,
+    need_rating: bool,
+    name: &str,
+) -> Result<Interactions> {
+    let ReadColumns {
+        u_int,
+        i_int,
+        texts,
+        times,
+        ratings,
+    } = read;
     let rows_n = if text_ids {
         texts[0].len()
     } else {
         u_int.len()
     };
     if rows_n == 0 {
-        return Err(Error::parse(&name, "no rating rows"));
+        return Err(Error::parse(name, "no rating rows"));
     }
     let (users, user_ids, items, item_ids) = if text_ids {
         let [tu, ti] = texts;
@@ -149,24 +232,13 @@ pub(super) fn read_parquet(path: &Path, opts: &ReadOptions) -> Result<Loaded> {
         let (i, inames) = merge_int(vec![i_int]);
         (u, RawIds::Int(un), i, RawIds::Int(inames))
     };
-    let rows = Interactions {
+    Ok(Interactions {
         users,
         items,
         user_ids,
         item_ids,
-        timestamps: time.map(|_| times),
-        ratings: opts.need_rating.then_some(ratings),
-    };
-    let mut files = vec![json!({"path": name, "sha256": sha})];
-    let mut titles = None;
-    if let Some(m) = &opts.movies {
-        let (t, f) = read_movies_file(m)?;
-        titles = Some(t);
-        files.push(f);
-    }
-    Ok(Loaded {
-        input: Input::Rows { rows, titles },
-        source: json!({"path": name, "format": "parquet", "files": files}),
+        timestamps: has_time.then_some(times),
+        ratings: need_rating.then_some(ratings),
     })
 }
 

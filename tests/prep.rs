@@ -513,9 +513,20 @@ fn existing_output_is_refused_unless_forced() {
         "{err}"
     );
     assert!(d.path().join("out/keep").exists());
+    // --force replaces only a dataset ncf wrote: `keep` is the user's (issue 24, case 1: this
+    // test used to require that --force deleted it).
+    let err = fails(d.path(), PREP, &[&r, "-o", "out", "--force"]);
+    assert!(err.contains("out: not an ncf dataset"), "{err}");
+    assert!(d.path().join("out/keep").exists());
+    fs::remove_dir_all(d.path().join("out")).unwrap();
+    ok(
+        d.path(),
+        PREP,
+        &[&r, "-o", "out", "-q", "--min-interactions", "30"],
+    );
     ok(d.path(), PREP, &[&r, "-o", "out", "--force", "-q"]);
-    assert!(!d.path().join("out/keep").exists());
-    Dataset::load(&d.path().join("out")).unwrap();
+    let ds = Dataset::load(&d.path().join("out")).unwrap();
+    assert_eq!(ds.n_users, 610, "replaced by the new dataset");
     assert_eq!(listing(d.path()), ["out"], "no temp dirs left");
 }
 

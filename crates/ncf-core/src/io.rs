@@ -1,9 +1,13 @@
 //! Files in and out: `-` means stdin/stdout, and every output is written atomically (a temp
 //! file or directory beside the target, fsync, rename), so a crash never leaves half a file.
+//! An output is claimed for a whole run ([`claim_output`]: a lock beside it, and `--force`
+//! replacing only what ncf wrote).
 
 use crate::{Error, Result};
 use std::fs::{self, File};
-use std::io::{BufWriter, Read, Write};
+use std::io::{BufWriter, Read, Seek, Write};
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
 /// True for the path `-`, which the tools read as stdin or write as stdout.
@@ -27,6 +31,19 @@ pub fn read_all(path: &Path) -> Result<Vec<u8>> {
     Ok(buf)
 }
 
+/// The name of the output `target` (its last component), or a usage error for a path that has
+/// none (`.`, `..`, `/`): such an output cannot be replaced by a rename.
+fn output_name(target: &Path) -> Result<String> {
+    match target.file_name() {
+        Some(n) => Ok(n.to_string_lossy().into_owned()),
+        None => Err(Error::usage(format!(
+            "`{}`: name the output (e.g. `-o NAME` or `-o ../NAME`), not the directory it would \
+             go in",
+            target.display()
+        ))),
+    }
+}
+
 fn temp_name(target: &Path) -> PathBuf {
     let name = target
         .file_name()
@@ -34,6 +51,203 @@ fn temp_name(target: &Path) -> PathBuf {
         .unwrap_or_default();
     let tmp = format!(".{name}.tmp-{}", std::process::id());
     target.with_file_name(tmp)
+}
+
+/// True when a process `pid` exists (ours to signal or not).
+fn process_alive(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: signal 0 only checks that the process exists; nothing is sent.
+    let exists = unsafe { libc::kill(pid, 0) } == 0;
+    exists || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+/// Remove what runs that died while writing `target` left beside it: `.NAME.tmp-PID` (a half
+/// written file or directory) and `.NAME.old-PID` (the previous version moved aside), for every
+/// PID that is not a live process. Returns the paths removed. Best effort: a failure to list
+/// or remove leaves the entry and is not an error (it never held the user's data).
+pub fn remove_stale_temps(target: &Path) -> Vec<PathBuf> {
+    let Some(name) = target.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+        return vec![];
+    };
+    let Ok(entries) = fs::read_dir(parent_of(target)) else {
+        return vec![];
+    };
+    let mut removed = vec![];
+    for e in entries.flatten() {
+        let entry = e.file_name().to_string_lossy().into_owned();
+        let pid = [".tmp-", ".old-"].iter().find_map(|kind| {
+            let rest = entry.strip_prefix(&format!(".{name}{kind}"))?;
+            rest.parse::<u32>().ok()
+        });
+        let Some(pid) = pid else { continue };
+        if pid == std::process::id() || process_alive(pid) {
+            continue;
+        }
+        let path = e.path();
+        let gone = match e.file_type() {
+            Ok(t) if t.is_dir() => fs::remove_dir_all(&path),
+            _ => fs::remove_file(&path),
+        };
+        if gone.is_ok() {
+            removed.push(path);
+        }
+    }
+    removed
+}
+
+/// The directory `target` is in (`.` for a bare name).
+fn parent_of(target: &Path) -> &Path {
+    match target.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// An output claimed by this run: an exclusive `flock` on `.NAME.lock` beside it, which holds
+/// the pid of the run. Dropping it removes the file and releases the lock; if the process dies,
+/// the kernel releases the lock and the next run takes over the file.
+#[derive(Debug)]
+pub struct OutputLock {
+    path: PathBuf,
+    _file: File,
+}
+
+impl OutputLock {
+    /// Lock `target` for this run, creating the directory it is in when missing. Fails at once,
+    /// naming the holder's pid, when another run holds it.
+    pub fn acquire(target: &Path) -> Result<OutputLock> {
+        let name = output_name(target)?;
+        let path = target.with_file_name(format!(".{name}.lock"));
+        let parent = parent_of(target);
+        fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+        loop {
+            let mut file = fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path)
+                .map_err(|e| Error::io(&path, e))?;
+            // SAFETY: flock on a descriptor this function owns.
+            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+                let e = std::io::Error::last_os_error();
+                match e.raw_os_error() {
+                    Some(libc::EWOULDBLOCK) => return Err(held_by_another(target, &path)),
+                    // A file system without locks (some network mounts): run unlocked.
+                    Some(libc::ENOLCK | libc::EOPNOTSUPP | libc::ENOSYS) => {}
+                    _ => return Err(Error::io(&path, e)),
+                }
+            }
+            // The previous holder removes the file when it is done; if it did so after we opened
+            // it, our lock is on a file nobody else will open: take the one at `path` instead.
+            let ours = file.metadata().map(|m| (m.dev(), m.ino())).ok();
+            if fs::metadata(&path).map(|m| (m.dev(), m.ino())).ok() != ours {
+                continue;
+            }
+            // Best effort: the pid is for the message of a run that finds the output taken.
+            let _ = file
+                .set_len(0)
+                .and_then(|_| file.rewind())
+                .and_then(|_| writeln!(file, "{}", std::process::id()));
+            return Ok(OutputLock { path, _file: file });
+        }
+    }
+}
+
+/// The error for `target` whose lock file `lock` another run holds.
+fn held_by_another(target: &Path, lock: &Path) -> Error {
+    let pid = fs::read_to_string(lock)
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok());
+    let who = match pid {
+        Some(p) if p == std::process::id() => {
+            return Error::usage(format!(
+                "{}: given twice as an output of this run (the lock {} is held already)",
+                target.display(),
+                lock.display()
+            ))
+        }
+        Some(p) => format!("pid {p}"),
+        None => "pid unknown".to_string(),
+    };
+    Error::usage(format!(
+        "{}: in use by another run ({who}, holding {}): wait for it to end, or write to another \
+         path",
+        target.display(),
+        lock.display()
+    ))
+}
+
+impl Drop for OutputLock {
+    fn drop(&mut self) {
+        // Removed while still locked, so no other run can be holding this file.
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+/// Why an existing path is not an output ncf wrote (so it must not be replaced), or `Ok`.
+pub type Recognise = fn(&Path) -> std::result::Result<(), String>;
+
+/// A kind of output a tool writes: what it is called, whether it is a directory, and how an
+/// existing one is recognised as ncf's own (`--force` replaces nothing else).
+#[derive(Clone, Copy, Debug)]
+pub struct Output {
+    /// "dataset directory", "model file", ...
+    pub what: &'static str,
+    /// A name for one, for messages (`model.safetensors`).
+    pub example: &'static str,
+    pub dir: bool,
+    /// Written into rather than replaced (a checkpoint directory): an existing one is expected,
+    /// and `ours` checks what ncf would overwrite inside it.
+    pub reused: bool,
+    pub ours: Recognise,
+}
+
+/// Claim `target` for this run, before any work: lock it ([`OutputLock`]), refuse a directory
+/// where a file is written (and the reverse), refuse an existing output unless `force` (or
+/// `kind.reused`), and one ncf did not write even then. Hold the lock until the run ends.
+pub fn claim_output(target: &Path, kind: &Output, force: bool) -> Result<OutputLock> {
+    let lock = OutputLock::acquire(target)?;
+    check_replaceable(target, kind, force)?;
+    Ok(lock)
+}
+
+/// The checks of [`claim_output`] after the lock: may `target` be written as a `kind`?
+pub fn check_replaceable(target: &Path, kind: &Output, force: bool) -> Result<()> {
+    output_name(target)?;
+    let Ok(meta) = fs::metadata(target) else {
+        return Ok(());
+    };
+    let t = target.display();
+    match (kind.dir, meta.is_dir()) {
+        (false, true) => {
+            return Err(Error::usage(format!(
+                "{t}: is a directory; -o names the {} to write (e.g. {})",
+                kind.what,
+                target.join(kind.example).display()
+            )))
+        }
+        (true, false) => {
+            return Err(Error::usage(format!(
+                "{t}: is a file, not a {} (give a new path, or move the file away)",
+                kind.what
+            )))
+        }
+        _ => {}
+    }
+    if !force && !kind.reused {
+        return Err(Error::usage(format!(
+            "{t}: output already exists (use --force to replace it)"
+        )));
+    }
+    (kind.ours)(target).map_err(|why| {
+        Error::usage(format!(
+            "{t}: {why}; --force replaces only what ncf wrote, so it is left as it is: move it \
+             away or choose another output"
+        ))
+    })
 }
 
 fn sync_parent(target: &Path) {
@@ -115,6 +329,7 @@ fn write_atomic_via<S: SyncFile, F>(
 where
     F: FnOnce(&mut BufWriter<S>) -> Result<()>,
 {
+    remove_stale_temps(path);
     let tmp = temp_name(path);
     let result = (|| {
         let f = create(&tmp).map_err(|e| Error::io(&tmp, e))?;
@@ -137,22 +352,21 @@ where
 
 /// A directory being written: files go into a hidden temp directory beside the target, which is
 /// renamed into place by [`AtomicDir::commit`]. Dropped without commit, it is removed.
+#[derive(Debug)]
 pub struct AtomicDir {
     target: PathBuf,
     tmp: PathBuf,
     committed: bool,
+    kind: Output,
     force: bool,
 }
 
 impl AtomicDir {
-    /// Start writing `target`. Refuses an existing target unless `force`.
-    pub fn new(target: &Path, force: bool) -> Result<AtomicDir> {
-        if target.exists() && !force {
-            return Err(Error::usage(format!(
-                "{}: output already exists (use --force to replace it)",
-                target.display()
-            )));
-        }
+    /// Start writing `target`, a `kind` of directory. Refuses an existing target unless `force`,
+    /// and one that `kind` does not recognise as ncf's even then ([`check_replaceable`]).
+    pub fn new(target: &Path, kind: &Output, force: bool) -> Result<AtomicDir> {
+        check_replaceable(target, kind, force)?;
+        remove_stale_temps(target);
         let tmp = temp_name(target);
         if tmp.exists() {
             let _ = fs::remove_dir_all(&tmp);
@@ -162,6 +376,7 @@ impl AtomicDir {
             target: target.to_path_buf(),
             tmp,
             committed: false,
+            kind: *kind,
             force,
         })
     }
@@ -205,6 +420,8 @@ impl AtomicDir {
                     self.target.display()
                 )));
             }
+            // Checked again: what is replaced now must still be ncf's.
+            check_replaceable(&self.target, &self.kind, true)?;
             // Move the old one aside first so that a failure leaves one complete copy.
             let old = self.target.with_file_name(format!(
                 ".{}.old-{}",
@@ -383,22 +600,94 @@ mod tests {
         assert!(p.exists());
     }
 
+    /// A directory of files named `x` or `y`: what the tests below write.
+    const XY: Output = Output {
+        what: "test directory",
+        example: "out",
+        dir: true,
+        reused: false,
+        ours: |p| match fs::read_dir(p)
+            .map_err(|e| e.to_string())?
+            .flatten()
+            .all(|e| matches!(e.file_name().to_str(), Some("x" | "y")))
+        {
+            true => Ok(()),
+            false => Err("not ours".into()),
+        },
+    };
+
     #[test]
     fn atomic_dir_refuses_existing_and_cleans_up() {
         let d = tempfile::tempdir().unwrap();
         let t = d.path().join("out");
         {
-            let a = AtomicDir::new(&t, false).unwrap();
+            let a = AtomicDir::new(&t, &XY, false).unwrap();
             fs::write(a.path("x"), b"1").unwrap();
         } // dropped: nothing left
         assert_eq!(fs::read_dir(d.path()).unwrap().count(), 0);
-        let a = AtomicDir::new(&t, false).unwrap();
+        let a = AtomicDir::new(&t, &XY, false).unwrap();
         fs::write(a.path("x"), b"1").unwrap();
         a.commit().unwrap();
-        assert!(AtomicDir::new(&t, false).is_err());
-        let a = AtomicDir::new(&t, true).unwrap();
+        assert!(AtomicDir::new(&t, &XY, false).is_err());
+        let a = AtomicDir::new(&t, &XY, true).unwrap();
         fs::write(a.path("y"), b"2").unwrap();
         a.commit().unwrap();
         assert!(t.join("y").exists() && !t.join("x").exists());
+        // --force replaces only what `ours` recognises, checked again at the commit
+        fs::write(t.join("thesis.txt"), b"mine").unwrap();
+        let e = AtomicDir::new(&t, &XY, true).unwrap_err().to_string();
+        assert!(e.contains("not ours") && e.contains("out"), "{e}");
+        fs::remove_file(t.join("thesis.txt")).unwrap();
+        let a = AtomicDir::new(&t, &XY, true).unwrap();
+        fs::write(t.join("thesis.txt"), b"mine").unwrap();
+        assert!(a.commit().is_err());
+        assert_eq!(fs::read(t.join("thesis.txt")).unwrap(), b"mine");
+        let e = AtomicDir::new(Path::new("."), &XY, true).unwrap_err();
+        assert!(e.to_string().contains("name the output"), "{e}");
+    }
+
+    #[test]
+    fn temps_of_dead_runs_are_removed_and_live_ones_kept() {
+        let d = tempfile::tempdir().unwrap();
+        let t = d.path().join("ds");
+        // A pid that is not running: one past the largest the kernel hands out.
+        let max: u32 = fs::read_to_string("/proc/sys/kernel/pid_max")
+            .map_or(4_194_304, |s| s.trim().parse().unwrap());
+        let dead = max + 1;
+        let live = std::process::id();
+        for n in [format!(".ds.tmp-{dead}"), format!(".ds.old-{dead}")] {
+            fs::create_dir_all(d.path().join(&n).join("sub")).unwrap();
+        }
+        fs::write(d.path().join(format!(".ds.tmp-{live}")), b"x").unwrap();
+        for keep in [".ds.tmp-x", ".dss.tmp-1", "notes.txt"] {
+            fs::write(d.path().join(keep), b"x").unwrap();
+        }
+        let mut gone = remove_stale_temps(&t);
+        gone.sort();
+        let want = [format!(".ds.old-{dead}"), format!(".ds.tmp-{dead}")];
+        assert_eq!(gone, want.map(|n| d.path().join(n)));
+        let mut left: Vec<String> = fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        let live = format!(".ds.tmp-{live}");
+        assert_eq!(left, [&live, ".ds.tmp-x", ".dss.tmp-1", "notes.txt"]);
+    }
+
+    #[test]
+    fn a_lock_is_exclusive_and_removed_when_dropped() {
+        let d = tempfile::tempdir().unwrap();
+        let t = d.path().join("sub/m.st");
+        let lock = OutputLock::acquire(&t).unwrap();
+        let file = d.path().join("sub/.m.st.lock");
+        let pid = std::process::id().to_string();
+        assert_eq!(fs::read_to_string(&file).unwrap().trim(), pid);
+        // Another open file description conflicts even in the same process.
+        let e = OutputLock::acquire(&t).unwrap_err().to_string();
+        assert!(e.contains("given twice"), "{e}");
+        drop(lock);
+        assert!(!file.exists());
+        let _again = OutputLock::acquire(&t).unwrap();
     }
 }

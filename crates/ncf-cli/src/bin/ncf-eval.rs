@@ -82,13 +82,26 @@ fn run(a: Args) -> Result<()> {
     let data = Dataset::load_any(&a.dataset)?;
     let m = if let Some(path) = &a.ranked {
         let what = path.display().to_string();
-        let (ranks, listed) = if ncf_core::io::is_stdio(path) {
+        let r = if ncf_core::io::is_stdio(path) {
             metrics::parse_ranked(std::io::stdin().lock(), "<stdin>", &data, a.dense)?
         } else {
             let f = std::fs::File::open(path).with_context(|| what.clone())?;
             metrics::parse_ranked(std::io::BufReader::new(f), &what, &data, a.dense)?
         };
-        metrics::evaluate_ranked(&ranks, a.k, listed)?
+        let (listed, tested) = (r.test_users_listed, data.test_users.len());
+        if listed < tested {
+            let src = if ncf_core::io::is_stdio(path) {
+                "<stdin>"
+            } else {
+                &what
+            };
+            eprintln!(
+                "ncf-eval: note: {src} lists {listed} of the {tested} test users; the other {} \
+                 count as misses",
+                tested - listed
+            );
+        }
+        metrics::evaluate_ranked(&r.ranks, a.k, r.longest)?
     } else {
         let weights = match &a.weights {
             None => vec![1.0 / a.models.len() as f32; a.models.len()],
@@ -98,6 +111,15 @@ fn run(a: Args) -> Result<()> {
                 a.models.len()
             ),
             Some(w) if w.iter().any(|x| !x.is_finite()) => bail!("--weights must be finite"),
+            Some(w) if w.iter().any(|&x| x < 0.0) => bail!(
+                "--weights {}: a negative weight turns its model's ranking upside down; an \
+                 ensemble's weights are ≥ 0 (e.g. --weights 0.6,0.4)",
+                join(w)
+            ),
+            Some(w) if w.iter().all(|&x| x == 0.0) => bail!(
+                "--weights {}: all zero, so every pair would score 0; give at least one weight > 0",
+                join(w)
+            ),
             Some(w) => w.clone(),
         };
         // Scores come from the CPU, or from the GPU through the CUDA backend's scorer.
@@ -156,4 +178,9 @@ fn run(a: Args) -> Result<()> {
     writeln!(out, "{}", serde_json::to_string(&m)?)?;
     out.flush()?;
     Ok(())
+}
+
+/// `0.6,0.4`: weights as they were given.
+fn join(w: &[f32]) -> String {
+    w.iter().map(f32::to_string).collect::<Vec<_>>().join(",")
 }

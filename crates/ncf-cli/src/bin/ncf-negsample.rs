@@ -2,9 +2,11 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{ArgGroup, Parser, ValueEnum};
-use ncf_core::data::dataset::{write_test_negatives, Dataset};
-use ncf_core::io::{is_stdio, write_atomic};
-use ncf_core::sampling::negatives::{sample_test_negatives, write_epoch_samples, SampleFormat};
+use ncf_core::data::dataset::{self, write_test_negatives, Dataset};
+use ncf_core::io::{claim_output, is_stdio, write_atomic};
+use ncf_core::sampling::negatives::{
+    self, sample_test_negatives, write_epoch_samples, SampleFormat,
+};
 use ncf_core::sampling::rng::Rng;
 use ncf_core::sampling::sampler::{EpochSamples, NegativeMode, UserItems};
 use std::io::Write;
@@ -92,12 +94,11 @@ fn run(a: Args) -> Result<()> {
     if is_stdio(out) && format == SampleFormat::Parquet {
         bail!("Parquet cannot be written to stdout: give a .parquet file, or use an IPC stream");
     }
-    if !is_stdio(out) && out.exists() && !a.force {
-        bail!(
-            "{}: output already exists (use --force to replace it)",
-            out.display()
-        );
-    }
+    // Claimed for the run: locked, and --force replaces only a samples file ncf wrote.
+    let _claim = match is_stdio(out) {
+        false => Some(claim_output(out, &negatives::OUTPUT, a.force)?),
+        true => None,
+    };
     let data = Dataset::load_any(&a.dataset)?;
     let mode = match a.mode {
         Mode::Approximate => NegativeMode::Approximate,
@@ -134,6 +135,21 @@ fn test_negatives(a: &Args, n: usize) -> Result<()> {
     if n == 0 {
         bail!("--test-negatives must be at least 1");
     }
+    // The directory written (claimed for the run): -o, or the dataset itself when in place.
+    let in_place = match (&a.output, is_stdio(&a.dataset)) {
+        (Some(_), _) => None,
+        (None, true) => bail!("a dataset read from stdin needs -o DIR (or -o - for a stream)"),
+        // `.` is renamed by its full name.
+        (None, false) if a.dataset.file_name().is_none() => Some(
+            std::fs::canonicalize(&a.dataset).with_context(|| a.dataset.display().to_string())?,
+        ),
+        (None, false) => Some(a.dataset.clone()),
+    };
+    let _claim = match (&in_place, &a.output) {
+        (Some(dir), _) => Some(claim_output(dir, &dataset::OUTPUT, true)?),
+        (None, Some(out)) if !is_stdio(out) => Some(claim_output(out, &dataset::OUTPUT, a.force)?),
+        _ => None,
+    };
     let mut data = Dataset::load_any(&a.dataset)?;
     if data.test_negatives_per_user > 0 && !a.force {
         let source = data
@@ -149,11 +165,9 @@ fn test_negatives(a: &Args, n: usize) -> Result<()> {
     }
     let negatives = sample_test_negatives(&data, n, a.seed)?;
     let Some(out) = &a.output else {
-        if is_stdio(&a.dataset) {
-            bail!("a dataset read from stdin needs -o DIR (or -o - for a stream)");
-        }
         // In place: only test_negatives.parquet and meta.json are rewritten.
-        write_test_negatives(&a.dataset, n, negatives, "sampled", Some(a.seed), a.force)?;
+        let dir = in_place.as_deref().expect("no -o: in place");
+        write_test_negatives(dir, n, negatives, "sampled", Some(a.seed), a.force)?;
         return Ok(());
     };
     data.set_test_negatives(n, negatives, "sampled", Some(a.seed))?;

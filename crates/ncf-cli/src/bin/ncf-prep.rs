@@ -2,14 +2,15 @@
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use ncf_core::data::dataset::Dataset;
+use ncf_cli::prep::{commas, summary, SYNTHETIC_CSV};
+use ncf_core::data::dataset;
 use ncf_core::data::ingest::{self, Format, Input, ReadOptions};
-use ncf_core::data::prep::{prepare, PrepOptions, PrepStats};
+use ncf_core::data::prep::{prepare, PrepOptions};
 use ncf_core::data::synth;
-use ncf_core::io::is_stdio;
+use ncf_core::io::{claim_output, is_stdio};
 use serde_json::json;
 use std::io::{IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Turn a ratings file into an ncf dataset with a leave-one-out split.
 ///
@@ -21,7 +22,8 @@ use std::path::{Path, PathBuf};
 /// timestamps), ml-csv (ratings.csv), ml-100k (u.data), csv, tsv, parquet, zip (a GroupLens
 /// zip: ratings and movies found inside), ncf (the NCF authors' PREFIX.train.rating,
 /// .test.rating, .test.negative: their split, ids and negatives kept). INPUT `-` is stdin; a
-/// directory means the ratings file (and movies file) in it.
+/// directory means the ratings file (and movies file) in it. Text may be gzip-compressed and
+/// may have Windows line ends or a UTF-8 byte-order mark; binary input is refused by its kind.
 ///
 /// Output (-o): a directory of Parquet tables + meta.json (docs/FORMATS.md), written atomically,
 /// or `-` for the same tables as an Arrow IPC stream on stdout. A summary goes to stderr.
@@ -105,33 +107,23 @@ fn main() -> std::process::ExitCode {
     ncf_tool::main_with("ncf-prep", run)
 }
 
-fn commas(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (k, c) in s.chars().enumerate() {
-        if k > 0 && (s.len() - k).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
 fn run(a: Args) -> Result<()> {
     let output = a.output.clone();
     if output.is_none() && a.synthetic_csv.is_none() {
         bail!("-o DIR (or -o - for an Arrow IPC stream) is required");
     }
+    // Outputs are claimed for the whole run (locked, and --force replaces only ncf's own).
+    let mut _claims = Vec::new();
     if let Some(out) = &output {
         if is_stdio(out) && std::io::stdout().is_terminal() {
             bail!("-o -: stdout is a terminal; pipe the Arrow IPC stream into a tool or a file");
         }
-        if !is_stdio(out) && out.exists() && !a.force {
-            bail!(
-                "{}: output already exists (use --force to replace it)",
-                out.display()
-            );
+        if !is_stdio(out) {
+            _claims.push(claim_output(out, &dataset::OUTPUT, a.force)?);
         }
+    }
+    if let Some(csv) = &a.synthetic_csv {
+        _claims.push(claim_output(csv, &SYNTHETIC_CSV, a.force)?);
     }
     let opts = PrepOptions {
         min_interactions: a.min_interactions,
@@ -250,40 +242,4 @@ fn run(a: Args) -> Result<()> {
         summary(&ds, stats.as_ref(), &out);
     }
     Ok(())
-}
-
-fn summary(ds: &Dataset, stats: Option<&PrepStats>, out: &Path) {
-    if let Some(s) = stats {
-        eprintln!(
-            "ncf-prep: read {} rows ({} users, {} items); {} below --min-rating; {} duplicates \
-             dropped; {} users dropped (< min interactions, {} rows)",
-            commas(s.rows_read),
-            commas(s.users_in_input),
-            commas(s.items_in_input),
-            commas(s.rows_below_min_rating),
-            commas(s.duplicates_dropped),
-            commas(s.users_dropped),
-            commas(s.rows_of_dropped_users),
-        );
-    }
-    let dest = if is_stdio(out) {
-        "stdout".to_string()
-    } else {
-        out.display().to_string()
-    };
-    eprintln!(
-        "ncf-prep: {} users, {} items, {} train, {} test{} -> {dest}",
-        commas(ds.n_users as u64),
-        commas(ds.n_items as u64),
-        commas(ds.train_users.len() as u64),
-        commas(ds.test_users.len() as u64),
-        if ds.test_negatives_per_user > 0 {
-            format!(
-                ", {} given test negatives per user",
-                ds.test_negatives_per_user
-            )
-        } else {
-            String::new()
-        },
-    );
 }

@@ -90,7 +90,8 @@ fn run(a: Args) -> Result<()> {
             }
             v
         } else {
-            a.users.clone()
+            // Trimmed like the lines of stdin (`"1 "` from a script is user 1).
+            a.users.iter().map(|u| u.trim().to_string()).collect()
         };
         let index: HashMap<&str, u32> = data
             .user_raw

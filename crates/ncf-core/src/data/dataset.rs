@@ -2,10 +2,13 @@
 //! `meta.json`, `train.parquet`, `test.parquet`, `users.parquet`, `items.parquet` and, once
 //! `ncf-negsample` has run, `test_negatives.parquet`. Dense ids are `u32`.
 //! The same tables travel through pipes as consecutive Arrow IPC streams ([`Dataset::write_ipc`]).
+//! One file: the format's writers (Parquet directory, Arrow IPC) and every reader check (schemas,
+//! `SHA256SUMS`, Parquet chunks and pages, IPC messages, memory) share its table names, schemas
+//! and constants; 1349 lines without its tests.
 
 use crate::arrow::array::{Array, ArrayRef, Int64Array, RecordBatch, StringArray, UInt32Array};
 use crate::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use crate::io::{is_stdio, AtomicDir};
+use crate::io::{is_stdio, AtomicDir, Output};
 use crate::{Error, Result};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
@@ -38,6 +41,62 @@ const NEGATIVES: &str = "test_negatives";
 pub const SUMS: &str = "SHA256SUMS";
 /// Rows per record batch / row-group chunk when writing.
 const CHUNK: usize = 1 << 20;
+/// Every file ncf writes into a dataset directory.
+const DATASET_FILES: [&str; 7] = [
+    "meta.json",
+    SUMS,
+    "train.parquet",
+    "test.parquet",
+    "users.parquet",
+    "items.parquet",
+    "test_negatives.parquet",
+];
+
+/// A dataset directory as an output: `--force` replaces only one ncf wrote ([`written_by_ncf`]).
+pub const OUTPUT: Output = Output {
+    what: "dataset directory",
+    example: "ml-small",
+    dir: true,
+    reused: false,
+    ours: written_by_ncf,
+};
+
+/// `Ok` when `dir` is a dataset directory ncf wrote: a meta.json with a `format_version`, and
+/// nothing but the files ncf writes there (so replacing it deletes nothing of the user's);
+/// else what it holds instead.
+pub fn written_by_ncf(dir: &Path) -> std::result::Result<(), String> {
+    let entries = std::fs::read_dir(dir).map_err(|e| format!("cannot be read ({e})"))?;
+    let mut foreign = Vec::new();
+    for e in entries {
+        let e = e.map_err(|e| format!("cannot be read ({e})"))?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        let file = e.file_type().is_ok_and(|t| t.is_file());
+        if !file || !DATASET_FILES.contains(&name.as_str()) {
+            foreign.push(name);
+        }
+    }
+    if !foreign.is_empty() {
+        foreign.sort();
+        let more = match foreign.len() {
+            n if n > 3 => format!(" and {} more", n - 3),
+            _ => String::new(),
+        };
+        let shown: Vec<String> = foreign.iter().take(3).map(|n| format!("`{n}`")).collect();
+        return Err(format!(
+            "not an ncf dataset (it holds {}{more}, which ncf does not write)",
+            shown.join(", ")
+        ));
+    }
+    let meta = std::fs::read(dir.join("meta.json"))
+        .map_err(|_| "not an ncf dataset (no meta.json)".to_string())?;
+    let ncf = serde_json::from_slice::<serde_json::Value>(&meta)
+        .ok()
+        .is_some_and(|v| v.get("format_version").is_some());
+    if !ncf {
+        return Err("not an ncf dataset (its meta.json is not ncf's)".into());
+    }
+    Ok(())
+}
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Meta {
@@ -498,7 +557,7 @@ impl Dataset {
     /// Write the dataset directory atomically (temp dir + rename). Refuses an existing `dir`
     /// unless `force`.
     pub fn write(&self, dir: &Path, force: bool) -> Result<()> {
-        let out = AtomicDir::new(dir, force)?;
+        let out = AtomicDir::new(dir, &OUTPUT, force)?;
         self.write_into(&out, &self.tables())
             .map_err(|e| crate::io::explain_disk_full(e, dir))?;
         out.commit()
@@ -520,6 +579,9 @@ impl Dataset {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(Error::io(&sums_path, e)),
         };
+        if let Some(sums) = &sums {
+            check_listed(dir, sums)?;
+        }
         let mut sizes = 0u64;
         for t in [TRAIN, TEST, USERS, ITEMS, NEGATIVES] {
             let p = dir.join(format!("{t}.parquet"));
@@ -1085,6 +1147,36 @@ pub(crate) fn check_parquet_pages<R: parquet::file::reader::ChunkReader + 'stati
     Ok(())
 }
 
+/// Refuse an entry of dataset directory `dir` that its SHA256SUMS (`sums`) does not list: the
+/// sums cover everything ncf wrote there, so anything else was added by hand or by another
+/// tool (docs/RELIABILITY.md).
+fn check_listed(dir: &Path, sums: &HashMap<String, String>) -> Result<()> {
+    let mut extra = Vec::new();
+    for e in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let name = e.map_err(|e| Error::io(dir, e))?.file_name();
+        let name = name.to_string_lossy();
+        if name != SUMS && !sums.contains_key(name.as_ref()) {
+            extra.push(name.into_owned());
+        }
+    }
+    extra.sort();
+    match extra.first() {
+        None => Ok(()),
+        Some(first) => {
+            Err(Error::invalid(format!(
+            "{}: not listed in SHA256SUMS{} (a dataset holds only the files ncf wrote, all listed \
+             there): move it out of {}, or prepare the dataset again",
+            dir.join(first).display(),
+            match extra.len() {
+                1 => String::new(),
+                n => format!(", nor {} other entr{}", n - 1, if n == 2 { "y" } else { "ies" }),
+            },
+            dir.display()
+        )))
+        }
+    }
+}
+
 /// Write SHA256SUMS over every other file of the directory being written.
 fn write_sums(dir: &AtomicDir) -> Result<()> {
     let tmp = dir.path("");
@@ -1247,7 +1339,7 @@ pub fn write_test_negatives(
         )));
     }
     ds.set_test_negatives(per_user, negatives, source, seed)?;
-    let out = AtomicDir::new(dir, true)?;
+    let out = AtomicDir::new(dir, &OUTPUT, true)?;
     let tables: &[&str] = if per_user > 0 { &[NEGATIVES] } else { &[] };
     out.copy_from(dir, &["meta.json", "test_negatives.parquet", SUMS])
         .and_then(|()| ds.write_into(&out, tables))

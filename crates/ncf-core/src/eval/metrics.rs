@@ -384,16 +384,29 @@ pub fn evaluate_ranked(ranks: &[Option<usize>], k: usize, listed: usize) -> Resu
     Ok(Metrics::from_acc(&acc, listed, "ranked"))
 }
 
+/// Ranked lists read by [`parse_ranked`].
+#[derive(Debug, PartialEq)]
+pub struct Ranked {
+    /// The 0-based rank of each test row's held-out item, `None` when its list lacks it.
+    pub ranks: Vec<Option<usize>>,
+    /// The longest list.
+    pub longest: usize,
+    /// Test users with at least one line.
+    pub test_users_listed: usize,
+}
+
 /// Read a ranked list as TSV `user<TAB>rank<TAB>item[<TAB>anything]` (ranks 1-based, the format
 /// `ncf-topk` prints; lines starting with `#` and a `user` header are skipped) and return the
-/// 0-based rank of every test row's held-out item (`None` when absent) and the longest list.
-/// Ids are raw (as in the input of `ncf-prep`) unless `dense`.
+/// 0-based rank of every test row's held-out item (`None` when absent), the longest list and how
+/// many test users have a list. Ids are raw (as in the input of `ncf-prep`) unless `dense`.
+/// An input without a single list line is an error: it is what a failed command before a pipe
+/// leaves, and scoring it would report HR 0 as a result.
 pub fn parse_ranked<R: std::io::BufRead>(
     r: R,
     what: &str,
     data: &crate::data::dataset::Dataset,
     dense: bool,
-) -> Result<(Vec<Option<usize>>, usize)> {
+) -> Result<Ranked> {
     use std::collections::HashMap;
     let users: HashMap<&str, u32> = data
         .user_raw
@@ -414,6 +427,7 @@ pub fn parse_ranked<R: std::io::BufRead>(
     }
     let mut ranks = vec![None; data.test_users.len()];
     let mut count = vec![0usize; data.n_users as usize];
+    let mut lines = 0usize;
     for (n, line) in r.lines().enumerate() {
         let loc = || format!("{what}:{}", n + 1);
         let line = line.map_err(|e| Error::io(what, e))?;
@@ -449,13 +463,31 @@ pub fn parse_ranked<R: std::io::BufRead>(
             .filter(|&r| r >= 1)
             .ok_or_else(|| Error::parse(loc(), format!("rank `{rank}` is not a number ≥ 1")))?;
         count[u as usize] += 1;
+        lines += 1;
         let row = row_of[u as usize];
         if row != usize::MAX && data.test_items[row] == i {
             let best = ranks[row].map_or(rank - 1, |old: usize| old.min(rank - 1));
             ranks[row] = Some(best);
         }
     }
-    Ok((ranks, count.into_iter().max().unwrap_or(0)))
+    if lines == 0 {
+        return Err(Error::parse(
+            what,
+            "no ranked lines (`user<TAB>rank<TAB>item`, as ncf-topk prints them): the input is \
+             empty; if it came through a pipe, the command before it may have failed (in bash, \
+             `set -o pipefail` makes the pipeline fail with it)",
+        ));
+    }
+    let test_users_listed = data
+        .test_users
+        .iter()
+        .filter(|&&u| count[u as usize] > 0)
+        .count();
+    Ok(Ranked {
+        ranks,
+        longest: count.into_iter().max().unwrap_or(0),
+        test_users_listed,
+    })
 }
 
 #[cfg(test)]
@@ -678,10 +710,16 @@ mod tests {
             ..Default::default()
         };
         let text = "user\trank\titem\nu1\t1\ta\t0.9\nu1\t2\tc\nu2\t1\tb\n";
-        let (ranks, longest) = parse_ranked(text.as_bytes(), "x", &data, false).unwrap();
-        assert_eq!((ranks, longest), (vec![Some(1), None], 2));
-        let (ranks, _) = parse_ranked("1\t3\t0\n".as_bytes(), "x", &data, true).unwrap();
-        assert_eq!(ranks, vec![None, Some(2)]);
+        let r = parse_ranked(text.as_bytes(), "x", &data, false).unwrap();
+        assert_eq!((r.ranks, r.longest), (vec![Some(1), None], 2));
+        assert_eq!(r.test_users_listed, 2);
+        let r = parse_ranked("1\t3\t0\n".as_bytes(), "x", &data, true).unwrap();
+        assert_eq!(r.ranks, vec![None, Some(2)]);
+        assert_eq!(r.test_users_listed, 1);
+        for empty in ["", "\n", "user\trank\titem\n", "# nothing\n"] {
+            let err = parse_ranked(empty.as_bytes(), "x", &data, false).unwrap_err();
+            assert!(err.to_string().contains("x: no ranked lines"), "{err}");
+        }
         let err = parse_ranked("zz\t1\ta\n".as_bytes(), "x", &data, false).unwrap_err();
         assert!(
             err.to_string().contains("x:1: unknown user id `zz`"),

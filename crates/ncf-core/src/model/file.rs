@@ -8,7 +8,7 @@
 
 use crate::data::dataset::Dataset;
 use crate::eval::metrics::Metrics;
-use crate::model::{Model, ModelConfig};
+use crate::model::{Layout, Model, ModelConfig};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -61,6 +61,42 @@ const K_TRAIN: &str = "ncf_train_config";
 const K_SHA: &str = "ncf_sha256";
 /// safetensors limits the header to 100 MB; ours is a few KB.
 const MAX_HEADER: u64 = 100_000_000;
+
+/// A model file as an output: `--force` replaces only one ncf wrote ([`written_by_ncf`]).
+pub const OUTPUT: crate::io::Output = crate::io::Output {
+    what: "model file",
+    example: "model.safetensors",
+    dir: false,
+    reused: false,
+    ours: written_by_ncf,
+};
+
+/// The safetensors header of the file at `path` as JSON, if it has a readable one.
+pub(crate) fn safetensors_header(path: &Path) -> Option<serde_json::Value> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).ok()?;
+    let size = f.metadata().ok()?.len();
+    let mut n = [0u8; 8];
+    f.read_exact(&mut n).ok()?;
+    let n = u64::from_le_bytes(n);
+    if n > MAX_HEADER || n > size.saturating_sub(8) {
+        return None;
+    }
+    let mut header = vec![0u8; n as usize];
+    f.read_exact(&mut header).ok()?;
+    serde_json::from_slice(&header).ok()
+}
+
+/// `Ok` when `path` is a model file ncf wrote: safetensors whose `__metadata__` carries the ncf
+/// format version and model config (its tensors are not checked: a damaged model of ours may be
+/// replaced); else why not.
+pub fn written_by_ncf(path: &Path) -> std::result::Result<(), String> {
+    let md = safetensors_header(path).and_then(|h| h.get("__metadata__").cloned());
+    match md {
+        Some(md) if md.get(K_VERSION).is_some() && md.get(K_CONFIG).is_some() => Ok(()),
+        _ => Err("not an ncf model file (no safetensors header with ncf metadata)".into()),
+    }
+}
 
 /// Little-endian bytes of `x` (the tensor data of model files and checkpoints).
 pub(crate) fn tensor_bytes(x: &[f32]) -> Vec<u8> {
@@ -174,7 +210,13 @@ struct TensorEntry {
 pub fn load(path: &Path) -> Result<(Model, ModelMeta)> {
     let p = path.display().to_string();
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let size = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    let md = file.metadata().map_err(|e| Error::io(path, e))?;
+    if md.is_dir() {
+        return Err(Error::invalid(format!(
+            "{p}: is a directory, not a model file (give the .safetensors file ncf-train wrote)"
+        )));
+    }
+    let size = md.len();
     if size < 8 {
         return Err(Error::parse(
             p,
@@ -229,7 +271,42 @@ fn tensor_count(c: &ModelConfig) -> usize {
 /// Parse a model file already in memory (`name` labels errors): what [`load`] does after the
 /// memory map, and the entry point of the fuzzer.
 pub fn from_bytes(map: &[u8], name: &str) -> Result<(Model, ModelMeta)> {
-    let bad = |what: String| Error::parse(name.to_string(), what);
+    let Header {
+        end: header_end,
+        entries,
+        md,
+    } = split_header(map, name)?;
+    let (meta, hashes) = parse_metadata(&md, name)?;
+    let config = meta.config.clone();
+    let data_len = map.len() as u64 - header_end as u64;
+    let layout = checked_layout(&entries, &config, name)?;
+    let spans = tensor_spans(&entries, &layout, data_len, name)?;
+    let params = read_params(&map[header_end..], &layout, &spans, &hashes, name)?;
+    Ok((
+        Model {
+            config,
+            layout,
+            params,
+        },
+        meta,
+    ))
+}
+
+/// The parse error `what` of the file labelled `name`.
+fn parse_error(name: &str, what: String) -> Error {
+    Error::parse(name.to_string(), what)
+}
+
+/// A safetensors file's header: where it ends, its tensor entries and its `__metadata__`.
+struct Header {
+    end: usize,
+    entries: HashMap<String, serde_json::Value>,
+    md: HashMap<String, String>,
+}
+
+/// Split a safetensors file's header into its tensor entries and its `__metadata__`.
+fn split_header(map: &[u8], name: &str) -> Result<Header> {
+    let bad = |what: String| parse_error(name, what);
     let len = map.len() as u64;
     if len < 8 {
         return Err(bad(format!(
@@ -251,6 +328,19 @@ pub fn from_bytes(map: &[u8], name: &str) -> Result<(Model, ModelMeta)> {
         Some(v) => serde_json::from_value(v).map_err(|e| bad(format!("__metadata__: {e}")))?,
         None => return Err(bad("no __metadata__: not an ncf model file".into())),
     };
+    Ok(Header {
+        end: header_end,
+        entries,
+        md,
+    })
+}
+
+/// The [`ModelMeta`] and the tensor checksums in a file's `__metadata__`, checked.
+fn parse_metadata(
+    md: &HashMap<String, String>,
+    name: &str,
+) -> Result<(ModelMeta, BTreeMap<String, String>)> {
+    let bad = |what: String| parse_error(name, what);
     let get = |k: &str| {
         md.get(k)
             .ok_or_else(|| bad(format!("__metadata__ lacks {k}: not an ncf model file")))
@@ -296,24 +386,32 @@ pub fn from_bytes(map: &[u8], name: &str) -> Result<(Model, ModelMeta)> {
     };
     let meta = ModelMeta {
         format_version: version,
-        config: config.clone(),
+        config,
         dataset_fingerprint: get(K_FINGERPRINT)?.clone(),
         split_fingerprint: md.get(K_SPLIT).cloned(),
         epoch,
         metrics,
         train_config,
     };
+    Ok((meta, hashes))
+}
 
-    let data_len = len - header_end as u64;
-    if entries.len() != tensor_count(&config) {
+/// The config's layout, once the file's tensor count matches it and its size cannot overflow.
+fn checked_layout(
+    entries: &HashMap<String, serde_json::Value>,
+    config: &ModelConfig,
+    name: &str,
+) -> Result<Layout> {
+    let bad = |what: String| parse_error(name, what);
+    if entries.len() != tensor_count(config) {
         return Err(bad(format!(
             "{} tensors, the model config needs {}",
             entries.len(),
-            tensor_count(&config)
+            tensor_count(config)
         )));
     }
     // Only overflow is refused here; the per-tensor checks below say which tensor is wrong.
-    if checked_floats(&config)
+    if checked_floats(config)
         .and_then(|f| f.checked_mul(4))
         .and_then(|b| usize::try_from(b).ok())
         .is_none()
@@ -343,6 +441,18 @@ pub fn from_bytes(map: &[u8], name: &str) -> Result<(Model, ModelMeta)> {
             }
         )));
     }
+    Ok(layout)
+}
+
+/// The data span of each of the layout's tensors, in layout order, once each entry's dtype,
+/// shape and offsets are checked and the spans tile the `data_len` bytes of data exactly.
+fn tensor_spans(
+    entries: &HashMap<String, serde_json::Value>,
+    layout: &Layout,
+    data_len: u64,
+    name: &str,
+) -> Result<Vec<(u64, u64)>> {
+    let bad = |what: String| parse_error(name, what);
     let mut spans = Vec::with_capacity(layout.tensors.len());
     for t in &layout.tensors {
         let v = entries
@@ -396,10 +506,21 @@ pub fn from_bytes(map: &[u8], name: &str) -> Result<(Model, ModelMeta)> {
             data_len - at
         )));
     }
+    Ok(spans)
+}
 
-    let data = &map[header_end..];
+/// The parameters in `data` (the bytes after the header), each tensor checked against its
+/// checksum before it is copied.
+fn read_params(
+    data: &[u8],
+    layout: &Layout,
+    spans: &[(u64, u64)],
+    hashes: &BTreeMap<String, String>,
+    name: &str,
+) -> Result<Vec<f32>> {
+    let bad = |what: String| parse_error(name, what);
     let mut params = vec![0f32; layout.total];
-    for (t, &(s, e)) in layout.tensors.iter().zip(&spans) {
+    for (t, &(s, e)) in layout.tensors.iter().zip(spans) {
         let bytes = &data[s as usize..e as usize];
         let want = hashes
             .get(&t.name)
@@ -414,14 +535,7 @@ pub fn from_bytes(map: &[u8], name: &str) -> Result<(Model, ModelMeta)> {
             *dst = f32::from_le_bytes(src.try_into().expect("4 bytes"));
         }
     }
-    Ok((
-        Model {
-            config,
-            layout,
-            params,
-        },
-        meta,
-    ))
+    Ok(params)
 }
 
 /// Refuse a model trained on another dataset. A dataset that differs only in its test negatives
@@ -538,6 +652,31 @@ mod tests {
         assert_eq!(t.shape(), &[6, 4]);
         assert_eq!(t.data(), &tensor_bytes(m.tensor("mlp.0.weight"))[..]);
         assert_eq!(st.tensor("final.weight").unwrap().shape(), &[1, 5]);
+    }
+
+    #[test]
+    fn only_an_ncf_model_is_recognised_as_one() {
+        let d = tempfile::tempdir().unwrap();
+        let m = small(ModelKind::Gmf);
+        let p = d.path().join("m.safetensors");
+        save(&p, &m, &meta(&m)).unwrap();
+        assert_eq!(written_by_ncf(&p), Ok(()));
+        for bytes in [
+            &b"thesis"[..],
+            b"",
+            b"\x02\0\0\0\0\0\0\0{}",
+            b"\x0e\0\0\0\0\0\0\0{\"a\":{\"b\":1}}",
+        ] {
+            std::fs::write(&p, bytes).unwrap();
+            assert!(written_by_ncf(&p).unwrap_err().contains("not an ncf model"));
+        }
+        let e = load(d.path()).unwrap_err().to_string();
+        assert!(
+            e.ends_with(
+                "is a directory, not a model file (give the .safetensors file ncf-train wrote)"
+            ),
+            "{e}"
+        );
     }
 
     fn load_err(bytes: &[u8]) -> String {

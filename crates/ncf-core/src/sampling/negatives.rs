@@ -56,6 +56,55 @@ impl SampleFormat {
     }
 }
 
+/// An epoch's samples file as an output: `--force` replaces only one ncf wrote
+/// ([`written_by_ncf`]).
+pub const OUTPUT: crate::io::Output = crate::io::Output {
+    what: "samples file",
+    example: "epoch0.parquet",
+    dir: false,
+    reused: false,
+    ours: written_by_ncf,
+};
+
+/// `Ok` when `path` holds epoch samples as ncf writes them in the format its name gives:
+/// Parquet or an Arrow IPC stream whose schema is tagged `ncf.table = samples`, or TSV whose
+/// lines (those in the first 64 KiB) are all `user<TAB>item<TAB>label` with integer ids and
+/// label 0 or 1; else why not.
+pub fn written_by_ncf(path: &Path) -> std::result::Result<(), String> {
+    use std::io::Read;
+    let tagged = |s: &crate::arrow::datatypes::Schema| {
+        s.metadata.get("ncf.table").map(String::as_str) == Some("samples")
+    };
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot be read ({e})"))?;
+    let ours = match SampleFormat::for_path(path) {
+        SampleFormat::Parquet => {
+            parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+                .is_ok_and(|b| tagged(b.schema()))
+        }
+        SampleFormat::Ipc => {
+            crate::arrow::ipc::reader::StreamReader::try_new(std::io::BufReader::new(file), None)
+                .is_ok_and(|r| tagged(&r.schema()))
+        }
+        SampleFormat::Tsv => {
+            let mut head = Vec::new();
+            let _ = file.take(64 << 10).read_to_end(&mut head);
+            let lines: Vec<&[u8]> = head.split(|&b| b == b'\n').collect();
+            // The last piece may be a line cut at 64 KiB (or empty after the last newline).
+            let whole = &lines[..lines.len().saturating_sub(1)];
+            let id = |f: &[u8]| !f.is_empty() && f.iter().all(u8::is_ascii_digit);
+            !whole.is_empty()
+                && whole.iter().all(|l| {
+                    let f: Vec<&[u8]> = l.split(|&b| b == b'\t').collect();
+                    f.len() == 3 && id(f[0]) && id(f[1]) && matches!(f[2], b"0" | b"1")
+                })
+        }
+    };
+    match ours {
+        true => Ok(()),
+        false => Err("not an ncf samples file (as ncf-negsample --epoch writes them)".into()),
+    }
+}
+
 fn sample_schema() -> crate::arrow::datatypes::SchemaRef {
     use crate::arrow::datatypes::{DataType, Field, Schema};
     std::sync::Arc::new(Schema::new_with_metadata(

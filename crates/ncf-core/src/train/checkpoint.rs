@@ -77,6 +77,36 @@ pub struct CheckpointMeta {
     pub sha256: std::collections::BTreeMap<String, String>,
 }
 
+/// A checkpoint directory as an output: written into (a run continues the one there), and its
+/// `checkpoint.safetensors`, when present, must be ncf's ([`holds_ncf_checkpoint`]).
+pub const OUTPUT: crate::io::Output = crate::io::Output {
+    what: "checkpoint directory",
+    example: "model.ckpt",
+    dir: true,
+    reused: true,
+    ours: holds_ncf_checkpoint,
+};
+
+/// `Ok` when the checkpoint file in `dir` is absent or an ncf checkpoint (what ncf-train may
+/// overwrite there; nothing else in the directory is touched); else why not.
+pub fn holds_ncf_checkpoint(dir: &Path) -> std::result::Result<(), String> {
+    let path = file_in(dir);
+    if std::fs::symlink_metadata(&path).is_err() {
+        return Ok(());
+    }
+    let header = crate::model::file::safetensors_header(&path);
+    match header
+        .as_ref()
+        .and_then(|h| h.get("__metadata__")?.get(K_META))
+    {
+        Some(_) => Ok(()),
+        None => Err(format!(
+            "holds {CHECKPOINT_FILE}, which is not an ncf checkpoint, and ncf-train would \
+             overwrite it"
+        )),
+    }
+}
+
 /// The checkpoint file of directory `dir`.
 pub fn file_in(dir: &Path) -> PathBuf {
     dir.join(CHECKPOINT_FILE)

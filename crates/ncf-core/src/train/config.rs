@@ -221,9 +221,22 @@ pub fn check_config(cfg: &TrainConfig) -> Result<()> {
     if !(0.0..1.0).contains(&cfg.beta1) || !(0.0..1.0).contains(&cfg.beta2) {
         return Err(Error::usage("--beta1 and --beta2 must be in [0, 1)"));
     }
-    let non_negative = |x: f32| x.is_finite() && x >= 0.0;
-    if !non_negative(cfg.eps) || !non_negative(cfg.l2) {
-        return Err(Error::usage("--eps and --l2 must be non-negative numbers"));
+    if !(cfg.eps.is_finite() && cfg.eps > 0.0) {
+        // Adam divides by sqrt(v) + eps: with 0 a parameter whose gradient is 0 becomes 0/0.
+        return Err(Error::usage(format!(
+            "--eps {}: must be a number > 0 (Adam divides by sqrt(v) + eps; the recipes use 1e-8)",
+            cfg.eps
+        )));
+    }
+    if !(cfg.l2.is_finite() && cfg.l2 >= 0.0) {
+        return Err(Error::usage("--l2 must be a non-negative number"));
+    }
+    if cfg.negatives == 0 && cfg.batch_size != BatchSize::WholeEpoch {
+        return Err(Error::usage(
+            "--negatives 0: the model would see positives only and learn to score every pair 1; \
+             give at least 1 (NVIDIA's recipe: 4), or use --model ials or ease, which weigh every \
+             unobserved pair instead of sampling negatives",
+        ));
     }
     Ok(())
 }

@@ -61,20 +61,29 @@ pub(super) fn split_fields<'a>(line: &'a [u8], sep: &[u8], out: &mut [&'a [u8]; 
     n + 1
 }
 
+/// A line without the carriage returns before its newline (Windows CRLF, and `\r\r\n` from a
+/// file converted twice).
 pub(super) fn strip_cr(line: &[u8]) -> &[u8] {
-    match line.last() {
-        Some(b'\r') => &line[..line.len() - 1],
-        _ => line,
-    }
+    let end = line.iter().rposition(|&b| b != b'\r').map_or(0, |k| k + 1);
+    &line[..end]
 }
 
+/// A field as messages show it: at most 40 characters, control characters escaped (`\r`, `\0`)
+/// so that what looks valid on the terminal is seen to hold more.
 pub(super) fn shown(field: &[u8]) -> String {
     let s = String::from_utf8_lossy(field);
+    let mut out: String = s
+        .chars()
+        .take(40)
+        .map(|c| match c.is_control() {
+            true => c.escape_default().to_string(),
+            false => c.to_string(),
+        })
+        .collect();
     if s.chars().count() > 40 {
-        format!("{}...", s.chars().take(40).collect::<String>())
-    } else {
-        s.into_owned()
+        out.push_str("...");
     }
+    out
 }
 
 /// Parse a canonical non-negative integer (no sign, no leading zeros, at most u64).
@@ -421,7 +430,10 @@ pub fn layout_for(
             match h {
                 Some(h) => format!(
                     "header [{}] has no {what} column (looked for {}; name it with {flag})",
-                    h.join(", "),
+                    h.iter()
+                        .map(|f| shown(f.as_bytes()))
+                        .collect::<Vec<_>>()
+                        .join(", "),
                     names.join(", ")
                 ),
                 None => format!(
@@ -717,6 +729,7 @@ pub(super) fn read_text(
     name: &str,
     opts: &ReadOptions,
 ) -> Result<(Interactions, Format)> {
+    let buf = super::sniff::text_of(buf, name)?;
     let start = buf.iter().position(|b| !b.is_ascii_whitespace());
     if start.is_none() {
         return Err(Error::parse(

@@ -10,6 +10,7 @@ mod delimited;
 mod movies;
 mod ncf_split;
 mod parquet_file;
+mod sniff;
 
 use archive::*;
 use delimited::*;
@@ -19,6 +20,7 @@ use movies::*;
 use ncf_split::*;
 pub use ncf_split::{ncf_split_from_bytes, read_ncf_split};
 use parquet_file::*;
+use sniff::{gunzip, GZIP_MAGIC};
 
 use crate::data::dataset::{hex, Dataset};
 use crate::{Error, Result};
@@ -294,26 +296,39 @@ pub fn load(path: &Path, opts: &ReadOptions) -> Result<Loaded> {
     }
     let bytes = open_bytes(path)?;
     check_input_memory(&name, bytes.len() as u64)?;
+    // gzip (`ratings.csv.gz`) is read as the text inside it; the checksum is the file's.
+    let unzipped = match bytes.starts_with(GZIP_MAGIC) {
+        true => Some(gunzip(&bytes, &name)?),
+        false => None,
+    };
+    if let Some(u) = &unzipped {
+        check_input_memory(&name, u.len() as u64)?;
+    }
+    let content: &[u8] = unzipped.as_deref().unwrap_or(&bytes);
     let hash = std::thread::scope(|s| {
         let h = s.spawn(|| sha256_hex(&bytes));
         let format = match format {
             Some(f) => f,
-            None if bytes.starts_with(b"PK\x03\x04") => Format::Zip,
-            None if bytes.starts_with(b"PAR1") => {
+            None if content.starts_with(b"PK\x03\x04") => Format::Zip,
+            None if content.starts_with(b"PAR1") => {
                 return Err(Error::usage(format!("{name}: {PARQUET_HINT}")))
             }
-            None => sniff_text(&name, &bytes),
+            None => sniff_text(name.strip_suffix(".gz").unwrap_or(&name), content),
         };
         let input = if format == Format::Zip {
-            read_zip(&bytes, &name, opts)
+            read_zip(content, &name, opts)
         } else {
-            read_text(&bytes, format, &name, opts).map(|(rows, f)| (rows, f, None))
+            read_text(content, format, &name, opts).map(|(rows, f)| (rows, f, None))
         };
         Ok((input, h.join().expect("hash thread"), format))
     })?;
     let (input, sha, _) = hash;
     let (rows, format, entries) = input?;
     let mut files = vec![json!({"path": name, "sha256": sha, "bytes": bytes.len()})];
+    if unzipped.is_some() {
+        files[0]["compression"] = json!("gzip");
+    }
+    drop(unzipped);
     drop(bytes);
     let mut titles = None;
     if let Some((entry_titles, e)) = entries {

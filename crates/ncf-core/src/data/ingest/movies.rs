@@ -50,6 +50,7 @@ pub(super) fn csv_record(buf: &[u8]) -> (Vec<Vec<u8>>, &[u8]) {
 /// Titles by raw movie id from `movies.csv` (UTF-8, quoted), `movies.dat` (`::`, latin-1) or
 /// `u.item` (`|`, latin-1); the kind is chosen by `file_name`.
 pub fn parse_movies(buf: &[u8], file_name: &str, loc: &str) -> Result<HashMap<String, String>> {
+    let buf = super::sniff::text_of(buf, loc)?;
     let mut out = HashMap::new();
     let lower = file_name.to_ascii_lowercase();
     if lower.ends_with(".csv") {

@@ -19,8 +19,10 @@ export NCF_PYTHON := $(abspath $(PY))
 
 all: build
 
+# BUILD_FLAGS: extra cargo flags (scripts/bench-newcomer.sh passes --timings).
+BUILD_FLAGS ?=
 build:
-	$(CARGO) build --workspace
+	$(CARGO) build --workspace $(BUILD_FLAGS)
 
 release:
 	$(CARGO) build --release --workspace

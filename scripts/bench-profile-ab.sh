@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# CPU training speed of two builds side by side (issue 23: a build-profile change must keep the
+# speed within 3 %). BEFORE and AFTER are target directories (e.g. target/release of two
+# checkouts) holding ncf-prep, ncf-train and examples/cpu_train_bench. Rounds alternate
+# before/after so that drift of the machine hits both alike; run it on an otherwise idle machine.
+# Prints one JSON line per measurement, then one summary line per metric (medians, after/before).
+#
+#   scripts/bench-profile-ab.sh BEFORE AFTER [ROUNDS]     (default 3 rounds)
+#
+# Metrics: cpu_train_bench's steady-state samples/s (NVIDIA config, ml-20m shape, median of 3
+# steps after the first), and one whole ml-1m epoch of ncf-train (NVIDIA config, 2 threads,
+# samples/s as ncf-train reports it, sampling included) on ../shared/datasets/ncf-ml-1m.
+set -euo pipefail
+[[ $# -ge 2 ]] || { sed -n 2,12p "$0" >&2; exit 2; }
+before=$1 after=$2 rounds=${3:-3}
+repo=$(cd "$(dirname "$0")/.." && pwd)
+ml1m=${NCF_SHARED:-$repo/../shared}/datasets/ncf-ml-1m
+for d in "$before" "$after"; do
+  for b in ncf-prep ncf-train examples/cpu_train_bench; do
+    [[ -x $d/$b ]] || { echo "bench-profile-ab: $d/$b missing" >&2; exit 1; }
+  done
+done
+[[ -d $ml1m ]] || { echo "bench-profile-ab: $ml1m not found (set NCF_SHARED)" >&2; exit 1; }
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+"$after/ncf-prep" "$ml1m" -o "$work/ml1m" -q
+jget() { python3 -c "import json,sys; print(json.loads(sys.stdin.readlines()[-1])['$1'])"; }
+: > "$work/all.jsonl"
+for r in $(seq "$rounds"); do
+  for side in before after; do
+    d=${!side}
+    "$d/examples/cpu_train_bench" --steps 4 --json "$work/cpu.json" > /dev/null 2>&1
+    v=$(jget steady_samples_per_s < "$work/cpu.json")
+    echo "{\"round\":$r,\"build\":\"$side\",\"metric\":\"steady_samples_per_s\",\"value\":$v}" | tee -a "$work/all.jsonl"
+    "$d/ncf-train" "$work/ml1m" -o "$work/m.safetensors" --force --device cpu --preset nvidia-ml20m \
+      --epochs 1 --no-checkpoint -q > "$work/epoch.jsonl"
+    v=$(grep '"epoch"' "$work/epoch.jsonl" | jget samples_per_s)
+    echo "{\"round\":$r,\"build\":\"$side\",\"metric\":\"ml1m_epoch_samples_per_s\",\"value\":$v}" | tee -a "$work/all.jsonl"
+  done
+done
+python3 - "$work/all.jsonl" <<'EOF'
+import json, statistics, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+for m in dict.fromkeys(r["metric"] for r in rows):
+    med = {b: statistics.median(r["value"] for r in rows if r["metric"] == m and r["build"] == b)
+           for b in ("before", "after")}
+    print(json.dumps({"metric": m, "before_median": med["before"], "after_median": med["after"],
+                      "after_over_before": round(med["after"] / med["before"], 4)}))
+EOF

@@ -44,13 +44,21 @@ fn output_name(target: &Path) -> Result<String> {
     }
 }
 
-fn temp_name(target: &Path) -> PathBuf {
+/// What a run leaves beside an output while it writes it: `.NAME.tmp-PID` (the new version
+/// being written) and `.NAME.old-PID` (the previous one moved aside at the rename).
+const SIDE_KINDS: [&str; 2] = ["tmp", "old"];
+
+/// `.NAME.KIND-PID` beside `target`, for this process ([`SIDE_KINDS`]).
+fn side_name(target: &Path, kind: &str) -> PathBuf {
     let name = target
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = format!(".{name}.tmp-{}", std::process::id());
-    target.with_file_name(tmp)
+    target.with_file_name(format!(".{name}.{kind}-{}", std::process::id()))
+}
+
+fn temp_name(target: &Path) -> PathBuf {
+    side_name(target, "tmp")
 }
 
 /// True when a process `pid` exists (ours to signal or not).
@@ -77,8 +85,8 @@ pub fn remove_stale_temps(target: &Path) -> Vec<PathBuf> {
     let mut removed = vec![];
     for e in entries.flatten() {
         let entry = e.file_name().to_string_lossy().into_owned();
-        let pid = [".tmp-", ".old-"].iter().find_map(|kind| {
-            let rest = entry.strip_prefix(&format!(".{name}{kind}"))?;
+        let pid = SIDE_KINDS.iter().find_map(|kind| {
+            let rest = entry.strip_prefix(&format!(".{name}.{kind}-"))?;
             rest.parse::<u32>().ok()
         });
         let Some(pid) = pid else { continue };
@@ -251,15 +259,8 @@ pub fn check_replaceable(target: &Path, kind: &Output, force: bool) -> Result<()
 }
 
 fn sync_parent(target: &Path) {
-    if let Some(parent) = target.parent() {
-        let parent = if parent.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            parent
-        };
-        if let Ok(d) = File::open(parent) {
-            let _ = d.sync_all();
-        }
+    if let Ok(d) = File::open(parent_of(target)) {
+        let _ = d.sync_all();
     }
 }
 
@@ -423,14 +424,7 @@ impl AtomicDir {
             // Checked again: what is replaced now must still be ncf's.
             check_replaceable(&self.target, &self.kind, true)?;
             // Move the old one aside first so that a failure leaves one complete copy.
-            let old = self.target.with_file_name(format!(
-                ".{}.old-{}",
-                self.target
-                    .file_name()
-                    .unwrap_or_default()
-                    .to_string_lossy(),
-                std::process::id()
-            ));
+            let old = side_name(&self.target, "old");
             fs::rename(&self.target, &old).map_err(|e| Error::io(&self.target, e))?;
             fs::rename(&self.tmp, &self.target).map_err(|e| Error::io(&self.target, e))?;
             let _ = if old.is_dir() {

@@ -71,29 +71,29 @@ pub const OUTPUT: crate::io::Output = crate::io::Output {
     ours: written_by_ncf,
 };
 
-/// The safetensors header of the file at `path` as JSON, if it has a readable one.
-pub(crate) fn safetensors_header(path: &Path) -> Option<serde_json::Value> {
+/// The `__metadata__` of the safetensors file at `path`, reading only its header (as
+/// [`from_bytes`] splits it), or `None` when it has no readable one.
+pub(crate) fn safetensors_metadata(path: &Path) -> Option<HashMap<String, String>> {
     use std::io::Read;
     let mut f = std::fs::File::open(path).ok()?;
-    let size = f.metadata().ok()?.len();
-    let mut n = [0u8; 8];
-    f.read_exact(&mut n).ok()?;
-    let n = u64::from_le_bytes(n);
-    if n > MAX_HEADER || n > size.saturating_sub(8) {
+    let mut head = vec![0u8; 8];
+    f.read_exact(&mut head).ok()?;
+    let n = u64::from_le_bytes(head[..8].try_into().expect("8 bytes"));
+    if n > MAX_HEADER {
         return None;
     }
-    let mut header = vec![0u8; n as usize];
-    f.read_exact(&mut header).ok()?;
-    serde_json::from_slice(&header).ok()
+    f.take(n).read_to_end(&mut head).ok()?;
+    split_header(&head, &path.display().to_string())
+        .ok()
+        .map(|h| h.md)
 }
 
 /// `Ok` when `path` is a model file ncf wrote: safetensors whose `__metadata__` carries the ncf
 /// format version and model config (its tensors are not checked: a damaged model of ours may be
 /// replaced); else why not.
 pub fn written_by_ncf(path: &Path) -> std::result::Result<(), String> {
-    let md = safetensors_header(path).and_then(|h| h.get("__metadata__").cloned());
-    match md {
-        Some(md) if md.get(K_VERSION).is_some() && md.get(K_CONFIG).is_some() => Ok(()),
+    match safetensors_metadata(path) {
+        Some(md) if md.contains_key(K_VERSION) && md.contains_key(K_CONFIG) => Ok(()),
         _ => Err("not an ncf model file (no safetensors header with ncf metadata)".into()),
     }
 }

@@ -94,13 +94,10 @@ pub fn holds_ncf_checkpoint(dir: &Path) -> std::result::Result<(), String> {
     if std::fs::symlink_metadata(&path).is_err() {
         return Ok(());
     }
-    let header = crate::model::file::safetensors_header(&path);
-    match header
-        .as_ref()
-        .and_then(|h| h.get("__metadata__")?.get(K_META))
+    match crate::model::file::safetensors_metadata(&path).is_some_and(|md| md.contains_key(K_META))
     {
-        Some(_) => Ok(()),
-        None => Err(format!(
+        true => Ok(()),
+        false => Err(format!(
             "holds {CHECKPOINT_FILE}, which is not an ncf checkpoint, and ncf-train would \
              overwrite it"
         )),

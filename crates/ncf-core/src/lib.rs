@@ -12,6 +12,7 @@ pub mod error;
 pub mod eval;
 pub mod family;
 pub mod io;
+pub mod memory;
 pub mod model;
 pub mod neumf_cpu;
 pub mod sampling;

@@ -1226,22 +1226,14 @@ fn parse_sums(bytes: &[u8], loc: &str) -> Result<HashMap<String, String>> {
 /// row counts, `file_bytes` the size of its files (read whole).
 fn check_memory(meta: &Meta, file_bytes: u64, what: &str) -> Result<()> {
     let need = memory_needed(meta).saturating_add(file_bytes);
-    let Some((avail, source)) = memory_available() else {
-        return Ok(());
-    };
-    if need > avail {
-        return Err(Error::invalid(format!(
-            "{what}: loading this dataset needs about {} of memory ({} train rows, {} test rows, \
-             {} users, {} items), but only {} is available ({source})",
-            human_bytes(need),
-            meta.n_train,
-            meta.n_test,
-            meta.n_users,
-            meta.n_items,
-            human_bytes(avail),
-        )));
-    }
-    Ok(())
+    crate::memory::require(
+        need,
+        &format!(
+            "{what}: loading this dataset ({} train rows, {} test rows, {} users, {} items)",
+            meta.n_train, meta.n_test, meta.n_users, meta.n_items
+        ),
+        "",
+    )
 }
 
 /// Bytes the in-memory tables of a dataset take (columns, raw ids, negatives), with room for the
@@ -1259,65 +1251,6 @@ pub fn memory_needed(meta: &Meta) -> u64 {
         .saturating_add(ids(meta.n_users))
         .saturating_add(ids(meta.n_items))
         .saturating_add(neg)
-}
-
-/// Memory this process may still use: `NCF_MEMORY_LIMIT` (bytes, or with a K/M/G suffix) when
-/// set, else the smaller of MemAvailable and the cgroup's limit left; None when unknown.
-pub fn memory_available() -> Option<(u64, String)> {
-    if let Ok(v) = std::env::var("NCF_MEMORY_LIMIT") {
-        if let Some(b) = parse_bytes(&v) {
-            return Some((b, format!("NCF_MEMORY_LIMIT={v}")));
-        }
-    }
-    let meminfo = std::fs::read_to_string("/proc/meminfo").ok();
-    let avail = meminfo.as_deref().and_then(|m| {
-        m.lines()
-            .find_map(|l| l.strip_prefix("MemAvailable:"))
-            .and_then(|v| v.trim().strip_suffix("kB"))
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(|kb| kb * 1024)
-    });
-    let read = |p: &str| {
-        std::fs::read_to_string(p)
-            .ok()
-            .and_then(|s| s.trim().parse::<u64>().ok())
-    };
-    let cgroup = read("/sys/fs/cgroup/memory.max")
-        .map(|max| max.saturating_sub(read("/sys/fs/cgroup/memory.current").unwrap_or(0)));
-    match (avail, cgroup) {
-        (Some(a), Some(c)) if c < a => Some((c, "cgroup memory.max".into())),
-        (Some(a), _) => Some((a, "MemAvailable".into())),
-        (None, Some(c)) => Some((c, "cgroup memory.max".into())),
-        (None, None) => None,
-    }
-}
-
-fn parse_bytes(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let (num, mul) = match s.char_indices().last()? {
-        (k, 'k' | 'K') => (&s[..k], 1u64 << 10),
-        (k, 'm' | 'M') => (&s[..k], 1 << 20),
-        (k, 'g' | 'G') => (&s[..k], 1 << 30),
-        (k, 't' | 'T') => (&s[..k], 1 << 40),
-        _ => (s, 1),
-    };
-    num.trim().parse::<u64>().ok()?.checked_mul(mul)
-}
-
-/// `1.5 GiB` style.
-pub fn human_bytes(b: u64) -> String {
-    const UNITS: [&str; 6] = ["bytes", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut v = b as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{b} bytes")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
 }
 
 /// Replace the test negatives of the dataset directory `dir` (ncf-negsample): rewrites

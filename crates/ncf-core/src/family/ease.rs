@@ -172,22 +172,18 @@ pub fn memory_needed(n_users: u32, n_items: u32, side: Side) -> u64 {
 
 /// An empty EASE model (all zeros until fitted) for `n_users × n_items`, in the GMF form.
 /// Refused before anything is allocated when [`memory_needed`] exceeds the memory available
-/// ([`crate::data::dataset::memory_available`]): EASE is dense in the items (users) it models.
+/// ([`crate::memory::require`]): EASE is dense in the items (users) it models.
 pub fn init(n_users: u32, n_items: u32, side: Side) -> Result<Model> {
     let need = memory_needed(n_users, n_items, side);
-    if let Some((avail, source)) = crate::data::dataset::memory_available() {
-        if need > avail {
-            let (flag, width, unit) = (model_name(side), width(side, n_users, n_items), unit(side));
-            return Err(Error::invalid(format!(
-                "--model {flag}: fitting {n_users} users × {n_items} items needs about {} of \
-                 memory (a dense {width} × {width} Gramian and a model with one factor per \
-                 {unit}), but only {} is available ({source}); EASE suits up to tens of \
-                 thousands of {unit}s",
-                crate::data::dataset::human_bytes(need),
-                crate::data::dataset::human_bytes(avail),
-            )));
-        }
-    }
+    let (flag, width_n, unit) = (model_name(side), width(side, n_users, n_items), unit(side));
+    crate::memory::require(
+        need,
+        &format!(
+            "--model {flag}: fitting {n_users} users × {n_items} items (a dense {width_n} × \
+             {width_n} Gramian and a model with one factor per {unit})"
+        ),
+        &format!("EASE suits up to tens of thousands of {unit}s"),
+    )?;
     let config = gmf_config(n_users, n_items, width(side, n_users, n_items) as usize);
     config.validate()?;
     let layout = config.layout();

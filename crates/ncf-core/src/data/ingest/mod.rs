@@ -208,18 +208,14 @@ const MEMORY_PER_INPUT_BYTE: u64 = 3;
 /// Refuse an input whose preparation would not fit in memory, before parsing it.
 fn check_input_memory(name: &str, len: u64) -> Result<()> {
     let need = len.saturating_mul(MEMORY_PER_INPUT_BYTE);
-    if let Some((avail, source)) = crate::data::dataset::memory_available() {
-        if need > avail {
-            return Err(Error::invalid(format!(
-                "{name}: preparing this {} input needs about {} of memory, but only {} is \
-                 available ({source})",
-                crate::data::dataset::human_bytes(len),
-                crate::data::dataset::human_bytes(need),
-                crate::data::dataset::human_bytes(avail)
-            )));
-        }
-    }
-    Ok(())
+    crate::memory::require(
+        need,
+        &format!(
+            "{name}: preparing this {} input",
+            crate::memory::human_bytes(len)
+        ),
+        "",
+    )
 }
 
 fn sha256_hex(b: &[u8]) -> String {

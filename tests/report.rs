@@ -3,8 +3,37 @@
 //! and scripts/install.sh.
 
 mod common;
-use common::{describe, fails, ok, repo_root, run};
+use common::{bin, describe, fails, ok, repo_root, run, Tmpfs};
+use std::fs;
 use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// What the user wrote, that ncf must never replace.
+const FOREIGN: &[u8] = b"the user's own file, not written by ncf\n";
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// The ncf lock and temp files in `dir`.
+fn leftovers(dir: &Path) -> Vec<String> {
+    let mut n: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".lock") || n.contains(".tmp-") || n.contains(".old-"))
+        .collect();
+    n.sort();
+    n
+}
+
+fn wait_output(child: std::process::Child) -> (std::process::ExitStatus, String) {
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
 
 const LOG: &str = r#"{"epoch":0,"loss":0.44,"hr":0.45,"ndcg":0.25,"k":10,"eval":"test","train_s":0.1,"eval_s":0.01,"samples":10,"samples_per_s":100.0,"steps":1,"skipped_steps":0}
 {"epoch":1,"loss":0.38,"hr":0.51,"ndcg":0.29,"k":10,"eval":"test","train_s":0.1,"eval_s":0.01,"samples":10,"samples_per_s":100.0,"steps":1,"skipped_steps":0}
@@ -360,4 +389,142 @@ fn install_script_puts_binaries_man_pages_and_completions_in_a_prefix() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(!dir.path().join("p2").exists());
+}
+
+/// D2 (defects probe of 2026-12-07): `ncf-plot -o` overwrote any file (its own input, a model),
+/// and not atomically. Now it claims its output: an existing file is replaced only with --force and only when ncf-plot
+/// wrote it, through a temp file (a full disk leaves the previous chart whole).
+#[test]
+fn d02_plot_replaces_only_its_own_charts_and_writes_them_whole() {
+    let d = tempfile::tempdir().unwrap();
+    let r = d.path();
+    let log = LOG;
+    fs::write(r.join("log.jsonl"), log).unwrap();
+    // Any file ncf-plot did not write, e.g. a model.
+    fs::write(r.join("p.st"), FOREIGN).unwrap();
+    for force in [&[][..], &["--force"][..]] {
+        let mut a = vec!["curve", "log.jsonl", "-o", "log.jsonl"];
+        a.extend_from_slice(force);
+        fails(r, "ncf-plot", &a);
+        assert_eq!(fs::read_to_string(r.join("log.jsonl")).unwrap(), log);
+        let mut a = vec!["curve", "log.jsonl", "-o", "p.st"];
+        a.extend_from_slice(force);
+        let e = fails(r, "ncf-plot", &a);
+        assert!(e.contains("p.st"), "{e}");
+        assert_eq!(fs::read(r.join("p.st")).unwrap(), FOREIGN);
+    }
+    let e = fails(
+        r,
+        "ncf-plot",
+        &["curve", "log.jsonl", "-o", "p.st", "--force"],
+    );
+    assert!(e.contains("not a PNG file"), "{e}");
+    ok(r, "ncf-plot", &["curve", "log.jsonl", "-o", "c.png"]);
+    let e = fails(r, "ncf-plot", &["curve", "log.jsonl", "-o", "c.png"]);
+    assert!(
+        e.contains("c.png: output already exists (use --force"),
+        "{e}"
+    );
+    ok(
+        r,
+        "ncf-plot",
+        &["curve", "log.jsonl", "-o", "c.png", "--force"],
+    );
+    // A PNG that ncf-plot did not write is the user's.
+    let mut foreign = fs::read(r.join("c.png")).unwrap();
+    let at = foreign.windows(8).position(|w| w == b"Software").unwrap();
+    foreign[at] = b's';
+    fs::write(r.join("photo.png"), &foreign).unwrap();
+    let e = fails(
+        r,
+        "ncf-plot",
+        &["curve", "log.jsonl", "-o", "photo.png", "--force"],
+    );
+    assert!(e.contains("a PNG that ncf-plot did not write"), "{e}");
+    assert_eq!(fs::read(r.join("photo.png")).unwrap(), foreign);
+    // A full disk leaves the previous chart as it was.
+    let Some(disk) = Tmpfs::mount(&r.join("small"), "2m") else {
+        eprintln!("SKIPPED the full-disk part of d02: cannot mount a tmpfs (not root)");
+        return;
+    };
+    let png = r.join("small/p.png");
+    ok(r, "ncf-plot", &["curve", "log.jsonl", "-o", s(&png)]);
+    let before = fs::read(&png).unwrap();
+    disk.fill(4096);
+    let args = [
+        "curve",
+        "log.jsonl",
+        "-o",
+        s(&png),
+        "--force",
+        "--width",
+        "4000",
+    ];
+    let e = fails(r, "ncf-plot", &args);
+    assert!(e.contains("no space left on device"), "{e}");
+    assert_eq!(
+        fs::read(&png).unwrap(),
+        before,
+        "the previous chart was damaged"
+    );
+    assert_eq!(leftovers(&r.join("small")), Vec::<String>::new());
+}
+
+/// D13 (defects probe of 2026-12-07): `ncf-plot curve` spun forever on a loss range that overflows f64, and drew HR 2 and NDCG
+/// -1. Now both are errors naming the line or the range.
+#[test]
+fn d13_plot_refuses_what_it_cannot_draw_instead_of_hanging() {
+    let d = tempfile::tempdir().unwrap();
+    let r = d.path();
+    let cases = [
+        (
+            "{\"epoch\":0,\"loss\":1e308,\"hr\":0.5,\"ndcg\":0.3,\"k\":10}\n\
+             {\"epoch\":1,\"loss\":-1e308,\"hr\":0.5,\"ndcg\":0.3,\"k\":10}\n",
+            "too wide to draw",
+        ),
+        (
+            "{\"epoch\":0,\"loss\":0.3,\"hr\":2,\"ndcg\":0.3,\"k\":10}\n",
+            "h.jsonl:1: hr 2 is outside [0, 1]",
+        ),
+        (
+            "{\"epoch\":0,\"loss\":0.3,\"hr\":0.5,\"ndcg\":-1,\"k\":10}\n",
+            "h.jsonl:1: ndcg -1 is outside [0, 1]",
+        ),
+    ];
+    for (log, want) in cases {
+        fs::write(r.join("h.jsonl"), log).unwrap();
+        let mut child = Command::new(bin("ncf-plot"))
+            .args(["curve", "h.jsonl", "-o", "h.png"])
+            .current_dir(r)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let t0 = Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            if t0.elapsed() > Duration::from_secs(20) {
+                child.kill().unwrap();
+                panic!("ncf-plot still running after 20 s on {log}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let (status, err) = wait_output(child);
+        assert_eq!(status.code(), Some(1), "{err}");
+        assert!(err.contains(want), "{err}");
+        assert!(!r.join("h.png").exists());
+    }
+}
+
+/// D28 H14 (defects probe of 2026-12-07): clap wrapped the example at 100 columns, leaving `-o`
+/// at the end of a line and its value on the next.
+#[test]
+fn d28_h14_the_plot_example_is_one_line() {
+    let out = run(Path::new("."), "ncf-plot", &["--help"]);
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        help.contains("ncf-plot curve train.jsonl -o curve.png"),
+        "{help}"
+    );
+    for line in help.lines() {
+        assert!(!line.trim_end().ends_with(" -o"), "{line:?}");
+    }
 }

@@ -89,3 +89,48 @@ pub fn ml100k_dataset(root: &Path, negatives: usize) -> PathBuf {
     );
     data
 }
+
+/// A tmpfs of `size` mounted at `dir` until dropped (tests that need a full disk; needs root).
+pub struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    pub fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
+        std::fs::create_dir_all(dir).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size}"),
+                "tmpfs",
+                dir.to_str().unwrap(),
+            ])
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|st| st.success());
+        ok.then(|| Tmpfs(dir.to_path_buf()))
+    }
+
+    /// Fill it up but for `room` bytes.
+    pub fn fill(&self, room: u64) {
+        let st = std::process::Command::new("df")
+            .args(["-B1", "--output=avail", self.0.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let avail: u64 = String::from_utf8_lossy(&st.stdout)
+            .lines()
+            .nth(1)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let n = avail.saturating_sub(room) as usize;
+        let _ = std::fs::write(self.0.join("fill"), vec![0u8; n]);
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}

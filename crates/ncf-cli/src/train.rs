@@ -15,7 +15,9 @@ use ncf_core::model::{file as modelfile, Model};
 use ncf_core::neumf_cpu::FirstLayer;
 use ncf_core::sampling::sampler::NegativeMode;
 use ncf_core::train::checkpoint::{self, CheckpointMeta, OptimizerState};
-use ncf_core::train::{self, Optimizer, Precision, Preset, RunOptions, TrainConfig, Trainer};
+use ncf_core::train::{
+    self, LogFile, Optimizer, Precision, Preset, Reports, RunOptions, TrainConfig, Trainer,
+};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -55,7 +57,12 @@ use std::sync::Arc;
 ///     | ncf-train - -o model.safetensors | tee log.jsonl
 ///   ncf-plot curve log.jsonl -o curve.png
 #[derive(Parser, Debug)]
-#[command(version, verbatim_doc_comment, args_override_self = true)]
+#[command(
+    version,
+    verbatim_doc_comment,
+    args_override_self = true,
+    allow_negative_numbers = true
+)]
 pub struct Args {
     /// Dataset directory (from ncf-prep + ncf-negsample), or `-` for an Arrow IPC stream on stdin.
     dataset: PathBuf,
@@ -99,7 +106,7 @@ pub struct Args {
     #[arg(long)]
     factors: Option<usize>,
     /// MLP widths, input first (the first is twice the MLP embedding width).
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', action = clap::ArgAction::Set)]
     layers: Option<Vec<usize>>,
     #[arg(long)]
     dropout: Option<f32>,
@@ -149,7 +156,9 @@ pub struct Args {
     target_hr: Option<f64>,
     #[command(flatten)]
     validation: ValidationArgs,
-    /// Also append the JSON lines to FILE.
+    /// Also append the JSON lines to FILE (a new file, or a log ncf-train wrote: anything
+    /// else is refused; the file is rewritten whole after each line, so it always holds
+    /// complete lines).
     #[arg(long, value_name = "FILE")]
     log: Option<PathBuf>,
     /// No progress line on stderr.
@@ -248,26 +257,6 @@ impl Args {
     }
 }
 
-/// A file that gets every JSON line stdout gets.
-pub struct Tee<A: Write, B: Write>(A, Option<B>);
-
-impl<A: Write, B: Write> Write for Tee<A, B> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.write_all(buf)?;
-        if let Some(b) = &mut self.1 {
-            b.write_all(buf)?;
-        }
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.0.flush()?;
-        if let Some(b) = &mut self.1 {
-            b.flush()?;
-        }
-        Ok(())
-    }
-}
-
 /// Where this run checkpoints (`None`: it does not), and the default directory `MODEL.ckpt`.
 fn checkpoint_dir(a: &Args, lead: bool, spec: &dyn FamilySpec) -> (Option<PathBuf>, PathBuf) {
     let default_dir = PathBuf::from(format!("{}.ckpt", a.output.display()));
@@ -305,19 +294,60 @@ fn ranks_of(a: &Args) -> Result<RankInfo> {
     Ok(ranks)
 }
 
-/// Rank 0 writes the model and the checkpoints: both are claimed for the run before any work (a
-/// second run on them is refused, naming this one's pid), and an existing model is replaced
-/// (--force, --resume) only when ncf wrote it.
-fn claim_outputs(a: &Args, lead: bool, checkpoint_dir: Option<&Path>) -> Result<Vec<OutputLock>> {
+/// Rank 0 writes the model, the checkpoints and the --log file: each is claimed for the run
+/// before any work (a second run on them is refused, naming this one's pid), no two are the same
+/// path, an existing model is replaced (--force, --resume) only when ncf wrote it, and the log
+/// is appended to only when ncf-train wrote it.
+fn claim_outputs(
+    a: &Args,
+    lead: bool,
+    checkpoint_dir: Option<&Path>,
+) -> Result<(Vec<OutputLock>, Option<LogFile>)> {
     let mut claims = Vec::new();
-    if lead {
-        let replace = a.force || a.resume.is_some();
-        claims.push(claim_output(&a.output, &modelfile::OUTPUT, replace)?);
-        if let Some(dir) = checkpoint_dir {
-            claims.push(claim_output(dir, &checkpoint::OUTPUT, true)?);
+    if !lead {
+        return Ok((claims, None));
+    }
+    let mut named = vec![("-o", a.output.as_path())];
+    named.extend(checkpoint_dir.map(|d| ("the checkpoint directory", d)));
+    named.extend(a.log.as_deref().map(|l| ("--log", l)));
+    distinct_outputs(&named)?;
+    let replace = a.force || a.resume.is_some();
+    claims.push(claim_output(&a.output, &modelfile::OUTPUT, replace)?);
+    if let Some(dir) = checkpoint_dir {
+        claims.push(claim_output(dir, &checkpoint::OUTPUT, true)?);
+    }
+    let log = a.log.as_deref().map(LogFile::open).transpose()?;
+    Ok((claims, log))
+}
+
+/// Refuse two outputs of one run at the same path (`--log X -o X`: the model would replace the
+/// log), naming the flags.
+fn distinct_outputs(named: &[(&str, &Path)]) -> Result<()> {
+    let real = |p: &Path| {
+        let p = ncf_core::io::resolve_output(p).unwrap_or_else(|_| p.to_path_buf());
+        std::path::absolute(&p).unwrap_or(p)
+    };
+    for (i, (flag, p)) in named.iter().enumerate() {
+        for (other, q) in &named[..i] {
+            if real(p) == real(q) {
+                bail!(
+                    "{flag} {}: the same path as {other}; each output of a run needs its own \
+                     (e.g. --log {}.jsonl)",
+                    p.display(),
+                    a_stem(named[0].1)
+                );
+            }
         }
     }
-    Ok(claims)
+    Ok(())
+}
+
+/// `model` for `model.safetensors`: a name to suggest for a log beside it.
+fn a_stem(model: &Path) -> String {
+    model
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "train".into())
 }
 
 /// The model to start from: the family's initialisation, or NeuMF from pre-trained GMF and MLP
@@ -366,22 +396,9 @@ fn connect(a: &Args, ranks: &RankInfo, chosen: Chosen, digest: &str) -> Result<O
 }
 
 /// Stdout (rank 0 only; the others report nothing), and the --log file beside it.
-fn report_to(a: &Args, lead: bool) -> Result<Tee<Box<dyn Write>, std::fs::File>> {
-    let log = match &a.log {
-        Some(p) if lead => Some(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(p)
-                .with_context(|| p.display().to_string())?,
-        ),
-        _ => None,
-    };
-    let stdout: Box<dyn Write> = match lead {
-        true => Box::new(std::io::stdout().lock()),
-        false => Box::new(std::io::sink()),
-    };
-    Ok(Tee(stdout, log))
+fn report_to(lead: bool, log: Option<LogFile>) -> Reports {
+    let stdout: Option<Box<dyn Write>> = lead.then(|| Box::new(std::io::stdout().lock()) as _);
+    Reports::new("ncf-train", stdout, log)
 }
 
 /// The checkpoint of --resume DIR, checked against this run.
@@ -411,16 +428,26 @@ fn resume_from(
     Ok((meta, state))
 }
 
-/// SIGINT/SIGTERM set the returned flag (the run checkpoints and stops at the next step); a
-/// second signal ends the process at once (exit 1).
-fn stop_on_signals() -> Result<Arc<AtomicBool>> {
+/// SIGINT, SIGTERM and SIGHUP raise the returned flag (the run checkpoints and stops at the
+/// next step, exit 1); a second signal ends the process at once, saying where the last
+/// checkpoint in `checkpoint_dir` is (`ncf_core::interrupt`).
+fn stop_on_signals(checkpoint_dir: Option<PathBuf>) -> Arc<AtomicBool> {
     let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register_conditional_shutdown(sig, 1, stop.clone())
-            .and_then(|_| signal_hook::flag::register(sig, stop.clone()))
-            .context("installing the signal handlers")?;
-    }
-    Ok(stop)
+    ncf_core::interrupt::stop_gracefully(stop.clone(), move || match &checkpoint_dir {
+        None => ", without a checkpoint (this run writes none)".to_string(),
+        Some(d) => match checkpoint::position_in(d) {
+            Some(p) => format!(
+                ", without the stop checkpoint; the last one (before epoch {} step {}) is in \
+                 {}: continue with the same command plus --resume {}",
+                p.epoch,
+                p.step,
+                d.display(),
+                d.display()
+            ),
+            None => ", before its first checkpoint: nothing to resume from".to_string(),
+        },
+    });
+    stop
 }
 
 /// Run `ncf-train` with its parsed flags.
@@ -441,7 +468,7 @@ pub fn run(a: Args) -> Result<()> {
         }
     }
     let (checkpoint_dir, default_dir) = checkpoint_dir(&a, lead, spec);
-    let _claims = claim_outputs(&a, lead, checkpoint_dir.as_deref())?;
+    let (_claims, log) = claim_outputs(&a, lead, checkpoint_dir.as_deref())?;
 
     let data = Dataset::load_any(&a.dataset)?;
     let fingerprint = data
@@ -498,7 +525,7 @@ pub fn run(a: Args) -> Result<()> {
         group,
         a.cuda_first_layer,
     )?;
-    let mut out = report_to(&a, lead)?;
+    let mut out = report_to(lead, log);
     let resume = match &a.resume {
         Some(dir) => Some(resume_from(
             dir,
@@ -509,7 +536,7 @@ pub fn run(a: Args) -> Result<()> {
         )?),
         None => None,
     };
-    let stop = stop_on_signals()?;
+    let stop = stop_on_signals(checkpoint_dir.clone());
     let resume_hint = match &checkpoint_dir {
         Some(d) => format!(
             "continue with the same command plus --resume {}",

@@ -113,6 +113,108 @@ fn parent_of(target: &Path) -> &Path {
     }
 }
 
+/// The path an output really is: `target` with a final symbolic link followed (every hop), so
+/// that writing to a link updates what it points to and the link stays a link (as a shell's `>`
+/// does). A link whose target's directory does not exist is refused, naming both.
+pub fn resolve_output(target: &Path) -> Result<PathBuf> {
+    let mut p = target.to_path_buf();
+    for _ in 0..40 {
+        match fs::symlink_metadata(&p) {
+            Ok(m) if m.file_type().is_symlink() => {
+                let to = fs::read_link(&p).map_err(|e| Error::io(&p, e))?;
+                p = match p.parent() {
+                    Some(dir) if to.is_relative() => dir.join(to),
+                    _ => to,
+                };
+            }
+            _ if p != target && !parent_of(&p).is_dir() => {
+                return Err(Error::usage(format!(
+                    "{}: a symbolic link to {}, whose directory {} does not exist: create that \
+                     directory, or remove the link and run again",
+                    target.display(),
+                    p.display(),
+                    parent_of(&p).display()
+                )))
+            }
+            _ => return Ok(p),
+        }
+    }
+    Err(Error::usage(format!(
+        "{}: too many levels of symbolic links",
+        target.display()
+    )))
+}
+
+/// Refuse an output that would put files inside a dataset directory (every tool refuses a
+/// dataset holding files ncf-prep and ncf-negsample did not write, so it would ruin it): a file
+/// or a new directory whose parent (or any directory above) is a dataset, or a directory written
+/// into (a checkpoint directory) that is one.
+fn refuse_inside_dataset(target: &Path, kind: &Output) -> Result<()> {
+    let written_into = kind.dir && kind.reused;
+    let receiving = if written_into {
+        target
+    } else {
+        parent_of(target)
+    };
+    // The nearest directory that exists, as an absolute path.
+    let Some(existing) = receiving.ancestors().find(|a| {
+        let a = if a.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            a
+        };
+        a.is_dir()
+    }) else {
+        return Ok(());
+    };
+    let existing = if existing.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        existing
+    };
+    let Ok(abs) = fs::canonicalize(existing) else {
+        return Ok(());
+    };
+    let Some(ds) = abs
+        .ancestors()
+        .find(|a| crate::data::dataset::looks_like_dataset(a))
+    else {
+        return Ok(());
+    };
+    let t = target.display();
+    let beside = ds.parent().unwrap_or(ds).join(if written_into {
+        kind.example.to_string()
+    } else {
+        output_name(target)?
+    });
+    if written_into && fs::canonicalize(target).ok().as_deref() == Some(ds) {
+        return Err(Error::usage(format!(
+            "{t}: is a dataset directory; give the {} a directory of its own (e.g. {}): files \
+             written there would make every tool refuse the dataset",
+            kind.what,
+            shown(&beside).display()
+        )));
+    }
+    Err(Error::usage(format!(
+        "{t}: inside the dataset directory {} (a dataset holds only the files ncf-prep and \
+         ncf-negsample write, and every tool refuses one holding anything else): write the {} \
+         outside it (e.g. {})",
+        shown(ds).display(),
+        kind.what,
+        shown(&beside).display()
+    )))
+}
+
+/// `path` (absolute) as the user would write it: relative to the current directory when it is
+/// below it.
+fn shown(path: &Path) -> PathBuf {
+    std::env::current_dir()
+        .ok()
+        .and_then(|cwd| path.strip_prefix(cwd).ok().map(Path::to_path_buf))
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| path.to_path_buf())
+}
+
 /// An output claimed by this run: an exclusive `flock` on `.NAME.lock` beside it, which holds
 /// the pid of the run. Dropping it removes the file and releases the lock; if the process dies,
 /// the kernel releases the lock and the next run takes over the file.
@@ -120,12 +222,14 @@ fn parent_of(target: &Path) -> &Path {
 pub struct OutputLock {
     path: PathBuf,
     _file: File,
+    _remove: crate::interrupt::RemoveOnSignal,
 }
 
 impl OutputLock {
     /// Lock `target` for this run, creating the directory it is in when missing. Fails at once,
     /// naming the holder's pid, when another run holds it.
     pub fn acquire(target: &Path) -> Result<OutputLock> {
+        let target = &resolve_output(target)?;
         let name = output_name(target)?;
         let path = target.with_file_name(format!(".{name}.lock"));
         let parent = parent_of(target);
@@ -159,7 +263,12 @@ impl OutputLock {
                 .set_len(0)
                 .and_then(|_| file.rewind())
                 .and_then(|_| writeln!(file, "{}", std::process::id()));
-            return Ok(OutputLock { path, _file: file });
+            let _remove = crate::interrupt::remove_on_signal(&path);
+            return Ok(OutputLock {
+                path,
+                _file: file,
+                _remove,
+            });
         }
     }
 }
@@ -217,18 +326,22 @@ pub struct Output {
 /// where a file is written (and the reverse), refuse an existing output unless `force` (or
 /// `kind.reused`), and one ncf did not write even then. Hold the lock until the run ends.
 pub fn claim_output(target: &Path, kind: &Output, force: bool) -> Result<OutputLock> {
-    let lock = OutputLock::acquire(target)?;
+    let resolved = resolve_output(target)?;
+    output_name(&resolved)?;
+    refuse_inside_dataset(&resolved, kind)?;
+    let lock = OutputLock::acquire(&resolved)?;
     check_replaceable(target, kind, force)?;
     Ok(lock)
 }
 
 /// The checks of [`claim_output`] after the lock: may `target` be written as a `kind`?
 pub fn check_replaceable(target: &Path, kind: &Output, force: bool) -> Result<()> {
+    let t = target.display();
+    let target = &resolve_output(target)?;
     output_name(target)?;
     let Ok(meta) = fs::metadata(target) else {
         return Ok(());
     };
-    let t = target.display();
     match (kind.dir, meta.is_dir()) {
         (false, true) => {
             return Err(Error::usage(format!(
@@ -251,9 +364,13 @@ pub fn check_replaceable(target: &Path, kind: &Output, force: bool) -> Result<()
         )));
     }
     (kind.ours)(target).map_err(|why| {
+        let rule = match (kind.dir, kind.reused) {
+            // Appended to, not replaced (a --log file): --force plays no part.
+            (false, true) => "so",
+            _ => "--force replaces only what ncf wrote, so",
+        };
         Error::usage(format!(
-            "{t}: {why}; --force replaces only what ncf wrote, so it is left as it is: move it \
-             away or choose another output"
+            "{t}: {why}; {rule} it is left as it is: move it away or choose another output"
         ))
     })
 }
@@ -330,8 +447,10 @@ fn write_atomic_via<S: SyncFile, F>(
 where
     F: FnOnce(&mut BufWriter<S>) -> Result<()>,
 {
+    let path = &resolve_output(path)?;
     remove_stale_temps(path);
     let tmp = temp_name(path);
+    let _remove = crate::interrupt::remove_on_signal(&tmp);
     let result = (|| {
         let f = create(&tmp).map_err(|e| Error::io(&tmp, e))?;
         let mut w = BufWriter::with_capacity(1 << 20, f);
@@ -341,6 +460,7 @@ where
             .map_err(|e| Error::io(&tmp, e.into_error()))?;
         f.sync().map_err(|e| Error::io(&tmp, e))?;
         drop(f);
+        let _renaming = crate::interrupt::renaming();
         fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
     })();
     if result.is_err() {
@@ -360,6 +480,7 @@ pub struct AtomicDir {
     committed: bool,
     kind: Output,
     force: bool,
+    _remove: crate::interrupt::RemoveOnSignal,
 }
 
 impl AtomicDir {
@@ -367,11 +488,13 @@ impl AtomicDir {
     /// and one that `kind` does not recognise as ncf's even then ([`check_replaceable`]).
     pub fn new(target: &Path, kind: &Output, force: bool) -> Result<AtomicDir> {
         check_replaceable(target, kind, force)?;
+        let target = &resolve_output(target)?;
         remove_stale_temps(target);
         let tmp = temp_name(target);
         if tmp.exists() {
             let _ = fs::remove_dir_all(&tmp);
         }
+        let _remove = crate::interrupt::remove_on_signal(&tmp);
         fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
         Ok(AtomicDir {
             target: target.to_path_buf(),
@@ -379,6 +502,7 @@ impl AtomicDir {
             committed: false,
             kind: *kind,
             force,
+            _remove,
         })
     }
 
@@ -414,6 +538,9 @@ impl AtomicDir {
                 .and_then(|f| f.sync_all())
                 .map_err(|e| Error::io(&p, e))?;
         }
+        // A signal waits for the renames below: never the old version moved aside and the
+        // new one not yet in place.
+        let _renaming = crate::interrupt::renaming();
         if self.target.exists() {
             if !self.force {
                 return Err(Error::usage(format!(
@@ -423,7 +550,14 @@ impl AtomicDir {
             }
             // Checked again: what is replaced now must still be ncf's.
             check_replaceable(&self.target, &self.kind, true)?;
-            // Move the old one aside first so that a failure leaves one complete copy.
+            // One atomic swap where the file system has it: the target is never missing.
+            if exchange(&self.tmp, &self.target).is_ok() {
+                let _ = fs::remove_dir_all(&self.tmp);
+                sync_parent(&self.target);
+                self.committed = true;
+                return Ok(());
+            }
+            // Else move the old one aside first so that a failure leaves one complete copy.
             let old = side_name(&self.target, "old");
             fs::rename(&self.target, &old).map_err(|e| Error::io(&self.target, e))?;
             fs::rename(&self.tmp, &self.target).map_err(|e| Error::io(&self.target, e))?;
@@ -438,6 +572,29 @@ impl AtomicDir {
         sync_parent(&self.target);
         self.committed = true;
         Ok(())
+    }
+}
+
+/// Swap the directory entries `a` and `b` in one step (Linux `renameat2` with
+/// `RENAME_EXCHANGE`); an error where the file system does not support it.
+fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c =
+        |p: &Path| std::ffi::CString::new(p.as_os_str().as_bytes()).map_err(std::io::Error::other);
+    let (a, b) = (c(a)?, c(b)?);
+    // SAFETY: two NUL-terminated paths that live across the call.
+    let r = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            a.as_ptr(),
+            libc::AT_FDCWD,
+            b.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    match r {
+        0 => Ok(()),
+        _ => Err(std::io::Error::last_os_error()),
     }
 }
 

@@ -11,6 +11,7 @@ pub mod dist;
 pub mod error;
 pub mod eval;
 pub mod family;
+pub mod interrupt;
 pub mod io;
 pub mod memory;
 pub mod model;

@@ -5,6 +5,7 @@
 use crate::trainlog::{EpochPoint, TrainLog};
 use crate::{Error, Result};
 use plotters::prelude::*;
+use std::path::Path;
 use std::sync::Once;
 
 /// DejaVu Sans (Bitstream Vera licence: assets/DejaVuSans-LICENSE.txt).
@@ -28,12 +29,50 @@ fn draw_err<E: std::fmt::Debug>(e: E) -> Error {
     Error::invalid(format!("drawing the chart: {e:?}"))
 }
 
+/// The tEXt chunk that marks a PNG as ncf-plot's (so `--force` replaces only those).
+const SOFTWARE_KEY: &str = "Software";
+const SOFTWARE: &str = "ncf-plot";
+
+/// A chart file as an output: an existing one is replaced (with `--force`) only when it is a PNG
+/// ncf-plot wrote ([`written_by_ncf_plot`]).
+pub const OUTPUT: ncf_core::io::Output = ncf_core::io::Output {
+    what: "PNG chart",
+    example: "curve.png",
+    dir: false,
+    reused: false,
+    ours: written_by_ncf_plot,
+};
+
+/// `Ok` when `path` is a PNG whose `Software` text chunk (before the image data) says ncf-plot;
+/// else why not.
+pub fn written_by_ncf_plot(path: &Path) -> std::result::Result<(), String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot be read ({e})"))?;
+    if !bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+        return Err("not a PNG file".into());
+    }
+    let want = [SOFTWARE_KEY.as_bytes(), b"\0", SOFTWARE.as_bytes()].concat();
+    let mut at = 8;
+    while at + 8 <= bytes.len() {
+        let len = u32::from_be_bytes(bytes[at..at + 4].try_into().expect("4 bytes")) as usize;
+        let kind = &bytes[at + 4..at + 8];
+        let data = bytes.get(at + 8..(at + 8).saturating_add(len));
+        match (kind, data) {
+            (b"tEXt", Some(d)) if d == want.as_slice() => return Ok(()),
+            (b"IDAT" | b"IEND", _) | (_, None) => break,
+            _ => at = at + 12 + len,
+        }
+    }
+    Err("a PNG that ncf-plot did not write".into())
+}
+
 /// RGB pixels (`width * height * 3`) to a PNG file's bytes.
 pub fn encode_png(rgb: &[u8], width: u32, height: u32) -> Result<Vec<u8>> {
     let mut out = Vec::new();
     let mut enc = png::Encoder::new(&mut out, width, height);
     enc.set_color(png::ColorType::Rgb);
     enc.set_depth(png::BitDepth::Eight);
+    enc.add_text_chunk(SOFTWARE_KEY.into(), SOFTWARE.into())
+        .map_err(|e| Error::invalid(format!("PNG: {e}")))?;
     let mut w = enc
         .write_header()
         .map_err(|e| Error::invalid(format!("PNG: {e}")))?;
@@ -44,7 +83,25 @@ pub fn encode_png(rgb: &[u8], width: u32, height: u32) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-/// Padded axis range over `values` (never empty, never zero-width).
+/// Padded axis range over `values` (never empty, never zero-width), or an error naming `what`
+/// when the range is too wide for an f64 axis (the plotting library would never finish).
+fn axis_range(values: impl Iterator<Item = f64> + Clone, what: &str) -> Result<(f64, f64)> {
+    let (lo, hi) = range_of(values.clone(), false);
+    if (hi - lo).is_finite() {
+        return Ok((lo, hi));
+    }
+    let (mut min, mut max) = (f64::INFINITY, f64::NEG_INFINITY);
+    for v in values.filter(|v| v.is_finite()) {
+        min = min.min(v);
+        max = max.max(v);
+    }
+    Err(Error::invalid(format!(
+        "the {what} values range from {min:e} to {max:e}: too wide to draw on one axis"
+    )))
+}
+
+/// Padded axis range over `values` (never empty, never zero-width; the caller checks the width
+/// is finite).
 fn range_of(values: impl Iterator<Item = f64>, floor_zero: bool) -> (f64, f64) {
     let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
     for v in values.filter(|v| v.is_finite()) {
@@ -83,7 +140,7 @@ pub fn training_curve(log: &TrainLog, title: &str, width: u32, height: u32) -> R
         let x_range = -0.3..x_max + 0.3;
         let label_font = (FAMILY, 16).into_font();
 
-        let (lo, hi) = range_of(ep.iter().map(|p| p.loss), false);
+        let (lo, hi) = axis_range(ep.iter().map(|p| p.loss), "loss")?;
         let mut c = ChartBuilder::on(&left)
             .caption("training loss (binary cross-entropy)", (FAMILY, 18))
             .margin(12)
@@ -112,7 +169,7 @@ pub fn training_curve(log: &TrainLog, title: &str, width: u32, height: u32) -> R
         )
         .map_err(draw_err)?;
 
-        let (lo, hi) = range_of(ep.iter().flat_map(|p| [p.hr, p.ndcg]), false);
+        let (lo, hi) = axis_range(ep.iter().flat_map(|p| [p.hr, p.ndcg]), "HR/NDCG")?;
         let mut c = ChartBuilder::on(&right)
             .caption(
                 format!("HR@{k} and NDCG@{k} on the held-out items"),

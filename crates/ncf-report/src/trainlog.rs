@@ -50,6 +50,12 @@ pub fn parse(text: &str, name: &str) -> Result<TrainLog> {
                     format!("epoch report: {e} (expected ncf-train's output)"),
                 )
             })?;
+            if let Some(why) = out_of_range(&p) {
+                return Err(Error::parse(
+                    at(),
+                    format!("{why}: not a value ncf-train reports"),
+                ));
+            }
             log.epochs.push(p);
         } else if v.get("best_hr").is_some() {
             let s: SummaryLine = serde_json::from_value(v)
@@ -69,6 +75,17 @@ pub fn parse(text: &str, name: &str) -> Result<TrainLog> {
         ));
     }
     Ok(log)
+}
+
+/// What is wrong with an epoch report's values, if anything: HR and NDCG are fractions, the
+/// loss a finite number.
+fn out_of_range(p: &EpochPoint) -> Option<String> {
+    for (name, v) in [("hr", p.hr), ("ndcg", p.ndcg)] {
+        if !(0.0..=1.0).contains(&v) {
+            return Some(format!("{name} {v} is outside [0, 1]"));
+        }
+    }
+    (!p.loss.is_finite()).then(|| format!("loss {} is not a finite number", p.loss))
 }
 
 /// Read and parse a log file (`-` is stdin).

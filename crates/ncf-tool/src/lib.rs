@@ -45,7 +45,11 @@ pub fn main_with<A: clap::Parser>(
             };
             report(tool, result)
         }
-        _ => report(tool, body(parse::<A>(tool))),
+        _ => {
+            let args = parse::<A>(tool);
+            ncf_core::interrupt::install(tool);
+            report(tool, body(args))
+        }
     }
 }
 
@@ -58,7 +62,8 @@ fn report(tool: &str, result: anyhow::Result<()>) -> ExitCode {
             for cause in e.chain().skip(1) {
                 msg.push_str(&format!(": {cause}"));
             }
-            eprintln!("{msg}");
+            // Never a panic when stderr is gone (a terminal closed by SIGHUP).
+            ncf_core::interrupt::note(&msg);
             ExitCode::from(1)
         }
     }

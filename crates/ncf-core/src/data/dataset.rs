@@ -61,6 +61,27 @@ pub const OUTPUT: Output = Output {
     ours: written_by_ncf,
 };
 
+/// The output an ncf side file (`.NAME.lock`, `.NAME.tmp-PID`, `.NAME.old-PID`) belongs to.
+fn ncf_side_file(entry: &str) -> Option<&str> {
+    let rest = entry.strip_prefix('.')?;
+    if let Some(of) = rest.strip_suffix(".lock") {
+        return Some(of);
+    }
+    let (of, pid) = rest.rsplit_once('-')?;
+    let of = of
+        .strip_suffix(".tmp")
+        .or_else(|| of.strip_suffix(".old"))?;
+    pid.parse::<u32>().ok().map(|_| of)
+}
+
+/// True when `dir` looks like an ncf dataset directory (a meta.json beside train.parquet or a
+/// SHA256SUMS), even a damaged one: outputs must not be written inside one
+/// ([`crate::io::claim_output`]).
+pub fn looks_like_dataset(dir: &Path) -> bool {
+    dir.join("meta.json").is_file()
+        && (dir.join("train.parquet").is_file() || dir.join(SUMS).is_file())
+}
+
 /// `Ok` when `dir` is a dataset directory ncf wrote: a meta.json with a `format_version`, and
 /// nothing but the files ncf writes there (so replacing it deletes nothing of the user's);
 /// else what it holds instead.
@@ -70,6 +91,21 @@ pub fn written_by_ncf(dir: &Path) -> std::result::Result<(), String> {
     for e in entries {
         let e = e.map_err(|e| format!("cannot be read ({e})"))?;
         let name = e.file_name().to_string_lossy().into_owned();
+        let link = e.file_type().is_ok_and(|t| t.is_symlink());
+        if link && DATASET_FILES.contains(&name.as_str()) {
+            let to = std::fs::canonicalize(e.path())
+                .or_else(|_| std::fs::read_link(e.path()))
+                .unwrap_or_default();
+            return Err(format!(
+                "holds {name} as a symbolic link (to {}), and ncf writes a dataset's files as \
+                 plain files: replacing the directory would replace the link, not what it points \
+                 to; make it a plain file (cp --remove-destination {} {}) or write a new dataset \
+                 with -o DIR",
+                to.display(),
+                to.display(),
+                e.path().display()
+            ));
+        }
         let file = e.file_type().is_ok_and(|t| t.is_file());
         if !file || !DATASET_FILES.contains(&name.as_str()) {
             foreign.push(name);
@@ -1160,6 +1196,22 @@ fn check_listed(dir: &Path, sums: &HashMap<String, String>) -> Result<()> {
         }
     }
     extra.sort();
+    if sums.is_empty() && !extra.is_empty() {
+        return Err(Error::invalid(format!(
+            "{}: is empty, so none of the dataset's files can be checked (it should list \
+             meta.json and every table): prepare the dataset again, or delete the empty \
+             SHA256SUMS to read the tables checked only against meta.json's fingerprint",
+            dir.join(SUMS).display()
+        )));
+    }
+    if let Some((name, of)) = extra.iter().find_map(|n| Some((n, ncf_side_file(n)?))) {
+        return Err(Error::invalid(format!(
+            "{}: left by an ncf run that wrote {of} inside the dataset directory (outputs do not \
+             belong there, and a dataset holds only the files listed in SHA256SUMS): remove it \
+             (it is not part of the dataset)",
+            dir.join(name).display()
+        )));
+    }
     match extra.first() {
         None => Ok(()),
         Some(first) => {

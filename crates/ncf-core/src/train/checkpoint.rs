@@ -51,10 +51,24 @@ pub struct Position {
     pub epoch_train_s: f64,
     /// Best (HR, NDCG, epoch) so far: the model file holds that epoch's parameters.
     pub best: Option<(f64, f64, u32)>,
+    /// The model file this run last wrote (absent in checkpoints from before it was recorded):
+    /// a resumed run writes its model file only when a later epoch does better, so it checks
+    /// first that its `-o` holds these parameters.
+    #[serde(default)]
+    pub model_written: Option<ModelWritten>,
     /// Samples of the completed epochs.
     pub total_samples: u64,
     /// The summary of the completed epochs.
     pub summary: Summary,
+}
+
+/// A model file written by a run: where, which epoch, and the SHA-256 of its parameters
+/// ([`crate::model::file::params_sha256`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelWritten {
+    pub path: PathBuf,
+    pub epoch: u32,
+    pub params_sha256: String,
 }
 
 /// The metadata of a checkpoint.
@@ -102,6 +116,14 @@ pub fn holds_ncf_checkpoint(dir: &Path) -> std::result::Result<(), String> {
              overwrite it"
         )),
     }
+}
+
+/// Where the run whose checkpoint is in `dir` stands, reading only the file's header (`None`
+/// when there is no readable checkpoint there).
+pub fn position_in(dir: &Path) -> Option<Position> {
+    let md = crate::model::file::safetensors_metadata(&file_in(dir))?;
+    let meta: CheckpointMeta = serde_json::from_str(md.get(K_META)?).ok()?;
+    Some(meta.position)
 }
 
 /// The checkpoint file of directory `dir`.
@@ -318,6 +340,7 @@ mod tests {
                 epoch_skipped: 0,
                 epoch_train_s: 0.25,
                 best: Some((0.5, 0.25, 1)),
+                model_written: None,
                 total_samples: 99,
                 summary: Summary {
                     best_hr: 0.0,

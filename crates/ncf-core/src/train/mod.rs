@@ -4,10 +4,12 @@
 pub mod backend;
 pub mod checkpoint;
 pub mod config;
+pub mod report;
 pub mod run;
 
 pub use backend::{default_threads, Device, Scorer, StepStats, Trainer};
 pub use config::{
     check_config, BatchSize, Optimizer, Precision, Preset, Recipe, Shape, TrainConfig,
 };
+pub use report::{LogFile, ReportSink, Reports};
 pub use run::{epoch_len, evaluate_sharded, run, EpochReport, RunOptions, Summary};

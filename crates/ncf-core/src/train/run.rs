@@ -6,6 +6,7 @@
 use super::backend::{StepStats, Trainer};
 use super::checkpoint::{self, CheckpointMeta, OptimizerState, Position};
 use super::config::{check_config, TrainConfig};
+use super::report::ReportSink;
 use crate::data::dataset::Dataset;
 use crate::eval::metrics::{EvalSet, Metrics};
 use crate::model::file::{self as modelfile, ModelMeta};
@@ -14,7 +15,6 @@ use crate::sampling::rng::Rng;
 use crate::sampling::sampler::{EpochSamples, NegativeMode};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
-use std::io::Write;
 use std::path::Path;
 use std::time::Instant;
 
@@ -113,13 +113,11 @@ pub struct Summary {
     pub backend: String,
 }
 
-/// Write `v` as one JSON line to `out` and flush it.
-fn json_line<T: Serialize>(out: &mut dyn Write, v: &T) -> Result<()> {
+/// Write `v` as one JSON line to `out`.
+fn json_line<T: Serialize>(out: &mut dyn ReportSink, v: &T) -> Result<()> {
     let mut line = serde_json::to_vec(v).map_err(|e| Error::invalid(format!("report: {e}")))?;
     line.push(b'\n');
-    out.write_all(&line)
-        .and_then(|_| out.flush())
-        .map_err(|e| Error::io("<stdout>", e))
+    out.report_line(&line)
 }
 
 /// Samples in epoch `epoch` of `data` under `cfg` (the same for every negative mode).
@@ -170,7 +168,7 @@ pub fn run(
     cfg: &TrainConfig,
     data: &Dataset,
     opts: &RunOptions,
-    out: &mut dyn Write,
+    out: &mut dyn ReportSink,
 ) -> Result<Summary> {
     check_config(cfg)?;
     opts.eval.check_k(cfg.topk)?;
@@ -178,6 +176,7 @@ pub fn run(
     let mut pos = fresh_position(cfg, opts, &backend);
     let eval_digest = opts.eval.digest();
     if let Some((meta, state)) = &opts.resume {
+        check_model_kept(&meta.position, opts.model_path, cfg.topk)?;
         trainer.load_state(state)?;
         pos = meta.position.clone();
         pos.summary.backend = backend.clone();
@@ -217,6 +216,62 @@ pub fn run(
     summary.avg_samples_per_s = pos.total_samples as f64 / summary.train_time_s.max(1e-9);
     json_line(out, &summary)?;
     Ok(summary)
+}
+
+/// Before resuming at `pos`: the model file `model_path` must hold what the interrupted run
+/// last wrote there, since the resumed run rewrites it only when a later epoch does better (with
+/// another `-o`, or the file moved away, the run would end with no model, or another one).
+fn check_model_kept(pos: &Position, model_path: Option<&Path>, k: usize) -> Result<()> {
+    let (Some((hr, _, best_epoch)), Some(path)) = (pos.best, model_path) else {
+        return Ok(());
+    };
+    let (epoch, wrote, want) = match &pos.model_written {
+        Some(w) => (
+            w.epoch,
+            Some(w.path.as_path()),
+            Some(w.params_sha256.as_str()),
+        ),
+        None => (best_epoch, None, None),
+    };
+    let held = match modelfile::load(path) {
+        Ok((m, meta)) => match want {
+            Some(sha) => modelfile::params_sha256(&m.params) == sha,
+            None => meta.epoch == Some(epoch),
+        },
+        Err(_) => false,
+    };
+    if held {
+        return Ok(());
+    }
+    let why = if path.exists() {
+        "holds another model"
+    } else {
+        "does not exist"
+    };
+    let (at, fix) = match wrote {
+        Some(w) if w != std::path::absolute(path).unwrap_or_default() => (
+            format!("to {}", w.display()),
+            format!(
+                "resume with -o {} (or copy it to {})",
+                w.display(),
+                path.display()
+            ),
+        ),
+        _ => (
+            "there".to_string(),
+            format!("put that model back at {}", path.display()),
+        ),
+    };
+    let score = match epoch == best_epoch {
+        true => format!(" (HR@{k} {hr:.4})"),
+        false => String::new(),
+    };
+    Err(Error::usage(format!(
+        "{}: {why}, but the run being resumed wrote its model of epoch {epoch}{score} {at}; a \
+         resumed run writes a model only when a later epoch does better, so it could end with \
+         none: {fix}",
+        path.display()
+    )))
 }
 
 /// What [`run`]'s helpers share: the configuration, the options, and what every checkpoint
@@ -263,6 +318,7 @@ fn fresh_position(cfg: &TrainConfig, opts: &RunOptions, backend: &str) -> Positi
         epoch_skipped: 0,
         epoch_train_s: 0.0,
         best: None,
+        model_written: None,
         total_samples: 0,
         summary: fresh,
     }
@@ -417,7 +473,7 @@ fn end_epoch(
     pos: &mut Position,
     plan: EpochPlan,
     train_s: f64,
-    out: &mut dyn Write,
+    out: &mut dyn ReportSink,
 ) -> Result<bool> {
     let (cfg, opts) = (ctx.cfg, ctx.opts);
     let EpochPlan {
@@ -470,6 +526,11 @@ fn end_epoch(
         }
         if let Some(p) = opts.model_path {
             save_trained(p, &model, cfg, opts, epoch, &m)?;
+            pos.model_written = Some(checkpoint::ModelWritten {
+                path: std::path::absolute(p).map_err(|e| Error::io(p, e))?,
+                epoch,
+                params_sha256: modelfile::params_sha256(&model.params),
+            });
         }
     }
     json_line(out, &report)?;

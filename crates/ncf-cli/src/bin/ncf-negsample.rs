@@ -139,6 +139,13 @@ fn test_negatives(a: &Args, n: usize) -> Result<()> {
     let in_place = match (&a.output, is_stdio(&a.dataset)) {
         (Some(_), _) => None,
         (None, true) => bail!("a dataset read from stdin needs -o DIR (or -o - for a stream)"),
+        // A stream file is an input only: in place means a dataset directory.
+        (None, false) if a.dataset.metadata().is_ok_and(|m| !m.is_dir()) => bail!(
+            "{}: not a dataset directory (a file, such as a dataset stream): --test-negatives \
+             without -o updates a dataset directory in place; write a dataset with the negatives \
+             with -o DIR (or -o - for a stream)",
+            a.dataset.display()
+        ),
         // `.` is renamed by its full name.
         (None, false) if a.dataset.file_name().is_none() => Some(
             std::fs::canonicalize(&a.dataset).with_context(|| a.dataset.display().to_string())?,

@@ -104,9 +104,14 @@ fn run(a: Args) -> Result<()> {
         Mode::Approximate => NegativeMode::Approximate,
         Mode::Exact => NegativeMode::Exact,
     };
-    let n = data.train_users.len() as u64 * (1 + a.negatives as u64);
+    let (positives, per_positive) = (data.train_users.len() as u64, 1 + a.negatives as u64);
+    let n = positives * per_positive;
     if n >= 1 << 32 {
-        bail!("an epoch would have {n} samples: at most 2^32 - 1 are supported");
+        bail!(
+            "--negatives {}: an epoch would have {n} samples ({positives} positives × \
+             {per_positive}): at most 2^32 − 1 are supported",
+            a.negatives
+        );
     }
     let positives = (mode == NegativeMode::Exact)
         .then(|| UserItems::new(data.n_users, &data.train_users, &data.train_items));

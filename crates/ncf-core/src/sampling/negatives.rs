@@ -57,7 +57,9 @@ fn check_test_negatives(
         if per_user > left {
             let user = crate::data::ids::show(&data.user_raw[u as usize]);
             let why = match per_user > n_items {
-                true => format!("the dataset has only {n_items} items, and user {user} has {positives} of them"),
+                true => format!(
+                    "the dataset has only {n_items} items, and user {user} has {positives} of them"
+                ),
                 false => format!("user {user} has {positives} of the {n_items} items"),
             };
             let way_out = match left {

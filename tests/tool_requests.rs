@@ -96,7 +96,11 @@ fn spaced_users(dir: &Path) {
     fs::write(dir.join("ws.csv"), csv).unwrap();
     ok(dir, "ncf-prep", &["ws.csv", "--text-ids", "-o", "ws", "-q"]);
     ok(dir, "ncf-negsample", &["ws", "--test-negatives", "5"]);
-    ok(dir, "ncf-train", &[&["ws", "-o", "ws.st", "--topk", "5"], TRAIN].concat());
+    ok(
+        dir,
+        "ncf-train",
+        &[&["ws", "-o", "ws.st", "--topk", "5"], TRAIN].concat(),
+    );
 }
 
 /// The user column of ncf-topk's output.

@@ -19,7 +19,8 @@ use std::path::PathBuf;
 /// (written by ncf-negsample); --full ranks it among every item the user has not seen in
 /// training; --ranked FILE reads a recommender's lists instead of a model, as TSV lines
 /// `user<TAB>rank<TAB>item[<TAB>...]` with 1-based ranks (the output of ncf-topk) and raw ids
-/// (--dense for dense ids). Rank = number of candidates not scoring strictly below the held-out
+/// (--dense for dense ids), each rank and each item at most once per user (a tie or a repeat is
+/// refused, naming the line). Rank = number of candidates not scoring strictly below the held-out
 /// item (ties count against it; NVIDIA's ncf.py counts them for it); hit iff rank < K;
 /// NDCG = 1/log2(rank + 2).
 ///

@@ -110,10 +110,12 @@ fn run(a: Args) -> Result<()> {
             }
         }
         if !unknown.is_empty() {
-            let mut msg = format!("unknown user id(s): ");
-            for (n, u) in unknown.iter().take(10).enumerate() {
-                msg += &format!("{}{}", if n > 0 { ", " } else { "" }, u.describe("user"));
-            }
+            let shown: Vec<String> = unknown
+                .iter()
+                .take(10)
+                .map(|u| u.describe("user"))
+                .collect();
+            let mut msg = format!("unknown user id(s): {}", shown.join(", "));
             if unknown.len() > 10 {
                 msg += &format!(" and {} more", unknown.len() - 10);
             }

@@ -66,6 +66,13 @@ pub fn show_list<S: AsRef<str>>(ids: &[S], max: usize) -> String {
     }
 }
 
+/// The raw id of dense id `dense` (`raw`: the raw id of each dense id) as a message shows it;
+/// `(dense id N)` when there is none (a dataset built in memory without raw ids).
+pub fn show_dense(raw: &[String], dense: u32) -> String {
+    raw.get(dense as usize)
+        .map_or_else(|| format!("(dense id {dense})"), |s| show(s))
+}
+
 /// Is `s` an id as ncf-prep writes integer ids: decimal digits, no sign, no leading zero?
 fn canonical_integer(s: &str) -> bool {
     let b = s.as_bytes();
@@ -189,9 +196,7 @@ impl<'a> IdIndex<'a> {
 
     /// The raw id of dense id `dense` as a message shows it.
     pub fn show_dense(&self, dense: u32) -> String {
-        self.raw
-            .get(dense as usize)
-            .map_or_else(|| format!("(dense {dense})"), |s| show(s))
+        show_dense(self.raw, dense)
     }
 }
 

@@ -103,7 +103,7 @@ pub fn init(n_users: u32, n_items: u32, dim: usize, std: f32, seed: u64) -> Resu
         return Err(Error::usage("--init-std must be finite and not negative"));
     }
     // Two more columns: the user's and the item's bias, each met by a constant 1.
-    let width = dim.checked_add(2).unwrap_or(usize::MAX);
+    let width = dim.saturating_add(2); // too wide either way: refused as overflowing below
     let config = gmf_config(n_users, n_items, width);
     let flags = format!("--model mf --factors {dim}");
     require_model_memory(&flags, &config, MOMENT_FREE_COPIES, "")?;

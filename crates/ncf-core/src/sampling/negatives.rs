@@ -55,7 +55,7 @@ fn check_test_negatives(
     if let Some((u, positives)) = fewest {
         let left = n_items.saturating_sub(positives);
         if per_user > left {
-            let user = crate::data::ids::show(&data.user_raw[u as usize]);
+            let user = crate::data::ids::show_dense(&data.user_raw, u);
             let why = match per_user > n_items {
                 true => format!(
                     "the dataset has only {n_items} items, and user {user} has {positives} of them"

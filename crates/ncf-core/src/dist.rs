@@ -117,6 +117,25 @@ pub fn rendezvous_from_env(var: impl Fn(&str) -> Option<String>) -> String {
     format!("{host}:{port}")
 }
 
+/// Where the rendezvous address `addr` came from, for messages: `--rendezvous`, unless it is the
+/// address `MASTER_ADDR`/`MASTER_PORT` (or their defaults) give (`var` looks a variable up).
+pub fn rendezvous_source(addr: &str, var: impl Fn(&str) -> Option<String>) -> &'static str {
+    if addr != rendezvous_from_env(&var) {
+        return "from --rendezvous";
+    }
+    match (var("MASTER_ADDR").is_some(), var("MASTER_PORT").is_some()) {
+        (true, true) => "from MASTER_ADDR and MASTER_PORT",
+        (true, false) => "from MASTER_ADDR and the default port",
+        (false, true) => "from MASTER_PORT and the default host",
+        (false, false) => "the default: MASTER_ADDR, MASTER_PORT and --rendezvous are not set",
+    }
+}
+
+/// [`rendezvous_source`] of this process's environment.
+fn source_of(addr: &str) -> &'static str {
+    rendezvous_source(addr, |k: &str| std::env::var(k).ok())
+}
+
 /// The connections of one rank: rank 0 holds one per other rank, the others one to rank 0.
 #[derive(Debug)]
 pub struct Group {
@@ -198,7 +217,8 @@ impl Group {
     fn loopback(info: RankInfo, addr: &str, timeout: Duration, digest: &str) -> Result<Group> {
         let listener = TcpListener::bind(addr).map_err(|e| {
             Error::invalid(format!(
-                "rank 0 (a group of one): cannot listen at {addr} (MASTER_ADDR:MASTER_PORT): {e}"
+                "rank 0 (a group of one): cannot listen at {addr} ({}): {e}",
+                source_of(addr)
             ))
         })?;
         let at = listener
@@ -281,7 +301,8 @@ impl Group {
         if info.rank == 0 {
             let listener = TcpListener::bind(addr).map_err(|e| {
                 Error::invalid(format!(
-                    "rank 0: cannot listen at {addr} (MASTER_ADDR:MASTER_PORT): {e}"
+                    "rank 0: cannot listen at {addr} ({}): {e}",
+                    source_of(addr)
                 ))
             })?;
             listener
@@ -348,16 +369,27 @@ impl Group {
         } else {
             let target = addr
                 .to_socket_addrs()
-                .map_err(|e| Error::invalid(format!("rendezvous address {addr}: {e}")))?
+                .map_err(|e| {
+                    Error::invalid(format!(
+                        "rendezvous address {addr} ({}): {e}",
+                        source_of(addr)
+                    ))
+                })?
                 .next()
-                .ok_or_else(|| Error::invalid(format!("rendezvous address {addr}: no address")))?;
+                .ok_or_else(|| {
+                    Error::invalid(format!(
+                        "rendezvous address {addr} ({}): no address",
+                        source_of(addr)
+                    ))
+                })?;
             let mut s = loop {
                 match TcpStream::connect_timeout(&target, Duration::from_millis(500)) {
                     Ok(s) => break s,
                     Err(e) if Instant::now() >= deadline => {
                         return Err(Error::invalid(format!(
-                            "rank {}: rank 0 is not listening at {addr} after {:.0} s: {e}",
+                            "rank {}: rank 0 is not listening at {addr} ({}) after {:.0} s: {e}",
                             info.rank,
+                            source_of(addr),
                             timeout.as_secs_f64()
                         )))
                     }
@@ -629,6 +661,27 @@ mod tests {
             rendezvous_from_env(env(&[("MASTER_PORT", "1234")])),
             "127.0.0.1:1234"
         );
+    }
+
+    #[test]
+    fn the_rendezvous_address_says_where_it_came_from() {
+        let both = env(&[("MASTER_ADDR", "h"), ("MASTER_PORT", "7")]);
+        assert_eq!(
+            rendezvous_source("h:7", &both),
+            "from MASTER_ADDR and MASTER_PORT"
+        );
+        assert_eq!(
+            rendezvous_source("notahost:99999", &both),
+            "from --rendezvous"
+        );
+        let port = env(&[("MASTER_PORT", "7")]);
+        assert_eq!(
+            rendezvous_source("127.0.0.1:7", &port),
+            "from MASTER_PORT and the default host"
+        );
+        let none = env(&[]);
+        assert!(rendezvous_source("127.0.0.1:29500", &none).starts_with("the default"));
+        assert_eq!(rendezvous_source("127.0.0.1:1", &none), "from --rendezvous");
     }
 
     fn free_addr() -> String {

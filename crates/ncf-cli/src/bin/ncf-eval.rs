@@ -6,6 +6,7 @@ use ncf_cli::args::{DeviceArgs, ValidationArgs};
 use ncf_cli::backend;
 use ncf_core::data::dataset::Dataset;
 use ncf_core::eval::metrics::{self, EvalSet};
+use ncf_core::eval::nan::{self, NanScores};
 use ncf_core::model::file as modelfile;
 use ncf_core::sampling::sampler::UserItems;
 use std::io::Write;
@@ -18,7 +19,8 @@ use std::path::PathBuf;
 /// (written by ncf-negsample); --full ranks it among every item the user has not seen in
 /// training; --ranked FILE reads a recommender's lists instead of a model, as TSV lines
 /// `user<TAB>rank<TAB>item[<TAB>...]` with 1-based ranks (the output of ncf-topk) and raw ids
-/// (--dense for dense ids). Rank = number of candidates not scoring strictly below the held-out
+/// (--dense for dense ids), each rank and each item at most once per user (a tie or a repeat is
+/// refused, naming the line). Rank = number of candidates not scoring strictly below the held-out
 /// item (ties count against it; NVIDIA's ncf.py counts them for it); hit iff rank < K;
 /// NDCG = 1/log2(rank + 2).
 ///
@@ -129,6 +131,9 @@ fn run(a: Args) -> Result<()> {
             modelfile::check_dataset(&meta, &data).with_context(|| {
                 format!("{}: does not fit {}", path.display(), a.dataset.display())
             })?;
+            if let Some(note) = nan::non_finite_note(&model, &path.display().to_string()) {
+                eprintln!("ncf-eval: note: {note}");
+            }
             models.push(model);
         }
         let d = &a.device;
@@ -138,46 +143,70 @@ fn run(a: Args) -> Result<()> {
             scorers.push(backend::scorer(model, chosen)?);
         }
         let mut part = Vec::new();
+        // NaN scores of each model (of the sum, for an ensemble, they come from its models).
+        let mut nans = vec![NanScores::default(); scorers.len()];
         let score = |u: &[u32], i: &[u32], o: &mut [f32]| -> ncf_core::Result<()> {
             if let [s] = &mut scorers[..] {
                 if weights[0] == 1.0 {
-                    return s.score(u, i, o);
+                    s.score(u, i, o)?;
+                    nans[0].count(o);
+                    return Ok(());
                 }
             }
             o.fill(0.0);
             part.resize(o.len(), 0.0);
-            for (s, &w) in scorers.iter_mut().zip(&weights) {
+            for ((s, &w), nan) in scorers.iter_mut().zip(&weights).zip(&mut nans) {
                 s.score(u, i, &mut part)?;
+                nan.count(&part);
                 for (x, p) in o.iter_mut().zip(&part) {
                     *x += w * p;
                 }
             }
             Ok(())
         };
-        if let Some((_, set)) = a.validation.split(&data)? {
-            let mut m = metrics::evaluate(&set, a.k, score)?;
-            // labelled as ncf-train labels its validation lines
-            m.protocol = format!("{} (validation)", m.protocol);
-            m
-        } else if a.full {
-            let train = UserItems::new(data.n_users, &data.train_users, &data.train_items);
-            metrics::evaluate_full(
-                &data.test_users,
-                &data.test_items,
-                data.n_items,
-                &train,
-                a.k,
-                score,
-            )?
-        } else {
-            let set = EvalSet::from_test(&data)?;
-            metrics::evaluate(&set, a.k, score)?
+        let m = evaluate_models(&a, &data, score)?;
+        for (path, n) in a.models.iter().zip(&nans) {
+            let who = match a.models.len() {
+                1 => "the model".to_string(),
+                _ => path.display().to_string(),
+            };
+            if let Some(note) = n.note(&who, nan::NAN_COUNTS_AGAINST) {
+                eprintln!("ncf-eval: note: {note}");
+            }
         }
+        m
     };
     let mut out = std::io::stdout().lock();
     writeln!(out, "{}", serde_json::to_string(&m)?)?;
     out.flush()?;
     Ok(())
+}
+
+/// The metrics of the models behind `score` by the protocol the flags ask for.
+fn evaluate_models<F>(a: &Args, data: &Dataset, score: F) -> Result<metrics::Metrics>
+where
+    F: FnMut(&[u32], &[u32], &mut [f32]) -> ncf_core::Result<()>,
+{
+    if let Some((_, set)) = a.validation.split(data)? {
+        let mut m = metrics::evaluate(&set, a.k, score)?;
+        // labelled as ncf-train labels its validation lines
+        m.protocol = format!("{} (validation)", m.protocol);
+        Ok(m)
+    } else if a.full {
+        let train = UserItems::new(data.n_users, &data.train_users, &data.train_items);
+        let (users, held_out) = (&data.test_users, &data.test_items);
+        Ok(metrics::evaluate_full(
+            users,
+            held_out,
+            data.n_items,
+            &train,
+            a.k,
+            score,
+        )?)
+    } else {
+        let set = EvalSet::from_test(data)?;
+        Ok(metrics::evaluate(&set, a.k, score)?)
+    }
 }
 
 /// `0.6,0.4`: weights as they were given.

@@ -104,9 +104,14 @@ fn run(a: Args) -> Result<()> {
         Mode::Approximate => NegativeMode::Approximate,
         Mode::Exact => NegativeMode::Exact,
     };
-    let n = data.train_users.len() as u64 * (1 + a.negatives as u64);
+    let (positives, per_positive) = (data.train_users.len() as u64, 1 + a.negatives as u64);
+    let n = positives * per_positive;
     if n >= 1 << 32 {
-        bail!("an epoch would have {n} samples: at most 2^32 - 1 are supported");
+        bail!(
+            "--negatives {}: an epoch would have {n} samples ({positives} positives × \
+             {per_positive}): at most 2^32 − 1 are supported",
+            a.negatives
+        );
     }
     let positives = (mode == NegativeMode::Exact)
         .then(|| UserItems::new(data.n_users, &data.train_users, &data.train_items));
@@ -139,6 +144,13 @@ fn test_negatives(a: &Args, n: usize) -> Result<()> {
     let in_place = match (&a.output, is_stdio(&a.dataset)) {
         (Some(_), _) => None,
         (None, true) => bail!("a dataset read from stdin needs -o DIR (or -o - for a stream)"),
+        // A stream file is an input only: in place means a dataset directory.
+        (None, false) if a.dataset.metadata().is_ok_and(|m| !m.is_dir()) => bail!(
+            "{}: not a dataset directory (a file, such as a dataset stream): --test-negatives \
+             without -o updates a dataset directory in place; write a dataset with the negatives \
+             with -o DIR (or -o - for a stream)",
+            a.dataset.display()
+        ),
         // `.` is renamed by its full name.
         (None, false) if a.dataset.file_name().is_none() => Some(
             std::fs::canonicalize(&a.dataset).with_context(|| a.dataset.display().to_string())?,

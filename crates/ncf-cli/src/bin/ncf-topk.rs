@@ -5,17 +5,20 @@ use clap::Parser;
 use ncf_cli::args::DeviceArgs;
 use ncf_cli::backend;
 use ncf_core::data::dataset::Dataset;
+use ncf_core::data::ids::{self, IdIndex};
+use ncf_core::eval::nan::{self, NanScores};
 use ncf_core::eval::topk::TopK;
 use ncf_core::model::file as modelfile;
 use ncf_core::sampling::sampler::UserItems;
-use std::collections::HashMap;
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::path::PathBuf;
 
 /// Recommend: the K highest-scoring items of each user, by a model from ncf-train.
 ///
 /// Users are given by RAW id (as in the data ncf-prep read): as arguments, one per line on stdin
-/// when none are given, or every user with --all. Items the user has in training are left out
+/// when none are given (no line at all is an error), or every user with --all. Integer ids may
+/// have spaces around them; text ids (ncf-prep --text-ids) are matched exactly, spaces included.
+/// Items the user has in training are left out
 /// unless --include-seen. Output on stdout, one line per recommendation, raw ids:
 ///   user<TAB>rank<TAB>item<TAB>score[<TAB>title]
 /// rank is 1-based, score is the model's logit, title appears when the dataset has titles.
@@ -76,45 +79,49 @@ fn run(a: Args) -> Result<()> {
         )
     })?;
 
+    if let Some(note) = nan::non_finite_note(&model, &a.model.display().to_string()) {
+        eprintln!("ncf-topk: note: {note}");
+    }
+
+    let index = IdIndex::users(&data);
     let users: Vec<u32> = if a.all {
         (0..data.n_users).collect()
     } else {
         let raw: Vec<String> = if users_from_stdin {
-            let mut v = Vec::new();
-            for line in std::io::stdin().lock().lines() {
-                let line = line.context("<stdin>")?;
-                let t = line.trim();
-                if !t.is_empty() {
-                    v.push(t.to_string());
-                }
+            let lines = ids::read_lines(std::io::stdin().lock(), "<stdin>")?;
+            let given: Vec<String> = lines.into_iter().filter(|l| !index.is_blank(l)).collect();
+            if given.is_empty() {
+                return Err(ids::empty_input(
+                    "<stdin>",
+                    "user ids (one per line; or give them as arguments, or --all)",
+                )
+                .into());
             }
-            v
+            given
         } else {
-            // Trimmed like the lines of stdin (`"1 "` from a script is user 1).
-            a.users.iter().map(|u| u.trim().to_string()).collect()
+            a.users.clone()
         };
-        let index: HashMap<&str, u32> = data
-            .user_raw
-            .iter()
-            .enumerate()
-            .map(|(k, s)| (s.as_str(), k as u32))
-            .collect();
         let mut unknown = Vec::new();
         let mut dense = Vec::with_capacity(raw.len());
         for r in &raw {
-            match index.get(r.as_str()) {
-                Some(&u) => dense.push(u),
-                None => unknown.push(r.as_str()),
+            match index.find(r) {
+                Ok(u) => dense.push(u),
+                Err(e) => unknown.push(e),
             }
         }
         if !unknown.is_empty() {
-            let shown: Vec<_> = unknown.iter().take(10).copied().collect();
-            let more = if unknown.len() > 10 {
-                format!(" and {} more", unknown.len() - 10)
-            } else {
-                String::new()
-            };
-            let msg = format!("unknown user id(s): {}{more}", shown.join(", "));
+            let shown: Vec<String> = unknown
+                .iter()
+                .take(10)
+                .map(|u| u.describe("user"))
+                .collect();
+            let mut msg = format!("unknown user id(s): {}", shown.join(", "));
+            if unknown.len() > 10 {
+                msg += &format!(" and {} more", unknown.len() - 10);
+            }
+            if unknown.iter().any(|u| !u.trimmed_matches.is_empty()) {
+                msg += &format!("; {}", ids::TEXT_IDS_ARE_EXACT);
+            }
             if !a.skip_unknown {
                 bail!("{msg} (--skip-unknown to leave them out)");
             }
@@ -134,12 +141,13 @@ fn run(a: Args) -> Result<()> {
         };
         if a.k > candidates {
             bail!(
-                "-k {} is larger than the {candidates} candidate items of user {}",
+                "-k {} is larger than the {candidates} candidate items of user {}{}",
                 a.k,
-                data.user_raw
-                    .get(u as usize)
-                    .map(String::as_str)
-                    .unwrap_or("?")
+                index.show_dense(u),
+                match a.include_seen {
+                    true => "",
+                    false => " (the items it has in training are left out unless --include-seen)",
+                }
             );
         }
     }
@@ -190,11 +198,8 @@ fn run(a: Args) -> Result<()> {
         }
     }
     out.flush()?;
-    if top.nan_scores > 0 {
-        eprintln!(
-            "ncf-topk: note: the model scored {} (user, item) pairs NaN; those items are not listed",
-            top.nan_scores
-        );
+    if let Some(note) = NanScores(top.nan_scores).note("the model", nan::NAN_NOT_LISTED) {
+        eprintln!("ncf-topk: note: {note}");
     }
     Ok(())
 }

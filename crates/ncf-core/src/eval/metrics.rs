@@ -14,6 +14,7 @@
 //! to the held-out item (the NCF paper's ml-1m file has 156 such rows) is skipped, not counted
 //! against it. Sums are accumulated in f64; means are reported.
 
+use crate::data::ids::{self, IdIndex};
 use crate::sampling::sampler::UserItems;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -398,36 +399,20 @@ pub struct Ranked {
 /// Read a ranked list as TSV `user<TAB>rank<TAB>item[<TAB>anything]` (ranks 1-based, the format
 /// `ncf-topk` prints; lines starting with `#` and a `user` header are skipped) and return the
 /// 0-based rank of every test row's held-out item (`None` when absent), the longest list and how
-/// many test users have a list. Ids are raw (as in the input of `ncf-prep`) unless `dense`.
+/// many test users have a list. Ids are raw (looked up by [`IdIndex`]: integer ids trimmed, text
+/// ids exactly) unless `dense`.
 /// An input without a single list line is an error: it is what a failed command before a pipe
-/// leaves, and scoring it would report HR 0 as a result.
+/// leaves, and scoring it would report HR 0 as a result. So is a user with one rank twice or one
+/// item twice: ties and repeats would rank the held-out item better than the list does.
 pub fn parse_ranked<R: std::io::BufRead>(
     r: R,
     what: &str,
     data: &crate::data::dataset::Dataset,
     dense: bool,
 ) -> Result<Ranked> {
-    use std::collections::HashMap;
-    let users: HashMap<&str, u32> = data
-        .user_raw
-        .iter()
-        .enumerate()
-        .map(|(k, s)| (s.as_str(), k as u32))
-        .collect();
-    let items: HashMap<&str, u32> = data
-        .item_raw
-        .iter()
-        .enumerate()
-        .map(|(k, s)| (s.as_str(), k as u32))
-        .collect();
-    // test row of each user (one held-out item per user)
-    let mut row_of = vec![usize::MAX; data.n_users as usize];
-    for (r, &u) in data.test_users.iter().enumerate() {
-        row_of[u as usize] = r;
-    }
-    let mut ranks = vec![None; data.test_users.len()];
-    let mut count = vec![0usize; data.n_users as usize];
-    let mut lines = 0usize;
+    let users = IdIndex::users(data);
+    let items = IdIndex::items(data);
+    let mut listed: Vec<Listed> = Vec::new();
     for (n, line) in r.lines().enumerate() {
         let loc = || format!("{what}:{}", n + 1);
         let line = line.map_err(|e| Error::io(what, e))?;
@@ -439,44 +424,58 @@ pub fn parse_ranked<R: std::io::BufRead>(
         let (Some(u), Some(rank), Some(i)) = (f.next(), f.next(), f.next()) else {
             return Err(Error::parse(loc(), "expected `user<TAB>rank<TAB>item`"));
         };
-        let lookup = |map: &HashMap<&str, u32>, s: &str, n: u32, kind: &str| -> Result<u32> {
-            let id = if dense {
-                s.parse::<u32>().ok().filter(|&x| x < n)
-            } else {
-                map.get(s).copied()
-            };
-            id.ok_or_else(|| {
-                Error::parse(
-                    loc(),
-                    format!(
-                        "unknown {kind} id `{s}`{}",
-                        if dense { " (dense)" } else { "" }
-                    ),
-                )
-            })
+        let lookup = |ix: &IdIndex, s: &str, n: u32| -> Result<u32> {
+            if !dense {
+                return ix.find_or_error(s, &loc());
+            }
+            s.trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|&x| x < n)
+                .ok_or_else(|| {
+                    Error::parse(
+                        loc(),
+                        format!("unknown {} id {} (dense)", ix.kind, ids::show(s)),
+                    )
+                })
         };
-        let u = lookup(&users, u, data.n_users, "user")?;
-        let i = lookup(&items, i, data.n_items, "item")?;
-        let rank: usize = rank
-            .parse()
-            .ok()
-            .filter(|&r| r >= 1)
-            .ok_or_else(|| Error::parse(loc(), format!("rank `{rank}` is not a number ≥ 1")))?;
-        count[u as usize] += 1;
-        lines += 1;
-        let row = row_of[u as usize];
-        if row != usize::MAX && data.test_items[row] == i {
-            let best = ranks[row].map_or(rank - 1, |old: usize| old.min(rank - 1));
-            ranks[row] = Some(best);
-        }
+        let user = lookup(&users, u, data.n_users)?;
+        let item = lookup(&items, i, data.n_items)?;
+        let parsed = rank.trim().parse::<u32>().ok().filter(|&r| r >= 1);
+        let rank = parsed.ok_or_else(|| {
+            Error::parse(
+                loc(),
+                format!("rank {} is not a number in 1..2^32", ids::show(rank)),
+            )
+        })?;
+        let line = u32::try_from(n + 1).unwrap_or(u32::MAX);
+        listed.push(Listed {
+            user,
+            rank,
+            item,
+            line,
+        });
     }
-    if lines == 0 {
-        return Err(Error::parse(
+    if listed.is_empty() {
+        return Err(ids::empty_input(
             what,
-            "no ranked lines (`user<TAB>rank<TAB>item`, as ncf-topk prints them): the input is \
-             empty; if it came through a pipe, the command before it may have failed (in bash, \
-             `set -o pipefail` makes the pipeline fail with it)",
+            "ranked lines (`user<TAB>rank<TAB>item`, as ncf-topk prints them)",
         ));
+    }
+    check_distinct(&mut listed, what, &users, &items)?;
+    // test row of each user (one held-out item per user)
+    let mut row_of = vec![usize::MAX; data.n_users as usize];
+    for (r, &u) in data.test_users.iter().enumerate() {
+        row_of[u as usize] = r;
+    }
+    let mut ranks = vec![None; data.test_users.len()];
+    let mut count = vec![0usize; data.n_users as usize];
+    for l in &listed {
+        count[l.user as usize] += 1;
+        let row = row_of[l.user as usize];
+        if row != usize::MAX && data.test_items[row] == l.item {
+            ranks[row] = Some(l.rank as usize - 1);
+        }
     }
     let test_users_listed = data
         .test_users
@@ -488,6 +487,72 @@ pub fn parse_ranked<R: std::io::BufRead>(
         longest: count.into_iter().max().unwrap_or(0),
         test_users_listed,
     })
+}
+
+/// One line of a ranked list (dense ids, 1-based rank, 1-based line number).
+#[derive(Clone, Copy, Debug)]
+struct Listed {
+    user: u32,
+    rank: u32,
+    item: u32,
+    line: u32,
+}
+
+/// `Err` naming the first line (in input order) that gives one of its user's ranks again, or
+/// one of its user's items again. Sorted in place (by user, then item).
+fn check_distinct(
+    listed: &mut [Listed],
+    what: &str,
+    users: &IdIndex,
+    items: &IdIndex,
+) -> Result<()> {
+    // (the later line, the message) of the earliest repeat seen so far
+    let mut first: Option<(u32, String)> = None;
+    let mut keep = |line: u32, msg: &dyn Fn() -> String| {
+        if first.as_ref().is_none_or(|(l, _)| line < *l) {
+            first = Some((line, msg()));
+        }
+    };
+    listed.sort_unstable_by_key(|l| (l.user, l.rank, l.line));
+    for w in listed.windows(2) {
+        let (a, b) = (w[0], w[1]);
+        if (a.user, a.rank) == (b.user, b.rank) && a.item != b.item {
+            keep(b.line, &|| {
+                format!(
+                    "user {}: rank {} again (line {} gives it to item {}, this line to item {}): \
+                     each rank once per user, as a tie would give the held-out item the best of \
+                     the tied places (list tied items at consecutive ranks)",
+                    users.show_dense(b.user),
+                    b.rank,
+                    a.line,
+                    items.show_dense(a.item),
+                    items.show_dense(b.item)
+                )
+            });
+        }
+    }
+    listed.sort_unstable_by_key(|l| (l.user, l.item, l.line));
+    for w in listed.windows(2) {
+        let (a, b) = (w[0], w[1]);
+        if (a.user, a.item) == (b.user, b.item) {
+            keep(b.line, &|| {
+                format!(
+                    "user {}: item {} listed again (line {} ranks it {}, this line {}): each \
+                     item once per user, as a repeat would give the held-out item the better of \
+                     its ranks",
+                    users.show_dense(b.user),
+                    items.show_dense(b.item),
+                    a.line,
+                    a.rank,
+                    b.rank
+                )
+            });
+        }
+    }
+    match first {
+        Some((line, msg)) => Err(Error::parse(format!("{what}:{line}"), msg)),
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]
@@ -721,11 +786,44 @@ mod tests {
             assert!(err.to_string().contains("x: no ranked lines"), "{err}");
         }
         let err = parse_ranked("zz\t1\ta\n".as_bytes(), "x", &data, false).unwrap_err();
-        assert!(
-            err.to_string().contains("x:1: unknown user id `zz`"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("x:1: unknown user id zz"), "{err}");
         assert!(parse_ranked("u1\t0\ta\n".as_bytes(), "x", &data, false).is_err());
         assert!(parse_ranked("u1 1 a\n".as_bytes(), "x", &data, false).is_err());
+    }
+
+    #[test]
+    fn parse_ranked_refuses_tied_ranks_and_repeated_items() {
+        let data = crate::data::dataset::Dataset {
+            n_users: 2,
+            n_items: 3,
+            test_users: vec![0, 1],
+            test_items: vec![2, 0],
+            user_raw: vec!["u1".into(), "u 2".into()],
+            item_raw: vec!["a".into(), "b".into(), "c".into()],
+            ..Default::default()
+        };
+        let parse = |t: &str| parse_ranked(t.as_bytes(), "x", &data, false);
+        // every item "rank 1": the held-out item c would hit at K = 1
+        let err = parse("u1\t1\ta\nu1\t1\tc\n").unwrap_err().to_string();
+        assert!(
+            err.contains("x:2: user u1: rank 1 again (line 1 gives it to item a"),
+            "{err}"
+        );
+        // the same item twice: its best rank must not be taken
+        let err = parse("u 2\t1\tb\nu 2\t3\tc\nu 2\t2\tb\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("x:3: user \"u 2\": item b listed again (line 1 ranks it 1"),
+            "{err}"
+        );
+        // the earliest repeat in the input is named, whatever the users' order
+        let err = parse("u 2\t1\ta\nu1\t1\ta\nu1\t1\tb\nu 2\t1\tb\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("x:3: user u1: rank 1 again"), "{err}");
+        // distinct ranks with gaps and users interleaved are fine
+        let r = parse("u1\t2\ta\nu 2\t1\ta\nu1\t5\tc\n").unwrap();
+        assert_eq!(r.ranks, vec![Some(4), Some(0)]);
     }
 }

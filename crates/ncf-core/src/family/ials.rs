@@ -23,8 +23,8 @@
 //! `ncf-eval` can ensemble it with the other models.
 
 use super::{
-    check_cpu_precision, check_whole_epoch, gmf_config, whole_epoch_defaults, Choices, FamilySpec,
-    Fitted, MomentFree, Plan,
+    check_cpu_precision, check_whole_epoch, gmf_config, require_model_memory, whole_epoch_defaults,
+    Choices, FamilySpec, Fitted, MomentFree, Plan, MOMENT_FREE_COPIES,
 };
 use crate::data::dataset::Dataset;
 use crate::dist::Group;
@@ -106,7 +106,10 @@ pub fn init(n_users: u32, n_items: u32, dim: usize, std: f32, seed: u64) -> Resu
     if !(std.is_finite() && std >= 0.0) {
         return Err(Error::usage("--init-std must be finite and not negative"));
     }
-    let mut model = Model::init(gmf_config(n_users, n_items, dim), seed)?;
+    let config = gmf_config(n_users, n_items, dim);
+    let flags = format!("--model ials --factors {dim}");
+    require_model_memory(&flags, &config, MOMENT_FREE_COPIES, "")?;
+    let mut model = Model::init(config, seed)?;
     // Model::init draws embeddings as 0.01·N(0, 1).
     let scale = std / 0.01;
     for name in ["mf_user_embed.weight", "mf_item_embed.weight"] {

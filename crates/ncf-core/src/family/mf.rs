@@ -22,7 +22,8 @@
 //! size only sets how often the training loop reports and checkpoints.
 
 use super::{
-    check_cpu_precision, gmf_config, positives_for, Choices, FamilySpec, Fitted, MomentFree, Plan,
+    check_cpu_precision, gmf_config, positives_for, require_model_memory, Choices, FamilySpec,
+    Fitted, MomentFree, Plan, MOMENT_FREE_COPIES,
 };
 use crate::data::dataset::Dataset;
 use crate::dist::Group;
@@ -101,7 +102,12 @@ pub fn init(n_users: u32, n_items: u32, dim: usize, std: f32, seed: u64) -> Resu
     if !(std.is_finite() && std >= 0.0) {
         return Err(Error::usage("--init-std must be finite and not negative"));
     }
-    let mut model = Model::init(gmf_config(n_users, n_items, dim + 2), seed)?;
+    // Two more columns: the user's and the item's bias, each met by a constant 1.
+    let width = dim.saturating_add(2); // too wide either way: refused as overflowing below
+    let config = gmf_config(n_users, n_items, width);
+    let flags = format!("--model mf --factors {dim}");
+    require_model_memory(&flags, &config, MOMENT_FREE_COPIES, "")?;
+    let mut model = Model::init(config, seed)?;
     // Model::init draws embeddings as 0.01·N(0, 1).
     let scale = std / 0.01;
     let w = dim + 2;

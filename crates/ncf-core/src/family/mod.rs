@@ -159,6 +159,15 @@ impl Family {
         cfg.eps = c.eps.unwrap_or(cfg.eps);
         cfg.l2 = c.l2.unwrap_or(cfg.l2);
         cfg.negatives = c.negatives.unwrap_or(cfg.negatives);
+        // An epoch has positives × (1 + negatives) samples, below 2^32: with this many
+        // negatives not even one positive fits (and 1 + negatives overflows a u32).
+        if cfg.negatives == u32::MAX {
+            return Err(Error::usage(format!(
+                "--negatives {}: an epoch has positives × (1 + negatives) samples, at most \
+                 2^32 − 1, so no dataset can train with it (NVIDIA's recipe: 4)",
+                cfg.negatives
+            )));
+        }
         cfg.target_hr = c.target_hr.or(cfg.target_hr);
         cfg.negative_mode = c.negative_mode.unwrap_or(cfg.negative_mode);
         cfg.optimizer = c.optimizer.unwrap_or(cfg.optimizer);
@@ -230,6 +239,48 @@ fn whole_epoch_defaults(cfg: &mut TrainConfig, c: &Choices, what: &str) -> Resul
     cfg.optimizer = Optimizer::Sgd;
     Ok(())
 }
+
+/// Refuse a model of `config` when `copies` floats per parameter (`held`: what they are) do not
+/// fit in memory ([`crate::memory::require`]), before any is allocated; the size is computed
+/// with overflow checks. `flags` is how the user asked for it (`--model mf --factors 64`),
+/// `advice` a way out besides smaller widths. Every family's `init` calls it with
+/// [`TRAINING_COPIES`]; a CPU trainer again with its per-thread buffers.
+pub fn require_model_memory(
+    flags: &str,
+    config: &ModelConfig,
+    (copies, held): (u64, &str),
+    advice: &str,
+) -> Result<()> {
+    let model = format!(
+        "{flags} for {} users × {} items",
+        config.n_users, config.n_items
+    );
+    let floats = config.checked_total().ok_or_else(|| {
+        Error::usage(format!(
+            "{model}: the model's size overflows 64 bits; give smaller widths"
+        ))
+    })?;
+    let bytes = floats
+        .checked_mul(4)
+        .and_then(|b| b.checked_mul(copies))
+        .unwrap_or(u64::MAX);
+    crate::memory::require(
+        bytes,
+        &format!("this model ({model}: {floats} parameters, {held})"),
+        &format!(
+            "give smaller widths (each embedding table is users × width and items × width \
+             floats){advice}"
+        ),
+    )
+}
+
+/// Floats per parameter a NeuMF/GMF/MLP run holds at least, on any backend, and what they are:
+/// the parameters, their gradients and the two Adam moments (on a GPU: the host's copy of the
+/// parameters and, when a checkpoint is written, of all three).
+pub const ADAM_COPIES: (u64, &str) = (4, "each with a gradient and two Adam moments");
+/// The same for the families without moments (MF, iALS): the parameters, and a checkpoint's
+/// copy of them and of the two moment slots its format keeps.
+pub const MOMENT_FREE_COPIES: (u64, &str) = (4, "with a checkpoint's copy and two moment slots");
 
 /// The shape of the model of a family stored as a GMF: `factors` wide, no MLP.
 fn gmf_config(n_users: u32, n_items: u32, factors: usize) -> ModelConfig {

@@ -3,7 +3,10 @@
 //! the MLP; they train on the CPU ([`crate::neumf_cpu`]) and on GPUs (`ncf-cuda`), on any
 //! number of ranks, and NeuMF can start from a trained GMF and MLP ([`from_pretrained`]).
 
-use super::{check_cpu_precision, positives_for, Choices, FamilySpec, Plan};
+use super::{
+    check_cpu_precision, positives_for, require_model_memory, Choices, FamilySpec, Plan,
+    ADAM_COPIES,
+};
 use crate::data::dataset::Dataset;
 use crate::dist::Group;
 use crate::model::{Model, ModelConfig, ModelKind};
@@ -42,10 +45,11 @@ impl FamilySpec for Neumf {
     }
 
     fn init(&self, plan: &Plan, n_users: u32, n_items: u32) -> Result<Model> {
-        Model::init(
-            model_config(self.0, &plan.shape, n_users, n_items),
-            plan.cfg.seed,
-        )
+        let config = model_config(self.0, &plan.shape, n_users, n_items);
+        config.validate()?;
+        let flags = format!("--model {} {}", self.name(), config.shape_flags());
+        require_model_memory(&flags, &config, ADAM_COPIES, "")?;
+        Model::init(config, plan.cfg.seed)
     }
 
     fn cpu_trainer(
@@ -57,6 +61,21 @@ impl FamilySpec for Neumf {
         group: Option<Group>,
     ) -> Result<Box<dyn Trainer>> {
         check_cpu_precision(cfg)?;
+        // The CPU trainer keeps a gradient per thread beside the moments, and a checkpoint
+        // copies the parameters and both moments.
+        let (c, threads) = (&model.config, threads.max(1));
+        require_model_memory(
+            &format!("--model {} {}", self.name(), c.shape_flags()),
+            c,
+            (
+                threads as u64 + 6,
+                &format!(
+                    "with a gradient per thread ({threads}), two Adam moments and a \
+                     checkpoint's copies"
+                ),
+            ),
+            ", or fewer --threads",
+        )?;
         let positives = positives_for(cfg, data);
         let (users, items) = (data.train_users.clone(), data.train_items.clone());
         let t = CpuTrainer::new(model, cfg, users, items, positives, threads)?;

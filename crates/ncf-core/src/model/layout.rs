@@ -117,6 +117,68 @@ impl ModelConfig {
         self.gmf_factors() + self.mlp_out()
     }
 
+    /// Length of the flat parameter vector ([`Layout::total`], alignment padding included),
+    /// computed with overflow checks and without building the layout (`None`: it overflows).
+    /// For a config that passed [`ModelConfig::validate`].
+    pub fn checked_total(&self) -> Option<u64> {
+        let (u, i) = (self.n_users as u64, self.n_items as u64);
+        let align = ALIGN as u64;
+        let mut total = 0u64;
+        let mut push = |rows: u64, cols: u64| -> Option<()> {
+            let len = rows.checked_mul(cols)?;
+            total = total
+                .checked_next_multiple_of(align)?
+                .checked_add(len)?
+                .checked_next_multiple_of(align)?;
+            Some(())
+        };
+        let f = self.gmf_factors() as u64;
+        if self.kind.has_gmf() {
+            push(u, f)?;
+            push(i, f)?;
+        }
+        if self.kind.has_mlp() {
+            let e = self.mlp_embed() as u64;
+            push(u, e)?;
+            push(i, e)?;
+            for w in self.layers.windows(2) {
+                push(w[1] as u64, w[0] as u64)?;
+                push(w[1] as u64, 1)?;
+            }
+        }
+        push(1, f.checked_add(self.mlp_out() as u64)?)?;
+        push(1, 1)?;
+        Some(total)
+    }
+
+    /// `--factors 8 --layers 16,8` (the flags of the shape this config's kind has).
+    pub fn shape_flags(&self) -> String {
+        let layers = || {
+            let l: Vec<String> = self.layers.iter().map(usize::to_string).collect();
+            format!("--layers {}", l.join(","))
+        };
+        match self.kind {
+            ModelKind::Neumf => format!("--factors {} {}", self.factors, layers()),
+            ModelKind::Gmf => format!("--factors {}", self.factors),
+            ModelKind::Mlp => layers(),
+        }
+    }
+
+    /// [`ModelConfig::checked_total`] as a `usize`, or the error naming the shape that overflows.
+    pub fn checked_floats(&self) -> Result<usize> {
+        self.checked_total()
+            .and_then(|n| usize::try_from(n).ok())
+            .ok_or_else(|| {
+                Error::usage(format!(
+                    "{} for {} users × {} items: the model's size overflows 64 bits; give smaller \
+                     widths",
+                    self.shape_flags(),
+                    self.n_users,
+                    self.n_items
+                ))
+            })
+    }
+
     pub fn layout(&self) -> Layout {
         let mut l = Layout::default();
         let (u, i) = (self.n_users as usize, self.n_items as usize);
@@ -222,6 +284,8 @@ impl Model {
     /// LeCun-uniform; biases PyTorch's default U(±1/sqrt(fan_in)). Deterministic in `seed`.
     pub fn init(config: ModelConfig, seed: u64) -> Result<Model> {
         config.validate()?;
+        // The families check the memory first (`family::require_model_memory`).
+        config.checked_floats()?;
         let layout = config.layout();
         let mut params = vec![0f32; layout.total];
         let rng = Rng::new(seed);
@@ -387,6 +451,33 @@ mod tests {
             ]
         );
         assert!(l.tensors.iter().all(|t| t.offset % ALIGN == 0));
+    }
+
+    #[test]
+    fn the_checked_size_is_the_layout_and_overflow_is_an_error() {
+        for kind in [ModelKind::Neumf, ModelKind::Gmf, ModelKind::Mlp] {
+            let c = ModelConfig {
+                kind,
+                factors: 7,
+                layers: vec![10, 6, 3],
+                ..nvidia(13, 29)
+            };
+            assert_eq!(c.checked_total(), Some(c.layout().total as u64), "{kind:?}");
+        }
+        let huge = ModelConfig {
+            factors: usize::MAX / 2,
+            ..nvidia(610, 9724)
+        };
+        assert_eq!(huge.checked_total(), None);
+        let e = Model::init(huge, 1).unwrap_err().to_string();
+        assert!(e.contains("the model's size overflows"), "{e}");
+        assert!(
+            e.starts_with(&format!(
+                "--factors {} --layers 256,256,128,64",
+                usize::MAX / 2
+            )),
+            "{e}"
+        );
     }
 
     #[test]

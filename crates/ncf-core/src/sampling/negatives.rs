@@ -10,11 +10,13 @@ use std::path::Path;
 
 /// `per_user` test negatives for every test row of `data` (row-major, test order): distinct
 /// items the user has neither in train nor in test, from [`crate::sampling::sampler::test_negatives`].
+/// A count no test user can have, or more than memory holds, is refused before anything is drawn.
 pub fn sample_test_negatives(data: &Dataset, per_user: usize, seed: u64) -> Result<Vec<u32>> {
     let rng = Rng::new(seed);
     let train = UserItems::new(data.n_users, &data.train_users, &data.train_items);
     let test = UserItems::new(data.n_users, &data.test_users, &data.test_items);
-    let mut out = Vec::with_capacity(per_user * data.test_users.len());
+    let total = check_test_negatives(data, per_user, &train, &test)?;
+    let mut out = Vec::with_capacity(total);
     let mut exclude = Vec::new();
     for &u in &data.test_users {
         exclude.clear();
@@ -32,6 +34,70 @@ pub fn sample_test_negatives(data: &Dataset, per_user: usize, seed: u64) -> Resu
         )?;
     }
     Ok(out)
+}
+
+/// The number of test negatives `per_user` for each test user of `data` makes, or why there
+/// cannot be that many: more than some test user has items left (named by raw id, with the way
+/// out), or more than memory holds (the negatives, their Arrow column and the encoded table).
+fn check_test_negatives(
+    data: &Dataset,
+    per_user: usize,
+    train: &UserItems,
+    test: &UserItems,
+) -> Result<usize> {
+    // The test user with the fewest items left to draw from (first such user in test order).
+    let fewest = data
+        .test_users
+        .iter()
+        .map(|&u| (u, union_len(train.of(u), test.of(u))))
+        .max_by_key(|&(u, positives)| (positives, std::cmp::Reverse(u)));
+    let n_items = data.n_items as usize;
+    if let Some((u, positives)) = fewest {
+        let left = n_items.saturating_sub(positives);
+        if per_user > left {
+            let user = crate::data::ids::show_dense(&data.user_raw, u);
+            let why = match per_user > n_items {
+                true => format!(
+                    "the dataset has only {n_items} items, and user {user} has {positives} of them"
+                ),
+                false => format!("user {user} has {positives} of the {n_items} items"),
+            };
+            let way_out = match left {
+                0 => format!(
+                    "none is left to be its test negatives: leave user {user} out of the ratings \
+                     before ncf-prep, or rank every unseen item with ncf-eval --full (no test \
+                     negatives needed)"
+                ),
+                _ => format!(
+                    "only {left} can be test negatives (distinct items a user has neither in \
+                     train nor in test): give --test-negatives {left} or fewer, or leave user \
+                     {user} out of the ratings before ncf-prep"
+                ),
+            };
+            return Err(Error::usage(format!(
+                "--test-negatives {per_user}: {why} in train and test, so {way_out}"
+            )));
+        }
+    }
+    let (users, bytes_each) = (data.test_users.len() as u64, 4 * 3);
+    let bytes = (per_user as u64)
+        .checked_mul(users)
+        .and_then(|n| n.checked_mul(bytes_each))
+        .unwrap_or(u64::MAX);
+    crate::memory::require(
+        bytes,
+        &format!(
+            "{per_user} test negatives for each of the {} test users",
+            data.test_users.len()
+        ),
+        "give fewer --test-negatives (NVIDIA's protocol uses 100)",
+    )?;
+    Ok(per_user * data.test_users.len())
+}
+
+/// How many distinct items two sorted lists hold together.
+fn union_len(a: &[u32], b: &[u32]) -> usize {
+    a.len() + b.iter().filter(|x| a.binary_search(x).is_err()).count()
 }
 
 /// How [`write_epoch_samples`] encodes the samples.

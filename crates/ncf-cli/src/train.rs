@@ -364,6 +364,11 @@ fn initial_model(
         (Some(g), Some(m)) => {
             let load = |p: &PathBuf| -> Result<Model> {
                 let (model, meta) = modelfile::load(p)?;
+                if let Some(n) =
+                    ncf_core::eval::nan::non_finite_note(&model, &p.display().to_string())
+                {
+                    eprintln!("ncf-train: note: {n}");
+                }
                 modelfile::check_fingerprint(&meta, fingerprint, n_users, n_items)
                     .with_context(|| format!("{}: cannot pre-train from it", p.display()))?;
                 Ok(model)

@@ -229,34 +229,6 @@ pub fn load(path: &Path) -> Result<(Model, ModelMeta)> {
     from_bytes(&map, &p)
 }
 
-/// Floats the config's tensors hold (without the layout's alignment padding), or None when that
-/// count overflows: computed before [`ModelConfig::layout`] so a hostile config cannot overflow it.
-fn checked_floats(c: &ModelConfig) -> Option<u64> {
-    let (u, i) = (c.n_users as u64, c.n_items as u64);
-    let mut total = 0u64;
-    let mut add = |l: Option<u64>| -> Option<()> {
-        total = total.checked_add(l?)?;
-        Some(())
-    };
-    if c.kind.has_gmf() {
-        let f = c.factors as u64;
-        add(u.checked_mul(f))?;
-        add(i.checked_mul(f))?;
-    }
-    if c.kind.has_mlp() {
-        let e = c.layers[0] as u64 / 2;
-        add(u.checked_mul(e))?;
-        add(i.checked_mul(e))?;
-        for w in c.layers.windows(2) {
-            add((w[0] as u64).checked_mul(w[1] as u64))?;
-            add(Some(w[1] as u64))?;
-        }
-    }
-    add((c.gmf_factors() as u64).checked_add(c.mlp_out() as u64))?;
-    add(Some(1))?;
-    Some(total)
-}
-
 /// How many tensors the config has (what [`ModelConfig::layout`] would list).
 fn tensor_count(c: &ModelConfig) -> usize {
     let gmf = if c.kind.has_gmf() { 2 } else { 0 };
@@ -411,7 +383,8 @@ fn checked_layout(
         )));
     }
     // Only overflow is refused here; the per-tensor checks below say which tensor is wrong.
-    if checked_floats(config)
+    if config
+        .checked_total()
         .and_then(|f| f.checked_mul(4))
         .and_then(|b| usize::try_from(b).ok())
         .is_none()

@@ -127,7 +127,7 @@ pub fn epoch_len(cfg: &TrainConfig, data: &Dataset, epoch: u32) -> Result<u64> {
         return Err(Error::usage(format!(
             "an epoch would have {n} samples ({} positives × {}): at most 2^32 − 1 are supported",
             data.train_users.len(),
-            1 + cfg.negatives
+            1 + cfg.negatives as u64
         )));
     }
     if data.train_users.is_empty() {

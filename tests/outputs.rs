@@ -318,6 +318,12 @@ fn d05_a_repeated_layers_flag_keeps_the_last() {
     let e = fails(r, "ncf-train", &a);
     assert!(e.contains("--layers"), "{e}");
     assert!(!r.join("f.st").exists());
+    // No list flag is concatenated silently: ncf-eval's --weights given twice is refused.
+    let args = ["ds", "e.st", "e.st", "--weights", "1,2", "--weights", "3,4"];
+    let out = run(r, "ncf-eval", &args);
+    assert_eq!(out.status.code(), Some(2));
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(e.contains("'--weights <WEIGHTS>' cannot be used multiple times"), "{e}");
 }
 
 /// D14: `--checkpoint` naming the dataset directory was accepted; the checkpoint ruined the

@@ -52,7 +52,12 @@ struct Args {
     #[arg(required_unless_present = "ranked", conflicts_with = "ranked")]
     models: Vec<PathBuf>,
     /// One weight per model for the ensemble's logit sum (default: 1/number of models each).
-    #[arg(long, value_delimiter = ',', allow_negative_numbers = true)]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        allow_negative_numbers = true,
+        action = clap::ArgAction::Set
+    )]
     weights: Option<Vec<f32>>,
     #[command(flatten)]
     validation: ValidationArgs,

@@ -580,7 +580,7 @@ fn d28_t_min_the_smallest_i64_timestamp_is_read() {
     .unwrap();
     let err = fails(root, "ncf-prep", &["over.csv", "-o", "o"]);
     assert!(
-        err.contains("timestamp 9223372036854775808 in field 3 is out of range"),
+        err.contains("found `9223372036854775808`, which is out of range (timestamps are 64-bit"),
         "{err}"
     );
 }

@@ -351,10 +351,10 @@ impl<'a> Chunk<'a> {
                 None if integer_like(f) => {
                     return Err((
                         format!(
-                            "timestamp {} in field {} is out of range (timestamps are 64-bit \
-                             integers, {} to {})",
-                            shown(f),
+                            "expected an integer timestamp in field {}, found `{}`, which is \
+                             out of range (timestamps are 64-bit: {} to {})",
                             t + 1,
+                            shown(f),
                             i64::MIN,
                             i64::MAX
                         ),

@@ -538,7 +538,10 @@ mod tests {
         split_quoted(br#""a"::"b""#, b"::", &mut out).unwrap();
         assert_eq!(out, [&b"a"[..], b"b"]);
         let e = split_quoted(br#""a"b,1"#, b",", &mut out).unwrap_err();
-        assert!(e.contains("field 1 has text after its closing quote"), "{e}");
+        assert!(
+            e.contains("field 1 has text after its closing quote"),
+            "{e}"
+        );
         let e = split_quoted(br#"1,"open"#, b",", &mut out).unwrap_err();
         assert!(e.contains("field 2 opens a quote"), "{e}");
         let o = opts();

@@ -4,39 +4,17 @@
 
 mod common;
 
-use common::{bin, describe, fails, ok, repo_root, run};
+use common::{bin, describe, fails, ok, ratings_csv, run, run_with, s};
 use ncf_core::data::dataset::Dataset;
 use serde_json::Value;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::Arc;
 
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-/// The bundled ml-latest-small ratings.
 fn ratings() -> String {
-    s(&repo_root().join("data/ml-latest-small/ratings.csv")).to_string()
-}
-
-/// `name args...` in `dir` with `env` set and `stdin` fed in.
-fn run_with(dir: &Path, name: &str, args: &[&str], env: &[(&str, &str)], stdin: &[u8]) -> Output {
-    let mut c = Command::new(bin(name));
-    c.args(args)
-        .current_dir(dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    let mut child = c.spawn().expect("spawn");
-    // A tool may stop reading early (it refused the input): a broken pipe is fine.
-    let _ = child.stdin.take().unwrap().write_all(stdin);
-    child.wait_with_output().unwrap()
+    ratings_csv()
 }
 
 /// Exit 1, no panic; stderr.

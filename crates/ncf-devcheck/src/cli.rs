@@ -1,5 +1,6 @@
-//! ncf-devcheck: the judgements of scripts/device-check.sh (the GPU check), so that they are
-//! Rust, tested without a GPU (`ncf_cli::devcheck`), and need no Python on the GPU machine.
+//! `ncf-devcheck`'s flags and run: the judgements of scripts/device-check.sh (the GPU check), so
+//! that they are Rust, tested without a GPU ([`crate::judge`]), and need no Python on the GPU
+//! machine.
 //!
 //! - `runs`: do runs through NCCL train like the plain runs, and do the ranks' parameter
 //!   checksums agree? Prints `STATUS SUMMARY`, writes the detail to --out.
@@ -8,22 +9,21 @@
 //!
 //! Exit 0 whatever the verdict (the verdict is the printed status); 1 on unreadable input.
 
+use crate::judge::{judge_kill, judge_runs, merge, Run, Verdict};
+use anyhow::{anyhow, Context, Result};
 use clap::{Parser, Subcommand};
-use ncf_cli::devcheck::{judge_kill, judge_runs, merge, Run, Verdict};
 use std::path::{Path, PathBuf};
 
+/// Judgements and results file of the ncf GPU check.
 #[derive(Parser)]
-#[command(
-    name = "ncf-devcheck",
-    about = "Judgements and results file of the ncf GPU check"
-)]
-struct Args {
+#[command(version)]
+pub struct Args {
     #[command(subcommand)]
     cmd: Cmd,
 }
 
 #[derive(Subcommand)]
-enum Cmd {
+pub enum Cmd {
     /// Compare runs (NAME=EXIT:LOG) with plain reference runs (the same form).
     Runs {
         /// A plain run, NAME=EXIT:LOG (give two: their difference is the noise).
@@ -73,22 +73,19 @@ fn read(p: &Path) -> String {
     std::fs::read_to_string(p).unwrap_or_default()
 }
 
-fn write_atomic(p: &Path, text: &str) -> Result<(), String> {
+fn write_atomic(p: &Path, text: &str) -> Result<()> {
     let tmp = p.with_extension("json.tmp");
     std::fs::write(&tmp, text)
         .and_then(|_| std::fs::rename(&tmp, p))
-        .map_err(|e| format!("{}: {e}", p.display()))
+        .with_context(|| p.display().to_string())
 }
 
 /// NAME=EXIT:LOG → (name, exit, log text).
-fn parse_run(s: &str) -> Result<(String, i32, String), String> {
-    let (name, rest) = s
-        .split_once('=')
-        .ok_or(format!("{s:?}: expected NAME=EXIT:LOG"))?;
-    let (rc, log) = rest
-        .split_once(':')
-        .ok_or(format!("{s:?}: expected NAME=EXIT:LOG"))?;
-    let rc = rc.parse().map_err(|_| format!("{s:?}: exit code {rc:?}"))?;
+fn parse_run(s: &str) -> Result<(String, i32, String)> {
+    let form = || anyhow!("{s:?}: expected NAME=EXIT:LOG");
+    let (name, rest) = s.split_once('=').ok_or_else(form)?;
+    let (rc, log) = rest.split_once(':').ok_or_else(form)?;
+    let rc = rc.parse().map_err(|_| anyhow!("{s:?}: exit code {rc:?}"))?;
     Ok((name.to_string(), rc, read(Path::new(log))))
 }
 
@@ -102,17 +99,18 @@ fn as_runs(v: &[(String, i32, String)]) -> Vec<Run<'_>> {
         .collect()
 }
 
-fn report(v: &Verdict, out: &Path) -> Result<(), String> {
+fn report(v: &Verdict, out: &Path) -> Result<()> {
     let mut d = v.detail.clone();
     d["status"] = v.status().into();
     d["summary"] = v.summary.clone().into();
-    let text = serde_json::to_string_pretty(&d).map_err(|e| e.to_string())?;
+    let text = serde_json::to_string_pretty(&d)?;
     write_atomic(out, &(text + "\n"))?;
     println!("{} {}", v.status(), v.summary);
     Ok(())
 }
 
-fn run(a: Args) -> Result<(), String> {
+/// Run `ncf-devcheck` with its parsed flags.
+pub fn run(a: Args) -> Result<()> {
     match a.cmd {
         Cmd::Runs {
             refs,
@@ -124,11 +122,11 @@ fn run(a: Args) -> Result<(), String> {
             let refs = refs
                 .iter()
                 .map(|s| parse_run(s))
-                .collect::<Result<Vec<_>, _>>()?;
+                .collect::<Result<Vec<_>>>()?;
             let runs = runs
                 .iter()
                 .map(|s| parse_run(s))
-                .collect::<Result<Vec<_>, _>>()?;
+                .collect::<Result<Vec<_>>>()?;
             let err: String = stderr
                 .iter()
                 .map(|p| read(p))
@@ -170,15 +168,8 @@ fn run(a: Args) -> Result<(), String> {
                 .collect();
             let expect: Vec<&str> = expect.iter().map(String::as_str).collect();
             let v = merge(header.as_deref(), &stages, &expect);
-            let text = serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?;
+            let text = serde_json::to_string_pretty(&v)?;
             write_atomic(&out, &(text + "\n"))
         }
-    }
-}
-
-fn main() {
-    if let Err(e) = run(Args::parse()) {
-        eprintln!("ncf-devcheck: {e}");
-        std::process::exit(1);
     }
 }

@@ -470,6 +470,20 @@ fn d02_plot_replaces_only_its_own_charts_and_writes_them_whole() {
     assert_eq!(leftovers(&r.join("small")), Vec::<String>::new());
 }
 
+/// ncf-train's epoch lines with these (epoch, loss, hr, ndcg) values, as written.
+fn epoch_lines(values: &[(u32, &str, &str, &str)]) -> String {
+    values
+        .iter()
+        .map(|(e, loss, hr, ndcg)| {
+            format!(
+                "{{\"epoch\":{e},\"loss\":{loss},\"hr\":{hr},\"ndcg\":{ndcg},\"k\":10,\"eval\":\"test\",\
+                 \"train_s\":0.1,\"eval_s\":0.01,\"samples\":10,\"samples_per_s\":100.0,\"steps\":1,\
+                 \"skipped_steps\":0}}\n"
+            )
+        })
+        .collect()
+}
+
 /// D13 (defects probe of 2026-12-07): `ncf-plot curve` spun forever on a loss range that overflows f64, and drew HR 2 and NDCG
 /// -1. Now both are errors naming the line or the range.
 #[test]
@@ -478,21 +492,20 @@ fn d13_plot_refuses_what_it_cannot_draw_instead_of_hanging() {
     let r = d.path();
     let cases = [
         (
-            "{\"epoch\":0,\"loss\":1e308,\"hr\":0.5,\"ndcg\":0.3,\"k\":10}\n\
-             {\"epoch\":1,\"loss\":-1e308,\"hr\":0.5,\"ndcg\":0.3,\"k\":10}\n",
+            epoch_lines(&[(0, "1e308", "0.5", "0.3"), (1, "-1e308", "0.5", "0.3")]),
             "too wide to draw",
         ),
         (
-            "{\"epoch\":0,\"loss\":0.3,\"hr\":2,\"ndcg\":0.3,\"k\":10}\n",
+            epoch_lines(&[(0, "0.3", "2", "0.3")]),
             "h.jsonl:1: hr 2 is outside [0, 1]",
         ),
         (
-            "{\"epoch\":0,\"loss\":0.3,\"hr\":0.5,\"ndcg\":-1,\"k\":10}\n",
+            epoch_lines(&[(0, "0.3", "0.5", "-1")]),
             "h.jsonl:1: ndcg -1 is outside [0, 1]",
         ),
     ];
     for (log, want) in cases {
-        fs::write(r.join("h.jsonl"), log).unwrap();
+        fs::write(r.join("h.jsonl"), &log).unwrap();
         let mut child = Command::new(bin("ncf-plot"))
             .args(["curve", "h.jsonl", "-o", "h.png"])
             .current_dir(r)

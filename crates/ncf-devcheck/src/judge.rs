@@ -4,30 +4,13 @@
 //! whether a killed rank ended the others in time and by name ([`judge_kill`]), and merging the
 //! stages' JSON into the one `results.json` ([`merge`]), rewritten after every stage.
 
+use ncf_core::train::EpochReport;
 use serde_json::{json, Map, Value};
 
-/// One epoch report of a training log.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Epoch {
-    pub epoch: u64,
-    pub loss: f64,
-    pub hr: f64,
-}
-
-/// The epoch reports (`{"epoch": …, "loss": …, "hr": …}`) of an `ncf-train` JSON-lines log;
-/// other lines are skipped.
-pub fn epochs(log: &str) -> Vec<Epoch> {
-    log.lines()
-        .filter(|l| l.trim_start().starts_with('{'))
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter_map(|v| {
-            Some(Epoch {
-                epoch: v.get("epoch")?.as_u64()?,
-                loss: v.get("loss")?.as_f64()?,
-                hr: v.get("hr")?.as_f64()?,
-            })
-        })
-        .collect()
+/// The epoch reports of an `ncf-train` JSON-lines log (`ncf_core::train::log`); other lines
+/// are skipped.
+pub fn epochs(log: &str) -> Vec<EpochReport> {
+    ncf_core::train::log::lenient(log).0
 }
 
 /// The `ncf-train: rank R of W: parameters sha256 HEX` lines of the ranks' stderr: (R, W, HEX).
@@ -53,7 +36,7 @@ pub fn self_tests(stderr: &str) -> Vec<String> {
 }
 
 /// Largest |a − b| of the epochs' loss and HR; None when the logs' epochs differ in number.
-fn diff(a: &[Epoch], b: &[Epoch]) -> Option<(f64, f64)> {
+fn diff(a: &[EpochReport], b: &[EpochReport]) -> Option<(f64, f64)> {
     if a.is_empty() || a.len() != b.len() {
         return None;
     }
@@ -403,26 +386,26 @@ pub fn merge(header: Option<&str>, stages: &[(String, String)], expected: &[&str
 mod tests {
     use super::*;
 
+    /// ncf-train's lines: an epoch report per (loss, HR), then the summary.
     fn log(losses: &[(f64, f64)]) -> String {
         let mut s = String::from("not json\n");
         for (e, (l, h)) in losses.iter().enumerate() {
-            s += &format!("{{\"epoch\":{e},\"loss\":{l},\"hr\":{h},\"k\":10}}\n");
+            s += &format!(
+                "{{\"epoch\":{e},\"loss\":{l},\"hr\":{h},\"ndcg\":0.25,\"k\":10,\"eval\":\"test\",\
+                 \"train_s\":0.1,\"eval_s\":0.01,\"samples\":10,\"samples_per_s\":100.0,\
+                 \"steps\":1,\"skipped_steps\":0}}\n"
+            );
         }
-        s + "{\"best_hr\":0.5,\"epochs_run\":2}\n"
+        s + &format!("{}\n", SUMMARY)
     }
+
+    const SUMMARY: &str = r#"{"best_hr":0.5,"best_ndcg":0.3,"best_epoch":1,"first_epoch_reaching_target":null,"time_to_target_s":null,"train_time_s":1.5,"eval_time_s":0.1,"avg_samples_per_s":100.0,"best_samples_per_s":100.0,"epochs_run":2,"k":10,"eval":"test","backend":"cpu"}"#;
 
     #[test]
     fn logs_and_checksum_lines_are_read() {
         let e = epochs(&log(&[(0.44, 0.45), (0.38, 0.51)]));
         assert_eq!(e.len(), 2);
-        assert_eq!(
-            e[1],
-            Epoch {
-                epoch: 1,
-                loss: 0.38,
-                hr: 0.51
-            }
-        );
+        assert_eq!((e[1].epoch, e[1].loss, e[1].hr), (1, 0.38, 0.51));
         let err =
             "ncf-cuda: rank 0 of 2: NCCL 2.27.7\nncf-train: rank 1 of 2: parameters sha256 ab12\n";
         assert_eq!(checksums(err), vec![(1, 2, "ab12".to_string())]);

@@ -4,6 +4,7 @@
 //! an NVRTC compile of every kernel (`--compile-only`, no GPU needed). The checks are
 //! `ncf_cuda::check`; this module only runs them and writes their report.
 
+use crate::results::{CheckResult, Checks};
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use ncf_core::neumf_cpu::FirstLayer;
@@ -136,11 +137,14 @@ pub fn run(args: Args) -> Result<()> {
     let all = checks(&args, &precisions, &mut log);
     let failed = all.iter().filter(|c| !c.pass).count();
     if let Some(p) = &args.json {
-        let summary = serde_json::json!({
-            "device": info.name, "arch": info.arch(), "checks": all.len(), "failed": failed,
-            "results": all.iter().map(|c| c.json()).collect::<Vec<_>>(),
-        });
-        write_file(p, &(serde_json::to_string_pretty(&summary)? + "\n"))?;
+        let report = Checks {
+            device: info.name.clone(),
+            arch: info.arch(),
+            checks: all.len(),
+            failed,
+            results: all.iter().map(result_of).collect(),
+        };
+        write_file(p, &(serde_json::to_string_pretty(&report)? + "\n"))?;
     }
     println!("{} of {} checks passed", all.len() - failed, all.len());
     if failed > 0 {
@@ -185,4 +189,17 @@ fn checks(args: &Args, precisions: &[Precision], log: check::Log) -> Vec<check::
         all.extend(checks);
     }
     all
+}
+
+/// A check as results.json holds it (`ncf_devcheck::results`, the schema ncf-report reads).
+fn result_of(c: &check::Check) -> CheckResult {
+    CheckResult {
+        name: c.name.clone(),
+        precision: c.precision.to_string(),
+        pass: c.pass,
+        worst_abs: c.worst_abs,
+        worst_rel: c.worst_rel,
+        at: c.at,
+        note: c.note.clone(),
+    }
 }

@@ -541,3 +541,45 @@ fn d28_h14_the_plot_example_is_one_line() {
         assert!(!line.trim_end().ends_with(" -o"), "{line:?}");
     }
 }
+
+/// `make demo` ends with `ncf-bench-report run-summary`, not Python (issue 31): it runs with no
+/// python3 on PATH, and the demo target names no Python.
+#[test]
+fn the_demo_summary_needs_no_python() {
+    let d = tempfile::tempdir().unwrap();
+    let r = d.path();
+    fs::write(r.join("train.jsonl"), LOG).unwrap();
+    fs::write(
+        r.join("eval.json"),
+        r#"{"hr":0.6,"ndcg":0.35,"k":10,"users":610,"candidates":101,"protocol":"sampled"}"#,
+    )
+    .unwrap();
+    let out = Command::new(bin("ncf-bench-report"))
+        .args([
+            "run-summary",
+            "train.jsonl",
+            "eval.json",
+            "--curve",
+            "curve.png",
+        ])
+        .current_dir(r)
+        .env("PATH", r)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        describe("run-summary", &[], &out)
+    );
+    assert_eq!(
+        text,
+        "== training curve: curve.png\n== model: HR@10 0.6000, NDCG@10 0.3500 (sampled, 101 \
+         candidates per user); trained 3 epochs in 0.3 s on cpu (2 threads)\n"
+    );
+    let makefile = fs::read_to_string(repo_root().join("Makefile")).unwrap();
+    let demo = makefile.split("\ndemo:").nth(1).unwrap();
+    let demo = &demo[..demo.find("\n\n").unwrap()];
+    assert!(demo.contains("ncf-bench-report run-summary"), "{demo}");
+    assert!(!demo.contains("python"), "{demo}");
+}

@@ -15,4 +15,6 @@ pub use config::{
 };
 pub use log::LogLine;
 pub use report::{LogFile, ReportSink, Reports};
-pub use run::{epoch_len, evaluate_sharded, run, EpochReport, RunOptions, Summary};
+pub use run::{
+    check_model_kept, epoch_len, evaluate_sharded, run, EpochReport, RunOptions, Summary,
+};

@@ -336,7 +336,7 @@ pub fn run(a: Args) -> Result<()> {
         What::Ab { measures } => {
             let rows: Vec<AbMeasure> = runs::read_lines(&measures)?;
             for v in runs::ab_medians(&rows) {
-                println!("{v}");
+                println!("{}", serde_json::to_string(&v)?);
             }
         }
         What::Timings { report, top } => {

@@ -478,8 +478,17 @@ pub struct AbMeasure {
     pub value: f64,
 }
 
+/// A metric's medians of both builds, and after / before (4 decimals).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct AbMedian {
+    pub metric: String,
+    pub before_median: Option<f64>,
+    pub after_median: Option<f64>,
+    pub after_over_before: Option<f64>,
+}
+
 /// Per metric (in order of first appearance): the medians of both builds and after / before.
-pub fn ab_medians(rows: &[AbMeasure]) -> Vec<serde_json::Value> {
+pub fn ab_medians(rows: &[AbMeasure]) -> Vec<AbMedian> {
     let mut metrics: Vec<&str> = vec![];
     for r in rows {
         if !metrics.contains(&r.metric.as_str()) {
@@ -502,8 +511,12 @@ pub fn ab_medians(rows: &[AbMeasure]) -> Vec<serde_json::Value> {
                 (Some(b), Some(a)) => Some((a / b * 1e4).round() / 1e4),
                 _ => None,
             };
-            serde_json::json!({"metric": m, "before_median": before, "after_median": after,
-                "after_over_before": ratio})
+            AbMedian {
+                metric: m.into(),
+                before_median: before,
+                after_median: after,
+                after_over_before: ratio,
+            }
         })
         .collect()
 }
@@ -626,16 +639,13 @@ mod tests {
             m(1, "after", "y", 3.0),
         ];
         let v = ab_medians(&rows);
-        assert_eq!(v[0]["metric"], "x");
+        assert_eq!(v[0].metric, "x");
         assert_eq!(
-            (
-                v[0]["before_median"].as_f64(),
-                v[0]["after_median"].as_f64()
-            ),
+            (v[0].before_median, v[0].after_median),
             (Some(105.0), Some(95.0))
         );
-        assert_eq!(v[0]["after_over_before"], 0.9048);
-        assert_eq!(v[1]["after_over_before"], 1.5);
+        assert_eq!(v[0].after_over_before, Some(0.9048));
+        assert_eq!(v[1].after_over_before, Some(1.5));
         assert_eq!(mean_std(&[0.5]), "0.5000");
         assert_eq!(mean_std(&[1.0, 2.0, 3.0]), "2.0000 ± 1.0000");
     }

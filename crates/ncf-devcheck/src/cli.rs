@@ -146,18 +146,7 @@ enum Cmd {
         out: PathBuf,
     },
     /// ncf-cuda-check --nccl-version on the GPU machine.
-    NcclLoad {
-        #[arg(long, allow_hyphen_values = true)]
-        rc: i32,
-        #[arg(long)]
-        stdout: PathBuf,
-        #[arg(long)]
-        stderr: PathBuf,
-        #[arg(long)]
-        json: PathBuf,
-        #[arg(long)]
-        out: PathBuf,
-    },
+    NcclLoad(Outputs),
     /// Compare runs (NAME=EXIT:LOG) with plain reference runs (the same form).
     Runs {
         /// A plain run, NAME=EXIT:LOG (give two: their difference is the noise).
@@ -200,18 +189,7 @@ enum Cmd {
         out: PathBuf,
     },
     /// ncf-cuda-check's parity checks.
-    Parity {
-        #[arg(long, allow_hyphen_values = true)]
-        rc: i32,
-        #[arg(long)]
-        stdout: PathBuf,
-        #[arg(long)]
-        stderr: PathBuf,
-        #[arg(long)]
-        json: PathBuf,
-        #[arg(long)]
-        out: PathBuf,
-    },
+    Parity(Outputs),
     /// ncf-train --preset ml1m: its best HR@10 against --min-hr.
     Ml1m {
         #[arg(long, allow_hyphen_values = true)]
@@ -242,16 +220,7 @@ enum Cmd {
         out: PathBuf,
     },
     /// ncf-cuda-check --bench.
-    Bench {
-        #[arg(long, allow_hyphen_values = true)]
-        rc: i32,
-        #[arg(long)]
-        json: PathBuf,
-        #[arg(long)]
-        stderr: PathBuf,
-        #[arg(long)]
-        out: PathBuf,
-    },
+    Bench(Outputs),
     /// The PyTorch peer's epoch lines.
     Peer {
         #[arg(long, value_parser = BoolishValueParser::new(), action = clap::ArgAction::Set)]
@@ -267,6 +236,28 @@ enum Cmd {
         #[arg(long)]
         out: PathBuf,
     },
+}
+
+/// What a command of a stage left (ncf-cuda-check's modes): its exit code, stdout, stderr and
+/// --json report; and where the verdict goes.
+#[derive(clap::Args, Debug)]
+struct Outputs {
+    #[arg(long, allow_hyphen_values = true)]
+    rc: i32,
+    #[arg(long)]
+    stdout: Option<PathBuf>,
+    #[arg(long)]
+    stderr: PathBuf,
+    #[arg(long)]
+    json: PathBuf,
+    #[arg(long)]
+    out: PathBuf,
+}
+
+impl Outputs {
+    fn stdout(&self) -> String {
+        self.stdout.as_deref().map(read).unwrap_or_default()
+    }
 }
 
 /// A file's text; a file a command did not write reads as empty.
@@ -525,18 +516,10 @@ pub fn run(a: Args) -> Result<()> {
             }
             report(&v, &out)
         }
-        Cmd::NcclLoad {
-            rc,
-            stdout,
-            stderr,
-            json,
-            out,
-        } => {
-            let detail = read_json(&json).unwrap_or_default();
-            report(
-                &stages::nccl_load(rc, &read(&stdout), &read(&stderr), detail),
-                &out,
-            )
+        Cmd::NcclLoad(o) => {
+            let detail = read_json(&o.json).unwrap_or_default();
+            let v = stages::nccl_load(o.rc, &o.stdout(), &read(&o.stderr), detail);
+            report(&v, &o.out)
         }
         Cmd::Runs {
             refs,
@@ -606,16 +589,10 @@ pub fn run(a: Args) -> Result<()> {
             };
             report(&v, &out)
         }
-        Cmd::Parity {
-            rc,
-            stdout,
-            stderr,
-            json,
-            out,
-        } => report(
-            &stages::parity(rc, &read(&stdout), &read(&stderr), read_json(&json)),
-            &out,
-        ),
+        Cmd::Parity(o) => {
+            let v = stages::parity(o.rc, &o.stdout(), &read(&o.stderr), read_json(&o.json));
+            report(&v, &o.out)
+        }
         Cmd::Ml1m {
             rc,
             log,
@@ -646,12 +623,10 @@ pub fn run(a: Args) -> Result<()> {
                 .collect::<Result<Vec<_>>>()?;
             report(&stages::sanitizer(&sanitizer, &runs), &out)
         }
-        Cmd::Bench {
-            rc,
-            json,
-            stderr,
-            out,
-        } => report(&stages::bench(rc, read_json(&json), &read(&stderr)), &out),
+        Cmd::Bench(o) => report(
+            &stages::bench(o.rc, read_json(&o.json), &read(&o.stderr)),
+            &o.out,
+        ),
         Cmd::Peer {
             gpu,
             peer,

@@ -45,8 +45,6 @@
 # DEVICE_CHECK_HANG_S seconds (the dry-run test of the timeouts and of a cut run).
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
-set -uo pipefail
-cd "$(dirname "$0")/.." || exit 1
 ROOT=$PWD
 SELF=$ROOT/scripts/device-check.sh
 export OUT=${OUT:-$ROOT/out}

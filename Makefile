@@ -57,7 +57,8 @@ unit: venv
 test: lint unit
 
 # The whole pipeline on the bundled ml-latest-small, offline: prep -> negsample -> train -> eval -> topk.
-# It runs the dev-profile binaries (optimised), the build `make test` reuses: one build for both.
+# It runs the dev-profile binaries (optimised), the build `make test` reuses: one build for both;
+# no Python (the closing lines are `ncf-bench-report run-summary`).
 DEMO ?= out/demo
 DEMO_USER ?= 1
 DEMO_BIN := target/debug
@@ -73,7 +74,7 @@ demo: build
 	@echo "== top 10 for user $(DEMO_USER) (items already rated excluded) =="
 	$(DEMO_BIN)/ncf-topk $(DEMO)/dataset $(DEMO)/model.safetensors -k 10 $(DEMO_USER)
 	$(DEMO_BIN)/ncf-plot curve $(DEMO)/train.jsonl -o $(DEMO)/curve.png
-	@python3 scripts/demo-summary.py $(DEMO)/train.jsonl $(DEMO)/eval.json $(DEMO)/curve.png
+	@$(DEMO_BIN)/ncf-bench-report run-summary $(DEMO)/train.jsonl $(DEMO)/eval.json --curve $(DEMO)/curve.png
 
 # The standard benchmark suite on whatever this machine has (< 20 min on 2 cores): writes
 # benchmarks/results/<date>-<machine>.json and regenerates BENCHMARKS.md / README.md's numbers.

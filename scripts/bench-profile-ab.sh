@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # CPU training speed of two builds side by side (issue 23: a build-profile change must keep the
 # speed within 3 %). BEFORE and AFTER are target directories (e.g. target/release of two
-# checkouts) holding ncf-prep, ncf-train and examples/cpu_train_bench. Rounds alternate
+# checkouts) holding ncf-prep, ncf-train and examples/cpu_train_bench (AFTER also
+# ncf-bench-report, which takes the medians). Rounds alternate
 # before/after so that drift of the machine hits both alike; run it on an otherwise idle machine.
 # Prints one JSON line per measurement, then one summary line per metric (medians, after/before).
 #
@@ -20,30 +21,24 @@ for d in "$before" "$after"; do
     [[ -x $d/$b ]] || { echo "bench-profile-ab: $d/$b missing" >&2; exit 1; }
   done
 done
+[[ -x $after/ncf-bench-report ]] || { echo "bench-profile-ab: $after/ncf-bench-report missing" >&2; exit 1; }
 [[ -d $ml1m ]] || { echo "bench-profile-ab: $ml1m not found (set NCF_SHARED)" >&2; exit 1; }
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 "$after/ncf-prep" "$ml1m" -o "$work/ml1m" -q
-jget() { python3 -c "import json,sys; print(json.loads(sys.stdin.readlines()[-1])['$1'])"; }
+# The number FIELD holds in the last JSON line of stdin that has it (one line per record).
+field() { sed -n "s/.*\"$1\": *\([-+0-9.eE]*\).*/\1/p" | tail -n 1; }
 : > "$work/all.jsonl"
 for r in $(seq "$rounds"); do
   for side in before after; do
     d=${!side}
     "$d/examples/cpu_train_bench" --steps 4 --json "$work/cpu.json" > /dev/null 2>&1
-    v=$(jget steady_samples_per_s < "$work/cpu.json")
+    v=$(field steady_samples_per_s < "$work/cpu.json")
     echo "{\"round\":$r,\"build\":\"$side\",\"metric\":\"steady_samples_per_s\",\"value\":$v}" | tee -a "$work/all.jsonl"
     "$d/ncf-train" "$work/ml1m" -o "$work/m.safetensors" --force --device cpu --preset nvidia-ml20m \
       --epochs 1 --no-checkpoint -q > "$work/epoch.jsonl"
-    v=$(grep '"epoch"' "$work/epoch.jsonl" | jget samples_per_s)
+    v=$(grep '"epoch"' "$work/epoch.jsonl" | field samples_per_s)
     echo "{\"round\":$r,\"build\":\"$side\",\"metric\":\"ml1m_epoch_samples_per_s\",\"value\":$v}" | tee -a "$work/all.jsonl"
   done
 done
-python3 - "$work/all.jsonl" <<'EOF'
-import json, statistics, sys
-rows = [json.loads(l) for l in open(sys.argv[1])]
-for m in dict.fromkeys(r["metric"] for r in rows):
-    med = {b: statistics.median(r["value"] for r in rows if r["metric"] == m and r["build"] == b)
-           for b in ("before", "after")}
-    print(json.dumps({"metric": m, "before_median": med["before"], "after_median": med["after"],
-                      "after_over_before": round(med["after"] / med["before"], 4)}))
-EOF
+"$after/ncf-bench-report" ab "$work/all.jsonl"

@@ -33,7 +33,7 @@ log() { printf '[bench %s] %s\n' "$(date -u +%T)" "$*" >&2; }
 
 if [[ -z ${BENCH_NO_BUILD:-} ]]; then
   log "building (release)"
-  cargo build --release -q -p ncf-cli -p ncf-report -p ncf-cuda
+  cargo build --release -q -p ncf-cli -p ncf-report -p ncf-devcheck
   cargo build --release -q -p ncf-core --example cpu_train_bench
 fi
 for b in ncf-prep ncf-train ncf-eval ncf-topk ncf-bench-report; do

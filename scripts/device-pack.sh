@@ -18,10 +18,12 @@ limit=$((64 << 20))
 bins=(ncf-train ncf-cuda-check ncf-devcheck)
 carry=(.device/bin .device/data .device/peer .device/COMMIT)
 
-[[ -n ${DEVICE_PACK_NO_BUILD:-} ]] || cargo build --release -p ncf-cli
+# ncf-train from ncf-cli; ncf-cuda-check and ncf-devcheck from ncf-devcheck (the GPU check's crate).
+build=(cargo build --release -p ncf-cli --bin ncf-train --bin ncf-prep -p ncf-devcheck)
+[[ -n ${DEVICE_PACK_NO_BUILD:-} ]] || "${build[@]}"
 rm -rf .device && mkdir -p .device/bin .device/data .device/peer .device/symbols
 for b in "${bins[@]}" ncf-prep; do
-  [[ -x $target/release/$b ]] || { echo "device-pack: $target/release/$b missing (cargo build --release -p ncf-cli)" >&2; exit 1; }
+  [[ -x $target/release/$b ]] || { echo "device-pack: $target/release/$b missing (${build[*]})" >&2; exit 1; }
 done
 for b in "${bins[@]}"; do
   objcopy --only-keep-debug "$target/release/$b" ".device/symbols/$b.debug"

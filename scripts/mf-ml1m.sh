@@ -14,11 +14,12 @@
 # Env: MODEL (mf or ials, default mf), FACTORS (default 192), EPOCHS (validation epochs, default
 #      mf 256, ials 16), LR (mf, 0.002), L2 (mf 0.005, ials 0.007), NEGATIVES (mf, 8), ALPHA0
 #      (ials --unobserved-weight, 0.3), SEEDS (default "1 2 3 4 5"), THREADS (default 2),
-#      TEST_EPOCHS (skip the validation run and use this), BIN (directory of
-#      ncf-prep/ncf-train; default a release build), DATA (the authors' split, default
+#      TEST_EPOCHS (skip the validation run and use this), BIN (directory of ncf-prep, ncf-train
+#      and ncf-bench-report; default a release build), DATA (the authors' split, default
 #      ../shared/datasets/ncf-ml-1m).
 # Writes OUTDIR/validation.jsonl, OUTDIR/test-s<seed>.jsonl (ncf-train's lines),
-# OUTDIR/runs.jsonl (one line per test seed) and OUTDIR/summary.md (mean ± std); the models go
+# OUTDIR/runs.jsonl (one line per test seed: `ncf-bench-report seed-run`) and OUTDIR/summary.md
+# (mean ± std: `ncf-bench-report seeds`); the models go
 # to target/mf-ml1m/MODEL-validation.safetensors and MODEL-test-s<seed>.safetensors.
 # Hyper-parameters default to Rendle et al.'s ml-1m commands (tuned on their hold-out sets).
 set -euo pipefail
@@ -32,7 +33,7 @@ data=${DATA:-../shared/datasets/ncf-ml-1m}
 if [[ -n ${BIN:-} ]]; then
   bin=$BIN
 else
-  cargo build --release -q -p ncf-cli --bin ncf-prep --bin ncf-train
+  cargo build --release -q -p ncf-cli --bin ncf-prep --bin ncf-train -p ncf-report --bin ncf-bench-report
   bin=target/release
 fi
 work=target/mf-ml1m
@@ -57,43 +58,24 @@ if [[ -n ${TEST_EPOCHS:-} ]]; then
 else
   "$bin/ncf-train" "$ds" -o "$work/$model-validation.safetensors" --force --validation --seed 1 \
     --epochs "$epochs" "${flags[@]}" >"$out/validation.jsonl"
-  best=$(python3 -c '
-import json, sys
-rows = [json.loads(l) for l in open(sys.argv[1]) if "\"epoch\"" in l]
-print(max(rows, key=lambda r: r["hr"])["epoch"] + 1)' "$out/validation.jsonl")
+  # The epochs up to the best validation HR@10 (its first epoch, as ncf-train's summary names it).
+  [[ $(tail -n 1 "$out/validation.jsonl") =~ \"best_epoch\":([0-9]+) ]] \
+    || { echo "$0: no best epoch in $out/validation.jsonl" >&2; exit 1; }
+  best=$((BASH_REMATCH[1] + 1))
   echo "test epochs: $best (best validation HR@10)" >&2
 fi
 
 runs=$out/runs.jsonl
 : >"$runs"
 for seed in $seeds; do
-  t0=$(date +%s.%N)
+  t0=$(date +%s%3N)
   "$bin/ncf-train" "$ds" -o "$work/$model-test-s$seed.safetensors" --force --seed "$seed" \
     --epochs "$best" --save-last "${flags[@]}" >"$out/test-s$seed.jsonl"
-  t1=$(date +%s.%N)
-  python3 - "$out/test-s$seed.jsonl" "$seed" "$t0" "$t1" "$model" "$factors" "${hp[*]}" \
-    >>"$runs" <<'EOF'
-import json, sys
-log, seed, t0, t1, model, f, hp = sys.argv[1:8]
-rows = [json.loads(l) for l in open(log) if '"epoch"' in l]
-last = rows[-1]
-print(json.dumps({"model": model, "factors": int(f), "flags": hp, "seed": int(seed),
-                  "epochs": len(rows), "hr": last["hr"], "ndcg": last["ndcg"],
-                  "seconds": round(float(t1) - float(t0), 1)}))
-EOF
+  t1=$(date +%s%3N)
+  "$bin/ncf-bench-report" seed-run "$out/test-s$seed.jsonl" --model "$model" --factors "$factors" \
+    --flags "${hp[*]}" --seed "$seed" --wall-ms $((t1 - t0)) >>"$runs"
   tail -1 "$runs" >&2
 done
 
-python3 - "$runs" "$best" >"$out/summary.md" <<'EOF'
-import json, statistics as st, sys
-rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-def ms(k):
-    v = [r[k] for r in rows]
-    return f"{st.mean(v):.4f} ± {st.stdev(v):.4f}" if len(v) > 1 else f"{v[0]:.4f}"
-r = rows[0]
-print(f"{r['model']}, factors {r['factors']}, {r['flags']}, "
-      f"{sys.argv[2]} epochs (chosen on validation), last epoch on the test file, "
-      f"{len(rows)} seeds: HR@10 {ms('hr')}, NDCG@10 {ms('ndcg')}, "
-      f"{st.mean(x['seconds'] for x in rows):.0f} s per run")
-EOF
+"$bin/ncf-bench-report" seeds "$runs" --epochs "$best" >"$out/summary.md"
 cat "$out/summary.md"

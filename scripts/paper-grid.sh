@@ -14,14 +14,15 @@
 # Env: FACTORS (default "8 16 32 64"), SEEDS (default "1 2 3"), EPOCHS (default 20),
 #      MODELS (default "gmf mlp neumf neumf-pre"; also neumf-pre-adam: pre-trained NeuMF with
 #      Adam as the authors' README runs it), THREADS, DEVICE (cpu|cuda, default cpu),
-#      BIN (directory of the ncf binaries; default: a release build), DATA (the authors' split),
+#      BIN (directory of ncf-prep, ncf-negsample, ncf-train, ncf-eval and ncf-bench-report;
+#      default: a release build), DATA (the authors' split),
 #      WORK (models, logs and data; default target/paper-grid), FRESH=1 (retrain every cell),
 #      BATCH and LR (default 256 and 0.001, the authors' README; other values for a cell whose
 #      batch size and learning rate were tuned on validation by scripts/paper-tune.sh, as the
 #      paper tuned them; give such runs their own WORK and OUTDIR).
 # Writes OUTDIR/runs.jsonl (one line per model: config, best epoch, HR/NDCG per protocol,
-# seconds) and OUTDIR/RESULTS.md (mean ± std per cell beside the paper's numbers); copy the
-# table into docs/RESULTS.md. Hours on a 2-core CPU for the full grid; minutes on a GPU.
+# seconds: `ncf-bench-report grid-run`) and OUTDIR/RESULTS.md (mean ± std per cell beside the
+# paper's numbers: `ncf-bench-report grid`); copy the table into docs/RESULTS.md. Hours on a 2-core CPU for the full grid; minutes on a GPU.
 # Rerunning it after an interruption skips the finished cells and resumes the stopped one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,7 +39,8 @@ threads=${THREADS:+--threads $THREADS}
 if [[ -n ${BIN:-} ]]; then
   bin=$BIN
 else
-  cargo build --release -q -p ncf-cli --bin ncf-prep --bin ncf-train --bin ncf-eval --bin ncf-negsample
+  cargo build --release -q -p ncf-cli --bin ncf-prep --bin ncf-train --bin ncf-eval --bin ncf-negsample \
+    -p ncf-report --bin ncf-bench-report
   bin=target/release
 fi
 work=${WORK:-target/paper-grid}
@@ -61,9 +63,9 @@ common=(--epochs "$epochs" --batch-size "$batch" --lr "$lr" "${paper_recipe[@]}"
 # pre-trained NeuMF is
 # retrained when its GMF or MLP is newer). Training checkpoints at every epoch end into
 # STEM.safetensors.ckpt (removed when it completes), so a cell that was stopped (SIGTERM, a lost
-# session) resumes from its last epoch with the same bits, provided the checkpoint was written
-# with the same thread count, batch size and learning rate (else the cell starts again); its
-# seconds are then training +
+# session) resumes from its last epoch with the same bits, provided `ncf-train --check-resume`
+# says the checkpoint continues this very run (the same flags, written by the same backend, so
+# the same thread count; else the cell starts again); its seconds are then training +
 # evaluation time summed over the pieces, not wall time. A cell is locked (STEM.lock) while it
 # trains: runs of the grid side by side must take different cells (e.g. different SEEDS) and
 # different OUTDIRs.
@@ -84,10 +86,8 @@ train() {  # name factors seed model-flags...
       done ;;
   esac
   if [[ -z $fresh && -f $stem.run.json && -f $model && ! -e $ckpt ]] \
-    && python3 -c 'import json, sys; r = json.load(open(sys.argv[1]))
-sys.exit(r.get("epochs") != int(sys.argv[2]) or r.get("device") != sys.argv[3]
-         or r.get("batch", 256) != int(sys.argv[4]) or r.get("lr", 0.001) != float(sys.argv[5]))' \
-      "$stem.run.json" "$epochs" "$device" "$batch" "$lr"; then
+    && "$bin/ncf-bench-report" grid-reuse "$stem.run.json" --epochs "$epochs" --device "$device" \
+      --batch "$batch" --lr "$lr" 2>/dev/null; then
     cat "$stem.run.json" >>"$runs"
     echo "reused $stem.run.json" >&2
     exec {lock}>&-
@@ -96,32 +96,14 @@ sys.exit(r.get("epochs") != int(sys.argv[2]) or r.get("device") != sys.argv[3]
   rm -f "$stem.run.json"
   local resume=() why
   if [[ -z $fresh && -f $ckpt/checkpoint.safetensors ]]; then
-    # The checkpoint's backend, epoch, batch size and learning rate, against this run's.
-    if why=$(python3 - "$ckpt/checkpoint.safetensors" "$device" "${THREADS:-$(nproc)}" "$epochs" \
-      "$batch" "$lr" <<'EOF'
-import json, struct, sys
-path, device, threads, epochs, batch, lr = sys.argv[1:7]
-with open(path, "rb") as f:
-    head = json.loads(f.read(struct.unpack("<Q", f.read(8))[0]))
-meta = json.loads(head["__metadata__"]["ncf_checkpoint"])
-t = int(threads)
-want = f"cpu ({t} thread{'' if t == 1 else 's'})"
-if device == "cpu" and meta["backend"] != want:
-    print(f"written by {meta['backend']}, this run is {want}")
-    sys.exit(1)
-if meta["position"]["epoch"] > int(epochs):
-    print(f"at epoch {meta['position']['epoch']}, beyond EPOCHS={epochs}")
-    sys.exit(1)
-cfg = meta["train_config"]
-if cfg["batch_size"] != int(batch) or abs(cfg["lr"] - float(lr)) > 1e-6 * float(lr):
-    print(f"at batch {cfg['batch_size']}, lr {cfg['lr']:g}; this run is batch {batch}, lr {lr}")
-    sys.exit(1)
-EOF
-    ); then
+    # Whether the checkpoint continues this very run, bit for bit: ncf-train says, or why not.
+    # shellcheck disable=SC2086
+    if why=$("$bin/ncf-train" "$ds" -o "$model" --seed "$seed" "${common[@]}" $threads "$@" \
+      --resume "$ckpt" --check-resume 2>&1 >/dev/null); then
       resume=(--resume "$ckpt")
       echo "resuming $model from $ckpt" >&2
     else
-      echo "$0: starting $model again: its checkpoint was $(tail -1 <<<"$why")" >&2
+      echo "$0: starting $model again: $(tail -1 <<<"$why")" >&2
     fi
   fi
   if [[ ${#resume[@]} == 0 ]]; then
@@ -129,40 +111,20 @@ EOF
     : >"$stem.jsonl"
   fi
   local t0 t1
-  t0=$(date +%s.%N)
+  t0=$(date +%s%3N)
   # shellcheck disable=SC2086
   "$bin/ncf-train" "$ds" -o "$model" --force --seed "$seed" "${common[@]}" $threads \
     "${resume[@]}" "$@" >>"$stem.jsonl"
-  t1=$(date +%s.%N)
-  local full nv
-  full=$("$bin/ncf-eval" "$ds" "$model" --full --device "$device")
-  nv=$("$bin/ncf-eval" "$ds100" "$model" --device "$device")
-  python3 - "$stem.jsonl" "$name" "$f" "$seed" "$t0" "$t1" "$full" "$nv" "$epochs" "$device" \
-    "${THREADS:-}" "${#resume[@]}" "$batch" "$lr" >"$stem.run.json.tmp" <<'EOF'
-import json, os, sys
-log, name, f, seed, t0, t1, full, nv, epochs, device, threads, resumed, batch, lr = sys.argv[1:15]
-raw = [l for l in open(log) if l.strip()]
-lines = [json.loads(l) for l in raw]
-s = lines[-1]
-if s.get("epochs_run") != int(epochs):
-    sys.exit(f"{log}: {s.get('epochs_run')} epochs run, EPOCHS is {epochs}")
-# An epoch repeated after a hard kill (its line printed, its checkpoint not yet written) is
-# logged twice: keep the last line of each epoch, in order, then the summary.
-by_epoch = {l["epoch"]: r for l, r in zip(lines, raw) if "epoch" in l}
-with open(log + ".tmp", "w") as out:
-    out.writelines([by_epoch[e] for e in sorted(by_epoch)] + [raw[-1]])
-os.replace(log + ".tmp", log)
-full, nv = json.loads(full), json.loads(nv)
-resumed = resumed != "0"
-secs = s["train_time_s"] + s["eval_time_s"] if resumed else float(t1) - float(t0)
-print(json.dumps({"model": name, "factors": int(f), "seed": int(seed),
-                  "best_epoch": s["best_epoch"], "hr": s["best_hr"], "ndcg": s["best_ndcg"],
-                  "nvidia_hr": nv["hr"], "nvidia_ndcg": nv["ndcg"],
-                  "full_hr": full["hr"], "full_ndcg": full["ndcg"],
-                  "seconds": round(secs, 1), "epochs": int(epochs), "device": device,
-                  "batch": int(batch), "lr": float(lr),
-                  "threads": int(threads) if threads else None, "resumed": resumed}))
-EOF
+  t1=$(date +%s%3N)
+  "$bin/ncf-eval" "$ds" "$model" --full --device "$device" >"$stem.full.json"
+  "$bin/ncf-eval" "$ds100" "$model" --device "$device" >"$stem.nvidia.json"
+  local resumed=()
+  [[ ${#resume[@]} == 0 ]] || resumed=(--resumed)
+  # The cell's record (its log rewritten with each epoch once); it fails unless EPOCHS ran.
+  "$bin/ncf-bench-report" grid-run "$stem.jsonl" --model "$name" --factors "$f" --seed "$seed" \
+    --epochs "$epochs" --device "$device" --batch "$batch" --lr "$lr" ${THREADS:+--threads "$THREADS"} \
+    "${resumed[@]}" --wall-ms $((t1 - t0)) --full "$stem.full.json" --nvidia "$stem.nvidia.json" \
+    >"$stem.run.json.tmp"
   mv "$stem.run.json.tmp" "$stem.run.json"
   cat "$stem.run.json" >>"$runs"
   tail -1 "$runs" >&2
@@ -198,5 +160,5 @@ for f in $factors; do
   done
 done
 
-python3 scripts/paper-grid-table.py "$runs" "$epochs" >"$out/RESULTS.md"
+"$bin/ncf-bench-report" grid "$runs" --epochs "$epochs" >"$out/RESULTS.md"
 cat "$out/RESULTS.md"

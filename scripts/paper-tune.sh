@@ -13,12 +13,12 @@
 # Env: MODEL (gmf|mlp|neumf, default neumf), FACTORS (default 64), SEED (default 1), EPOCHS
 #      (default 8), CONFIGS (space-separated BATCH:LR pairs, default the paper's 16; LR is
 #      written as %g prints it, so 1e-4 and 0.0001 are one config), THREADS, DEVICE (cpu|cuda,
-#      default cpu), BIN (directory of ncf-prep/ncf-train, default: a release build), DATA (the
-#      authors' split),
+#      default cpu), BIN (directory of ncf-prep, ncf-train and ncf-bench-report, default: a
+#      release build), DATA (the authors' split),
 #      WORK (models and the prepared dataset, default target/paper-tune).
 # Writes OUTDIR/<model>-f<F>-s<SEED>-b<BATCH>-lr<LR>.jsonl (ncf-train's per-epoch lines and
 # summary) and OUTDIR/summary.md (best validation HR@10 / NDCG@10 per config, from every .jsonl
-# in OUTDIR). A config whose .jsonl already holds a finished run of EPOCHS epochs is skipped, so
+# in OUTDIR: `ncf-bench-report tune`). A config whose .jsonl already holds a finished run of EPOCHS epochs is skipped, so
 # two invocations with disjoint CONFIGS can share OUTDIR (one lane each; a config in both would
 # be trained by both at once) and a stopped run is redone by running again.
 set -euo pipefail
@@ -35,7 +35,7 @@ device=${DEVICE:-cpu}
 if [[ -n ${BIN:-} ]]; then
   bin=$BIN
 else
-  cargo build --release -q -p ncf-cli --bin ncf-prep --bin ncf-train
+  cargo build --release -q -p ncf-cli --bin ncf-prep --bin ncf-train -p ncf-report --bin ncf-bench-report
   bin=target/release
 fi
 work=${WORK:-target/paper-tune}
@@ -47,10 +47,8 @@ source scripts/paper-recipe.sh
 paper_model "$model" "$f" \
   || { echo "$0: MODEL must be gmf, mlp or neumf, not $model" >&2; exit 2; }
 
-finished() {  # jsonl: holds a summary line of EPOCHS epochs
-  [[ -s $1 ]] && python3 -c 'import json, sys
-rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-sys.exit(rows[-1].get("epochs_run") != int(sys.argv[2]))' "$1" "$epochs"
+finished() {  # jsonl: its last line is ncf-train's summary of EPOCHS epochs
+  [[ -s $1 && $(tail -n 1 "$1") =~ \"epochs_run\":\ *([0-9]+) && ${BASH_REMATCH[1]} == "$epochs" ]]
 }
 
 for c in $configs; do
@@ -72,27 +70,6 @@ for c in $configs; do
   mv "$out/$name.jsonl.tmp" "$out/$name.jsonl"
 done
 
-python3 - "$out" >"$out/summary.md.tmp" <<'EOF'
-import glob, json, os, re, sys
-out = sys.argv[1]
-rows = []
-for path in sorted(glob.glob(os.path.join(out, "*.jsonl"))):
-    m = re.fullmatch(r"(\w+)-f(\d+)-s(\d+)-b(\d+)-lr([0-9.e-]+)\.jsonl", os.path.basename(path))
-    if not m:
-        continue
-    lines = [json.loads(l) for l in open(path) if l.strip()]
-    s = lines[-1]
-    if "best_hr" not in s:
-        continue
-    per_epoch = " ".join(f"{l['hr']:.4f}" for l in lines if "epoch" in l)
-    rows.append((m[1], int(m[2]), int(m[3]), int(m[4]), float(m[5]), s, per_epoch))
-rows.sort(key=lambda r: (r[0], r[1], r[2], r[3], r[4]))
-print("# Validation tuning (scripts/paper-tune.sh): best validation HR@10 / NDCG@10 (1+99)\n")
-print("| model | factors | seed | batch | lr | best val HR@10 | NDCG@10 | best epoch | epochs | train s | HR@10 per epoch |")
-print("|---|---|---|---|---|---|---|---|---|---|---|")
-for model, f, seed, b, lr, s, pe in rows:
-    print(f"| {model} | {f} | {seed} | {b} | {lr:g} | {s['best_hr']:.4f} | {s['best_ndcg']:.4f} | "
-          f"{s['best_epoch']} | {s['epochs_run']} | {s.get('train_time_s', float('nan')):.0f} | {pe} |")
-EOF
+"$bin/ncf-bench-report" tune "$out" >"$out/summary.md.tmp"
 mv "$out/summary.md.tmp" "$out/summary.md"
 cat "$out/summary.md"

@@ -6,7 +6,7 @@
 #
 #   scripts/tune-ml1m.sh [OUTDIR]        (default: benchmarks/results/<date>-tune-ml1m)
 #
-# Env: BIN (directory of ncf-prep/ncf-train, default: a release build), EPOCHS (default 12), THREADS (default: all cores), CONFIGS (space-separated names from
+# Env: BIN (directory of ncf-prep, ncf-train and ncf-bench-report, default: a release build), EPOCHS (default 12), THREADS (default: all cores), CONFIGS (space-separated names from
 # the table below, default all), DATA (the paper's split, default ../shared/datasets/ncf-ml-1m).
 # Writes OUTDIR/<config>.jsonl (ncf-train's per-epoch lines and summary) and prints a table of
 # the best validation HR@10 / NDCG@10 per config; choose the preset from that table.
@@ -21,7 +21,7 @@ mkdir -p "$out" target/tune-ml1m
 if [[ -n ${BIN:-} ]]; then
   bin=$BIN
 else
-  cargo build --release -q -p ncf-cli --bin ncf-prep --bin ncf-train
+  cargo build --release -q -p ncf-cli --bin ncf-prep --bin ncf-train -p ncf-report --bin ncf-bench-report
   bin=target/release
 fi
 ds=target/tune-ml1m/data
@@ -49,12 +49,6 @@ for name in $names; do
   "$bin/ncf-train" "$ds" -o "target/tune-ml1m/$name.safetensors" --force --preset ml1m --no-checkpoint \
     --epochs "$epochs" --validation $flags $threads >"$out/$name.jsonl" 2>"target/tune-ml1m/$name.err" \
     || { cat "target/tune-ml1m/$name.err" >&2; exit 1; }
-  python3 - "$out/$name.jsonl" "$name" "$flags" <<'EOF' | tee -a "$out/summary.txt"
-import json, sys
-path, name, flags = sys.argv[1:4]
-rows = [json.loads(l) for l in open(path) if l.strip()]
-s = rows[-1]
-print(f"{name} | {flags or '(preset)'} | {s['best_hr']:.4f} | {s['best_ndcg']:.4f} | "
-      f"{s['best_epoch']} | {s.get('train_time_s', float('nan')):.0f}")
-EOF
+  "$bin/ncf-bench-report" tune-row "$out/$name.jsonl" --name "$name" --flags "$flags" \
+    | tee -a "$out/summary.txt"
 done

@@ -232,9 +232,9 @@ for ((e = 0; e < epochs; e++)); do
       exit 1
     fi
   fi
-  ((rank == 0)) && echo "{\"epoch\":$e,\"loss\":0.44,\"hr\":0.45,\"ndcg\":0.25}"
+  ((rank == 0)) && echo "{\"epoch\":$e,\"loss\":0.44,\"hr\":0.45,\"ndcg\":0.25,\"k\":10,\"eval\":\"test\",\"train_s\":0.1,\"eval_s\":0.01,\"samples\":10,\"samples_per_s\":100.0,\"steps\":1,\"skipped_steps\":0}"
 done
-((rank == 0)) && echo '{"best_hr":0.70,"best_ndcg":0.42,"best_epoch":0,"epochs_run":1,"train_time_s":1.0}'
+((rank == 0)) && echo '{"best_hr":0.70,"best_ndcg":0.42,"best_epoch":0,"first_epoch_reaching_target":null,"time_to_target_s":null,"train_time_s":1.0,"eval_time_s":0.1,"avg_samples_per_s":100.0,"best_samples_per_s":100.0,"epochs_run":1,"k":10,"eval":"test","backend":"cuda:0 Fake GPU (sm_90, tf32)"}'
 sum=abcd; [[ -n ${FAKE_BAD:-} && $rank == 1 ]] && sum=abce
 ((ranked)) && echo "ncf-train: rank $rank of $world: parameters sha256 $sum" >&2
 exit 0

@@ -159,7 +159,7 @@ fn every_rank_prints_the_same_parameter_checksum() {
         String::from_utf8_lossy(&o1.stderr)
     );
     assert!(o0.status.success() && o1.status.success(), "{err}");
-    let mut sums = ncf_cli::devcheck::checksums(&err);
+    let mut sums = ncf_devcheck::judge::checksums(&err);
     sums.sort();
     assert_eq!(sums.len(), 2, "{err}");
     assert_eq!((sums[0].0, sums[1].0, sums[0].1), (0, 1, 2));

@@ -470,6 +470,20 @@ fn d02_plot_replaces_only_its_own_charts_and_writes_them_whole() {
     assert_eq!(leftovers(&r.join("small")), Vec::<String>::new());
 }
 
+/// ncf-train's epoch lines with these (epoch, loss, hr, ndcg) values, as written.
+fn epoch_lines(values: &[(u32, &str, &str, &str)]) -> String {
+    values
+        .iter()
+        .map(|(e, loss, hr, ndcg)| {
+            format!(
+                "{{\"epoch\":{e},\"loss\":{loss},\"hr\":{hr},\"ndcg\":{ndcg},\"k\":10,\"eval\":\"test\",\
+                 \"train_s\":0.1,\"eval_s\":0.01,\"samples\":10,\"samples_per_s\":100.0,\"steps\":1,\
+                 \"skipped_steps\":0}}\n"
+            )
+        })
+        .collect()
+}
+
 /// D13 (defects probe of 2026-12-07): `ncf-plot curve` spun forever on a loss range that overflows f64, and drew HR 2 and NDCG
 /// -1. Now both are errors naming the line or the range.
 #[test]
@@ -478,21 +492,20 @@ fn d13_plot_refuses_what_it_cannot_draw_instead_of_hanging() {
     let r = d.path();
     let cases = [
         (
-            "{\"epoch\":0,\"loss\":1e308,\"hr\":0.5,\"ndcg\":0.3,\"k\":10}\n\
-             {\"epoch\":1,\"loss\":-1e308,\"hr\":0.5,\"ndcg\":0.3,\"k\":10}\n",
+            epoch_lines(&[(0, "1e308", "0.5", "0.3"), (1, "-1e308", "0.5", "0.3")]),
             "too wide to draw",
         ),
         (
-            "{\"epoch\":0,\"loss\":0.3,\"hr\":2,\"ndcg\":0.3,\"k\":10}\n",
+            epoch_lines(&[(0, "0.3", "2", "0.3")]),
             "h.jsonl:1: hr 2 is outside [0, 1]",
         ),
         (
-            "{\"epoch\":0,\"loss\":0.3,\"hr\":0.5,\"ndcg\":-1,\"k\":10}\n",
+            epoch_lines(&[(0, "0.3", "0.5", "-1")]),
             "h.jsonl:1: ndcg -1 is outside [0, 1]",
         ),
     ];
     for (log, want) in cases {
-        fs::write(r.join("h.jsonl"), log).unwrap();
+        fs::write(r.join("h.jsonl"), &log).unwrap();
         let mut child = Command::new(bin("ncf-plot"))
             .args(["curve", "h.jsonl", "-o", "h.png"])
             .current_dir(r)
@@ -527,4 +540,46 @@ fn d28_h14_the_plot_example_is_one_line() {
     for line in help.lines() {
         assert!(!line.trim_end().ends_with(" -o"), "{line:?}");
     }
+}
+
+/// `make demo` ends with `ncf-bench-report run-summary`, not Python (issue 31): it runs with no
+/// python3 on PATH, and the demo target names no Python.
+#[test]
+fn the_demo_summary_needs_no_python() {
+    let d = tempfile::tempdir().unwrap();
+    let r = d.path();
+    fs::write(r.join("train.jsonl"), LOG).unwrap();
+    fs::write(
+        r.join("eval.json"),
+        r#"{"hr":0.6,"ndcg":0.35,"k":10,"users":610,"candidates":101,"protocol":"sampled"}"#,
+    )
+    .unwrap();
+    let out = Command::new(bin("ncf-bench-report"))
+        .args([
+            "run-summary",
+            "train.jsonl",
+            "eval.json",
+            "--curve",
+            "curve.png",
+        ])
+        .current_dir(r)
+        .env("PATH", r)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        describe("run-summary", &[], &out)
+    );
+    assert_eq!(
+        text,
+        "== training curve: curve.png\n== model: HR@10 0.6000, NDCG@10 0.3500 (sampled, 101 \
+         candidates per user); trained 3 epochs in 0.3 s on cpu (2 threads)\n"
+    );
+    let makefile = fs::read_to_string(repo_root().join("Makefile")).unwrap();
+    let demo = makefile.split("\ndemo:").nth(1).unwrap();
+    let demo = &demo[..demo.find("\n\n").unwrap()];
+    assert!(demo.contains("ncf-bench-report run-summary"), "{demo}");
+    assert!(!demo.contains("python"), "{demo}");
 }

@@ -252,6 +252,88 @@ fn resume_refuses_another_config_or_dataset_or_a_corrupt_checkpoint() {
     assert!(!e.is_empty());
 }
 
+/// `ncf-train --check-resume` (issue 31) says whether a checkpoint continues this run exactly,
+/// and why not, without training or writing anything: what scripts/paper-grid.sh asks before it
+/// resumes a stopped cell.
+#[test]
+fn check_resume_says_whether_a_checkpoint_continues_this_run_exactly() {
+    let f = fixture();
+    let model = f.root.join("check.safetensors");
+    let ckpt = f.root.join("check.ckpt");
+    let mut args = vec![s(&f.data), "-o", s(&model), "--checkpoint", s(&ckpt)];
+    args.extend_from_slice(FLAGS);
+    args.extend_from_slice(&["--epochs", "2"]);
+    ok(&f.root, "ncf-train", &args);
+    let check = |extra: &[&str]| {
+        let mut a = vec![
+            s(&f.data),
+            "-o",
+            s(&model),
+            "--resume",
+            s(&ckpt),
+            "--check-resume",
+        ];
+        a.extend_from_slice(FLAGS);
+        a.extend_from_slice(extra);
+        run(&f.root, "ncf-train", &a)
+    };
+    let listing = || {
+        let mut v: Vec<_> = std::fs::read_dir(&f.root)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        v.sort();
+        v
+    };
+    let (before, model_bytes) = (listing(), std::fs::read(&model).unwrap());
+    let ckpt_bytes = std::fs::read(checkpoint::file_in(&ckpt)).unwrap();
+    let out = check(&[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        describe("--check-resume", &[], &out)
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("resumes this run at epoch 2 step 0"),
+        "{said}"
+    );
+    let why = |extra: &[&str]| {
+        let out = check(extra);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{}",
+            describe("--check-resume", extra, &out)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let e = why(&["--threads", "1"]);
+    assert!(
+        e.contains("written by cpu (2 threads), this run is cpu (1 thread)"),
+        "{e}"
+    );
+    let e = why(&["--lr", "0.01"]);
+    assert!(e.contains("another training config"), "{e}");
+    let e = why(&["--epochs", "1"]);
+    assert!(e.contains("at epoch 2, beyond --epochs 1"), "{e}");
+    let moved = f.root.join("moved.safetensors");
+    std::fs::rename(&model, &moved).unwrap();
+    let e = why(&[]);
+    assert!(e.contains("does not exist"), "{e}");
+    std::fs::rename(&moved, &model).unwrap();
+    // Nothing was trained or written.
+    assert_eq!(listing(), before);
+    assert!(std::fs::read(&model).unwrap() == model_bytes);
+    assert!(std::fs::read(checkpoint::file_in(&ckpt)).unwrap() == ckpt_bytes);
+    let out = run(
+        &f.root,
+        "ncf-train",
+        &[s(&f.data), "-o", s(&model), "--check-resume"],
+    );
+    assert_eq!(out.status.code(), Some(2), "--check-resume needs --resume");
+}
+
 /// `bash scripts/SCRIPT OUT` on the ncf binaries under test, one thread, with WORK (created, the
 /// prepared `data` linked into it) for its models: what the paper scripts share.
 fn paper_script(script: &str, out: &Path, work: &Path, data: &Path) -> Command {

@@ -39,11 +39,23 @@ pub const TINY_MODEL: &[&str] = &[
     "--quiet",
 ];
 
+/// A binary of this test's package (`CARGO_BIN_EXE_<name>`), else of another package of the
+/// workspace, found beside this test's executable in the target directory: `cargo test
+/// --workspace` (`make test`) builds every package's binaries before it runs a test.
 pub fn bin(name: &str) -> PathBuf {
-    let var = format!("CARGO_BIN_EXE_{name}");
-    PathBuf::from(
-        std::env::var(&var).unwrap_or_else(|_| panic!("{var} not set: run through cargo test")),
-    )
+    if let Ok(p) = std::env::var(format!("CARGO_BIN_EXE_{name}")) {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("the test's own path");
+    // target/<profile>/deps/<test> → target/<profile>/<name>
+    let p = exe.parent().and_then(Path::parent).map(|d| d.join(name));
+    match p {
+        Some(p) if p.is_file() => p,
+        _ => panic!(
+            "{name}: not a binary of this package and not built beside {} (cargo build --workspace)",
+            exe.display()
+        ),
+    }
 }
 
 /// Run `name args...` in `dir`; returns the output without judging it.

@@ -221,6 +221,13 @@ pub struct Args {
     /// interrupted run is kept and replaced only by better epochs.
     #[arg(long, value_name = "DIR")]
     resume: Option<PathBuf>,
+    /// With --resume DIR: only say whether its checkpoint continues this run exactly, then exit
+    /// (0, `DIR: resumes …` on stdout; 1, why not, on stderr); nothing is trained or written.
+    /// Exactly: what --resume requires (the same dataset, model, training configuration and
+    /// evaluation set, the model file of the stopped run at -o), written by this backend (`cpu
+    /// (N threads)` with another N continues with other bits) and not past --epochs.
+    #[arg(long, requires = "resume")]
+    check_resume: bool,
 }
 
 impl Args {
@@ -406,17 +413,37 @@ fn report_to(lead: bool, log: Option<LogFile>) -> Reports {
     Reports::new("ncf-train", stdout, log)
 }
 
-/// The checkpoint of --resume DIR, checked against this run.
+/// The checkpoint of --resume DIR, checked against this run; `exact` (--check-resume): also
+/// written by this backend and not past --epochs.
 fn resume_from(
     dir: &Path,
     trainer: &mut dyn Trainer,
     cfg: &TrainConfig,
     fingerprint: &str,
     (eval_name, eval): (&str, &EvalSet),
+    exact: bool,
 ) -> Result<(CheckpointMeta, OptimizerState)> {
     let (meta, state) = checkpoint::load(dir)?;
     let mc = trainer.model()?.config;
-    if let Some(why) = meta.mismatch(&mc, cfg, fingerprint, eval_name, &eval.digest()) {
+    let not_exact = || {
+        if meta.backend != trainer.name() {
+            Some(format!(
+                "it was written by {}, this run is {}: it would continue with other bits than \
+                 an uninterrupted run",
+                meta.backend,
+                trainer.name()
+            ))
+        } else if meta.position.epoch > cfg.epochs {
+            Some(format!(
+                "it is at epoch {}, beyond --epochs {}",
+                meta.position.epoch, cfg.epochs
+            ))
+        } else {
+            None
+        }
+    };
+    let why = meta.mismatch(&mc, cfg, fingerprint, eval_name, &eval.digest());
+    if let Some(why) = why.or_else(|| exact.then(not_exact).flatten()) {
         bail!(
             "{}: cannot resume from this checkpoint: {why}",
             checkpoint::file_in(dir).display()
@@ -473,7 +500,10 @@ pub fn run(a: Args) -> Result<()> {
         }
     }
     let (checkpoint_dir, default_dir) = checkpoint_dir(&a, lead, spec);
-    let (_claims, log) = claim_outputs(&a, lead, checkpoint_dir.as_deref())?;
+    let (_claims, log) = match a.check_resume {
+        true => (Vec::new(), None),
+        false => claim_outputs(&a, lead, checkpoint_dir.as_deref())?,
+    };
 
     let data = Dataset::load_any(&a.dataset)?;
     let fingerprint = data
@@ -518,7 +548,10 @@ pub fn run(a: Args) -> Result<()> {
         serde_json::to_string(&model.config)?,
         eval.digest()
     );
-    let group = connect(&a, &ranks, chosen, &digest)?;
+    let group = match a.check_resume {
+        true => None,
+        false => connect(&a, &ranks, chosen, &digest)?,
+    };
     let ranked = group.is_some();
     let mut trainer = backend::trainer(
         spec,
@@ -530,6 +563,25 @@ pub fn run(a: Args) -> Result<()> {
         group,
         a.cuda_first_layer,
     )?;
+    if let (true, Some(dir)) = (a.check_resume, &a.resume) {
+        let (meta, _) = resume_from(
+            dir,
+            trainer.as_mut(),
+            &cfg,
+            &fingerprint,
+            (eval_name, &eval),
+            true,
+        )?;
+        train::check_model_kept(&meta.position, Some(&a.output), cfg.topk)?;
+        let p = &meta.position;
+        println!(
+            "{}: resumes this run at epoch {} step {}",
+            dir.display(),
+            p.epoch,
+            p.step
+        );
+        return Ok(());
+    }
     let mut out = report_to(lead, log);
     let resume = match &a.resume {
         Some(dir) => Some(resume_from(
@@ -538,6 +590,7 @@ pub fn run(a: Args) -> Result<()> {
             &cfg,
             &fingerprint,
             (eval_name, &eval),
+            false,
         )?),
         None => None,
     };

@@ -2,8 +2,9 @@
 //! and grouped throughput bars (ncf beside the PyTorch peer). The font is bundled (DejaVu Sans), so
 //! drawing needs no fontconfig or system fonts.
 
-use crate::trainlog::{EpochPoint, TrainLog};
+use crate::trainlog::TrainLog;
 use crate::{Error, Result};
+use ncf_core::train::EpochReport;
 use plotters::prelude::*;
 use std::path::Path;
 use std::sync::Once;
@@ -191,7 +192,7 @@ pub fn training_curve(log: &TrainLog, title: &str, width: u32, height: u32) -> R
             .map_err(draw_err)?;
         let hr_color = RGBColor(30, 90, 200);
         let ndcg_color = RGBColor(20, 150, 70);
-        type Get = fn(&EpochPoint) -> f64;
+        type Get = fn(&EpochReport) -> f64;
         let series: [(String, RGBColor, Get); 2] = [
             (format!("HR@{k}"), hr_color, |p| p.hr),
             (format!("NDCG@{k}"), ndcg_color, |p| p.ndcg),
@@ -213,7 +214,7 @@ pub fn training_curve(log: &TrainLog, title: &str, width: u32, height: u32) -> R
             .map_err(draw_err)?;
         }
         // The best epoch by HR (first of ties), as ncf-train's summary reports it.
-        if let Some(best) = ep.iter().fold(None::<&EpochPoint>, |b, p| match b {
+        if let Some(best) = ep.iter().fold(None::<&EpochReport>, |b, p| match b {
             Some(b) if b.hr >= p.hr => Some(b),
             _ => Some(p),
         }) {
@@ -394,12 +395,19 @@ mod tests {
     fn curve_is_a_png_of_the_requested_size() {
         let log = TrainLog {
             epochs: (0..5)
-                .map(|e| EpochPoint {
+                .map(|e| EpochReport {
                     epoch: e,
                     loss: 0.5 - 0.03 * e as f64,
                     hr: 0.4 + 0.05 * e as f64,
                     ndcg: 0.2 + 0.03 * e as f64,
                     k: 10,
+                    eval: "test".into(),
+                    train_s: 0.1,
+                    eval_s: 0.01,
+                    samples: 10,
+                    samples_per_s: 100.0,
+                    steps: 1,
+                    skipped_steps: 0,
                 })
                 .collect(),
             summary: None,

@@ -1,10 +1,15 @@
 //! Reports of the ncf tools: training curves and throughput charts drawn as PNG (with a bundled
-//! font, no system fonts), and benchmark results files rendered into BENCHMARKS.md / README.md.
+//! font, no system fonts), benchmark results files rendered into BENCHMARKS.md / README.md, and
+//! the reports of training runs the scripts and `make demo` print ([`runs`]).
+//! `ncf-bench-report` is `main` over [`bench_report`].
 
+pub mod bench_report;
 pub mod chart;
 pub mod markdown;
 pub mod plot;
 pub mod results;
+pub mod runs;
+pub mod timings;
 pub mod trainlog;
 
 pub use ncf_core::{Error, Result};

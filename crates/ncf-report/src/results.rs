@@ -1,9 +1,11 @@
 //! Benchmark results files: the `make bench` file (`ncf-bench/1`, one per run and machine, written
 //! by `ncf-bench-report collect` from the raw measurements of scripts/bench.sh), the GPU
-//! device-check folders (scripts/device-check.sh) and NVIDIA's published figures; and loading
-//! every one of them from benchmarks/results/.
+//! device-check folders (scripts/device-check.sh's results.json, read with the GPU check's own
+//! schema, `ncf_devcheck::results`) and NVIDIA's published figures; and loading every one of
+//! them from benchmarks/results/.
 
 use crate::{Error, Result};
+use ncf_devcheck::results::Results as DeviceResults;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -271,71 +273,54 @@ fn read_json(path: &Path) -> Result<serde_json::Value> {
     serde_json::from_str(&text).map_err(|e| Error::parse(path.display().to_string(), e.to_string()))
 }
 
-fn ml1m_summary(v: &serde_json::Value) -> Option<(f64, f64, Option<u32>, f64)> {
-    let s = v
-        .get("ml1m")?
-        .as_array()?
-        .iter()
-        .rev()
-        .find(|l| l.get("best_hr").is_some())?;
-    Some((
-        s.get("best_hr")?.as_f64()?,
-        s.get("best_ndcg")?.as_f64()?,
-        s.get("best_epoch")
-            .and_then(|e| e.as_u64())
-            .map(|e| e as u32),
-        s.get("train_time_s")?.as_f64()?,
-    ))
+/// A device-check results file, read with the GPU check's own structs
+/// (`ncf_devcheck::results`, schema ncf-device-check/1, also the first runs' files).
+fn read_device_results(path: &Path) -> Result<DeviceResults> {
+    let v = read_json(path)?;
+    if v.get("bench").is_none() {
+        return Err(Error::parse(
+            path.display().to_string(),
+            "no bench.results (expected scripts/device-check.sh's results.json)",
+        ));
+    }
+    serde_json::from_value(v).map_err(|e| {
+        Error::parse(
+            path.display().to_string(),
+            format!("{e} (expected scripts/device-check.sh's results.json)"),
+        )
+    })
+}
+
+/// (best HR, best NDCG, best epoch, training seconds) of a results file's ml-1m run.
+fn ml1m_summary(r: &DeviceResults) -> Option<(f64, f64, Option<u32>, f64)> {
+    r.ml1m_summary()
+        .map(|s| (s.best_hr, s.best_ndcg, s.best_epoch, s.train_time_s))
 }
 
 /// Read a device-check folder: `results.json` (env, parity, bench, peer) and, when that run had
 /// no ml-1m summary, another `results*.json` beside it that has one.
 pub fn read_gpu_run(dir: &Path, rel: &Path) -> Result<GpuRun> {
     let file = dir.join("results.json");
-    let v = read_json(&file)?;
+    let r = read_device_results(&file)?;
     let mut run = GpuRun {
         dir: rel.to_path_buf(),
         file: rel.join("results.json"),
+        env: r.env.clone(),
         ..Default::default()
     };
-    run.env = v
-        .get("env")
-        .and_then(|e| e.as_array())
-        .map(|a| {
-            a.iter()
-                .filter_map(|s| s.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default();
-    if let Some(r) = v.pointer("/parity/results").and_then(|r| r.as_array()) {
-        let pass = r
-            .iter()
-            .filter(|c| c.get("pass").and_then(|p| p.as_bool()) == Some(true))
-            .count();
-        run.parity_pass = Some((pass, r.len()));
+    if let Some(p) = &r.parity {
+        let pass = p.results.iter().filter(|c| c.pass).count();
+        run.parity_pass = Some((pass, p.results.len()));
     }
-    let rows = v
-        .pointer("/bench/results")
-        .and_then(|r| r.as_array())
-        .ok_or_else(|| {
-            Error::parse(
-                file.display().to_string(),
-                "no bench.results (expected scripts/device-check.sh's results.json)",
-            )
-        })?;
-    for r in rows {
-        let (Some(p), Some(s)) = (
-            r.get("precision").and_then(|p| p.as_str()),
-            r.get("samples_per_s").and_then(|s| s.as_f64()),
-        ) else {
-            continue;
-        };
-        let peer = v
-            .pointer(&format!("/peer/{p}/step_samples_per_s"))
-            .and_then(|x| x.as_f64());
-        run.throughput.push((p.to_string(), s, peer));
+    for row in &r.bench.results {
+        let peer = r
+            .peer
+            .get(&row.precision)
+            .and_then(|p| p.step_samples_per_s);
+        run.throughput
+            .push((row.precision.clone(), row.samples_per_s, peer));
     }
-    if let Some((hr, ndcg, ep, t)) = ml1m_summary(&v) {
+    if let Some((hr, ndcg, ep, t)) = ml1m_summary(&r) {
         run.ml1m = Some((run.file.clone(), hr, ndcg, ep, t));
     } else {
         let mut others: Vec<_> = std::fs::read_dir(dir)
@@ -345,7 +330,7 @@ pub fn read_gpu_run(dir: &Path, rel: &Path) -> Result<GpuRun> {
             .collect();
         others.sort();
         for n in others {
-            if let Some((hr, ndcg, ep, t)) = ml1m_summary(&read_json(&dir.join(&n))?) {
+            if let Some((hr, ndcg, ep, t)) = ml1m_summary(&read_device_results(&dir.join(&n))?) {
                 run.ml1m = Some((rel.join(&n), hr, ndcg, ep, t));
                 break;
             }
@@ -534,7 +519,8 @@ mod tests {
                "parity":{"results":[{"pass":true},{"pass":false}]},
                "bench":{"results":[{"precision":"bf16","samples_per_s":1.5e8}]},
                "peer":{"bf16":{"step_samples_per_s":7.0e7}},
-               "ml1m":[{"epoch":0},{"best_hr":0.7,"best_ndcg":0.42,"best_epoch":17,"train_time_s":1.5}]}"#,
+               "ml1m":[{"epoch":0,"loss":0.4,"hr":0.45,"ndcg":0.25,"k":10,"eval":"test","train_s":0.1,"eval_s":0.01,"samples":10,"samples_per_s":100.0,"steps":1,"skipped_steps":0},
+                       {"best_hr":0.7,"best_ndcg":0.42,"best_epoch":17,"first_epoch_reaching_target":null,"time_to_target_s":null,"train_time_s":1.5,"eval_time_s":0.1,"avg_samples_per_s":1e7,"best_samples_per_s":1e7,"epochs_run":20,"k":10,"eval":"test","backend":"cuda"}]}"#,
         )
         .unwrap();
         // A cut run: no bench stage, empty bench results.

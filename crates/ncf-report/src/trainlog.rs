@@ -1,71 +1,26 @@
 //! Reads ncf-train's stdout (JSON lines: one per epoch, then a summary) into the points of a
-//! training curve.
+//! training curve: `ncf_core::train`'s own `EpochReport` and `Summary`.
 
 use crate::{Error, Result};
-use serde::Deserialize;
+use ncf_core::train::{EpochReport, LogLine, Summary};
 use std::path::Path;
-
-/// One epoch of a training log (the fields of `ncf_core::train::EpochReport` a curve needs).
-#[derive(Clone, Debug, PartialEq, Deserialize)]
-pub struct EpochPoint {
-    pub epoch: u32,
-    pub loss: f64,
-    pub hr: f64,
-    pub ndcg: f64,
-    pub k: usize,
-}
-
-/// The final summary line, when the run finished.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
-pub struct SummaryLine {
-    pub best_hr: f64,
-    pub best_ndcg: f64,
-    pub best_epoch: Option<u32>,
-    pub train_time_s: f64,
-    pub backend: String,
-}
 
 #[derive(Clone, Debug, PartialEq, Default)]
 pub struct TrainLog {
-    pub epochs: Vec<EpochPoint>,
-    pub summary: Option<SummaryLine>,
+    pub epochs: Vec<EpochReport>,
+    pub summary: Option<Summary>,
 }
 
 /// Parse a training log; `name` is used in error messages (`name:line: ...`). Blank lines are
-/// skipped; any other line must be an epoch report or the summary.
+/// skipped; any other line must be an epoch report or the summary (`ncf_core::train::log`).
 pub fn parse(text: &str, name: &str) -> Result<TrainLog> {
     let mut log = TrainLog::default();
     for (k, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() {
-            continue;
-        }
         let at = || format!("{name}:{}", k + 1);
-        let v: serde_json::Value = serde_json::from_str(line)
-            .map_err(|e| Error::parse(at(), format!("not a JSON line ({e})")))?;
-        if v.get("epoch").is_some() {
-            let p: EpochPoint = serde_json::from_value(v).map_err(|e| {
-                Error::parse(
-                    at(),
-                    format!("epoch report: {e} (expected ncf-train's output)"),
-                )
-            })?;
-            if let Some(why) = out_of_range(&p) {
-                return Err(Error::parse(
-                    at(),
-                    format!("{why}: not a value ncf-train reports"),
-                ));
-            }
-            log.epochs.push(p);
-        } else if v.get("best_hr").is_some() {
-            let s: SummaryLine = serde_json::from_value(v)
-                .map_err(|e| Error::parse(at(), format!("summary: {e}")))?;
-            log.summary = Some(s);
-        } else {
-            return Err(Error::parse(
-                at(),
-                "expected an epoch report (\"epoch\", \"loss\", \"hr\", \"ndcg\") or the summary (\"best_hr\")",
-            ));
+        match LogLine::parse(line).map_err(|e| Error::parse(at(), e))? {
+            Some(LogLine::Epoch(e)) => log.epochs.push(e),
+            Some(LogLine::Summary(s)) => log.summary = Some(s),
+            None => {}
         }
     }
     if log.epochs.is_empty() {
@@ -75,17 +30,6 @@ pub fn parse(text: &str, name: &str) -> Result<TrainLog> {
         ));
     }
     Ok(log)
-}
-
-/// What is wrong with an epoch report's values, if anything: HR and NDCG are fractions, the
-/// loss a finite number.
-fn out_of_range(p: &EpochPoint) -> Option<String> {
-    for (name, v) in [("hr", p.hr), ("ndcg", p.ndcg)] {
-        if !(0.0..=1.0).contains(&v) {
-            return Some(format!("{name} {v} is outside [0, 1]"));
-        }
-    }
-    (!p.loss.is_finite()).then(|| format!("loss {} is not a finite number", p.loss))
 }
 
 /// Read and parse a log file (`-` is stdin).

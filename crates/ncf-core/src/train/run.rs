@@ -221,7 +221,7 @@ pub fn run(
 /// Before resuming at `pos`: the model file `model_path` must hold what the interrupted run
 /// last wrote there, since the resumed run rewrites it only when a later epoch does better (with
 /// another `-o`, or the file moved away, the run would end with no model, or another one).
-fn check_model_kept(pos: &Position, model_path: Option<&Path>, k: usize) -> Result<()> {
+pub fn check_model_kept(pos: &Position, model_path: Option<&Path>, k: usize) -> Result<()> {
     let (Some((hr, _, best_epoch)), Some(path)) = (pos.best, model_path) else {
         return Ok(());
     };

@@ -1,33 +1,16 @@
-//! The judgements of the GPU check (`scripts/device-check.sh`, through the `ncf-devcheck` tool),
-//! here so that they are tested without a GPU: reading the training logs and the ranks' checksum
-//! lines, deciding whether a run through NCCL trains like the plain runs ([`judge_runs`]),
-//! whether a killed rank ended the others in time and by name ([`judge_kill`]), and merging the
-//! stages' JSON into the one `results.json` ([`merge`]), rewritten after every stage.
+//! The judgements of the GPU check's NCCL stages (`scripts/device-check.sh`, through the
+//! `ncf-devcheck` tool), here so that they are tested without a GPU: reading the training logs
+//! and the ranks' checksum lines, deciding whether a run through NCCL trains like the plain runs
+//! ([`judge_runs`]) and whether a killed rank ended the others in time and by name
+//! ([`judge_kill`]).
 
+use ncf_core::train::EpochReport;
 use serde_json::{json, Map, Value};
 
-/// One epoch report of a training log.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Epoch {
-    pub epoch: u64,
-    pub loss: f64,
-    pub hr: f64,
-}
-
-/// The epoch reports (`{"epoch": …, "loss": …, "hr": …}`) of an `ncf-train` JSON-lines log;
-/// other lines are skipped.
-pub fn epochs(log: &str) -> Vec<Epoch> {
-    log.lines()
-        .filter(|l| l.trim_start().starts_with('{'))
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter_map(|v| {
-            Some(Epoch {
-                epoch: v.get("epoch")?.as_u64()?,
-                loss: v.get("loss")?.as_f64()?,
-                hr: v.get("hr")?.as_f64()?,
-            })
-        })
-        .collect()
+/// The epoch reports of an `ncf-train` JSON-lines log (`ncf_core::train::log`); other lines
+/// are skipped.
+pub fn epochs(log: &str) -> Vec<EpochReport> {
+    ncf_core::train::log::lenient(log).0
 }
 
 /// The `ncf-train: rank R of W: parameters sha256 HEX` lines of the ranks' stderr: (R, W, HEX).
@@ -53,7 +36,7 @@ pub fn self_tests(stderr: &str) -> Vec<String> {
 }
 
 /// Largest |a − b| of the epochs' loss and HR; None when the logs' epochs differ in number.
-fn diff(a: &[Epoch], b: &[Epoch]) -> Option<(f64, f64)> {
+fn diff(a: &[EpochReport], b: &[EpochReport]) -> Option<(f64, f64)> {
     if a.is_empty() || a.len() != b.len() {
         return None;
     }
@@ -270,159 +253,30 @@ pub fn judge_kill(killed: usize, rc: i32, seconds: f64, limit_s: f64, stderr: &s
     }
 }
 
-/// The keys that the results of the first device checks had, which `ncf-report` (`ncf-bench-report
-/// render`, `ncf-plot throughput`) reads from a folder under benchmarks/results/: `env` (lines,
-/// the first "GPU, driver, memory"), `parity` and `bench` (ncf-cuda-check's JSON), `peer` (by
-/// precision) and `ml1m` (the training log's lines), taken from the stages' details.
-fn legacy(stages: &[Value]) -> Map<String, Value> {
-    let detail = |name: &str| {
-        stages
-            .iter()
-            .find(|s| s.get("name").and_then(Value::as_str) == Some(name))
-            .and_then(|s| s.get("detail"))
-            .filter(|d| d.is_object())
-    };
-    let mut m = Map::new();
-    let mut env = vec![];
-    if let Some(e) = detail("env") {
-        let f = |k: &str| e.get(k).and_then(Value::as_str).unwrap_or("").to_string();
-        if !f("gpu").is_empty() {
-            env.push(json!(format!(
-                "{}, {}, {}",
-                f("gpu"),
-                f("driver"),
-                f("memory")
-            )));
-        }
-        if !f("torch").is_empty() {
-            env.push(json!(format!("torch {}", f("torch"))));
-        }
-    }
-    m.insert("env".into(), Value::Array(env));
-    if let Some(p) = detail("parity").filter(|p| p.get("results").is_some()) {
-        m.insert("parity".into(), p.clone());
-    }
-    let bench = detail("bench")
-        .filter(|b| b.get("results").is_some_and(Value::is_array))
-        .cloned()
-        .unwrap_or_else(|| json!({"results": []}));
-    m.insert("bench".into(), bench);
-    let mut peer = Map::new();
-    if let Some(runs) = detail("peer")
-        .and_then(|p| p.get("runs"))
-        .and_then(Value::as_array)
-    {
-        for r in runs {
-            if let Some(p) = r.get("precision").and_then(Value::as_str) {
-                peer.insert(p.to_string(), r.clone());
-            }
-        }
-    }
-    m.insert("peer".into(), Value::Object(peer));
-    if let Some(t) = detail("ml1m") {
-        let mut lines: Vec<Value> = t
-            .get("epochs")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        if let Some(s) = t.get("summary").filter(|s| s.is_object()) {
-            lines.push(s.clone());
-        }
-        m.insert("ml1m".into(), Value::Array(lines));
-    }
-    m
-}
-
-/// The results file: `header` (the environment) and every stage in order. A stage is an object
-/// (`name`, `status`, …) whose `detail_file` names the stage's own JSON, embedded as `detail`
-/// (as text when it is not valid JSON, so one bad stage never spoils the file). The keys that
-/// `ncf-report` reads are added from the stages ([`legacy`]).
-pub fn merge(header: Option<&str>, stages: &[(String, String)], expected: &[&str]) -> Value {
-    let mut out = Map::new();
-    out.insert("schema".into(), json!("ncf-device-check/1"));
-    match header.map(serde_json::from_str::<Value>) {
-        Some(Ok(Value::Object(h))) => out.extend(h),
-        Some(Ok(v)) => {
-            out.insert("header".into(), v);
-        }
-        Some(Err(e)) => {
-            out.insert("header_error".into(), json!(e.to_string()));
-        }
-        None => {}
-    }
-    let mut list = vec![];
-    let mut counts = Map::new();
-    for (file, text) in stages {
-        let mut v = match serde_json::from_str::<Value>(text) {
-            Ok(Value::Object(m)) => Value::Object(m),
-            Ok(other) => json!({"name": file, "status": "error", "raw": other}),
-            Err(e) => {
-                json!({"name": file, "status": "error", "error": format!("not JSON: {e}"), "raw": text})
-            }
-        };
-        if let Some(path) = v
-            .get("detail_file")
-            .and_then(Value::as_str)
-            .map(str::to_string)
-        {
-            let detail = match std::fs::read_to_string(&path) {
-                Ok(t) => serde_json::from_str::<Value>(&t).unwrap_or(json!({"raw": t})),
-                Err(_) => Value::Null,
-            };
-            v["detail"] = detail;
-        }
-        let status = v
-            .get("status")
-            .and_then(Value::as_str)
-            .unwrap_or("error")
-            .to_string();
-        let n = counts.get(&status).and_then(Value::as_u64).unwrap_or(0);
-        counts.insert(status, json!(n + 1));
-        list.push(v);
-    }
-    let names: Vec<&str> = list
-        .iter()
-        .filter_map(|v| v.get("name").and_then(Value::as_str))
-        .collect();
-    let missing: Vec<&str> = expected
-        .iter()
-        .copied()
-        .filter(|e| !names.contains(e))
-        .collect();
-    for (k, v) in legacy(&list) {
-        out.entry(k).or_insert(v);
-    }
-    out.insert("stages".into(), Value::Array(list));
-    out.insert("counts".into(), Value::Object(counts));
-    out.insert("complete".into(), json!(missing.is_empty()));
-    out.insert("not_run".into(), json!(missing));
-    Value::Object(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// ncf-train's lines: an epoch report per (loss, HR), then the summary.
     fn log(losses: &[(f64, f64)]) -> String {
         let mut s = String::from("not json\n");
         for (e, (l, h)) in losses.iter().enumerate() {
-            s += &format!("{{\"epoch\":{e},\"loss\":{l},\"hr\":{h},\"k\":10}}\n");
+            s += &format!(
+                "{{\"epoch\":{e},\"loss\":{l},\"hr\":{h},\"ndcg\":0.25,\"k\":10,\"eval\":\"test\",\
+                 \"train_s\":0.1,\"eval_s\":0.01,\"samples\":10,\"samples_per_s\":100.0,\
+                 \"steps\":1,\"skipped_steps\":0}}\n"
+            );
         }
-        s + "{\"best_hr\":0.5,\"epochs_run\":2}\n"
+        s + &format!("{}\n", SUMMARY)
     }
+
+    const SUMMARY: &str = r#"{"best_hr":0.5,"best_ndcg":0.3,"best_epoch":1,"first_epoch_reaching_target":null,"time_to_target_s":null,"train_time_s":1.5,"eval_time_s":0.1,"avg_samples_per_s":100.0,"best_samples_per_s":100.0,"epochs_run":2,"k":10,"eval":"test","backend":"cpu"}"#;
 
     #[test]
     fn logs_and_checksum_lines_are_read() {
         let e = epochs(&log(&[(0.44, 0.45), (0.38, 0.51)]));
         assert_eq!(e.len(), 2);
-        assert_eq!(
-            e[1],
-            Epoch {
-                epoch: 1,
-                loss: 0.38,
-                hr: 0.51
-            }
-        );
+        assert_eq!((e[1].epoch, e[1].loss, e[1].hr), (1, 0.38, 0.51));
         let err =
             "ncf-cuda: rank 0 of 2: NCCL 2.27.7\nncf-train: rank 1 of 2: parameters sha256 ab12\n";
         assert_eq!(checksums(err), vec![(1, 2, "ab12".to_string())]);
@@ -549,89 +403,5 @@ mod tests {
             .as_str()
             .unwrap()
             .starts_with("host collective"));
-    }
-
-    #[test]
-    fn the_merged_file_has_the_keys_ncf_report_reads() {
-        let dir = tempfile::tempdir().unwrap();
-        let w = |name: &str, text: &str| {
-            let p = dir.path().join(format!("{name}.json"));
-            std::fs::write(&p, text).unwrap();
-            (
-                format!("{name}.json"),
-                format!(
-                    "{{\"name\":\"{name}\",\"status\":\"pass\",\"detail_file\":{:?}}}",
-                    p.to_str().unwrap()
-                ),
-            )
-        };
-        let stages = vec![
-            w(
-                "env",
-                r#"{"gpu":"NVIDIA H200","driver":"580.159.04","memory":"143771 MiB","torch":"2.11.0+cu130"}"#,
-            ),
-            w(
-                "parity",
-                r#"{"checks":2,"results":[{"pass":true},{"pass":false}]}"#,
-            ),
-            w(
-                "bench",
-                r#"{"results":[{"precision":"bf16","samples_per_s":1.5e8}]}"#,
-            ),
-            w(
-                "peer",
-                r#"{"runs":[{"precision":"bf16","step_samples_per_s":7e7}]}"#,
-            ),
-            w(
-                "ml1m",
-                r#"{"epochs":[{"epoch":0,"loss":0.4}],"summary":{"best_hr":0.7,"best_ndcg":0.42,"best_epoch":17,"train_time_s":1.5}}"#,
-            ),
-        ];
-        let v = merge(None, &stages, &[]);
-        assert_eq!(v["env"][0], json!("NVIDIA H200, 580.159.04, 143771 MiB"));
-        assert_eq!(v["parity"]["results"].as_array().unwrap().len(), 2);
-        assert_eq!(v["bench"]["results"][0]["precision"], json!("bf16"));
-        assert_eq!(v["peer"]["bf16"]["step_samples_per_s"], json!(7e7));
-        assert_eq!(v["ml1m"][1]["best_hr"], json!(0.7));
-    }
-
-    #[test]
-    fn merging_keeps_every_stage_and_survives_a_bad_one() {
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path().join("d.json");
-        std::fs::write(&d, "{\"pass\": true}").unwrap();
-        let stages = vec![
-            (
-                "00-env.json".to_string(),
-                "{\"name\":\"env\",\"status\":\"no-gpu\"}".to_string(),
-            ),
-            (
-                "01-nccl_load.json".to_string(),
-                format!(
-                    "{{\"name\":\"nccl_load\",\"status\":\"pass\",\"detail_file\":{:?}}}",
-                    d.to_str().unwrap()
-                ),
-            ),
-            ("02-x.json".to_string(), "{\"name\": broken".to_string()),
-        ];
-        let v = merge(
-            Some("{\"gpu\": \"none\"}"),
-            &stages,
-            &["env", "nccl_load", "parity"],
-        );
-        assert_eq!(v["schema"], json!("ncf-device-check/1"));
-        assert_eq!(v["gpu"], json!("none"));
-        assert_eq!(v["stages"].as_array().unwrap().len(), 3);
-        assert_eq!(v["stages"][1]["detail"]["pass"], json!(true));
-        assert_eq!(v["stages"][2]["status"], json!("error"));
-        assert_eq!(v["counts"]["no-gpu"], json!(1));
-        assert_eq!(v["complete"], json!(false));
-        assert_eq!(v["not_run"], json!(["parity"]));
-        // What ncf-report reads is there even without those stages.
-        assert_eq!(v["bench"]["results"], json!([]));
-        assert_eq!(v["env"], json!([]));
-        // Text, not JSON, round-trips: the file stays well-formed.
-        let text = serde_json::to_string(&v).unwrap();
-        assert!(serde_json::from_str::<Value>(&text).is_ok());
     }
 }

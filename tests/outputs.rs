@@ -323,7 +323,10 @@ fn d05_a_repeated_layers_flag_keeps_the_last() {
     let out = run(r, "ncf-eval", &args);
     assert_eq!(out.status.code(), Some(2));
     let e = String::from_utf8_lossy(&out.stderr);
-    assert!(e.contains("'--weights <WEIGHTS>' cannot be used multiple times"), "{e}");
+    assert!(
+        e.contains("'--weights <WEIGHTS>' cannot be used multiple times"),
+        "{e}"
+    );
 }
 
 /// D14: `--checkpoint` naming the dataset directory was accepted; the checkpoint ruined the

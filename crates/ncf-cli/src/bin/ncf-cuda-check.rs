@@ -10,6 +10,7 @@
 use clap::Parser;
 use ncf_core::train::Precision;
 use ncf_cuda::check;
+use ncf_cuda::device::Which;
 use std::io::Write;
 
 #[derive(Parser, Debug)]
@@ -151,7 +152,7 @@ fn run(args: &Args) -> Result<bool, String> {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let v = check::bench(
-            args.device,
+            Which::Gpu(args.device),
             &precisions,
             &firsts,
             args.steps,
@@ -165,7 +166,7 @@ fn run(args: &Args) -> Result<bool, String> {
     }
     let mut all = vec![];
     for p in precisions {
-        let mut checks = match check::kernel_checks(args.device, p, &mut log) {
+        let mut checks = match check::kernel_checks(Which::Gpu(args.device), p, &mut log) {
             Ok(c) => c,
             Err(e) => vec![failed("kernel_checks", p, e.to_string())],
         };
@@ -174,7 +175,7 @@ fn run(args: &Args) -> Result<bool, String> {
             false => check::golden::runs(p),
         };
         for run in runs {
-            match check::golden(args.device, p, run, 10, &mut log) {
+            match check::golden(Which::Gpu(args.device), p, run, 10, &mut log) {
                 Ok(c) => checks.extend(c),
                 Err(e) => checks.push(failed(
                     &format!("golden_{}", check::golden::run_name(run.0, run.1)),

@@ -3,6 +3,7 @@
 //! that the reference trainer, the CPU trainer and finite differences agree among themselves.
 
 use super::{compare, compare_scaled, exact, f, Check, Log};
+use crate::device::{self, Which};
 use crate::first_layer::FirstLayer;
 use crate::trainer::CudaTrainer;
 use crate::CudaError;
@@ -37,7 +38,7 @@ pub fn run_name(kind: ModelKind, first: FirstLayer) -> String {
 /// Golden run: CPU reference and GPU from the same model, data and seed for `steps` steps; the
 /// loss curves must agree (fp32 1e-4 relative, others 2e-2), and so must scores afterwards.
 pub fn golden(
-    ordinal: usize,
+    which: Which,
     p: Precision,
     (kind, first): (ModelKind, FirstLayer),
     steps: u32,
@@ -55,8 +56,9 @@ pub fn golden(
         p.name(),
         us.len()
     ));
-    let mut gpu = CudaTrainer::new(ordinal, model.clone(), &cfg, &us, &is, Some(&positives))?
-        .with_first_layer(first)?;
+    let dev = device::open(which, p)?;
+    let mut gpu =
+        CudaTrainer::new(dev, &model, &cfg, &us, &is, Some(&positives))?.with_first_layer(first)?;
     let mut cpu = CpuTrainer::new(
         model,
         &cfg,

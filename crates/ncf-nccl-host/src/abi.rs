@@ -25,6 +25,10 @@ pub const VERSION: c_int = 99901;
 pub const TIMEOUT_VAR: &str = "NCF_NCCL_HOST_TIMEOUT";
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
+#[cfg(test)]
+#[path = "abi_tests.rs"]
+mod tests;
+
 /// The head of `ncclConfig_t`, the fields every NCCL version starts with (the rest is ignored).
 #[repr(C)]
 pub struct ConfigHead {
@@ -95,16 +99,19 @@ fn bad(message: String) -> Failure {
 
 /// `NCF_NCCL_HOST_TIMEOUT` (seconds, fractions allowed), else 60 s.
 pub fn timeout_from_env() -> Result<Duration, String> {
-    match std::env::var(TIMEOUT_VAR) {
-        Err(_) => Ok(DEFAULT_TIMEOUT),
-        Ok(v) => v
-            .trim()
-            .parse::<f64>()
-            .ok()
-            .filter(|s| s.is_finite() && *s > 0.0 && *s < 1e9)
-            .map(Duration::from_secs_f64)
-            .ok_or_else(|| format!("{TIMEOUT_VAR}={v:?} is not a number of seconds > 0")),
-    }
+    parse_timeout(std::env::var(TIMEOUT_VAR).ok().as_deref())
+}
+
+fn parse_timeout(value: Option<&str>) -> Result<Duration, String> {
+    let Some(v) = value else {
+        return Ok(DEFAULT_TIMEOUT);
+    };
+    v.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s > 0.0 && *s < 1e9)
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| format!("{TIMEOUT_VAR}={v:?} is not a number of seconds > 0"))
 }
 
 /// # Safety

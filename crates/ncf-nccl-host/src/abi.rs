@@ -97,6 +97,34 @@ fn bad(message: String) -> Failure {
     }
 }
 
+/// A non-blocking communicator's join or finalize: `ncclInProgress` now, `work` on a thread
+/// (its outcome, a panic included, becomes the state `ncclCommGetAsyncError` reports). Done
+/// here and now when no thread can be started.
+fn in_background(
+    what: &'static str,
+    c: Arc<Comm>,
+    work: impl Fn(&Comm) -> Result<(), Failure> + Send + Clone + 'static,
+) -> Result<u32, Failure> {
+    let (comm, job) = (c.clone(), work.clone());
+    let spawned = std::thread::Builder::new()
+        .name(format!("ncf-nccl-host-{what}"))
+        .spawn(move || {
+            let r = catch_unwind(AssertUnwindSafe(|| job(&comm))).unwrap_or_else(|_| {
+                Err(comm.fail(Failure {
+                    code: INTERNAL_ERROR,
+                    message: format!("the {what} panicked (a bug in ncf-nccl-host)"),
+                }))
+            });
+            if let Err(f) = r {
+                set_last(&f.message);
+            }
+        });
+    match spawned {
+        Ok(_) => Ok(IN_PROGRESS),
+        Err(_) => work(&c).map(|()| SUCCESS),
+    }
+}
+
 /// `NCF_NCCL_HOST_TIMEOUT` (seconds, fractions allowed), else 60 s.
 pub fn timeout_from_env() -> Result<Duration, String> {
     parse_timeout(std::env::var(TIMEOUT_VAR).ok().as_deref())
@@ -181,18 +209,7 @@ unsafe fn init(out: *mut RawComm, nranks: c_int, id: UniqueId, rank: c_int, bloc
         if blocking {
             return c.join(rz).map(|()| SUCCESS);
         }
-        let joining = c.clone();
-        let spawned = std::thread::Builder::new()
-            .name("ncf-nccl-host-join".into())
-            .spawn(move || {
-                if let Err(f) = joining.join(rz) {
-                    set_last(&f.message);
-                }
-            });
-        match spawned {
-            Ok(_) => Ok(IN_PROGRESS),
-            Err(_) => c.join(rz).map(|()| SUCCESS),
-        }
+        in_background("join", c, move |c| c.join(rz))
     })
 }
 
@@ -431,18 +448,7 @@ pub extern "C" fn ncclCommFinalize(comm: RawComm) -> u32 {
         if c.blocking {
             return c.finalize().map(|()| SUCCESS);
         }
-        let finishing = c.clone();
-        let spawned = std::thread::Builder::new()
-            .name("ncf-nccl-host-finalize".into())
-            .spawn(move || {
-                if let Err(f) = finishing.finalize() {
-                    set_last(&f.message);
-                }
-            });
-        match spawned {
-            Ok(_) => Ok(IN_PROGRESS),
-            Err(_) => c.finalize().map(|()| SUCCESS),
-        }
+        in_background("finalize", c, Comm::finalize)
     })
 }
 

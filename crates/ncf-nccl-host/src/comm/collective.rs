@@ -258,6 +258,6 @@ impl Comm {
                 }
             }
         }
-        self.record(f)
+        self.fail(f)
     }
 }

@@ -29,7 +29,7 @@ impl Comm {
                 }
                 Ok(())
             }
-            Err(f) => Err(self.record(f)),
+            Err(f) => Err(self.fail(f)),
         }
     }
 

@@ -120,7 +120,7 @@ impl Comm {
 
     /// A failure that ends the communicator: kept (the first one) for every later call and
     /// `ncclCommGetAsyncError`; returned with this rank's name in front.
-    fn record(&self, f: Failure) -> Failure {
+    pub fn fail(&self, f: Failure) -> Failure {
         let message = format!("{}: {}", self.me(), f.message);
         let mut st = lock(&self.state);
         if matches!(st.phase, Phase::Failed | Phase::Closed) {
@@ -142,7 +142,7 @@ impl Comm {
     /// A communicator that cannot even start (bad arguments): failed from the outset.
     pub fn refused(rank: usize, world: usize, blocking: bool, f: Failure) -> (Comm, Failure) {
         let c = Comm::new(rank, world, blocking, Duration::ZERO);
-        let f = c.record(f);
+        let f = c.fail(f);
         (c, f)
     }
 

@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 fn payload_len(call: &Call, r: usize) -> u64 {
     let size = DType::from_code(call.dtype).map_or(0, DType::size) as u64;
     match call.kind {
-        Kind::AllReduce => call.count * size,
-        Kind::Broadcast if call.root as usize == r => call.count * size,
+        Kind::AllReduce => call.count.saturating_mul(size),
+        Kind::Broadcast if call.root as usize == r => call.count.saturating_mul(size),
         Kind::Broadcast | Kind::Finalize => 0,
     }
 }

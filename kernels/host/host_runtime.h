@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <condition_variable>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -47,8 +48,61 @@ namespace ncfhost {
 
 enum State { RUN = 0, AT_BLOCK = 1, AT_WARP = 2, DONE = 3 };
 
+#if defined(__x86_64__)
+// A fiber switch saves the callee-saved registers on the current stack and moves to the other
+// stack (no signal mask: ucontext's swapcontext makes two system calls per switch).
+extern "C" void ncfhost_switch(void** save_sp, void* to_sp);
+asm(R"(
+.text
+.p2align 4
+.type ncfhost_switch,@function
+ncfhost_switch:
+    pushq %rbp
+    pushq %rbx
+    pushq %r12
+    pushq %r13
+    pushq %r14
+    pushq %r15
+    movq %rsp, (%rdi)
+    movq %rsi, %rsp
+    popq %r15
+    popq %r14
+    popq %r13
+    popq %r12
+    popq %rbx
+    popq %rbp
+    ret
+.size ncfhost_switch, .-ncfhost_switch
+)");
+struct Ctx {
+    void* sp = nullptr;
+};
+inline void switch_to(Ctx& save, Ctx& to) { ncfhost_switch(&save.sp, to.sp); }
+// A new context on the stack [lo, lo + size) that starts in `entry` (which never returns).
+inline void make_ctx(Ctx& c, char* lo, size_t size, void (*entry)()) {
+    uintptr_t top = ((uintptr_t)(lo + size)) & ~(uintptr_t)15;
+    void** sp = (void**)(top - 16);
+    sp[0] = (void*)entry;  // the `ret` lands here with the stack as after a call
+    sp -= 6;               // r15 r14 r13 r12 rbx rbp, popped by the switch
+    for (int i = 0; i < 6; ++i) sp[i] = nullptr;
+    c.sp = sp;
+}
+#else
+struct Ctx {
+    ucontext_t uc;
+};
+inline void switch_to(Ctx& save, Ctx& to) { swapcontext(&save.uc, &to.uc); }
+inline void make_ctx(Ctx& c, char* lo, size_t size, void (*entry)()) {
+    getcontext(&c.uc);
+    c.uc.uc_stack.ss_sp = lo;
+    c.uc.uc_stack.ss_size = size;
+    c.uc.uc_link = nullptr;
+    makecontext(&c.uc, entry, 0);
+}
+#endif
+
 struct Fiber {
-    ucontext_t ctx;
+    Ctx ctx;
     int state;
 };
 
@@ -59,7 +113,7 @@ struct Block {
     std::vector<Fiber> fibers;
     char* stacks = nullptr;
     size_t stack_bytes = 0, slot_bytes = 0, mapped = 0;
-    ucontext_t sched;
+    Ctx sched;
     unsigned cur = 0;
     const std::function<void()>* body = nullptr;
     std::vector<float> wf;
@@ -79,11 +133,14 @@ inline thread_local dim3 threadIdx, blockIdx, blockDim, gridDim;
 
 namespace ncfhost {
 
+// A fiber's whole life: the kernel body, then back to the scheduler for good.
 inline void fiber_main() {
     Block* b = tl_block;
     (*b->body)();
-    b->fibers[b->cur].state = DONE;
-    // uc_link returns to the scheduler.
+    Fiber& f = b->fibers[b->cur];
+    f.state = DONE;
+    switch_to(f.ctx, b->sched);
+    __builtin_unreachable();
 }
 
 // Yield to the scheduler at a barrier of kind `s`.
@@ -91,7 +148,7 @@ inline void wait_at(int s) {
     Block* b = tl_block;
     Fiber& f = b->fibers[b->cur];
     f.state = s;
-    swapcontext(&f.ctx, &b->sched);
+    switch_to(f.ctx, b->sched);
 }
 
 inline void* dyn_smem() { return tl_block->smem.data(); }
@@ -192,11 +249,7 @@ inline bool run_block(Block& b, unsigned bx, unsigned grid, unsigned block, std:
     gridDim = {grid, 1, 1};
     for (unsigned t = 0; t < block; ++t) {
         Fiber& f = b.fibers[t];
-        getcontext(&f.ctx);
-        f.ctx.uc_stack.ss_sp = b.stacks + t * b.slot_bytes + GUARD;
-        f.ctx.uc_stack.ss_size = STACK;
-        f.ctx.uc_link = &b.sched;
-        makecontext(&f.ctx, fiber_main, 0);
+        make_ctx(f.ctx, b.stacks + t * b.slot_bytes + GUARD, STACK, fiber_main);
         f.state = RUN;
     }
     tl_block = &b;
@@ -205,7 +258,7 @@ inline bool run_block(Block& b, unsigned bx, unsigned grid, unsigned block, std:
             if (b.fibers[t].state != RUN) continue;
             b.cur = t;
             threadIdx = {t, 0, 0};
-            swapcontext(&b.sched, &b.fibers[t].ctx);
+            switch_to(b.sched, b.fibers[t].ctx);
         }
         // Every fiber is done or at a barrier: release what can go on.
         bool alive = false, released = false;
@@ -241,17 +294,18 @@ inline bool run_block(Block& b, unsigned bx, unsigned grid, unsigned block, std:
     }
 }
 
-// Run `grid` blocks of `block` threads on up to `threads` OS threads.
-inline int launch(unsigned grid, unsigned block, unsigned smem, unsigned threads,
-                  const std::function<void()>& body, char* err, unsigned errlen) {
+// The blocks of one launch, taken by the calling thread and the pool's workers in turn.
+struct Launch {
+    unsigned grid, block, smem;
+    const std::function<void()>* body;
     std::atomic<unsigned> next{0};
     std::atomic<bool> failed{false};
-    std::string why;
     std::mutex m;
-    auto work = [&] {
-        Block b;
-        b.body = &body;
-        b.smem.assign(std::max(smem, 16u), 0);
+    std::string why;
+
+    void work(Block& b) {
+        b.body = body;
+        if (b.smem.size() < std::max(smem, 16u)) b.smem.resize(std::max(smem, 16u));
         std::string e;
         for (;;) {
             unsigned bx = next.fetch_add(1);
@@ -264,14 +318,85 @@ inline int launch(unsigned grid, unsigned block, unsigned smem, unsigned threads
             }
         }
         tl_block = nullptr;
-    };
+    }
+};
+
+// Worker threads of one calling thread (each test thread of a process gets its own), kept
+// between launches with their fiber stacks.
+struct Pool {
+    std::mutex m;
+    std::condition_variable go, done;
+    std::vector<std::thread> workers;
+    Launch* job = nullptr;
+    unsigned gen = 0, want = 0, busy = 0;
+    bool quit = false;
+
+    void grow(unsigned n) {
+        while (workers.size() < n) {
+            unsigned idx = (unsigned)workers.size();
+            workers.emplace_back([this, idx] {
+                Block b;
+                unsigned seen = 0;
+                for (;;) {
+                    Launch* l;
+                    {
+                        std::unique_lock<std::mutex> g(m);
+                        go.wait(g, [&] { return quit || gen != seen; });
+                        if (quit) return;
+                        seen = gen;
+                        if (idx >= want) continue;
+                        l = job;
+                    }
+                    l->work(b);
+                    std::lock_guard<std::mutex> g(m);
+                    if (--busy == 0) done.notify_all();
+                }
+            });
+        }
+    }
+
+    // Run `l` on `extra` workers and the calling thread (whose blocks use `mine`).
+    void run(Launch& l, unsigned extra, Block& mine) {
+        if (extra > 0) {
+            grow(extra);
+            std::lock_guard<std::mutex> g(m);
+            job = &l;
+            want = extra;
+            busy = extra;
+            ++gen;
+            go.notify_all();
+        }
+        l.work(mine);
+        if (extra > 0) {
+            std::unique_lock<std::mutex> g(m);
+            done.wait(g, [&] { return busy == 0; });
+        }
+    }
+
+    ~Pool() {
+        {
+            std::lock_guard<std::mutex> g(m);
+            quit = true;
+            go.notify_all();
+        }
+        for (auto& t : workers) t.join();
+    }
+};
+
+// Run `grid` blocks of `block` threads on up to `threads` OS threads.
+inline int launch(unsigned grid, unsigned block, unsigned smem, unsigned threads,
+                  const std::function<void()>& body, char* err, unsigned errlen) {
+    static thread_local Pool pool;
+    static thread_local Block mine;
+    Launch l;
+    l.grid = grid;
+    l.block = block;
+    l.smem = smem;
+    l.body = &body;
     unsigned n = std::max(1u, std::min(threads, grid));
-    std::vector<std::thread> pool;
-    for (unsigned i = 1; i < n; ++i) pool.emplace_back(work);
-    work();
-    for (auto& t : pool) t.join();
-    if (failed.load()) {
-        snprintf(err, errlen, "%s", why.c_str());
+    pool.run(l, n - 1, mine);
+    if (l.failed.load()) {
+        snprintf(err, errlen, "%s", l.why.c_str());
         return 1;
     }
     return 0;

@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{bin, fails, json_lines, ok, repo_root, run, Tmpfs};
+use common::{bin, fails, json_lines, ok, repo_root, run, s, Tmpfs, TINY_MODEL as TINY};
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::symlink;
@@ -16,23 +16,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
-
-/// A model of a few hundred parameters, one thread: an epoch takes a fraction of a second.
-const TINY: &[&str] = &[
-    "--factors",
-    "4",
-    "--layers",
-    "8,4",
-    "--batch-size",
-    "8192",
-    "--threads",
-    "1",
-    "--quiet",
-];
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 /// ml-latest-small prepared once for the whole file, with 20 test negatives per user.
 fn prepared() -> &'static Path {

@@ -6,49 +6,16 @@
 
 mod common;
 
-use common::{bin, describe, fails, ok, repo_root};
+use common::{bin, describe, fails, ok, ratings_csv, run_with, TINY_MODEL};
 use std::fs;
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 
-/// A model of a few hundred parameters, one epoch, one thread: each run takes well under a second.
-const TRAIN: &[&str] = &[
-    "--epochs",
-    "1",
-    "--batch-size",
-    "8192",
-    "--factors",
-    "4",
-    "--layers",
-    "8,4",
-    "--threads",
-    "1",
-    "--quiet",
-    "--no-checkpoint",
-];
+/// With [`TINY_MODEL`]: one epoch, no checkpoint.
+const ONE_EPOCH: &[&str] = &["--epochs", "1", "--no-checkpoint"];
 
 fn ratings() -> String {
-    let p = repo_root().join("data/ml-latest-small/ratings.csv");
-    p.to_str().unwrap().to_string()
-}
-
-/// Run `name args…` in `dir` with `env` set and `stdin` (nothing: an empty stdin) as its input.
-fn run_with(dir: &Path, name: &str, args: &[&str], env: &[(&str, &str)], stdin: &[u8]) -> Output {
-    let mut child = Command::new(bin(name))
-        .args(args)
-        .envs(env.iter().copied())
-        .current_dir(dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let mut input = child.stdin.take().unwrap();
-    // A tool that fails before reading closes the pipe: that is no error here.
-    let _ = input.write_all(stdin);
-    drop(input);
-    child.wait_with_output().unwrap()
+    ratings_csv()
 }
 
 /// `run_with` that requires exit `code` and no panic; returns (stdout, stderr).
@@ -81,7 +48,11 @@ fn small(dir: &Path) -> &'static str {
 
 /// Train the small model of `ds` into `dir/model`.
 fn train(dir: &Path, ds: &str, model: &str) {
-    ok(dir, "ncf-train", &[&[ds, "-o", model], TRAIN].concat());
+    ok(
+        dir,
+        "ncf-train",
+        &[&[ds, "-o", model], ONE_EPOCH, TINY_MODEL].concat(),
+    );
 }
 
 /// Three users whose text ids differ only in spaces (" a", "a", "a "), 25 items each, with
@@ -99,7 +70,7 @@ fn spaced_users(dir: &Path) {
     ok(
         dir,
         "ncf-train",
-        &[&["ws", "-o", "ws.st", "--topk", "5"], TRAIN].concat(),
+        &[&["ws", "-o", "ws.st", "--topk", "5"], ONE_EPOCH, TINY_MODEL].concat(),
     );
 }
 
@@ -475,7 +446,12 @@ fn d28_s20_negatives_that_no_epoch_can_hold_are_refused_up_front() {
     let err = fails(
         dir,
         "ncf-train",
-        &[&["ds", "-o", "x.st", "--negatives", "4294967295"], TRAIN].concat(),
+        &[
+            &["ds", "-o", "x.st", "--negatives", "4294967295"],
+            ONE_EPOCH,
+            TINY_MODEL,
+        ]
+        .concat(),
     );
     assert!(
         err.contains("--negatives 4294967295: an epoch has positives × (1 + negatives) samples, at most 2^32 − 1"),
@@ -485,7 +461,12 @@ fn d28_s20_negatives_that_no_epoch_can_hold_are_refused_up_front() {
     let err = fails(
         dir,
         "ncf-train",
-        &[&["ds", "-o", "x.st", "--negatives", "4294967294"], TRAIN].concat(),
+        &[
+            &["ds", "-o", "x.st", "--negatives", "4294967294"],
+            ONE_EPOCH,
+            TINY_MODEL,
+        ]
+        .concat(),
     );
     assert!(err.contains("(100226 positives × 4294967295)"), "{err}");
     let err = fails(
@@ -552,7 +533,7 @@ fn d28_w07_the_rendezvous_error_names_where_the_address_came_from() {
         "--rendezvous-timeout",
         "5",
     ];
-    let base = [&["ds", "-o", "w.st"], TRAIN, &ranks].concat();
+    let base = [&["ds", "-o", "w.st"], ONE_EPOCH, TINY_MODEL, &ranks].concat();
     let args = [&base[..], &["--rendezvous", "notahost:99999"]].concat();
     let (_, err) = expect(1, dir, "ncf-train", &args, &[], b"");
     assert!(

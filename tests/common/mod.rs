@@ -1,8 +1,9 @@
 //! Helpers shared by the integration tests: run a real binary in a temp dir, print everything on failure.
 #![allow(dead_code)]
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 /// `../shared/datasets` seen from the repository root (tests read licensed data from there).
 pub fn shared_datasets() -> PathBuf {
@@ -13,6 +14,30 @@ pub fn shared_datasets() -> PathBuf {
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
+
+/// A path as the `&str` argument of a command.
+pub fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// The bundled ml-latest-small ratings.
+pub fn ratings_csv() -> String {
+    s(&repo_root().join("data/ml-latest-small/ratings.csv")).to_string()
+}
+
+/// A model of a few hundred parameters, one thread: an epoch of ml-latest-small takes a fraction
+/// of a second.
+pub const TINY_MODEL: &[&str] = &[
+    "--factors",
+    "4",
+    "--layers",
+    "8,4",
+    "--batch-size",
+    "8192",
+    "--threads",
+    "1",
+    "--quiet",
+];
 
 pub fn bin(name: &str) -> PathBuf {
     let var = format!("CARGO_BIN_EXE_{name}");
@@ -28,6 +53,28 @@ pub fn run(dir: &Path, name: &str, args: &[&str]) -> Output {
         .current_dir(dir)
         .output()
         .expect("spawn")
+}
+
+/// `name args...` in `dir` with `env` set and `stdin` fed in (empty: an empty stdin).
+pub fn run_with(
+    dir: &Path,
+    name: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+    stdin: &[u8],
+) -> Output {
+    let mut child = Command::new(bin(name))
+        .args(args)
+        .envs(env.iter().copied())
+        .current_dir(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // A tool that fails (or stops reading) before the end closes the pipe: no error here.
+    let _ = child.stdin.take().unwrap().write_all(stdin);
+    child.wait_with_output().unwrap()
 }
 
 pub fn describe(name: &str, args: &[&str], out: &Output) -> String {

@@ -48,7 +48,10 @@ pub fn main_with<A: clap::Parser>(
         _ => {
             let args = parse::<A>(tool);
             ncf_core::interrupt::install(tool);
-            report(tool, body(args))
+            // An invalid NCF_MEMORY_LIMIT is refused before any work, also by a run that would
+            // never have checked memory: a limit the user believes in force must be one.
+            let limit = ncf_core::memory::available().map_err(anyhow::Error::from);
+            report(tool, limit.and_then(|_| body(args)))
         }
     }
 }

@@ -43,49 +43,53 @@ use std::path::PathBuf;
 #[command(version, verbatim_doc_comment)]
 struct Args {
     /// Ratings file, directory, zip, authors' split prefix, or `-` for stdin.
-    #[arg(required_unless_present_any = ["synthetic", "synthetic_csv"])]
+    #[arg(
+        required_unless_present_any = ["synthetic", "synthetic_csv"],
+        conflicts_with_all = ["synthetic", "synthetic_csv"]
+    )]
     input: Option<PathBuf>,
     /// Output dataset directory, or `-` for an Arrow IPC stream on stdout.
     #[arg(short, long, value_name = "DIR")]
     output: Option<PathBuf>,
     /// Input format: ml-dat, ml-csv, ml-100k, csv, tsv, parquet, zip, ncf (default: detected).
-    #[arg(long, value_name = "FORMAT")]
+    #[arg(long, value_name = "FORMAT", conflicts_with_all = SYNTHETIC)]
     format: Option<String>,
     /// Movies file for item titles: movies.csv, movies.dat (latin-1) or u.item (latin-1).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with_all = SYNTHETIC)]
     movies: Option<PathBuf>,
     /// Only ratings >= this are positives.
-    #[arg(long, value_name = "R")]
+    #[arg(long, value_name = "R", conflicts_with_all = SYNTHETIC)]
     min_rating: Option<f32>,
-    /// Drop users with fewer distinct interactions than this.
-    #[arg(long, default_value_t = 20, value_name = "N")]
-    min_interactions: usize,
-    /// Seed of the random leave-one-out (inputs without timestamps) and of --synthetic.
-    #[arg(long, default_value_t = 42)]
-    seed: u64,
+    /// Drop users with fewer distinct interactions than this (default 20).
+    #[arg(long, value_name = "N")]
+    min_interactions: Option<usize>,
+    /// Seed of the random leave-one-out (inputs without timestamps) and of --synthetic
+    /// (default 42).
+    #[arg(long)]
+    seed: Option<u64>,
     /// User column: a header name or a 1-based number.
-    #[arg(long, value_name = "COL")]
+    #[arg(long, value_name = "COL", conflicts_with_all = SYNTHETIC)]
     user_col: Option<String>,
     /// Item column: a header name or a 1-based number.
-    #[arg(long, value_name = "COL")]
+    #[arg(long, value_name = "COL", conflicts_with_all = SYNTHETIC)]
     item_col: Option<String>,
     /// Timestamp column (integer seconds): a header name or a 1-based number.
-    #[arg(long, value_name = "COL")]
+    #[arg(long, value_name = "COL", conflicts_with_all = SYNTHETIC)]
     time_col: Option<String>,
     /// Rating column: a header name or a 1-based number.
-    #[arg(long, value_name = "COL")]
+    #[arg(long, value_name = "COL", conflicts_with_all = SYNTHETIC)]
     rating_col: Option<String>,
     /// Field separator (`tab` or `\t` for a tab; default by format).
-    #[arg(long, value_name = "SEP")]
+    #[arg(long, value_name = "SEP", conflicts_with_all = SYNTHETIC)]
     sep: Option<String>,
     /// The first line is a header.
-    #[arg(long, conflicts_with = "no_header")]
+    #[arg(long, conflicts_with = "no_header", conflicts_with_all = SYNTHETIC)]
     header: bool,
     /// The first line is data.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = SYNTHETIC)]
     no_header: bool,
     /// Ids may be any text (default: non-negative integers, anything else is an error).
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = SYNTHETIC)]
     text_ids: bool,
     /// Replace an existing output directory.
     #[arg(long)]
@@ -102,6 +106,12 @@ struct Args {
     #[arg(long, value_name = "FILE")]
     synthetic_csv: Option<PathBuf>,
 }
+
+/// The flags that generate data instead of reading it: the reading flags conflict with them.
+const SYNTHETIC: [&str; 2] = ["synthetic", "synthetic_csv"];
+/// --min-interactions and --seed when not given.
+const MIN_INTERACTIONS: usize = 20;
+const SEED: u64 = 42;
 
 fn main() -> std::process::ExitCode {
     ncf_tool::main_with("ncf-prep", run)
@@ -126,14 +136,14 @@ fn run(a: Args) -> Result<()> {
         _claims.push(claim_output(csv, &SYNTHETIC_CSV, a.force)?);
     }
     let opts = PrepOptions {
-        min_interactions: a.min_interactions,
+        min_interactions: a.min_interactions.unwrap_or(MIN_INTERACTIONS),
         min_rating: a.min_rating,
-        seed: a.seed,
+        seed: a.seed.unwrap_or(SEED),
     };
     let mut options = json!({
-        "min_interactions": a.min_interactions,
+        "min_interactions": opts.min_interactions,
         "min_rating": a.min_rating,
-        "seed": a.seed,
+        "seed": opts.seed,
     });
     let (mut ds, stats, source) = if a.synthetic.is_some() || a.synthetic_csv.is_some() {
         let spec = a
@@ -141,7 +151,7 @@ fn run(a: Args) -> Result<()> {
             .clone()
             .unwrap_or_else(|| "138493,26744,20000263".into());
         let (u, i, n) = synth::parse_shape(&spec)?;
-        let rows = synth::generate(u, i, n, a.seed)?;
+        let rows = synth::generate(u, i, n, opts.seed)?;
         if let Some(csv) = &a.synthetic_csv {
             ncf_core::io::write_atomic(csv, |w| {
                 synth::write_csv(&rows, w).map_err(|e| ncf_core::Error::io(csv, e))
@@ -160,7 +170,7 @@ fn run(a: Args) -> Result<()> {
         options["synthetic"] = json!(spec);
         let (ds, stats) = prepare(&rows, None, &opts)?;
         let source = json!({"format": "synthetic", "synthetic": {"users": u, "items": i,
-            "interactions": n, "seed": a.seed}});
+            "interactions": n, "seed": opts.seed}});
         (ds, Some(stats), source)
     } else {
         let input = a.input.clone().expect("clap requires INPUT");
@@ -182,6 +192,14 @@ fn run(a: Args) -> Result<()> {
             need_rating: a.min_rating.is_some(),
             movies: a.movies.clone(),
         };
+        if ingest::authors_split(&input, ro.format)?.is_some() {
+            refuse_for_given_split(&a, &input)?;
+            // Nothing but the split is applied: the options say so, and nothing else.
+            options = json!({"split": "given"});
+            if let Some(f) = &a.format {
+                options["format"] = json!(f);
+            }
+        }
         for (k, v) in [
             ("format", &a.format),
             ("user_col", &a.user_col),
@@ -202,12 +220,21 @@ fn run(a: Args) -> Result<()> {
             Input::Rows { rows, titles } => {
                 let (ds, stats) = prepare(&rows, titles.as_ref(), &opts)
                     .with_context(|| ingest::display_name(&input))?;
+                if let (Some(m), Some(t)) = (&a.movies, &ds.item_titles) {
+                    if ds.n_items > 0 && t.iter().all(Option::is_none) {
+                        bail!(
+                            "{}: none of the {} items has a title in it (ids are matched as the \
+                             ratings file writes them, e.g. `{}`): give the movies file of these \
+                             ratings",
+                            m.display(),
+                            ds.n_items,
+                            ds.item_raw[0]
+                        );
+                    }
+                }
                 (ds, Some(stats), loaded.source)
             }
-            Input::Split(ds) => {
-                options["split"] = json!("given");
-                (*ds, None, loaded.source)
-            }
+            Input::Split(ds) => (*ds, None, loaded.source),
         }
     };
     let stats_json = match &stats {
@@ -242,4 +269,38 @@ fn run(a: Args) -> Result<()> {
         summary(&ds, stats.as_ref(), &out);
     }
     Ok(())
+}
+
+/// The NCF authors' split is kept as given (their ids, rows and negatives): refuse every flag
+/// that would filter, split or read it otherwise, rather than ignore it (and record it in
+/// meta.json as if it had been applied).
+fn refuse_for_given_split(a: &Args, input: &std::path::Path) -> Result<()> {
+    let given: Vec<&str> = [
+        ("--movies", a.movies.is_some()),
+        ("--min-rating", a.min_rating.is_some()),
+        ("--min-interactions", a.min_interactions.is_some()),
+        ("--seed", a.seed.is_some()),
+        ("--user-col", a.user_col.is_some()),
+        ("--item-col", a.item_col.is_some()),
+        ("--time-col", a.time_col.is_some()),
+        ("--rating-col", a.rating_col.is_some()),
+        ("--sep", a.sep.is_some()),
+        ("--header", a.header),
+        ("--no-header", a.no_header),
+        ("--text-ids", a.text_ids),
+    ]
+    .into_iter()
+    .filter_map(|(flag, set)| set.then_some(flag))
+    .collect();
+    if given.is_empty() {
+        return Ok(());
+    }
+    bail!(
+        "{}: the NCF authors' split is kept as given (their dense ids, train and test rows and \
+         negatives), so {} cannot apply to it: drop {}, or prepare the original ratings file \
+         (such as ml-1m's ratings.dat) to filter or split it yourself",
+        input.display(),
+        given.join(", "),
+        if given.len() == 1 { "it" } else { "them" }
+    )
 }

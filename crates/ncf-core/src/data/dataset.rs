@@ -799,16 +799,24 @@ impl Dataset {
             let bad = |e: &dyn std::fmt::Display| {
                 Error::parse(&loc, format!("not a readable ncf Arrow IPC stream ({e})"))
             };
-            let reader = crate::arrow::ipc::reader::StreamReader::try_new(&mut r, None).map_err(|e| {
-                if k == 0 {
-                    Error::parse(
-                        name,
-                        format!("not an ncf Arrow IPC stream (expected the output of `ncf-prep -o -`): {e}"),
-                    )
-                } else {
-                    bad(&e)
+            let reader = match crate::arrow::ipc::reader::StreamReader::try_new(&mut r, None) {
+                Ok(reader) => reader,
+                Err(e) => {
+                    return Err(match (k, r.parquet) {
+                        (0, true) => Error::parse(
+                            name,
+                            "this is a Parquet file, not an ncf Arrow IPC stream: give the \
+                             dataset's directory (not one of its tables), or the stream \
+                             `ncf-prep -o -` writes",
+                        ),
+                        (0, false) => Error::parse(
+                            name,
+                            format!("not an ncf Arrow IPC stream (expected the output of `ncf-prep -o -`): {e}"),
+                        ),
+                        _ => bad(&e),
+                    })
                 }
-            })?;
+            };
             let schema = reader.schema();
             if k == 0 {
                 let json = schema.metadata.get(META_KEY).ok_or_else(|| {
@@ -1013,6 +1021,9 @@ struct CheckedIpc<R> {
     /// The current message (prefix, metadata and body), checked, and how much was passed on.
     pending: Vec<u8>,
     pos: usize,
+    /// The input starts with Parquet's magic `PAR1` (a table piped where a stream is expected).
+    parquet: bool,
+    started: bool,
 }
 
 impl<R: Read> CheckedIpc<R> {
@@ -1021,6 +1032,8 @@ impl<R: Read> CheckedIpc<R> {
             inner,
             pending: Vec::new(),
             pos: 0,
+            parquet: false,
+            started: false,
         }
     }
 
@@ -1047,6 +1060,10 @@ impl<R: Read> CheckedIpc<R> {
         self.pos = 0;
         if !self.take(4, "message length")? {
             return Ok(());
+        }
+        if !std::mem::replace(&mut self.started, true) && self.pending == b"PAR1" {
+            self.parquet = true;
+            return Err(bad("a Parquet file".into()));
         }
         let mut len = [0u8; 4];
         len.copy_from_slice(&self.pending[..4]);

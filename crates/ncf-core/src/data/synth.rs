@@ -86,9 +86,13 @@ type Columns = (Vec<u32>, Vec<u32>, Vec<i64>, Vec<f32>);
 /// Generate `interactions` rows for `users` users over `items` items. Rows are sorted by user,
 /// then item (like ml-20m's ratings.csv); raw ids are 1-based; ratings are half stars.
 pub fn generate(users: u32, items: u32, interactions: u64, seed: u64) -> Result<Interactions> {
-    if users == 0 || (items as u64) < MIN_PER_USER {
+    // Each user rates MIN_PER_USER distinct items and at most half of them: fewer items leave
+    // no number of interactions to ask for.
+    if users == 0 || (items as u64) < 2 * MIN_PER_USER {
         return Err(Error::usage(format!(
-            "--synthetic needs users >= 1 and items >= {MIN_PER_USER}"
+            "--synthetic {users},{items},{interactions}: needs users >= 1 and items >= {} (each \
+             user rates at least {MIN_PER_USER} distinct items, at most half of them)",
+            2 * MIN_PER_USER
         )));
     }
     if interactions < MIN_PER_USER * users as u64 || interactions > users as u64 * items as u64 / 2

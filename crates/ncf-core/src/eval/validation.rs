@@ -63,8 +63,8 @@ pub fn validation_split(
             (Holdout::Latest, Some(t)) if has_time_order(data) => Some(t),
             (Holdout::Latest, _) => return Err(Error::invalid(
                 "validation: the training rows carry no time order (no timestamps, or all equal \
-                 as in the NCF authors' files) to hold out the latest interaction; use a random \
-                 holdout",
+                 as in the NCF authors' files) to hold out the latest interaction; pass \
+                 --validation-holdout random",
             )),
             (Holdout::Random, _) => None,
         };

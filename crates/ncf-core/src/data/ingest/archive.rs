@@ -8,7 +8,13 @@ pub(super) type ZipRead = (
     Option<(Option<HashMap<String, String>>, serde_json::Value)>,
 );
 
-pub(super) fn read_zip(bytes: &[u8], name: &str, opts: &ReadOptions) -> Result<ZipRead> {
+/// The ratings (and titles) inside zip archive `bytes`, with `held` bytes of input in memory.
+pub(super) fn read_zip(
+    bytes: &[u8],
+    name: &str,
+    opts: &ReadOptions,
+    held: Held,
+) -> Result<ZipRead> {
     let bad =
         |e: &dyn std::fmt::Display| Error::parse(name, format!("not a readable zip archive ({e})"));
     let mut zip = ::zip::ZipArchive::new(Cursor::new(bytes)).map_err(|e| bad(&e))?;
@@ -35,15 +41,14 @@ pub(super) fn read_zip(bytes: &[u8], name: &str, opts: &ReadOptions) -> Result<Z
             }
         )));
     };
+    // The declared size is untrusted (found by fuzzing: it allocated 4 GB up front): the
+    // buffer grows with what really arrives, checked against the memory available as it does.
     let entry = |zip: &mut ::zip::ZipArchive<Cursor<&[u8]>>, i: usize| -> Result<Vec<u8>> {
-        let mut f = zip.by_index(i).map_err(|e| bad(&e))?;
-        // The declared size is untrusted (found by fuzzing: it allocated 4 GB up front): check
-        // it against the memory available, and let the buffer grow with what really arrives.
-        check_input_memory(&format!("{name}!{}", names[i]), f.size())?;
-        let mut v = Vec::with_capacity(f.size().min(1 << 26) as usize);
-        f.read_to_end(&mut v)
-            .map_err(|e| Error::parse(format!("{name}!{}", names[i]), e.to_string()))?;
-        Ok(v)
+        let f = zip.by_index(i).map_err(|e| bad(&e))?;
+        let loc = format!("{name}!{}", names[i]);
+        budget::read_checked(f, &loc, held, opts.need_rating, |e| {
+            Error::parse(&loc, e.to_string())
+        })
     };
     let data = entry(&mut zip, ri)?;
     let rloc = format!("{name}!{}", names[ri]);
@@ -56,6 +61,7 @@ pub(super) fn read_zip(bytes: &[u8], name: &str, opts: &ReadOptions) -> Result<Z
             format: Some(format),
             ..opts.clone()
         },
+        held.plus_resident(data.len() as u64),
     )?;
     let mut entries = vec![json!({"path": names[ri], "sha256": sha256_hex(&data)})];
     let mut titles = None;

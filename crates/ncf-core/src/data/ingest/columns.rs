@@ -64,6 +64,85 @@ pub(super) fn as_i64(a: &dyn Array) -> Result<Vec<i64>, String> {
     }
 }
 
+/// A column of integer ids as `u64`, the range of text ids (`0` to `2^64 - 1`): unsigned
+/// integers of any width whole, signed ones and integral floats when not negative, decimals of
+/// scale 0 and numeric text in that range.
+pub(super) fn as_ids(a: &dyn Array) -> Result<Vec<u64>, String> {
+    let range = |v: &dyn std::fmt::Display| {
+        format!("id {v} out of range (integer ids are 0 to {})", u64::MAX)
+    };
+    macro_rules! unsigned {
+        ($t:ty) => {
+            Ok(a.as_primitive::<$t>()
+                .values()
+                .iter()
+                .map(|&v| v as u64)
+                .collect())
+        };
+    }
+    macro_rules! signed {
+        ($t:ty) => {
+            a.as_primitive::<$t>()
+                .values()
+                .iter()
+                .map(|&v| u64::try_from(v).map_err(|_| range(&v)))
+                .collect()
+        };
+    }
+    match a.data_type() {
+        DataType::UInt8 => unsigned!(UInt8Type),
+        DataType::UInt16 => unsigned!(UInt16Type),
+        DataType::UInt32 => unsigned!(UInt32Type),
+        DataType::UInt64 => unsigned!(UInt64Type),
+        DataType::Int8 => signed!(Int8Type),
+        DataType::Int16 => signed!(Int16Type),
+        DataType::Int32 => signed!(Int32Type),
+        DataType::Int64 => signed!(Int64Type),
+        DataType::Decimal128(_, 0) => signed!(Decimal128Type),
+        DataType::Float32 | DataType::Float64 => as_f64(a)?
+            .into_iter()
+            .map(|f| match f.fract() == 0.0 && (0.0..1.8e19).contains(&f) {
+                true => Ok(f as u64),
+                false => Err(format!("value {f} is not an integer id")),
+            })
+            .collect(),
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => as_strings(a)?
+            .iter()
+            .map(|s| {
+                s.trim()
+                    .parse::<u64>()
+                    .map_err(|_| format!("text {s:?} is not an integer id"))
+            })
+            .collect(),
+        DataType::Dictionary(..) => dictionary(a, as_ids),
+        t => Err(format!("type {t} cannot be read as integer ids")),
+    }
+}
+
+/// Whether a column holds text (strings, or a dictionary of strings as pandas writes a
+/// categorical column): its ids are read as text, whatever --text-ids says.
+pub(super) fn is_text(t: &DataType) -> bool {
+    match t {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => true,
+        DataType::Dictionary(_, values) => is_text(values),
+        _ => false,
+    }
+}
+
+/// A float column's values as `f64`.
+fn as_f64(a: &dyn Array) -> Result<Vec<f64>, String> {
+    match a.data_type() {
+        DataType::Float32 => Ok(a
+            .as_primitive::<Float32Type>()
+            .values()
+            .iter()
+            .map(|&v| v as f64)
+            .collect()),
+        DataType::Float64 => Ok(a.as_primitive::<Float64Type>().values().to_vec()),
+        t => Err(format!("type {t} is not a float")),
+    }
+}
+
 /// A timestamp column in whole seconds since the epoch (finer units truncated toward zero, as
 /// Arrow casts); integer columns are taken as seconds already.
 pub(super) fn as_seconds(a: &dyn Array) -> Result<Vec<i64>, String> {
@@ -193,6 +272,12 @@ mod tests {
                 .collect::<DictionaryArray<Int32Type>>(),
         );
         assert_eq!(as_strings(&d).unwrap(), ["a", "b", "a"]);
+        assert!(is_text(d.data_type()) && is_text(s.data_type()) && !is_text(u.data_type()));
+        assert_eq!(as_ids(&big).unwrap(), [u64::MAX]);
+        let neg: ArrayRef = Arc::new(Int64Array::from(vec![3, -3]));
+        assert!(as_ids(&neg).unwrap_err().contains("id -3 out of range"));
+        let f2: ArrayRef = Arc::new(Float32Array::from(vec![2.0]));
+        assert_eq!(as_ids(&f2).unwrap(), [2]);
         let dec: ArrayRef = Arc::new(
             Decimal128Array::from(vec![45, 30])
                 .with_precision_and_scale(3, 1)

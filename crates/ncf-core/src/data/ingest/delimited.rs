@@ -3,6 +3,7 @@
 //! sniffed from the name and first line ([`sniff_text`]) and the columns found by [`layout_for`].
 
 use super::*;
+use std::borrow::Cow;
 
 /// Where the columns are in a delimited file.
 #[derive(Clone, Debug, PartialEq)]
@@ -16,6 +17,18 @@ pub struct Layout {
     pub rating: Option<usize>,
 }
 
+impl Layout {
+    /// How many fields of a line are read: up to the last column used (a wide export's other
+    /// columns are counted, never stored).
+    pub fn columns_used(&self) -> usize {
+        [Some(self.user), Some(self.item), self.time, self.rating]
+            .into_iter()
+            .flatten()
+            .max()
+            .map_or(0, |k| k + 1)
+    }
+}
+
 pub(super) const USER_NAMES: [&str; 5] = ["userid", "user_id", "user", "uid", "userId"];
 pub(super) const ITEM_NAMES: [&str; 8] = [
     "movieid", "movie_id", "itemid", "item_id", "item", "movie", "iid", "itemId",
@@ -23,17 +36,19 @@ pub(super) const ITEM_NAMES: [&str; 8] = [
 pub(super) const TIME_NAMES: [&str; 3] = ["timestamp", "time", "ts"];
 pub(super) const RATING_NAMES: [&str; 3] = ["rating", "score", "value"];
 
-/// Split one line (without its newline) into fields; returns how many there were (fields past
-/// `out.len()` are counted but not stored).
+/// Split one line (without its newline) into fields: the first `out.len()` are stored, the rest
+/// only counted; returns how many there were. The fast path of every line: quotes are data here,
+/// [`split_quoted`] is for the lines of a chunk that holds a `"`.
 #[inline]
-pub(super) fn split_fields<'a>(line: &'a [u8], sep: &[u8], out: &mut [&'a [u8]; 16]) -> usize {
+pub(super) fn split_fields<'a>(line: &'a [u8], sep: &[u8], out: &mut [&'a [u8]]) -> usize {
+    let keep = out.len();
     let mut n = 0;
     let mut start = 0;
     if sep.len() == 1 {
         let s = sep[0];
         for (i, &b) in line.iter().enumerate() {
             if b == s {
-                if n < 16 {
+                if n < keep {
                     out[n] = &line[start..i];
                 }
                 n += 1;
@@ -44,7 +59,7 @@ pub(super) fn split_fields<'a>(line: &'a [u8], sep: &[u8], out: &mut [&'a [u8]; 
         let mut i = 0;
         while i + sep.len() <= line.len() {
             if &line[i..i + sep.len()] == sep {
-                if n < 16 {
+                if n < keep {
                     out[n] = &line[start..i];
                 }
                 n += 1;
@@ -55,10 +70,76 @@ pub(super) fn split_fields<'a>(line: &'a [u8], sep: &[u8], out: &mut [&'a [u8]; 
             }
         }
     }
-    if n < 16 {
+    if n < keep {
         out[n] = &line[start..];
     }
     n + 1
+}
+
+/// Split a line that holds a `"` as RFC 4180 does (and movies.csv is read): a field that starts
+/// with a quote runs to its closing quote, separators inside it are data and `""` is one quote;
+/// the closing quote must end the field. A quote anywhere else is data. The fields replace
+/// `out`'s (borrowed from `line` unless they held a doubled quote). A quoted field cannot span
+/// lines: ratings are split into lines before they are parsed.
+pub(super) fn split_quoted<'a>(
+    line: &'a [u8],
+    sep: &[u8],
+    out: &mut Vec<Cow<'a, [u8]>>,
+) -> std::result::Result<(), String> {
+    out.clear();
+    let find = |from: usize| {
+        line[from..]
+            .windows(sep.len())
+            .position(|w| w == sep)
+            .map_or(line.len(), |k| from + k)
+    };
+    let mut pos = 0;
+    loop {
+        let (field, after) = if line.get(pos) == Some(&b'"') {
+            let mut owned: Option<Vec<u8>> = None;
+            let mut k = pos + 1;
+            let close = loop {
+                match line[k..].iter().position(|&b| b == b'"') {
+                    None => {
+                        return Err(format!(
+                            "field {} opens a quote that the line does not close (a quoted field \
+                             cannot span lines)",
+                            out.len() + 1
+                        ))
+                    }
+                    Some(q) if line.get(k + q + 1) == Some(&b'"') => {
+                        let o = owned.get_or_insert_with(Vec::new);
+                        o.extend_from_slice(&line[k..k + q + 1]);
+                        k += q + 2;
+                    }
+                    Some(q) => break k + q,
+                }
+            };
+            let field = match owned {
+                Some(mut o) => {
+                    o.extend_from_slice(&line[k..close]);
+                    Cow::Owned(o)
+                }
+                None => Cow::Borrowed(&line[pos + 1..close]),
+            };
+            (field, close + 1)
+        } else {
+            let end = find(pos);
+            (Cow::Borrowed(&line[pos..end]), end)
+        };
+        out.push(field);
+        if after >= line.len() {
+            return Ok(());
+        }
+        if !line[after..].starts_with(sep) {
+            return Err(format!(
+                "field {} has text after its closing quote: `{}`",
+                out.len(),
+                shown(&line[pos..])
+            ));
+        }
+        pos = after + sep.len();
+    }
 }
 
 /// A line without the carriage returns before its newline (Windows CRLF, and `\r\r\n` from a
@@ -112,15 +193,27 @@ pub(super) fn parse_i64(f: &[u8]) -> Option<i64> {
     if digits.is_empty() || digits.len() > 19 {
         return None;
     }
-    let mut v: i64 = 0;
+    // Accumulated as u64 (19 digits fit), so that i64::MIN, whose magnitude is no i64, parses.
+    let mut v: u64 = 0;
     for &b in digits {
         let d = b.wrapping_sub(b'0');
         if d > 9 {
             return None;
         }
-        v = v.checked_mul(10)?.checked_add(d as i64)?;
+        v = v.wrapping_mul(10).wrapping_add(d as u64); // at most 19 digits: no overflow
     }
-    Some(if neg { -v } else { v })
+    if neg {
+        0i64.checked_sub_unsigned(v)
+    } else {
+        i64::try_from(v).ok()
+    }
+}
+
+/// Whether `f` is written as an integer (an optional `-`, then digits): a field that is one but
+/// does not parse is out of range, which is what its message must say.
+fn integer_like(f: &[u8]) -> bool {
+    let digits = f.strip_prefix(b"-").unwrap_or(f);
+    !digits.is_empty() && digits.iter().all(u8::is_ascii_digit)
 }
 
 pub(super) fn parse_f32(f: &[u8]) -> Option<f32> {
@@ -132,12 +225,13 @@ pub(super) fn parse_f32(f: &[u8]) -> Option<f32> {
         .filter(|x| x.is_finite())
 }
 
-/// A column of ids being collected by one chunk.
+/// A column of ids being collected by one chunk (text ids borrowed from the input, unless a
+/// quoted field held a doubled quote).
 pub(super) enum IdSink<'a> {
     Int(Vec<u64>),
     Text {
-        map: HashMap<&'a [u8], u32>,
-        keys: Vec<&'a [u8]>,
+        map: HashMap<Cow<'a, [u8]>, u32>,
+        keys: Vec<Cow<'a, [u8]>>,
         codes: Vec<u32>,
     },
 }
@@ -154,10 +248,11 @@ impl<'a> IdSink<'a> {
             IdSink::Int(Vec::with_capacity(cap))
         }
     }
+    /// Add one id; false for one that is none (not an integer; empty text).
     #[inline]
-    fn push(&mut self, f: &'a [u8]) -> bool {
+    fn push(&mut self, f: Id<'a, '_>) -> bool {
         match self {
-            IdSink::Int(v) => match parse_id(f) {
+            IdSink::Int(v) => match parse_id(f.bytes()) {
                 Some(x) => {
                     v.push(x);
                     true
@@ -165,15 +260,22 @@ impl<'a> IdSink<'a> {
                 None => false,
             },
             IdSink::Text { map, keys, codes } => {
-                let f = unquote(f);
-                if f.is_empty() {
+                if f.bytes().is_empty() {
                     return false;
                 }
-                let next = keys.len() as u32;
-                let c = *map.entry(f).or_insert_with(|| {
-                    keys.push(f);
-                    next
-                });
+                let c = match map.get(f.bytes()) {
+                    Some(&c) => c,
+                    None => {
+                        let c = keys.len() as u32;
+                        let key = match f {
+                            Id::Line(b) => Cow::Borrowed(b),
+                            Id::Unquoted(c) => c.clone(),
+                        };
+                        keys.push(key.clone());
+                        map.insert(key, c);
+                        c
+                    }
+                };
                 codes.push(c);
                 true
             }
@@ -181,11 +283,20 @@ impl<'a> IdSink<'a> {
     }
 }
 
-pub(super) fn unquote(f: &[u8]) -> &[u8] {
-    if f.len() >= 2 && f[0] == b'"' && f[f.len() - 1] == b'"' {
-        &f[1..f.len() - 1]
-    } else {
-        f
+/// An id field: a slice of the line (the fast path), or a field [`split_quoted`] unquoted.
+#[derive(Clone, Copy)]
+enum Id<'a, 'b> {
+    Line(&'a [u8]),
+    Unquoted(&'b Cow<'a, [u8]>),
+}
+
+impl Id<'_, '_> {
+    #[inline]
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Id::Line(b) => b,
+            Id::Unquoted(c) => c,
+        }
     }
 }
 
@@ -199,23 +310,134 @@ pub(super) struct Chunk<'a> {
 /// An error in a chunk: line number within the chunk (1-based) and message.
 pub(super) struct ChunkError(usize, String);
 
+/// One line's fields of a chunk: the id fields (owned only when unquoting changed them), the
+/// timestamp and rating fields.
+struct Row<'a, 'b> {
+    user: Id<'a, 'b>,
+    item: Id<'a, 'b>,
+    time: Option<&'b [u8]>,
+    rating: Option<&'b [u8]>,
+}
+
+impl<'a> Chunk<'a> {
+    /// Parse one line's fields into the columns. The error names the field, and says whether
+    /// the header and --text-ids hints may help (an id that is no id).
+    #[inline]
+    fn push(
+        &mut self,
+        row: Row<'a, '_>,
+        layout: &Layout,
+        text_ids: bool,
+    ) -> std::result::Result<(), (String, bool)> {
+        let bad_id = |f: Id, what: &str, col: usize| match text_ids {
+            true => (
+                format!(
+                    "expected a non-empty {what} id in field {}, found ``",
+                    col + 1
+                ),
+                true,
+            ),
+            false => bad_int_id(f.bytes(), what, col),
+        };
+        if !self.users.push(row.user) {
+            return Err(bad_id(row.user, "user", layout.user));
+        }
+        if !self.items.push(row.item) {
+            return Err(bad_id(row.item, "item", layout.item));
+        }
+        if let (Some(t), Some(f)) = (layout.time, row.time) {
+            match parse_i64(f) {
+                Some(x) => self.times.push(x),
+                None if integer_like(f) => {
+                    return Err((
+                        format!(
+                            "expected an integer timestamp in field {}, found `{}`, which is \
+                             out of range (timestamps are 64-bit: {} to {})",
+                            t + 1,
+                            shown(f),
+                            i64::MIN,
+                            i64::MAX
+                        ),
+                        false,
+                    ))
+                }
+                None => {
+                    return Err((
+                        format!(
+                            "expected an integer timestamp in field {}, found `{}`",
+                            t + 1,
+                            shown(f)
+                        ),
+                        false,
+                    ))
+                }
+            }
+        }
+        if let Some(f) = row.rating {
+            let r = layout.rating.expect("checked when resolving columns");
+            match parse_f32(f) {
+                Some(x) => self.ratings.push(x),
+                None => {
+                    return Err((
+                        format!(
+                            "expected a number (rating) in field {}, found `{}`",
+                            r + 1,
+                            shown(f)
+                        ),
+                        false,
+                    ))
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The message for an integer id field `f` that does not parse: out of range when it is a
+/// canonical integer (no sign, no leading zero), otherwise no integer (the hints then apply).
+fn bad_int_id(f: &[u8], what: &str, col: usize) -> (String, bool) {
+    if integer_like(f) && f[0] != b'-' && f[0] != b'0' {
+        let msg = format!(
+            "{what} id {} in field {} is out of range (integer ids are at most {}; pass \
+             --text-ids to read ids as text)",
+            shown(f),
+            col + 1,
+            u64::MAX
+        );
+        (msg, false)
+    } else {
+        let msg = format!(
+            "expected an integer {what} id in field {}, found `{}`",
+            col + 1,
+            shown(f)
+        );
+        (msg, true)
+    }
+}
+
 pub(super) fn parse_chunk<'a>(
     buf: &'a [u8],
     layout: &Layout,
     text_ids: bool,
     need_rating: bool,
 ) -> std::result::Result<Chunk<'a>, ChunkError> {
-    let est = buf.len() / 24 + 16;
+    // Exact capacities: the rows are the lines (one cheap pass), so no vector doubles past them.
+    let est = budget::lines(buf) as usize;
+    // Quotes need the slower split; a chunk without any (one fast pass) never looks for them.
+    let quotes = buf.contains(&b'"');
     let mut c = Chunk {
         users: IdSink::new(text_ids, est),
         items: IdSink::new(text_ids, est),
         times: Vec::with_capacity(if layout.time.is_some() { est } else { 0 }),
         ratings: Vec::with_capacity(if need_rating { est } else { 0 }),
     };
-    let mut fields: [&[u8]; 16] = [&[]; 16];
+    // Only the fields up to the last column used are kept.
+    let mut fields: Vec<&[u8]> = vec![&[]; layout.columns_used()];
+    let mut quoted: Vec<Cow<[u8]>> = Vec::new();
     let mut pos = 0;
     let mut line_no = 0;
     let sep_name = String::from_utf8_lossy(&layout.sep).replace('\t', "\\t");
+    let rating_col = if need_rating { layout.rating } else { None };
     while pos < buf.len() {
         let end = buf[pos..]
             .iter()
@@ -227,74 +449,47 @@ pub(super) fn parse_chunk<'a>(
         if line.is_empty() {
             continue;
         }
-        let n = split_fields(line, &layout.sep, &mut fields);
-        if n != layout.n_fields {
-            return Err(ChunkError(
+        let wrong_count = |n: usize| {
+            ChunkError(
                 line_no,
                 format!(
                     "expected {} fields separated by `{sep_name}`, found {n}: `{}`",
                     layout.n_fields,
                     shown(line)
                 ),
-            ));
-        }
-        let what = if text_ids {
-            "a non-empty"
-        } else {
-            "an integer"
+            )
         };
-        if !c.users.push(fields[layout.user]) {
-            return Err(ChunkError(
-                line_no,
-                format!(
-                    "expected {what} user id in field {}, found `{}`{}",
-                    layout.user + 1,
-                    shown(fields[layout.user]),
-                    hint(line_no, layout, text_ids)
-                ),
-            ));
-        }
-        if !c.items.push(fields[layout.item]) {
-            return Err(ChunkError(
-                line_no,
-                format!(
-                    "expected {what} item id in field {}, found `{}`{}",
-                    layout.item + 1,
-                    shown(fields[layout.item]),
-                    hint(line_no, layout, text_ids)
-                ),
-            ));
-        }
-        if let Some(t) = layout.time {
-            match parse_i64(unquote(fields[t])) {
-                Some(x) => c.times.push(x),
-                None => {
-                    return Err(ChunkError(
-                        line_no,
-                        format!(
-                            "expected an integer timestamp in field {}, found `{}`",
-                            t + 1,
-                            shown(fields[t])
-                        ),
-                    ))
-                }
+        let pushed = if !quotes || !line.contains(&b'"') {
+            let n = split_fields(line, &layout.sep, &mut fields);
+            if n != layout.n_fields {
+                return Err(wrong_count(n));
             }
-        }
-        if need_rating {
-            let r = layout.rating.expect("checked when resolving columns");
-            match parse_f32(unquote(fields[r])) {
-                Some(x) => c.ratings.push(x),
-                None => {
-                    return Err(ChunkError(
-                        line_no,
-                        format!(
-                            "expected a number (rating) in field {}, found `{}`",
-                            r + 1,
-                            shown(fields[r])
-                        ),
-                    ))
-                }
+            let row = Row {
+                user: Id::Line(fields[layout.user]),
+                item: Id::Line(fields[layout.item]),
+                time: layout.time.map(|t| fields[t]),
+                rating: rating_col.map(|r| fields[r]),
+            };
+            c.push(row, layout, text_ids)
+        } else {
+            split_quoted(line, &layout.sep, &mut quoted).map_err(|e| ChunkError(line_no, e))?;
+            if quoted.len() != layout.n_fields {
+                return Err(wrong_count(quoted.len()));
             }
+            let row = Row {
+                user: Id::Unquoted(&quoted[layout.user]),
+                item: Id::Unquoted(&quoted[layout.item]),
+                time: layout.time.map(|t| &*quoted[t]),
+                rating: rating_col.map(|r| &*quoted[r]),
+            };
+            c.push(row, layout, text_ids)
+        };
+        if let Err((msg, id_error)) = pushed {
+            let hint = match id_error {
+                true => hint(line_no, layout, text_ids),
+                false => String::new(),
+            };
+            return Err(ChunkError(line_no, format!("{msg}{hint}")));
         }
     }
     Ok(c)
@@ -362,14 +557,9 @@ pub fn layout_for(
         },
     };
     let line = strip_cr(first_line);
-    let mut f: [&[u8]; 16] = [&[]; 16];
-    let n_fields = split_fields(line, &sep, &mut f);
-    if n_fields > 16 {
-        return Err(Error::parse(
-            format!("{loc}:1"),
-            format!("{n_fields} fields: at most 16 are supported"),
-        ));
-    }
+    let mut f: Vec<Cow<[u8]>> = Vec::new();
+    split_quoted(line, &sep, &mut f).map_err(|e| Error::parse(format!("{loc}:1"), e))?;
+    let n_fields = f.len();
     let header = match opts.header {
         Some(h) => h,
         None => match format {
@@ -379,7 +569,7 @@ pub fn layout_for(
             // line names a known or given column.
             _ => {
                 let known = |c: &[u8]| {
-                    let c = String::from_utf8_lossy(unquote(c));
+                    let c = String::from_utf8_lossy(c);
                     let c = c.trim();
                     USER_NAMES
                         .iter()
@@ -389,15 +579,13 @@ pub fn layout_for(
                             .iter()
                             .any(|g| g.as_deref() == Some(c))
                 };
-                parse_i64(unquote(f[0])).is_none()
-                    && (!opts.text_ids || f[..n_fields.min(16)].iter().any(|c| known(c)))
+                parse_i64(&f[0]).is_none() && (!opts.text_ids || f.iter().any(|c| known(c)))
             }
         },
     };
     let names: Option<Vec<String>> = header.then(|| {
-        f[..n_fields]
-            .iter()
-            .map(|c| String::from_utf8_lossy(unquote(c)).trim().to_string())
+        f.iter()
+            .map(|c| String::from_utf8_lossy(c).trim().to_string())
             .collect()
     });
     let loc1 = format!("{loc}:1");
@@ -514,12 +702,18 @@ pub(super) fn text_order(keys: &mut [&[u8]]) {
     }
 }
 
+/// One chunk's distinct text ids (in first-seen order) and the code of each of its rows.
+pub(super) type ChunkIds<'a> = (Vec<Cow<'a, [u8]>>, Vec<u32>);
+
 pub(super) fn merge_text(
-    chunks: Vec<(Vec<&[u8]>, Vec<u32>)>,
+    chunks: Vec<ChunkIds>,
     what: &str,
     loc: &str,
 ) -> Result<(Vec<u32>, Vec<String>)> {
-    let mut all: Vec<&[u8]> = chunks.iter().flat_map(|(k, _)| k.iter().copied()).collect();
+    let mut all: Vec<&[u8]> = chunks
+        .iter()
+        .flat_map(|(k, _)| k.iter().map(|k| &**k))
+        .collect();
     text_order(&mut all);
     all.dedup();
     let index: HashMap<&[u8], u32> = all
@@ -529,7 +723,7 @@ pub(super) fn merge_text(
         .collect();
     let mut codes = Vec::new();
     for (keys, local) in &chunks {
-        let remap: Vec<u32> = keys.iter().map(|k| index[k]).collect();
+        let remap: Vec<u32> = keys.iter().map(|k| index[&**k]).collect();
         codes.extend(local.iter().map(|&c| remap[c as usize]));
     }
     let mut names = Vec::with_capacity(all.len());
@@ -550,6 +744,18 @@ pub fn parse_delimited(
     layout: &Layout,
     opts: &ReadOptions,
     loc: &str,
+) -> Result<Interactions> {
+    parse_checked(buf, layout, opts, loc, None)
+}
+
+/// [`parse_delimited`], checking with text ids that their number still fits what `checked`
+/// says (before they are merged, sorted and named: most of what they cost).
+fn parse_checked(
+    buf: &[u8],
+    layout: &Layout,
+    opts: &ReadOptions,
+    loc: &str,
+    checked: Option<Checked>,
 ) -> Result<Interactions> {
     let body_start = if layout.header {
         buf.iter()
@@ -609,6 +815,17 @@ pub fn parse_delimited(
             loc,
             "no rating rows (expected lines of user, item, rating, timestamp)",
         ));
+    }
+    if let (Some(c), true) = (checked, opts.text_ids) {
+        let (mut distinct, mut bytes) = (0u64, 0u64);
+        for sink in chunks.iter().flat_map(|c| [&c.users, &c.items]) {
+            if let IdSink::Text { keys, .. } = sink {
+                distinct += keys.len() as u64;
+                bytes += keys.iter().map(|k| k.len() as u64).sum::<u64>();
+            }
+        }
+        let need = c.need.saturating_add(budget::text_ids(distinct, bytes));
+        budget::require(loc, need, c.held.resident, c.rows, buf.len() as u64)?;
     }
     let timestamps = layout
         .time
@@ -713,23 +930,30 @@ pub fn parse_text(
     name: &str,
     opts: &ReadOptions,
 ) -> Result<Interactions> {
+    let held = Held {
+        bytes: buf.len() as u64,
+        resident: 0,
+    };
     match format {
         Format::Parquet | Format::NcfSplit => Err(Error::usage(format!(
             "{name}: {} is not a text format",
             format.name()
         ))),
-        Format::Zip => read_zip(buf, name, opts).map(|(rows, _, _)| rows),
-        _ => read_text(buf, format, name, opts).map(|(rows, _)| rows),
+        Format::Zip => read_zip(buf, name, opts, held).map(|(rows, _, _)| rows),
+        _ => read_text(buf, format, name, opts, held).map(|(rows, _)| rows),
     }
 }
 
+/// Parse text ratings `buf` (in memory with the rest of `held`, which includes it): its layout,
+/// then the memory its rows need checked, then its rows.
 pub(super) fn read_text(
     buf: &[u8],
     format: Format,
     name: &str,
     opts: &ReadOptions,
+    held: Held,
 ) -> Result<(Interactions, Format)> {
-    let buf = super::sniff::text_of(buf, name)?;
+    let buf = super::sniff::text_of(buf, name, "ratings")?;
     let start = buf.iter().position(|b| !b.is_ascii_whitespace());
     if start.is_none() {
         return Err(Error::parse(
@@ -743,5 +967,25 @@ pub(super) fn read_text(
         format
     };
     let layout = layout_for(format, first_line(buf), opts, name)?;
-    Ok((parse_delimited(buf, &layout, opts, name)?, format))
+    let rows = budget::lines(buf);
+    let columns = budget::Columns {
+        time: layout.time.is_some(),
+        rating: opts.need_rating,
+    };
+    let need = budget::text(held.bytes, rows, columns);
+    budget::require(name, need, held.resident, rows, buf.len() as u64)?;
+    let checked = Checked { held, need, rows };
+    Ok((
+        parse_checked(buf, &layout, opts, name, Some(checked))?,
+        format,
+    ))
+}
+
+/// What [`read_text`] checked before parsing: the memory `need` of `rows` rows with `held`
+/// bytes of input; distinct text ids are checked on top once the chunks have counted them.
+#[derive(Clone, Copy)]
+struct Checked {
+    held: Held,
+    need: u64,
+    rows: u64,
 }

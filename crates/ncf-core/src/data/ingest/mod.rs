@@ -5,6 +5,7 @@
 //! (the authors' files), [`movies`] (titles); this module detects the format and dispatches.
 
 mod archive;
+mod budget;
 mod columns;
 mod delimited;
 mod movies;
@@ -13,6 +14,7 @@ mod parquet_file;
 mod sniff;
 
 use archive::*;
+use budget::Held;
 use delimited::*;
 pub use delimited::{layout_for, parse_delimited, parse_text, sniff_text, Layout};
 pub use movies::parse_movies;
@@ -27,7 +29,7 @@ use crate::{Error, Result};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::io::{Cursor, Read};
+use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
 /// Input formats `ncf-prep --format` accepts.
@@ -183,39 +185,27 @@ impl std::ops::Deref for Bytes {
     }
 }
 
-fn open_bytes(path: &Path) -> Result<Bytes> {
+/// A whole input: a regular file mapped, anything else (stdin, a pipe) read and checked against
+/// the memory available as it arrives (as text whose ratings are read when `rating`).
+fn open_bytes(path: &Path, rating: bool) -> Result<Bytes> {
+    let name = display_name(path);
     if crate::io::is_stdio(path) {
-        return Ok(Bytes::Vec(crate::io::read_all(path)?));
+        let stdin = std::io::stdin();
+        let v = budget::read_checked(stdin.lock(), &name, Held::default(), rating, |e| {
+            Error::io("<stdin>", e)
+        })?;
+        return Ok(Bytes::Vec(v));
     }
     let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let len = f.metadata().map_err(|e| Error::io(path, e))?.len();
     if len == 0 || !f.metadata().map(|m| m.is_file()).unwrap_or(false) {
-        let mut v = Vec::new();
-        (&f).read_to_end(&mut v).map_err(|e| Error::io(path, e))?;
+        let v = budget::read_checked(&f, &name, Held::default(), rating, |e| Error::io(path, e))?;
         return Ok(Bytes::Vec(v));
     }
     // SAFETY: the file is only read; a concurrent truncation by another process could fault,
     // which is the usual caveat of mmap-based readers (ripgrep, xsv).
     let m = unsafe { memmap2::Mmap::map(&f) }.map_err(|e| Error::io(path, e))?;
     Ok(Bytes::Map(m))
-}
-
-/// Memory parsing and preparing a text ratings file takes, per byte of input: a MovieLens row
-/// is ~20 bytes of text and ~60 bytes in memory (ids as u64 then u32 codes, timestamps,
-/// ratings, the sort permutation), so about 3 bytes per input byte.
-const MEMORY_PER_INPUT_BYTE: u64 = 3;
-
-/// Refuse an input whose preparation would not fit in memory, before parsing it.
-fn check_input_memory(name: &str, len: u64) -> Result<()> {
-    let need = len.saturating_mul(MEMORY_PER_INPUT_BYTE);
-    crate::memory::require(
-        need,
-        &format!(
-            "{name}: preparing this {} input",
-            crate::memory::human_bytes(len)
-        ),
-        "",
-    )
 }
 
 fn sha256_hex(b: &[u8]) -> String {
@@ -236,8 +226,36 @@ const PARQUET_HINT: &str =
 const RATINGS_FILES: [&str; 3] = ["ratings.csv", "ratings.dat", "u.data"];
 const MOVIES_FILES: [&str; 3] = ["movies.csv", "movies.dat", "u.item"];
 
+/// The prefix of the NCF authors' files when `path` is read as their split (`format` given, or
+/// detected from the path: `x.train.rating`, a prefix, a directory holding them), else `None`.
+/// Their split cannot come from stdin: it is three files.
+pub fn authors_split(path: &Path, format: Option<Format>) -> Result<Option<PathBuf>> {
+    let stdin = crate::io::is_stdio(path);
+    match format {
+        Some(Format::NcfSplit) if stdin => Err(Error::usage(
+            "the NCF authors' split (--format ncf) is three files, PREFIX.train.rating, \
+             PREFIX.test.rating and PREFIX.test.negative: give their PREFIX or their directory, \
+             not stdin",
+        )),
+        Some(Format::NcfSplit) => Ok(Some(ncf_prefix(path).unwrap_or_else(|| path.to_path_buf()))),
+        Some(_) => Ok(None),
+        None if stdin => Ok(None),
+        None => {
+            let lower = path.to_string_lossy().to_ascii_lowercase();
+            if lower.ends_with(".zip") || lower.ends_with(".parquet") {
+                Ok(None)
+            } else {
+                Ok(ncf_prefix(path))
+            }
+        }
+    }
+}
+
 /// Read any supported input.
 pub fn load(path: &Path, opts: &ReadOptions) -> Result<Loaded> {
+    if let Some(prefix) = authors_split(path, opts.format)? {
+        return read_ncf_split(&prefix);
+    }
     let stdin = crate::io::is_stdio(path);
     let format = match opts.format {
         Some(f) => Some(f),
@@ -248,17 +266,11 @@ pub fn load(path: &Path, opts: &ReadOptions) -> Result<Loaded> {
                 Some(Format::Zip)
             } else if lower.ends_with(".parquet") {
                 Some(Format::Parquet)
-            } else if ncf_prefix(path).is_some() {
-                Some(Format::NcfSplit)
             } else {
                 None
             }
         }
     };
-    if format == Some(Format::NcfSplit) {
-        let prefix = ncf_prefix(path).unwrap_or_else(|| path.to_path_buf());
-        return read_ncf_split(&prefix);
-    }
     // A directory: the ratings file inside it (and its movies file).
     if !stdin && path.is_dir() {
         let ratings = RATINGS_FILES
@@ -290,15 +302,23 @@ pub fn load(path: &Path, opts: &ReadOptions) -> Result<Loaded> {
         }
         return read_parquet(path, opts);
     }
-    let bytes = open_bytes(path)?;
-    check_input_memory(&name, bytes.len() as u64)?;
+    let bytes = open_bytes(path, opts.need_rating)?;
+    // What is held: the input (mapped, or read from a pipe), then the text inside a gzip.
+    let mut held = Held {
+        bytes: bytes.len() as u64,
+        resident: if matches!(bytes, Bytes::Vec(_)) {
+            bytes.len() as u64
+        } else {
+            0
+        },
+    };
     // gzip (`ratings.csv.gz`) is read as the text inside it; the checksum is the file's.
     let unzipped = match bytes.starts_with(GZIP_MAGIC) {
-        true => Some(gunzip(&bytes, &name)?),
+        true => Some(gunzip(&bytes, &name, held, opts.need_rating)?),
         false => None,
     };
     if let Some(u) = &unzipped {
-        check_input_memory(&name, u.len() as u64)?;
+        held = held.plus_resident(u.len() as u64);
     }
     let content: &[u8] = unzipped.as_deref().unwrap_or(&bytes);
     let hash = std::thread::scope(|s| {
@@ -312,9 +332,9 @@ pub fn load(path: &Path, opts: &ReadOptions) -> Result<Loaded> {
             None => sniff_text(name.strip_suffix(".gz").unwrap_or(&name), content),
         };
         let input = if format == Format::Zip {
-            read_zip(content, &name, opts)
+            read_zip(content, &name, opts, held)
         } else {
-            read_text(content, format, &name, opts).map(|(rows, f)| (rows, f, None))
+            read_text(content, format, &name, opts, held).map(|(rows, f)| (rows, f, None))
         };
         Ok((input, h.join().expect("hash thread"), format))
     })?;
@@ -351,7 +371,7 @@ mod tests {
     }
 
     fn parse(text: &str, format: Format, o: &ReadOptions) -> Result<Interactions> {
-        read_text(text.as_bytes(), format, "f", o).map(|(r, _)| r)
+        read_text(text.as_bytes(), format, "f", o, Held::default()).map(|(r, _)| r)
     }
 
     #[test]
@@ -508,6 +528,31 @@ mod tests {
         assert_eq!(m["3"], "Caf\u{e9} (1990)");
         let m = parse_movies(b"4|Four Rooms (1995)|01-Jan-1995||http|0\n", "u.item", "m").unwrap();
         assert_eq!(m["4"], "Four Rooms (1995)");
+    }
+
+    #[test]
+    fn quoted_fields_split_as_rfc_4180_and_timestamps_span_i64() {
+        let mut out = Vec::new();
+        split_quoted(br#""a,b",2,"say ""hi""",,x"y"#, b",", &mut out).unwrap();
+        assert_eq!(out, [&b"a,b"[..], b"2", b"say \"hi\"", b"", b"x\"y"]);
+        split_quoted(br#""a"::"b""#, b"::", &mut out).unwrap();
+        assert_eq!(out, [&b"a"[..], b"b"]);
+        let e = split_quoted(br#""a"b,1"#, b",", &mut out).unwrap_err();
+        assert!(
+            e.contains("field 1 has text after its closing quote"),
+            "{e}"
+        );
+        let e = split_quoted(br#"1,"open"#, b",", &mut out).unwrap_err();
+        assert!(e.contains("field 2 opens a quote"), "{e}");
+        let o = opts();
+        let r = parse("\"user\",\"item\"\n\"1\",\"2\"\n3,4\n", Format::Csv, &o).unwrap();
+        assert_eq!(r.user_ids, RawIds::Int(vec![1, 3]));
+        assert_eq!(parse_i64(b"-9223372036854775808"), Some(i64::MIN));
+        assert_eq!(parse_i64(b"9223372036854775807"), Some(i64::MAX));
+        assert_eq!(parse_i64(b"9223372036854775808"), None);
+        assert_eq!(parse_i64(b"-9223372036854775809"), None);
+        assert_eq!(budget::lines(b"a\nb"), 2);
+        assert_eq!(budget::lines(&b"1,2\n".repeat(300)), 300);
     }
 
     #[test]

@@ -47,14 +47,44 @@ pub(super) fn csv_record(buf: &[u8]) -> (Vec<Vec<u8>>, &[u8]) {
     (fields, &[])
 }
 
-/// Titles by raw movie id from `movies.csv` (UTF-8, quoted), `movies.dat` (`::`, latin-1) or
-/// `u.item` (`|`, latin-1); the kind is chosen by `file_name`.
+/// Titles by raw movie id from `movies.csv` (UTF-8, quoted, a header naming a `title` column),
+/// `movies.dat` (`::`, latin-1) or `u.item` (`|`, latin-1); the kind is chosen by `file_name`.
+/// A file that is no movies file (no title column; titles that are all numbers, as a ratings
+/// file's columns are) and an id given twice are refused: either would attach wrong titles.
 pub fn parse_movies(buf: &[u8], file_name: &str, loc: &str) -> Result<HashMap<String, String>> {
-    let buf = super::sniff::text_of(buf, loc)?;
-    let mut out = HashMap::new();
+    let buf = super::sniff::text_of(buf, loc, "movies")?;
+    let mut titles = Titles {
+        out: HashMap::new(),
+        lines: HashMap::new(),
+        numeric: true,
+        again: None,
+    };
     let lower = file_name.to_ascii_lowercase();
     if lower.ends_with(".csv") {
-        let (_header, mut rest) = csv_record(buf);
+        let (header, mut rest) = csv_record(buf);
+        let names: Vec<String> = header
+            .iter()
+            .map(|f| String::from_utf8_lossy(f).trim().to_string())
+            .collect();
+        let title = names.iter().position(|n| n.eq_ignore_ascii_case("title"));
+        let Some(title) = title else {
+            return Err(Error::parse(
+                format!("{loc}:1"),
+                format!(
+                    "header [{}] has no title column: --movies takes a movies file \
+                     (movieId,title,... as movies.csv), not a ratings file",
+                    names
+                        .iter()
+                        .map(|n| shown(n.as_bytes()))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        };
+        let id = names
+            .iter()
+            .position(|n| ITEM_NAMES.iter().any(|c| n.eq_ignore_ascii_case(c)))
+            .unwrap_or(0);
         let mut line = 1;
         while !rest.is_empty() {
             let (f, r) = csv_record(rest);
@@ -63,19 +93,23 @@ pub fn parse_movies(buf: &[u8], file_name: &str, loc: &str) -> Result<HashMap<St
             if f.len() == 1 && f[0].is_empty() {
                 continue;
             }
-            if f.len() < 2 {
+            if f.len() <= id.max(title) {
                 return Err(Error::parse(
                     format!("{loc}:{line}"),
-                    "expected movieId,title,...",
+                    format!(
+                        "expected {} fields as the header has, found {}",
+                        names.len(),
+                        f.len()
+                    ),
                 ));
             }
-            let title = String::from_utf8(f[1].clone())
+            let t = String::from_utf8(f[title].clone())
                 .map_err(|_| Error::parse(format!("{loc}:{line}"), "title is not valid UTF-8"))?;
-            out.insert(String::from_utf8_lossy(&f[0]).trim().to_string(), title);
+            titles.add(String::from_utf8_lossy(&f[id]).trim().to_string(), t, line);
         }
     } else {
         let sep: &[u8] = if lower.ends_with(".dat") { b"::" } else { b"|" };
-        let mut fields: [&[u8]; 16] = [&[]; 16];
+        let mut fields: [&[u8]; 2] = [&[]; 2];
         for (k, raw) in buf.split(|&b| b == b'\n').enumerate() {
             let line = strip_cr(raw);
             if line.is_empty() {
@@ -87,10 +121,56 @@ pub fn parse_movies(buf: &[u8], file_name: &str, loc: &str) -> Result<HashMap<St
                     format!("expected id{0}title{0}...", String::from_utf8_lossy(sep)),
                 ));
             }
-            out.insert(latin1(fields[0]).trim().to_string(), latin1(fields[1]));
+            titles.add(
+                latin1(fields[0]).trim().to_string(),
+                latin1(fields[1]),
+                k + 1,
+            );
         }
     }
-    Ok(out)
+    if titles.numeric && !titles.out.is_empty() {
+        return Err(Error::parse(
+            loc,
+            "every title is a number: this looks like a ratings file, not a movies file \
+             (movies.dat lines are MovieID::Title::Genres, u.item lines id|title|...)",
+        ));
+    }
+    if let Some((id, line, first)) = titles.again {
+        return Err(Error::parse(
+            format!("{loc}:{line}"),
+            format!(
+                "movie id {} again (first on line {first}): which title is meant? keep one line \
+                 per id",
+                shown(id.as_bytes())
+            ),
+        ));
+    }
+    Ok(titles.out)
+}
+
+/// The titles read so far, the line of each id, whether every title is a number, and the first
+/// id given again (its line and its first line), refused once the file is known to be a movies
+/// file (a ratings file repeats ids on every line: that is the better message).
+struct Titles {
+    out: HashMap<String, String>,
+    lines: HashMap<String, usize>,
+    numeric: bool,
+    again: Option<(String, usize, usize)>,
+}
+
+impl Titles {
+    fn add(&mut self, id: String, title: String, line: usize) {
+        self.numeric &= title.trim().parse::<f64>().is_ok();
+        match self.lines.get(&id) {
+            Some(&first) => {
+                self.again.get_or_insert((id, line, first));
+            }
+            None => {
+                self.lines.insert(id.clone(), line);
+                self.out.insert(id, title);
+            }
+        }
+    }
 }
 
 pub(super) fn read_movies_file(

@@ -4,10 +4,9 @@ use super::*;
 
 /// Read the interactions of a Parquet file (and the titles of `opts.movies`, if given).
 pub(super) fn read_parquet(path: &Path, opts: &ReadOptions) -> Result<Loaded> {
-    use crate::arrow::datatypes::DataType;
     use ::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     let name = path.display().to_string();
-    let sha = sha256_hex(&open_bytes(path)?);
+    let sha = sha256_hex(&open_bytes(path, false)?);
     let bad = |e: &dyn std::fmt::Display| {
         Error::parse(&name, format!("not a readable Parquet file ({e})"))
     };
@@ -20,14 +19,21 @@ pub(super) fn read_parquet(path: &Path, opts: &ReadOptions) -> Result<Loaded> {
     let schema = builder.schema().clone();
     let cols: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
     let pc = resolve_columns(&cols, opts, &name)?;
-    let reader = builder.build().map_err(|e| bad(&e))?;
-    let is_text = |c: usize| {
-        matches!(
-            schema.field(c).data_type(),
-            DataType::Utf8 | DataType::LargeUtf8
-        )
-    };
+    let is_text = |c: usize| super::columns::is_text(schema.field(c).data_type());
     let text_ids = opts.text_ids || is_text(pc.user) || is_text(pc.item);
+    let rows = u64::try_from(builder.metadata().file_metadata().num_rows()).unwrap_or(0);
+    let columns = budget::Columns {
+        time: pc.time.is_some(),
+        rating: opts.need_rating,
+    };
+    budget::require(
+        &name,
+        budget::parquet(rows, text_ids, columns),
+        0,
+        rows,
+        file_len,
+    )?;
+    let reader = builder.build().map_err(|e| bad(&e))?;
     let read = read_batches(reader, &cols, &pc, text_ids, opts.need_rating, &name)?;
     let rows = interactions(read, text_ids, pc.time.is_some(), opts.need_rating, &name)?;
     let mut files = vec![json!({"path": name, "sha256": sha})];
@@ -119,7 +125,8 @@ struct ReadColumns {
 }
 
 /// Read the id (integers, or text with `text_ids`), timestamp and (with `need_rating`) rating
-/// columns of every batch of `reader`, refusing nulls and negative integer ids.
+/// columns of every batch of `reader`, refusing nulls, negative integer ids and ratings that are
+/// no number (NaN, infinite), naming the row as the text reader names the line.
 fn read_batches(
     reader: ::parquet::arrow::arrow_reader::ParquetRecordBatchReader,
     cols: &[String],
@@ -128,7 +135,7 @@ fn read_batches(
     need_rating: bool,
     name: &str,
 ) -> Result<ReadColumns> {
-    use super::columns::{as_f32, as_i64, as_seconds, as_strings};
+    use super::columns::{as_f32, as_ids, as_seconds, as_strings};
     use crate::arrow::array::Array;
     let bad = |e: &dyn std::fmt::Display| {
         Error::parse(name, format!("not a readable Parquet file ({e})"))
@@ -148,47 +155,53 @@ fn read_batches(
             )
         }
     };
+    // Rows before the batch: messages name rows 1-based, as lines are.
+    let mut before = 0usize;
     for b in reader {
         let b = b.map_err(|e| bad(&e))?;
+        let at = |row: usize| format!("{name}: row {}", before + row + 1);
+        let null = |col: usize, what: &str| {
+            let a = b.column(col);
+            match (0..a.len()).find(|&k| a.is_null(k)) {
+                Some(k) => Err(Error::parse(
+                    at(k),
+                    format!("expected {what} in column `{}`, found null", cols[col]),
+                )),
+                None => Ok(a),
+            }
+        };
         for (k, (col, out)) in [(user, &mut u_int), (item, &mut i_int)]
             .into_iter()
             .enumerate()
         {
-            let a = b.column(col);
-            if a.null_count() > 0 {
-                return Err(Error::parse(
-                    name,
-                    format!("column `{}` has nulls", cols[col]),
-                ));
-            }
+            let what = ["a user id", "an item id"][k];
+            let a = null(col, what)?;
             if text_ids {
                 texts[k].extend(as_strings(a).map_err(unreadable(col, "text ids"))?);
             } else {
-                for v in as_i64(a).map_err(unreadable(col, "integer ids"))? {
-                    if v < 0 {
-                        return Err(Error::parse(
-                            name,
-                            format!("column `{}`: negative id {v}", cols[col]),
-                        ));
-                    }
-                    out.push(v as u64);
-                }
+                out.extend(as_ids(a).map_err(unreadable(col, "integer ids"))?);
             }
         }
         if let Some(t) = time {
-            let a = b.column(t);
-            if a.null_count() > 0 {
-                return Err(Error::parse(
-                    name,
-                    format!("column `{}` has nulls", cols[t]),
-                ));
-            }
+            let a = null(t, "a timestamp")?;
             times.extend(as_seconds(a).map_err(unreadable(t, "timestamps"))?);
         }
         if need_rating {
             let r = rating.expect("checked");
-            ratings.extend(as_f32(b.column(r)).map_err(unreadable(r, "ratings"))?);
+            let a = null(r, "a number (rating)")?;
+            let values = as_f32(a).map_err(unreadable(r, "ratings"))?;
+            if let Some(k) = values.iter().position(|v| !v.is_finite()) {
+                return Err(Error::parse(
+                    at(k),
+                    format!(
+                        "expected a number (rating) in column `{}`, found {}",
+                        cols[r], values[k]
+                    ),
+                ));
+            }
+            ratings.extend(values);
         }
+        before += b.num_rows();
     }
     Ok(ReadColumns {
         u_int,

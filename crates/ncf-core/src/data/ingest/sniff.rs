@@ -2,8 +2,8 @@
 //! editors write one), gzip is decompressed, and anything binary is named by its kind and the
 //! offset of its first binary byte instead of being shown as a "header".
 
+use super::budget::{read_checked, Held};
 use crate::{Error, Result};
-use std::io::Read;
 
 /// The first bytes of a gzip stream.
 pub(super) const GZIP_MAGIC: &[u8] = b"\x1f\x8b";
@@ -39,10 +39,11 @@ const MAGIC: [(&[u8], &str); 11] = [
 ];
 
 /// `buf` without a leading UTF-8 byte-order mark, or an error naming what `buf` is when it is
-/// not text: a known binary kind, UTF-16, or a NUL / other control byte (by its offset).
-pub(super) fn text_of<'a>(buf: &'a [u8], name: &str) -> Result<&'a [u8]> {
+/// not a text `what` file ("ratings", "movies"): a known binary kind, UTF-16, or a NUL / other
+/// control byte (by its offset).
+pub(super) fn text_of<'a>(buf: &'a [u8], name: &str, what: &str) -> Result<&'a [u8]> {
     if let Some((_, kind)) = MAGIC.iter().find(|(m, _)| buf.starts_with(m)) {
-        return Err(not_text(name, &format!("{kind}, not a text ratings file")));
+        return Err(not_text(name, &format!("{kind}, not a text {what} file")));
     }
     if buf.starts_with(b"\xff\xfe") || buf.starts_with(b"\xfe\xff") {
         return Err(not_text(
@@ -61,7 +62,7 @@ pub(super) fn text_of<'a>(buf: &'a [u8], name: &str) -> Result<&'a [u8]> {
         return Err(not_text(
             name,
             &format!(
-                "binary data (byte 0x{:02x} at offset {offset}), not a text ratings file",
+                "binary data (byte 0x{:02x} at offset {offset}), not a text {what} file",
                 head[at]
             ),
         ));
@@ -73,18 +74,22 @@ fn not_text(name: &str, what: &str) -> Error {
     Error::parse(name, format!("this is {what}"))
 }
 
-/// The decompressed bytes of gzip file `bytes` (all members, as `zcat` gives them).
-pub(super) fn gunzip(bytes: &[u8], name: &str) -> Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(bytes.len().saturating_mul(4));
-    flate2::read::MultiGzDecoder::new(bytes)
-        .read_to_end(&mut out)
-        .map_err(|e| {
+/// The decompressed bytes of gzip file `bytes` (all members, as `zcat` gives them), checked
+/// against the memory available as they arrive, with `held` bytes of input already in memory
+/// and ratings read when `rating` ([`super::budget::read_checked`]).
+pub(super) fn gunzip(bytes: &[u8], name: &str, held: Held, rating: bool) -> Result<Vec<u8>> {
+    read_checked(
+        flate2::read::MultiGzDecoder::new(bytes),
+        name,
+        held,
+        rating,
+        |e| {
             Error::parse(
                 name,
                 format!("gzip: cannot decompress it ({e}); check the file with `gzip -t`"),
             )
-        })?;
-    Ok(out)
+        },
+    )
 }
 
 #[cfg(test)]
@@ -93,15 +98,24 @@ mod tests {
 
     #[test]
     fn a_bom_is_dropped_and_binary_is_named() {
-        assert_eq!(text_of(b"\xef\xbb\xbfa,b\r\n", "f").unwrap(), b"a,b\r\n");
-        assert_eq!(text_of(b"a\tb\n", "f").unwrap(), b"a\tb\n");
-        let e = text_of(b"\x7fELF\x02\x01", "f").unwrap_err().to_string();
+        let r = "ratings";
+        assert_eq!(text_of(b"\xef\xbb\xbfa,b\r\n", "f", r).unwrap(), b"a,b\r\n");
+        assert_eq!(text_of(b"a\tb\n", "f", r).unwrap(), b"a\tb\n");
+        let e = text_of(b"\x7fELF\x02\x01", "f", r).unwrap_err().to_string();
         assert!(e.contains("f: this is an ELF executable"), "{e}");
-        let e = text_of(b"u,i\n1,2\n\x00\x00", "f").unwrap_err().to_string();
+        let e = text_of(b"\x7fELF\x02\x01", "f", "movies")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not a text movies file"), "{e}");
+        let e = text_of(b"u,i\n1,2\n\x00\x00", "f", r)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("binary data (byte 0x00 at offset 8)"), "{e}");
-        let e = text_of(b"\xef\xbb\xbfu\x01", "f").unwrap_err().to_string();
+        let e = text_of(b"\xef\xbb\xbfu\x01", "f", r)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("offset 4"), "{e}");
-        let e = text_of(b"\xff\xfeu\0s\0", "f").unwrap_err().to_string();
+        let e = text_of(b"\xff\xfeu\0s\0", "f", r).unwrap_err().to_string();
         assert!(e.contains("UTF-16"), "{e}");
     }
 
@@ -115,8 +129,11 @@ mod tests {
             all.extend(z.finish().unwrap());
         }
         assert!(all.starts_with(GZIP_MAGIC));
-        assert_eq!(gunzip(&all, "f").unwrap(), b"u,i\n1,2\n");
-        let e = gunzip(&all[..12], "f").unwrap_err().to_string();
+        let held = Held::default();
+        assert_eq!(gunzip(&all, "f", held, false).unwrap(), b"u,i\n1,2\n");
+        let e = gunzip(&all[..12], "f", held, false)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("f: gzip: cannot decompress"), "{e}");
     }
 }

@@ -57,7 +57,9 @@ fn the_cuda_scorer_gives_the_cpu_scorers_metrics_and_top_k_on_the_host_device() 
     let mut cpu = CpuScorer::new(&model);
     // Every pair of every user: scores to 1e-5, and the same top 10 of the items each has not
     // rated.
-    let users: Vec<u32> = (0..30u32).flat_map(|u| std::iter::repeat_n(u, 200)).collect();
+    let users: Vec<u32> = (0..30u32)
+        .flat_map(|u| std::iter::repeat_n(u, 200))
+        .collect();
     let items: Vec<u32> = (0..30).flat_map(|_| 0..200u32).collect();
     let (mut sg, mut sc) = (vec![0f32; users.len()], vec![0f32; users.len()]);
     gpu.score(&users, &items, &mut sg).unwrap();
@@ -136,7 +138,10 @@ fn wrong_sizes_leading_dimensions_and_arguments_are_caught_naming_the_call() {
         dst: dst.ptr(),
         n: 100,
     };
-    let e = d.launch(&cast, 1, 0, "injected cast").unwrap_err().to_string();
+    let e = d
+        .launch(&cast, 1, 0, "injected cast")
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("kernel ncf_cast (injected cast"), "{e}");
     assert!(e.contains("argument dst (100 elements)"), "{e}");
     assert!(e.contains("cast destination"), "{e}");
@@ -153,13 +158,19 @@ fn wrong_sizes_leading_dimensions_and_arguments_are_caught_naming_the_call() {
         emb_item: table.ptr(),
         x0: x0.ptr(),
     };
-    let e = d.launch(&gather, 1, 0, "injected gather").unwrap_err().to_string();
+    let e = d
+        .launch(&gather, 1, 0, "injected gather")
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("argument emb_user is null"), "{e}");
     let gather = Gather {
         emb_user: table.ptr().byte_add(2),
         ..gather
     };
-    let e = d.launch(&gather, 1, 0, "injected gather").unwrap_err().to_string();
+    let e = d
+        .launch(&gather, 1, 0, "injected gather")
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("emb_user") && e.contains("not aligned"), "{e}");
     // A write the extents cannot see (an id past the end of the flags): caught after the launch.
     let big = d.upload(&[1u32, 70], "ids with a stray one").unwrap();
@@ -169,7 +180,10 @@ fn wrong_sizes_leading_dimensions_and_arguments_are_caught_naming_the_call() {
         n: 2,
         flags: flags.ptr(),
     };
-    let e = d.launch(&mark, 1, 0, "injected mark").unwrap_err().to_string();
+    let e = d
+        .launch(&mark, 1, 0, "injected mark")
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("kernel ncf_mark (injected mark"), "{e}");
     assert!(e.contains("wrote past the end of flags of the test"), "{e}");
 }

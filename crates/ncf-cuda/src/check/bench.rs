@@ -46,6 +46,7 @@ pub fn bench(
     };
     let model = Model::init(cfgm.clone(), 1).map_err(|e| CudaError::Invalid(e.to_string()))?;
     let mut results = vec![];
+    let mut info = None;
     for (&p, &first) in precisions
         .iter()
         .flat_map(|p| firsts.iter().map(move |f| (p, f)))
@@ -65,6 +66,7 @@ pub fn bench(
             CudaTrainer::new(dev, &model, &cfg, &users, &items, None)?.with_first_layer(first)?;
         // Timings without the --verbose per-kernel synchronisation.
         t.device().profile().sync_each.set(false);
+        info = Some(t.device().info().clone());
         let per_epoch = t.samples_per_epoch();
         let mut times = vec![];
         let mut losses = vec![];
@@ -109,8 +111,9 @@ pub fn bench(
             "tflops": flops / med / 1e12, "first_loss": losses[0], "last_loss": losses[losses.len() - 1], "stages": stages,
         }));
     }
-    let dev = device::open(which, Precision::Fp32)?;
-    let info = dev.info();
+    let Some(info) = info else {
+        return Err(CudaError::Invalid("bench: no precision to run".into()));
+    };
     Ok(
         serde_json::json!({"device": info.name, "arch": info.arch(), "users": n_users, "items": n_items,
         "positives": n_pos, "steps": steps, "warmup": warmup, "results": results}),

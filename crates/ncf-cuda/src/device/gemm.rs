@@ -174,7 +174,8 @@ mod tests {
     fn spans_cover_the_last_column_and_nothing_more() {
         // A: 4 rows stored with lda 6, 3 columns: 6 * 2 + 4.
         let c = call(false, false, (4, 2, 3), (6, 3, 4));
-        assert_eq!(c.spans(), (16, 3 * 1 + 3, 4 * 1 + 4));
+        // B: 3 rows with ldb 3, 2 columns: 3 + 3; C: 4 rows with ldc 4, 2 columns: 4 + 4.
+        assert_eq!(c.spans(), (16, 6, 8));
         let c = call(true, true, (4, 2, 3), (3, 2, 4));
         assert_eq!(c.spans(), (3 * 3 + 3, 2 * 2 + 2, 8));
         assert_eq!(call(false, false, (0, 2, 3), (1, 3, 1)).spans(), (0, 0, 0));

@@ -39,12 +39,13 @@ fn nvrtc_compiles_every_kernel_for_sm80_and_sm90() {
     // Every kernel the host launches is in the PTX with the parameters the host passes.
     for act in ncf_cuda::kernels::Act::ALL {
         let ptx = ncf_cuda::kernels::compile("ncf.cu", "sm_90", act).unwrap();
-        for (k, sig) in ncf_cuda::device::KERNELS {
-            let got = ncf_cuda::kernels::entry_params(&ptx, k);
+        for def in ncf_cuda::kdef::ALL {
+            let got = ncf_cuda::kernels::entry_params(&ptx, def.name);
             assert_eq!(
-                got.as_deref(),
-                Some(*sig),
-                "kernel {k} ({act:?}): PTX parameters vs host table"
+                got,
+                Some(def.classes()),
+                "kernel {} ({act:?}): PTX parameters vs its definition",
+                def.name
             );
         }
     }
@@ -52,11 +53,11 @@ fn nvrtc_compiles_every_kernel_for_sm80_and_sm90() {
 
 /// Every kernel, in every activation variant for sm_80 and sm_90, assembled by ptxas of the
 /// pinned CUDA 13.0 (PyPI `nvidia-cuda-nvcc`): no spills, no local memory, and registers and
-/// shared memory that fit the geometry the host launches it with (`ncf_cuda::device::GEOMETRY`)
+/// shared memory that fit the geometry the host launches it with (`ncf_cuda::kdef`)
 /// and its `__launch_bounds__`. Needs no GPU; skips without ptxas (fails under CI).
 #[test]
 fn ptxas_resources_fit_every_launch() {
-    use ncf_cuda::{device, kernels, ptxas};
+    use ncf_cuda::{kdef, kernels, ptxas};
     let Some(exe) = ptxas::find() else {
         assert!(
             !env_is("CI", "true"),
@@ -76,20 +77,21 @@ fn ptxas_resources_fit_every_launch() {
         for act in kernels::Act::ALL {
             let ptx = kernels::compile("ncf.cu", arch, act).unwrap();
             let report = ptxas::assemble(&exe, &ptx, arch).unwrap();
-            for (name, block, smem) in device::GEOMETRY {
-                let Some(r) = report.iter().find(|r| r.kernel == *name) else {
+            for def in kdef::ALL {
+                let name = def.name;
+                let Some(r) = report.iter().find(|r| r.kernel == name) else {
                     bad.push(format!("{arch} {act:?} {name}: not in the ptxas report"));
                     continue;
                 };
                 seen += 1;
                 let bounds = ptxas::launch_bounds(&ptx, name);
-                for p in ptxas::problems(r, *block, *smem, bounds) {
+                for p in ptxas::problems(r, def.block, def.max_smem, bounds) {
                     bad.push(format!("{arch} {act:?} {name}: {p} ({r:?})"));
                 }
             }
         }
     }
-    assert_eq!(seen, 2 * 3 * device::GEOMETRY.len(), "{bad:?}");
+    assert_eq!(seen, 2 * 3 * kdef::ALL.len(), "{bad:?}");
     assert!(bad.is_empty(), "{}", bad.join("\n"));
 }
 
@@ -104,7 +106,8 @@ fn kernel_parity_and_golden_run_on_the_gpu() {
         }
     };
     let mut log = |m: &str| eprintln!("{m}");
-    let checks = ncf_cuda::check::run_all(info.ordinal, &mut log).expect("checks ran");
+    let which = ncf_cuda::device::Which::Gpu(info.ordinal);
+    let checks = ncf_cuda::check::run_all(which, &mut log).expect("checks ran");
     let lines: Vec<String> = checks.iter().map(|c| c.line()).collect();
     assert!(
         checks.iter().all(|c| c.pass),

@@ -9,13 +9,14 @@ use ncf_core::family::{positives_for, FamilySpec};
 use ncf_core::model::Model;
 use ncf_core::neumf_cpu::{CpuScorer, FirstLayer};
 use ncf_core::train::{default_threads, Device, Precision, Scorer, TrainConfig, Trainer};
+use ncf_cuda::device::Which;
 
-/// A device with `auto` settled: the CPU or one GPU.
+/// A device with `auto` settled: the CPU, or a device of the CUDA backend (a GPU by ordinal,
+/// or the host device).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Chosen {
     Cpu,
-    /// A CUDA device ordinal.
-    Cuda(usize),
+    Cuda(Which),
 }
 
 /// Settle `device` for `tool`: `auto` is CUDA when a GPU is usable, else the CPU with a note on
@@ -32,7 +33,8 @@ pub fn choose(
 ) -> Result<Chosen> {
     let cuda = match (device, cpu_only) {
         (Device::Cpu, _) | (Device::Auto, Some(_)) => false,
-        (Device::Cuda, Some(why)) => bail!("{why}"),
+        (Device::Cuda | Device::CudaHost, Some(why)) => bail!("{why}"),
+        (Device::CudaHost, None) => return Ok(Chosen::Cuda(Which::Host)),
         (Device::Cuda, None) => true,
         (Device::Auto, None) => match ncf_cuda::available() {
             Ok(_) => true,
@@ -50,14 +52,16 @@ pub fn choose(
         None => local_rank % ncf_cuda::available()?.device_count.max(1),
     };
     ncf_cuda::probe(ordinal)?;
-    Ok(Chosen::Cuda(ordinal))
+    Ok(Chosen::Cuda(Which::Gpu(ordinal)))
 }
 
 /// The precision a run on `chosen` computes in when none was asked for: TF32 on GPUs that have
 /// it (compute capability 8.0+), as NVIDIA's NCF does, else FP32.
 pub fn default_precision(chosen: Chosen) -> Result<Precision> {
     Ok(match chosen {
-        Chosen::Cuda(ordinal) if ncf_cuda::probe(ordinal)?.capability.0 >= 8 => Precision::Tf32,
+        Chosen::Cuda(Which::Gpu(ordinal)) if ncf_cuda::probe(ordinal)?.capability.0 >= 8 => {
+            Precision::Tf32
+        }
         _ => Precision::Fp32,
     })
 }
@@ -105,11 +109,11 @@ pub fn trainer(
             let threads = threads.unwrap_or_else(default_threads).max(1);
             Ok(family.cpu_trainer(model, cfg, data, threads, group)?)
         }
-        Chosen::Cuda(ordinal) => {
+        Chosen::Cuda(which) => {
             let positives = positives_for(cfg, data);
             let t = ncf_cuda::CudaTrainer::new(
-                ordinal,
-                model,
+                ncf_cuda::device::open(which, cfg.precision)?,
+                &model,
                 cfg,
                 &data.train_users,
                 &data.train_items,
@@ -128,10 +132,9 @@ pub fn trainer(
 pub fn scorer(model: &Model, chosen: Chosen) -> Result<Box<dyn Scorer + '_>> {
     Ok(match chosen {
         Chosen::Cpu => Box::new(CpuScorer::new(model)),
-        Chosen::Cuda(ordinal) => Box::new(ncf_cuda::CudaScorer::new(
-            ordinal,
-            model.clone(),
-            Precision::Fp32,
+        Chosen::Cuda(which) => Box::new(ncf_cuda::CudaScorer::new(
+            ncf_cuda::device::open(which, Precision::Fp32)?,
+            model,
         )?),
     })
 }

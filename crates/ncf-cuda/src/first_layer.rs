@@ -1,7 +1,7 @@
 //! MLP layer 0 factored over the step's distinct users and items on the GPU
 //! ([`FirstLayer::Factored`]): the kernels of `kernels/factored.cuh` (their CPU twins are
 //! [`crate::factored`]) and four cuBLAS GEMMs per step side. Selected with
-//! [`CudaTrainer::with_first_layer`]; the per-sample path stays the default on CUDA until a
+//! [`DeviceModel::set_first_layer`]; the per-sample path stays the default on CUDA until a
 //! device run has confirmed this one (docs/CUDA.md).
 //!
 //! Forward, per side (users, items): mark the batch's ids, give the distinct ones slots in id
@@ -13,47 +13,49 @@
 //! `drows = sums · W_side`, added once to each distinct row's embedding gradient. No float
 //! atomics: the embedding gradients of a fixed-seed step are the same bits run to run.
 
-use crate::device::{dptr, Gpu, KArg};
+use crate::device::{ActElem, Buf, Device, DeviceExt, GemmCall, Ptr};
 use crate::factored as twin;
+use crate::kdef::{
+    FactoredZ, GatherRows, Keys, Mark, RadixHist, RadixScatter, Scan, ScatterRows, SegmentSum,
+    Segments, Slots,
+};
+use crate::model::DeviceModel;
 use crate::trainer::CudaTrainer;
 use crate::CudaError;
-use cudarc::driver::CudaSlice;
 pub use ncf_core::neumf_cpu::FirstLayer;
 
 /// Radix sort tile (`NCF_TILE` in factored.cuh).
 const TILE: usize = 1024;
-/// Threads of the one-block scans (`ncf_slots`, `ncf_scan`).
-const SCAN_BLOCK: u32 = 1024;
 
 /// One side's buffers, sized for batches of `batch_cap` samples over a table of `n_ids` rows.
 pub struct SideBuffers {
-    pub n_ids: u32,
+    pub(crate) n_ids: u32,
     /// Most distinct ids of a batch: min(n_ids, batch capacity).
-    pub cap: usize,
-    pub flags: CudaSlice<u32>,
-    pub slots: CudaSlice<u32>,
-    pub list: CudaSlice<u32>,
-    pub count: CudaSlice<u32>,
+    pub(crate) cap: usize,
+    pub(crate) flags: Buf<u32>,
+    pub(crate) slots: Buf<u32>,
+    pub(crate) list: Buf<u32>,
+    pub(crate) count: Buf<u32>,
     /// Each sample's slot and index (the sort's input), then the two ping-pong pairs.
-    pub keys: CudaSlice<u32>,
-    pub vals: CudaSlice<u32>,
-    pub ka: CudaSlice<u32>,
-    pub va: CudaSlice<u32>,
-    pub kb: CudaSlice<u32>,
-    pub vb: CudaSlice<u32>,
-    pub hist: CudaSlice<u32>,
-    pub starts: CudaSlice<u32>,
+    pub(crate) keys: Buf<u32>,
+    pub(crate) vals: Buf<u32>,
+    pub(crate) ka: Buf<u32>,
+    pub(crate) va: Buf<u32>,
+    pub(crate) kb: Buf<u32>,
+    pub(crate) vb: Buf<u32>,
+    pub(crate) hist: Buf<u32>,
+    pub(crate) starts: Buf<u32>,
     /// The distinct embedding rows (activation type) and their projections (FP32).
-    pub rows: CudaSlice<u8>,
-    pub proj: CudaSlice<f32>,
+    pub(crate) rows: Buf<ActElem>,
+    pub(crate) proj: Buf<f32>,
     /// Per-slot sums of dz (activation type) and the rows' embedding gradients (FP32).
-    pub sums: CudaSlice<u8>,
-    pub drows: CudaSlice<f32>,
+    pub(crate) sums: Buf<ActElem>,
+    pub(crate) drows: Buf<f32>,
 }
 
 impl SideBuffers {
     fn new(
-        gpu: &Gpu,
+        dev: &dyn Device,
         what: &str,
         n_ids: u32,
         batch_cap: usize,
@@ -61,9 +63,8 @@ impl SideBuffers {
         w0: usize,
     ) -> Result<Self, CudaError> {
         let cap = (n_ids as usize).min(batch_cap).max(1);
-        let ab = gpu.act.bytes();
         let tiles = batch_cap.div_ceil(TILE).max(1);
-        let u = |len: usize, name: &str| gpu.alloc::<u32>(len, &format!("{what} {name}"));
+        let u = |len: usize, name: &str| dev.alloc::<u32>(len, &format!("{what} {name}"));
         Ok(SideBuffers {
             n_ids,
             cap,
@@ -79,18 +80,18 @@ impl SideBuffers {
             vb: u(batch_cap, "sort values b")?,
             hist: u(256 * tiles, "radix histograms")?,
             starts: u(cap + 1, "segment starts")?,
-            rows: gpu.alloc::<u8>(cap * e * ab, &format!("{what} distinct rows"))?,
-            proj: gpu.alloc::<f32>(cap * w0, &format!("{what} projections"))?,
-            sums: gpu.alloc::<u8>(cap * w0 * ab, &format!("{what} segment sums"))?,
-            drows: gpu.alloc::<f32>(cap * e, &format!("{what} row gradients"))?,
+            rows: dev.alloc_act(cap * e, &format!("{what} distinct rows"))?,
+            proj: dev.alloc::<f32>(cap * w0, &format!("{what} projections"))?,
+            sums: dev.alloc_act(cap * w0, &format!("{what} segment sums"))?,
+            drows: dev.alloc::<f32>(cap * e, &format!("{what} row gradients"))?,
         })
     }
 }
 
 /// Both sides' buffers.
 pub struct FactoredBuffers {
-    pub user: SideBuffers,
-    pub item: SideBuffers,
+    pub(crate) user: SideBuffers,
+    pub(crate) item: SideBuffers,
 }
 
 /// Which side: its buffers, its batch ids, its embedding table, its columns of W0.
@@ -100,22 +101,23 @@ enum Which {
     Item,
 }
 
-impl CudaTrainer {
+impl DeviceModel {
     /// Compute MLP layer 0 this way (allocates the factored path's buffers). Models without an
     /// MLP ignore it.
-    pub fn with_first_layer(mut self, first: FirstLayer) -> Result<Self, CudaError> {
-        let mc = self.model_cfg.clone();
+    pub fn set_first_layer(&mut self, first: FirstLayer) -> Result<(), CudaError> {
+        let mc = self.cfg.clone();
         self.factored = match first {
             FirstLayer::Factored if mc.kind.has_mlp() => {
                 let (e, w0, cap) = (mc.mlp_embed(), mc.layers[1], self.batch.cap);
+                let d = self.dev.as_ref();
                 Some(FactoredBuffers {
-                    user: SideBuffers::new(&self.gpu, "users", mc.n_users, cap, e, w0)?,
-                    item: SideBuffers::new(&self.gpu, "items", mc.n_items, cap, e, w0)?,
+                    user: SideBuffers::new(d, "users", mc.n_users, cap, e, w0)?,
+                    item: SideBuffers::new(d, "items", mc.n_items, cap, e, w0)?,
                 })
             }
             _ => None,
         };
-        Ok(self)
+        Ok(())
     }
 
     /// The first-layer path in use.
@@ -128,10 +130,10 @@ impl CudaTrainer {
     }
 
     /// Pointer to side `w`'s columns of mlp.0's weight as a GEMM operand.
-    fn w0_side(&self, w: Which) -> u64 {
-        let e = self.model_cfg.mlp_embed() as u64;
+    fn w0_side(&self, w: Which) -> Ptr<ActElem> {
+        let e = self.cfg.mlp_embed();
         let off = if w == Which::Item { e } else { 0 };
-        self.wp(0) + off * self.gpu.act.bytes() as u64
+        self.wp(0).byte_add(off * self.dev.act().bytes())
     }
 
     fn side(&self, w: Which) -> &SideBuffers {
@@ -144,193 +146,175 @@ impl CudaTrainer {
 
     /// Forward of layer 0 on the first `n` batch rows: z (without the bias) into the scratch.
     pub(crate) fn factored_forward(&self, n: usize) -> Result<(), CudaError> {
-        let mc = self.model_cfg.clone();
-        let (e, w0) = (mc.mlp_embed(), mc.layers[1]);
-        let s = self.gpu.stream.clone();
-        let g = &self.gpu;
+        let (e, w0) = (self.cfg.mlp_embed(), self.cfg.layers[1]);
+        let d = self.dev.as_ref();
         for w in [Which::User, Which::Item] {
             let sb = self.side(w);
             let (ids, table, name) = match w {
                 Which::User => (
-                    dptr(&self.batch.users, &s),
+                    self.batch.users.ptr(),
                     self.pp("mlp_user_embed.weight"),
                     "users",
                 ),
                 Which::Item => (
-                    dptr(&self.batch.items, &s),
+                    self.batch.items.ptr(),
                     self.pp("mlp_item_embed.weight"),
                     "items",
                 ),
             };
             let m = sb.cap.min(n);
             let sizes = format!("batch {n}, {name}: {} ids, up to {m} distinct", sb.n_ids);
-            let (flags, slots, list, count) = (
-                dptr(&sb.flags, &s),
-                dptr(&sb.slots, &s),
-                dptr(&sb.list, &s),
-                dptr(&sb.count, &s),
-            );
-            let a: [KArg; 3] = [ids.into(), (n as u32).into(), flags.into()];
-            g.launch("ncf_mark", g.grid_for(n as u64), 256, 0, &a, &sizes)?;
-            let a: [KArg; 5] = [
-                flags.into(),
-                sb.n_ids.into(),
-                slots.into(),
-                list.into(),
-                count.into(),
-            ];
-            g.launch("ncf_slots", 1, SCAN_BLOCK, 0, &a, &sizes)?;
-            let a: [KArg; 5] = [
-                ids.into(),
-                (n as u32).into(),
-                slots.into(),
-                dptr(&sb.keys, &s).into(),
-                dptr(&sb.vals, &s).into(),
-            ];
-            g.launch("ncf_keys", g.grid_for(n as u64), 256, 0, &a, &sizes)?;
-            let rows = dptr(&sb.rows, &s);
-            let a: [KArg; 6] = [
-                list.into(),
-                count.into(),
-                (m as u32).into(),
-                (e as u32).into(),
-                table.into(),
-                rows.into(),
-            ];
-            g.launch(
-                "ncf_gather_rows",
-                g.grid_for(m as u64 * 32),
-                256,
-                0,
-                &a,
-                &sizes,
-            )?;
-            g.gemm_shape(
-                &format!("forward mlp.0 {name}"),
+            let n32 = n as u32;
+            let k = Mark {
+                ids,
+                n: n32,
+                flags: sb.flags.ptr(),
+            };
+            d.launch(&k, d.grid_for(n as u64), 0, &sizes)?;
+            let k = Slots {
+                flags: sb.flags.ptr(),
+                len: sb.n_ids,
+                slots: sb.slots.ptr(),
+                list: sb.list.ptr(),
+                count: sb.count.ptr(),
+            };
+            d.launch(&k, 1, 0, &sizes)?;
+            let k = Keys {
+                ids,
+                n: n32,
+                slots: sb.slots.ptr(),
+                keys: sb.keys.ptr(),
+                vals: sb.vals.ptr(),
+            };
+            d.launch(&k, d.grid_for(n as u64), 0, &sizes)?;
+            let k = GatherRows {
+                list: sb.list.ptr(),
+                count: sb.count.ptr(),
+                cap: m as u32,
+                e: e as u32,
+                table,
+                out: sb.rows.ptr(),
+            };
+            d.launch(&k, d.grid_for(m as u64 * 32), 0, &sizes)?;
+            let what = format!("forward mlp.0 {name}");
+            let abc = (self.w0_side(w).addr(), sb.rows.addr(), sb.proj.addr());
+            d.gemm(&GemmCall::of_shape(
+                &what,
                 &twin::proj_gemm(e, w0, m),
-                (self.w0_side(w), rows, dptr(&sb.proj, &s)),
+                abc,
                 0.0,
-            )?;
+            ))?;
         }
         let (u, i) = (self.side(Which::User), self.side(Which::Item));
-        let a: [KArg; 7] = [
-            dptr(&u.keys, &s).into(),
-            dptr(&i.keys, &s).into(),
-            (n as u32).into(),
-            (w0 as u32).into(),
-            dptr(&u.proj, &s).into(),
-            dptr(&i.proj, &s).into(),
-            dptr(&self.batch.scratch, &s).into(),
-        ];
-        g.launch(
-            "ncf_factored_z",
-            g.grid_for((n * w0) as u64),
-            256,
+        let k = FactoredZ {
+            ku: u.keys.ptr(),
+            ki: i.keys.ptr(),
+            n: n as u32,
+            width: w0 as u32,
+            pu: u.proj.ptr(),
+            pi: i.proj.ptr(),
+            z: self.batch.scratch.ptr(),
+        };
+        d.launch(
+            &k,
+            d.grid_for((n * w0) as u64),
             0,
-            &a,
             &format!("batch {n}, width {w0}"),
         )
     }
+}
 
+impl CudaTrainer {
     /// Backward of layer 0 from its `dz` (in the batch's dz buffer, the activation type):
     /// mlp.0's weight gradient and the MLP embedding gradients.
     pub(crate) fn factored_backward(&self, n: usize) -> Result<(), CudaError> {
-        let mc = self.model_cfg.clone();
-        let (e, w0) = (mc.mlp_embed(), mc.layers[1]);
-        let s = self.gpu.stream.clone();
-        let g = &self.gpu;
-        let dz = dptr(&self.batch.dz, &s);
+        let md = &self.model;
+        let (e, w0) = (md.cfg.mlp_embed(), md.cfg.layers[1]);
+        let d = md.dev.as_ref();
+        let dz = md.batch.dz.ptr();
         let gw0 = self.gp("mlp.0.weight");
         for w in [Which::User, Which::Item] {
-            let sb = self.side(w);
+            let sb = md.side(w);
             let (gtable, name, col) = match w {
-                Which::User => (self.gp("mlp_user_embed.weight"), "users", 0u64),
-                Which::Item => (self.gp("mlp_item_embed.weight"), "items", e as u64),
+                Which::User => (self.gp("mlp_user_embed.weight"), "users", 0usize),
+                Which::Item => (self.gp("mlp_item_embed.weight"), "items", e),
             };
             let m = sb.cap.min(n);
             let sizes = format!("batch {n}, {name}: up to {m} distinct");
+            let n32 = n as u32;
             // Stable radix sort of (slot, sample) by slot: 8-bit digits, ping-pong a/b.
             let tiles = n.div_ceil(TILE) as u32;
-            let hist = dptr(&sb.hist, &s);
-            let pairs = [
-                (dptr(&sb.ka, &s), dptr(&sb.va, &s)),
-                (dptr(&sb.kb, &s), dptr(&sb.vb, &s)),
-            ];
+            let pairs = [(sb.ka.ptr(), sb.va.ptr()), (sb.kb.ptr(), sb.vb.ptr())];
             // The unsorted (keys, vals) stay as they are: pass 0 reads them, later passes
             // alternate between the two pairs.
-            let mut from = (dptr(&sb.keys, &s), dptr(&sb.vals, &s));
+            let mut from = (sb.keys.ptr(), sb.vals.ptr());
             for p in 0..twin::radix_passes(m) {
                 let (shift, to) = (8 * p, pairs[p as usize % 2]);
-                let a: [KArg; 4] = [from.0.into(), (n as u32).into(), shift.into(), hist.into()];
-                g.launch("ncf_radix_hist", tiles, 256, 0, &a, &sizes)?;
-                let a: [KArg; 2] = [hist.into(), (256 * tiles).into()];
-                g.launch("ncf_scan", 1, SCAN_BLOCK, 0, &a, &sizes)?;
-                let a: [KArg; 7] = [
-                    from.0.into(),
-                    from.1.into(),
-                    (n as u32).into(),
-                    shift.into(),
-                    hist.into(),
-                    to.0.into(),
-                    to.1.into(),
-                ];
-                g.launch("ncf_radix_scatter", tiles, 256, 0, &a, &sizes)?;
+                let k = RadixHist {
+                    keys: from.0,
+                    n: n32,
+                    shift,
+                    hist: sb.hist.ptr(),
+                };
+                d.launch(&k, tiles, 0, &sizes)?;
+                let k = Scan {
+                    x: sb.hist.ptr(),
+                    len: 256 * tiles,
+                };
+                d.launch(&k, 1, 0, &sizes)?;
+                let k = RadixScatter {
+                    keys: from.0,
+                    vals: from.1,
+                    n: n32,
+                    shift,
+                    hist: sb.hist.ptr(),
+                    keys_out: to.0,
+                    vals_out: to.1,
+                };
+                d.launch(&k, tiles, 0, &sizes)?;
                 from = to;
             }
-            let (count, starts) = (dptr(&sb.count, &s), dptr(&sb.starts, &s));
-            let a: [KArg; 4] = [
-                from.0.into(),
-                (n as u32).into(),
-                count.into(),
-                starts.into(),
-            ];
-            g.launch("ncf_segments", g.grid_for(n as u64), 256, 0, &a, &sizes)?;
-            let sums = dptr(&sb.sums, &s);
-            let a: [KArg; 7] = [
-                dz.into(),
-                (w0 as u32).into(),
-                from.1.into(),
-                starts.into(),
-                count.into(),
-                (m as u32).into(),
-                sums.into(),
-            ];
-            g.launch(
-                "ncf_segment_sum",
-                g.grid_for(m as u64 * 32),
-                256,
-                0,
-                &a,
-                &sizes,
-            )?;
-            g.gemm_shape(
-                &format!("weight gradient mlp.0 {name}"),
+            let k = Segments {
+                sorted_keys: from.0,
+                n: n32,
+                count: sb.count.ptr(),
+                starts: sb.starts.ptr(),
+            };
+            d.launch(&k, d.grid_for(n as u64), 0, &sizes)?;
+            let k = SegmentSum {
+                dz,
+                width: w0 as u32,
+                order: from.1,
+                starts: sb.starts.ptr(),
+                count: sb.count.ptr(),
+                cap: m as u32,
+                s: sb.sums.ptr(),
+            };
+            d.launch(&k, d.grid_for(m as u64 * 32), 0, &sizes)?;
+            let what = format!("weight gradient mlp.0 {name}");
+            let abc = (sb.rows.addr(), sb.sums.addr(), gw0.addr() + 4 * col as u64);
+            d.gemm(&GemmCall::of_shape(
+                &what,
                 &twin::weight_grad_gemm(e, w0, m),
-                (dptr(&sb.rows, &s), sums, gw0 + 4 * col),
+                abc,
                 0.0,
-            )?;
-            let drows = dptr(&sb.drows, &s);
-            g.gemm_shape(
-                &format!("input gradient mlp.0 {name}"),
+            ))?;
+            let what = format!("input gradient mlp.0 {name}");
+            let abc = (md.w0_side(w).addr(), sb.sums.addr(), sb.drows.addr());
+            d.gemm(&GemmCall::of_shape(
+                &what,
                 &twin::row_grad_gemm(e, w0, m),
-                (self.w0_side(w), sums, drows),
+                abc,
                 0.0,
-            )?;
-            let a: [KArg; 5] = [
-                dptr(&sb.list, &s).into(),
-                count.into(),
-                (e as u32).into(),
-                drows.into(),
-                gtable.into(),
-            ];
-            g.launch(
-                "ncf_scatter_rows",
-                g.grid_for((m * e) as u64),
-                256,
-                0,
-                &a,
-                &sizes,
-            )?;
+            ))?;
+            let k = ScatterRows {
+                list: sb.list.ptr(),
+                count: sb.count.ptr(),
+                e: e as u32,
+                rows: sb.drows.ptr(),
+                g: gtable,
+            };
+            d.launch(&k, d.grid_for((m * e) as u64), 0, &sizes)?;
         }
         Ok(())
     }

@@ -1,7 +1,10 @@
 //! ncf-cuda: the CUDA backend of ncf. Owns the CUDA libraries (loaded at run time through cudarc,
-//! [`libs`]), the device wrapper ([`device`], [`gemm`]), the NVRTC-compiled kernels of `kernels/`
-//! ([`kernels`]), [`CudaTrainer`] (the GPU twin of the CPU trainer), [`CudaScorer`], NCCL between
-//! ranks ([`nccl`]) and the parity checks of every kernel against the CPU reference ([`check`]).
+//! [`libs`]), the device interface and its two devices, a GPU and the host device that runs the
+//! same kernels on the CPU in CI ([`device`]), the kernels of `kernels/` (sources and NVRTC,
+//! [`kernels`]; one typed definition each, [`kdef`]), the model on a device ([`model`]),
+//! [`CudaTrainer`] (the device twin of the CPU trainer; its step in [`step`]), [`CudaScorer`],
+//! NCCL between ranks ([`nccl`]) and the parity checks of every kernel against the CPU
+//! reference ([`check`]).
 //!
 //! Without a driver, GPU or NVRTC every entry point returns [`CudaError::Unavailable`]
 //! ("CUDA unavailable: …") instead of panicking, so `--device auto` can fall back to the CPU.
@@ -10,12 +13,14 @@ pub mod check;
 pub mod device;
 pub mod factored;
 pub mod first_layer;
-pub mod gemm;
+pub mod kdef;
 pub mod kernels;
 pub mod libs;
+pub mod model;
 pub mod nccl;
 pub mod ptxas;
 pub mod scorer;
+pub mod step;
 pub mod trainer;
 
 pub use scorer::CudaScorer;

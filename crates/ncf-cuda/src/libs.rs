@@ -175,6 +175,14 @@ impl Opened {
     }
 }
 
+/// Open the shared library at `path` (never closed).
+pub fn open_path(path: &str) -> Option<Opened> {
+    open_handle(path).map(|handle| Opened {
+        handle,
+        path: path.to_string(),
+    })
+}
+
 fn open_handle(path: &str) -> Option<usize> {
     let c = CString::new(path).ok()?;
     // Never closed: the function pointers taken from it live as long as the process.

@@ -1,7 +1,7 @@
 //! Resource use of every kernel, read without a GPU: the PTX NVRTC makes is assembled by `ptxas`
 //! of the same CUDA release (the pinned 13.0 PyPI package `nvidia-cuda-nvcc`) with `-v`, and its
 //! report (registers, stack frame, spill stores and loads, static shared memory) is checked
-//! against how the host launches each kernel ([`crate::device::GEOMETRY`]): CI catches a kernel
+//! against how the host launches each kernel ([`crate::kdef`]): CI catches a kernel
 //! that spills, uses local memory, or cannot be resident with the block size and shared memory
 //! the host gives it, before any device runs it.
 

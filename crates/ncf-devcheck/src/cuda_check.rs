@@ -10,6 +10,7 @@ use clap::Parser;
 use ncf_core::neumf_cpu::FirstLayer;
 use ncf_core::train::Precision;
 use ncf_cuda::check;
+use ncf_cuda::device::Which;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -119,7 +120,7 @@ pub fn run(args: Args) -> Result<()> {
     };
     if args.bench {
         let v = check::bench(
-            args.device,
+            Which::Gpu(args.device),
             &precisions,
             &args.first_layer,
             args.steps,
@@ -167,14 +168,14 @@ fn checks(args: &Args, precisions: &[Precision], log: check::Log) -> Vec<check::
             at: 0,
             note: e.to_string(),
         };
-        let mut checks = check::kernel_checks(args.device, p, &mut *log)
+        let mut checks = check::kernel_checks(Which::Gpu(args.device), p, &mut *log)
             .unwrap_or_else(|e| vec![failed("kernel_checks".into(), &e)]);
         let runs = match args.no_golden {
             true => vec![],
             false => check::golden::runs(p),
         };
         for run in runs {
-            match check::golden(args.device, p, run, 10, &mut *log) {
+            match check::golden(Which::Gpu(args.device), p, run, 10, &mut *log) {
                 Ok(c) => checks.extend(c),
                 Err(e) => checks.push(failed(
                     format!("golden_{}", check::golden::run_name(run.0, run.1)),

@@ -341,7 +341,7 @@ impl EaseTrainer {
                 "--l2 must be finite and above 0 for --model {flag} (the Gramian alone is singular)"
             )));
         }
-        check_ids(&model, train_users, train_items)
+        check_ids(&model.config, train_users, train_items)
             .map_err(|e| Error::invalid(format!("training data: {e}")))?;
         let by_user = Rows::new(c.n_users as usize, train_users, train_items);
         let by_item = Rows::new(c.n_items as usize, train_items, train_users);

@@ -184,7 +184,7 @@ impl MfTrainer {
         if cfg.negative_mode == NegativeMode::Exact && positives.is_none() {
             return Err(Error::invalid("exact negatives need the users' positives"));
         }
-        check_ids(&model, &train_users, &train_items)
+        check_ids(&model.config, &train_users, &train_items)
             .map_err(|e| Error::invalid(format!("training data: {e}")))?;
         Ok(MfTrainer {
             fit: Fitted::new(model, threads),

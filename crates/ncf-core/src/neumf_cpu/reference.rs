@@ -363,7 +363,7 @@ impl<'a> RefTrainer<'a> {
 
 impl Scorer for RefTrainer<'_> {
     fn score(&mut self, users: &[u32], items: &[u32], out: &mut [f32]) -> Result<()> {
-        check_ids(&self.model, users, items)?;
+        check_ids(&self.model.config, users, items)?;
         check_out_len(users.len(), out)?;
         for ((o, &u), &i) in out.iter_mut().zip(users).zip(items) {
             *o = logit(&self.model, u, i);

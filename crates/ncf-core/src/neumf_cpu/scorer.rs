@@ -146,7 +146,7 @@ impl<'m> CpuScorer<'m> {
 
 impl Scorer for CpuScorer<'_> {
     fn score(&mut self, users: &[u32], items: &[u32], out: &mut [f32]) -> Result<()> {
-        check_ids(self.model, users, items)?;
+        check_ids(&self.model.config, users, items)?;
         check_out_len(users.len(), out)?;
         CpuScorer::score(self, users, items, out);
         Ok(())
@@ -174,7 +174,7 @@ pub fn score_checked(
     out: &mut [f32],
     threads: usize,
 ) -> Result<()> {
-    check_ids(model, users, items)?;
+    check_ids(&model.config, users, items)?;
     check_out_len(users.len(), out)?;
     score_with(model, users, items, out, threads);
     Ok(())

@@ -4,7 +4,7 @@
 //! [`crate::neumf_cpu`] and [`crate::family`], the CUDA ones in `ncf-cuda`.
 
 use super::checkpoint::OptimizerState;
-use crate::model::Model;
+use crate::model::{Model, ModelConfig};
 use crate::{Error, Result};
 
 /// Where a tool computes: the CPU, a CUDA GPU, or CUDA when one is usable.
@@ -15,6 +15,11 @@ pub enum Device {
     Cuda,
     /// CUDA when a GPU is usable, else CPU (with a note on stderr).
     Auto,
+    /// The CUDA backend on the host device: the same kernels compiled for the CPU, host memory,
+    /// every call checked (ncf-cuda's `device::HostDevice`; needs g++). For tests and debugging
+    /// without a GPU: slow, and not in `--help`.
+    #[cfg_attr(feature = "clap", value(hide = true))]
+    CudaHost,
 }
 
 /// Scores (logits) of (user, item) pairs of one model with dropout off.
@@ -74,9 +79,8 @@ pub fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-/// An error naming the first user or item id that is out of range of `model`.
-pub fn check_ids(model: &Model, users: &[u32], items: &[u32]) -> Result<()> {
-    let c = &model.config;
+/// An error naming the first user or item id that is out of range of the model `c`.
+pub fn check_ids(c: &ModelConfig, users: &[u32], items: &[u32]) -> Result<()> {
     if users.len() != items.len() {
         return Err(Error::invalid(format!(
             "{} users but {} items to score",

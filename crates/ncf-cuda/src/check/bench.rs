@@ -2,6 +2,7 @@
 //! per-stage profile of one synchronised step.
 
 use super::Log;
+use crate::device::{self, Which};
 use crate::first_layer::FirstLayer;
 use crate::trainer::CudaTrainer;
 use crate::CudaError;
@@ -13,7 +14,7 @@ use ncf_core::train::{Precision, Trainer};
 /// Training throughput on a synthetic ml-20m-shaped problem: samples/s per precision (median of
 /// `steps` timed steps after `warmup`), as JSON.
 pub fn bench(
-    ordinal: usize,
+    which: Which,
     precisions: &[Precision],
     firsts: &[FirstLayer],
     steps: usize,
@@ -45,6 +46,7 @@ pub fn bench(
     };
     let model = Model::init(cfgm.clone(), 1).map_err(|e| CudaError::Invalid(e.to_string()))?;
     let mut results = vec![];
+    let mut info = None;
     for (&p, &first) in precisions
         .iter()
         .flat_map(|p| firsts.iter().map(move |f| (p, f)))
@@ -59,34 +61,38 @@ pub fn bench(
             FirstLayer::Factored => "factored",
         };
         log(&format!("bench {} {path}: uploading", p.name()));
-        let mut t = CudaTrainer::new(ordinal, model.clone(), &cfg, &users, &items, None)?
-            .with_first_layer(first)?;
-        t.gpu.sync_each = false; // timings without the --verbose per-kernel synchronisation
+        let dev = device::open(which, p)?;
+        let mut t =
+            CudaTrainer::new(dev, &model, &cfg, &users, &items, None)?.with_first_layer(first)?;
+        // Timings without the --verbose per-kernel synchronisation.
+        t.device().profile().sync_each.set(false);
+        info = Some(t.device().info().clone());
         let per_epoch = t.samples_per_epoch();
         let mut times = vec![];
         let mut losses = vec![];
         for s in 0..warmup + steps {
             let start = (s as u64 * batch) % (per_epoch - batch);
-            t.gpu.sync("bench")?;
+            t.device().sync("bench")?;
             let t0 = std::time::Instant::now();
             let st = t
                 .step(0, start..start + batch)
                 .map_err(|e| CudaError::Invalid(e.to_string()))?;
-            t.gpu.sync("bench")?;
+            t.device().sync("bench")?;
             if s >= warmup {
                 times.push(t0.elapsed().as_secs_f64());
             }
             losses.push(st.loss);
         }
         // One more step with every kernel synchronised and timed: where the time goes.
-        t.gpu.profile = Some(Default::default());
+        *t.device().profile().on.borrow_mut() = Some(vec![]);
         t.step(0, 0..batch)
             .map_err(|e| CudaError::Invalid(e.to_string()))?;
         let stages: Vec<serde_json::Value> = t
-            .gpu
-            .profile
+            .device()
+            .profile()
+            .on
+            .borrow_mut()
             .take()
-            .map(|p| p.into_inner())
             .unwrap_or_default()
             .into_iter()
             .map(|(name, s)| serde_json::json!({"stage": name, "ms": s * 1e3}))
@@ -105,7 +111,9 @@ pub fn bench(
             "tflops": flops / med / 1e12, "first_loss": losses[0], "last_loss": losses[losses.len() - 1], "stages": stages,
         }));
     }
-    let info = crate::probe(ordinal)?;
+    let Some(info) = info else {
+        return Err(CudaError::Invalid("bench: no precision to run".into()));
+    };
     Ok(
         serde_json::json!({"device": info.name, "arch": info.arch(), "users": n_users, "items": n_items,
         "positives": n_pos, "steps": steps, "warmup": warmup, "results": results}),

@@ -4,6 +4,7 @@
 //! numbers (projections, sums, gradients) are checked by [`super::mlp`] against the reference.
 
 use super::{exact, Check};
+use crate::device::DeviceExt;
 use crate::factored as twin;
 use crate::trainer::CudaTrainer;
 use crate::CudaError;
@@ -16,10 +17,10 @@ pub fn structure(
     bi: &[u32],
 ) -> Result<Vec<Check>, CudaError> {
     let p = t.cfg.precision;
-    let Some(f) = &t.factored else {
+    let Some(f) = &t.model.factored else {
         return Ok(vec![]);
     };
-    let g = &t.gpu;
+    let g = t.device();
     let mut out = vec![];
     for (sb, ids, side) in [(&f.user, bu, "users"), (&f.item, bi, "items")] {
         let s = twin::slots(ids, sb.n_ids);

@@ -2,16 +2,14 @@
 //! naive CPU matmul on operands rounded to the device's activation type.
 
 use super::{compare_scaled, eps_of, f, f32_to_bytes, round_act, Check};
-use crate::device::dptr;
-use crate::trainer::CudaTrainer;
+use crate::device::{Device, DeviceExt, GemmCall};
 use crate::CudaError;
 use ncf_core::sampling::rng::{stream, Rng};
 use ncf_core::train::Precision;
 
 /// The three GEMM forms of the MLP vs a naive CPU matmul on operands rounded to the device type.
-pub fn checks(t: &CudaTrainer, p: Precision) -> Result<Vec<Check>, CudaError> {
-    let act = t.gpu.act;
-    let st = &t.gpu.stream;
+pub fn checks(d: &dyn Device, p: Precision) -> Result<Vec<Check>, CudaError> {
+    let act = d.act();
     let (fin, fout, n) = (96usize, 40usize, 300usize);
     let r = Rng::new(5);
     let mk = |len: usize, c: u32| -> Vec<f32> {
@@ -22,11 +20,28 @@ pub fn checks(t: &CudaTrainer, p: Precision) -> Result<Vec<Check>, CudaError> {
     let w = mk(fout * fin, 0); // row-major [out, in]
     let x = mk(n * fin, 1); // [n, in]
     let dz = mk(n * fout, 2); // [n, out]
-    let dw = t.gpu.upload(&f32_to_bytes(&w, act), "gemm W")?;
-    let dx = t.gpu.upload(&f32_to_bytes(&x, act), "gemm X")?;
-    let ddz = t.gpu.upload(&f32_to_bytes(&dz, act), "gemm dZ")?;
-    let c = t.gpu.alloc::<f32>(n * fin.max(fout) * 2, "gemm C")?;
-    let (pw, px, pdz, pc) = (dptr(&dw, st), dptr(&dx, st), dptr(&ddz, st), dptr(&c, st));
+    let dw = d.upload(&f32_to_bytes(&w, act), "gemm W")?;
+    let dx = d.upload(&f32_to_bytes(&x, act), "gemm X")?;
+    let ddz = d.upload(&f32_to_bytes(&dz, act), "gemm dZ")?;
+    let c = d.alloc::<f32>(n * fin.max(fout) * 2, "gemm C")?;
+    let (pw, px, pdz, pc) = (dw.addr(), dx.addr(), ddz.addr(), c.addr());
+    let gemm = |what, ta, tb, (m, nn, k), a, lda, b, ldb, ldc| {
+        d.gemm(&GemmCall {
+            what,
+            ta,
+            tb,
+            m,
+            n: nn,
+            k,
+            a,
+            lda,
+            b,
+            ldb,
+            c: pc,
+            ldc,
+            beta: 0.0,
+        })
+    };
     let eps = if p == Precision::Fp32 {
         1e-6
     } else {
@@ -34,7 +49,7 @@ pub fn checks(t: &CudaTrainer, p: Precision) -> Result<Vec<Check>, CudaError> {
     };
     let mut out = vec![];
     // forward Z[n, out] = X W^T
-    t.gpu.gemm(
+    gemm(
         "check forward",
         true,
         false,
@@ -43,11 +58,9 @@ pub fn checks(t: &CudaTrainer, p: Precision) -> Result<Vec<Check>, CudaError> {
         fin,
         px,
         fin,
-        pc,
         fout,
-        0.0,
     )?;
-    let z = t.gpu.download(&c, n * fout, "Z")?;
+    let z = d.download(&c, n * fout, "Z")?;
     let zc: Vec<f64> = (0..n * fout)
         .map(|k| {
             (0..fin)
@@ -57,7 +70,7 @@ pub fn checks(t: &CudaTrainer, p: Precision) -> Result<Vec<Check>, CudaError> {
         .collect();
     out.push(compare_scaled("gemm_forward", p, &f(&z), &zc, eps * 4.0));
     // dX[n, in] = dZ W
-    t.gpu.gemm(
+    gemm(
         "check dX",
         false,
         false,
@@ -66,11 +79,9 @@ pub fn checks(t: &CudaTrainer, p: Precision) -> Result<Vec<Check>, CudaError> {
         fin,
         pdz,
         fout,
-        pc,
         fin,
-        0.0,
     )?;
-    let g = t.gpu.download(&c, n * fin, "dX")?;
+    let g = d.download(&c, n * fin, "dX")?;
     let gc: Vec<f64> = (0..n * fin)
         .map(|k| {
             (0..fout)
@@ -80,7 +91,7 @@ pub fn checks(t: &CudaTrainer, p: Precision) -> Result<Vec<Check>, CudaError> {
         .collect();
     out.push(compare_scaled("gemm_dX", p, &f(&g), &gc, eps * 4.0));
     // dW[out, in] = dZ^T X
-    t.gpu.gemm(
+    gemm(
         "check dW",
         false,
         true,
@@ -89,11 +100,9 @@ pub fn checks(t: &CudaTrainer, p: Precision) -> Result<Vec<Check>, CudaError> {
         fin,
         pdz,
         fout,
-        pc,
         fin,
-        0.0,
     )?;
-    let g = t.gpu.download(&c, fout * fin, "dW")?;
+    let g = d.download(&c, fout * fin, "dW")?;
     let gc: Vec<f64> = (0..fout * fin)
         .map(|k| {
             (0..n)

@@ -5,7 +5,8 @@
 //! names prefixed `factored:`, plus the exact checks of [`super::factored::structure`].
 
 use super::{compare, compare_scaled, dl_act, eps_of, f, round_act, Check, Log, Setup, ATOL};
-use crate::device::dropout_threshold;
+use crate::device::{dropout_threshold, DeviceExt};
+use crate::model::Dropout;
 use crate::trainer::CudaTrainer;
 use crate::CudaError;
 use ncf_core::model::Model;
@@ -66,17 +67,19 @@ fn forward(
     batch: u64,
     out: &mut Vec<Check>,
 ) -> Result<Forward, CudaError> {
-    let act = t.gpu.act;
+    let act = t.device().act();
     let eps = eps_of(p);
     let epoch = 1;
     let range = 100..100 + batch;
-    t.gpu.zero(&mut t.sample_err, "sampler flag")?;
+    t.device().zero(&t.sample_err, "sampler flag")?;
     let n = t.make_batch(epoch, range)?;
-    let bu = t.gpu.download(&t.batch.users, n, "users")?;
-    let bi = t.gpu.download(&t.batch.items, n, "items")?;
-    let bl = t.gpu.download(&t.batch.labels, n, "labels")?;
-    let bs = t.gpu.download(&t.batch.sample, n, "sample ids")?;
-    t.mlp_forward(n, Some(epoch))?;
+    let (d, b) = (t.device(), &t.model.batch);
+    let bu = d.download(&b.users, n, "users")?;
+    let bi = d.download(&b.items, n, "items")?;
+    let bl = d.download(&b.labels, n, "labels")?;
+    let bs = d.download(&b.sample, n, "sample ids")?;
+    let seed = t.rng.seed();
+    t.model.mlp_forward(n, Some(Dropout { epoch, seed }))?;
     let mc = model.config.clone();
     let e = mc.mlp_embed();
     // The reference sees the weights rounded as the device's GEMM operands are.
@@ -92,11 +95,11 @@ fn forward(
         .map(|v| round_act(v, act) as f64)
         .collect();
     // The factored path writes no x0: layer 0 then sees the reference's (rounded) input.
-    let factored = t.factored.is_some();
+    let factored = t.model.factored.is_some();
     let x0: Vec<f32> = if factored {
         x0_cpu.iter().map(|&v| v as f32).collect()
     } else {
-        let x0 = dl_act(t, &t.batch.x0, n * 2 * e, "x0")?;
+        let x0 = dl_act(t, &t.model.batch.x0, n * 2 * e, "x0")?;
         out.push(compare("gather", p, &f(&x0), &x0_cpu, ATOL, eps));
         x0
     };
@@ -105,7 +108,7 @@ fn forward(
     let mut mask_bad = 0usize;
     for k in 0..mc.n_linear() {
         let (fin, fout) = (mc.layers[k], mc.layers[k + 1]);
-        let a_gpu = dl_act(t, &t.batch.acts[k], n * fout, &format!("acts {k}"))?;
+        let a_gpu = dl_act(t, &t.model.batch.acts[k], n * fout, &format!("acts {k}"))?;
         let x: &[f32] = if k == 0 { &x0 } else { &acts[k - 1] };
         let mut a_cpu = vec![0f64; n * fout];
         for b in 0..n {
@@ -186,13 +189,12 @@ fn final_and_bce(
     let mc = model.config.clone();
     let e = mc.mlp_embed();
     let drop = |b: usize| Some((rng, epoch, bs[b]));
-    t.gpu.zero(&mut t.loss_sum, "loss")?;
-    t.gpu.zero(&mut t.grads, "grads")?;
-    t.final_layer(n, true, 1.0 / n as f32)?;
-    let loss_gpu = t.gpu.download(&t.loss_sum, 1, "loss")?[0] / n as f64;
-    let dx_last = t
-        .gpu
-        .download(&t.batch.scratch, n * mc.mlp_out(), "dx_last")?;
+    let d = t.device();
+    d.zero(&t.loss_sum, "loss")?;
+    d.zero(&t.grads, "grads")?;
+    t.train_final(n, 1.0 / n as f32)?;
+    let loss_gpu = d.download(&t.loss_sum, 1, "loss")?[0] / n as f64;
+    let dx_last = d.download(&t.model.batch.scratch, n * mc.mlp_out(), "dx_last")?;
     let g_final = t.grads_host()?;
     // The reference's final layer and backward pass on the device's activations.
     let lout = mc.mlp_out();

@@ -1,6 +1,6 @@
 //! Parity checks of every kernel against the one CPU reference of the NeuMF math
 //! ([`ncf_core::neumf_cpu::reference`]), the golden CPU/GPU loss curve and the throughput
-//! bench. `ncf-cuda-check` and `tests/cuda.rs` run these on a GPU. One file per kernel group:
+//! bench. `ncf-cuda-check` runs these on a GPU, `tests/cuda.rs` on the host device in CI. One file per kernel group:
 //! [`rng`] (Philox, permutation, sampler), [`mlp`] (gather, GEMM + bias/ReLU/dropout forward,
 //! final layer + BCE, backward and scatter; per sample and with the factored first layer),
 //! [`factored`] (its distinct ids, sort and segments), [`optim`] (Adam, SGD, FP16 overflow), [`gemm`],
@@ -19,6 +19,7 @@ pub mod rng;
 pub use bench::bench;
 pub use golden::golden;
 
+use crate::device::{self, ActElem, Buf, DeviceExt, Which};
 use crate::first_layer::FirstLayer;
 use crate::kernels::Act;
 use crate::trainer::CudaTrainer;
@@ -192,13 +193,13 @@ pub type Log<'a> = &'a mut dyn FnMut(&str);
 
 pub(crate) fn dl_act(
     t: &CudaTrainer,
-    s: &cudarc::driver::CudaSlice<u8>,
+    s: &Buf<ActElem>,
     n: usize,
     what: &str,
 ) -> Result<Vec<f32>, CudaError> {
-    let act = t.gpu.act;
-    let b = t.gpu.download(s, n * act.bytes(), what)?;
-    Ok(bytes_to_f32(&b, act))
+    let d = t.device();
+    let b = d.download_act(s, n, what)?;
+    Ok(bytes_to_f32(&b, d.act()))
 }
 
 /// The problem every kernel group is checked on: a toy NeuMF with dropout 0.5 (40 users, 300
@@ -216,7 +217,7 @@ pub struct Setup {
 }
 
 impl Setup {
-    pub fn new(ordinal: usize, p: Precision, log: Log) -> Result<Setup, CudaError> {
+    pub fn new(which: Which, p: Precision, log: Log) -> Result<Setup, CudaError> {
         let (n_users, n_items) = (40u32, 300u32);
         let (us, is) = toy::data(n_users, n_items, 12, 3);
         let positives = UserItems::new(n_users, &us, &is);
@@ -228,7 +229,8 @@ impl Setup {
             p.name(),
             us.len()
         ));
-        let t = CudaTrainer::new(ordinal, model.clone(), &cfg, &us, &is, Some(&positives))?;
+        let dev = device::open(which, p)?;
+        let t = CudaTrainer::new(dev, &model, &cfg, &us, &is, Some(&positives))?;
         Ok(Setup {
             t,
             p,
@@ -243,27 +245,27 @@ impl Setup {
     }
 }
 
-/// Every kernel check in one precision on device `ordinal`, group by group on one [`Setup`].
-pub fn kernel_checks(ordinal: usize, p: Precision, log: Log) -> Result<Vec<Check>, CudaError> {
-    let mut s = Setup::new(ordinal, p, log)?;
+/// Every kernel check in one precision on device `which`, group by group on one [`Setup`].
+pub fn kernel_checks(which: Which, p: Precision, log: Log) -> Result<Vec<Check>, CudaError> {
+    let mut s = Setup::new(which, p, log)?;
     let mut out = rng::checks(&mut s, log)?;
     out.extend(mlp::checks(&mut s, log)?);
     out.extend(optim::checks(&mut s, log)?);
     log("gemm");
-    out.extend(gemm::checks(&s.t, p)?);
+    out.extend(gemm::checks(s.t.device(), p)?);
     // The same step with the first layer factored, on a fresh trainer.
     log("factored first layer");
-    let mut s = Setup::new(ordinal, p, log)?;
+    let mut s = Setup::new(which, p, log)?;
     s.t = s.t.with_first_layer(FirstLayer::Factored)?;
     out.extend(mlp::checks(&mut s, log)?);
     Ok(out)
 }
 
 /// Every check in every precision (and the golden run of each model kind in FP32).
-pub fn run_all(ordinal: usize, log: Log) -> Result<Vec<Check>, CudaError> {
+pub fn run_all(which: Which, log: Log) -> Result<Vec<Check>, CudaError> {
     let mut out = vec![];
     for p in Precision::ALL {
-        match kernel_checks(ordinal, p, log) {
+        match kernel_checks(which, p, log) {
             Ok(c) => out.extend(c),
             Err(e) => out.push(Check {
                 name: "kernel_checks".into(),
@@ -276,7 +278,7 @@ pub fn run_all(ordinal: usize, log: Log) -> Result<Vec<Check>, CudaError> {
             }),
         }
         for run in golden::runs(p) {
-            match golden::golden(ordinal, p, run, 10, log) {
+            match golden::golden(which, p, run, 10, log) {
                 Ok(c) => out.extend(c),
                 Err(e) => out.push(Check {
                     name: format!("golden_{}", golden::run_name(run.0, run.1)),

@@ -3,7 +3,8 @@
 //! that skips a step.
 
 use super::{compare, f, Check, Log, Setup, ATOL};
-use crate::device::{dptr, KArg};
+use crate::device::DeviceExt;
+use crate::kdef::CheckFinite;
 use crate::CudaError;
 use ncf_core::neumf_cpu::reference;
 use ncf_core::sampling::rng::{stream, Rng};
@@ -13,7 +14,6 @@ pub fn checks(s: &mut Setup, log: Log) -> Result<Vec<Check>, CudaError> {
     let (p, cfg) = (s.p, s.cfg.clone());
     let model = &s.model;
     let t = &mut s.t;
-    let st = t.gpu.stream.clone();
     let l = &model.layout;
     let mut out = vec![];
     log("adam");
@@ -25,10 +25,11 @@ pub fn checks(s: &mut Setup, log: Log) -> Result<Vec<Check>, CudaError> {
         let g0: Vec<f32> = (0..total).map(|k| rnd(k, 1, 0.01)).collect();
         let m0: Vec<f32> = (0..total).map(|k| rnd(k, 2, 0.01)).collect();
         let v0: Vec<f32> = (0..total).map(|k| rnd(k, 3, 1e-4).abs()).collect();
-        t.gpu.upload_into(&p0, &mut t.params, "params")?;
-        t.gpu.upload_into(&g0, &mut t.grads, "grads")?;
-        t.gpu.upload_into(&m0, &mut t.m, "m")?;
-        t.gpu.upload_into(&v0, &mut t.v, "v")?;
+        let d = t.device();
+        d.upload_into(&p0, &t.model.params, "params")?;
+        d.upload_into(&g0, &t.grads, "grads")?;
+        d.upload_into(&m0, &t.m, "m")?;
+        d.upload_into(&v0, &t.v, "v")?;
         let mut c2 = cfg.clone();
         c2.optimizer = opt;
         c2.l2 = 1e-3;
@@ -68,23 +69,17 @@ pub fn checks(s: &mut Setup, log: Log) -> Result<Vec<Check>, CudaError> {
         let mut g0 = vec![0.001f32; total];
         g0[total / 2] = f32::INFINITY;
         let p0 = t.params_host()?;
-        t.gpu.upload_into(&g0, &mut t.grads, "grads")?;
-        t.gpu.zero(&mut t.found_inf, "inf flag")?;
-        let args: Vec<KArg> = vec![
-            dptr(&t.grads, &st).into(),
-            (total as u64).into(),
-            dptr(&t.found_inf, &st).into(),
-        ];
-        t.gpu.launch(
-            "ncf_check_finite",
-            t.gpu.grid_for(total as u64),
-            256,
-            0,
-            &args,
-            "inf check",
-        )?;
+        let d = t.device();
+        d.upload_into(&g0, &t.grads, "grads")?;
+        d.zero(&t.found_inf, "inf flag")?;
+        let k = CheckFinite {
+            g: t.grads.ptr(),
+            n: total as u64,
+            found: t.found_inf.ptr(),
+        };
+        d.launch(&k, d.grid_for(total as u64), 0, "inf check")?;
         t.optimizer_step(1, 1.0, true)?;
-        let flag = t.gpu.download(&t.found_inf, 1, "flag")?[0];
+        let flag = t.device().download(&t.found_inf, 1, "flag")?[0];
         let p1 = t.params_host()?;
         out.push(Check {
             name: "fp16_overflow_skips_step".into(),

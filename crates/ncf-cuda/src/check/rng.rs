@@ -2,7 +2,8 @@
 //! training negatives (both modes) against `ncf_core::sampling`, bit for bit.
 
 use super::{exact, Check, Log, Setup};
-use crate::device::{dptr, KArg};
+use crate::device::DeviceExt;
+use crate::kdef::{Permute, PhiloxBlocks};
 use crate::CudaError;
 use ncf_core::sampling::rng::{stream, Permutation, Rng};
 use ncf_core::sampling::sampler::{EpochSamples, NegativeMode};
@@ -12,32 +13,25 @@ pub fn checks(s: &mut Setup, log: Log) -> Result<Vec<Check>, CudaError> {
     let (us, is, positives) = (&s.us, &s.is, &s.positives);
     let t = &mut s.t;
     let rng = Rng::new(cfg.seed);
-    let st = t.gpu.stream.clone();
     let mut out = vec![];
     // Philox blocks.
     log("philox");
     let nb = 4096u32;
-    let buf = t.gpu.alloc::<u32>(4 * nb as usize, "philox out")?;
+    let d = t.device();
+    let buf = d.alloc::<u32>(4 * nb as usize, "philox out")?;
     let seed = 0x1234_5678_9abc_def0u64;
-    let args: Vec<KArg> = vec![
-        (seed as u32).into(),
-        ((seed >> 32) as u32).into(),
-        7u32.into(),
-        1000u32.into(),
-        3u32.into(),
-        9u32.into(),
-        nb.into(),
-        dptr(&buf, &st).into(),
-    ];
-    t.gpu.launch(
-        "ncf_philox_blocks",
-        t.gpu.grid_for(nb as u64),
-        256,
-        0,
-        &args,
-        "philox test",
-    )?;
-    let gpu = t.gpu.download(&buf, 4 * nb as usize, "philox out")?;
+    let k = PhiloxBlocks {
+        k0: seed as u32,
+        k1: (seed >> 32) as u32,
+        stream: 7,
+        a0: 1000,
+        b: 3,
+        c: 9,
+        n: nb,
+        out: buf.ptr(),
+    };
+    d.launch(&k, d.grid_for(nb as u64), 0, "philox test")?;
+    let gpu = d.download(&buf, 4 * nb as usize, "philox out")?;
     let r = Rng::new(seed);
     let cpu: Vec<u32> = (0..nb).flat_map(|i| r.block(7, 1000 + i, 3, 9)).collect();
     out.push(exact("philox4x32_10", p, &gpu, &cpu));
@@ -50,28 +44,22 @@ pub fn checks(s: &mut Setup, log: Log) -> Result<Vec<Check>, CudaError> {
         let pm = Permutation::new(&rng, stream::SHUFFLE, 2, 0, n);
         let count = n.min(100_000) as u32;
         let p0 = n - count as u64;
-        let buf = t.gpu.alloc::<u64>(count as usize, "perm out")?;
+        let d = t.device();
+        let buf = d.alloc::<u64>(count as usize, "perm out")?;
         let k = pm.keys();
-        let args: Vec<KArg> = vec![
-            n.into(),
-            pm.half_bits().into(),
-            k[0].into(),
-            k[1].into(),
-            k[2].into(),
-            k[3].into(),
-            p0.into(),
-            count.into(),
-            dptr(&buf, &st).into(),
-        ];
-        t.gpu.launch(
-            "ncf_permute",
-            t.gpu.grid_for(count as u64),
-            256,
-            0,
-            &args,
-            &format!("n {n}"),
-        )?;
-        let gpu = t.gpu.download(&buf, count as usize, "perm out")?;
+        let kern = Permute {
+            n,
+            half_bits: pm.half_bits(),
+            pk0: k[0],
+            pk1: k[1],
+            pk2: k[2],
+            pk3: k[3],
+            p0,
+            count,
+            out: buf.ptr(),
+        };
+        d.launch(&kern, d.grid_for(count as u64), 0, &format!("n {n}"))?;
+        let gpu = d.download(&buf, count as usize, "perm out")?;
         let cpu: Vec<u64> = (p0..n).map(|q| pm.apply(q)).collect();
         let c = exact("permutation", p, &gpu, &cpu);
         if !c.pass {
@@ -105,12 +93,13 @@ pub fn checks(s: &mut Setup, log: Log) -> Result<Vec<Check>, CudaError> {
             is,
             Some(positives),
         );
-        t.gpu.zero(&mut t.sample_err, "sampler flag")?;
+        t.device().zero(&t.sample_err, "sampler flag")?;
         let n = t.make_batch(epoch, range.clone())?;
-        let gu = t.gpu.download(&t.batch.users, n, "users")?;
-        let gi = t.gpu.download(&t.batch.items, n, "items")?;
-        let gl = t.gpu.download(&t.batch.labels, n, "labels")?;
-        let gs = t.gpu.download(&t.batch.sample, n, "sample ids")?;
+        let (d, b) = (t.device(), &t.model.batch);
+        let gu = d.download(&b.users, n, "users")?;
+        let gi = d.download(&b.items, n, "items")?;
+        let gl = d.download(&b.labels, n, "labels")?;
+        let gs = d.download(&b.sample, n, "sample ids")?;
         let (mut cu, mut ci, mut cl) = (vec![], vec![], vec![]);
         es.fill(range.clone(), &mut cu, &mut ci, &mut cl)
             .map_err(|e| CudaError::Invalid(e.to_string()))?;

@@ -12,8 +12,8 @@
 
 use super::ffi::{nccl, Code, Elem, Nccl, Op, RawComm, RawStream, Status};
 use super::watch::{bounded, wait_for, Bounded, Look, Waited};
+use crate::device::StreamHandle;
 use crate::CudaError;
-use cudarc::driver::CudaStream;
 use cudarc::nccl::sys::ncclUniqueId;
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,7 +26,7 @@ pub struct Comm {
     lib: &'static Nccl,
     /// Null once finalized or aborted.
     raw: RawComm,
-    stream: Arc<CudaStream>,
+    stream: Arc<dyn StreamHandle>,
     pub rank: usize,
     pub world: usize,
     /// Created blocking (`NCF_NCCL_BLOCKING=1`, or no `ncclCommInitRankConfig`).
@@ -45,14 +45,14 @@ pub fn blocking_from_env() -> bool {
 impl Comm {
     /// Join the communicator of `world` ranks identified by `id` as `rank`, within `timeout`.
     pub fn init(
-        stream: Arc<CudaStream>,
+        stream: Arc<dyn StreamHandle>,
         rank: usize,
         world: usize,
         id: ncclUniqueId,
         timeout: Duration,
     ) -> Result<Comm, CudaError> {
         let lib = nccl()?;
-        bind(&stream)?;
+        stream.bind()?;
         // SAFETY: the stream's context is current on this thread.
         let (raw, code, blocking) = unsafe { lib.init(world, id, rank, blocking_from_env()) };
         let what = format!(
@@ -127,7 +127,7 @@ impl Comm {
     }
 
     fn raw_stream(&self) -> RawStream {
-        self.stream.cu_stream() as RawStream
+        self.stream.raw()
     }
 
     /// Out-of-place all-reduce of `count` elements at device address `send` into `recv` on the
@@ -141,7 +141,7 @@ impl Comm {
         what: &str,
         timeout: Duration,
     ) -> Result<(), CudaError> {
-        bind(&self.stream)?;
+        self.stream.bind()?;
         let what = format!("ncclAllReduce ({op:?}) of {what} ({count} {})", T::NAME);
         // SAFETY: the caller's buffers hold `count` elements of T on this communicator's device.
         let code = unsafe {
@@ -160,7 +160,7 @@ impl Comm {
         what: &str,
         timeout: Duration,
     ) -> Result<(), CudaError> {
-        bind(&self.stream)?;
+        self.stream.bind()?;
         let what = format!("ncclBroadcast of {what} ({count} {})", T::NAME);
         // SAFETY: as all_reduce.
         let code = unsafe {
@@ -173,7 +173,7 @@ impl Comm {
     /// A normal end: `ncclCommFinalize` (polled up to `timeout`), then `ncclCommDestroy`. If
     /// finalizing fails or times out, the communicator is aborted instead and the error says so.
     pub fn finish(mut self, timeout: Duration) -> Result<(), CudaError> {
-        bind(&self.stream)?;
+        self.stream.bind()?;
         let what = format!("ncclCommFinalize (rank {} of {})", self.rank, self.world);
         // SAFETY: live communicator.
         let fin = match unsafe { self.lib.finalize(self.raw) } {
@@ -205,20 +205,18 @@ impl Comm {
     }
 }
 
-fn bind(stream: &CudaStream) -> Result<(), CudaError> {
-    stream
-        .context()
-        .bind_to_thread()
-        .map_err(|e| CudaError::call("binding the CUDA context for NCCL", e))
-}
-
-fn abort_raw(lib: &'static Nccl, raw: RawComm, stream: Arc<CudaStream>, limit: Duration) -> String {
+fn abort_raw(
+    lib: &'static Nccl,
+    raw: RawComm,
+    stream: Arc<dyn StreamHandle>,
+    limit: Duration,
+) -> String {
     if raw.is_null() {
         return "the NCCL communicator was already closed".into();
     }
     let handle = raw as usize;
     let r = bounded("nccl-abort", limit, move || {
-        let _ = stream.context().bind_to_thread();
+        let _ = stream.bind();
         // SAFETY: the handle is live and used by no other thread from now on.
         match unsafe { lib.abort(handle as RawComm) } {
             Code::SUCCESS => Ok(()),

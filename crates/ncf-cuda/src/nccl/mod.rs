@@ -39,9 +39,9 @@ pub mod watch;
 
 pub use watch::poll_until;
 
+use crate::device::{Buf, Device, DeviceExt, Pod, StreamHandle};
 use crate::CudaError;
 use comm::Comm;
-use cudarc::driver::{sys::CUevent_flags, CudaSlice, CudaStream, DevicePtr};
 use cudarc::nccl::sys::ncclUniqueId;
 use ffi::{Elem, Op};
 use ncf_core::dist::Group;
@@ -59,7 +59,7 @@ pub struct Ranks {
     pub group: Group,
     /// Device-side collectives on the trainer's stream.
     comm: Comm,
-    stream: Arc<CudaStream>,
+    stream: Arc<dyn StreamHandle>,
 }
 
 impl std::fmt::Debug for Ranks {
@@ -186,16 +186,13 @@ fn first_difference<T: PartialEq + std::fmt::Debug>(
     })
 }
 
-fn ptr<T>(s: &CudaSlice<T>, stream: &CudaStream) -> u64 {
-    let (p, _sync) = s.device_ptr(stream);
-    p
-}
-
 impl Ranks {
-    /// Create the NCCL communicator of `group`'s ranks on `stream`: every rank reports ready, rank
-    /// 0 makes the unique id and broadcasts it over the group, every rank joins (non-blocking,
-    /// within the group's timeout), then the collectives are checked ([`Ranks::self_test`]).
-    pub fn new(mut group: Group, stream: Arc<CudaStream>) -> Result<Ranks, CudaError> {
+    /// Create the NCCL communicator of `group`'s ranks on the device's stream: every rank
+    /// reports ready, rank 0 makes the unique id and broadcasts it over the group, every rank
+    /// joins (non-blocking, within the group's timeout), then the collectives are checked
+    /// ([`Ranks::self_test`]).
+    pub fn new(mut group: Group, dev: &dyn Device) -> Result<Ranks, CudaError> {
+        let stream = dev.stream();
         let lib = ffi::nccl()?;
         let (rank, world) = (group.rank(), group.world());
         // Every rank is ready (its GPU and NCCL opened) before rank 0 shares the id: a rank that
@@ -222,7 +219,7 @@ impl Ranks {
             comm,
             stream,
         };
-        if let Err(e) = ranks.self_test() {
+        if let Err(e) = ranks.self_test(dev) {
             let how = ranks.abort();
             return Err(CudaError::Invalid(format!("{e}; {how}")));
         }
@@ -243,30 +240,26 @@ impl Ranks {
     /// Out-of-place all-reduces (f32 and f64 sums, u64 max) and a broadcast of odd-sized buffers,
     /// each read back and compared with the values computed on the host: on one rank too, where
     /// an in-place all-reduce would be the identity and prove nothing.
-    pub fn self_test(&self) -> Result<(), CudaError> {
+    pub fn self_test(&self, d: &dyn Device) -> Result<(), CudaError> {
         let n = 1027;
-        let s = &self.stream;
-        let (f, d, u, b) = self_test_inputs(self.rank(), n);
-        let up = |what: &str, e| CudaError::call(format!("NCCL self-test: {what}"), e);
-        let fs = s.clone_htod(&f).map_err(|e| up("uploading", e))?;
-        let ds = s.clone_htod(&d).map_err(|e| up("uploading", e))?;
-        let us = s.clone_htod(&u).map_err(|e| up("uploading", e))?;
-        let bs = s.clone_htod(&b).map_err(|e| up("uploading", e))?;
-        let fr = s.alloc_zeros::<f32>(n).map_err(|e| up("allocating", e))?;
-        let dr = s.alloc_zeros::<f64>(n).map_err(|e| up("allocating", e))?;
-        let ur = s.alloc_zeros::<u64>(n).map_err(|e| up("allocating", e))?;
-        let br = s.alloc_zeros::<f32>(n).map_err(|e| up("allocating", e))?;
-        let t = self.group.timeout();
-        let c = &self.comm;
-        c.all_reduce::<f32>(ptr(&fs, s), ptr(&fr, s), n, Op::Sum, "the self-test", t)?;
-        c.all_reduce::<f64>(ptr(&ds, s), ptr(&dr, s), n, Op::Sum, "the self-test", t)?;
-        c.all_reduce::<u64>(ptr(&us, s), ptr(&ur, s), n, Op::Max, "the self-test", t)?;
-        c.broadcast::<f32>(ptr(&bs, s), ptr(&br, s), n, "the self-test", t)?;
-        self.wait(s, "the NCCL self-test")?;
-        let fb = s.clone_dtoh(&fr).map_err(|e| up("downloading", e))?;
-        let db = s.clone_dtoh(&dr).map_err(|e| up("downloading", e))?;
-        let ub = s.clone_dtoh(&ur).map_err(|e| up("downloading", e))?;
-        let bb = s.clone_dtoh(&br).map_err(|e| up("downloading", e))?;
+        let (f, dd, u, b) = self_test_inputs(self.rank(), n);
+        let fs = d.upload(&f, "NCCL self-test f32")?;
+        let ds = d.upload(&dd, "NCCL self-test f64")?;
+        let us = d.upload(&u, "NCCL self-test u64")?;
+        let bs = d.upload(&b, "NCCL self-test broadcast")?;
+        let fr = d.alloc::<f32>(n, "NCCL self-test f32 result")?;
+        let dr = d.alloc::<f64>(n, "NCCL self-test f64 result")?;
+        let ur = d.alloc::<u64>(n, "NCCL self-test u64 result")?;
+        let br = d.alloc::<f32>(n, "NCCL self-test broadcast result")?;
+        self.all_reduce(d, &fs, &fr, Op::Sum, "the self-test")?;
+        self.all_reduce(d, &ds, &dr, Op::Sum, "the self-test")?;
+        self.all_reduce(d, &us, &ur, Op::Max, "the self-test")?;
+        self.broadcast(d, &bs, &br, "the self-test")?;
+        self.wait(d, "the NCCL self-test")?;
+        let fb = d.download(&fr, n, "NCCL self-test f32 result")?;
+        let db = d.download(&dr, n, "NCCL self-test f64 result")?;
+        let ub = d.download(&ur, n, "NCCL self-test u64 result")?;
+        let bb = d.download(&br, n, "NCCL self-test broadcast result")?;
         let (fe, de, ue, be) = self_test_expected(self.world(), n);
         let bad = first_difference("all-reduce (sum) of f32", &fb, &fe)
             .or_else(|| first_difference("all-reduce (sum) of f64", &db, &de))
@@ -291,10 +284,11 @@ impl Ranks {
     }
 
     /// Element-wise `op` of `send` over the ranks into `recv` (out of place), on the stream.
-    pub fn all_reduce<T: Elem>(
+    pub fn all_reduce<T: Elem + Pod>(
         &self,
-        send: &CudaSlice<T>,
-        recv: &mut CudaSlice<T>,
+        _d: &dyn Device,
+        send: &Buf<T>,
+        recv: &Buf<T>,
         op: Op,
         what: &str,
     ) -> Result<(), CudaError> {
@@ -305,10 +299,9 @@ impl Ranks {
                 recv.len()
             )));
         }
-        let s = &self.stream;
         self.comm.all_reduce::<T>(
-            ptr(send, s),
-            ptr(recv, s),
+            send.addr(),
+            recv.addr(),
             send.len(),
             op,
             what,
@@ -317,10 +310,11 @@ impl Ranks {
     }
 
     /// Rank 0's `send` into every rank's `recv` (out of place).
-    pub fn broadcast<T: Elem>(
+    pub fn broadcast<T: Elem + Pod>(
         &self,
-        send: &CudaSlice<T>,
-        recv: &mut CudaSlice<T>,
+        _d: &dyn Device,
+        send: &Buf<T>,
+        recv: &Buf<T>,
         what: &str,
     ) -> Result<(), CudaError> {
         if recv.len() < send.len() {
@@ -330,31 +324,29 @@ impl Ranks {
                 recv.len()
             )));
         }
-        let s = &self.stream;
         self.comm.broadcast::<T>(
-            ptr(send, s),
-            ptr(recv, s),
+            send.addr(),
+            recv.addr(),
             send.len(),
             what,
             self.group.timeout(),
         )
     }
 
-    /// Wait for the work queued on `stream` so far (the step's collectives included), at most
-    /// the group's timeout, watching NCCL's asynchronous error. Never blocks inside the driver: a
-    /// peer that died in the middle of a collective turns into an error here, naming it.
-    pub fn wait(&self, stream: &CudaStream, what: &str) -> Result<(), CudaError> {
-        let event = stream
-            .record_event(Some(CUevent_flags::CU_EVENT_DISABLE_TIMING))
-            .map_err(|e| CudaError::call(format!("recording an event after {what}"), e))?;
+    /// Wait for the work queued on the device's stream so far (the step's collectives
+    /// included), at most the group's timeout, watching NCCL's asynchronous error. Never blocks
+    /// inside the driver: a peer that died in the middle of a collective turns into an error
+    /// here, naming it.
+    pub fn wait(&self, _d: &dyn Device, what: &str) -> Result<(), CudaError> {
+        let marker = self.stream.marker(what)?;
         let w = watch::wait_for(self.group.timeout(), || {
             if let Look::Failed(why) = self.comm.look() {
                 return Look::Failed(format!("NCCL reported {why}"));
             }
-            match event.try_is_complete() {
+            match marker.is_complete() {
                 Ok(true) => Look::Done,
                 Ok(false) => Look::Pending,
-                Err(e) => Look::Failed(format!("CUDA error {e:?}")),
+                Err(e) => Look::Failed(e.to_string()),
             }
         });
         match w {

@@ -1,0 +1,333 @@
+//! The phases of one training step of [`CudaTrainer`]: the samples drawn on the device, the
+//! forward pass ([`crate::model`]), the final layer with the loss, the backward pass, the NCCL
+//! all-reduce, FP16's overflow check and the optimiser.
+
+use crate::device::{dropout_threshold, DeviceExt, GemmCall};
+use crate::kdef::{Adam, BiasReluDropoutBwd, CheckFinite, MakeBatch, Scatter};
+use crate::model::{Dropout, FinalGrads};
+use crate::nccl::ffi::Op;
+use crate::trainer::{CudaTrainer, SCALE_GROWTH_INTERVAL};
+use crate::CudaError;
+use ncf_core::sampling::sampler::NegativeMode;
+use ncf_core::train::{Optimizer, Precision, StepStats};
+
+impl CudaTrainer {
+    /// Generate the samples at `positions` of `epoch` into the batch buffers (device only).
+    pub fn make_batch(
+        &mut self,
+        epoch: u32,
+        positions: std::ops::Range<u64>,
+    ) -> Result<usize, CudaError> {
+        let total = self.samples_per_epoch();
+        let n = positions.end.saturating_sub(positions.start);
+        let cap = self.model.batch.cap;
+        if n == 0 || positions.end > total || n as usize > cap {
+            return Err(CudaError::Invalid(format!(
+                "positions {}..{} of an epoch of {total} samples (batch capacity {cap})",
+                positions.start, positions.end
+            )));
+        }
+        let perm = self.permutation(epoch);
+        let keys = perm.keys();
+        let seed = self.rng.seed();
+        let b = &self.model.batch;
+        let k = MakeBatch {
+            k0: seed as u32,
+            k1: (seed >> 32) as u32,
+            epoch,
+            n_items: self.model.cfg.n_items,
+            exact: (self.cfg.negative_mode == NegativeMode::Exact) as i32,
+            n_pos: self.n_pos,
+            users: self.users.ptr(),
+            items: self.items.ptr(),
+            offsets: self.offsets.ptr(),
+            pos_items: self.pos_items.ptr(),
+            n: total,
+            half_bits: perm.half_bits(),
+            pk0: keys[0],
+            pk1: keys[1],
+            pk2: keys[2],
+            pk3: keys[3],
+            p0: positions.start,
+            count: n as u32,
+            out_users: b.users.ptr(),
+            out_items: b.items.ptr(),
+            out_labels: b.labels.ptr(),
+            out_sample: b.sample.ptr(),
+            err: self.sample_err.ptr(),
+        };
+        let sizes = format!(
+            "epoch {epoch}, positions {}..{}",
+            positions.start, positions.end
+        );
+        let d = self.device();
+        d.launch(&k, d.grid_for(n), 0, &sizes)?;
+        Ok(n as usize)
+    }
+
+    /// Backward pass of the MLP tower from dx_last (in scratch) to the embedding gradients.
+    pub fn mlp_backward(&self, n: usize, epoch: u32) -> Result<(), CudaError> {
+        let md = &self.model;
+        let mc = &md.cfg;
+        if !mc.kind.has_mlp() {
+            return Ok(());
+        }
+        let d = md.dev.as_ref();
+        let (thr, scale) = dropout_threshold(mc.dropout);
+        let seed = self.rng.seed();
+        let scratch = md.batch.scratch.ptr();
+        let dz = md.batch.dz.ptr();
+        for k in (0..mc.n_linear()).rev() {
+            let (fin, fout) = (mc.layers[k], mc.layers[k + 1]);
+            let kern = BiasReluDropoutBwd {
+                da: scratch,
+                a: md.batch.acts[k].ptr(),
+                dz,
+                dbias: self.gp(&format!("mlp.{k}.bias")),
+                sample: md.batch.sample.ptr(),
+                batch: n as u32,
+                width: fout as u32,
+                layer: k as u32,
+                epoch,
+                k0: seed as u32,
+                k1: (seed >> 32) as u32,
+                thr,
+                scale,
+            };
+            let sizes = format!("mlp.{k}: batch {n}, width {fout}");
+            md.row_launch(&kern, n, fout, (fout * 4) as u32, &sizes)?;
+            if k == 0 && md.factored.is_some() {
+                // Layer 0's weight gradient and the embedding gradients, per distinct row.
+                return self.factored_backward(n);
+            }
+            let x = if k == 0 {
+                md.batch.x0.ptr()
+            } else {
+                md.batch.acts[k - 1].ptr()
+            };
+            let what = format!("weight gradient mlp.{k}");
+            d.gemm(&GemmCall {
+                what: &what,
+                ta: false,
+                tb: true,
+                m: fin,
+                n: fout,
+                k: n,
+                a: x.addr(),
+                lda: fin,
+                b: dz.addr(),
+                ldb: fout,
+                c: self.gp(&format!("mlp.{k}.weight")).addr(),
+                ldc: fin,
+                beta: 0.0,
+            })?;
+            let what = format!("input gradient mlp.{k}");
+            d.gemm(&GemmCall {
+                what: &what,
+                ta: false,
+                tb: false,
+                m: fin,
+                n,
+                k: fout,
+                a: md.wp(k).addr(),
+                lda: fin,
+                b: dz.addr(),
+                ldb: fout,
+                c: scratch.addr(),
+                ldc: fin,
+                beta: 0.0,
+            })?;
+        }
+        let e = mc.mlp_embed();
+        let k = Scatter {
+            users: md.batch.users.ptr(),
+            items: md.batch.items.ptr(),
+            batch: n as u32,
+            e: e as u32,
+            dx0: scratch,
+            g_user: self.gp("mlp_user_embed.weight"),
+            g_item: self.gp("mlp_item_embed.weight"),
+        };
+        let tot = (n * 2 * e) as u64;
+        d.launch(&k, d.grid_for(tot), 0, &format!("batch {n}, embed {e}"))
+    }
+
+    /// One optimiser step over the whole flat vector (zeroes the gradients it reads).
+    pub fn optimizer_step(&self, t: u64, inv_scale: f32, check_inf: bool) -> Result<(), CudaError> {
+        let c = &self.cfg;
+        let bc1 = 1.0 - (c.beta1 as f64).powi(t as i32);
+        let bc2 = 1.0 - (c.beta2 as f64).powi(t as i32);
+        let n = self.model.layout.total as u64;
+        let g = match &self.reduced {
+            Some(r) => r.grads.ptr(),
+            None => self.grads.ptr(),
+        };
+        let k = Adam {
+            p: self.model.params.ptr(),
+            g,
+            m: self.m.ptr(),
+            v: self.v.ptr(),
+            n,
+            lr: c.lr,
+            beta1: c.beta1,
+            beta2: c.beta2,
+            eps: c.eps,
+            l2: c.l2,
+            step_size: (c.lr as f64 / bc1) as f32,
+            bc2_sqrt: bc2.sqrt() as f32,
+            inv_scale,
+            found_inf: if check_inf {
+                self.found_inf.ptr()
+            } else {
+                crate::device::Ptr::null()
+            },
+            sgd: (c.optimizer == Optimizer::Sgd) as i32,
+        };
+        let d = self.device();
+        d.launch(&k, d.grid_for(n), 0, &format!("{n} parameters, step {t}"))
+    }
+
+    /// With NCCL ranks: wait for the queued step (collectives included) with the group's
+    /// deadline instead of blocking in the driver; past it, abort ([`Self::abort_ranks`]).
+    fn wait_for_ranks(&mut self, what: &str) -> Result<(), CudaError> {
+        let Some(r) = &self.ranks else {
+            return Ok(());
+        };
+        match r.wait(self.model.dev.as_ref(), what) {
+            Ok(()) => Ok(()),
+            Err(e) => Err(self.abort_ranks(e)),
+        }
+    }
+
+    /// The step after the local forward/backward: all-reduce over the ranks (if any), FP16's
+    /// finite check, the optimiser. With the debug modes that synchronise after every launch
+    /// (NCF_CUDA_SYNC, profiling) the collectives are first waited for with the deadline, so
+    /// those synchronisations cannot block on a collective a dead peer left spinning.
+    fn reduce_and_update(&self, fp16: bool, scale: f32, t: u64) -> Result<(), CudaError> {
+        let d = self.model.dev.as_ref();
+        if let (Some(r), Some(red)) = (&self.ranks, &self.reduced) {
+            r.all_reduce(d, &self.grads, &red.grads, Op::Sum, "the gradients")?;
+            r.all_reduce(d, &self.loss_sum, &red.loss, Op::Sum, "the loss")?;
+            r.all_reduce(
+                d,
+                &self.sample_err,
+                &red.sample_err,
+                Op::Max,
+                "the sampler flag",
+            )?;
+            // The local sums start from zero next step (after the all-reduce read them: same
+            // stream); Adam zeroes the reduced gradients it reads.
+            d.zero(&self.grads, "gradients")?;
+            if d.profile().sync_each.get() || d.profile().enabled() {
+                r.wait(d, "the step's all-reduces")?;
+            }
+        }
+        if fp16 {
+            let len = self.model.layout.total as u64;
+            let g = match &self.reduced {
+                Some(r) => r.grads.ptr(),
+                None => self.grads.ptr(),
+            };
+            let k = CheckFinite {
+                g,
+                n: len,
+                found: self.found_inf.ptr(),
+            };
+            d.launch(&k, d.grid_for(len), 0, &format!("{len} gradients"))?;
+        }
+        self.optimizer_step(t, 1.0 / scale, fp16)
+    }
+
+    pub(crate) fn train_step(
+        &mut self,
+        epoch: u32,
+        positions: std::ops::Range<u64>,
+    ) -> Result<StepStats, CudaError> {
+        let fp16 = self.cfg.precision == Precision::Fp16;
+        {
+            let d = self.device();
+            d.zero(&self.loss_sum, "loss")?;
+            d.zero(&self.found_inf, "inf flag")?;
+            d.zero(&self.sample_err, "sampler flag")?;
+        }
+        // Data-parallel: this rank's share of the global batch; gradients are scaled by the
+        // global batch size and summed over the ranks below.
+        let global = (positions.end - positions.start) as usize;
+        let local = match &self.ranks {
+            Some(r) => crate::nccl::local_positions(positions, r.rank(), r.world()),
+            None => positions,
+        };
+        let scale = if fp16 { self.loss_scale } else { 1.0 };
+        if local.end > local.start {
+            let n = self.make_batch(epoch, local)?;
+            let dropout = Dropout {
+                epoch,
+                seed: self.rng.seed(),
+            };
+            self.model.mlp_forward(n, Some(dropout))?;
+            self.train_final(n, scale / global as f32)?;
+            self.mlp_backward(n, epoch)?;
+        }
+        let t = self.adam_steps + 1;
+        // From the first collective on, an error may leave NCCL work queued: abort then.
+        if let Err(e) = self.reduce_and_update(fp16, scale, t) {
+            return Err(self.abort_ranks(e));
+        }
+        self.wait_for_ranks(&format!("epoch {epoch} step {t}"))?;
+        let d = self.device();
+        let (loss_buf, err_buf) = match &self.reduced {
+            Some(r) => (&r.loss, &r.sample_err),
+            None => (&self.loss_sum, &self.sample_err),
+        };
+        let loss = d.download(loss_buf, 1, "loss")?[0];
+        let err = d.download(err_buf, 1, "sampler flag")?[0];
+        if err != 0 {
+            return Err(CudaError::Invalid(format!(
+                "sample {}: no negative found in {} draws (the user has nearly every item)",
+                err - 1,
+                ncf_core::sampling::sampler::MAX_ATTEMPTS
+            )));
+        }
+        let skipped = fp16 && d.download(&self.found_inf, 1, "inf flag")?[0] != 0;
+        if skipped {
+            self.loss_scale *= 0.5;
+            self.clean_steps = 0;
+        } else {
+            self.adam_steps = t;
+            if fp16 {
+                self.clean_steps += 1;
+                if self.clean_steps == SCALE_GROWTH_INTERVAL {
+                    self.loss_scale *= 2.0;
+                    self.clean_steps = 0;
+                }
+            }
+        }
+        Ok(StepStats {
+            loss: (loss / global as f64) as f32,
+            skipped,
+        })
+    }
+
+    /// The final layer of a training step on the first `n` batch rows: the loss into
+    /// `loss_sum`, its gradients (scaled by `gscale`) into the gradient buffer, and the gradient
+    /// into the last MLP layer into the scratch.
+    pub(crate) fn train_final(&self, n: usize, gscale: f32) -> Result<(), CudaError> {
+        let grads = FinalGrads {
+            scale: gscale,
+            loss_sum: self.loss_sum.ptr(),
+            mf_user: self.gp_or_null("mf_user_embed.weight"),
+            mf_item: self.gp_or_null("mf_item_embed.weight"),
+            fw: self.gp("final.weight"),
+            fb: self.gp("final.bias"),
+        };
+        self.model.final_layer(n, Some(grads))
+    }
+
+    /// The gradient of `name`, or null when the model has no such tensor (GMF tables of an MLP).
+    fn gp_or_null(&self, name: &str) -> crate::device::Ptr<f32> {
+        match self.model.layout.get(name) {
+            Some(_) => self.gp(name),
+            None => crate::device::Ptr::null(),
+        }
+    }
+}

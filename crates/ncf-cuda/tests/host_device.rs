@@ -16,17 +16,35 @@ fn kernel_checks_pass_on_the_host_device() {
     }
 }
 
+/// NeuMF, GMF and MLP, per sample and (with an MLP) with the first layer factored, with exact
+/// and approximate negatives, in every precision: 10 steps against the CPU trainer.
 #[test]
 fn golden_runs_match_the_cpu_trainer_on_the_host_device() {
+    use ncf_core::model::ModelKind;
+    use ncf_core::neumf_cpu::FirstLayer;
+    use ncf_core::sampling::sampler::NegativeMode;
     let mut log = |m: &str| eprintln!("{m}");
+    let runs = [
+        (ModelKind::Neumf, FirstLayer::PerSample),
+        (ModelKind::Neumf, FirstLayer::Factored),
+        (ModelKind::Gmf, FirstLayer::PerSample),
+        (ModelKind::Mlp, FirstLayer::PerSample),
+        (ModelKind::Mlp, FirstLayer::Factored),
+    ];
+    let mut n = 0;
     for p in Precision::ALL {
-        for run in check::golden::runs(p) {
-            let checks = check::golden(Which::Host, p, run, 10, &mut log).expect("golden ran");
-            let lines: Vec<String> = checks.iter().map(|c| c.line()).collect();
-            eprintln!("{}", lines.join("\n"));
-            assert!(checks.iter().all(|c| c.pass), "{}", lines.join("\n"));
+        for run in runs {
+            for mode in [NegativeMode::Exact, NegativeMode::Approximate] {
+                let checks = check::golden::golden_in(Which::Host, p, run, mode, 10, &mut log)
+                    .expect("golden ran");
+                let lines: Vec<String> = checks.iter().map(|c| c.line()).collect();
+                eprintln!("{}", lines.join("\n"));
+                assert!(checks.iter().all(|c| c.pass), "{}", lines.join("\n"));
+                n += 1;
+            }
         }
     }
+    assert_eq!(n, 4 * 5 * 2);
 }
 
 /// A trained-looking model: the toy NeuMF after a few CPU steps, so scores are not all alike.

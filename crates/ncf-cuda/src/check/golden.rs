@@ -40,7 +40,20 @@ pub fn run_name(kind: ModelKind, first: FirstLayer) -> String {
 pub fn golden(
     which: Which,
     p: Precision,
+    run: (ModelKind, FirstLayer),
+    steps: u32,
+    log: Log,
+) -> Result<Vec<Check>, CudaError> {
+    golden_in(which, p, run, NegativeMode::Exact, steps, log)
+}
+
+/// [`golden`] with the training negatives drawn in `mode` (run names of approximate negatives
+/// end in `_approx`).
+pub fn golden_in(
+    which: Which,
+    p: Precision,
     (kind, first): (ModelKind, FirstLayer),
+    mode: NegativeMode,
     steps: u32,
     log: Log,
 ) -> Result<Vec<Check>, CudaError> {
@@ -50,9 +63,9 @@ pub fn golden(
     let model = toy::model(kind, n_users, n_items, 0.25, 9);
     let batch = 128u64;
     let mut cfg = toy::train_config(p, batch);
-    cfg.negative_mode = NegativeMode::Exact;
+    cfg.negative_mode = mode;
     log(&format!(
-        "golden {kind:?} {}: {} positives, {steps} steps of {batch}",
+        "golden {kind:?} {} {mode:?}: {} positives, {steps} steps of {batch}",
         p.name(),
         us.len()
     ));
@@ -95,7 +108,10 @@ pub fn golden(
     } else {
         2e-2
     };
-    let tag = run_name(kind, first);
+    let tag = match mode {
+        NegativeMode::Exact => run_name(kind, first),
+        NegativeMode::Approximate => format!("{}_approx", run_name(kind, first)),
+    };
     let mut c = compare(&format!("golden_loss_{tag}"), p, &lg, &lc, 0.0, tol);
     c.note = format!(
         "{}gpu {:?} cpu {:?}",

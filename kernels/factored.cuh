@@ -212,6 +212,30 @@ extern "C" __global__ void ncf_segment_sum(const act_t* __restrict__ dz, u32 wid
     }
 }
 
+// out[k] = sum over the sorted samples order[starts[k] .. starts[k + 1]) of their FP32 rows
+// src[order[q] * stride .. + width), in that order, for k < *count; 0 for count <= k < cap. The
+// deterministic scatter of per-sample gradient rows (the MLP input's halves, the GMF rows): one
+// warp per slot, lanes over units.
+extern "C" __global__ void ncf_segment_sum_rows(const float* __restrict__ src, u32 stride,
+                                                u32 width, const u32* __restrict__ order,
+                                                const u32* __restrict__ starts,
+                                                const u32* __restrict__ count, u32 cap,
+                                                float* __restrict__ out) {
+    u32 lane = threadIdx.x & 31u;
+    u64 warp = ((u64)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
+    u64 warps = ((u64)gridDim.x * blockDim.x) >> 5;
+    u32 d = *count;
+    for (u64 k = warp; k < cap; k += warps) {
+        float* o = out + k * width;
+        u32 lo = k < d ? starts[k] : 0u, hi = k < d ? starts[k + 1] : 0u;
+        for (u32 j = lane; j < width; j += 32) {
+            float acc = 0.0f;
+            for (u32 q = lo; q < hi; ++q) acc += src[(u64)order[q] * stride + j];
+            o[j] = acc;
+        }
+    }
+}
+
 // g[list[k]] += rows[k] for k < *count: each distinct row once, so no atomics.
 extern "C" __global__ void ncf_scatter_rows(const u32* __restrict__ list, const u32* __restrict__ count,
                                             u32 e, const float* __restrict__ rows, float* g) {

@@ -329,14 +329,18 @@ extern "C" __global__ void ncf_bias_relu_dropout_fwd(const float* __restrict__ z
 }
 
 // dz = da * mask * scale * [a > 0]; dbias += sum over rows of dz (FP32, block-reduced).
-// Launched with ROW_BLOCK = 256 threads (trainer.rs); the bound keeps 3 blocks per SM resident.
+// Deterministic (`partials` given): each thread's sums go to the block's scratch (dynamic shared
+// memory, rows_per_block * groups * 16 floats), each unit is summed over the block's rows in row
+// order into partials[blockIdx.x * width + j], and ncf_sum_blocks adds the blocks in block order;
+// else (the previous path) shared-memory and global float atomics, whose order varies run to run.
+// Launched with ROW_BLOCK = 256 threads (model.rs); the bound keeps 3 blocks per SM resident.
 extern "C" __global__ void __launch_bounds__(256, 3)
 ncf_bias_relu_dropout_bwd(const float* __restrict__ da,
                           const act_t* __restrict__ a,
                           act_t* __restrict__ dz, float* dbias,
                           const u32* __restrict__ sample, u32 batch,
                           u32 width, u32 layer, u32 epoch, u32 k0, u32 k1,
-                          u32 thr, float scale) {
+                          u32 thr, float scale, float* partials) {
     extern __shared__ float sbias[];
     for (u32 j = threadIdx.x; j < width; j += blockDim.x) sbias[j] = 0.0f;
     __syncthreads();
@@ -386,14 +390,39 @@ ncf_bias_relu_dropout_bwd(const float* __restrict__ da,
                 }
             }
         }
+        if (partials) {
 #pragma unroll
-        for (u32 t = 0; t < 16; ++t) {
-            u32 j = g * 16 + t;
-            if (j < width) atomicAdd(&sbias[j], acc[t]);
+            for (u32 t = 0; t < 16; ++t) sbias[(r * groups + g) * 16u + t] = acc[t];
+        } else {
+#pragma unroll
+            for (u32 t = 0; t < 16; ++t) {
+                u32 j = g * 16 + t;
+                if (j < width) atomicAdd(&sbias[j], acc[t]);
+            }
         }
     }
     __syncthreads();
+    if (partials) {
+        for (u32 j = threadIdx.x; j < width; j += blockDim.x) {
+            u32 gg = j / 16u, tt = j % 16u;
+            float sum = 0.0f;
+            for (u32 rr = 0; rr < rows_per_block; ++rr) sum += sbias[(rr * groups + gg) * 16u + tt];
+            partials[(u64)blockIdx.x * width + j] = sum;
+        }
+        return;
+    }
     for (u32 j = threadIdx.x; j < width; j += blockDim.x) atomicAdd(&dbias[j], sbias[j]);
+}
+
+// out[j] += sum over blocks b = 0, 1, ... of partials[b * width + j], in block order: the second
+// half of a deterministic block reduction.
+extern "C" __global__ void ncf_sum_blocks(const float* __restrict__ partials, u32 blocks,
+                                          u32 width, float* out) {
+    NCF_FOR(j, width) {
+        float sum = 0.0f;
+        for (u32 b = 0; b < blocks; ++b) sum += partials[(u64)b * width + j];
+        out[j] += sum;
+    }
 }
 
 // ---- final layer + sigmoid BCE + its gradients ------------------------------------------------
@@ -415,7 +444,14 @@ extern "C" __global__ void __launch_bounds__(256, 3) ncf_final(const u32* __rest
                                      const float* __restrict__ fw, const float* __restrict__ fb,
                                      int train, float gscale, float* logits, double* loss_sum,
                                      float* g_mf_user, float* g_mf_item, float* g_fw, float* g_fb,
-                                     float* dx_last) {
+                                     float* dx_last, float* partials, float* gu_rows,
+                                     float* gi_rows) {
+    // Deterministic (`partials` given): per-warp sums in dynamic shared memory (warps x (fin + 2)
+    // floats), summed in warp order into partials[blockIdx.x * (fin + 2) + ...] (final.weight,
+    // final.bias, loss), which ncf_final_reduce adds in block order; each sample's GMF gradients
+    // go to its rows of gu_rows / gi_rows ([batch, f]) for the sorted segment sums. Else float
+    // atomics (the previous path).
+    extern __shared__ float s_warp[];
     __shared__ float s_gw[NCF_FINAL_MAX];
     __shared__ float s_misc[2];
     u32 fin = f + lout;
@@ -498,8 +534,13 @@ extern "C" __global__ void __launch_bounds__(256, 3) ncf_final(const u32* __rest
                         du[k] = dw[k] * y2[k];
                         di[k] = dw[k] * x[k];
                     }
-                    ncf_atomic_add4(g_mf_user + u * f + j0, du);
-                    ncf_atomic_add4(g_mf_item + it * f + j0, di);
+                    if (partials) {
+                        ncf_st_f4(gu_rows + b * f + j0, du);
+                        ncf_st_f4(gi_rows + b * f + j0, di);
+                    } else {
+                        ncf_atomic_add4(g_mf_user + u * f + j0, du);
+                        ncf_atomic_add4(g_mf_item + it * f + j0, di);
+                    }
                 } else if (mlp) {
 #pragma unroll
                     for (int k = 0; k < 4; ++k) gw[k] += dl * x[k];
@@ -508,8 +549,14 @@ extern "C" __global__ void __launch_bounds__(256, 3) ncf_final(const u32* __rest
             }
         }
         if (train && j0 < fin) {
+            if (partials) {
+                float* sw = s_warp + (threadIdx.x >> 5) * (fin + 2u);
 #pragma unroll
-            for (int k = 0; k < 4; ++k) atomicAdd(&s_gw[j0 + k], gw[k]);
+                for (int k = 0; k < 4; ++k) sw[j0 + k] = gw[k];
+            } else {
+#pragma unroll
+                for (int k = 0; k < 4; ++k) atomicAdd(&s_gw[j0 + k], gw[k]);
+            }
         }
     } else {
         float gw[NCF_FINAL_MAX / 32];
@@ -545,7 +592,10 @@ extern "C" __global__ void __launch_bounds__(256, 3) ncf_final(const u32* __rest
                 if (j < fin) {
                     gw[t] += dl * vals[t];
                     float dw = dl * fw[j];
-                    if (j < f) {
+                    if (j < f && partials) {
+                        gu_rows[b * f + j] = dw * mf_item[it * f + j];
+                        gi_rows[b * f + j] = dw * mf_user[u * f + j];
+                    } else if (j < f) {
                         atomicAdd(&g_mf_user[u * f + j], dw * mf_item[it * f + j]);
                         atomicAdd(&g_mf_item[it * f + j], dw * mf_user[u * f + j]);
                     } else {
@@ -555,14 +605,30 @@ extern "C" __global__ void __launch_bounds__(256, 3) ncf_final(const u32* __rest
             }
         }
         if (train) {
+            float* sw = s_warp + (threadIdx.x >> 5) * (fin + 2u);
 #pragma unroll
             for (int t = 0; t < NCF_FINAL_MAX / 32; ++t) {
                 u32 j = lane + 32u * t;
-                if (j < fin) atomicAdd(&s_gw[j], gw[t]);
+                if (j < fin && partials) sw[j] = gw[t];
+                else if (j < fin) atomicAdd(&s_gw[j], gw[t]);
             }
         }
     }
     if (!train) return;
+    if (partials) {
+        if (lane == 0) {
+            float* sw = s_warp + (threadIdx.x >> 5) * (fin + 2u);
+            sw[fin] = gb_acc;
+            sw[fin + 1] = loss_acc;
+        }
+        __syncthreads();
+        for (u32 j = threadIdx.x; j < fin + 2u; j += blockDim.x) {
+            float sum = 0.0f;
+            for (u32 w = 0; w < warps; ++w) sum += s_warp[w * (fin + 2u) + j];
+            partials[(u64)blockIdx.x * (fin + 2u) + j] = sum;
+        }
+        return;
+    }
     if (lane == 0) {
         atomicAdd(&s_misc[0], loss_acc);
         atomicAdd(&s_misc[1], gb_acc);
@@ -572,6 +638,25 @@ extern "C" __global__ void __launch_bounds__(256, 3) ncf_final(const u32* __rest
     if (threadIdx.x == 0) {
         atomicAdd(loss_sum, (double)s_misc[0]);
         atomicAdd(g_fb, s_misc[1]);
+    }
+}
+
+// The second half of ncf_final's deterministic reduction: over its blocks in block order,
+// g_fw[j] += sum of partials[b][j] (j < fin), g_fb += sum of [b][fin], loss_sum += sum of
+// [b][fin + 1] (in FP64).
+extern "C" __global__ void ncf_final_reduce(const float* __restrict__ partials, u32 blocks,
+                                            u32 fin, float* g_fw, float* g_fb, double* loss_sum) {
+    NCF_FOR(j, fin + 2u) {
+        if (j == fin + 1u) {
+            double sum = 0.0;
+            for (u32 b = 0; b < blocks; ++b) sum += (double)partials[(u64)b * (fin + 2u) + j];
+            *loss_sum += sum;
+        } else {
+            float sum = 0.0f;
+            for (u32 b = 0; b < blocks; ++b) sum += partials[(u64)b * (fin + 2u) + j];
+            if (j < fin) g_fw[j] += sum;
+            else *g_fb += sum;
+        }
     }
 }
 

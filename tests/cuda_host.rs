@@ -2,8 +2,9 @@
 //! the CPU, host memory, the stand-in NCCL between rank processes), through the real binaries:
 //! ncf-eval and ncf-topk score as the CPU does, a killed and resumed run ends with the model an
 //! uninterrupted one writes, two ranks train one model, and a rank killed mid-step makes the
-//! other exit naming it. One OS thread per host device (`NCF_HOST_THREADS=1`): its float atomics
-//! then land in one order, so runs repeat bit for bit.
+//! other exit naming it. The host device runs blocks on several OS threads, as a GPU runs them
+//! at once: runs repeat bit for bit because the step's sums are made in a fixed order (the
+//! default `--cuda-reductions deterministic`).
 
 mod common;
 
@@ -56,7 +57,7 @@ impl Fixture {
     /// The environment of a host-device run (rank `rank` of `world` when given).
     fn env(&self, ranks: Option<(usize, usize, u16)>) -> Vec<(String, String)> {
         let mut env = vec![
-            ("NCF_HOST_THREADS".to_string(), "1".to_string()),
+            ("NCF_HOST_THREADS".to_string(), "2".to_string()),
             (
                 "NCCL_HOME".to_string(),
                 s(self.nccl_lib.parent().unwrap()).to_string(),

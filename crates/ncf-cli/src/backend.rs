@@ -8,7 +8,9 @@ use ncf_core::dist::Group;
 use ncf_core::family::{positives_for, FamilySpec};
 use ncf_core::model::Model;
 use ncf_core::neumf_cpu::{CpuScorer, FirstLayer};
-use ncf_core::train::{default_threads, Device, Precision, Scorer, TrainConfig, Trainer};
+use ncf_core::train::{
+    default_threads, Device, Precision, Reductions, Scorer, TrainConfig, Trainer,
+};
 use ncf_cuda::device::Which;
 
 /// A device with `auto` settled: the CPU, or a device of the CUDA backend (a GPU by ordinal,
@@ -83,8 +85,7 @@ pub fn check_threads(threads: Option<usize>) -> Result<()> {
 /// The trainer of `family` on `chosen` for `model`, `data`'s training rows and `cfg`; joined
 /// to the other ranks through `group` (over NCCL on CUDA). `threads` is for the CPU (default:
 /// all cores).
-/// `cuda_first_layer` picks the CUDA trainer's first-layer path (default per sample: the
-/// factored kernels wait for a device run to confirm them, docs/CUDA.md).
+/// `cuda` picks the CUDA trainer's paths (docs/CUDA.md).
 #[allow(clippy::too_many_arguments)]
 pub fn trainer(
     family: &dyn FamilySpec,
@@ -94,7 +95,7 @@ pub fn trainer(
     chosen: Chosen,
     threads: Option<usize>,
     group: Option<Group>,
-    cuda_first_layer: Option<FirstLayer>,
+    cuda: CudaOptions,
 ) -> Result<Box<dyn Trainer>> {
     if group.is_some() {
         if let Some(why) = family.one_rank_only() {
@@ -102,8 +103,14 @@ pub fn trainer(
         }
     }
     match chosen {
-        Chosen::Cpu if cuda_first_layer.is_some() => {
+        Chosen::Cpu if cuda.first_layer.is_some() => {
             bail!("--cuda-first-layer is for --device cuda (the CPU backend always factors it)")
+        }
+        Chosen::Cpu if cuda.reductions.is_some() => {
+            bail!(
+                "--cuda-reductions is for --device cuda (the CPU backend sums in a fixed order \
+                 for a given --threads)"
+            )
         }
         Chosen::Cpu => {
             let threads = threads.unwrap_or_else(default_threads).max(1);
@@ -119,13 +126,23 @@ pub fn trainer(
                 &data.train_items,
                 positives.as_ref(),
             )?
-            .with_first_layer(cuda_first_layer.unwrap_or(FirstLayer::PerSample))?;
+            .with_first_layer(cuda.first_layer.unwrap_or(FirstLayer::PerSample))?
+            .with_reductions(cuda.reductions.unwrap_or_default())?;
             Ok(match group {
                 Some(g) => Box::new(t.with_ranks(g)?),
                 None => Box::new(t),
             })
         }
     }
+}
+
+/// The CUDA trainer's paths (`--cuda-first-layer`, `--cuda-reductions`); None: the default.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CudaOptions {
+    /// Per sample by default: the factored kernels wait for a device run to confirm them.
+    pub first_layer: Option<FirstLayer>,
+    /// Deterministic by default.
+    pub reductions: Option<Reductions>,
 }
 
 /// A scorer of `model` on `chosen` (FP32 on a GPU: the CPU's scores up to rounding).

@@ -16,7 +16,8 @@ use ncf_core::neumf_cpu::FirstLayer;
 use ncf_core::sampling::sampler::NegativeMode;
 use ncf_core::train::checkpoint::{self, CheckpointMeta, OptimizerState};
 use ncf_core::train::{
-    self, LogFile, Optimizer, Precision, Preset, Reports, RunOptions, TrainConfig, Trainer,
+    self, LogFile, Optimizer, Precision, Preset, Reductions, Reports, RunOptions, TrainConfig,
+    Trainer,
 };
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -82,6 +83,12 @@ pub struct Args {
     /// and items (as the CPU backend always does; no float atomics in its gradients).
     #[arg(long, value_enum, value_name = "PATH")]
     cuda_first_layer: Option<FirstLayer>,
+    /// CUDA: how a step's sums over many samples are made (embedding, GMF and bias gradients,
+    /// the final layer's weights, the loss): deterministic (samples sorted by user and item,
+    /// per-block partials added in block order: the same bits every run; the default) or atomic
+    /// (float atomics, the kernels before: the last bits vary run to run).
+    #[arg(long, value_enum, value_name = "HOW")]
+    cuda_reductions: Option<Reductions>,
     #[arg(long, value_enum)]
     precision: Option<Precision>,
     /// Starting values for the flags below.
@@ -561,7 +568,10 @@ pub fn run(a: Args) -> Result<()> {
         chosen,
         a.threads,
         group,
-        a.cuda_first_layer,
+        backend::CudaOptions {
+            first_layer: a.cuda_first_layer,
+            reductions: a.cuda_reductions,
+        },
     )?;
     if let (true, Some(dir)) = (a.check_resume, &a.resume) {
         let (meta, _) = resume_from(

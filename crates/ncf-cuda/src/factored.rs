@@ -1,7 +1,7 @@
 //! CPU twins of the factored first-layer kernels (`kernels/factored.cuh`), written for clarity:
 //! what each kernel must produce, bit for bit where the kernel is exact (slots, sort, segments,
-//! sums in sample order). The host emulator test (tests/cuda.rs) and the GPU check
-//! ([`crate::check::factored`]) compare the kernels with these.
+//! sums in sample order). The host device's test (crates/ncf-cuda/tests/host_device.rs) and the
+//! kernel checks on any device ([`crate::check::factored`]) compare the kernels with these.
 
 /// The distinct ids of a batch: `slots[id]` = the number of distinct ids below `id` (for every
 /// id of the table, as the kernel's scan leaves it), `list[slot]` = the id of a slot.

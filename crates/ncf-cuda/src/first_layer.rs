@@ -54,7 +54,7 @@ pub struct SideBuffers {
 }
 
 impl SideBuffers {
-    fn new(
+    pub(crate) fn new(
         dev: &dyn Device,
         what: &str,
         n_ids: u32,
@@ -96,7 +96,7 @@ pub struct FactoredBuffers {
 
 /// Which side: its buffers, its batch ids, its embedding table, its columns of W0.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Which {
+pub(crate) enum Which {
     User,
     Item,
 }
@@ -105,19 +105,25 @@ impl DeviceModel {
     /// Compute MLP layer 0 this way (allocates the factored path's buffers). Models without an
     /// MLP ignore it.
     pub fn set_first_layer(&mut self, first: FirstLayer) -> Result<(), CudaError> {
-        let mc = self.cfg.clone();
         self.factored = match first {
-            FirstLayer::Factored if mc.kind.has_mlp() => {
-                let (e, w0, cap) = (mc.mlp_embed(), mc.layers[1], self.batch.cap);
-                let d = self.dev.as_ref();
-                Some(FactoredBuffers {
-                    user: SideBuffers::new(d, "users", mc.n_users, cap, e, w0)?,
-                    item: SideBuffers::new(d, "items", mc.n_items, cap, e, w0)?,
-                })
-            }
+            FirstLayer::Factored if self.cfg.kind.has_mlp() => Some(self.side_buffers()?),
             _ => None,
         };
         Ok(())
+    }
+
+    /// Both sides' buffers for batches of the model's capacity.
+    pub(crate) fn side_buffers(&self) -> Result<FactoredBuffers, CudaError> {
+        let mc = &self.cfg;
+        let (e, w0) = match mc.kind.has_mlp() {
+            true => (mc.mlp_embed(), mc.layers[1]),
+            false => (1, 1),
+        };
+        let (d, cap) = (self.dev.as_ref(), self.batch.cap);
+        Ok(FactoredBuffers {
+            user: SideBuffers::new(d, "users", mc.n_users, cap, e, w0)?,
+            item: SideBuffers::new(d, "items", mc.n_items, cap, e, w0)?,
+        })
     }
 
     /// The first-layer path in use.
@@ -136,7 +142,7 @@ impl DeviceModel {
         self.wp(0).byte_add(off * self.dev.act().bytes())
     }
 
-    fn side(&self, w: Which) -> &SideBuffers {
+    pub(crate) fn side(&self, w: Which) -> &SideBuffers {
         let f = self.factored.as_ref().expect("factored path");
         match w {
             Which::User => &f.user,
@@ -144,27 +150,16 @@ impl DeviceModel {
         }
     }
 
-    /// Forward of layer 0 on the first `n` batch rows: z (without the bias) into the scratch.
-    pub(crate) fn factored_forward(&self, n: usize) -> Result<(), CudaError> {
-        let (e, w0) = (self.cfg.mlp_embed(), self.cfg.layers[1]);
+    /// Each side's distinct ids of the first `n` batch rows into `f`: flags, slots in id order,
+    /// the list of them, their count, and every sample's slot and index (the sort's input).
+    pub(crate) fn side_slots(&self, f: &FactoredBuffers, n: usize) -> Result<(), CudaError> {
         let d = self.dev.as_ref();
-        for w in [Which::User, Which::Item] {
-            let sb = self.side(w);
-            let (ids, table, name) = match w {
-                Which::User => (
-                    self.batch.users.ptr(),
-                    self.pp("mlp_user_embed.weight"),
-                    "users",
-                ),
-                Which::Item => (
-                    self.batch.items.ptr(),
-                    self.pp("mlp_item_embed.weight"),
-                    "items",
-                ),
-            };
-            let m = sb.cap.min(n);
-            let sizes = format!("batch {n}, {name}: {} ids, up to {m} distinct", sb.n_ids);
-            let n32 = n as u32;
+        let n32 = n as u32;
+        for (sb, ids, name) in [
+            (&f.user, self.batch.users.ptr(), "users"),
+            (&f.item, self.batch.items.ptr(), "items"),
+        ] {
+            let sizes = format!("batch {n}, {name}: {} ids", sb.n_ids);
             let k = Mark {
                 ids,
                 n: n32,
@@ -187,6 +182,23 @@ impl DeviceModel {
                 vals: sb.vals.ptr(),
             };
             d.launch(&k, d.grid_for(n as u64), 0, &sizes)?;
+        }
+        Ok(())
+    }
+
+    /// Forward of layer 0 on the first `n` batch rows: z (without the bias) into the scratch.
+    pub(crate) fn factored_forward(&self, n: usize) -> Result<(), CudaError> {
+        let (e, w0) = (self.cfg.mlp_embed(), self.cfg.layers[1]);
+        let d = self.dev.as_ref();
+        self.side_slots(self.factored.as_ref().expect("factored path"), n)?;
+        for w in [Which::User, Which::Item] {
+            let sb = self.side(w);
+            let (table, name) = match w {
+                Which::User => (self.pp("mlp_user_embed.weight"), "users"),
+                Which::Item => (self.pp("mlp_item_embed.weight"), "items"),
+            };
+            let m = sb.cap.min(n);
+            let sizes = format!("batch {n}, {name}: {} ids, up to {m} distinct", sb.n_ids);
             let k = GatherRows {
                 list: sb.list.ptr(),
                 count: sb.count.ptr(),
@@ -198,12 +210,8 @@ impl DeviceModel {
             d.launch(&k, d.grid_for(m as u64 * 32), 0, &sizes)?;
             let what = format!("forward mlp.0 {name}");
             let abc = (self.w0_side(w).addr(), sb.rows.addr(), sb.proj.addr());
-            d.gemm(&GemmCall::of_shape(
-                &what,
-                &twin::proj_gemm(e, w0, m),
-                abc,
-                0.0,
-            ))?;
+            let shape = twin::proj_gemm(e, w0, m);
+            d.gemm(&GemmCall::of_shape(&what, &shape, abc, 0.0))?;
         }
         let (u, i) = (self.side(Which::User), self.side(Which::Item));
         let k = FactoredZ {
@@ -226,7 +234,8 @@ impl DeviceModel {
 
 impl CudaTrainer {
     /// Backward of layer 0 from its `dz` (in the batch's dz buffer, the activation type):
-    /// mlp.0's weight gradient and the MLP embedding gradients.
+    /// mlp.0's weight gradient and the MLP embedding gradients; the sides sorted first
+    /// ([`sort_sides`]).
     pub(crate) fn factored_backward(&self, n: usize) -> Result<(), CudaError> {
         let md = &self.model;
         let (e, w0) = (md.cfg.mlp_embed(), md.cfg.layers[1]);
@@ -241,50 +250,10 @@ impl CudaTrainer {
             };
             let m = sb.cap.min(n);
             let sizes = format!("batch {n}, {name}: up to {m} distinct");
-            let n32 = n as u32;
-            // Stable radix sort of (slot, sample) by slot: 8-bit digits, ping-pong a/b.
-            let tiles = n.div_ceil(TILE) as u32;
-            let pairs = [(sb.ka.ptr(), sb.va.ptr()), (sb.kb.ptr(), sb.vb.ptr())];
-            // The unsorted (keys, vals) stay as they are: pass 0 reads them, later passes
-            // alternate between the two pairs.
-            let mut from = (sb.keys.ptr(), sb.vals.ptr());
-            for p in 0..twin::radix_passes(m) {
-                let (shift, to) = (8 * p, pairs[p as usize % 2]);
-                let k = RadixHist {
-                    keys: from.0,
-                    n: n32,
-                    shift,
-                    hist: sb.hist.ptr(),
-                };
-                d.launch(&k, tiles, 0, &sizes)?;
-                let k = Scan {
-                    x: sb.hist.ptr(),
-                    len: 256 * tiles,
-                };
-                d.launch(&k, 1, 0, &sizes)?;
-                let k = RadixScatter {
-                    keys: from.0,
-                    vals: from.1,
-                    n: n32,
-                    shift,
-                    hist: sb.hist.ptr(),
-                    keys_out: to.0,
-                    vals_out: to.1,
-                };
-                d.launch(&k, tiles, 0, &sizes)?;
-                from = to;
-            }
-            let k = Segments {
-                sorted_keys: from.0,
-                n: n32,
-                count: sb.count.ptr(),
-                starts: sb.starts.ptr(),
-            };
-            d.launch(&k, d.grid_for(n as u64), 0, &sizes)?;
             let k = SegmentSum {
                 dz,
                 width: w0 as u32,
-                order: from.1,
+                order: sorted_order(sb, n),
                 starts: sb.starts.ptr(),
                 count: sb.count.ptr(),
                 cap: m as u32,
@@ -293,20 +262,12 @@ impl CudaTrainer {
             d.launch(&k, d.grid_for(m as u64 * 32), 0, &sizes)?;
             let what = format!("weight gradient mlp.0 {name}");
             let abc = (sb.rows.addr(), sb.sums.addr(), gw0.addr() + 4 * col as u64);
-            d.gemm(&GemmCall::of_shape(
-                &what,
-                &twin::weight_grad_gemm(e, w0, m),
-                abc,
-                0.0,
-            ))?;
+            let shape = twin::weight_grad_gemm(e, w0, m);
+            d.gemm(&GemmCall::of_shape(&what, &shape, abc, 0.0))?;
             let what = format!("input gradient mlp.0 {name}");
             let abc = (md.w0_side(w).addr(), sb.sums.addr(), sb.drows.addr());
-            d.gemm(&GemmCall::of_shape(
-                &what,
-                &twin::row_grad_gemm(e, w0, m),
-                abc,
-                0.0,
-            ))?;
+            let shape = twin::row_grad_gemm(e, w0, m);
+            d.gemm(&GemmCall::of_shape(&what, &shape, abc, 0.0))?;
             let k = ScatterRows {
                 list: sb.list.ptr(),
                 count: sb.count.ptr(),
@@ -318,4 +279,60 @@ impl CudaTrainer {
         }
         Ok(())
     }
+}
+
+/// The samples' order after [`sort_sides`]: the values of the last radix pass's pair.
+pub(crate) fn sorted_order(sb: &SideBuffers, n: usize) -> Ptr<u32> {
+    match twin::radix_passes(sb.cap.min(n)) % 2 {
+        1 => sb.va.ptr(),
+        _ => sb.vb.ptr(),
+    }
+}
+
+/// Sort each side's first `n` samples by slot (a stable LSD radix sort of (slot, sample), 8-bit
+/// digits, ping-pong a/b; the unsorted keys and values stay as they are) and find each slot's
+/// segment; after [`DeviceModel::side_slots`].
+pub(crate) fn sort_sides(d: &dyn Device, f: &FactoredBuffers, n: usize) -> Result<(), CudaError> {
+    let n32 = n as u32;
+    for (sb, name) in [(&f.user, "users"), (&f.item, "items")] {
+        let m = sb.cap.min(n);
+        let sizes = format!("batch {n}, {name}: up to {m} distinct");
+        let tiles = n.div_ceil(TILE) as u32;
+        let pairs = [(sb.ka.ptr(), sb.va.ptr()), (sb.kb.ptr(), sb.vb.ptr())];
+        let mut from = (sb.keys.ptr(), sb.vals.ptr());
+        for p in 0..twin::radix_passes(m) {
+            let (shift, to) = (8 * p, pairs[p as usize % 2]);
+            let k = RadixHist {
+                keys: from.0,
+                n: n32,
+                shift,
+                hist: sb.hist.ptr(),
+            };
+            d.launch(&k, tiles, 0, &sizes)?;
+            let k = Scan {
+                x: sb.hist.ptr(),
+                len: 256 * tiles,
+            };
+            d.launch(&k, 1, 0, &sizes)?;
+            let k = RadixScatter {
+                keys: from.0,
+                vals: from.1,
+                n: n32,
+                shift,
+                hist: sb.hist.ptr(),
+                keys_out: to.0,
+                vals_out: to.1,
+            };
+            d.launch(&k, tiles, 0, &sizes)?;
+            from = to;
+        }
+        let k = Segments {
+            sorted_keys: from.0,
+            n: n32,
+            count: sb.count.ptr(),
+            starts: sb.starts.ptr(),
+        };
+        d.launch(&k, d.grid_for(n as u64), 0, &sizes)?;
+    }
+    Ok(())
 }

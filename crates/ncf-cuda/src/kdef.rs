@@ -181,7 +181,7 @@ macro_rules! elem_type {
 
 /// Declares kernels. Each parameter is `name: TYPE` (a scalar u32/u64/i32/f32), or a pointer
 /// `name: ro TYPE [EXTENT]` (read), `rw TYPE [EXTENT]` (written), `ro_or_null` / `rw_or_null`
-/// (0 allowed when EXTENT is 0), `ro_opt` (0 always allowed), TYPE one of
+/// (0 allowed when EXTENT is 0), `ro_opt` / `rw_opt` (0 always allowed), TYPE one of
 /// u32/u64/i32/f32/f64/Act and EXTENT an expression of the scalar parameters and of the name
 /// given after the geometry (the blocks launched, `grid`), or `?`.
 macro_rules! kernel {
@@ -203,6 +203,9 @@ macro_rules! kernel {
     };
     (@munch $h:tt [$($acc:tt)*] $f:ident : ro_opt $t:ident [$($e:tt)*] $(, $($rest:tt)*)?) => {
         kernel!(@munch $h [$($acc)* ($f [Ptr<elem_type!($t)>] ptr $t false Always ($($e)*))] $($($rest)*)?);
+    };
+    (@munch $h:tt [$($acc:tt)*] $f:ident : rw_opt $t:ident [$($e:tt)*] $(, $($rest:tt)*)?) => {
+        kernel!(@munch $h [$($acc)* ($f [Ptr<elem_type!($t)>] ptr $t true Always ($($e)*))] $($($rest)*)?);
     };
     (@munch $h:tt [$($acc:tt)*] $f:ident : $t:ident $(, $($rest:tt)*)?) => {
         kernel!(@munch $h [$($acc)* ($f [$t] scalar $t)] $($($rest)*)?);
@@ -302,17 +305,27 @@ kernel! {
 }
 
 kernel! {
-    /// dz from da through dropout and ReLU; dbias += Σ dz (one float per unit of shared memory).
+    /// dz from da through dropout and ReLU; dbias += Σ dz (one float per unit of shared memory),
+    /// or with `partials` the block's sums in row order (16 floats per thread of shared memory).
     BiasReluDropoutBwd = "ncf_bias_relu_dropout_bwd", block 256, smem 4 * 16 * 256, grid; {
         da: ro f32 [batch * width], a: ro Act [batch * width], dz: rw Act [batch * width],
         dbias: rw f32 [width], sample: ro u32 [batch], batch: u32, width: u32, layer: u32,
-        epoch: u32, k0: u32, k1: u32, thr: u32, scale: f32,
+        epoch: u32, k0: u32, k1: u32, thr: u32, scale: f32, partials: rw_opt f32 [grid * width],
     }
 }
 
 kernel! {
-    /// The final layer: logits, and when training the BCE loss and every gradient it feeds.
-    Final = "ncf_final", block 256, smem 0, grid; {
+    /// out[j] += the blocks' partial sums of unit j, in block order (deterministic).
+    SumBlocks = "ncf_sum_blocks", block 256, smem 0, grid; {
+        partials: ro f32 [blocks * width], blocks: u32, width: u32, out: rw f32 [width],
+    }
+}
+
+kernel! {
+    /// The final layer: logits, and when training the BCE loss and every gradient it feeds;
+    /// with `partials` per-block sums and per-sample GMF rows instead of float atomics (8 warps
+    /// of fin + 2 floats of shared memory).
+    Final = "ncf_final", block 256, smem 8 * (512 + 2) * 4, grid; {
         users: ro u32 [batch], items: ro u32 [batch], labels: ro f32 [batch], batch: u32, f: u32,
         mf_user: ro_or_null f32 [f], mf_item: ro_or_null f32 [f],
         x_last: ro_or_null Act [batch * lout], lout: u32, fw: ro f32 [f + lout], fb: ro f32 [1],
@@ -323,6 +336,17 @@ kernel! {
         g_fw: rw_or_null f32 [(f + lout) * (train != 0) as u64],
         g_fb: rw_or_null f32 [(train != 0) as u64],
         dx_last: rw_or_null f32 [batch * lout * (train != 0) as u64],
+        partials: rw_opt f32 [grid * (f + lout + 2)], gu_rows: rw_opt f32 [batch * f],
+        gi_rows: rw_opt f32 [batch * f],
+    }
+}
+
+kernel! {
+    /// The blocks' partial sums of ncf_final (final.weight, final.bias, the loss) added in block
+    /// order (deterministic).
+    FinalReduce = "ncf_final_reduce", block 256, smem 0, grid; {
+        partials: ro f32 [blocks * (fin + 2)], blocks: u32, fin: u32, g_fw: rw f32 [fin],
+        g_fb: rw f32 [1], loss_sum: rw f64 [1],
     }
 }
 
@@ -425,6 +449,15 @@ kernel! {
 }
 
 kernel! {
+    /// out[slot] = Σ of the slot's samples' FP32 rows (src[sample * stride ..], width units), in
+    /// sample order (deterministic).
+    SegmentSumRows = "ncf_segment_sum_rows", block 256, smem 0, grid; {
+        src: ro f32 [width], stride: u32, width: u32, order: ro u32 [?], starts: ro u32 [?],
+        count: ro u32 [1], cap: u32, out: rw f32 [cap * width],
+    }
+}
+
+kernel! {
     /// g[list[k]] += rows[k] for the distinct ids.
     ScatterRows = "ncf_scatter_rows", block 256, smem 0, grid; {
         list: ro u32 [?], count: ro u32 [1], e: u32, rows: ro f32 [?], g: rw f32 [e],
@@ -440,7 +473,9 @@ pub const ALL: &[&KernelDef] = &[
     Scatter::DEF,
     BiasReluDropoutFwd::DEF,
     BiasReluDropoutBwd::DEF,
+    SumBlocks::DEF,
     Final::DEF,
+    FinalReduce::DEF,
     Cast::DEF,
     CheckFinite::DEF,
     Adam::DEF,
@@ -454,6 +489,7 @@ pub const ALL: &[&KernelDef] = &[
     GatherRows::DEF,
     FactoredZ::DEF,
     SegmentSum::DEF,
+    SegmentSumRows::DEF,
     ScatterRows::DEF,
 ];
 

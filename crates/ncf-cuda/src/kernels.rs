@@ -7,7 +7,7 @@ use sha2::{Digest, Sha256};
 use std::ffi::CString;
 use std::path::PathBuf;
 
-/// Every kernel source of `kernels/` (not `kernels/emu/`, the host emulation), by the name
+/// Every kernel source of `kernels/` (not `kernels/host/`, the host device's runtime), by the name
 /// `#include` uses.
 pub const SOURCES: &[(&str, &str)] = &[
     ("rng.cuh", include_str!("../../../kernels/rng.cuh")),

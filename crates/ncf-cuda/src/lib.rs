@@ -19,6 +19,7 @@ pub mod libs;
 pub mod model;
 pub mod nccl;
 pub mod ptxas;
+pub mod reduce;
 pub mod scorer;
 pub mod step;
 pub mod trainer;

@@ -247,13 +247,31 @@ impl DeviceModel {
         smem: u32,
         sizes: &str,
     ) -> Result<(), CudaError> {
-        let groups = width.div_ceil(16).max(1);
-        let rows_per_block = (ROW_BLOCK as usize / groups).max(1);
-        // 12 blocks per SM: whole waves at 2, 3, 4 or 6 resident blocks (the kernels' register
-        // bounds), so grid-stride loops end together.
-        let grid =
-            (n.div_ceil(rows_per_block) as u64).clamp(1, self.dev.sm_count() as u64 * 12) as u32;
-        self.dev.launch(k, grid, smem, sizes)
+        self.dev.launch(k, self.row_grid(n, width), smem, sizes)
+    }
+
+    /// The blocks a row kernel of `n` rows of `width` units is launched on: 12 per SM at most
+    /// (whole waves at 2, 3, 4 or 6 resident blocks, the kernels' register bounds, so grid-stride
+    /// loops end together).
+    pub(crate) fn row_grid(&self, n: usize, width: usize) -> u32 {
+        let rows_per_block = (ROW_BLOCK as usize / width.div_ceil(16).max(1)).max(1);
+        (n.div_ceil(rows_per_block) as u64).clamp(1, self.max_row_grid() as u64) as u32
+    }
+
+    /// The most blocks [`Self::row_grid`] gives.
+    pub(crate) fn max_row_grid(&self) -> u32 {
+        self.dev.sm_count() * 12
+    }
+
+    /// The blocks the final layer's kernel runs on for `n` samples (8 per block, 16 per SM at
+    /// most).
+    pub(crate) fn final_grid(&self, n: usize) -> u32 {
+        (n.div_ceil(8) as u64).clamp(1, self.max_final_grid() as u64) as u32
+    }
+
+    /// The most blocks [`Self::final_grid`] gives.
+    pub(crate) fn max_final_grid(&self) -> u32 {
+        self.dev.sm_count() * 16
     }
 
     /// The final-layer kernel on the first `n` rows; `train` = Some(gradient pointers, gradient
@@ -301,13 +319,21 @@ impl DeviceModel {
             } else {
                 Ptr::null()
             },
+            partials: g.partials,
+            gu_rows: if f > 0 { g.gu_rows } else { Ptr::null() },
+            gi_rows: if f > 0 { g.gi_rows } else { Ptr::null() },
         };
-        let grid = (n.div_ceil(8) as u64).clamp(1, self.dev.sm_count() as u64 * 16) as u32;
+        let grid = self.final_grid(n);
         let sizes = format!(
             "batch {n}, gmf {f}, mlp out {lout}, train {}",
             train.is_some()
         );
-        self.dev.launch(&k, grid, 0, &sizes)
+        // Deterministic: each of the block's 8 warps sums into its own row of shared memory.
+        let smem = match g.partials.addr() {
+            0 => 0,
+            _ => 8 * (f + lout + 2) as u32 * 4,
+        };
+        self.dev.launch(&k, grid, smem, &sizes)
     }
 
     /// `out[k]` = the model's logit of (users[k], items[k]), in batches of the buffers' size.
@@ -341,6 +367,11 @@ pub(crate) struct FinalGrads {
     pub mf_item: Ptr<f32>,
     pub fw: Ptr<f32>,
     pub fb: Ptr<f32>,
+    /// Deterministic reductions: the blocks' partial sums and the per-sample GMF gradient rows
+    /// (null: float atomics).
+    pub partials: Ptr<f32>,
+    pub gu_rows: Ptr<f32>,
+    pub gi_rows: Ptr<f32>,
 }
 
 impl Default for FinalGrads {
@@ -352,6 +383,9 @@ impl Default for FinalGrads {
             mf_item: Ptr::null(),
             fw: Ptr::null(),
             fb: Ptr::null(),
+            partials: Ptr::null(),
+            gu_rows: Ptr::null(),
+            gi_rows: Ptr::null(),
         }
     }
 }

@@ -4,7 +4,7 @@
 
 use crate::device::{dropout_threshold, DeviceExt, GemmCall};
 use crate::kdef::{Adam, BiasReluDropoutBwd, CheckFinite, MakeBatch, Scatter};
-use crate::model::{Dropout, FinalGrads};
+use crate::model::{Dropout, FinalGrads, ROW_BLOCK};
 use crate::nccl::ffi::Op;
 use crate::trainer::{CudaTrainer, SCALE_GROWTH_INTERVAL};
 use crate::CudaError;
@@ -27,6 +27,7 @@ impl CudaTrainer {
                 positions.start, positions.end
             )));
         }
+        self.sorted.set(false);
         let perm = self.permutation(epoch);
         let keys = perm.keys();
         let seed = self.rng.seed();
@@ -79,6 +80,7 @@ impl CudaTrainer {
         let dz = md.batch.dz.ptr();
         for k in (0..mc.n_linear()).rev() {
             let (fin, fout) = (mc.layers[k], mc.layers[k + 1]);
+            let partials = self.bias_partials();
             let kern = BiasReluDropoutBwd {
                 da: scratch,
                 a: md.batch.acts[k].ptr(),
@@ -93,11 +95,21 @@ impl CudaTrainer {
                 k1: (seed >> 32) as u32,
                 thr,
                 scale,
+                partials,
+            };
+            // Shared memory: one float per unit (atomics), or 16 per thread of the block's
+            // rows (deterministic).
+            let groups = fout.div_ceil(16);
+            let smem = match partials.addr() {
+                0 => fout * 4,
+                _ => (ROW_BLOCK as usize / groups) * groups * 16 * 4,
             };
             let sizes = format!("mlp.{k}: batch {n}, width {fout}");
-            md.row_launch(&kern, n, fout, (fout * 4) as u32, &sizes)?;
+            md.row_launch(&kern, n, fout, smem as u32, &sizes)?;
+            self.reduce_bias(k, n, fout)?;
             if k == 0 && md.factored.is_some() {
                 // Layer 0's weight gradient and the embedding gradients, per distinct row.
+                self.sort_batch(n)?;
                 return self.factored_backward(n);
             }
             let x = if k == 0 {
@@ -137,6 +149,9 @@ impl CudaTrainer {
                 ldc: fin,
                 beta: 0.0,
             })?;
+        }
+        if self.det.is_some() {
+            return self.reduce_mlp_embeddings(n);
         }
         let e = mc.mlp_embed();
         let k = Scatter {
@@ -319,8 +334,10 @@ impl CudaTrainer {
             mf_item: self.gp_or_null("mf_item_embed.weight"),
             fw: self.gp("final.weight"),
             fb: self.gp("final.bias"),
+            ..FinalGrads::default()
         };
-        self.model.final_layer(n, Some(grads))
+        self.model.final_layer(n, Some(self.final_targets(grads)))?;
+        self.reduce_final(n)
     }
 
     /// The gradient of `name`, or null when the model has no such tensor (GMF tables of an MLP).

@@ -57,6 +57,10 @@ pub struct CudaTrainer {
     pub(crate) loss_scale: f32,
     pub(crate) clean_steps: u32,
     perm: Option<(u32, Permutation)>,
+    /// The deterministic reductions' buffers ([`crate::reduce`]); None: float atomics.
+    pub(crate) det: Option<crate::reduce::DetBuffers>,
+    /// This batch's samples are sorted by user and item ([`CudaTrainer::sort_batch`]).
+    pub(crate) sorted: std::cell::Cell<bool>,
 }
 
 impl CudaTrainer {
@@ -91,7 +95,7 @@ impl CudaTrainer {
         let found_inf = d.alloc::<i32>(1, "inf flag")?;
         let sample_err = d.alloc::<u64>(1, "sampler flag")?;
         d.sync("uploading the model and data")?;
-        Ok(CudaTrainer {
+        CudaTrainer {
             model,
             cfg: cfg.clone(),
             grads,
@@ -116,13 +120,18 @@ impl CudaTrainer {
             perm: None,
             ranks: None,
             reduced: None,
-        })
+            det: None,
+            sorted: Default::default(),
+        }
+        .with_reductions(ncf_core::train::Reductions::default())
     }
 
     /// Compute MLP layer 0 this way (models without an MLP ignore it).
     pub fn with_first_layer(mut self, first: FirstLayer) -> Result<Self, CudaError> {
         self.model.set_first_layer(first)?;
-        Ok(self)
+        // The deterministic reductions use the factored path's sort when there is one.
+        let r = self.reductions();
+        self.with_reductions(r)
     }
 
     /// The first-layer path in use.
@@ -297,6 +306,10 @@ impl Trainer for CudaTrainer {
         let first = match self.first_layer() {
             FirstLayer::Factored => ", first layer factored",
             FirstLayer::PerSample => "",
+        };
+        let first = match self.reductions() {
+            ncf_core::train::Reductions::Atomic => format!("{first}, float atomics"),
+            ncf_core::train::Reductions::Deterministic => first.to_string(),
         };
         let d = self.device();
         format!("cuda:{} {} ({p}{first})", d.info().ordinal, d.describe())

@@ -205,3 +205,311 @@ fn wrong_sizes_leading_dimensions_and_arguments_are_caught_naming_the_call() {
     assert!(e.contains("kernel ncf_mark (injected mark"), "{e}");
     assert!(e.contains("wrote past the end of flags of the test"), "{e}");
 }
+
+/// Five fixed-seed steps of 2048 samples of a toy model (200 users, 500 items) on a host device
+/// whose blocks run on 4 OS threads; the parameters' bits.
+fn five_steps(
+    kind: ncf_core::model::ModelKind,
+    first: ncf_core::neumf_cpu::FirstLayer,
+    r: ncf_core::train::Reductions,
+) -> Vec<u32> {
+    use ncf_core::neumf_cpu::reference::toy;
+    use ncf_core::train::Trainer;
+    let (us, is) = toy::data(200, 500, 20, 8);
+    let model = toy::model(kind, 200, 500, 0.25, 9);
+    let cfg = toy::train_config(Precision::Fp32, 2048);
+    let dev = ncf_cuda::device::HostDevice::new(Precision::Fp32)
+        .unwrap()
+        .with_threads(4);
+    let mut t = ncf_cuda::CudaTrainer::new(Box::new(dev), &model, &cfg, &us, &is, None)
+        .unwrap()
+        .with_first_layer(first)
+        .unwrap()
+        .with_reductions(r)
+        .unwrap();
+    let per_epoch = us.len() as u64 * 5;
+    for s in 0..5u64 {
+        let start = s * 2048 % (per_epoch - 2048);
+        t.step(0, start..start + 2048).unwrap();
+    }
+    t.model()
+        .unwrap()
+        .params
+        .iter()
+        .map(|x| x.to_bits())
+        .collect()
+}
+
+/// The deterministic reductions (the default) give the same bits run after run on a host device
+/// whose blocks run on 4 threads; the float atomics they replace do not (which shows the host
+/// device exposes an order-dependent sum, so the first assertion means something).
+#[test]
+fn fixed_seed_runs_give_identical_bits_with_deterministic_reductions() {
+    use ncf_core::model::ModelKind;
+    use ncf_core::neumf_cpu::FirstLayer;
+    use ncf_core::train::Reductions;
+    for (kind, first) in [
+        (ModelKind::Neumf, FirstLayer::PerSample),
+        (ModelKind::Neumf, FirstLayer::Factored),
+        (ModelKind::Gmf, FirstLayer::PerSample),
+        (ModelKind::Mlp, FirstLayer::PerSample),
+    ] {
+        let a = five_steps(kind, first, Reductions::Deterministic);
+        let b = five_steps(kind, first, Reductions::Deterministic);
+        assert!(a == b, "{kind:?} {first:?}: two runs differ");
+    }
+    let runs: Vec<Vec<u32>> = (0..3)
+        .map(|_| five_steps(ModelKind::Neumf, FirstLayer::PerSample, Reductions::Atomic))
+        .collect();
+    assert!(
+        runs.iter().any(|r| r != &runs[0]),
+        "three runs with float atomics gave the same bits: the host device no longer exposes \
+         an order-dependent sum, so the determinism check above proves nothing"
+    );
+}
+
+/// The factored first-layer kernels (kernels/factored.cuh) on the host device with the trainer's
+/// launch shapes, for FP32 and BF16 activations, give exactly what their CPU twins
+/// (ncf_cuda::factored) give: slots (and the flags cleared), distinct lists, the stable radix
+/// sort (3 passes in the larger case), segments, gathered rows, z, per-slot sums in sample order
+/// and the row scatter. (It ran on kernels/emu, one std::thread per CUDA thread, before the host
+/// device existed.)
+#[test]
+fn factored_kernels_match_their_cpu_twins_on_the_host_device() {
+    use ncf_core::sampling::rng::{below, stream, Rng};
+    use ncf_cuda::device::{Device, DeviceExt, HostDevice};
+    use ncf_cuda::factored as twin;
+    use ncf_cuda::kdef::*;
+    for p in [Precision::Fp32, Precision::Bf16] {
+        let d = HostDevice::new(p).unwrap();
+        let act = d.act();
+        let r = |x: f32| check::round_act(x, act);
+        for (case, (n, n_ids, e, w0)) in
+            [(2500u32, 300u32, 8usize, 16usize), (70_000, 90_000, 4, 8)]
+                .into_iter()
+                .enumerate()
+        {
+            let rng = Rng::new(case as u64 + 1);
+            let uni = |k: usize, c: u32| {
+                (rng.uniform_f64(stream::SYNTH, k as u32, c, 0) * 2.0 - 1.0) as f32
+            };
+            // Skewed ids (some rows never drawn): popular ones repeat, as items do.
+            let ids: Vec<u32> = (0..n)
+                .map(|b| {
+                    let x = rng.word(stream::SYNTH, b, 9, 0);
+                    if x.is_multiple_of(3) {
+                        below(x, 17.min(n_ids))
+                    } else {
+                        below(x >> 1, n_ids)
+                    }
+                })
+                .collect();
+            let cap = (n_ids.min(n)) as usize;
+            let table: Vec<f32> = (0..n_ids as usize * e).map(|k| uni(k, 1)).collect();
+            let pu: Vec<f32> = (0..cap * w0).map(|k| uni(k, 2)).collect();
+            let pi: Vec<f32> = (0..cap * w0).map(|k| uni(k, 3)).collect();
+            let dz: Vec<f32> = (0..n as usize * w0).map(|k| uni(k, 4)).collect();
+            let drows: Vec<f32> = (0..cap * e).map(|k| uni(k, 5)).collect();
+            let g0: Vec<f32> = (0..n_ids as usize * e).map(|k| uni(k, 6)).collect();
+            // On the device, launched as the trainer launches them.
+            let nn = n as usize;
+            let dids = d.upload(&ids, "ids").unwrap();
+            let flags = d.alloc::<u32>(n_ids as usize, "flags").unwrap();
+            let slots = d.alloc::<u32>(n_ids as usize, "slots").unwrap();
+            let list = d.alloc::<u32>(cap, "list").unwrap();
+            let count = d.alloc::<u32>(1, "count").unwrap();
+            let (keys, vals) = (
+                d.alloc::<u32>(nn, "keys").unwrap(),
+                d.alloc::<u32>(nn, "vals").unwrap(),
+            );
+            let (ka, va) = (
+                d.alloc::<u32>(nn, "ka").unwrap(),
+                d.alloc::<u32>(nn, "va").unwrap(),
+            );
+            let (kb, vb) = (
+                d.alloc::<u32>(nn, "kb").unwrap(),
+                d.alloc::<u32>(nn, "vb").unwrap(),
+            );
+            let tiles = nn.div_ceil(1024) as u32;
+            let hist = d.alloc::<u32>(256 * tiles as usize, "hist").unwrap();
+            let starts = d.alloc::<u32>(cap + 1, "starts").unwrap();
+            let dtable = d.upload(&table, "table").unwrap();
+            let rows = d.alloc_act(cap * e, "rows").unwrap();
+            let (dpu, dpi) = (d.upload(&pu, "pu").unwrap(), d.upload(&pi, "pi").unwrap());
+            let z = d.alloc::<f32>(nn * w0, "z").unwrap();
+            let dz_act = d.alloc_act(nn * w0, "dz").unwrap();
+            d.upload_raw(dz_act.addr(), &check::f32_to_bytes(&dz, act), "dz")
+                .unwrap();
+            let sums = d.alloc_act(cap * w0, "sums").unwrap();
+            let ddrows = d.upload(&drows, "drows").unwrap();
+            let g = d.upload(&g0, "g").unwrap();
+            let grid = d.grid_for(n as u64);
+            let go = |res: Result<(), ncf_cuda::CudaError>| res.unwrap();
+            go(d.launch(
+                &Mark {
+                    ids: dids.ptr(),
+                    n,
+                    flags: flags.ptr(),
+                },
+                grid,
+                0,
+                "mark",
+            ));
+            let k = Slots {
+                flags: flags.ptr(),
+                len: n_ids,
+                slots: slots.ptr(),
+                list: list.ptr(),
+                count: count.ptr(),
+            };
+            go(d.launch(&k, 1, 0, "slots"));
+            let k = Keys {
+                ids: dids.ptr(),
+                n,
+                slots: slots.ptr(),
+                keys: keys.ptr(),
+                vals: vals.ptr(),
+            };
+            go(d.launch(&k, grid, 0, "keys"));
+            let pairs = [(ka.ptr(), va.ptr()), (kb.ptr(), vb.ptr())];
+            let mut from = (keys.ptr(), vals.ptr());
+            for pass in 0..twin::radix_passes(cap) {
+                let (shift, to) = (8 * pass, pairs[pass as usize % 2]);
+                go(d.launch(
+                    &RadixHist {
+                        keys: from.0,
+                        n,
+                        shift,
+                        hist: hist.ptr(),
+                    },
+                    tiles,
+                    0,
+                    "hist",
+                ));
+                go(d.launch(
+                    &Scan {
+                        x: hist.ptr(),
+                        len: 256 * tiles,
+                    },
+                    1,
+                    0,
+                    "scan",
+                ));
+                let k = RadixScatter {
+                    keys: from.0,
+                    vals: from.1,
+                    n,
+                    shift,
+                    hist: hist.ptr(),
+                    keys_out: to.0,
+                    vals_out: to.1,
+                };
+                go(d.launch(&k, tiles, 0, "scatter"));
+                from = to;
+            }
+            let k = Segments {
+                sorted_keys: from.0,
+                n,
+                count: count.ptr(),
+                starts: starts.ptr(),
+            };
+            go(d.launch(&k, grid, 0, "segments"));
+            let k = GatherRows {
+                list: list.ptr(),
+                count: count.ptr(),
+                cap: cap as u32,
+                e: e as u32,
+                table: dtable.ptr(),
+                out: rows.ptr(),
+            };
+            go(d.launch(&k, d.grid_for(cap as u64 * 32), 0, "gather rows"));
+            // Both sides' keys are this side's here: z[b] = pu[k[b]] + pi[k[b]].
+            let k = FactoredZ {
+                ku: keys.ptr(),
+                ki: keys.ptr(),
+                n,
+                width: w0 as u32,
+                pu: dpu.ptr(),
+                pi: dpi.ptr(),
+                z: z.ptr(),
+            };
+            go(d.launch(&k, d.grid_for((nn * w0) as u64), 0, "z"));
+            let k = SegmentSum {
+                dz: dz_act.ptr(),
+                width: w0 as u32,
+                order: from.1,
+                starts: starts.ptr(),
+                count: count.ptr(),
+                cap: cap as u32,
+                s: sums.ptr(),
+            };
+            go(d.launch(&k, d.grid_for(cap as u64 * 32), 0, "segment sums"));
+            let k = ScatterRows {
+                list: list.ptr(),
+                count: count.ptr(),
+                e: e as u32,
+                rows: ddrows.ptr(),
+                g: g.ptr(),
+            };
+            go(d.launch(&k, d.grid_for((cap * e) as u64), 0, "scatter rows"));
+            // The twins.
+            let tag = format!("{} case {case}", p.name());
+            let s = twin::slots(&ids, n_ids);
+            let dn = s.list.len();
+            let twin_keys = twin::keys_of(&ids, &s);
+            let (sorted, order) = twin::sort_by_key(&twin_keys);
+            let twin_starts = twin::starts(&sorted, dn);
+            let twin_rows: Vec<f32> = twin::gather_rows(&s.list, cap, e, &table)
+                .into_iter()
+                .map(r)
+                .collect();
+            let twin_z = twin::factored_z(&twin_keys, &twin_keys, w0, &pu, &pi);
+            let dz_r: Vec<f32> = dz.iter().map(|&x| r(x)).collect();
+            let twin_sums: Vec<f32> = twin::segment_sum(&dz_r, w0, &order, &twin_starts, cap)
+                .into_iter()
+                .map(r)
+                .collect();
+            let mut twin_g = g0.clone();
+            twin::scatter_rows(&s.list, e, &drows, &mut twin_g);
+            let get = |b: &ncf_cuda::device::Buf<u32>, len| d.download(b, len, "out").unwrap();
+            let (fk, fv) = match twin::radix_passes(cap) % 2 {
+                1 => (&ka, &va),
+                _ => (&kb, &vb),
+            };
+            let act_of = |b: &ncf_cuda::device::Buf<ncf_cuda::device::ActElem>, len| {
+                check::bytes_to_f32(&d.download_act(b, len, "out").unwrap(), act)
+            };
+            assert_eq!(
+                get(&flags, n_ids as usize),
+                vec![0; n_ids as usize],
+                "{tag}: flags cleared"
+            );
+            assert_eq!(get(&slots, n_ids as usize), s.slots, "{tag}: slots");
+            assert_eq!(get(&list, cap)[..dn], s.list[..], "{tag}: list");
+            assert_eq!(get(&count, 1), [dn as u32], "{tag}: count");
+            assert_eq!(get(&keys, nn), twin_keys, "{tag}: keys");
+            assert_eq!(get(fk, nn), sorted, "{tag}: sorted keys");
+            assert_eq!(get(fv, nn), order, "{tag}: order (stable)");
+            assert_eq!(
+                get(&starts, cap + 1)[..=dn],
+                twin_starts[..],
+                "{tag}: starts"
+            );
+            assert_eq!(act_of(&rows, cap * e), twin_rows, "{tag}: gathered rows");
+            assert_eq!(d.download(&z, nn * w0, "z").unwrap(), twin_z, "{tag}: z");
+            assert_eq!(act_of(&sums, cap * w0), twin_sums, "{tag}: segment sums");
+            assert_eq!(
+                d.download(&g, n_ids as usize * e, "g").unwrap(),
+                twin_g,
+                "{tag}: scattered rows"
+            );
+            if case == 1 {
+                assert_eq!(
+                    twin::radix_passes(cap),
+                    3,
+                    "the larger case sorts in 3 passes"
+                );
+            }
+        }
+    }
+}

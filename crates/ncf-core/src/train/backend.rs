@@ -22,6 +22,20 @@ pub enum Device {
     CudaHost,
 }
 
+/// How the CUDA backend sums a step's contributions of many samples to one value (embedding,
+/// GMF and bias gradients, the final layer's weights, the loss).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+pub enum Reductions {
+    /// In a fixed order (samples sorted by user and item, per-block partials added in block
+    /// order): the same bits every run. The default.
+    #[default]
+    Deterministic,
+    /// Float atomics, in whatever order the GPU runs them (the kernels before the deterministic
+    /// step; the order, so the last bits, vary run to run).
+    Atomic,
+}
+
 /// Scores (logits) of (user, item) pairs of one model with dropout off.
 pub trait Scorer {
     /// `out[k] = model(users[k], items[k])`; ids out of range or lengths that differ are an

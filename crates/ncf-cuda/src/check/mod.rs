@@ -159,7 +159,8 @@ pub fn round_act(x: f32, act: Act) -> f32 {
     }
 }
 
-pub(crate) fn bytes_to_f32(b: &[u8], act: Act) -> Vec<f32> {
+/// Activation-type bytes as f32.
+pub fn bytes_to_f32(b: &[u8], act: Act) -> Vec<f32> {
     match act {
         Act::F32 => b
             .chunks_exact(4)
@@ -176,7 +177,8 @@ pub(crate) fn bytes_to_f32(b: &[u8], act: Act) -> Vec<f32> {
     }
 }
 
-pub(crate) fn f32_to_bytes(x: &[f32], act: Act) -> Vec<u8> {
+/// f32 values as activation-type bytes.
+pub fn f32_to_bytes(x: &[f32], act: Act) -> Vec<u8> {
     let mut out = Vec::with_capacity(x.len() * act.bytes());
     for &v in x {
         match act {

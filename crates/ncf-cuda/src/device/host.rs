@@ -72,6 +72,13 @@ impl HostDevice {
         })
     }
 
+    /// Run each launch's blocks on `threads` OS threads (at least 1).
+    pub fn with_threads(mut self, threads: u32) -> Self {
+        self.threads = threads.max(1);
+        self.info.name = format!("host device ({} threads)", self.threads);
+        self
+    }
+
     /// The library the kernels run from.
     pub fn kernel_library(&self) -> &std::path::Path {
         &self.kernels.path

@@ -8,7 +8,8 @@
 #   nccl_load      10 s  ncf's own loader opens libnccl.so.2 (no libnccl.so link) and ncclGetVersion
 #   nccl_1rank     50 s  one rank forced through NCCL (--nccl) trains like two plain runs (1 ml-1m
 #                        fp32 epoch): loopback host group, real communicator, collectives self-test,
-#                        out-of-place all-reduces, finalize
+#                        out-of-place all-reduces, finalize; the two plain runs' model files are
+#                        the same bytes (deterministic reductions)
 #   nccl_2rank     60 s  2 ranks on the one GPU (--share-gpu: per-rank NCCL_HOSTID, NCCL sockets on
 #                        lo) for the same epoch: loss and HR within the plain runs' noise, and the
 #                        same parameter checksum on both ranks
@@ -166,7 +167,8 @@ stage_nccl_1rank() {
     return
   fi
   verdict runs --ref "plain=${rcs[0]}:$W/1r-plain.jsonl" --ref "plain2=${rcs[1]}:$W/1r-plain2.jsonl" \
-    --run "nccl=${rcs[2]}:$W/1r-nccl.jsonl" --stderr "$W/1r-nccl.err" --ranks 1
+    --run "nccl=${rcs[2]}:$W/1r-nccl.jsonl" --stderr "$W/1r-nccl.err" --ranks 1 \
+    --identical "$W/1r-plain.safetensors" "$W/1r-plain2.safetensors"
 }
 
 # Two ranks on the one GPU, torchrun-style environment; rank r's logs in $W/$1-r.{jsonl,err}.

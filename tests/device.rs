@@ -213,9 +213,9 @@ fn a_hung_stage_is_cut_at_its_limit_and_a_cut_run_keeps_the_finished_stages() {
 /// lines; a rank 0 that notices its peer's death and names it). They run the script's GPU
 /// paths (launching, killing, timing, the verdicts of the real `ncf-devcheck`) without a GPU.
 const FAKE_TRAIN: &str = r#"#!/usr/bin/env bash
-epochs=1 nccl=0
+epochs=1 nccl=0 out=""
 while (($#)); do
-  case $1 in --epochs) epochs=$2; shift ;; --nccl) nccl=1 ;; esac
+  case $1 in --epochs) epochs=$2; shift ;; --nccl) nccl=1 ;; -o) out=$2; shift ;; esac
   shift
 done
 rank=${RANK:-0} world=${WORLD_SIZE:-1}
@@ -235,6 +235,8 @@ for ((e = 0; e < epochs; e++)); do
   ((rank == 0)) && echo "{\"epoch\":$e,\"loss\":0.44,\"hr\":0.45,\"ndcg\":0.25,\"k\":10,\"eval\":\"test\",\"train_s\":0.1,\"eval_s\":0.01,\"samples\":10,\"samples_per_s\":100.0,\"steps\":1,\"skipped_steps\":0}"
 done
 ((rank == 0)) && echo '{"best_hr":0.70,"best_ndcg":0.42,"best_epoch":0,"first_epoch_reaching_target":null,"time_to_target_s":null,"train_time_s":1.0,"eval_time_s":0.1,"avg_samples_per_s":100.0,"best_samples_per_s":100.0,"epochs_run":1,"k":10,"eval":"test","backend":"cuda:0 Fake GPU (sm_90, tf32)"}'
+# The model a fixed-seed run writes: the same bytes every run.
+((rank == 0)) && [[ -n $out ]] && echo "fake model" > "$out"
 sum=abcd; [[ -n ${FAKE_BAD:-} && $rank == 1 ]] && sum=abce
 ((ranked)) && echo "ncf-train: rank $rank of $world: parameters sha256 $sum" >&2
 exit 0

@@ -3,7 +3,7 @@
 //! decisions are [`crate::judge`], [`crate::stages`], [`crate::env`] and [`crate::results`].
 
 use crate::env::Facts;
-use crate::judge::{judge_kill, judge_runs, Run};
+use crate::judge::{self, judge_kill, judge_runs, Run};
 use crate::results::{self, Results, Stage};
 use crate::stages::{self, PeerFacts, Ran, SanitizerRun};
 use crate::{StageVerdict, Status};
@@ -164,6 +164,10 @@ enum Cmd {
         /// Ranks that must each print one equal parameter checksum (0: none needed).
         #[arg(long, default_value_t = 0)]
         ranks: usize,
+        /// Two model files that must hold the same bytes: the two plain runs of one fixed-seed
+        /// configuration (the deterministic reductions make them equal).
+        #[arg(long, value_name = "MODEL", num_args = 2)]
+        identical: Vec<PathBuf>,
         #[arg(long)]
         out: PathBuf,
     },
@@ -527,6 +531,7 @@ pub fn run(a: Args) -> Result<()> {
             also,
             stderr,
             ranks,
+            identical,
             out,
         } => {
             let refs = refs
@@ -549,6 +554,9 @@ pub fn run(a: Args) -> Result<()> {
                 if rc != 0 {
                     others.push(format!("{name} exited {rc}"));
                 }
+            }
+            if let [a, b] = &identical[..] {
+                others.extend(judge::identical(a, b));
             }
             let net = nccl_network(errs.first().map_or("", String::as_str));
             if !others.is_empty() {

@@ -253,6 +253,21 @@ pub fn judge_kill(killed: usize, rc: i32, seconds: f64, limit_s: f64, stderr: &s
     }
 }
 
+/// Why two model files of fixed-seed runs that must be equal are not (None: the same bytes).
+pub fn identical(a: &std::path::Path, b: &std::path::Path) -> Option<String> {
+    match (std::fs::read(a), std::fs::read(b)) {
+        (Ok(x), Ok(y)) if x == y => None,
+        (Ok(_), Ok(_)) => Some(format!(
+            "{} and {} differ: two fixed-seed runs wrote different model bytes (the \
+             deterministic reductions should make them equal)",
+            a.display(),
+            b.display()
+        )),
+        (Err(e), _) => Some(format!("{}: {e}", a.display())),
+        (_, Err(e)) => Some(format!("{}: {e}", b.display())),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -403,5 +418,17 @@ mod tests {
             .as_str()
             .unwrap()
             .starts_with("host collective"));
+    }
+
+    #[test]
+    fn two_fixed_seed_models_must_hold_the_same_bytes() {
+        let d = tempfile::tempdir().unwrap();
+        let (a, b, c) = (d.path().join("a"), d.path().join("b"), d.path().join("c"));
+        std::fs::write(&a, b"model").unwrap();
+        std::fs::write(&b, b"model").unwrap();
+        std::fs::write(&c, b"modem").unwrap();
+        assert_eq!(identical(&a, &b), None);
+        assert!(identical(&a, &c).unwrap().contains("different model bytes"));
+        assert!(identical(&a, &d.path().join("none")).is_some());
     }
 }

@@ -28,6 +28,7 @@ use super::{
 use crate::data::dataset::Dataset;
 use crate::dist::Group;
 use crate::model::{Model, ModelKind};
+use crate::neumf_cpu::tile::dot;
 use crate::sampling::rng::Rng;
 use crate::sampling::sampler::{EpochSamples, NegativeMode, UserItems};
 use crate::train::backend::check_ids;
@@ -215,24 +216,6 @@ fn draw(
         out.push(samples.at(p)?);
     }
     Ok(())
-}
-
-/// `⟨a, b⟩` with eight partial sums (vectorises; the order is fixed, so results are too).
-#[inline]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for k in 0..8 {
-            acc[k] += x[k] * y[k];
-        }
-    }
-    let mut s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-    for (x, y) in ra.iter().zip(rb) {
-        s += x * y;
-    }
-    s
 }
 
 /// One sample's update of the user row `u`, item row `it` (both `[dim + 2]`, GMF form) and the

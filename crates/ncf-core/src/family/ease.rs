@@ -23,11 +23,11 @@
 //! the tables swapped (`factors = |U|`: user `u`'s embedding is column `u` of `C`, item `i`'s
 //! its column of `X`). A different neighbourhood, so again different errors.
 
-use super::ials::Rows;
 use super::{
     check_cpu_precision, check_whole_epoch, gmf_config, refuse, whole_epoch_defaults, Choices,
     FamilySpec, Fitted, MomentFree, Plan,
 };
+use crate::data::csr::Csr;
 use crate::data::dataset::Dataset;
 use crate::dist::Group;
 use crate::model::{Model, ModelKind, Side};
@@ -279,8 +279,8 @@ pub fn spd_inverse(a: &mut [f64], n: usize, threads: usize) -> std::result::Resu
 /// The Gramian `XᵀX` (`n_items × n_items`, f64 counts) from each item's users (`by_item`) and
 /// each user's items (`by_user`): row `a` gets one for every item of every user of item `a`;
 /// rows in parallel. With the arguments swapped, `XXᵀ`.
-fn gramian(by_item: &Rows, by_user: &Rows, threads: usize) -> Vec<f64> {
-    let n = by_item.len();
+fn gramian(by_item: &Csr, by_user: &Csr, threads: usize) -> Vec<f64> {
+    let n = by_item.n_rows();
     let mut g = vec![0f64; n * n];
     let per = n.div_ceil(threads.max(1)).max(1);
     std::thread::scope(|sc| {
@@ -303,8 +303,8 @@ fn gramian(by_item: &Rows, by_user: &Rows, threads: usize) -> Vec<f64> {
 /// exactly; a further step refits the same data to the same bits.
 pub struct EaseTrainer {
     fit: Fitted,
-    by_user: Rows,
-    by_item: Rows,
+    by_user: Csr,
+    by_item: Csr,
     side: Side,
     reg: f64,
     /// `Σ_j (1/P_jj − λ)` of the last fit.
@@ -343,8 +343,8 @@ impl EaseTrainer {
         }
         check_ids(&model.config, train_users, train_items)
             .map_err(|e| Error::invalid(format!("training data: {e}")))?;
-        let by_user = Rows::new(c.n_users as usize, train_users, train_items);
-        let by_item = Rows::new(c.n_items as usize, train_items, train_users);
+        let by_user = Csr::by_row(c.n_users as usize, train_users, train_items);
+        let by_item = Csr::by_row(c.n_items as usize, train_items, train_users);
         Ok(EaseTrainer {
             fit: Fitted::new(model, threads),
             by_user,
@@ -383,7 +383,7 @@ impl EaseTrainer {
                 "user",
             ),
         };
-        let n = cols.len();
+        let n = cols.n_rows();
         let mut p = gramian(cols, rows, self.fit.threads);
         for k in 0..n {
             p[k * n + k] += self.reg;
@@ -431,7 +431,7 @@ impl MomentFree for EaseTrainer {
     }
 
     fn fit_step(&mut self, _epoch: u32, positions: std::ops::Range<u64>) -> Result<StepStats> {
-        let n = self.by_user.cols.len() as u64;
+        let n = self.by_user.nnz() as u64;
         check_whole_epoch(&positions, n, "EASE is fitted on the whole training set")?;
         self.fit()?;
         self.fit.steps += 1;

@@ -26,6 +26,7 @@ use super::{
     check_cpu_precision, check_whole_epoch, gmf_config, require_model_memory, whole_epoch_defaults,
     Choices, FamilySpec, Fitted, MomentFree, Plan, MOMENT_FREE_COPIES,
 };
+use crate::data::csr::Csr;
 use crate::data::dataset::Dataset;
 use crate::dist::Group;
 use crate::model::{Model, ModelKind};
@@ -122,40 +123,6 @@ pub fn init(n_users: u32, n_items: u32, dim: usize, std: f32, seed: u64) -> Resu
     Ok(model)
 }
 
-/// Rows of a sparse 0/1 matrix: the column ids of row `r` are `cols[start[r]..start[r + 1]]`.
-pub(crate) struct Rows {
-    pub(crate) start: Vec<usize>,
-    pub(crate) cols: Vec<u32>,
-}
-
-impl Rows {
-    /// Row `rows[k]` holds column `cols[k]` (counting sort: columns keep their input order).
-    pub(crate) fn new(n: usize, rows: &[u32], cols: &[u32]) -> Rows {
-        let mut start = vec![0usize; n + 1];
-        for &r in rows {
-            start[r as usize + 1] += 1;
-        }
-        for r in 0..n {
-            start[r + 1] += start[r];
-        }
-        let mut next = start.clone();
-        let mut out = vec![0u32; rows.len()];
-        for (&r, &c) in rows.iter().zip(cols) {
-            out[next[r as usize]] = c;
-            next[r as usize] += 1;
-        }
-        Rows { start, cols: out }
-    }
-
-    pub(crate) fn row(&self, r: usize) -> &[u32] {
-        &self.cols[self.start[r]..self.start[r + 1]]
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        self.start.len() - 1
-    }
-}
-
 /// `⟨a, b⟩` in f64 with four partial sums (vectorises; fixed order, so fixed results).
 #[inline]
 fn dot64(a: &[f64], b: &[f64]) -> f64 {
@@ -233,10 +200,10 @@ fn add_outer_lower(a: &mut [f64], x: &[f64], d: usize) {
     }
 }
 
-/// One half-epoch: every row of `out` (`rows.len()` rows, `d` wide) solved with `other` fixed.
+/// One half-epoch: every row of `out` (`rows.n_rows()` rows, `d` wide) solved with `other` fixed.
 /// `Err` names the first row whose system is not positive definite.
 fn solve_side(
-    rows: &Rows,
+    rows: &Csr,
     other: &[f32],
     out: &mut [f32],
     d: usize,
@@ -250,7 +217,7 @@ fn solve_side(
         *g *= alpha;
     }
     let base = &base;
-    let per = rows.len().div_ceil(threads.max(1)).max(1);
+    let per = rows.n_rows().div_ceil(threads.max(1)).max(1);
     let results: Vec<std::result::Result<(), usize>> = std::thread::scope(|sc| {
         let handles: Vec<_> = out
             .chunks_mut(per * d)
@@ -308,7 +275,7 @@ fn solve_side(
 
 /// The iALS objective `L` (module documentation) of the user table `w` and item table `h`
 /// (`by_user`: the observed items of each user).
-fn objective(by_user: &Rows, w: &[f32], h: &[f32], d: usize, reg: f64, alpha: f64) -> f64 {
+fn objective(by_user: &Csr, w: &[f32], h: &[f32], d: usize, reg: f64, alpha: f64) -> f64 {
     let (nu, ni) = (w.len() / d, h.len() / d);
     let sq = |t: &[f32], r: usize| -> f64 {
         t[r * d..r * d + d]
@@ -320,7 +287,7 @@ fn objective(by_user: &Rows, w: &[f32], h: &[f32], d: usize, reg: f64, alpha: f6
     let mut observed = 0f64;
     let (mut wu, mut hi) = (vec![0f64; d], vec![0f64; d]);
     let mut penalty = 0f64;
-    for u in 0..by_user.len() {
+    for u in 0..by_user.n_rows() {
         for (a, &b) in wu.iter_mut().zip(&w[u * d..u * d + d]) {
             *a = b as f64;
         }
@@ -354,8 +321,8 @@ fn objective(by_user: &Rows, w: &[f32], h: &[f32], d: usize, reg: f64, alpha: f6
 /// training loop must run it with a batch covering the whole epoch (`--negatives 0`).
 pub struct IalsTrainer {
     fit: Fitted,
-    by_user: Rows,
-    by_item: Rows,
+    by_user: Csr,
+    by_item: Csr,
     dim: usize,
     reg: f64,
     alpha: f64,
@@ -394,8 +361,8 @@ impl IalsTrainer {
         }
         check_ids(&model.config, train_users, train_items)
             .map_err(|e| Error::invalid(format!("training data: {e}")))?;
-        let by_user = Rows::new(c.n_users as usize, train_users, train_items);
-        let by_item = Rows::new(c.n_items as usize, train_items, train_users);
+        let by_user = Csr::by_row(c.n_users as usize, train_users, train_items);
+        let by_item = Csr::by_row(c.n_items as usize, train_items, train_users);
         Ok(IalsTrainer {
             dim: c.factors,
             fit: Fitted::new(model, threads),
@@ -433,7 +400,7 @@ impl MomentFree for IalsTrainer {
     }
 
     fn fit_step(&mut self, epoch: u32, positions: std::ops::Range<u64>) -> Result<StepStats> {
-        let n = self.by_user.cols.len() as u64;
+        let n = self.by_user.nnz() as u64;
         check_whole_epoch(&positions, n, "iALS solves a whole epoch")?;
         let d = self.dim;
         let layout = &self.fit.model.layout;

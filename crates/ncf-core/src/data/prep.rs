@@ -170,12 +170,10 @@ fn dense_ids(
 ) -> Result<DenseIds> {
     let n_user_codes = rows.user_ids.len();
     let min = opts.min_interactions.max(1);
-    let mut user_dense = vec![u32::MAX; n_user_codes];
     let mut user_codes = Vec::new();
     for u in 0..n_user_codes {
         let len = by_user.row(u).len();
         if len >= min {
-            user_dense[u] = user_codes.len() as u32;
             user_codes.push(u as u32);
         } else {
             stats.users_dropped += 1;

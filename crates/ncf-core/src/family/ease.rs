@@ -24,8 +24,8 @@
 //! its column of `X`). A different neighbourhood, so again different errors.
 
 use super::{
-    check_cpu_precision, check_whole_epoch, gmf_config, refuse, whole_epoch_defaults, Choices,
-    FamilySpec, Fitted, MomentFree, Plan,
+    check_whole_epoch, gmf_config, whole_epoch_defaults, Capabilities, Choices, FamilySpec, Fitted,
+    Flag, MomentFree, Plan,
 };
 use crate::data::csr::Csr;
 use crate::data::dataset::Dataset;
@@ -52,65 +52,42 @@ impl FamilySpec for Ease {
         model_name(self.0)
     }
 
-    fn defaults(&self, cfg: &mut TrainConfig, _shape: &mut Shape, c: &Choices) -> Result<()> {
-        let (name, per) = (model_name(self.0), unit(self.0));
-        whole_epoch_defaults(
-            cfg,
-            c,
-            &format!("--model {name} is fitted in closed form over every pair"),
-        )?;
-        refuse(
-            &[
-                (c.factors.is_some(), "--factors"),
-                (c.init_std.is_some(), "--init-std"),
-                (c.epochs.is_some_and(|e| e != 1), "--epochs"),
+    /// The CPU and one rank, no checkpoint, no SGD flags, and nothing but `--l2` sets it.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            cpu_only: Some("ncf-cuda has no closed-form solver".into()),
+            one_rank: Some("its threads share the machine's cores".into()),
+            // A closed-form fit has nothing to resume, and its checkpoint would hold three
+            // copies of a model of (users + items) × width floats.
+            no_checkpoints: Some(
+                "is fitted in closed form in one step; it writes no checkpoint (rerun it instead \
+                 of resuming: same bits)"
+                    .into(),
+            ),
+            refuses: vec![
+                (
+                    Flag::NO_SGD,
+                    "is fitted in closed form over every pair (no optimiser, batches, sampled \
+                     negatives or MLP)"
+                        .into(),
+                ),
+                (
+                    &[Flag::Factors, Flag::InitStd, Flag::Epochs],
+                    format!(
+                        "has one factor per {} and is fitted exactly in one epoch from nothing \
+                         (only --l2 sets it)",
+                        unit(self.0)
+                    ),
+                ),
             ],
-            |flag| {
-                format!(
-                    "{flag}: --model {name} has one factor per {per} and is fitted exactly in \
-                     one epoch from nothing (only --l2 sets it)"
-                )
-            },
-        )?;
-        // A closed-form fit has nothing to resume, and its checkpoint would hold three copies
-        // of a model of (users + items) × width floats.
-        refuse(
-            &[
-                (c.checkpoint, "--checkpoint"),
-                (c.checkpoint_every, "--checkpoint-every"),
-                (c.resume, "--resume"),
-            ],
-            |flag| {
-                format!(
-                    "{flag}: --model {name} is fitted in closed form in one step; it writes no \
-                     checkpoint (rerun it instead of resuming: same bits)"
-                )
-            },
-        )?;
+            ..Capabilities::default()
+        }
+    }
+
+    fn defaults(&self, cfg: &mut TrainConfig, _shape: &mut Shape, _c: &Choices) {
+        whole_epoch_defaults(cfg);
         cfg.l2 = DEFAULT_REG;
         cfg.epochs = 1;
-        if c.unobserved_weight.is_some() {
-            return Err(Error::usage("--unobserved-weight is for --model ials"));
-        }
-        Ok(())
-    }
-
-    fn cpu_only(&self) -> Option<String> {
-        Some(format!(
-            "--model {} is fitted on the CPU only",
-            model_name(self.0)
-        ))
-    }
-
-    fn one_rank_only(&self) -> Option<String> {
-        Some(format!(
-            "--model {} is fitted on one rank (its threads share the machine's cores)",
-            model_name(self.0)
-        ))
-    }
-
-    fn checkpoints(&self) -> bool {
-        false
     }
 
     fn init(&self, _plan: &Plan, n_users: u32, n_items: u32) -> Result<Model> {
@@ -125,7 +102,6 @@ impl FamilySpec for Ease {
         threads: usize,
         _group: Option<Group>,
     ) -> Result<Box<dyn Trainer>> {
-        check_cpu_precision(cfg)?;
         let (users, items) = (&data.train_users, &data.train_items);
         Ok(Box::new(EaseTrainer::new(
             model, cfg, users, items, self.0, threads,

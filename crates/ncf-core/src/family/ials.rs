@@ -23,8 +23,8 @@
 //! `ncf-eval` can ensemble it with the other models.
 
 use super::{
-    check_cpu_precision, check_whole_epoch, gmf_config, require_model_memory, whole_epoch_defaults,
-    Choices, FamilySpec, Fitted, MomentFree, Plan, MOMENT_FREE_COPIES,
+    check_whole_epoch, gmf_config, require_model_memory, whole_epoch_defaults, Capabilities,
+    Choices, FamilySpec, Fitted, Flag, MomentFree, Plan, MOMENT_FREE_COPIES,
 };
 use crate::data::csr::Csr;
 use crate::data::dataset::Dataset;
@@ -34,6 +34,7 @@ use crate::train::backend::check_ids;
 use crate::train::config::{Shape, TrainConfig};
 use crate::train::{StepStats, Trainer};
 use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
 
 /// λ of Rendle et al.'s ml-1m setting (192 factors, 12 epochs).
 pub const DEFAULT_REG: f32 = 0.007;
@@ -45,30 +46,44 @@ pub const DEFAULT_EPOCHS: u32 = 16;
 /// `--model ials`.
 pub struct Ials;
 
+/// iALS's own parameters ([`super::FamilyParams`]), set by its spec alone.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Params {
+    /// `--unobserved-weight` α₀: the weight of every unobserved pair. Recorded in every model
+    /// file and checkpoint since iALS came (0 in the other families'); absent in older ones, 0.
+    #[serde(default)]
+    pub unobserved_weight: f32,
+}
+
 impl FamilySpec for Ials {
     fn name(&self) -> &'static str {
         "ials"
     }
 
-    fn defaults(&self, cfg: &mut TrainConfig, _shape: &mut Shape, c: &Choices) -> Result<()> {
-        whole_epoch_defaults(
-            cfg,
-            c,
-            "--model ials solves each epoch exactly by least squares over every pair",
-        )?;
+    /// The CPU and one rank; its own α₀ (`--unobserved-weight`) and no SGD flags.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            cpu_only: Some("ncf-cuda has no least-squares solver".into()),
+            one_rank: Some("its threads share the machine's cores".into()),
+            takes: &[Flag::InitStd, Flag::UnobservedWeight],
+            refuses: vec![(
+                Flag::NO_SGD,
+                "solves each epoch exactly by least squares over every pair (no optimiser, \
+                 batches, sampled negatives or MLP)"
+                    .into(),
+            )],
+            ..Capabilities::default()
+        }
+    }
+
+    fn defaults(&self, cfg: &mut TrainConfig, _shape: &mut Shape, c: &Choices) {
+        whole_epoch_defaults(cfg);
         // Rendle et al.'s ml-1m setting; --l2, --epochs and --unobserved-weight still win.
         cfg.l2 = DEFAULT_REG;
-        cfg.unobserved_weight = c.unobserved_weight.unwrap_or(DEFAULT_UNOBSERVED_WEIGHT);
         cfg.epochs = DEFAULT_EPOCHS;
-        Ok(())
-    }
-
-    fn cpu_only(&self) -> Option<String> {
-        Some("--model ials trains on the CPU only".into())
-    }
-
-    fn one_rank_only(&self) -> Option<String> {
-        Some("--model ials trains on one rank (its threads share the machine's cores)".into())
+        cfg.family.ials = Params {
+            unobserved_weight: c.unobserved_weight.unwrap_or(DEFAULT_UNOBSERVED_WEIGHT),
+        };
     }
 
     fn init(&self, plan: &Plan, n_users: u32, n_items: u32) -> Result<Model> {
@@ -85,7 +100,6 @@ impl FamilySpec for Ials {
         threads: usize,
         _group: Option<Group>,
     ) -> Result<Box<dyn Trainer>> {
-        check_cpu_precision(cfg)?;
         let (users, items) = (&data.train_users, &data.train_items);
         Ok(Box::new(IalsTrainer::new(
             model, cfg, users, items, threads,
@@ -330,7 +344,7 @@ pub struct IalsTrainer {
 
 impl IalsTrainer {
     /// A trainer for `model` (a GMF from [`init`]) on the training positives; `cfg.l2` is λ,
-    /// `cfg.unobserved_weight` α₀; `cfg.negatives` must be 0 (iALS weighs every unobserved pair
+    /// `cfg.family.ials` holds α₀; `cfg.negatives` must be 0 (iALS weighs every unobserved pair
     /// instead of sampling).
     pub fn new(
         model: Model,
@@ -350,7 +364,7 @@ impl IalsTrainer {
                 "--model ials weighs every unobserved pair: it takes no --negatives",
             ));
         }
-        let (reg, alpha) = (cfg.l2 as f64, cfg.unobserved_weight as f64);
+        let (reg, alpha) = (cfg.l2 as f64, cfg.family.ials.unobserved_weight as f64);
         if !(reg.is_finite() && reg >= 0.0) {
             return Err(Error::usage("--l2 must be finite and not negative"));
         }
@@ -451,13 +465,14 @@ mod tests {
     }
 
     fn cfg(l2: f32, alpha: f32) -> TrainConfig {
-        TrainConfig {
+        let mut c = TrainConfig {
             epochs: 3,
             negatives: 0,
             l2,
-            unobserved_weight: alpha,
             ..TrainConfig::nvidia(5)
-        }
+        };
+        c.family.ials.unobserved_weight = alpha;
+        c
     }
 
     fn trainer(dim: usize, c: &TrainConfig, threads: usize) -> IalsTrainer {
@@ -560,7 +575,7 @@ mod tests {
                     .iter()
                     .zip(&i)
                     .any(|(&x, &z)| x as usize == a && z as usize == b);
-                want += c.unobserved_weight as f64 * y * y;
+                want += c.family.ials.unobserved_weight as f64 * y * y;
                 if obs {
                     want += (1.0 - y) * (1.0 - y);
                 }
@@ -569,12 +584,12 @@ mod tests {
         for a in 0..6usize {
             let n = u.iter().filter(|&&x| x as usize == a).count() as f64;
             let s: f64 = (0..d).map(|k| (w[a * d + k] as f64).powi(2)).sum();
-            want += c.l2 as f64 * (n + c.unobserved_weight as f64 * 9.0) * s;
+            want += c.l2 as f64 * (n + c.family.ials.unobserved_weight as f64 * 9.0) * s;
         }
         for b in 0..9usize {
             let n = i.iter().filter(|&&x| x as usize == b).count() as f64;
             let s: f64 = (0..d).map(|k| (h[b * d + k] as f64).powi(2)).sum();
-            want += c.l2 as f64 * (n + c.unobserved_weight as f64 * 6.0) * s;
+            want += c.l2 as f64 * (n + c.family.ials.unobserved_weight as f64 * 6.0) * s;
         }
         assert!((want - last).abs() <= 1e-9 * want, "{want} vs {last}");
         // The unobserved item has a zero row; observed pairs now outscore most others.

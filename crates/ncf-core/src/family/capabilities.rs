@@ -37,9 +37,9 @@ impl Flag {
     /// takes the others unless it refuses them.
     pub const ONLY_SOME: [Flag; 3] = [Flag::UnobservedWeight, Flag::InitStd, Flag::Pretrained];
 
-    /// The recipe of a model fitted exactly per epoch (iALS, EASE) has no optimiser, batches,
-    /// sampled negatives or MLP.
-    pub const NO_SGD: &'static [Flag] = &[
+    /// The flags of mini-batch SGD with sampled negatives and an MLP, which a model fitted
+    /// exactly per epoch (iALS, EASE) takes no meaning from.
+    pub const SGD_RECIPE: &'static [Flag] = &[
         Flag::BatchSize,
         Flag::Negatives,
         Flag::NegativeMode,

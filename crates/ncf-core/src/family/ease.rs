@@ -66,7 +66,7 @@ impl FamilySpec for Ease {
             ),
             refuses: vec![
                 (
-                    Flag::NO_SGD,
+                    Flag::SGD_RECIPE,
                     "is fitted in closed form over every pair (no optimiser, batches, sampled \
                      negatives or MLP)"
                         .into(),

@@ -67,7 +67,7 @@ impl FamilySpec for Ials {
             one_rank: Some("its threads share the machine's cores".into()),
             takes: &[Flag::InitStd, Flag::UnobservedWeight],
             refuses: vec![(
-                Flag::NO_SGD,
+                Flag::SGD_RECIPE,
                 "solves each epoch exactly by least squares over every pair (no optimiser, \
                  batches, sampled negatives or MLP)"
                     .into(),

@@ -165,8 +165,8 @@ pub trait FamilySpec: Sync {
         threads: usize,
         group: Option<Group>,
     ) -> Result<Box<dyn Trainer>>;
-    /// Its trainer on `device`, for a family whose capabilities name devices (the run already
-    /// checked). The others never get here; the default refuses.
+    /// Its trainer on `device` (the run already checked). Only a family whose capabilities
+    /// name devices gets here, and it must override this; the default refuses.
     fn device_trainer(
         &self,
         _model: Model,
@@ -295,7 +295,7 @@ pub fn positives_for(cfg: &TrainConfig, data: &Dataset) -> Option<UserItems> {
 }
 
 /// The defaults of a family fitted exactly per epoch (iALS, EASE): no optimiser, batches or
-/// sampled negatives ([`Flag::NO_SGD`] are refused).
+/// sampled negatives (it refuses [`Flag::SGD_RECIPE`]).
 fn whole_epoch_defaults(cfg: &mut TrainConfig) {
     cfg.negatives = 0;
     cfg.batch_size = BatchSize::WholeEpoch;

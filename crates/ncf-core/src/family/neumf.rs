@@ -1,7 +1,8 @@
 //! The NCF paper's models: NeuMF (GMF + MLP joined by the final layer, NVIDIA's model), GMF
 //! alone and the MLP alone. NVIDIA's initialisation, Adam or SGD in mini-batches, dropout in
-//! the MLP; they train on the CPU ([`crate::neumf_cpu`]) and on GPUs (`ncf-cuda`), on any
-//! number of ranks, and NeuMF can start from a trained GMF and MLP ([`from_pretrained`]).
+//! the MLP; they train on the CPU ([`crate::neumf_cpu`]) and on GPUs (`ncf-cuda`, through the
+//! [`DeviceBackend`] the tool passes in), on any number of ranks, and NeuMF can start from a
+//! trained GMF and MLP ([`from_pretrained`]).
 
 use super::{
     positives_for, require_model_memory, Capabilities, Choices, DeviceBackend, FamilySpec, Flag,

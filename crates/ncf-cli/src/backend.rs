@@ -1,13 +1,15 @@
-//! Which backend runs behind `--device`: the one place the tools turn a device (and a model
-//! family, and a precision) into a boxed [`Trainer`] or [`Scorer`]. CPU backends come from
-//! `ncf-core`, CUDA ones from `ncf-cuda`; `--device auto` falls back to the CPU with a note.
+//! Which backend runs behind `--device`: the one place the tools turn a device into a boxed
+//! [`Trainer`] or [`Scorer`]. The family builds its trainer ([`FamilySpec`]); this module hands
+//! it the CPU or ncf-cuda's backend ([`Cuda`], ncf-core's [`DeviceBackend`]); `--device auto`
+//! falls back to the CPU with a note.
 
 use anyhow::{bail, Result};
 use ncf_core::data::dataset::Dataset;
 use ncf_core::dist::Group;
-use ncf_core::family::{positives_for, FamilySpec};
+use ncf_core::family::{Backend, DeviceBackend, FamilySpec};
 use ncf_core::model::Model;
 use ncf_core::neumf_cpu::{CpuScorer, FirstLayer};
+use ncf_core::sampling::sampler::UserItems;
 use ncf_core::train::{
     default_threads, Device, Precision, Reductions, Scorer, TrainConfig, Trainer,
 };
@@ -82,9 +84,9 @@ pub fn check_threads(threads: Option<usize>) -> Result<()> {
     }
 }
 
-/// The trainer of `family` on `chosen` for `model`, `data`'s training rows and `cfg`; joined
-/// to the other ranks through `group` (over NCCL on CUDA). `threads` is for the CPU (default:
-/// all cores).
+/// The trainer of `family` on `chosen` for `model`, `data`'s training rows and `cfg`, built by
+/// the family; joined to the other ranks through `group` (over NCCL on CUDA). `threads` is for
+/// the CPU (default: all cores).
 /// `cuda` picks the CUDA trainer's paths (docs/CUDA.md).
 #[allow(clippy::too_many_arguments)]
 pub fn trainer(
@@ -97,12 +99,8 @@ pub fn trainer(
     group: Option<Group>,
     cuda: CudaOptions,
 ) -> Result<Box<dyn Trainer>> {
-    if group.is_some() {
-        if let Some(why) = family.one_rank_only() {
-            bail!("{why}");
-        }
-    }
-    match chosen {
+    let device;
+    let backend = match chosen {
         Chosen::Cpu if cuda.first_layer.is_some() => {
             bail!("--cuda-first-layer is for --device cuda (the CPU backend always factors it)")
         }
@@ -112,27 +110,51 @@ pub fn trainer(
                  for a given --threads)"
             )
         }
-        Chosen::Cpu => {
-            let threads = threads.unwrap_or_else(default_threads).max(1);
-            Ok(family.cpu_trainer(model, cfg, data, threads, group)?)
-        }
+        Chosen::Cpu => Backend::Cpu {
+            threads: threads.unwrap_or_else(default_threads).max(1),
+        },
         Chosen::Cuda(which) => {
-            let positives = positives_for(cfg, data);
-            let t = ncf_cuda::CudaTrainer::new(
-                ncf_cuda::device::open(which, cfg.precision)?,
-                &model,
-                cfg,
-                &data.train_users,
-                &data.train_items,
-                positives.as_ref(),
-            )?
-            .with_first_layer(cuda.first_layer.unwrap_or(FirstLayer::PerSample))?
-            .with_reductions(cuda.reductions.unwrap_or_default())?;
-            Ok(match group {
-                Some(g) => Box::new(t.with_ranks(g)?),
-                None => Box::new(t),
-            })
+            device = Cuda {
+                which,
+                first_layer: cuda.first_layer.unwrap_or(FirstLayer::PerSample),
+                reductions: cuda.reductions.unwrap_or_default(),
+            };
+            Backend::Device(&device)
         }
+    };
+    Ok(family.trainer(model, cfg, data, backend, group)?)
+}
+
+/// ncf-cuda's backend on one device, as the families build their trainers on it.
+struct Cuda {
+    which: Which,
+    first_layer: FirstLayer,
+    reductions: Reductions,
+}
+
+impl DeviceBackend for Cuda {
+    fn neumf_trainer(
+        &self,
+        model: Model,
+        cfg: &TrainConfig,
+        data: &Dataset,
+        positives: Option<&UserItems>,
+        group: Option<Group>,
+    ) -> ncf_core::Result<Box<dyn Trainer>> {
+        let t = ncf_cuda::CudaTrainer::new(
+            ncf_cuda::device::open(self.which, cfg.precision)?,
+            &model,
+            cfg,
+            &data.train_users,
+            &data.train_items,
+            positives,
+        )?
+        .with_first_layer(self.first_layer)?
+        .with_reductions(self.reductions)?;
+        Ok(match group {
+            Some(g) => Box::new(t.with_ranks(g)?),
+            None => Box::new(t),
+        })
     }
 }
 

@@ -1,6 +1,7 @@
 //! From raw interactions to a [`Dataset`]: rating filter, per-user time order, duplicate removal,
 //! the `--min-interactions` user filter, dense ids and the leave-one-out split (docs/FORMATS.md).
 
+use crate::data::csr::Csr;
 use crate::data::dataset::Dataset;
 use crate::data::ingest::Interactions;
 use crate::sampling::rng::{below, stream, Rng};
@@ -74,13 +75,13 @@ pub fn prepare(
         return Err(Error::usage("--min-rating needs a rating column"));
     }
 
-    let (offsets, mut perm) = group_by_user(rows, opts, &mut stats);
+    let mut by_user = group_by_user(rows, opts, &mut stats);
     if let Some(ts) = ts {
-        sort_by_time(&mut perm, &offsets, n_user_codes, ts);
+        sort_by_time(&mut by_user, ts);
     }
-    let offsets = drop_duplicates(rows, &mut perm, &offsets, &mut stats);
-    let dense = dense_ids(rows, &perm, &offsets, opts, &mut stats)?;
-    let mut ds = leave_one_out(rows, &perm, &offsets, &dense, opts.seed);
+    drop_duplicates(rows, &mut by_user, &mut stats);
+    let dense = dense_ids(rows, &by_user, opts, &mut stats)?;
+    let mut ds = leave_one_out(rows, &by_user, &dense, opts.seed);
     ds.user_raw = dense
         .user_codes
         .iter()
@@ -109,106 +110,70 @@ struct DenseIds {
     item_codes: Vec<u32>,
 }
 
-/// Group the rows that pass the rating filter by user code, input order within a user
-/// (counting sort): returns the per-user offsets and the row numbers.
-fn group_by_user(
-    rows: &Interactions,
-    opts: &PrepOptions,
-    stats: &mut PrepStats,
-) -> (Vec<usize>, Vec<u32>) {
+/// Group the rows that pass the rating filter by user code, input order within a user: row
+/// `u` of the result holds the row numbers of user code `u`.
+fn group_by_user(rows: &Interactions, opts: &PrepOptions, stats: &mut PrepStats) -> Csr {
     let n = rows.users.len();
-    let n_user_codes = rows.user_ids.len();
-    let keep = |r: usize| match (opts.min_rating, &rows.ratings) {
-        (Some(m), Some(rt)) => rt[r] >= m,
+    let keep = |r: &usize| match (opts.min_rating, &rows.ratings) {
+        (Some(m), Some(rt)) => rt[*r] >= m,
         _ => true,
     };
-    let mut offsets = vec![0usize; n_user_codes + 1];
-    for r in 0..n {
-        if keep(r) {
-            offsets[rows.users[r] as usize + 1] += 1;
-        } else {
-            stats.rows_below_min_rating += 1;
-        }
-    }
-    for u in 0..n_user_codes {
-        offsets[u + 1] += offsets[u];
-    }
-    let mut next = offsets.clone();
-    let mut perm = vec![0u32; offsets[n_user_codes]];
-    for r in 0..n {
-        if keep(r) {
-            let u = rows.users[r] as usize;
-            perm[next[u]] = r as u32;
-            next[u] += 1;
-        }
-    }
-    (offsets, perm)
+    let kept = (0..n).filter(keep).map(|r| (rows.users[r], r as u32));
+    let by_user = Csr::grouped(rows.user_ids.len(), kept);
+    stats.rows_below_min_rating += (n - by_user.nnz()) as u64;
+    by_user
 }
 
 /// Sort each user's rows oldest first; equal times keep input order. Two halves at a user
 /// boundary in parallel.
-fn sort_by_time(perm: &mut [u32], offsets: &[usize], n_user_codes: usize, ts: &[i64]) {
+fn sort_by_time(by_user: &mut Csr, ts: &[i64]) {
+    let n_user_codes = by_user.n_rows();
+    let offsets = &by_user.offsets;
     let sort_users = |perm: &mut [u32], users: std::ops::Range<usize>, base: usize| {
         for u in users {
-            let s = &mut perm[offsets[u] - base..offsets[u + 1] - base];
+            let s = &mut perm[offsets[u] as usize - base..offsets[u + 1] as usize - base];
             if s.len() > 1 {
                 s.sort_unstable_by_key(|&r| (ts[r as usize], r));
             }
         }
     };
     let mid_user = n_user_codes / 2;
-    let (a, b) = perm.split_at_mut(offsets[mid_user]);
+    let mid = offsets[mid_user] as usize;
+    let (a, b) = by_user.items.split_at_mut(mid);
     std::thread::scope(|s| {
         s.spawn(|| sort_users(a, 0..mid_user, 0));
-        sort_users(b, mid_user..n_user_codes, offsets[mid_user]);
+        sort_users(b, mid_user..n_user_codes, mid);
     });
 }
 
-/// Drop repeated (user, item) pairs, keeping the earliest; compacts `perm` in place and
-/// returns the new per-user offsets.
-fn drop_duplicates(
-    rows: &Interactions,
-    perm: &mut [u32],
-    offsets: &[usize],
-    stats: &mut PrepStats,
-) -> Vec<usize> {
-    let n_user_codes = rows.user_ids.len();
+/// Drop repeated (user, item) pairs, keeping the earliest.
+fn drop_duplicates(rows: &Interactions, by_user: &mut Csr, stats: &mut PrepStats) {
     let mut last_user = vec![u32::MAX; rows.item_ids.len()];
-    let mut new_offsets = vec![0usize; n_user_codes + 1];
-    let mut w = 0;
-    for u in 0..n_user_codes {
-        for k in offsets[u]..offsets[u + 1] {
-            let r = perm[k];
-            let item = rows.items[r as usize] as usize;
-            if last_user[item] == u as u32 {
-                stats.duplicates_dropped += 1;
-            } else {
-                last_user[item] = u as u32;
-                perm[w] = r;
-                w += 1;
-            }
+    by_user.retain(|u, r| {
+        let item = rows.items[r as usize] as usize;
+        if last_user[item] == u as u32 {
+            stats.duplicates_dropped += 1;
+            false
+        } else {
+            last_user[item] = u as u32;
+            true
         }
-        new_offsets[u + 1] = w;
-    }
-    new_offsets
+    });
 }
 
 /// Users with enough interactions get dense ids in raw-id order; then the items they use.
 fn dense_ids(
     rows: &Interactions,
-    perm: &[u32],
-    offsets: &[usize],
+    by_user: &Csr,
     opts: &PrepOptions,
     stats: &mut PrepStats,
 ) -> Result<DenseIds> {
     let n_user_codes = rows.user_ids.len();
     let min = opts.min_interactions.max(1);
-    let mut user_dense = vec![u32::MAX; n_user_codes];
     let mut user_codes = Vec::new();
     for u in 0..n_user_codes {
-        let len = offsets[u + 1] - offsets[u];
+        let len = by_user.row(u).len();
         if len >= min {
-            user_dense[u] = user_codes.len() as u32;
             user_codes.push(u as u32);
         } else {
             stats.users_dropped += 1;
@@ -225,7 +190,7 @@ fn dense_ids(
     }
     let mut item_dense = vec![u32::MAX; rows.item_ids.len()];
     for &u in &user_codes {
-        for &r in &perm[offsets[u as usize]..offsets[u as usize + 1]] {
+        for &r in by_user.row(u as usize) {
             item_dense[rows.items[r as usize] as usize] = 0;
         }
     }
@@ -245,13 +210,7 @@ fn dense_ids(
 
 /// The leave-one-out split of the kept users' rows: the latest (last in input among equal
 /// latest times), or a pick seeded by `seed` without timestamps, is the test interaction.
-fn leave_one_out(
-    rows: &Interactions,
-    perm: &[u32],
-    offsets: &[usize],
-    dense: &DenseIds,
-    seed: u64,
-) -> Dataset {
+fn leave_one_out(rows: &Interactions, by_user: &Csr, dense: &DenseIds, seed: u64) -> Dataset {
     let DenseIds {
         user_codes,
         item_dense,
@@ -261,7 +220,7 @@ fn leave_one_out(
     let rng = Rng::new(seed);
     let kept_rows: usize = user_codes
         .iter()
-        .map(|&u| offsets[u as usize + 1] - offsets[u as usize])
+        .map(|&u| by_user.row(u as usize).len())
         .sum();
     let n_test = user_codes.len();
     let n_train = kept_rows - n_test;
@@ -277,7 +236,7 @@ fn leave_one_out(
         ..Default::default()
     };
     for (dense, &u) in user_codes.iter().enumerate() {
-        let list = &perm[offsets[u as usize]..offsets[u as usize + 1]];
+        let list = by_user.row(u as usize);
         let held = match ts {
             Some(_) => list.len() - 1,
             None => below(

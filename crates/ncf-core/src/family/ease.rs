@@ -23,11 +23,11 @@
 //! the tables swapped (`factors = |U|`: user `u`'s embedding is column `u` of `C`, item `i`'s
 //! its column of `X`). A different neighbourhood, so again different errors.
 
-use super::ials::Rows;
 use super::{
-    check_cpu_precision, check_whole_epoch, gmf_config, refuse, whole_epoch_defaults, Choices,
-    FamilySpec, Fitted, MomentFree, Plan,
+    check_whole_epoch, gmf_config, whole_epoch_defaults, Capabilities, Choices, FamilySpec, Fitted,
+    Flag, MomentFree, Plan,
 };
+use crate::data::csr::Csr;
 use crate::data::dataset::Dataset;
 use crate::dist::Group;
 use crate::model::{Model, ModelKind, Side};
@@ -52,65 +52,42 @@ impl FamilySpec for Ease {
         model_name(self.0)
     }
 
-    fn defaults(&self, cfg: &mut TrainConfig, _shape: &mut Shape, c: &Choices) -> Result<()> {
-        let (name, per) = (model_name(self.0), unit(self.0));
-        whole_epoch_defaults(
-            cfg,
-            c,
-            &format!("--model {name} is fitted in closed form over every pair"),
-        )?;
-        refuse(
-            &[
-                (c.factors.is_some(), "--factors"),
-                (c.init_std.is_some(), "--init-std"),
-                (c.epochs.is_some_and(|e| e != 1), "--epochs"),
+    /// The CPU and one rank, no checkpoint, no SGD flags, and nothing but `--l2` sets it.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            cpu_only: Some("ncf-cuda has no closed-form solver".into()),
+            one_rank: Some("its threads share the machine's cores".into()),
+            // A closed-form fit has nothing to resume, and its checkpoint would hold three
+            // copies of a model of (users + items) × width floats.
+            no_checkpoints: Some(
+                "is fitted in closed form in one step; it writes no checkpoint (rerun it instead \
+                 of resuming: same bits)"
+                    .into(),
+            ),
+            refuses: vec![
+                (
+                    Flag::SGD_RECIPE,
+                    "is fitted in closed form over every pair (no optimiser, batches, sampled \
+                     negatives or MLP)"
+                        .into(),
+                ),
+                (
+                    &[Flag::Factors, Flag::InitStd, Flag::Epochs],
+                    format!(
+                        "has one factor per {} and is fitted exactly in one epoch from nothing \
+                         (only --l2 sets it)",
+                        unit(self.0)
+                    ),
+                ),
             ],
-            |flag| {
-                format!(
-                    "{flag}: --model {name} has one factor per {per} and is fitted exactly in \
-                     one epoch from nothing (only --l2 sets it)"
-                )
-            },
-        )?;
-        // A closed-form fit has nothing to resume, and its checkpoint would hold three copies
-        // of a model of (users + items) × width floats.
-        refuse(
-            &[
-                (c.checkpoint, "--checkpoint"),
-                (c.checkpoint_every, "--checkpoint-every"),
-                (c.resume, "--resume"),
-            ],
-            |flag| {
-                format!(
-                    "{flag}: --model {name} is fitted in closed form in one step; it writes no \
-                     checkpoint (rerun it instead of resuming: same bits)"
-                )
-            },
-        )?;
+            ..Capabilities::default()
+        }
+    }
+
+    fn defaults(&self, cfg: &mut TrainConfig, _shape: &mut Shape, _c: &Choices) {
+        whole_epoch_defaults(cfg);
         cfg.l2 = DEFAULT_REG;
         cfg.epochs = 1;
-        if c.unobserved_weight.is_some() {
-            return Err(Error::usage("--unobserved-weight is for --model ials"));
-        }
-        Ok(())
-    }
-
-    fn cpu_only(&self) -> Option<String> {
-        Some(format!(
-            "--model {} is fitted on the CPU only",
-            model_name(self.0)
-        ))
-    }
-
-    fn one_rank_only(&self) -> Option<String> {
-        Some(format!(
-            "--model {} is fitted on one rank (its threads share the machine's cores)",
-            model_name(self.0)
-        ))
-    }
-
-    fn checkpoints(&self) -> bool {
-        false
     }
 
     fn init(&self, _plan: &Plan, n_users: u32, n_items: u32) -> Result<Model> {
@@ -125,7 +102,6 @@ impl FamilySpec for Ease {
         threads: usize,
         _group: Option<Group>,
     ) -> Result<Box<dyn Trainer>> {
-        check_cpu_precision(cfg)?;
         let (users, items) = (&data.train_users, &data.train_items);
         Ok(Box::new(EaseTrainer::new(
             model, cfg, users, items, self.0, threads,
@@ -279,8 +255,8 @@ pub fn spd_inverse(a: &mut [f64], n: usize, threads: usize) -> std::result::Resu
 /// The Gramian `XᵀX` (`n_items × n_items`, f64 counts) from each item's users (`by_item`) and
 /// each user's items (`by_user`): row `a` gets one for every item of every user of item `a`;
 /// rows in parallel. With the arguments swapped, `XXᵀ`.
-fn gramian(by_item: &Rows, by_user: &Rows, threads: usize) -> Vec<f64> {
-    let n = by_item.len();
+fn gramian(by_item: &Csr, by_user: &Csr, threads: usize) -> Vec<f64> {
+    let n = by_item.n_rows();
     let mut g = vec![0f64; n * n];
     let per = n.div_ceil(threads.max(1)).max(1);
     std::thread::scope(|sc| {
@@ -303,8 +279,8 @@ fn gramian(by_item: &Rows, by_user: &Rows, threads: usize) -> Vec<f64> {
 /// exactly; a further step refits the same data to the same bits.
 pub struct EaseTrainer {
     fit: Fitted,
-    by_user: Rows,
-    by_item: Rows,
+    by_user: Csr,
+    by_item: Csr,
     side: Side,
     reg: f64,
     /// `Σ_j (1/P_jj − λ)` of the last fit.
@@ -343,8 +319,8 @@ impl EaseTrainer {
         }
         check_ids(&model.config, train_users, train_items)
             .map_err(|e| Error::invalid(format!("training data: {e}")))?;
-        let by_user = Rows::new(c.n_users as usize, train_users, train_items);
-        let by_item = Rows::new(c.n_items as usize, train_items, train_users);
+        let by_user = Csr::by_row(c.n_users as usize, train_users, train_items);
+        let by_item = Csr::by_row(c.n_items as usize, train_items, train_users);
         Ok(EaseTrainer {
             fit: Fitted::new(model, threads),
             by_user,
@@ -383,7 +359,7 @@ impl EaseTrainer {
                 "user",
             ),
         };
-        let n = cols.len();
+        let n = cols.n_rows();
         let mut p = gramian(cols, rows, self.fit.threads);
         for k in 0..n {
             p[k * n + k] += self.reg;
@@ -431,7 +407,7 @@ impl MomentFree for EaseTrainer {
     }
 
     fn fit_step(&mut self, _epoch: u32, positions: std::ops::Range<u64>) -> Result<StepStats> {
-        let n = self.by_user.cols.len() as u64;
+        let n = self.by_user.nnz() as u64;
         check_whole_epoch(&positions, n, "EASE is fitted on the whole training set")?;
         self.fit()?;
         self.fit.steps += 1;

@@ -23,9 +23,10 @@
 //! `ncf-eval` can ensemble it with the other models.
 
 use super::{
-    check_cpu_precision, check_whole_epoch, gmf_config, require_model_memory, whole_epoch_defaults,
-    Choices, FamilySpec, Fitted, MomentFree, Plan, MOMENT_FREE_COPIES,
+    check_whole_epoch, gmf_config, require_model_memory, whole_epoch_defaults, Capabilities,
+    Choices, FamilySpec, Fitted, Flag, MomentFree, Plan, MOMENT_FREE_COPIES,
 };
+use crate::data::csr::Csr;
 use crate::data::dataset::Dataset;
 use crate::dist::Group;
 use crate::model::{Model, ModelKind};
@@ -33,6 +34,7 @@ use crate::train::backend::check_ids;
 use crate::train::config::{Shape, TrainConfig};
 use crate::train::{StepStats, Trainer};
 use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
 
 /// λ of Rendle et al.'s ml-1m setting (192 factors, 12 epochs).
 pub const DEFAULT_REG: f32 = 0.007;
@@ -44,30 +46,44 @@ pub const DEFAULT_EPOCHS: u32 = 16;
 /// `--model ials`.
 pub struct Ials;
 
+/// iALS's own parameters ([`super::FamilyParams`]), set by its spec alone.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Params {
+    /// `--unobserved-weight` α₀: the weight of every unobserved pair. Recorded in every model
+    /// file and checkpoint since iALS came (0 in the other families'); absent in older ones, 0.
+    #[serde(default)]
+    pub unobserved_weight: f32,
+}
+
 impl FamilySpec for Ials {
     fn name(&self) -> &'static str {
         "ials"
     }
 
-    fn defaults(&self, cfg: &mut TrainConfig, _shape: &mut Shape, c: &Choices) -> Result<()> {
-        whole_epoch_defaults(
-            cfg,
-            c,
-            "--model ials solves each epoch exactly by least squares over every pair",
-        )?;
+    /// The CPU and one rank; its own α₀ (`--unobserved-weight`) and no SGD flags.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            cpu_only: Some("ncf-cuda has no least-squares solver".into()),
+            one_rank: Some("its threads share the machine's cores".into()),
+            takes: &[Flag::InitStd, Flag::UnobservedWeight],
+            refuses: vec![(
+                Flag::SGD_RECIPE,
+                "solves each epoch exactly by least squares over every pair (no optimiser, \
+                 batches, sampled negatives or MLP)"
+                    .into(),
+            )],
+            ..Capabilities::default()
+        }
+    }
+
+    fn defaults(&self, cfg: &mut TrainConfig, _shape: &mut Shape, c: &Choices) {
+        whole_epoch_defaults(cfg);
         // Rendle et al.'s ml-1m setting; --l2, --epochs and --unobserved-weight still win.
         cfg.l2 = DEFAULT_REG;
-        cfg.unobserved_weight = c.unobserved_weight.unwrap_or(DEFAULT_UNOBSERVED_WEIGHT);
         cfg.epochs = DEFAULT_EPOCHS;
-        Ok(())
-    }
-
-    fn cpu_only(&self) -> Option<String> {
-        Some("--model ials trains on the CPU only".into())
-    }
-
-    fn one_rank_only(&self) -> Option<String> {
-        Some("--model ials trains on one rank (its threads share the machine's cores)".into())
+        cfg.family.ials = Params {
+            unobserved_weight: c.unobserved_weight.unwrap_or(DEFAULT_UNOBSERVED_WEIGHT),
+        };
     }
 
     fn init(&self, plan: &Plan, n_users: u32, n_items: u32) -> Result<Model> {
@@ -84,7 +100,6 @@ impl FamilySpec for Ials {
         threads: usize,
         _group: Option<Group>,
     ) -> Result<Box<dyn Trainer>> {
-        check_cpu_precision(cfg)?;
         let (users, items) = (&data.train_users, &data.train_items);
         Ok(Box::new(IalsTrainer::new(
             model, cfg, users, items, threads,
@@ -120,40 +135,6 @@ pub fn init(n_users: u32, n_items: u32, dim: usize, std: f32, seed: u64) -> Resu
     model.tensor_mut("final.weight").fill(1.0);
     model.tensor_mut("final.bias")[0] = 0.0;
     Ok(model)
-}
-
-/// Rows of a sparse 0/1 matrix: the column ids of row `r` are `cols[start[r]..start[r + 1]]`.
-pub(crate) struct Rows {
-    pub(crate) start: Vec<usize>,
-    pub(crate) cols: Vec<u32>,
-}
-
-impl Rows {
-    /// Row `rows[k]` holds column `cols[k]` (counting sort: columns keep their input order).
-    pub(crate) fn new(n: usize, rows: &[u32], cols: &[u32]) -> Rows {
-        let mut start = vec![0usize; n + 1];
-        for &r in rows {
-            start[r as usize + 1] += 1;
-        }
-        for r in 0..n {
-            start[r + 1] += start[r];
-        }
-        let mut next = start.clone();
-        let mut out = vec![0u32; rows.len()];
-        for (&r, &c) in rows.iter().zip(cols) {
-            out[next[r as usize]] = c;
-            next[r as usize] += 1;
-        }
-        Rows { start, cols: out }
-    }
-
-    pub(crate) fn row(&self, r: usize) -> &[u32] {
-        &self.cols[self.start[r]..self.start[r + 1]]
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        self.start.len() - 1
-    }
 }
 
 /// `⟨a, b⟩` in f64 with four partial sums (vectorises; fixed order, so fixed results).
@@ -233,10 +214,10 @@ fn add_outer_lower(a: &mut [f64], x: &[f64], d: usize) {
     }
 }
 
-/// One half-epoch: every row of `out` (`rows.len()` rows, `d` wide) solved with `other` fixed.
+/// One half-epoch: every row of `out` (`rows.n_rows()` rows, `d` wide) solved with `other` fixed.
 /// `Err` names the first row whose system is not positive definite.
 fn solve_side(
-    rows: &Rows,
+    rows: &Csr,
     other: &[f32],
     out: &mut [f32],
     d: usize,
@@ -250,7 +231,7 @@ fn solve_side(
         *g *= alpha;
     }
     let base = &base;
-    let per = rows.len().div_ceil(threads.max(1)).max(1);
+    let per = rows.n_rows().div_ceil(threads.max(1)).max(1);
     let results: Vec<std::result::Result<(), usize>> = std::thread::scope(|sc| {
         let handles: Vec<_> = out
             .chunks_mut(per * d)
@@ -308,7 +289,7 @@ fn solve_side(
 
 /// The iALS objective `L` (module documentation) of the user table `w` and item table `h`
 /// (`by_user`: the observed items of each user).
-fn objective(by_user: &Rows, w: &[f32], h: &[f32], d: usize, reg: f64, alpha: f64) -> f64 {
+fn objective(by_user: &Csr, w: &[f32], h: &[f32], d: usize, reg: f64, alpha: f64) -> f64 {
     let (nu, ni) = (w.len() / d, h.len() / d);
     let sq = |t: &[f32], r: usize| -> f64 {
         t[r * d..r * d + d]
@@ -320,7 +301,7 @@ fn objective(by_user: &Rows, w: &[f32], h: &[f32], d: usize, reg: f64, alpha: f6
     let mut observed = 0f64;
     let (mut wu, mut hi) = (vec![0f64; d], vec![0f64; d]);
     let mut penalty = 0f64;
-    for u in 0..by_user.len() {
+    for u in 0..by_user.n_rows() {
         for (a, &b) in wu.iter_mut().zip(&w[u * d..u * d + d]) {
             *a = b as f64;
         }
@@ -354,8 +335,8 @@ fn objective(by_user: &Rows, w: &[f32], h: &[f32], d: usize, reg: f64, alpha: f6
 /// training loop must run it with a batch covering the whole epoch (`--negatives 0`).
 pub struct IalsTrainer {
     fit: Fitted,
-    by_user: Rows,
-    by_item: Rows,
+    by_user: Csr,
+    by_item: Csr,
     dim: usize,
     reg: f64,
     alpha: f64,
@@ -363,7 +344,7 @@ pub struct IalsTrainer {
 
 impl IalsTrainer {
     /// A trainer for `model` (a GMF from [`init`]) on the training positives; `cfg.l2` is λ,
-    /// `cfg.unobserved_weight` α₀; `cfg.negatives` must be 0 (iALS weighs every unobserved pair
+    /// `cfg.family.ials` holds α₀; `cfg.negatives` must be 0 (iALS weighs every unobserved pair
     /// instead of sampling).
     pub fn new(
         model: Model,
@@ -383,7 +364,7 @@ impl IalsTrainer {
                 "--model ials weighs every unobserved pair: it takes no --negatives",
             ));
         }
-        let (reg, alpha) = (cfg.l2 as f64, cfg.unobserved_weight as f64);
+        let (reg, alpha) = (cfg.l2 as f64, cfg.family.ials.unobserved_weight as f64);
         if !(reg.is_finite() && reg >= 0.0) {
             return Err(Error::usage("--l2 must be finite and not negative"));
         }
@@ -394,8 +375,8 @@ impl IalsTrainer {
         }
         check_ids(&model.config, train_users, train_items)
             .map_err(|e| Error::invalid(format!("training data: {e}")))?;
-        let by_user = Rows::new(c.n_users as usize, train_users, train_items);
-        let by_item = Rows::new(c.n_items as usize, train_items, train_users);
+        let by_user = Csr::by_row(c.n_users as usize, train_users, train_items);
+        let by_item = Csr::by_row(c.n_items as usize, train_items, train_users);
         Ok(IalsTrainer {
             dim: c.factors,
             fit: Fitted::new(model, threads),
@@ -433,7 +414,7 @@ impl MomentFree for IalsTrainer {
     }
 
     fn fit_step(&mut self, epoch: u32, positions: std::ops::Range<u64>) -> Result<StepStats> {
-        let n = self.by_user.cols.len() as u64;
+        let n = self.by_user.nnz() as u64;
         check_whole_epoch(&positions, n, "iALS solves a whole epoch")?;
         let d = self.dim;
         let layout = &self.fit.model.layout;
@@ -484,13 +465,14 @@ mod tests {
     }
 
     fn cfg(l2: f32, alpha: f32) -> TrainConfig {
-        TrainConfig {
+        let mut c = TrainConfig {
             epochs: 3,
             negatives: 0,
             l2,
-            unobserved_weight: alpha,
             ..TrainConfig::nvidia(5)
-        }
+        };
+        c.family.ials.unobserved_weight = alpha;
+        c
     }
 
     fn trainer(dim: usize, c: &TrainConfig, threads: usize) -> IalsTrainer {
@@ -593,7 +575,7 @@ mod tests {
                     .iter()
                     .zip(&i)
                     .any(|(&x, &z)| x as usize == a && z as usize == b);
-                want += c.unobserved_weight as f64 * y * y;
+                want += c.family.ials.unobserved_weight as f64 * y * y;
                 if obs {
                     want += (1.0 - y) * (1.0 - y);
                 }
@@ -602,12 +584,12 @@ mod tests {
         for a in 0..6usize {
             let n = u.iter().filter(|&&x| x as usize == a).count() as f64;
             let s: f64 = (0..d).map(|k| (w[a * d + k] as f64).powi(2)).sum();
-            want += c.l2 as f64 * (n + c.unobserved_weight as f64 * 9.0) * s;
+            want += c.l2 as f64 * (n + c.family.ials.unobserved_weight as f64 * 9.0) * s;
         }
         for b in 0..9usize {
             let n = i.iter().filter(|&&x| x as usize == b).count() as f64;
             let s: f64 = (0..d).map(|k| (h[b * d + k] as f64).powi(2)).sum();
-            want += c.l2 as f64 * (n + c.unobserved_weight as f64 * 6.0) * s;
+            want += c.l2 as f64 * (n + c.family.ials.unobserved_weight as f64 * 6.0) * s;
         }
         assert!((want - last).abs() <= 1e-9 * want, "{want} vs {last}");
         // The unobserved item has a zero row; observed pairs now outscore most others.

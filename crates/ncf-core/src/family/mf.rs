@@ -22,12 +22,13 @@
 //! size only sets how often the training loop reports and checkpoints.
 
 use super::{
-    check_cpu_precision, gmf_config, positives_for, require_model_memory, Choices, FamilySpec,
-    Fitted, MomentFree, Plan, MOMENT_FREE_COPIES,
+    gmf_config, positives_for, require_model_memory, Capabilities, Choices, FamilySpec, Fitted,
+    Flag, MomentFree, Plan, MOMENT_FREE_COPIES,
 };
 use crate::data::dataset::Dataset;
 use crate::dist::Group;
 use crate::model::{Model, ModelKind};
+use crate::neumf_cpu::tile::dot;
 use crate::sampling::rng::Rng;
 use crate::sampling::sampler::{EpochSamples, NegativeMode, UserItems};
 use crate::train::backend::check_ids;
@@ -43,29 +44,24 @@ impl FamilySpec for Mf {
         "mf"
     }
 
-    fn defaults(&self, cfg: &mut TrainConfig, _shape: &mut Shape, c: &Choices) -> Result<()> {
-        if c.unobserved_weight.is_some() {
-            return Err(Error::usage("--unobserved-weight is for --model ials"));
+    /// The CPU and one rank: its per-example SGD is sequential.
+    fn capabilities(&self) -> Capabilities {
+        let sequential = "its per-example SGD is sequential";
+        Capabilities {
+            cpu_only: Some(sequential.into()),
+            one_rank: Some(sequential.into()),
+            takes: &[Flag::InitStd],
+            refuses: vec![(&[Flag::Dropout], "has no MLP to drop units from".into())],
+            ..Capabilities::default()
         }
+    }
+
+    fn defaults(&self, cfg: &mut TrainConfig, _shape: &mut Shape, _c: &Choices) {
         // Rendle et al.'s ml-1m recipe; explicit flags still win.
         cfg.optimizer = Optimizer::Sgd;
         cfg.lr = 0.002;
         cfg.l2 = 0.005;
         cfg.negatives = 8;
-        if c.dropout.is_some_and(|d| d != 0.0) {
-            return Err(Error::usage(
-                "--dropout: --model mf has no MLP to drop units from",
-            ));
-        }
-        Ok(())
-    }
-
-    fn cpu_only(&self) -> Option<String> {
-        Some("--model mf trains on the CPU only (its per-example SGD is sequential)".into())
-    }
-
-    fn one_rank_only(&self) -> Option<String> {
-        Some("--model mf trains on one rank (its per-example SGD is sequential)".into())
     }
 
     fn init(&self, plan: &Plan, n_users: u32, n_items: u32) -> Result<Model> {
@@ -81,7 +77,6 @@ impl FamilySpec for Mf {
         threads: usize,
         _group: Option<Group>,
     ) -> Result<Box<dyn Trainer>> {
-        check_cpu_precision(cfg)?;
         let positives = positives_for(cfg, data);
         let (users, items) = (data.train_users.clone(), data.train_items.clone());
         Ok(Box::new(MfTrainer::new(
@@ -215,24 +210,6 @@ fn draw(
         out.push(samples.at(p)?);
     }
     Ok(())
-}
-
-/// `⟨a, b⟩` with eight partial sums (vectorises; the order is fixed, so results are too).
-#[inline]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for k in 0..8 {
-            acc[k] += x[k] * y[k];
-        }
-    }
-    let mut s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-    for (x, y) in ra.iter().zip(rb) {
-        s += x * y;
-    }
-    s
 }
 
 /// One sample's update of the user row `u`, item row `it` (both `[dim + 2]`, GMF form) and the

@@ -1,16 +1,32 @@
-//! The model families `ncf-train --model` trains, each in one place: its defaults, the flags it
-//! takes and refuses, the devices and ranks it runs on, how its model starts and which CPU
-//! trainer fits it. Binaries ask the family ([`Family::spec`]) instead of branching on kinds.
+//! The model families `ncf-train --model` trains, each in one place: its defaults, its own
+//! parameters, what it can do, how its model starts and how it builds its trainer. Binaries ask
+//! the family ([`Family::spec`]) instead of branching on kinds.
 //!
 //! - [`neumf`]: NeuMF, GMF and MLP (the NCF paper's models; CPU and CUDA, any number of ranks);
 //! - [`mf`]: Rendle et al.'s biased MF by per-example SGD; [`ials`]: implicit ALS; [`ease`]:
 //!   Steck's closed-form EASE. All three run on the CPU, on one rank, and are saved as GMF
 //!   files, so every tool scores them.
+//!
+//! A family declares once what it can do ([`Capabilities`]: devices, ranks, CPU precisions,
+//! checkpoints, the flags it takes and refuses); one check turns that into every refusal
+//! ([`capabilities`]). Its own parameters ([`FamilyParams`]: iALS's α₀) are set by its spec
+//! alone, from the flags only it takes, and ride in the run's [`TrainConfig`] so that model
+//! files and checkpoints record them.
+//!
+//! A family builds its trainer for any device (`<dyn FamilySpec>::trainer`): on the CPU from
+//! ncf-core, elsewhere through a [`DeviceBackend`] the tool passes in as [`Backend::Device`].
+//! ncf-core cannot depend on ncf-cuda, so ncf-cli implements that trait over ncf-cuda's
+//! trainer; the family decides what to build on it (NeuMF: each user's positives for exact
+//! negatives, then the device's NeuMF trainer), and the run is checked against the family's
+//! capabilities first, so a CPU-only family never reaches a device.
 
+pub mod capabilities;
 pub mod ease;
 pub mod ials;
 pub mod mf;
 pub mod neumf;
+
+pub use capabilities::{Capabilities, Flag};
 
 use crate::data::dataset::Dataset;
 use crate::dist::Group;
@@ -23,6 +39,7 @@ use crate::train::config::{
 };
 use crate::train::{Scorer, StepStats, Trainer};
 use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
 
 /// `ncf-train --model`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,6 +60,17 @@ pub enum Family {
     /// EASE on the transposed matrix: user-user weights, closed form on the CPU; saved as a
     /// GMF with one factor per user.
     EaseUsers,
+}
+
+/// The parameters a family owns beyond the shared recipe: each set by its family's spec alone,
+/// from the flags only it takes ([`Capabilities::takes`]), and read by its trainer; the other
+/// families leave them at their defaults. [`TrainConfig::family`] carries them flattened, so
+/// model files and checkpoints record them beside the shared keys, as they always have.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct FamilyParams {
+    /// iALS's ([`ials::Params`]: α₀).
+    #[serde(flatten)]
+    pub ials: ials::Params,
 }
 
 /// What the user set explicitly on the command line (`None` / `false`: not given, so the
@@ -86,6 +114,30 @@ pub struct Plan {
     pub init_std: Option<f32>,
 }
 
+/// Where a family's trainer runs: the CPU with `threads` threads, or a device backend.
+#[derive(Clone, Copy)]
+pub enum Backend<'a> {
+    Cpu { threads: usize },
+    Device(&'a dyn DeviceBackend),
+}
+
+/// A backend beyond the CPU, passed in by the tool that has one: ncf-core cannot depend on
+/// ncf-cuda, so ncf-cli implements this over ncf-cuda's trainer (crates/ncf-cli/src/backend.rs),
+/// and a family whose capabilities name devices builds its trainer through it
+/// ([`FamilySpec::device_trainer`]). One method per such family.
+pub trait DeviceBackend {
+    /// Its trainer of the NeuMF, GMF or MLP `model` on `data`'s training rows (`positives`:
+    /// each user's, for exact negatives), joined to `group` when several ranks train.
+    fn neumf_trainer(
+        &self,
+        model: Model,
+        cfg: &TrainConfig,
+        data: &Dataset,
+        positives: Option<&UserItems>,
+        group: Option<Group>,
+    ) -> Result<Box<dyn Trainer>>;
+}
+
 /// What a family is; one implementation per family, in this module's files.
 pub trait FamilySpec: Sync {
     /// Its `--model` name.
@@ -94,26 +146,17 @@ pub trait FamilySpec: Sync {
     fn kind(&self) -> ModelKind {
         ModelKind::Gmf
     }
-    /// The family's defaults on top of the preset's `cfg` and `shape`, and the refusal of the
-    /// flags it takes no meaning from (an error naming the flag). Runs before the explicit
-    /// choices are applied.
-    fn defaults(&self, cfg: &mut TrainConfig, shape: &mut Shape, c: &Choices) -> Result<()>;
-    /// Why it cannot train on a GPU (`None`: it can).
-    fn cpu_only(&self) -> Option<String> {
-        None
-    }
-    /// Why it cannot train data-parallel over several ranks (`None`: it can).
-    fn one_rank_only(&self) -> Option<String> {
-        None
-    }
-    /// Whether a run writes checkpoints (a closed-form fit has nothing to resume).
-    fn checkpoints(&self) -> bool {
-        true
-    }
+    /// What it can do, declared once: every refusal of its flags, devices, ranks, precisions
+    /// and checkpoints comes from this.
+    fn capabilities(&self) -> Capabilities;
+    /// The family's defaults on top of the preset's `cfg` and `shape`, and its own parameters
+    /// ([`FamilyParams`]) from the flags only it takes. Runs after `c` is checked against its
+    /// capabilities and before the explicit choices are applied.
+    fn defaults(&self, cfg: &mut TrainConfig, shape: &mut Shape, c: &Choices);
     /// The starting model of `n_users × n_items` (pre-training is [`neumf::from_pretrained`]).
     fn init(&self, plan: &Plan, n_users: u32, n_items: u32) -> Result<Model>;
     /// Its CPU trainer on `data`'s training rows, with `threads` threads, joined to `group`
-    /// when several ranks train.
+    /// when several ranks train (the run already checked: `<dyn FamilySpec>::trainer`).
     fn cpu_trainer(
         &self,
         model: Model,
@@ -122,9 +165,67 @@ pub trait FamilySpec: Sync {
         threads: usize,
         group: Option<Group>,
     ) -> Result<Box<dyn Trainer>>;
+    /// Its trainer on `device` (the run already checked). Only a family whose capabilities
+    /// name devices gets here, and it must override this; the default refuses.
+    fn device_trainer(
+        &self,
+        _model: Model,
+        _cfg: &TrainConfig,
+        _data: &Dataset,
+        _device: &dyn DeviceBackend,
+        _group: Option<Group>,
+    ) -> Result<Box<dyn Trainer>> {
+        Err(Error::usage(format!(
+            "--model {} has no trainer on a device backend",
+            self.name()
+        )))
+    }
+}
+
+/// What every family gets from its capabilities.
+impl<'a> dyn FamilySpec + 'a {
+    /// Why it cannot train on a GPU (`None`: it can).
+    pub fn cpu_only(&self) -> Option<String> {
+        self.capabilities().cpu_only_refusal(self.name())
+    }
+
+    /// Whether a run writes checkpoints (a closed-form fit has nothing to resume).
+    pub fn checkpoints(&self) -> bool {
+        self.capabilities().no_checkpoints.is_none()
+    }
+
+    /// Its trainer of `model` on `data`'s training rows on `backend`, joined to `group` when
+    /// several ranks train: the run checked against its capabilities (ranks, device, the CPU's
+    /// precisions), then built by the family.
+    pub fn trainer(
+        &self,
+        model: Model,
+        cfg: &TrainConfig,
+        data: &Dataset,
+        backend: Backend<'_>,
+        group: Option<Group>,
+    ) -> Result<Box<dyn Trainer>> {
+        let cpu = matches!(backend, Backend::Cpu { .. });
+        self.capabilities()
+            .check_run(self.name(), cfg, cpu, group.is_some())?;
+        match backend {
+            Backend::Cpu { threads } => self.cpu_trainer(model, cfg, data, threads, group),
+            Backend::Device(device) => self.device_trainer(model, cfg, data, device, group),
+        }
+    }
 }
 
 impl Family {
+    pub const ALL: [Family; 7] = [
+        Family::Neumf,
+        Family::Gmf,
+        Family::Mlp,
+        Family::Mf,
+        Family::Ials,
+        Family::Ease,
+        Family::EaseUsers,
+    ];
+
     pub fn spec(self) -> &'static dyn FamilySpec {
         match self {
             Family::Neumf => &neumf::Neumf(ModelKind::Neumf),
@@ -137,18 +238,15 @@ impl Family {
         }
     }
 
-    /// The configuration of a run of this family: `preset`'s recipe, the family's defaults,
-    /// then every explicit choice, checked ([`check_config`]).
+    /// The configuration of a run of this family: the flags checked against its capabilities,
+    /// `preset`'s recipe, the family's defaults, then every explicit choice, checked
+    /// ([`check_config`]).
     pub fn plan(self, preset: Preset, seed: u64, topk: usize, c: &Choices) -> Result<Plan> {
         let spec = self.spec();
+        spec.capabilities().check_flags(spec.name(), c)?;
         let recipe = preset.recipe(seed, topk);
         let (mut cfg, mut shape) = (recipe.cfg, recipe.shape);
-        spec.defaults(&mut cfg, &mut shape, c)?;
-        if c.pretrained && self != Family::Neumf {
-            return Err(Error::usage(
-                "--pretrain-gmf/--pretrain-mlp initialise a NeuMF model (--model neumf)",
-            ));
-        }
+        spec.defaults(&mut cfg, &mut shape, c);
         cfg.epochs = c.epochs.unwrap_or(cfg.epochs);
         if let Some(b) = c.batch_size {
             cfg.batch_size = BatchSize::Samples(b);
@@ -196,48 +294,12 @@ pub fn positives_for(cfg: &TrainConfig, data: &Dataset) -> Option<UserItems> {
         .then(|| UserItems::new(data.n_users, &data.train_users, &data.train_items))
 }
 
-/// Refuse a CPU run in another precision than FP32.
-pub fn check_cpu_precision(cfg: &TrainConfig) -> Result<()> {
-    if cfg.precision != Precision::Fp32 {
-        return Err(Error::usage(format!(
-            "--precision {}: the CPU backend computes in fp32 only",
-            cfg.precision
-        )));
-    }
-    Ok(())
-}
-
-/// `flag: why` for the first flag of `flags` that was given.
-fn refuse(flags: &[(bool, &str)], why: impl Fn(&str) -> String) -> Result<()> {
-    match flags.iter().find(|(given, _)| *given) {
-        Some((_, flag)) => Err(Error::usage(why(flag))),
-        None => Ok(()),
-    }
-}
-
-/// The defaults of a family fitted exactly per epoch (iALS, EASE): no optimiser, batches,
-/// sampled negatives or MLP, so the flags for those are refused (`what`: how it fits).
-fn whole_epoch_defaults(cfg: &mut TrainConfig, c: &Choices, what: &str) -> Result<()> {
-    refuse(
-        &[
-            (c.batch_size.is_some(), "--batch-size"),
-            (c.negatives.is_some(), "--negatives"),
-            (c.negative_mode.is_some(), "--negative-mode"),
-            (c.optimizer.is_some(), "--optimizer"),
-            (c.lr.is_some(), "--lr"),
-            (
-                c.beta1.is_some() || c.beta2.is_some() || c.eps.is_some(),
-                "--beta1/--beta2/--eps",
-            ),
-            (c.layers.is_some(), "--layers"),
-            (c.dropout.is_some_and(|d| d != 0.0), "--dropout"),
-        ],
-        |flag| format!("{flag}: {what} (no optimiser, batches, sampled negatives or MLP)"),
-    )?;
+/// The defaults of a family fitted exactly per epoch (iALS, EASE): no optimiser, batches or
+/// sampled negatives (it refuses [`Flag::SGD_RECIPE`]).
+fn whole_epoch_defaults(cfg: &mut TrainConfig) {
     cfg.negatives = 0;
     cfg.batch_size = BatchSize::WholeEpoch;
     cfg.optimizer = Optimizer::Sgd;
-    Ok(())
 }
 
 /// Refuse a model of `config` when `copies` floats per parameter (`held`: what they are) do not

@@ -1,11 +1,12 @@
 //! The NCF paper's models: NeuMF (GMF + MLP joined by the final layer, NVIDIA's model), GMF
 //! alone and the MLP alone. NVIDIA's initialisation, Adam or SGD in mini-batches, dropout in
-//! the MLP; they train on the CPU ([`crate::neumf_cpu`]) and on GPUs (`ncf-cuda`), on any
-//! number of ranks, and NeuMF can start from a trained GMF and MLP ([`from_pretrained`]).
+//! the MLP; they train on the CPU ([`crate::neumf_cpu`]) and on GPUs (`ncf-cuda`, through the
+//! [`DeviceBackend`] the tool passes in), on any number of ranks, and NeuMF can start from a
+//! trained GMF and MLP ([`from_pretrained`]).
 
 use super::{
-    check_cpu_precision, positives_for, require_model_memory, Choices, FamilySpec, Plan,
-    ADAM_COPIES,
+    positives_for, require_model_memory, Capabilities, Choices, DeviceBackend, FamilySpec, Flag,
+    Plan, ADAM_COPIES,
 };
 use crate::data::dataset::Dataset;
 use crate::dist::Group;
@@ -31,18 +32,19 @@ impl FamilySpec for Neumf {
         self.0
     }
 
-    fn defaults(&self, _cfg: &mut TrainConfig, _shape: &mut Shape, c: &Choices) -> Result<()> {
-        if c.unobserved_weight.is_some() {
-            return Err(Error::usage("--unobserved-weight is for --model ials"));
+    /// Any device and number of ranks; NeuMF alone starts from pre-trained models.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            takes: match self.0 {
+                ModelKind::Neumf => &[Flag::Pretrained],
+                _ => &[],
+            },
+            refuses: vec![(&[Flag::InitStd], "uses NVIDIA's initialisation".into())],
+            ..Capabilities::default()
         }
-        if c.init_std.is_some() {
-            return Err(Error::usage(
-                "--init-std is for --model mf and ials (the other models use NVIDIA's \
-                 initialisation)",
-            ));
-        }
-        Ok(())
     }
+
+    fn defaults(&self, _cfg: &mut TrainConfig, _shape: &mut Shape, _c: &Choices) {}
 
     fn init(&self, plan: &Plan, n_users: u32, n_items: u32) -> Result<Model> {
         let config = model_config(self.0, &plan.shape, n_users, n_items);
@@ -60,7 +62,6 @@ impl FamilySpec for Neumf {
         threads: usize,
         group: Option<Group>,
     ) -> Result<Box<dyn Trainer>> {
-        check_cpu_precision(cfg)?;
         // The CPU trainer keeps a gradient per thread beside the moments, and a checkpoint
         // copies the parameters and both moments.
         let (c, threads) = (&model.config, threads.max(1));
@@ -83,6 +84,18 @@ impl FamilySpec for Neumf {
             Some(g) => Box::new(t.with_group(g)?),
             None => Box::new(t),
         })
+    }
+
+    fn device_trainer(
+        &self,
+        model: Model,
+        cfg: &TrainConfig,
+        data: &Dataset,
+        device: &dyn DeviceBackend,
+        group: Option<Group>,
+    ) -> Result<Box<dyn Trainer>> {
+        let positives = positives_for(cfg, data);
+        device.neumf_trainer(model, cfg, data, positives.as_ref(), group)
     }
 }
 

@@ -488,7 +488,7 @@ pub mod toy {
             beta2: 0.999,
             eps: 1e-8,
             l2: 0.0,
-            unobserved_weight: 0.0,
+            family: Default::default(),
             precision: p,
             topk: 10,
             target_hr: None,

@@ -33,7 +33,7 @@ fn train_config(optimizer: Optimizer) -> TrainConfig {
         beta2: 0.999,
         eps: 1e-8,
         l2: 0.0,
-        unobserved_weight: 0.0,
+        family: Default::default(),
         precision: Precision::Fp32,
         topk: 10,
         target_hr: None,

@@ -160,9 +160,11 @@ impl Work {
     }
 }
 
+/// `⟨a, b⟩` with eight partial sums (vectorises; the order is fixed, so results are too): GMF's
+/// score here, and MF's in its per-example update ([`crate::family::mf::update`]), which must
+/// score exactly as the GMF file it is saved as.
 #[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    // Eight partial sums: vectorises, and the order is fixed.
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; 8];
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
     let (ra, rb) = (ca.remainder(), cb.remainder());

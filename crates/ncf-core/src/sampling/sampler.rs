@@ -7,6 +7,7 @@
 //! [`Rng`] addressed by (stream, sample index, epoch, attempt), so CPU, CUDA and any rank count
 //! agree bit for bit. `kernels/sampler.cuh` is the CUDA twin.
 
+use crate::data::csr::Csr;
 use crate::sampling::rng::{below, stream, Permutation, Rng};
 use crate::{Error, Result};
 
@@ -24,66 +25,37 @@ pub enum NegativeMode {
 /// Give up drawing after this many rejected attempts (a user who has nearly every item).
 pub const MAX_ATTEMPTS: u32 = 4096;
 
-/// Each user's positives, sorted: compressed sparse rows over users.
+/// Each user's positives, sorted and each once: a [`Csr`] over users ([`Csr::sets`]), with
+/// the sampler's names for its rows.
 #[derive(Clone, Debug, Default)]
-pub struct UserItems {
-    pub offsets: Vec<u64>,
-    pub items: Vec<u32>,
-}
+pub struct UserItems(Csr);
 
 impl UserItems {
     /// Build from (user, item) pairs; duplicates are kept once.
     pub fn new(n_users: u32, users: &[u32], items: &[u32]) -> Self {
-        let mut counts = vec![0u64; n_users as usize + 1];
-        for &u in users {
-            counts[u as usize + 1] += 1;
-        }
-        for i in 0..n_users as usize {
-            counts[i + 1] += counts[i];
-        }
-        let mut fill = counts.clone();
-        let mut out = vec![0u32; users.len()];
-        for (&u, &it) in users.iter().zip(items) {
-            out[fill[u as usize] as usize] = it;
-            fill[u as usize] += 1;
-        }
-        let mut offsets = vec![0u64; n_users as usize + 1];
-        let mut w = 0usize;
-        for u in 0..n_users as usize {
-            let row = &mut out[counts[u] as usize..counts[u + 1] as usize];
-            row.sort_unstable();
-            let start = w;
-            let mut last = None;
-            for k in counts[u] as usize..counts[u + 1] as usize {
-                let v = out[k];
-                if last != Some(v) {
-                    out[w] = v;
-                    w += 1;
-                    last = Some(v);
-                }
-            }
-            offsets[u] = start as u64;
-            offsets[u + 1] = w as u64;
-        }
-        out.truncate(w);
-        UserItems {
-            offsets,
-            items: out,
-        }
+        UserItems(Csr::sets(n_users as usize, users, items))
     }
 
     pub fn n_users(&self) -> usize {
-        self.offsets.len().saturating_sub(1)
+        self.0.n_rows()
     }
 
     #[inline]
     pub fn of(&self, user: u32) -> &[u32] {
-        &self.items[self.offsets[user as usize] as usize..self.offsets[user as usize + 1] as usize]
+        self.0.row(user as usize)
     }
 
     #[inline]
     pub fn contains(&self, user: u32, item: u32) -> bool {
-        self.of(user).binary_search(&item).is_ok()
+        self.0.contains(user as usize, item)
+    }
+}
+
+/// The matrix itself (`offsets` and `items`, as ncf-cuda uploads them).
+impl std::ops::Deref for UserItems {
+    type Target = Csr;
+    fn deref(&self) -> &Csr {
+        &self.0
     }
 }
 

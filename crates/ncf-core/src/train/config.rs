@@ -1,6 +1,7 @@
 //! What a training run computes, independent of the backend: [`TrainConfig`] (optimiser,
 //! batching, negatives, precision, evaluation cut-off) and the presets every tool starts from.
 
+use crate::family::FamilyParams;
 use crate::sampling::sampler::NegativeMode;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -116,9 +117,10 @@ pub struct TrainConfig {
     pub eps: f32,
     /// L2 penalty on all parameters (added to the gradient), 0 as NVIDIA.
     pub l2: f32,
-    /// `--model ials`: the weight α₀ of every unobserved (user, item) pair (0 otherwise).
-    #[serde(default)]
-    pub unobserved_weight: f32,
+    /// The parameters a family owns beyond the shared ones above (iALS's α₀), set by its spec
+    /// alone; flattened, so files keep the keys they have always had.
+    #[serde(flatten)]
+    pub family: FamilyParams,
     pub precision: Precision,
     /// Evaluation cut-off K of HR@K / NDCG@K.
     pub topk: usize,
@@ -143,7 +145,7 @@ impl TrainConfig {
             beta2: 0.5,
             eps: 1e-8,
             l2: 0.0,
-            unobserved_weight: 0.0,
+            family: FamilyParams::default(),
             precision: Precision::Fp32,
             topk: 10,
             target_hr: None,
@@ -255,5 +257,24 @@ mod tests {
         assert_eq!(back("65536"), BatchSize::Samples(65536));
         assert_eq!(BatchSize::WholeEpoch.per_step(77), 77);
         assert_eq!(BatchSize::Samples(10).per_step(77), 10);
+    }
+
+    #[test]
+    fn family_parameters_keep_their_file_keys() {
+        // Every model file and checkpoint has carried `unobserved_weight` where it stands.
+        let mut cfg = TrainConfig::nvidia(1);
+        let text = serde_json::to_string(&cfg).unwrap();
+        assert!(
+            text.contains(r#""l2":0.0,"unobserved_weight":0.0,"precision":"fp32""#),
+            "{text}"
+        );
+        cfg.family.ials.unobserved_weight = 0.3;
+        let text = serde_json::to_string(&cfg).unwrap();
+        assert!(text.contains(r#""unobserved_weight":0.3,"#), "{text}");
+        assert_eq!(serde_json::from_str::<TrainConfig>(&text).unwrap(), cfg);
+        // Files written before iALS came have no key: α₀ is 0.
+        let old = text.replace(r#""unobserved_weight":0.3,"#, "");
+        let back: TrainConfig = serde_json::from_str(&old).unwrap();
+        assert_eq!(back.family, FamilyParams::default());
     }
 }

@@ -656,7 +656,7 @@ mod tests {
             beta2: 0.999,
             eps: 1e-8,
             l2: 0.0,
-            unobserved_weight: 0.0,
+            family: Default::default(),
             precision: Precision::Fp32,
             topk: 1,
             target_hr: None,

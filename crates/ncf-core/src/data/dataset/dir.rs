@@ -101,11 +101,7 @@ impl Dataset {
         for &t in tables {
             self.write_parquet(t, &dir.path(&format!("{t}.parquet")))?;
         }
-        let meta = self.current_meta();
-        let json = serde_json::to_string_pretty(&meta).expect("meta serialises");
-        let p = dir.path("meta.json");
-        std::fs::write(&p, json + "\n").map_err(|e| Error::io(&p, e))?;
-        write_sums(dir)
+        finish(dir, &self.current_meta())
     }
 
     /// Write the dataset directory atomically (temp dir + rename). Refuses an existing `dir`
@@ -241,6 +237,15 @@ impl Dataset {
             Dataset::load(path)
         }
     }
+}
+
+/// The last step of every writer of a dataset directory (the in-memory [`Dataset`] and any
+/// streaming writer), once its tables are in `dir`: meta.json, then SHA256SUMS over every file.
+pub fn finish(dir: &AtomicDir, meta: &Meta) -> Result<()> {
+    let json = serde_json::to_string_pretty(meta).expect("meta serialises");
+    let p = dir.path("meta.json");
+    std::fs::write(&p, json + "\n").map_err(|e| Error::io(&p, e))?;
+    write_sums(dir)
 }
 
 /// Replace the test negatives of the dataset directory `dir` (ncf-negsample): rewrites

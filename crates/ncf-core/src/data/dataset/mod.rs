@@ -22,7 +22,7 @@ mod tables;
 #[cfg(test)]
 mod tests;
 
-pub use dir::{looks_like_dataset, write_test_negatives, written_by_ncf, OUTPUT};
+pub use dir::{finish, looks_like_dataset, write_test_negatives, written_by_ncf, OUTPUT};
 pub use fingerprint::{fingerprint, hex, split_fingerprint};
 pub use memory::memory_needed;
 pub use meta::Meta;

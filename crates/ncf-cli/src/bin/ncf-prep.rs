@@ -2,7 +2,7 @@
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use ncf_cli::prep::{commas, summary, SYNTHETIC_CSV};
+use ncf_cli::cmd::prep::{commas, summary, SYNTHETIC_CSV};
 use ncf_core::data::dataset;
 use ncf_core::data::ingest::{self, Format, Input, ReadOptions};
 use ncf_core::data::prep::{prepare, PrepOptions};

@@ -7,9 +7,11 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 use ncf_core::data::dataset::Dataset;
 use ncf_core::eval::metrics::{self, EvalSet};
-use ncf_core::eval::nan::{self, NanScores};
+use ncf_core::eval::nan;
+use ncf_core::eval::Ensemble;
 use ncf_core::model::file as modelfile;
 use ncf_core::sampling::sampler::UserItems;
+use ncf_core::train::Scorer;
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -107,25 +109,7 @@ pub fn run(a: Args) -> Result<()> {
         }
         metrics::evaluate_ranked(&r.ranks, a.k, r.longest)?
     } else {
-        let weights = match &a.weights {
-            None => vec![1.0 / a.models.len() as f32; a.models.len()],
-            Some(w) if w.len() != a.models.len() => bail!(
-                "--weights: {} weights for {} models",
-                w.len(),
-                a.models.len()
-            ),
-            Some(w) if w.iter().any(|x| !x.is_finite()) => bail!("--weights must be finite"),
-            Some(w) if w.iter().any(|&x| x < 0.0) => bail!(
-                "--weights {}: a negative weight turns its model's ranking upside down; an \
-                 ensemble's weights are ≥ 0 (e.g. --weights 0.6,0.4)",
-                join(w)
-            ),
-            Some(w) if w.iter().all(|&x| x == 0.0) => bail!(
-                "--weights {}: all zero, so every pair would score 0; give at least one weight > 0",
-                join(w)
-            ),
-            Some(w) => w.clone(),
-        };
+        let weights = weights(a.weights.as_deref(), a.models.len())?;
         // Scores come from the CPU, or from the GPU through the CUDA backend's scorer.
         let mut models = Vec::with_capacity(a.models.len());
         for path in &a.models {
@@ -144,30 +128,10 @@ pub fn run(a: Args) -> Result<()> {
         for model in &models {
             scorers.push(backend::scorer(model, chosen)?);
         }
-        let mut part = Vec::new();
-        // NaN scores of each model (of the sum, for an ensemble, they come from its models).
-        let mut nans = vec![NanScores::default(); scorers.len()];
-        let score = |u: &[u32], i: &[u32], o: &mut [f32]| -> ncf_core::Result<()> {
-            if let [s] = &mut scorers[..] {
-                if weights[0] == 1.0 {
-                    s.score(u, i, o)?;
-                    nans[0].count(o);
-                    return Ok(());
-                }
-            }
-            o.fill(0.0);
-            part.resize(o.len(), 0.0);
-            for ((s, &w), nan) in scorers.iter_mut().zip(&weights).zip(&mut nans) {
-                s.score(u, i, &mut part)?;
-                nan.count(&part);
-                for (x, p) in o.iter_mut().zip(&part) {
-                    *x += w * p;
-                }
-            }
-            Ok(())
-        };
-        let m = evaluate_models(&a, &data, score)?;
-        for (path, n) in a.models.iter().zip(&nans) {
+        // One model scores alone; several by the weighted sum of their logits.
+        let mut ensemble = Ensemble::new(scorers, weights)?;
+        let m = evaluate_models(&a, &data, |u, i, o| ensemble.score(u, i, o))?;
+        for (path, n) in a.models.iter().zip(ensemble.nan_scores()) {
             let who = match a.models.len() {
                 1 => "the model".to_string(),
                 _ => path.display().to_string(),
@@ -211,7 +175,59 @@ where
     }
 }
 
+/// The ensemble's weights: `--weights` as given, one per model, finite, none negative and not
+/// all zero; by default equal weights summing to 1.
+fn weights(given: Option<&[f32]>, models: usize) -> Result<Vec<f32>> {
+    Ok(match given {
+        None => vec![1.0 / models as f32; models],
+        Some(w) if w.len() != models => {
+            bail!("--weights: {} weights for {} models", w.len(), models)
+        }
+        Some(w) if w.iter().any(|x| !x.is_finite()) => bail!("--weights must be finite"),
+        Some(w) if w.iter().any(|&x| x < 0.0) => bail!(
+            "--weights {}: a negative weight turns its model's ranking upside down; an \
+             ensemble's weights are ≥ 0 (e.g. --weights 0.6,0.4)",
+            join(w)
+        ),
+        Some(w) if w.iter().all(|&x| x == 0.0) => bail!(
+            "--weights {}: all zero, so every pair would score 0; give at least one weight > 0",
+            join(w)
+        ),
+        Some(w) => w.to_vec(),
+    })
+}
+
 /// `0.6,0.4`: weights as they were given.
 fn join(w: &[f32]) -> String {
     w.iter().map(f32::to_string).collect::<Vec<_>>().join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_flags_are_consistent() {
+        Args::command().debug_assert();
+        let parse = |args: &[&str]| Args::try_parse_from([&["ncf-eval"], args].concat());
+        assert!(parse(&["ds"]).is_err(), "neither a model nor --ranked");
+        assert!(parse(&["ds", "m.st", "--ranked", "-"]).is_err());
+        assert!(parse(&["ds", "--ranked", "-", "--validation"]).is_err());
+        let a = parse(&["ds", "a.st", "b.st", "--weights=0.6,-0.4"]).unwrap();
+        assert_eq!(a.weights, Some(vec![0.6, -0.4]));
+    }
+
+    #[test]
+    fn weights_default_to_equal_shares_and_are_checked() {
+        assert_eq!(weights(None, 1).unwrap(), [1.0]);
+        assert_eq!(weights(None, 4).unwrap(), [0.25; 4]);
+        assert_eq!(weights(Some(&[0.6, 0.4]), 2).unwrap(), [0.6, 0.4]);
+        assert_eq!(weights(Some(&[1.0, 0.0]), 2).unwrap(), [1.0, 0.0]);
+        let err = |w: &[f32], n| weights(Some(w), n).unwrap_err().to_string();
+        assert_eq!(err(&[0.5], 2), "--weights: 1 weights for 2 models");
+        assert_eq!(err(&[f32::NAN, 1.0], 2), "--weights must be finite");
+        assert!(err(&[0.5, -0.5], 2).starts_with("--weights 0.5,-0.5: a negative weight"));
+        assert!(err(&[0.0, 0.0], 2).starts_with("--weights 0,0: all zero"));
+    }
 }

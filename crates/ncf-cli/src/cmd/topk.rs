@@ -98,27 +98,9 @@ pub fn run(a: Args) -> Result<()> {
         } else {
             a.users.clone()
         };
-        let mut unknown = Vec::new();
-        let mut dense = Vec::with_capacity(raw.len());
-        for r in &raw {
-            match index.find(r) {
-                Ok(u) => dense.push(u),
-                Err(e) => unknown.push(e),
-            }
-        }
+        let (dense, unknown) = index.find_all(&raw);
         if !unknown.is_empty() {
-            let shown: Vec<String> = unknown
-                .iter()
-                .take(10)
-                .map(|u| u.describe("user"))
-                .collect();
-            let mut msg = format!("unknown user id(s): {}", shown.join(", "));
-            if unknown.len() > 10 {
-                msg += &format!(" and {} more", unknown.len() - 10);
-            }
-            if unknown.iter().any(|u| !u.trimmed_matches.is_empty()) {
-                msg += &format!("; {}", ids::TEXT_IDS_ARE_EXACT);
-            }
+            let msg = ids::unknown_ids(&unknown, "user");
             if !a.skip_unknown {
                 bail!("{msg} (--skip-unknown to leave them out)");
             }
@@ -154,7 +136,7 @@ pub fn run(a: Args) -> Result<()> {
     let d = &a.device;
     let chosen = backend::choose("ncf-topk", "scoring", d.device, d.gpu, 0, None)?;
     let mut scorer = backend::scorer(&model, chosen)?;
-    let per_block = ((1usize << 20) / n).clamp(1, users.len().max(1));
+    let per_block = users_per_block(n, users.len());
     let mut uu = Vec::with_capacity(per_block * n);
     let mut items = Vec::with_capacity(per_block * n);
     let mut scores = Vec::new();
@@ -176,21 +158,16 @@ pub fn run(a: Args) -> Result<()> {
             let order = top.select(scores, a.k, exclude);
             let user_raw = &data.user_raw[u as usize];
             for (rank, &i) in order.iter().enumerate() {
-                write!(
-                    out,
-                    "{user_raw}\t{}\t{}\t{}",
+                let title = (data.item_titles.as_ref()).and_then(|t| t[i as usize].as_deref());
+                let item_raw = &data.item_raw[i as usize];
+                write_row(
+                    &mut out,
+                    user_raw,
                     rank + 1,
-                    data.item_raw[i as usize],
-                    scores[i as usize]
+                    item_raw,
+                    scores[i as usize],
+                    title,
                 )?;
-                if let Some(t) = data
-                    .item_titles
-                    .as_ref()
-                    .and_then(|t| t[i as usize].as_deref())
-                {
-                    write!(out, "\t{}", t.replace(['\t', '\n', '\r'], " "))?;
-                }
-                writeln!(out)?;
             }
         }
     }
@@ -199,4 +176,65 @@ pub fn run(a: Args) -> Result<()> {
         eprintln!("ncf-topk: note: {note}");
     }
     Ok(())
+}
+
+/// Users per scoring call: every item of ~2^20 / `n_items` users (so the scorer's threads share
+/// the work), at least one, at most all `users`.
+fn users_per_block(n_items: usize, users: usize) -> usize {
+    ((1usize << 20) / n_items).clamp(1, users.max(1))
+}
+
+/// One line of output: `user<TAB>rank<TAB>item<TAB>score[<TAB>title]`, the title's tabs and line
+/// ends turned into spaces (a title cannot break the TSV).
+fn write_row(
+    out: &mut impl Write,
+    user_raw: &str,
+    rank: usize,
+    item_raw: &str,
+    score: f32,
+    title: Option<&str>,
+) -> std::io::Result<()> {
+    write!(out, "{user_raw}\t{rank}\t{item_raw}\t{score}")?;
+    if let Some(t) = title {
+        write!(out, "\t{}", t.replace(['\t', '\n', '\r'], " "))?;
+    }
+    writeln!(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_flags_are_consistent() {
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn rows_are_tsv_with_raw_ids_and_titles_on_one_line() {
+        let mut out = Vec::new();
+        write_row(&mut out, "7", 1, "42", 1.5, None).unwrap();
+        write_row(
+            &mut out,
+            " a",
+            2,
+            "x",
+            -0.25,
+            Some("Tab\there,\r\nnew line"),
+        )
+        .unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "7\t1\t42\t1.5\n a\t2\tx\t-0.25\tTab here,  new line\n"
+        );
+    }
+
+    #[test]
+    fn a_block_scores_about_a_million_pairs() {
+        assert_eq!(users_per_block(9724, 610), 107);
+        assert_eq!(users_per_block(9724, 3), 3);
+        assert_eq!(users_per_block(1 << 21, 610), 1);
+        assert_eq!(users_per_block(10, 0), 1);
+    }
 }

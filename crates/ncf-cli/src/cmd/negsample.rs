@@ -101,15 +101,7 @@ pub fn run(a: Args) -> Result<()> {
         Mode::Approximate => NegativeMode::Approximate,
         Mode::Exact => NegativeMode::Exact,
     };
-    let (positives, per_positive) = (data.train_users.len() as u64, 1 + a.negatives as u64);
-    let n = positives * per_positive;
-    if n >= 1 << 32 {
-        bail!(
-            "--negatives {}: an epoch would have {n} samples ({positives} positives × \
-             {per_positive}): at most 2^32 − 1 are supported",
-            a.negatives
-        );
-    }
+    check_epoch_size(data.train_users.len() as u64, a.negatives)?;
     let positives = (mode == NegativeMode::Exact)
         .then(|| UserItems::new(data.n_users, &data.train_users, &data.train_items));
     let samples = EpochSamples::new(
@@ -129,6 +121,20 @@ pub fn run(a: Args) -> Result<()> {
     } else {
         let what = out.display().to_string();
         write_atomic(out, |w| write_epoch_samples(&samples, format, w, &what))?;
+    }
+    Ok(())
+}
+
+/// An epoch of `positives` with `negatives` each must have fewer than 2^32 samples (its positions
+/// are u32).
+fn check_epoch_size(positives: u64, negatives: u32) -> Result<()> {
+    let per_positive = 1 + negatives as u64;
+    let n = positives * per_positive;
+    if n >= 1 << 32 {
+        bail!(
+            "--negatives {negatives}: an epoch would have {n} samples ({positives} positives × \
+             {per_positive}): at most 2^32 − 1 are supported"
+        );
     }
     Ok(())
 }
@@ -189,4 +195,35 @@ fn test_negatives(a: &Args, n: usize) -> Result<()> {
         data.write(out, a.force)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_flags_are_consistent_and_ask_for_one_thing() {
+        Args::command().debug_assert();
+        let parse = |args: &[&str]| Args::try_parse_from([&["ncf-negsample"], args].concat());
+        assert!(
+            parse(&["ds"]).is_err(),
+            "neither --test-negatives nor --epoch"
+        );
+        assert!(parse(&["ds", "--test-negatives", "5", "--epoch", "0"]).is_err());
+        let a = parse(&["ds", "--epoch", "3", "-o", "e.tsv"]).unwrap();
+        assert_eq!((a.epoch, a.negatives, a.seed), (Some(3), 4, 1));
+    }
+
+    #[test]
+    fn an_epoch_has_fewer_than_2_to_the_32_samples() {
+        check_epoch_size(100_226, 4).unwrap();
+        check_epoch_size((1 << 32) / 5 - 1, 4).unwrap();
+        let err = check_epoch_size(100_226, u32::MAX).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "--negatives 4294967295: an epoch would have 430467392208896 samples (100226 \
+             positives × 4294967296): at most 2^32 − 1 are supported"
+        );
+    }
 }

@@ -371,6 +371,51 @@ pub fn summary(ds: &Dataset, stats: Option<&PrepStats>, out: &Path) {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> std::result::Result<Args, clap::Error> {
+        Args::try_parse_from([&["ncf-prep"], args].concat())
+    }
+
+    #[test]
+    fn the_flags_are_consistent_and_synthetic_data_reads_nothing() {
+        Args::command().debug_assert();
+        parse(&["r.csv", "-o", "ds"]).unwrap();
+        parse(&["--synthetic", "-o", "ds"]).unwrap();
+        assert!(
+            parse(&["-o", "ds"]).is_err(),
+            "neither INPUT nor --synthetic"
+        );
+        assert!(parse(&["r.csv", "--synthetic", "1,2,3", "-o", "ds"]).is_err());
+        assert!(parse(&["--synthetic", "--min-rating", "3", "-o", "ds"]).is_err());
+        let a = parse(&["--synthetic-csv", "r.csv"]).unwrap();
+        assert!(a.output.is_none() && a.synthetic.is_none());
+    }
+
+    #[test]
+    fn the_authors_split_refuses_every_flag_it_cannot_apply_by_name() {
+        let input = Path::new("ncf-ml-1m/ml-1m");
+        refuse_for_given_split(&parse(&["x", "-o", "ds", "--force", "-q"]).unwrap(), input)
+            .unwrap();
+        let a = parse(&["x", "-o", "ds", "--seed", "7"]).unwrap();
+        let err = refuse_for_given_split(&a, input).unwrap_err().to_string();
+        assert!(
+            err.starts_with("ncf-ml-1m/ml-1m: the NCF authors' split"),
+            "{err}"
+        );
+        assert!(
+            err.contains("so --seed cannot apply to it: drop it,"),
+            "{err}"
+        );
+        let a = parse(&["x", "-o", "ds", "--no-header", "--movies", "m.csv"]).unwrap();
+        let err = refuse_for_given_split(&a, input).unwrap_err().to_string();
+        assert!(
+            err.contains("so --movies, --no-header cannot apply to it: drop them,"),
+            "{err}"
+        );
+    }
+
     #[test]
     fn commas_group_thousands() {
         assert_eq!(super::commas(0), "0");

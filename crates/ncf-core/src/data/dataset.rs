@@ -4,7 +4,7 @@
 //! The same tables travel through pipes as consecutive Arrow IPC streams ([`Dataset::write_ipc`]).
 //! One file: the format's writers (Parquet directory, Arrow IPC) and every reader check (schemas,
 //! `SHA256SUMS`, Parquet chunks and pages, IPC messages, memory) share its table names, schemas
-//! and constants; 1349 lines without its tests.
+//! and constants.
 
 use crate::arrow::array::{Array, ArrayRef, Int64Array, RecordBatch, StringArray, UInt32Array};
 use crate::arrow::datatypes::{DataType, Field, Schema, SchemaRef};

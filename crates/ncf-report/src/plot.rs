@@ -212,3 +212,26 @@ pub fn throughput_of(path: &Path) -> Result<(Vec<Bar>, String)> {
         format!("Training throughput (median), {what}, {}", r.date),
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_flags_are_consistent_and_sizes_bounded() {
+        Args::command().debug_assert();
+        let parse = |args: &[&str]| Args::try_parse_from([&["ncf-plot"], args].concat());
+        let a = parse(&["curve", "log.jsonl", "-o", "c.png"]).unwrap();
+        assert!(matches!(
+            a.what,
+            What::Curve {
+                width: 1200,
+                height: 500,
+                ..
+            }
+        ));
+        assert!(parse(&["curve", "log.jsonl"]).is_err(), "-o is required");
+        assert!(parse(&["throughput", "r.json", "-o", "t.png", "--width", "100"]).is_err());
+    }
+}

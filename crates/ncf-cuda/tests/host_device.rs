@@ -604,3 +604,31 @@ fn factored_kernels_match_their_cpu_twins_on_the_host_device() {
         }
     }
 }
+
+/// The device check's throughput bench (`ncf-cuda-check --bench`: NVIDIA's ml-20m shape) runs
+/// on the host device with a small batch: per-step timings, the queued steps ncf-train runs
+/// (all reported, finite losses) and the per-kernel profile. (Each host step updates the whole
+/// ml-20m-sized model, ~1.5 s: two steps of each kind.)
+#[test]
+fn the_bench_runs_on_the_host_device() {
+    use ncf_core::neumf_cpu::FirstLayer;
+    let mut log = |m: &str| eprintln!("{m}");
+    let r = check::bench::bench(
+        Which::Host,
+        &[Precision::Bf16],
+        &[FirstLayer::Factored],
+        2,
+        0,
+        4096,
+        &mut log,
+    )
+    .expect("bench ran");
+    let rows = r["results"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{r}");
+    for row in rows {
+        for key in ["samples_per_s", "queued_samples_per_s", "median_step_ms"] {
+            assert!(row[key].as_f64().is_some_and(|x| x > 0.0), "{key}: {row}");
+        }
+        assert!(!row["stages"].as_array().unwrap().is_empty(), "{row}");
+    }
+}

@@ -5,10 +5,11 @@
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use ncf_core::data::dataset::{self, Dataset};
+use ncf_core::data::dataset::{Meta, Provenance};
 use ncf_core::data::ingest::{self, Format, Input, ReadOptions};
 use ncf_core::data::prep::{prepare, PrepOptions, PrepStats};
 use ncf_core::data::synth;
-use ncf_core::io::{claim_output, is_stdio, Output};
+use ncf_core::io::{claim_output, is_stdio, AtomicDir, Output};
 use serde_json::json;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -148,6 +149,32 @@ pub fn run(a: Args) -> Result<()> {
             .clone()
             .unwrap_or_else(|| "138493,26744,20000263".into());
         let (u, i, n) = synth::parse_shape(&spec)?;
+        let source = json!({"format": "synthetic", "synthetic": {"users": u, "items": i,
+            "interactions": n, "seed": opts.seed}});
+        // Straight to a dataset directory: streamed, in memory bounded by users and items.
+        if let (None, Some(out)) = (&a.synthetic_csv, output.as_ref().filter(|o| !is_stdio(o))) {
+            options["synthetic"] = json!(spec);
+            let dir = AtomicDir::new(out, &dataset::OUTPUT, a.force)?;
+            let mut progress = Progress::new("writing synthetic train rows", a.quiet);
+            let (meta, stats) = synth::write_dataset(
+                (u, i, n),
+                opts.seed,
+                opts.min_interactions,
+                &dir,
+                |stats| Provenance {
+                    options,
+                    source,
+                    stats: serde_json::to_value(stats).expect("stats serialise"),
+                },
+                &mut |done, all| progress.update(done, all),
+            )
+            .map_err(|e| ncf_core::io::explain_disk_full(e, out))?;
+            dir.commit()?;
+            if !a.quiet {
+                summary_of(&meta, Some(&stats), out);
+            }
+            return Ok(());
+        }
         let rows = synth::generate(u, i, n, opts.seed)?;
         if let Some(csv) = &a.synthetic_csv {
             ncf_core::io::write_atomic(csv, |w| {
@@ -166,8 +193,6 @@ pub fn run(a: Args) -> Result<()> {
         }
         options["synthetic"] = json!(spec);
         let (ds, stats) = prepare(&rows, None, &opts)?;
-        let source = json!({"format": "synthetic", "synthetic": {"users": u, "items": i,
-            "interactions": n, "seed": opts.seed}});
         (ds, Some(stats), source)
     } else {
         let input = a.input.clone().expect("clap requires INPUT");
@@ -331,9 +356,60 @@ pub fn commas(n: u64) -> String {
     out
 }
 
+/// A line on stderr every few seconds about long work (none when `quiet`).
+pub struct Progress {
+    what: &'static str,
+    quiet: bool,
+    start: std::time::Instant,
+    last: std::time::Instant,
+}
+
+impl Progress {
+    pub fn new(what: &'static str, quiet: bool) -> Progress {
+        let now = std::time::Instant::now();
+        Progress {
+            what,
+            quiet,
+            start: now,
+            last: now,
+        }
+    }
+
+    /// `done` of `all` done: a line when 10 s have passed since the last one.
+    pub fn update(&mut self, done: u64, all: u64) {
+        if self.quiet || self.last.elapsed().as_secs() < 10 {
+            return;
+        }
+        self.last = std::time::Instant::now();
+        eprintln!(
+            "ncf-prep: {}: {} of {} ({:.0} %, {:.0} s)",
+            self.what,
+            commas(done),
+            commas(all),
+            100.0 * done as f64 / all.max(1) as f64,
+            self.start.elapsed().as_secs_f64()
+        );
+    }
+}
+
+/// [`summary`] of a dataset written by streaming (its meta.json's counts).
+pub fn summary_of(meta: &Meta, stats: Option<&PrepStats>, out: &Path) {
+    let ds = Dataset {
+        n_users: meta.n_users,
+        n_items: meta.n_items,
+        ..Default::default()
+    };
+    summary_counts(&ds, meta.n_train, meta.n_test, stats, out);
+}
+
 /// The two summary lines: what was read and dropped (`stats`, absent for a pre-split input),
 /// then the dataset's counts and where it went.
 pub fn summary(ds: &Dataset, stats: Option<&PrepStats>, out: &Path) {
+    let (train, test) = (ds.train_users.len() as u64, ds.test_users.len() as u64);
+    summary_counts(ds, train, test, stats, out);
+}
+
+fn summary_counts(ds: &Dataset, train: u64, test: u64, stats: Option<&PrepStats>, out: &Path) {
     if let Some(s) = stats {
         eprintln!(
             "ncf-prep: read {} rows ({} users, {} items); {} below --min-rating; {} duplicates \
@@ -356,8 +432,8 @@ pub fn summary(ds: &Dataset, stats: Option<&PrepStats>, out: &Path) {
         "ncf-prep: {} users, {} items, {} train, {} test{} -> {dest}",
         commas(ds.n_users as u64),
         commas(ds.n_items as u64),
-        commas(ds.train_users.len() as u64),
-        commas(ds.test_users.len() as u64),
+        commas(train),
+        commas(test),
         if ds.test_negatives_per_user > 0 {
             format!(
                 ", {} given test negatives per user",

@@ -1417,3 +1417,113 @@ fn case05_windows_files_and_gzip_are_read_and_binary_is_named() {
     let err = fails(root, "ncf-prep", &["bad.csv", "-o", "x"]);
     assert!(err.contains("found `9x\\r7`"), "{err}");
 }
+
+/// `ncf-prep INPUT extra... -o NAME` in `dir`; its stderr.
+fn prep_to(dir: &Path, input: &Path, name: &str, extra: &[&str]) -> String {
+    let mut args = vec![s(input), "-o", name];
+    args.extend_from_slice(extra);
+    ok(dir, PREP, &args)
+}
+
+/// Issue 33: out of core (a budget far below what the input needs in memory: several sorted runs
+/// spilled and merged) gives the dataset the in-memory path gives, table for table, on the demo
+/// data (timestamps, titles, --min-rating), ml-100k and ml-1m (no timestamps: the seeded random
+/// split); the spill directory is gone afterwards.
+#[test]
+fn out_of_core_gives_the_in_memory_dataset() {
+    let d = tempfile::tempdir().unwrap();
+    let small = small().join("ratings.csv");
+    let movies = repo_root().join("data/ml-latest-small/movies.csv");
+    let cases: Vec<(&str, PathBuf, Vec<&str>)> = vec![
+        ("small", small.clone(), vec!["--movies", s(&movies)]),
+        (
+            "small-r4",
+            small,
+            vec!["--min-rating", "4", "--min-interactions", "30"],
+        ),
+        ("ml100k", shared_datasets().join("ml-100k/u.data"), vec![]),
+        (
+            "ml1m",
+            shared_datasets().join("ml-1m/ratings-no-timestamps.dat"),
+            vec!["--seed", "3"],
+        ),
+    ];
+    for (name, input, extra) in cases {
+        if !input.exists() {
+            eprintln!("skipped {name}: {} is absent", input.display());
+            continue;
+        }
+        let (mem, ooc) = (format!("{name}-mem"), format!("{name}-ooc"));
+        prep_to(d.path(), &input, &mem, &[&extra[..], &["-q"]].concat());
+        let err = prep_to(
+            d.path(),
+            &input,
+            &ooc,
+            &[&extra[..], &["--memory", "1M"]].concat(),
+        );
+        assert!(err.contains("out of core in 1 MiB"), "{name}: {err}");
+        let (a, b) = (d.path().join(&mem), d.path().join(&ooc));
+        let runs = meta(&b)["stats"]["spilled_runs"].as_u64().unwrap_or(0);
+        assert!(runs >= 3, "{name}: {runs} runs spilled");
+        assert!(meta(&a)["stats"].get("spilled_runs").is_none(), "{name}");
+        assert_eq!(fingerprint(&a), fingerprint(&b), "{name}");
+        for f in ["train", "test", "users", "items"] {
+            let p = format!("{f}.parquet");
+            assert!(
+                fs::read(a.join(&p)).unwrap() == fs::read(b.join(&p)).unwrap(),
+                "{name}: {p} differs"
+            );
+        }
+        let (ma, mut mb) = (meta(&a), meta(&b));
+        mb["stats"].as_object_mut().unwrap().remove("spilled_runs");
+        assert_eq!(ma, mb, "{name}: meta.json differs beyond the runs");
+        assert_eq!(listing(&b), listing(&a), "{name}: no spill left behind");
+        Dataset::load(&b).unwrap();
+    }
+}
+
+/// Issue 33: `--synthetic -o DIR` streams into the dataset and gives what preparing the same rows
+/// in memory gives (through --synthetic-csv, which takes the in-memory path), users dropped by
+/// --min-interactions included.
+#[test]
+fn streamed_synthetic_equals_the_in_memory_preparation() {
+    let d = tempfile::tempdir().unwrap();
+    let shape = "400,300,16000";
+    let flags = ["--min-interactions", "45", "-q"];
+    ok(
+        d.path(),
+        PREP,
+        &[&["--synthetic", shape, "-o", "streamed"][..], &flags].concat(),
+    );
+    ok(
+        d.path(),
+        PREP,
+        &[
+            &[
+                "--synthetic",
+                shape,
+                "--synthetic-csv",
+                "r.csv",
+                "-o",
+                "mem",
+            ][..],
+            &flags,
+        ]
+        .concat(),
+    );
+    let (a, b) = (d.path().join("streamed"), d.path().join("mem"));
+    assert_eq!(fingerprint(&a), fingerprint(&b));
+    assert!(meta(&a)["stats"]["users_dropped"].as_u64().unwrap() > 0);
+    for f in [
+        "meta.json",
+        "train.parquet",
+        "test.parquet",
+        "users.parquet",
+        "items.parquet",
+    ] {
+        assert!(
+            fs::read(a.join(f)).unwrap() == fs::read(b.join(f)).unwrap(),
+            "{f}"
+        );
+    }
+}

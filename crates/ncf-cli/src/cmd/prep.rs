@@ -7,7 +7,7 @@ use clap::Parser;
 use ncf_core::data::dataset::{self, Dataset};
 use ncf_core::data::dataset::{Meta, Provenance};
 use ncf_core::data::ingest::{self, Format, Input, ReadOptions};
-use ncf_core::data::prep::{prepare, PrepOptions, PrepStats};
+use ncf_core::data::prep::{external, prepare, PrepOptions, PrepStats};
 use ncf_core::data::synth;
 use ncf_core::io::{claim_output, is_stdio, AtomicDir, Output};
 use serde_json::json;
@@ -107,6 +107,15 @@ pub struct Args {
     /// --synthetic; -o is then optional).
     #[arg(long, value_name = "FILE")]
     synthetic_csv: Option<PathBuf>,
+    /// Memory to prepare in (bytes, or K/M/G/T suffixed; default 3/4 of what is available): a
+    /// text input whose preparation would need more is sorted in parts spilled beside the
+    /// output (-o DIR) and merged, out of core.
+    #[arg(long, value_name = "SIZE")]
+    memory: Option<String>,
+    /// Expand the input to K times its users and M times its items (a fractal expansion in the
+    /// spirit of Belletti et al. 2019, docs/FORMATS.md), e.g. 16x32; seeded by --seed.
+    #[arg(long, value_name = "KxM", conflicts_with_all = SYNTHETIC)]
+    expand: Option<String>,
 }
 
 /// The flags that generate data instead of reading it: the reading flags conflict with them.
@@ -237,6 +246,50 @@ pub fn run(a: Args) -> Result<()> {
         if a.text_ids {
             options["text_ids"] = json!(true);
         }
+        if let Some(spec) = &a.expand {
+            let factors = ncf_core::data::expand::parse_factors(spec)?;
+            let Some(out) = output.as_ref().filter(|o| !is_stdio(o)) else {
+                bail!("--expand writes a dataset directory: give -o DIR");
+            };
+            options["expand"] = json!(spec);
+            let loaded = ingest::load(&input, &ro)?;
+            let Input::Rows { rows, .. } = loaded.input else {
+                bail!("--expand: the NCF authors' split cannot be expanded; give the ratings file");
+            };
+            let dir = AtomicDir::new(out, &dataset::OUTPUT, a.force)?;
+            let mut progress = Progress::new("writing expanded train rows", a.quiet);
+            let source = loaded.source;
+            let (meta, stats) = ncf_core::data::expand::expand_dataset(
+                &rows,
+                factors,
+                &opts,
+                &dir,
+                |stats, dist| {
+                    let mut st = serde_json::to_value(stats).expect("stats serialise");
+                    st["expansion"] = dist;
+                    Provenance {
+                        options,
+                        source,
+                        stats: st,
+                    }
+                },
+                &mut |done, all| progress.update(done, all),
+            )
+            .map_err(|e| ncf_core::io::explain_disk_full(e, out))
+            .with_context(|| ingest::display_name(&input))?;
+            dir.commit()?;
+            if !a.quiet {
+                summary_of(&meta, Some(&stats), out);
+            }
+            return Ok(());
+        }
+        let budget = memory_budget(a.memory.as_deref())?;
+        let to_dir = output.as_ref().filter(|o| !is_stdio(o));
+        if let (Some(out), Some(chunked)) = (to_dir, ingest::open_chunked(&input, &ro)?) {
+            if chunked.in_memory_need() > budget {
+                return prepare_out_of_core(&a, chunked, &opts, budget, options, out);
+            }
+        }
         let loaded = ingest::load(&input, &ro)?;
         match loaded.input {
             Input::Rows { rows, titles } => {
@@ -289,6 +342,73 @@ pub fn run(a: Args) -> Result<()> {
     }
     if !a.quiet {
         summary(&ds, stats.as_ref(), &out);
+    }
+    Ok(())
+}
+
+/// `--memory SIZE`, or 3/4 of the memory available (8 GiB when that is unknown).
+fn memory_budget(given: Option<&str>) -> Result<u64> {
+    if let Some(s) = given {
+        return match ncf_core::memory::parse_bytes(s) {
+            Some(b) if b > 0 => Ok(b),
+            _ => bail!(
+                "--memory {s}: not a size; give bytes, or a number with K, M, G or T (512M, 2G)"
+            ),
+        };
+    }
+    Ok(ncf_core::memory::available()?.map_or(8 << 30, |(b, _)| b / 4 * 3))
+}
+
+/// Prepare `input` into `out` out of core in `budget` bytes ([`external::prepare_external`]).
+fn prepare_out_of_core(
+    a: &Args,
+    input: ingest::Chunked,
+    opts: &PrepOptions,
+    budget: u64,
+    options: serde_json::Value,
+    out: &Path,
+) -> Result<()> {
+    let name = ingest::display_name(a.input.as_deref().expect("an input"));
+    let dir = AtomicDir::new(out, &dataset::OUTPUT, a.force)?;
+    let mut last = std::time::Instant::now();
+    let quiet = a.quiet;
+    let (meta, stats, spill) = external::prepare_external(
+        input,
+        opts,
+        budget,
+        &dir,
+        |stats, source| Provenance {
+            options,
+            source,
+            stats: serde_json::to_value(stats).expect("stats serialise"),
+        },
+        &mut |line| {
+            if !quiet && last.elapsed().as_secs() >= 10 {
+                last = std::time::Instant::now();
+                eprintln!("ncf-prep: {line}");
+            }
+        },
+    )
+    .map_err(|e| ncf_core::io::explain_disk_full(e, out))
+    .with_context(|| name.clone())?;
+    if let (Some(m), true) = (&a.movies, spill.titled_items == 0) {
+        bail!(
+            "{}: none of the {} items has a title in it (ids are matched as the ratings file \
+             writes them): give the movies file of these ratings",
+            m.display(),
+            meta.n_items,
+        );
+    }
+    dir.commit()?;
+    if !quiet {
+        eprintln!(
+            "ncf-prep: out of core in {} of memory: {} sorted runs of up to {} of input spilled \
+             and merged",
+            ncf_core::memory::human_bytes(budget),
+            commas(spill.runs),
+            ncf_core::memory::human_bytes(spill.part_bytes)
+        );
+        summary_of(&meta, Some(&stats), out);
     }
     Ok(())
 }

@@ -1418,11 +1418,13 @@ fn case05_windows_files_and_gzip_are_read_and_binary_is_named() {
     assert!(err.contains("found `9x\\r7`"), "{err}");
 }
 
-/// `ncf-prep INPUT extra... -o NAME` in `dir`; its stderr.
+/// `ncf-prep INPUT extra... -o NAME` in `dir`, which must succeed; its stderr.
 fn prep_to(dir: &Path, input: &Path, name: &str, extra: &[&str]) -> String {
     let mut args = vec![s(input), "-o", name];
     args.extend_from_slice(extra);
-    ok(dir, PREP, &args)
+    let out = run(dir, PREP, &args);
+    assert!(out.status.success(), "{}", describe(PREP, &args, &out));
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// Issue 33: out of core (a budget far below what the input needs in memory: several sorted runs
@@ -1461,7 +1463,7 @@ fn out_of_core_gives_the_in_memory_dataset() {
             &ooc,
             &[&extra[..], &["--memory", "1M"]].concat(),
         );
-        assert!(err.contains("out of core in 1 MiB"), "{name}: {err}");
+        assert!(err.contains("out of core in 1.0 MiB"), "{name}: {err}");
         let (a, b) = (d.path().join(&mem), d.path().join(&ooc));
         let runs = meta(&b)["stats"]["spilled_runs"].as_u64().unwrap_or(0);
         assert!(runs >= 3, "{name}: {runs} runs spilled");

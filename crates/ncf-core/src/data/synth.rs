@@ -281,33 +281,52 @@ pub fn write_dataset(
         )));
     }
     let kept_rows: u64 = kept.iter().map(|&u| g.counts[u as usize]).sum();
-    // Pass 1: which items the kept users draw.
+    // Pass 1: which items the kept users draw, block by block of users until every item is
+    // drawn (with a power law, long before the last user at scale).
     let threads = threads() as usize;
-    let used: Vec<Vec<bool>> = std::thread::scope(|s| {
-        let hs: Vec<_> = (0..threads)
-            .map(|t| {
-                let (g, kept) = (&g, &kept);
-                s.spawn(move || {
-                    let mut used = vec![false; items as usize];
-                    let mut taken = vec![u32::MAX; items as usize];
-                    let mut mine = Vec::new();
-                    let part = &kept[kept.len() * t / threads..kept.len() * (t + 1) / threads];
-                    for &u in part {
-                        g.user(u, &mut taken, &mut mine);
-                        mine.iter().for_each(|m| used[m.0 as usize] = true);
-                    }
-                    used
+    let mut used = vec![false; items as usize];
+    let mut n_used = 0usize;
+    let block = (BLOCK_ROWS * 8 / (kept_rows / kept.len() as u64).max(1)).max(1) as usize;
+    for lo in (0..kept.len()).step_by(block) {
+        let hi = (lo + block).min(kept.len());
+        let marks: Vec<Vec<bool>> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..threads)
+                .map(|t| {
+                    let (g, kept) = (&g, &kept);
+                    s.spawn(move || {
+                        let mut used = vec![false; items as usize];
+                        let mut taken = vec![u32::MAX; items as usize];
+                        let mut mine = Vec::new();
+                        let part =
+                            &kept[lo + (hi - lo) * t / threads..lo + (hi - lo) * (t + 1) / threads];
+                        for &u in part {
+                            g.user(u, &mut taken, &mut mine);
+                            mine.iter().for_each(|m| used[m.0 as usize] = true);
+                        }
+                        used
+                    })
                 })
-            })
-            .collect();
-        hs.into_iter()
-            .map(|h| h.join().expect("synth thread"))
-            .collect()
-    });
+                .collect();
+            hs.into_iter()
+                .map(|h| h.join().expect("synth thread"))
+                .collect()
+        });
+        for m in &marks {
+            for (i, &x) in m.iter().enumerate() {
+                if x && !used[i] {
+                    used[i] = true;
+                    n_used += 1;
+                }
+            }
+        }
+        if n_used == items as usize {
+            break;
+        }
+    }
     let mut item_dense = vec![u32::MAX; items as usize];
     let mut item_raw = Vec::new();
     for i in 0..items as usize {
-        if used.iter().any(|u| u[i]) {
+        if used[i] {
             item_dense[i] = item_raw.len() as u32;
             item_raw.push((i + 1).to_string());
         }

@@ -1552,3 +1552,49 @@ fn streamed_synthetic_equals_the_in_memory_preparation() {
         );
     }
 }
+
+/// Issue 33: `--expand KxM` is seeded and every expanded interaction `(u·K + a, i·M + b)` is a
+/// copy of a real one `(u, i)`, at its time; K·M copies with mean keep probability 1/8.
+#[test]
+fn expand_copies_real_interactions_deterministically() {
+    let d = tempfile::tempdir().unwrap();
+    let input = small().join("ratings.csv");
+    let args = |o: &'static str, seed: &'static str| {
+        vec![s(&input), "--expand", "2x4", "-o", o, "-q", "--seed", seed]
+    };
+    ok(d.path(), PREP, &args("a", "1"));
+    ok(d.path(), PREP, &args("b", "1"));
+    ok(d.path(), PREP, &args("c", "2"));
+    let (a, b, c) = (d.path().join("a"), d.path().join("b"), d.path().join("c"));
+    assert_eq!(fingerprint(&a), fingerprint(&b));
+    assert_ne!(fingerprint(&a), fingerprint(&c));
+    let text = fs::read_to_string(&input).unwrap();
+    let mut real = std::collections::HashMap::new();
+    for line in text.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        let (u, i, t): (u64, u64, i64) = (
+            f[0].parse().unwrap(),
+            f[1].parse().unwrap(),
+            f[3].parse().unwrap(),
+        );
+        real.insert((u, i), t);
+    }
+    let ds = Dataset::load(&a).unwrap();
+    let rows = ds.train_users.len() + ds.test_users.len();
+    // 8 copies of each of 100,836 rows, each kept with probability 1/8 on average (the keep
+    // matrix's draws move it by tens of percent, never by 2x).
+    assert!((50_000..200_000).contains(&rows), "{rows} rows");
+    let times = ds.train_timestamps.as_ref().unwrap();
+    for (r, (&u, &i)) in ds.train_users.iter().zip(&ds.train_items).enumerate() {
+        let ru: u64 = ds.user_raw[u as usize].parse().unwrap();
+        let ri: u64 = ds.item_raw[i as usize].parse().unwrap();
+        assert_eq!(
+            real.get(&(ru / 2, ri / 4)),
+            Some(&times[r]),
+            "row {r}: {ru}, {ri}"
+        );
+    }
+    let st = &meta(&a)["stats"];
+    assert_eq!(st["users_in_input"], 610 * 2);
+    assert_eq!(st["expansion"]["before"]["rows"], 100_836);
+}

@@ -148,7 +148,7 @@ pub fn expand_dataset(
     let rng = Rng::new(opts.seed);
     let ex = Expander {
         rows,
-        rng: rng.clone(),
+        rng,
         m,
         p: keep_matrix(&rng, k, m),
     };

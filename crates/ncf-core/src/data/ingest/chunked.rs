@@ -97,7 +97,7 @@ pub fn open_chunked(path: &Path, opts: &ReadOptions) -> Result<Option<Chunked>> 
 
 impl Chunked {
     /// Bytes of the file.
-    pub fn len(&self) -> u64 {
+    pub fn file_bytes(&self) -> u64 {
         self.len
     }
 

@@ -126,7 +126,7 @@ pub fn prepare_external(
             "sorted and spilled run {} ({} of {} bytes read)",
             runs.len(),
             input.bytes_read(),
-            input.len()
+            input.file_bytes()
         ));
     }
     if stats.rows_read == 0 {

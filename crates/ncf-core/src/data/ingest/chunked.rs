@@ -74,6 +74,10 @@ pub fn open_chunked(path: &Path, opts: &ReadOptions) -> Result<Option<Chunked>> 
         return Ok(None);
     }
     let text = sniff::text_of(&head, &name, "ratings")?;
+    if text.iter().all(u8::is_ascii_whitespace) {
+        // Empty, or blank lines first: the whole-file path says what is wrong.
+        return Ok(None);
+    }
     let format = opts.format.unwrap_or_else(|| sniff_text(&name, text));
     let layout = layout_for(format, first_line(text), &opts, &name)?;
     let mut hash = Sha256::new();
@@ -132,17 +136,25 @@ impl Chunked {
     /// The rows of the next part of about `bytes` bytes (whole lines), `None` at the end.
     pub fn next_part(&mut self, bytes: usize) -> Result<Option<Interactions>> {
         loop {
-            let want = bytes.max(1 << 12).saturating_sub(self.carry.len());
+            let mut want = bytes.max(1 << 12).saturating_sub(self.carry.len());
+            if want == 0 && !self.carry.contains(&b'\n') {
+                want = 1 << 16;
+            }
             let start = self.carry.len();
-            let got = (&mut self.file)
-                .take(want as u64)
-                .read_to_end(&mut self.carry)
-                .map_err(|e| Error::io(&self.name, e))?;
+            let got = match want {
+                0 => 0,
+                _ => (&mut self.file)
+                    .take(want as u64)
+                    .read_to_end(&mut self.carry)
+                    .map_err(|e| Error::io(&self.name, e))?,
+            };
             self.hash.update(&self.carry[start..]);
             self.read += got as u64;
-            let end = match got {
-                0 => self.carry.len(),
-                _ => match self.carry.iter().rposition(|&b| b == b'\n') {
+            // Fewer bytes than asked for: the end of the file.
+            let eof = want > 0 && got < want;
+            let end = match eof {
+                true => self.carry.len(),
+                false => match self.carry.iter().rposition(|&b| b == b'\n') {
                     Some(k) => k + 1,
                     // One line longer than a part: read on.
                     None => continue,
@@ -163,7 +175,7 @@ impl Chunked {
             self.lines += lines;
             let blank = part.iter().all(u8::is_ascii_whitespace);
             if blank || (first && layout.header && lines <= 1) {
-                if got == 0 && self.carry.is_empty() {
+                if eof && self.carry.is_empty() {
                     return Ok(None);
                 }
                 continue;

@@ -109,7 +109,8 @@ pub struct Args {
     synthetic_csv: Option<PathBuf>,
     /// Memory to prepare in (bytes, or K/M/G/T suffixed; default 3/4 of what is available): a
     /// text input whose preparation would need more is sorted in parts spilled beside the
-    /// output (-o DIR) and merged, out of core.
+    /// output (-o DIR) and merged, out of core (SIZE bounds the parts and merge buffers; the
+    /// process itself takes about 32 MiB more).
     #[arg(long, value_name = "SIZE")]
     memory: Option<String>,
     /// Expand the input to K times its users and M times its items (a fractal expansion in the
@@ -284,7 +285,10 @@ pub fn run(a: Args) -> Result<()> {
             return Ok(());
         }
         let budget = memory_budget(a.memory.as_deref())?;
-        let to_dir = output.as_ref().filter(|o| !is_stdio(o));
+        // Below what the process itself takes, only a budget given with --memory (which bounds
+        // the parts and merge buffers) goes out of core; else the memory check refuses as ever.
+        let usable = a.memory.is_some() || budget >= MIN_DEFAULT_BUDGET;
+        let to_dir = output.as_ref().filter(|o| !is_stdio(o) && usable);
         if let (Some(out), Some(chunked)) = (to_dir, ingest::open_chunked(&input, &ro)?) {
             if chunked.in_memory_need() > budget {
                 return prepare_out_of_core(&a, chunked, &opts, budget, options, out);
@@ -345,6 +349,10 @@ pub fn run(a: Args) -> Result<()> {
     }
     Ok(())
 }
+
+/// The smallest default budget (3/4 of what is available) that prepares out of core: the
+/// process itself takes about 32 MiB (data/ingest/budget.rs).
+const MIN_DEFAULT_BUDGET: u64 = 24 << 20;
 
 /// `--memory SIZE`, or 3/4 of the memory available (8 GiB when that is unknown).
 fn memory_budget(given: Option<&str>) -> Result<u64> {

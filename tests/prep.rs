@@ -988,6 +988,25 @@ fn d17_prep_memory_estimate_bounds_compact_input() {
         estimate >= kb * 1024,
         "estimate {estimate} bytes below the real peak RSS {kb} kB"
     );
+    // Issue 33: with a limit of at least 32 MiB (what the process itself takes), a regular
+    // text file that does not fit in 3/4 of it is prepared out of core instead of refused, into
+    // the dataset the in-memory path gives.
+    let args = ["short.csv", "--min-interactions", "1", "-o", "sh-ooc"];
+    let out = run_with(root, "ncf-prep", &args, &[("NCF_MEMORY_LIMIT", "40M")], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{}",
+        describe("ncf-prep", &args, &out)
+    );
+    assert!(
+        err.contains("ncf-prep: out of core in 30.0 MiB of memory"),
+        "{err}"
+    );
+    assert_eq!(
+        fingerprint(&root.join("sh-ooc")),
+        fingerprint(&root.join("sh"))
+    );
 }
 
 /// D23: text input was limited to 16 fields: a wide export with the needed columns first was
@@ -1416,4 +1435,170 @@ fn case05_windows_files_and_gzip_are_read_and_binary_is_named() {
     .unwrap();
     let err = fails(root, "ncf-prep", &["bad.csv", "-o", "x"]);
     assert!(err.contains("found `9x\\r7`"), "{err}");
+}
+
+/// `ncf-prep INPUT extra... -o NAME` in `dir`, which must succeed; its stderr.
+fn prep_to(dir: &Path, input: &Path, name: &str, extra: &[&str]) -> String {
+    let mut args = vec![s(input), "-o", name];
+    args.extend_from_slice(extra);
+    let out = run(dir, PREP, &args);
+    assert!(out.status.success(), "{}", describe(PREP, &args, &out));
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Issue 33: out of core (a budget far below what the input needs in memory: several sorted runs
+/// spilled and merged) gives the dataset the in-memory path gives, table for table, on the demo
+/// data (timestamps, titles, --min-rating), ml-100k and ml-1m (no timestamps: the seeded random
+/// split); the spill directory is gone afterwards.
+#[test]
+fn out_of_core_gives_the_in_memory_dataset() {
+    let d = tempfile::tempdir().unwrap();
+    let small = small().join("ratings.csv");
+    let movies = repo_root().join("data/ml-latest-small/movies.csv");
+    // small-r4: parts of 64 KiB, the size of the head read to find the layout.
+    let cases: Vec<(&str, PathBuf, Vec<&str>, &str)> = vec![
+        ("small", small.clone(), vec!["--movies", s(&movies)], "1M"),
+        (
+            "small-r4",
+            small,
+            vec!["--min-rating", "4", "--min-interactions", "30"],
+            "100K",
+        ),
+        (
+            "ml100k",
+            shared_datasets().join("ml-100k/u.data"),
+            vec![],
+            "1M",
+        ),
+        (
+            "ml1m",
+            shared_datasets().join("ml-1m/ratings-no-timestamps.dat"),
+            vec!["--seed", "3"],
+            "1M",
+        ),
+    ];
+    for (name, input, extra, memory) in cases {
+        if !input.exists() {
+            eprintln!("skipped {name}: {} is absent", input.display());
+            continue;
+        }
+        let (mem, ooc) = (format!("{name}-mem"), format!("{name}-ooc"));
+        prep_to(d.path(), &input, &mem, &[&extra[..], &["-q"]].concat());
+        let err = prep_to(
+            d.path(),
+            &input,
+            &ooc,
+            &[&extra[..], &["--memory", memory]].concat(),
+        );
+        assert!(err.contains("ncf-prep: out of core in "), "{name}: {err}");
+        let (a, b) = (d.path().join(&mem), d.path().join(&ooc));
+        let runs = meta(&b)["stats"]["spilled_runs"].as_u64().unwrap_or(0);
+        assert!(runs >= 3, "{name}: {runs} runs spilled");
+        assert!(meta(&a)["stats"].get("spilled_runs").is_none(), "{name}");
+        assert_eq!(fingerprint(&a), fingerprint(&b), "{name}");
+        for f in ["train", "test", "users", "items"] {
+            let p = format!("{f}.parquet");
+            assert!(
+                fs::read(a.join(&p)).unwrap() == fs::read(b.join(&p)).unwrap(),
+                "{name}: {p} differs"
+            );
+        }
+        let (ma, mut mb) = (meta(&a), meta(&b));
+        mb["stats"].as_object_mut().unwrap().remove("spilled_runs");
+        assert_eq!(ma, mb, "{name}: meta.json differs beyond the runs");
+        assert_eq!(listing(&b), listing(&a), "{name}: no spill left behind");
+        Dataset::load(&b).unwrap();
+    }
+}
+
+/// Issue 33: `--synthetic -o DIR` streams into the dataset and gives what preparing the same rows
+/// in memory gives (through --synthetic-csv, which takes the in-memory path), users dropped by
+/// --min-interactions included.
+#[test]
+fn streamed_synthetic_equals_the_in_memory_preparation() {
+    let d = tempfile::tempdir().unwrap();
+    let shape = "400,300,16000";
+    let flags = ["--min-interactions", "45", "-q"];
+    ok(
+        d.path(),
+        PREP,
+        &[&["--synthetic", shape, "-o", "streamed"][..], &flags].concat(),
+    );
+    ok(
+        d.path(),
+        PREP,
+        &[
+            &[
+                "--synthetic",
+                shape,
+                "--synthetic-csv",
+                "r.csv",
+                "-o",
+                "mem",
+            ][..],
+            &flags,
+        ]
+        .concat(),
+    );
+    let (a, b) = (d.path().join("streamed"), d.path().join("mem"));
+    assert_eq!(fingerprint(&a), fingerprint(&b));
+    assert!(meta(&a)["stats"]["users_dropped"].as_u64().unwrap() > 0);
+    for f in [
+        "meta.json",
+        "train.parquet",
+        "test.parquet",
+        "users.parquet",
+        "items.parquet",
+    ] {
+        assert!(
+            fs::read(a.join(f)).unwrap() == fs::read(b.join(f)).unwrap(),
+            "{f}"
+        );
+    }
+}
+
+/// Issue 33: `--expand KxM` is seeded and every expanded interaction `(u·K + a, i·M + b)` is a
+/// copy of a real one `(u, i)`, at its time; K·M copies with mean keep probability 1/8.
+#[test]
+fn expand_copies_real_interactions_deterministically() {
+    let d = tempfile::tempdir().unwrap();
+    let input = small().join("ratings.csv");
+    let args = |o: &'static str, seed: &'static str| {
+        vec![s(&input), "--expand", "2x4", "-o", o, "-q", "--seed", seed]
+    };
+    ok(d.path(), PREP, &args("a", "1"));
+    ok(d.path(), PREP, &args("b", "1"));
+    ok(d.path(), PREP, &args("c", "2"));
+    let (a, b, c) = (d.path().join("a"), d.path().join("b"), d.path().join("c"));
+    assert_eq!(fingerprint(&a), fingerprint(&b));
+    assert_ne!(fingerprint(&a), fingerprint(&c));
+    let text = fs::read_to_string(&input).unwrap();
+    let mut real = std::collections::HashMap::new();
+    for line in text.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        let (u, i, t): (u64, u64, i64) = (
+            f[0].parse().unwrap(),
+            f[1].parse().unwrap(),
+            f[3].parse().unwrap(),
+        );
+        real.insert((u, i), t);
+    }
+    let ds = Dataset::load(&a).unwrap();
+    let rows = ds.train_users.len() + ds.test_users.len();
+    // 8 copies of each of 100,836 rows, each kept with probability 1/8 on average (the keep
+    // matrix's draws move it by tens of percent, never by 2x).
+    assert!((50_000..200_000).contains(&rows), "{rows} rows");
+    let times = ds.train_timestamps.as_ref().unwrap();
+    for (r, (&u, &i)) in ds.train_users.iter().zip(&ds.train_items).enumerate() {
+        let ru: u64 = ds.user_raw[u as usize].parse().unwrap();
+        let ri: u64 = ds.item_raw[i as usize].parse().unwrap();
+        assert_eq!(
+            real.get(&(ru / 2, ri / 4)),
+            Some(&times[r]),
+            "row {r}: {ru}, {ri}"
+        );
+    }
+    let st = &meta(&a)["stats"];
+    assert_eq!(st["users_in_input"], 610 * 2);
+    assert_eq!(st["expansion"]["before"]["rows"], 100_836);
 }

@@ -5,10 +5,11 @@
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use ncf_core::data::dataset::{self, Dataset};
+use ncf_core::data::dataset::{Meta, Provenance};
 use ncf_core::data::ingest::{self, Format, Input, ReadOptions};
-use ncf_core::data::prep::{prepare, PrepOptions, PrepStats};
+use ncf_core::data::prep::{external, prepare, PrepOptions, PrepStats};
 use ncf_core::data::synth;
-use ncf_core::io::{claim_output, is_stdio, Output};
+use ncf_core::io::{claim_output, is_stdio, AtomicDir, Output};
 use serde_json::json;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -106,6 +107,16 @@ pub struct Args {
     /// --synthetic; -o is then optional).
     #[arg(long, value_name = "FILE")]
     synthetic_csv: Option<PathBuf>,
+    /// Memory to prepare in (bytes, or K/M/G/T suffixed; default 3/4 of what is available): a
+    /// text input whose preparation would need more is sorted in parts spilled beside the
+    /// output (-o DIR) and merged, out of core (SIZE bounds the parts and merge buffers; the
+    /// process itself takes about 32 MiB more).
+    #[arg(long, value_name = "SIZE")]
+    memory: Option<String>,
+    /// Expand the input to K times its users and M times its items (a fractal expansion in the
+    /// spirit of Belletti et al. 2019, docs/FORMATS.md), e.g. 16x32; seeded by --seed.
+    #[arg(long, value_name = "KxM", conflicts_with_all = SYNTHETIC)]
+    expand: Option<String>,
 }
 
 /// The flags that generate data instead of reading it: the reading flags conflict with them.
@@ -148,6 +159,32 @@ pub fn run(a: Args) -> Result<()> {
             .clone()
             .unwrap_or_else(|| "138493,26744,20000263".into());
         let (u, i, n) = synth::parse_shape(&spec)?;
+        let source = json!({"format": "synthetic", "synthetic": {"users": u, "items": i,
+            "interactions": n, "seed": opts.seed}});
+        // Straight to a dataset directory: streamed, in memory bounded by users and items.
+        if let (None, Some(out)) = (&a.synthetic_csv, output.as_ref().filter(|o| !is_stdio(o))) {
+            options["synthetic"] = json!(spec);
+            let dir = AtomicDir::new(out, &dataset::OUTPUT, a.force)?;
+            let mut progress = Progress::new("writing synthetic train rows", a.quiet);
+            let (meta, stats) = synth::write_dataset(
+                (u, i, n),
+                opts.seed,
+                opts.min_interactions,
+                &dir,
+                |stats| Provenance {
+                    options,
+                    source,
+                    stats: serde_json::to_value(stats).expect("stats serialise"),
+                },
+                &mut |done, all| progress.update(done, all),
+            )
+            .map_err(|e| ncf_core::io::explain_disk_full(e, out))?;
+            dir.commit()?;
+            if !a.quiet {
+                summary_of(&meta, Some(&stats), out);
+            }
+            return Ok(());
+        }
         let rows = synth::generate(u, i, n, opts.seed)?;
         if let Some(csv) = &a.synthetic_csv {
             ncf_core::io::write_atomic(csv, |w| {
@@ -166,8 +203,6 @@ pub fn run(a: Args) -> Result<()> {
         }
         options["synthetic"] = json!(spec);
         let (ds, stats) = prepare(&rows, None, &opts)?;
-        let source = json!({"format": "synthetic", "synthetic": {"users": u, "items": i,
-            "interactions": n, "seed": opts.seed}});
         (ds, Some(stats), source)
     } else {
         let input = a.input.clone().expect("clap requires INPUT");
@@ -211,6 +246,53 @@ pub fn run(a: Args) -> Result<()> {
         }
         if a.text_ids {
             options["text_ids"] = json!(true);
+        }
+        if let Some(spec) = &a.expand {
+            let factors = ncf_core::data::expand::parse_factors(spec)?;
+            let Some(out) = output.as_ref().filter(|o| !is_stdio(o)) else {
+                bail!("--expand writes a dataset directory: give -o DIR");
+            };
+            options["expand"] = json!(spec);
+            let loaded = ingest::load(&input, &ro)?;
+            let Input::Rows { rows, .. } = loaded.input else {
+                bail!("--expand: the NCF authors' split cannot be expanded; give the ratings file");
+            };
+            let dir = AtomicDir::new(out, &dataset::OUTPUT, a.force)?;
+            let mut progress = Progress::new("writing expanded train rows", a.quiet);
+            let source = loaded.source;
+            let (meta, stats) = ncf_core::data::expand::expand_dataset(
+                &rows,
+                factors,
+                &opts,
+                &dir,
+                |stats, dist| {
+                    let mut st = serde_json::to_value(stats).expect("stats serialise");
+                    st["expansion"] = dist;
+                    Provenance {
+                        options,
+                        source,
+                        stats: st,
+                    }
+                },
+                &mut |done, all| progress.update(done, all),
+            )
+            .map_err(|e| ncf_core::io::explain_disk_full(e, out))
+            .with_context(|| ingest::display_name(&input))?;
+            dir.commit()?;
+            if !a.quiet {
+                summary_of(&meta, Some(&stats), out);
+            }
+            return Ok(());
+        }
+        let budget = memory_budget(a.memory.as_deref())?;
+        // Below what the process itself takes, only a budget given with --memory (which bounds
+        // the parts and merge buffers) goes out of core; else the memory check refuses as ever.
+        let usable = a.memory.is_some() || budget >= MIN_DEFAULT_BUDGET;
+        let to_dir = output.as_ref().filter(|o| !is_stdio(o) && usable);
+        if let (Some(out), Some(chunked)) = (to_dir, ingest::open_chunked(&input, &ro)?) {
+            if chunked.in_memory_need() > budget {
+                return prepare_out_of_core(&a, chunked, &opts, budget, options, out);
+            }
         }
         let loaded = ingest::load(&input, &ro)?;
         match loaded.input {
@@ -264,6 +346,77 @@ pub fn run(a: Args) -> Result<()> {
     }
     if !a.quiet {
         summary(&ds, stats.as_ref(), &out);
+    }
+    Ok(())
+}
+
+/// The smallest default budget (3/4 of what is available) that prepares out of core: the
+/// process itself takes about 32 MiB (data/ingest/budget.rs).
+const MIN_DEFAULT_BUDGET: u64 = 24 << 20;
+
+/// `--memory SIZE`, or 3/4 of the memory available (8 GiB when that is unknown).
+fn memory_budget(given: Option<&str>) -> Result<u64> {
+    if let Some(s) = given {
+        return match ncf_core::memory::parse_bytes(s) {
+            Some(b) if b > 0 => Ok(b),
+            _ => bail!(
+                "--memory {s}: not a size; give bytes, or a number with K, M, G or T (512M, 2G)"
+            ),
+        };
+    }
+    Ok(ncf_core::memory::available()?.map_or(8 << 30, |(b, _)| b / 4 * 3))
+}
+
+/// Prepare `input` into `out` out of core in `budget` bytes ([`external::prepare_external`]).
+fn prepare_out_of_core(
+    a: &Args,
+    input: ingest::Chunked,
+    opts: &PrepOptions,
+    budget: u64,
+    options: serde_json::Value,
+    out: &Path,
+) -> Result<()> {
+    let name = ingest::display_name(a.input.as_deref().expect("an input"));
+    let dir = AtomicDir::new(out, &dataset::OUTPUT, a.force)?;
+    let mut last = std::time::Instant::now();
+    let quiet = a.quiet;
+    let (meta, stats, spill) = external::prepare_external(
+        input,
+        opts,
+        budget,
+        &dir,
+        |stats, source| Provenance {
+            options,
+            source,
+            stats: serde_json::to_value(stats).expect("stats serialise"),
+        },
+        &mut |line| {
+            if !quiet && last.elapsed().as_secs() >= 10 {
+                last = std::time::Instant::now();
+                eprintln!("ncf-prep: {line}");
+            }
+        },
+    )
+    .map_err(|e| ncf_core::io::explain_disk_full(e, out))
+    .with_context(|| name.clone())?;
+    if let (Some(m), true) = (&a.movies, spill.titled_items == 0) {
+        bail!(
+            "{}: none of the {} items has a title in it (ids are matched as the ratings file \
+             writes them): give the movies file of these ratings",
+            m.display(),
+            meta.n_items,
+        );
+    }
+    dir.commit()?;
+    if !quiet {
+        eprintln!(
+            "ncf-prep: out of core in {} of memory: {} sorted runs of up to {} of input spilled \
+             and merged",
+            ncf_core::memory::human_bytes(budget),
+            commas(spill.runs),
+            ncf_core::memory::human_bytes(spill.part_bytes)
+        );
+        summary_of(&meta, Some(&stats), out);
     }
     Ok(())
 }
@@ -331,9 +484,60 @@ pub fn commas(n: u64) -> String {
     out
 }
 
+/// A line on stderr every few seconds about long work (none when `quiet`).
+pub struct Progress {
+    what: &'static str,
+    quiet: bool,
+    start: std::time::Instant,
+    last: std::time::Instant,
+}
+
+impl Progress {
+    pub fn new(what: &'static str, quiet: bool) -> Progress {
+        let now = std::time::Instant::now();
+        Progress {
+            what,
+            quiet,
+            start: now,
+            last: now,
+        }
+    }
+
+    /// `done` of `all` done: a line when 10 s have passed since the last one.
+    pub fn update(&mut self, done: u64, all: u64) {
+        if self.quiet || self.last.elapsed().as_secs() < 10 {
+            return;
+        }
+        self.last = std::time::Instant::now();
+        eprintln!(
+            "ncf-prep: {}: {} of {} ({:.0} %, {:.0} s)",
+            self.what,
+            commas(done),
+            commas(all),
+            100.0 * done as f64 / all.max(1) as f64,
+            self.start.elapsed().as_secs_f64()
+        );
+    }
+}
+
+/// [`summary`] of a dataset written by streaming (its meta.json's counts).
+pub fn summary_of(meta: &Meta, stats: Option<&PrepStats>, out: &Path) {
+    let ds = Dataset {
+        n_users: meta.n_users,
+        n_items: meta.n_items,
+        ..Default::default()
+    };
+    summary_counts(&ds, meta.n_train, meta.n_test, stats, out);
+}
+
 /// The two summary lines: what was read and dropped (`stats`, absent for a pre-split input),
 /// then the dataset's counts and where it went.
 pub fn summary(ds: &Dataset, stats: Option<&PrepStats>, out: &Path) {
+    let (train, test) = (ds.train_users.len() as u64, ds.test_users.len() as u64);
+    summary_counts(ds, train, test, stats, out);
+}
+
+fn summary_counts(ds: &Dataset, train: u64, test: u64, stats: Option<&PrepStats>, out: &Path) {
     if let Some(s) = stats {
         eprintln!(
             "ncf-prep: read {} rows ({} users, {} items); {} below --min-rating; {} duplicates \
@@ -356,8 +560,8 @@ pub fn summary(ds: &Dataset, stats: Option<&PrepStats>, out: &Path) {
         "ncf-prep: {} users, {} items, {} train, {} test{} -> {dest}",
         commas(ds.n_users as u64),
         commas(ds.n_items as u64),
-        commas(ds.train_users.len() as u64),
-        commas(ds.test_users.len() as u64),
+        commas(train),
+        commas(test),
         if ds.test_negatives_per_user > 0 {
             format!(
                 ", {} given test negatives per user",

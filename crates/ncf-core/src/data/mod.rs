@@ -5,6 +5,7 @@
 
 pub mod csr;
 pub mod dataset;
+pub mod expand;
 pub mod ids;
 pub mod ingest;
 pub mod prep;

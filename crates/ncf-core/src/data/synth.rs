@@ -2,7 +2,9 @@
 //! 20 distinct items, item popularity follows a power law, and each user's ratings carry
 //! increasing timestamps. A pure function of (shape, seed) via Rng stream SYNTH.
 
+use crate::data::dataset::{Meta, Provenance, StreamWriter};
 use crate::data::ingest::{Interactions, RawIds};
+use crate::data::prep::PrepStats;
 use crate::sampling::rng::{below, stream, Rng};
 use crate::{Error, Result};
 use std::io::Write;
@@ -80,12 +82,8 @@ fn user_counts(rng: &Rng, users: u32, cap: u64, total: u64) -> Vec<u64> {
     counts
 }
 
-/// Users, items, timestamps, ratings of one thread's users.
-type Columns = (Vec<u32>, Vec<u32>, Vec<i64>, Vec<f32>);
-
-/// Generate `interactions` rows for `users` users over `items` items. Rows are sorted by user,
-/// then item (like ml-20m's ratings.csv); raw ids are 1-based; ratings are half stars.
-pub fn generate(users: u32, items: u32, interactions: u64, seed: u64) -> Result<Interactions> {
+/// Refuse a shape no generation can meet.
+fn check_shape(users: u32, items: u32, interactions: u64) -> Result<()> {
     // Each user rates MIN_PER_USER distinct items and at most half of them: fewer items leave
     // no number of interactions to ask for.
     if users == 0 || (items as u64) < 2 * MIN_PER_USER {
@@ -109,21 +107,18 @@ pub fn generate(users: u32, items: u32, interactions: u64, seed: u64) -> Result<
             "--synthetic: at most 4,294,967,295 interactions",
         ));
     }
-    let rng = Rng::new(seed);
-    let cap = (items as u64 / 2).max(MIN_PER_USER);
-    let counts = user_counts(&rng, users, cap, interactions);
-    // Power-law popularity over a fixed shuffle of the item ids (popular != small id).
-    let mut cdf = Vec::with_capacity(items as usize);
-    let mut acc = 0.0;
-    for r in 0..items {
-        acc += 1.0 / ((r + 1) as f64).powf(ZIPF);
-        cdf.push(acc);
-    }
-    let shuffle =
-        crate::sampling::rng::Permutation::new(&rng, stream::SYNTH, u32::MAX, 0, items as u64);
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(8) as u32;
+    Ok(())
+}
+
+/// Users, items, timestamps, ratings of one thread's users.
+type Columns = (Vec<u32>, Vec<u32>, Vec<i64>, Vec<f32>);
+
+/// Generate `interactions` rows for `users` users over `items` items. Rows are sorted by user,
+/// then item (like ml-20m's ratings.csv); raw ids are 1-based; ratings are half stars.
+pub fn generate(users: u32, items: u32, interactions: u64, seed: u64) -> Result<Interactions> {
+    let g = Generator::new(users, items, interactions, seed)?;
+    let counts = &g.counts;
+    let threads = threads();
     let bounds: Vec<u32> = (0..=threads)
         .map(|t| (users as u64 * t as u64 / threads as u64) as u32)
         .collect();
@@ -132,7 +127,7 @@ pub fn generate(users: u32, items: u32, interactions: u64, seed: u64) -> Result<
             .windows(2)
             .map(|w| {
                 let (lo, hi) = (w[0], w[1]);
-                let (cdf, counts, rng) = (&cdf, &counts, &rng);
+                let g = &g;
                 s.spawn(move || {
                     let n: u64 = counts[lo as usize..hi as usize].iter().sum();
                     let mut out = (
@@ -143,34 +138,8 @@ pub fn generate(users: u32, items: u32, interactions: u64, seed: u64) -> Result<
                     );
                     let mut taken = vec![u32::MAX; items as usize];
                     let mut mine: Vec<(u32, i64, f32)> = Vec::new();
-                    let total = *cdf.last().unwrap();
                     for u in lo..hi {
-                        let c = counts[u as usize] as usize;
-                        mine.clear();
-                        let head = rng.block(stream::SYNTH, u, u32::MAX - 1, 0);
-                        let mut t = T0 + below(head[0], T_SPREAD) as i64;
-                        let mut attempt = 0u32;
-                        while mine.len() < c {
-                            let item = if attempt < 64 * c as u32 {
-                                let x = rng.uniform_f64(stream::SYNTH, u, attempt, 0) * total;
-                                let rank = cdf.partition_point(|&v| v <= x).min(items as usize - 1);
-                                shuffle.apply(rank as u64) as u32
-                            } else {
-                                // Rejection is taking long: the first free item.
-                                (0..items)
-                                    .find(|&i| taken[i as usize] != u)
-                                    .expect("cap < items")
-                            };
-                            attempt += 1;
-                            if taken[item as usize] == u {
-                                continue;
-                            }
-                            taken[item as usize] = u;
-                            let w = rng.block(stream::SYNTH, u, mine.len() as u32, 1);
-                            t += 1 + below(w[0], 3 * 86_400) as i64;
-                            let rating = (1 + below(w[1], 10)) as f32 * 0.5;
-                            mine.push((item, t, rating));
-                        }
+                        g.user(u, &mut taken, &mut mine);
                         mine.sort_unstable_by_key(|m| m.0);
                         for &(item, t, r) in &mine {
                             out.0.push(u);
@@ -202,6 +171,254 @@ pub fn generate(users: u32, items: u32, interactions: u64, seed: u64) -> Result<
         rows.ratings.as_mut().unwrap().extend(r);
     }
     Ok(rows)
+}
+
+/// Threads generating users.
+fn threads() -> u32 {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8) as u32
+}
+
+/// Everything a user's rows are drawn from: a pure function of (shape, seed).
+struct Generator {
+    rng: Rng,
+    items: u32,
+    /// Interactions of each user.
+    counts: Vec<u64>,
+    /// Cumulative power-law weights of popularity ranks.
+    cdf: Vec<f64>,
+    /// Popularity rank to item (popular != small id).
+    shuffle: crate::sampling::rng::Permutation,
+}
+
+impl Generator {
+    fn new(users: u32, items: u32, interactions: u64, seed: u64) -> Result<Generator> {
+        check_shape(users, items, interactions)?;
+        let rng = Rng::new(seed);
+        let cap = (items as u64 / 2).max(MIN_PER_USER);
+        let counts = user_counts(&rng, users, cap, interactions);
+        let mut cdf = Vec::with_capacity(items as usize);
+        let mut acc = 0.0;
+        for r in 0..items {
+            acc += 1.0 / ((r + 1) as f64).powf(ZIPF);
+            cdf.push(acc);
+        }
+        let shuffle =
+            crate::sampling::rng::Permutation::new(&rng, stream::SYNTH, u32::MAX, 0, items as u64);
+        Ok(Generator {
+            rng,
+            items,
+            counts,
+            cdf,
+            shuffle,
+        })
+    }
+
+    /// User `u`'s rows (item, timestamp, rating) in the order drawn, which is time order
+    /// (timestamps strictly increase). `taken[item] == u` marks items drawn for `u`.
+    fn user(&self, u: u32, taken: &mut [u32], mine: &mut Vec<(u32, i64, f32)>) {
+        let (rng, items) = (&self.rng, self.items);
+        let c = self.counts[u as usize] as usize;
+        let total = *self.cdf.last().unwrap();
+        mine.clear();
+        let head = rng.block(stream::SYNTH, u, u32::MAX - 1, 0);
+        let mut t = T0 + below(head[0], T_SPREAD) as i64;
+        let mut attempt = 0u32;
+        while mine.len() < c {
+            let item = if attempt < 64 * c as u32 {
+                let x = rng.uniform_f64(stream::SYNTH, u, attempt, 0) * total;
+                let rank = self
+                    .cdf
+                    .partition_point(|&v| v <= x)
+                    .min(items as usize - 1);
+                self.shuffle.apply(rank as u64) as u32
+            } else {
+                // Rejection is taking long: the first free item.
+                (0..items)
+                    .find(|&i| taken[i as usize] != u)
+                    .expect("cap < items")
+            };
+            attempt += 1;
+            if taken[item as usize] == u {
+                continue;
+            }
+            taken[item as usize] = u;
+            let w = rng.block(stream::SYNTH, u, mine.len() as u32, 1);
+            t += 1 + below(w[0], 3 * 86_400) as i64;
+            let rating = (1 + below(w[1], 10)) as f32 * 0.5;
+            mine.push((item, t, rating));
+        }
+    }
+}
+
+/// Users generated per block of the streaming writer (each block's rows are held once).
+const BLOCK_ROWS: u64 = 1 << 21;
+
+/// Generate the dataset `ncf-prep --synthetic` would prepare from [`generate`]'s rows (the same
+/// rows, filter, ids, split and fingerprint) straight into `dir`, in memory bounded by users and
+/// items, not interactions: a first pass finds the items kept users draw, a second draws the
+/// rows again and streams them to a [`StreamWriter`]. `prov` makes meta.json's options, source
+/// and stats from the preparation's counts; `progress` gets (rows written, rows in all).
+pub fn write_dataset(
+    shape: (u32, u32, u64),
+    seed: u64,
+    min_interactions: usize,
+    dir: &crate::io::AtomicDir,
+    prov: impl FnOnce(&PrepStats) -> Provenance,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<(Meta, PrepStats)> {
+    let (users, items, interactions) = shape;
+    let g = Generator::new(users, items, interactions, seed)?;
+    let min = min_interactions.max(1) as u64;
+    let kept: Vec<u32> = (0..users)
+        .filter(|&u| g.counts[u as usize] >= min)
+        .collect();
+    if kept.is_empty() {
+        return Err(Error::invalid(format!(
+            "no user has at least {min} interactions ({users} users in the input, \
+             {interactions} rows): lower --min-interactions"
+        )));
+    }
+    let kept_rows: u64 = kept.iter().map(|&u| g.counts[u as usize]).sum();
+    // Pass 1: which items the kept users draw, block by block of users until every item is
+    // drawn (with a power law, long before the last user at scale).
+    let threads = threads() as usize;
+    let mut used = vec![false; items as usize];
+    let mut n_used = 0usize;
+    let block = (BLOCK_ROWS * 8 / (kept_rows / kept.len() as u64).max(1)).max(1) as usize;
+    for lo in (0..kept.len()).step_by(block) {
+        let hi = (lo + block).min(kept.len());
+        let marks: Vec<Vec<bool>> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..threads)
+                .map(|t| {
+                    let (g, kept) = (&g, &kept);
+                    s.spawn(move || {
+                        let mut used = vec![false; items as usize];
+                        let mut taken = vec![u32::MAX; items as usize];
+                        let mut mine = Vec::new();
+                        let part =
+                            &kept[lo + (hi - lo) * t / threads..lo + (hi - lo) * (t + 1) / threads];
+                        for &u in part {
+                            g.user(u, &mut taken, &mut mine);
+                            mine.iter().for_each(|m| used[m.0 as usize] = true);
+                        }
+                        used
+                    })
+                })
+                .collect();
+            hs.into_iter()
+                .map(|h| h.join().expect("synth thread"))
+                .collect()
+        });
+        for m in &marks {
+            for (i, &x) in m.iter().enumerate() {
+                if x && !used[i] {
+                    used[i] = true;
+                    n_used += 1;
+                }
+            }
+        }
+        if n_used == items as usize {
+            break;
+        }
+    }
+    let mut item_dense = vec![u32::MAX; items as usize];
+    let mut item_raw = Vec::new();
+    for i in 0..items as usize {
+        if used[i] {
+            item_dense[i] = item_raw.len() as u32;
+            item_raw.push((i + 1).to_string());
+        }
+    }
+    drop(used);
+    let stats = PrepStats {
+        rows_read: interactions,
+        users_in_input: users as u64,
+        items_in_input: items as u64,
+        users_dropped: (users as usize - kept.len()) as u64,
+        rows_of_dropped_users: interactions - kept_rows,
+        users: kept.len() as u64,
+        items: item_raw.len() as u64,
+        train: kept_rows - kept.len() as u64,
+        test: kept.len() as u64,
+        split: "latest".into(),
+        ..Default::default()
+    };
+    let provenance = prov(&stats);
+    // Pass 2: blocks of users drawn in parallel, written in order.
+    let mut w = StreamWriter::new(dir, stats.train, true)?;
+    let mut blocks = vec![0usize];
+    let mut rows = 0;
+    for (k, &u) in kept.iter().enumerate() {
+        rows += g.counts[u as usize];
+        if rows >= BLOCK_ROWS {
+            blocks.push(k + 1);
+            rows = 0;
+        }
+    }
+    if *blocks.last().unwrap() != kept.len() {
+        blocks.push(kept.len());
+    }
+    let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, Vec<Vec<(u32, i64)>>)>(2);
+    std::thread::scope(|s| -> Result<()> {
+        let (g, kept, blocks) = (&g, &kept, &blocks);
+        s.spawn(move || {
+            for b in blocks.windows(2) {
+                let (lo, hi) = (b[0], b[1]);
+                let parts: Vec<Vec<(u32, i64)>> = std::thread::scope(|s| {
+                    let hs: Vec<_> = (0..threads)
+                        .map(|t| {
+                            s.spawn(move || {
+                                let a = lo + (hi - lo) * t / threads;
+                                let z = lo + (hi - lo) * (t + 1) / threads;
+                                let mut taken = vec![u32::MAX; items as usize];
+                                let mut mine = Vec::new();
+                                let mut out = Vec::new();
+                                for &u in &kept[a..z] {
+                                    g.user(u, &mut taken, &mut mine);
+                                    out.extend(mine.iter().map(|m| (m.0, m.1)));
+                                }
+                                out
+                            })
+                        })
+                        .collect();
+                    hs.into_iter()
+                        .map(|h| h.join().expect("synth thread"))
+                        .collect()
+                });
+                if tx.send((lo, parts)).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut written = 0u64;
+        for (lo, parts) in rx {
+            let rows = parts.iter().flatten();
+            let mut k = lo;
+            let mut left = 0u64;
+            for &(item, t) in rows {
+                if left == 0 {
+                    left = g.counts[kept[k] as usize];
+                    k += 1;
+                }
+                left -= 1;
+                let (dense, item) = ((k - 1) as u32, item_dense[item as usize]);
+                if left == 0 {
+                    w.push_test(dense, item, Some(t));
+                } else {
+                    w.push_train(dense, item, Some(t))?;
+                }
+            }
+            written = w.pushed();
+            progress(written, stats.train);
+        }
+        let _ = written;
+        Ok(())
+    })?;
+    let user_raw = kept.iter().map(|&u| (u + 1).to_string()).collect();
+    let meta = w.finish(user_raw, item_raw, None, provenance)?;
+    Ok((meta, stats))
 }
 
 /// Write `rows` as an ml-20m style `ratings.csv` (`userId,movieId,rating,timestamp`, LF).

@@ -17,6 +17,7 @@ mod memory;
 mod meta;
 mod parquet;
 mod schema;
+mod stream;
 mod sums;
 mod tables;
 #[cfg(test)]
@@ -27,6 +28,7 @@ pub use fingerprint::{fingerprint, hex, split_fingerprint};
 pub use memory::memory_needed;
 pub use meta::Meta;
 pub(crate) use parquet::{check_parquet_chunks, check_parquet_pages};
+pub use stream::{Provenance, StreamWriter};
 
 use crate::{Error, Result};
 

@@ -69,8 +69,18 @@ pub(super) fn write_sums(dir: &AtomicDir) -> Result<()> {
     let mut text = String::new();
     for n in names {
         let p = dir.path(&n);
-        let bytes = std::fs::read(&p).map_err(|e| Error::io(&p, e))?;
-        text.push_str(&format!("{}  {n}\n", hex(&Sha256::digest(&bytes))));
+        // Hashed as it is read: a streamed train table may be larger than the memory.
+        let mut h = Sha256::new();
+        let mut f = std::fs::File::open(&p).map_err(|e| Error::io(&p, e))?;
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            use std::io::Read;
+            match f.read(&mut buf).map_err(|e| Error::io(&p, e))? {
+                0 => break,
+                k => h.update(&buf[..k]),
+            }
+        }
+        text.push_str(&format!("{}  {n}\n", hex(&h.finalize())));
     }
     let p = dir.path(SUMS);
     std::fs::write(&p, text).map_err(|e| Error::io(&p, e))

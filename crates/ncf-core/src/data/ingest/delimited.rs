@@ -745,7 +745,19 @@ pub fn parse_delimited(
     opts: &ReadOptions,
     loc: &str,
 ) -> Result<Interactions> {
-    parse_checked(buf, layout, opts, loc, None)
+    parse_checked(buf, layout, opts, loc, None, 0)
+}
+
+/// [`parse_delimited`] of a part of a file that starts after `lines_before` lines (errors name
+/// the file's line).
+pub(super) fn parse_part(
+    buf: &[u8],
+    layout: &Layout,
+    opts: &ReadOptions,
+    loc: &str,
+    lines_before: usize,
+) -> Result<Interactions> {
+    parse_checked(buf, layout, opts, loc, None, lines_before)
 }
 
 /// [`parse_delimited`], checking with text ids that their number still fits what `checked`
@@ -756,6 +768,7 @@ fn parse_checked(
     opts: &ReadOptions,
     loc: &str,
     checked: Option<Checked>,
+    lines_before: usize,
 ) -> Result<Interactions> {
     let body_start = if layout.header {
         buf.iter()
@@ -764,7 +777,7 @@ fn parse_checked(
     } else {
         0
     };
-    let first_line = if layout.header { 2 } else { 1 };
+    let first_line = lines_before + if layout.header { 2 } else { 1 };
     let body = &buf[body_start..];
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
@@ -976,7 +989,7 @@ pub(super) fn read_text(
     budget::require(name, need, held.resident, rows, buf.len() as u64)?;
     let checked = Checked { held, need, rows };
     Ok((
-        parse_checked(buf, &layout, opts, name, Some(checked))?,
+        parse_checked(buf, &layout, opts, name, Some(checked), 0)?,
         format,
     ))
 }

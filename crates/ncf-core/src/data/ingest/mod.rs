@@ -6,6 +6,7 @@
 
 mod archive;
 mod budget;
+mod chunked;
 mod columns;
 mod delimited;
 mod movies;
@@ -15,6 +16,7 @@ mod sniff;
 
 use archive::*;
 use budget::Held;
+pub use chunked::{open_chunked, Chunked};
 use delimited::*;
 pub use delimited::{layout_for, parse_delimited, parse_text, sniff_text, Layout};
 pub use movies::parse_movies;

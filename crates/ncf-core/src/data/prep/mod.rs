@@ -1,6 +1,8 @@
 //! From raw interactions to a [`Dataset`]: rating filter, per-user time order, duplicate removal,
 //! the `--min-interactions` user filter, dense ids and the leave-one-out split (docs/FORMATS.md).
 
+pub mod external;
+
 use crate::data::csr::Csr;
 use crate::data::dataset::Dataset;
 use crate::data::ingest::Interactions;
@@ -49,6 +51,13 @@ pub struct PrepStats {
     pub test: u64,
     /// "latest" (timestamps) or "random" (seeded, no timestamps).
     pub split: String,
+    /// Sorted runs spilled to disk ([`external`]; absent when prepared in memory).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub spilled_runs: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Prepare `rows` (titles keyed by raw item id) into a dataset with a leave-one-out split.
@@ -112,7 +121,7 @@ struct DenseIds {
 
 /// Group the rows that pass the rating filter by user code, input order within a user: row
 /// `u` of the result holds the row numbers of user code `u`.
-fn group_by_user(rows: &Interactions, opts: &PrepOptions, stats: &mut PrepStats) -> Csr {
+pub(crate) fn group_by_user(rows: &Interactions, opts: &PrepOptions, stats: &mut PrepStats) -> Csr {
     let n = rows.users.len();
     let keep = |r: &usize| match (opts.min_rating, &rows.ratings) {
         (Some(m), Some(rt)) => rt[*r] >= m,
@@ -126,7 +135,7 @@ fn group_by_user(rows: &Interactions, opts: &PrepOptions, stats: &mut PrepStats)
 
 /// Sort each user's rows oldest first; equal times keep input order. Two halves at a user
 /// boundary in parallel.
-fn sort_by_time(by_user: &mut Csr, ts: &[i64]) {
+pub(crate) fn sort_by_time(by_user: &mut Csr, ts: &[i64]) {
     let n_user_codes = by_user.n_rows();
     let offsets = &by_user.offsets;
     let sort_users = |perm: &mut [u32], users: std::ops::Range<usize>, base: usize| {
@@ -147,7 +156,7 @@ fn sort_by_time(by_user: &mut Csr, ts: &[i64]) {
 }
 
 /// Drop repeated (user, item) pairs, keeping the earliest.
-fn drop_duplicates(rows: &Interactions, by_user: &mut Csr, stats: &mut PrepStats) {
+pub(crate) fn drop_duplicates(rows: &Interactions, by_user: &mut Csr, stats: &mut PrepStats) {
     let mut last_user = vec![u32::MAX; rows.item_ids.len()];
     by_user.retain(|u, r| {
         let item = rows.items[r as usize] as usize;

@@ -6,7 +6,7 @@ use crate::device::{dropout_threshold, DeviceExt, GemmCall};
 use crate::kdef::{Adam, BiasReluDropoutBwd, CheckFinite, MakeBatch, Scatter};
 use crate::model::{Dropout, FinalGrads, ROW_BLOCK};
 use crate::nccl::ffi::Op;
-use crate::trainer::{CudaTrainer, SCALE_GROWTH_INTERVAL};
+use crate::trainer::{CudaTrainer, SCALE_GROWTH_INTERVAL, STATS_EVERY};
 use crate::CudaError;
 use ncf_core::sampling::sampler::NegativeMode;
 use ncf_core::train::{Optimizer, Precision, StepStats};
@@ -253,17 +253,91 @@ impl CudaTrainer {
         self.optimizer_step(t, 1.0 / scale, fp16)
     }
 
-    pub(crate) fn train_step(
+    /// Whether a step's stats may wait on the device ([`Self::queue_step`]): not with FP16,
+    /// whose loss scaling decides on the host after each step whether it was applied, nor with
+    /// NCCL ranks, which wait for every step with the group's deadline.
+    fn queues_stats(&self) -> bool {
+        self.cfg.precision != Precision::Fp16 && self.ranks.is_none()
+    }
+
+    /// One step without reading anything back when [`Self::queues_stats`]: its loss is copied
+    /// to the next of [`STATS_EVERY`] slots and the sampler's flag keeps the first failure; the
+    /// stats come back when the slots are full (returned here) or on [`Self::read_queued`].
+    /// Otherwise the step of [`Self::train_step`], reported at once.
+    pub(crate) fn queue_step(
         &mut self,
         epoch: u32,
         positions: std::ops::Range<u64>,
-    ) -> Result<StepStats, CudaError> {
+    ) -> Result<Vec<StepStats>, CudaError> {
+        if !self.queues_stats() {
+            return Ok(vec![self.train_step(epoch, positions)?]);
+        }
+        let global = positions.end - positions.start;
+        let t = self.adam_steps + 1;
+        self.launch_step(epoch, positions, t, false)?;
+        let d = self.device();
+        let slot = self.queued_loss.at(self.queued.len());
+        d.copy_raw(self.loss_sum.addr(), slot.addr(), 8, "the step's loss")?;
+        // Without FP16 no step is skipped: Adam's count moves on as the launches queue.
+        self.adam_steps = t;
+        self.queued.push(global);
+        if self.queued.len() == STATS_EVERY {
+            self.read_queued()
+        } else {
+            Ok(Vec::new())
+        }
+    }
+
+    /// Wait for the queued steps and return their stats, oldest first: one read of their
+    /// losses and one of the sampler's flag (then cleared).
+    pub(crate) fn read_queued(&mut self) -> Result<Vec<StepStats>, CudaError> {
+        if self.queued.is_empty() {
+            return Ok(Vec::new());
+        }
+        let globals = std::mem::take(&mut self.queued);
+        let d = self.device();
+        let losses = d.download(&self.queued_loss, globals.len(), "the queued steps' losses")?;
+        let err = d.download(&self.sample_err, 1, "sampler flag")?[0];
+        d.zero(&self.sample_err, "sampler flag")?;
+        sampler_failure(err)?;
+        Ok(losses
+            .iter()
+            .zip(globals)
+            .map(|(&loss, global)| StepStats {
+                loss: (loss / global as f64) as f32,
+                skipped: false,
+            })
+            .collect())
+    }
+
+    /// An error unless every queued step has been reported ([`Self::read_queued`]): `what`
+    /// needs the steps' effects and their stats accounted for.
+    pub(crate) fn refuse_queued(&self, what: &str) -> Result<(), CudaError> {
+        match self.queued.len() {
+            0 => Ok(()),
+            n => Err(CudaError::Invalid(format!(
+                "{what} with {n} steps queued whose stats were not read back (drain first)"
+            ))),
+        }
+    }
+
+    /// The launches of one step (Adam's count `t`): samples, forward, loss, backward,
+    /// all-reduces, the optimiser. `clear_err`: start the sampler's flag from zero.
+    fn launch_step(
+        &mut self,
+        epoch: u32,
+        positions: std::ops::Range<u64>,
+        t: u64,
+        clear_err: bool,
+    ) -> Result<(), CudaError> {
         let fp16 = self.cfg.precision == Precision::Fp16;
         {
             let d = self.device();
             d.zero(&self.loss_sum, "loss")?;
             d.zero(&self.found_inf, "inf flag")?;
-            d.zero(&self.sample_err, "sampler flag")?;
+            if clear_err {
+                d.zero(&self.sample_err, "sampler flag")?;
+            }
         }
         // Data-parallel: this rank's share of the global batch; gradients are scaled by the
         // global batch size and summed over the ranks below.
@@ -283,11 +357,25 @@ impl CudaTrainer {
             self.train_final(n, scale / global as f32)?;
             self.mlp_backward(n, epoch)?;
         }
-        let t = self.adam_steps + 1;
         // From the first collective on, an error may leave NCCL work queued: abort then.
         if let Err(e) = self.reduce_and_update(fp16, scale, t) {
             return Err(self.abort_ranks(e));
         }
+        Ok(())
+    }
+
+    /// One step, its stats read back at once (the loss, the sampler's flag and FP16's inf
+    /// flag: three blocking reads).
+    pub(crate) fn train_step(
+        &mut self,
+        epoch: u32,
+        positions: std::ops::Range<u64>,
+    ) -> Result<StepStats, CudaError> {
+        self.refuse_queued("a step read back at once")?;
+        let fp16 = self.cfg.precision == Precision::Fp16;
+        let global = (positions.end - positions.start) as usize;
+        let t = self.adam_steps + 1;
+        self.launch_step(epoch, positions, t, true)?;
         self.wait_for_ranks(&format!("epoch {epoch} step {t}"))?;
         let d = self.device();
         let (loss_buf, err_buf) = match &self.reduced {
@@ -296,13 +384,7 @@ impl CudaTrainer {
         };
         let loss = d.download(loss_buf, 1, "loss")?[0];
         let err = d.download(err_buf, 1, "sampler flag")?[0];
-        if err != 0 {
-            return Err(CudaError::Invalid(format!(
-                "sample {}: no negative found in {} draws (the user has nearly every item)",
-                err - 1,
-                ncf_core::sampling::sampler::MAX_ATTEMPTS
-            )));
-        }
+        sampler_failure(err)?;
         let skipped = fp16 && d.download(&self.found_inf, 1, "inf flag")?[0] != 0;
         if skipped {
             self.loss_scale *= 0.5;
@@ -346,5 +428,17 @@ impl CudaTrainer {
             Some(_) => self.gp(name),
             None => crate::device::Ptr::null(),
         }
+    }
+}
+
+/// The error of a sampler flag `err` (1 + the first sample that found no negative; 0: none).
+fn sampler_failure(err: u64) -> Result<(), CudaError> {
+    match err {
+        0 => Ok(()),
+        _ => Err(CudaError::Invalid(format!(
+            "sample {}: no negative found in {} draws (the user has nearly every item)",
+            err - 1,
+            ncf_core::sampling::sampler::MAX_ATTEMPTS
+        ))),
     }
 }

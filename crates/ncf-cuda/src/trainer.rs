@@ -2,8 +2,10 @@
 //! on the device ([`DeviceModel`]) plus the training state — gradients and Adam moments in the
 //! flat [`Layout`], the train positives the sampler draws from, the step's loss and flags, the
 //! FP16 loss scale, the NCCL ranks. Each step generates its samples on the device from (epoch,
-//! positions) and reads back only the loss and two flags; the phases of a step are in
-//! [`crate::step`], the factored first layer in [`crate::first_layer`].
+//! positions). It reads back only the loss and two flags: after every step with FP16's loss
+//! scaling or NCCL ranks, else once per [`STATS_EVERY`] steps (the losses queue on the device,
+//! the sampler's flag holds the first failure). The phases of a step are in [`crate::step`], the
+//! factored first layer in [`crate::first_layer`].
 
 use crate::device::{Buf, Device, DeviceExt, Ptr};
 use crate::model::DeviceModel;
@@ -15,6 +17,11 @@ use ncf_core::sampling::rng::{stream, Permutation, Rng};
 use ncf_core::sampling::sampler::{NegativeMode, UserItems};
 use ncf_core::train::checkpoint::OptimizerState;
 use ncf_core::train::{Precision, Scorer, StepStats, TrainConfig, Trainer};
+
+/// Steps whose losses queue on the device before one read brings them back
+/// ([`Trainer::step_queued`]): one blocking device-to-host read per this many steps, not three
+/// per step.
+pub const STATS_EVERY: usize = 32;
 
 /// FP16 dynamic loss scaling, as torch.cuda.amp.GradScaler's defaults.
 pub const SCALE_INIT: f32 = 65536.0;
@@ -51,6 +58,9 @@ pub struct CudaTrainer {
     pub(crate) loss_sum: Buf<f64>,
     pub(crate) found_inf: Buf<i32>,
     pub(crate) sample_err: Buf<u64>,
+    /// The losses of the queued steps ([`STATS_EVERY`] slots), and each one's global batch.
+    pub(crate) queued_loss: Buf<f64>,
+    pub(crate) queued: Vec<u64>,
     pub(crate) n_pos: u64,
     pub(crate) rng: Rng,
     pub(crate) adam_steps: u64,
@@ -94,6 +104,7 @@ impl CudaTrainer {
         let loss_sum = d.alloc::<f64>(1, "loss")?;
         let found_inf = d.alloc::<i32>(1, "inf flag")?;
         let sample_err = d.alloc::<u64>(1, "sampler flag")?;
+        let queued_loss = d.alloc::<f64>(STATS_EVERY, "queued steps' losses")?;
         d.sync("uploading the model and data")?;
         CudaTrainer {
             model,
@@ -108,6 +119,8 @@ impl CudaTrainer {
             loss_sum,
             found_inf,
             sample_err,
+            queued_loss,
+            queued: Vec::new(),
             n_pos: train_users.len() as u64,
             rng: Rng::new(cfg.seed),
             adam_steps: 0,
@@ -319,11 +332,24 @@ impl Trainer for CudaTrainer {
         Ok(self.train_step(epoch, positions)?)
     }
 
+    fn step_queued(
+        &mut self,
+        epoch: u32,
+        positions: std::ops::Range<u64>,
+    ) -> ncf_core::Result<Vec<StepStats>> {
+        Ok(self.queue_step(epoch, positions)?)
+    }
+
+    fn drain(&mut self) -> ncf_core::Result<Vec<StepStats>> {
+        Ok(self.read_queued()?)
+    }
+
     fn model(&mut self) -> ncf_core::Result<Model> {
         Ok(self.model.to_model()?)
     }
 
     fn save_state(&mut self) -> ncf_core::Result<OptimizerState> {
+        self.refuse_queued("saving the optimiser state")?;
         let n = self.model.layout.total;
         let d = self.device();
         Ok(OptimizerState {

@@ -268,6 +268,97 @@ fn fixed_seed_runs_give_identical_bits_with_deterministic_reductions() {
     );
 }
 
+/// Steps whose stats wait on the device (`Trainer::step_queued`, what ncf-train's loop uses)
+/// compute what steps read back at once do — the same parameters' bits and the same losses,
+/// in order — with one blocking read of their losses and one of the sampler's flag per
+/// `STATS_EVERY` steps instead of two reads per step; the sampler's failure still surfaces.
+#[test]
+fn queued_steps_read_back_once_per_stats_every_steps_and_change_nothing() {
+    use ncf_core::model::ModelKind;
+    use ncf_core::neumf_cpu::reference::toy;
+    use ncf_core::train::{StepStats, Trainer};
+    use ncf_cuda::trainer::STATS_EVERY;
+    let steps = STATS_EVERY as u64 + 8;
+    let (us, is) = toy::data(200, 500, 20, 8);
+    let model = toy::model(ModelKind::Neumf, 200, 500, 0.25, 9);
+    let cfg = toy::train_config(Precision::Fp32, 512);
+    let per_epoch = us.len() as u64 * 5;
+    let run = |queued: bool| {
+        let dev = ncf_cuda::device::HostDevice::new(Precision::Fp32)
+            .unwrap()
+            .with_threads(2);
+        let mut t =
+            ncf_cuda::CudaTrainer::new(Box::new(dev), &model, &cfg, &us, &is, None).unwrap();
+        let reads0 = t.device().profile().reads.get();
+        let mut stats: Vec<StepStats> = Vec::new();
+        let mut max_wait = 0;
+        for s in 0..steps {
+            let start = s * 512 % (per_epoch - 512);
+            if queued {
+                let done = t.step_queued(0, start..start + 512).unwrap();
+                stats.extend(done);
+                max_wait = max_wait.max(s + 1 - stats.len() as u64);
+            } else {
+                stats.push(t.step(0, start..start + 512).unwrap());
+            }
+        }
+        stats.extend(t.drain().unwrap());
+        let reads = t.device().profile().reads.get() - reads0;
+        let bits: Vec<u32> = t
+            .model()
+            .unwrap()
+            .params
+            .iter()
+            .map(|x| x.to_bits())
+            .collect();
+        (bits, stats, reads, max_wait)
+    };
+    let (bits_now, stats_now, reads_now, _) = run(false);
+    let (bits_late, stats_late, reads_late, max_wait) = run(true);
+    assert!(
+        bits_now == bits_late,
+        "queued steps trained other parameters"
+    );
+    assert_eq!(stats_late, stats_now);
+    assert_eq!(stats_late.len() as u64, steps);
+    assert!(
+        reads_now >= 2 * steps,
+        "{reads_now} reads for {steps} steps read back at once"
+    );
+    let flushes = steps.div_ceil(STATS_EVERY as u64);
+    assert_eq!(reads_late, 2 * flushes, "{steps} queued steps");
+    assert_eq!(max_wait, STATS_EVERY as u64 - 1);
+
+    // A sampler failure in a queued step is an error at the next read, not lost: exact
+    // negatives for a user who has 19,999 of 20,000 items (each of 4096 draws finds the one
+    // negative with probability 1/20,000, so nearly every sample fails).
+    let n_items = 20_000u32;
+    let users = vec![0u32; n_items as usize - 1];
+    let items: Vec<u32> = (1..n_items).collect();
+    let model = toy::model(ModelKind::Gmf, 1, n_items, 0.0, 9);
+    let mut cfg = toy::train_config(Precision::Fp32, 64);
+    cfg.negative_mode = ncf_core::sampling::sampler::NegativeMode::Exact;
+    let positives = ncf_core::sampling::sampler::UserItems::new(1, &users, &items);
+    let dev = ncf_cuda::device::HostDevice::new(Precision::Fp32)
+        .unwrap()
+        .with_threads(2);
+    let mut t = ncf_cuda::CudaTrainer::new(
+        Box::new(dev),
+        &model,
+        &cfg,
+        &users,
+        &items,
+        Some(&positives),
+    )
+    .unwrap();
+    assert!(
+        t.step_queued(0, 0..64).unwrap().is_empty(),
+        "reported at once"
+    );
+    let e = t.drain().unwrap_err().to_string();
+    assert!(e.contains("no negative found in 4096 draws"), "{e}");
+}
+
 /// The factored first-layer kernels (kernels/factored.cuh) on the host device with the trainer's
 /// launch shapes, for FP32 and BF16 activations, give exactly what their CPU twins
 /// (ncf_cuda::factored) give: slots (and the flags cleared), distinct lists, the stable radix
@@ -511,5 +602,33 @@ fn factored_kernels_match_their_cpu_twins_on_the_host_device() {
                 );
             }
         }
+    }
+}
+
+/// The device check's throughput bench (`ncf-cuda-check --bench`: NVIDIA's ml-20m shape) runs
+/// on the host device with a small batch: per-step timings, the queued steps ncf-train runs
+/// (all reported, finite losses) and the per-kernel profile. (Each host step updates the whole
+/// ml-20m-sized model, ~1.5 s: two steps of each kind.)
+#[test]
+fn the_bench_runs_on_the_host_device() {
+    use ncf_core::neumf_cpu::FirstLayer;
+    let mut log = |m: &str| eprintln!("{m}");
+    let r = check::bench::bench(
+        Which::Host,
+        &[Precision::Bf16],
+        &[FirstLayer::Factored],
+        2,
+        0,
+        4096,
+        &mut log,
+    )
+    .expect("bench ran");
+    let rows = r["results"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{r}");
+    for row in rows {
+        for key in ["samples_per_s", "queued_samples_per_s", "median_step_ms"] {
+            assert!(row[key].as_f64().is_some_and(|x| x > 0.0), "{key}: {row}");
+        }
+        assert!(!row["stages"].as_array().unwrap().is_empty(), "{row}");
     }
 }

@@ -65,6 +65,24 @@ pub trait Trainer: Scorer {
     /// One optimiser step on the samples at `positions` of `epoch` (Adam step count is kept
     /// inside; `step` is the global step number, 1-based, for bias correction and dropout).
     fn step(&mut self, epoch: u32, positions: std::ops::Range<u64>) -> Result<StepStats>;
+    /// The same step, for a backend that queues work on a device and reads its results back
+    /// only now and then (CUDA: no blocking device-to-host read per step): it may return before
+    /// the step is done, with the stats of the steps that finished since the last call, oldest
+    /// first — possibly none, possibly several. [`Trainer::drain`] waits for the rest. The
+    /// training loop drains before it checkpoints, stops or ends an epoch. The default runs the
+    /// step at once.
+    fn step_queued(
+        &mut self,
+        epoch: u32,
+        positions: std::ops::Range<u64>,
+    ) -> Result<Vec<StepStats>> {
+        Ok(vec![self.step(epoch, positions)?])
+    }
+    /// Wait for every step [`Trainer::step_queued`] has not reported yet; their stats, oldest
+    /// first (an error a queued step met, such as a sampler failure, is returned here).
+    fn drain(&mut self) -> Result<Vec<StepStats>> {
+        Ok(Vec::new())
+    }
     /// A copy of the current parameters.
     fn model(&mut self) -> Result<Model>;
     /// The optimiser state (parameters, moments, step count, loss scale) for a checkpoint.

@@ -385,6 +385,19 @@ fn train_epoch(
     } = plan;
     let t0 = Instant::now();
     let train_before = pos.epoch_train_s;
+    // Steps handed to the trainer whose stats have not come back yet (step, samples).
+    let mut queued = std::collections::VecDeque::new();
+    let mut record = |pos: &mut Position,
+                      done: Vec<StepStats>,
+                      queued: &mut std::collections::VecDeque<(u64, u64)>| {
+        for st in done {
+            let (s, n) = queued
+                .pop_front()
+                .ok_or_else(|| Error::invalid("the trainer reported a step it was not given"))?;
+            record_step(opts, pos, plan, s, n, &st, last_progress)?;
+        }
+        Ok::<(), Error>(())
+    };
     while pos.step < steps {
         // Ranks agree on stopping before every step (one small host collective with a
         // timeout): a signal seen by one rank stops all of them at the same step, and a rank
@@ -395,23 +408,32 @@ fn train_epoch(
             trainer.allreduce_f64(&mut stop)?;
         }
         if stop[0] > 0.0 {
+            record(pos, trainer.drain()?, &mut queued)?;
             pos.epoch_train_s = train_before + t0.elapsed().as_secs_f64();
             save_checkpoint(ctx, trainer, pos)?;
             return Err(stopped(opts, pos));
         }
         let s = pos.step;
         let range = s * batch..((s + 1) * batch).min(len);
-        let n = range.end - range.start;
-        let st = trainer.step(epoch, range)?;
+        queued.push_back((s, range.end - range.start));
+        let done = trainer.step_queued(epoch, range)?;
         pos.step += 1;
-        record_step(opts, pos, plan, s, n, &st, last_progress)?;
+        record(pos, done, &mut queued)?;
         if opts.checkpoint_every > 0
             && pos.step.is_multiple_of(opts.checkpoint_every)
             && pos.step < steps
         {
+            record(pos, trainer.drain()?, &mut queued)?;
             pos.epoch_train_s = train_before + t0.elapsed().as_secs_f64();
             save_checkpoint(ctx, trainer, pos)?;
         }
+    }
+    record(pos, trainer.drain()?, &mut queued)?;
+    if let Some((s, _)) = queued.front() {
+        return Err(Error::invalid(format!(
+            "epoch {epoch}: the trainer never reported step {s} ({} steps unreported)",
+            queued.len()
+        )));
     }
     Ok(train_before + t0.elapsed().as_secs_f64())
 }
@@ -591,6 +613,13 @@ mod tests {
         steps: Vec<(u32, std::ops::Range<u64>)>,
         nan_at: Option<(u32, u64)>,
         held_out: Vec<u32>,
+        /// Losses vary by step (0.1 × (step + 1)) instead of 0.5 throughout.
+        loss_by_step: bool,
+        /// `step_queued` holds stats back until this many are waiting (as the CUDA backend
+        /// does); None: the default, each step reported at once.
+        queue: Option<usize>,
+        waiting: Vec<StepStats>,
+        drains: usize,
     }
 
     impl Scorer for Fake {
@@ -622,6 +651,8 @@ mod tests {
             self.model.params[0] = epoch as f32; // marks which epoch a saved model is from
             let loss = if self.nan_at == Some((epoch, s)) {
                 f32::NAN
+            } else if self.loss_by_step {
+                0.1 * (s + 1) as f32
             } else {
                 0.5
             };
@@ -630,11 +661,33 @@ mod tests {
                 skipped: false,
             })
         }
+        fn step_queued(
+            &mut self,
+            epoch: u32,
+            positions: std::ops::Range<u64>,
+        ) -> Result<Vec<StepStats>> {
+            let st = self.step(epoch, positions)?;
+            let Some(k) = self.queue else {
+                return Ok(vec![st]);
+            };
+            self.waiting.push(st);
+            Ok(if self.waiting.len() == k {
+                std::mem::take(&mut self.waiting)
+            } else {
+                Vec::new()
+            })
+        }
+        fn drain(&mut self) -> Result<Vec<StepStats>> {
+            self.drains += 1;
+            Ok(std::mem::take(&mut self.waiting))
+        }
         fn model(&mut self) -> Result<Model> {
+            assert!(self.waiting.is_empty(), "the model read with steps queued");
             Ok(self.model.clone())
         }
 
         fn save_state(&mut self) -> Result<OptimizerState> {
+            assert!(self.waiting.is_empty(), "a checkpoint with steps queued");
             Err(Error::invalid("the fake trainer has no optimiser state"))
         }
 
@@ -679,6 +732,10 @@ mod tests {
             steps: vec![],
             nan_at: None,
             held_out: d.test_items.clone(),
+            loss_by_step: false,
+            queue: None,
+            waiting: Vec::new(),
+            drains: 0,
         }
     }
 
@@ -758,6 +815,60 @@ mod tests {
         assert!(err.contains("epoch 0"), "{err}");
         let (m, _) = modelfile::load(&p).unwrap();
         assert_eq!(m.params[0], 0.0);
+    }
+
+    /// A trainer that reports its steps late and in groups (the CUDA backend reads its losses
+    /// back once per 32 steps) gives the epochs' losses and metrics of one that reports each
+    /// step at once: stats are matched to their steps in order, with their own sample counts
+    /// (the last batch is short), and everything is drained before the epoch ends.
+    #[test]
+    fn steps_reported_late_give_the_same_report() {
+        let d = data();
+        let eval = EvalSet::from_test(&d).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = cfg(2);
+        c.batch_size = BatchSize::Samples(7); // 60 samples: 8 steps of 7, one of 4
+        let report = |queue: Option<usize>| {
+            let p = dir.path().join(format!("m{queue:?}.safetensors"));
+            let mut t = fake(vec![0.25, 0.75], &d);
+            t.loss_by_step = true;
+            t.queue = queue;
+            let mut out = Vec::new();
+            run(&mut t, &c, &d, &opts(&eval, &p), &mut out).unwrap();
+            let keep = |l: &serde_json::Value| {
+                (
+                    l["epoch"].clone(),
+                    l["loss"].clone(),
+                    l["hr"].clone(),
+                    l["steps"].clone(),
+                )
+            };
+            (lines(&out).iter().map(keep).collect::<Vec<_>>(), t.drains)
+        };
+        let (now, _) = report(None);
+        // Weighted by each step's samples: (0.1 + … + 0.8) × 7 + 0.9 × 4 over 60.
+        assert!((now[0].1.as_f64().unwrap() - 0.48).abs() < 1e-6, "{now:?}");
+        for k in [1, 3, 4, 20] {
+            let (late, drains) = report(Some(k));
+            assert_eq!(late, now, "reported in groups of {k}");
+            assert!(drains >= 2, "groups of {k}: {drains} drains for 2 epochs");
+        }
+    }
+
+    /// A non-finite loss reported late still names the step it came from.
+    #[test]
+    fn a_nan_loss_reported_late_names_its_step() {
+        let d = data();
+        let eval = EvalSet::from_test(&d).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("m.safetensors");
+        let mut t = fake(vec![0.5, 0.75, 1.0], &d);
+        t.nan_at = Some((1, 2));
+        t.queue = Some(4);
+        let err = run(&mut t, &cfg(3), &d, &opts(&eval, &p), &mut Vec::new())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("epoch 1 step 2 of 6"), "{err}");
     }
 
     #[test]

@@ -83,6 +83,29 @@ pub fn bench(
             }
             losses.push(st.loss);
         }
+        // The same number of steps as ncf-train runs them: queued, their stats read back once
+        // per STATS_EVERY steps (FP16: after each), timed as a whole.
+        t.device().sync("bench")?;
+        let t0 = std::time::Instant::now();
+        let mut queued_losses = vec![];
+        for s in 0..steps {
+            let start = (s as u64 * batch) % (per_epoch - batch);
+            let done = t
+                .step_queued(0, start..start + batch)
+                .map_err(|e| CudaError::Invalid(e.to_string()))?;
+            queued_losses.extend(done.iter().map(|st| st.loss));
+        }
+        let done = t.drain().map_err(|e| CudaError::Invalid(e.to_string()))?;
+        queued_losses.extend(done.iter().map(|st| st.loss));
+        let queued = t0.elapsed().as_secs_f64() / steps as f64;
+        if queued_losses.len() != steps || queued_losses.iter().any(|l| !l.is_finite()) {
+            return Err(CudaError::Invalid(format!(
+                "bench {}: {} of {steps} queued steps reported, losses {:?}",
+                p.name(),
+                queued_losses.len(),
+                &queued_losses[..queued_losses.len().min(4)]
+            )));
+        }
         // One more step with every kernel synchronised and timed: where the time goes.
         *t.device().profile().on.borrow_mut() = Some(vec![]);
         t.step(0, 0..batch)
@@ -108,7 +131,7 @@ pub fn bench(
         results.push(serde_json::json!({
             "precision": p.name(), "first_layer": path, "batch": batch, "median_step_ms": med * 1e3,
             "min_step_ms": times[0] * 1e3, "samples_per_s": batch as f64 / med,
-            "tflops": flops / med / 1e12, "first_loss": losses[0], "last_loss": losses[losses.len() - 1], "stages": stages,
+            "tflops": flops / med / 1e12, "queued_step_ms": queued * 1e3, "queued_samples_per_s": batch as f64 / queued, "first_loss": losses[0], "last_loss": losses[losses.len() - 1], "stages": stages,
         }));
     }
     let Some(info) = info else {

@@ -145,6 +145,7 @@ impl Device for Gpu {
             return Ok(());
         }
         self.bind()?;
+        self.common.profile.count_read();
         let n = out.len();
         // SAFETY: as upload_raw; the stream is synchronised before `out` is read.
         unsafe { drv::memcpy_dtoh_async(out, src, self.cu()) }

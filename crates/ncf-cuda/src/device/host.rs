@@ -310,6 +310,7 @@ impl Device for HostDevice {
     }
 
     fn download_raw(&self, src: u64, out: &mut [u8], what: &str) -> Result<(), CudaError> {
+        self.common.profile.count_read();
         self.check_span(src, out.len(), &format!("downloading {what}"))?;
         // SAFETY: as upload_raw.
         unsafe { std::ptr::copy_nonoverlapping(src as *const u8, out.as_mut_ptr(), out.len()) };

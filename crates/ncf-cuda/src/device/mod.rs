@@ -213,11 +213,13 @@ pub trait Marker {
 }
 
 /// Per-launch timings by name (set `on` to profile: every launch and GEMM is synchronised),
-/// and whether to synchronise after every launch (`NCF_CUDA_SYNC=1`).
+/// whether to synchronise after every launch (`NCF_CUDA_SYNC=1`), and how many blocking
+/// device-to-host reads the device has done (each waits for all queued work).
 #[derive(Default)]
 pub struct Profile {
     pub on: RefCell<Option<Vec<(String, f64)>>>,
     pub sync_each: std::cell::Cell<bool>,
+    pub reads: std::cell::Cell<u64>,
 }
 
 impl Profile {
@@ -229,6 +231,10 @@ impl Profile {
     }
     pub fn enabled(&self) -> bool {
         self.on.borrow().is_some()
+    }
+    /// Count one blocking device-to-host read.
+    pub fn count_read(&self) {
+        self.reads.set(self.reads.get() + 1);
     }
     fn add(&self, name: &str, dt: f64) {
         if let Some(v) = self.on.borrow_mut().as_mut() {

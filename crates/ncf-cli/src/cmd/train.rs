@@ -205,12 +205,14 @@ pub struct Args {
     /// Number of ranks (default: from the launcher's environment, else 1).
     #[arg(long, requires = "rank")]
     world_size: Option<usize>,
-    /// Where rank 0 listens for the others (default: $MASTER_ADDR:$MASTER_PORT, else
-    /// 127.0.0.1:29500).
+    /// CUDA ranks that no MPI started: where rank 0 listens for the others (default:
+    /// $MASTER_ADDR:$MASTER_PORT, else 127.0.0.1:29500). Ranks that mpirun / srun started meet
+    /// over MPI.
     #[arg(long, value_name = "HOST:PORT")]
     rendezvous: Option<String>,
-    /// Seconds to wait for the other ranks at start and for each collective; a rank that
-    /// does not arrive or dies is named when it expires.
+    /// Seconds to wait for the other ranks at the TCP rendezvous, for each of its collectives and
+    /// for each NCCL step; a rank that does not arrive or dies is named when it expires (under
+    /// MPI the launcher ends the job when a rank dies).
     #[arg(long, value_name = "SECS", default_value_t = 60.0)]
     rendezvous_timeout: f64,
     /// CUDA: all-reduce through NCCL even on one rank (checks the multi-GPU code path on one

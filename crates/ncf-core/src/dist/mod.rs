@@ -249,6 +249,8 @@ impl Group {
     /// the sum in rank order (`buf₀ + buf₁ + … + buf_{N-1}`, left to right) for any world size.
     /// MPI only: the TCP bootstrap carries no gradients.
     pub fn allreduce_sum(&mut self, buf: &mut [f32]) -> Result<()> {
+        #[cfg(not(feature = "mpi"))]
+        let _ = &buf;
         match &mut self.engine {
             Engine::Single => Ok(()),
             Engine::Tcp(_) => Err(Error::usage(format!(

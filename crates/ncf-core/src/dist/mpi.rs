@@ -37,7 +37,9 @@ unsafe impl Send for World {}
 
 impl Drop for World {
     fn drop(&mut self) {
-        if !finalized() {
+        // SAFETY: reading MPI's null-communicator constant.
+        let null = unsafe { ffi::RSMPI_COMM_NULL };
+        if self.comm != null && !finalized() {
             // SAFETY: the communicator was created by MPI_Comm_dup and is freed once.
             unsafe {
                 ffi::MPI_Comm_free(&mut self.comm);

@@ -15,6 +15,18 @@ NVRTC_HOME = $(shell ls -d $(VENV)/lib/python3*/site-packages/nvidia/cu13 2>/dev
 export NCF_NVRTC_HOME := $(abspath $(NVRTC_HOME))
 export NCF_PYTHON := $(abspath $(PY))
 
+# MPI (issue 34, docs/DISTRIBUTED.md): where Open MPI (mpicc or `pkg-config ompi`) and libclang
+# (rsmpi's bindgen) are installed, everything is built with the cargo feature ncf-cli/mpi, so that
+# ranks started by mpirun / srun talk over MPI. Without them the build still works; CPU ranks then
+# say to rebuild with MPI. `make FEATURES=` turns it off; .ci/run installs both.
+HAVE_MPI := $(shell { command -v mpicc || pkg-config --exists ompi; } >/dev/null 2>&1 && echo yes)
+HAVE_LIBCLANG := $(shell ldconfig -p 2>/dev/null | grep -q 'libclang[-.0-9]*\.so' && echo yes)
+ifeq ($(HAVE_MPI)$(HAVE_LIBCLANG),yesyes)
+FEATURES ?= --features ncf-cli/mpi
+else
+FEATURES ?=
+endif
+
 .PHONY: all build release test lint unit demo venv clean bench install device-check device-pack fmt paper-grid paper-tune mf-ml1m ensemble-ml1m
 
 all: build
@@ -22,10 +34,10 @@ all: build
 # BUILD_FLAGS: extra cargo flags (scripts/bench-newcomer.sh passes --timings).
 BUILD_FLAGS ?=
 build:
-	$(CARGO) build --workspace $(BUILD_FLAGS)
+	$(CARGO) build --workspace $(FEATURES) $(BUILD_FLAGS)
 
 release:
-	$(CARGO) build --release --workspace
+	$(CARGO) build --release --workspace $(FEATURES)
 
 # Python side: pyarrow (tests read our Parquet with it) and NVRTC (kernel compile test).
 $(VENV)/.ok:
@@ -47,12 +59,12 @@ fmt:
 lint:
 	@rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup component add rustfmt clippy || true
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets $(FEATURES) -- -D warnings
 
 unit: venv
 	$(MAKE) -s venv
 	NCF_NVRTC_HOME=$$(ls -d $$PWD/$(VENV)/lib/python3*/site-packages/nvidia/cu13) NCF_PYTHON=$$PWD/$(PY) \
-	  $(CARGO) test --workspace
+	  $(CARGO) test --workspace $(FEATURES)
 
 test: lint unit
 

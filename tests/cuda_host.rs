@@ -295,3 +295,53 @@ fn a_host_device_rank_killed_mid_run_makes_the_other_exit_naming_it() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("rank 1"), "the dead rank is not named: {err}");
 }
+
+#[test]
+fn host_device_ranks_under_mpirun_get_the_nccl_id_over_mpi() {
+    // The mpirun launch of CUDA ranks: MPI carries the NCCL id (and the host sums), the stand-in
+    // NCCL the gradients; the ranks end with one model.
+    let why = if !cfg!(feature = "mpi") {
+        Some("built without the cargo feature mpi")
+    } else if Command::new("mpirun").arg("--version").output().is_err() {
+        Some("mpirun not found")
+    } else {
+        None
+    };
+    if let Some(why) = why {
+        assert!(
+            std::env::var_os("NCF_REQUIRE_MPI").is_none(),
+            "NCF_REQUIRE_MPI: {why}"
+        );
+        eprintln!("skipping the mpirun launch: {why}");
+        return;
+    }
+    let f = fixture();
+    let mut c = Command::new("mpirun");
+    c.args(["--allow-run-as-root", "--oversubscribe", "-np", "2"]);
+    for (k, v) in f.env(None) {
+        c.args(["-x", &format!("{k}={v}")]);
+    }
+    c.arg(bin("ncf-train"))
+        .args(["ds", "--device", "cuda-host"])
+        .args(MODEL)
+        .args(["--epochs", "2", "--no-checkpoint", "-o", "mpi.st"])
+        .current_dir(&f.root);
+    let out = c.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    for r in 0..2 {
+        assert!(
+            err.contains(&format!("rank {r} of 2: NCCL 9.99.1"))
+                && err.contains("the id over mpi; collectives self-test passed"),
+            "rank {r}: {err}"
+        );
+    }
+    let shas: Vec<&str> = err
+        .lines()
+        .filter_map(|l| l.split("parameters sha256 ").nth(1))
+        .map(str::trim)
+        .collect();
+    assert_eq!(shas.len(), 2, "{err}");
+    assert_eq!(shas[0], shas[1], "the ranks hold different parameters");
+    assert!(f.root.join("mpi.st").exists());
+}

@@ -331,7 +331,9 @@ fn d28_w07_the_rendezvous_error_names_where_the_address_came_from() {
         "--rendezvous-timeout",
         "5",
     ];
-    let base = [&["ds", "-o", "w.st"], ONE_EPOCH, TINY_MODEL, &ranks].concat();
+    // CUDA ranks (the host device): only they use the TCP rendezvous; CPU ranks need mpirun.
+    let cuda = ["--device", "cuda-host"];
+    let base = [&["ds", "-o", "w.st"], ONE_EPOCH, TINY_MODEL, &ranks, &cuda].concat();
     let args = [&base[..], &["--rendezvous", "notahost:99999"]].concat();
     let (_, err) = expect(1, dir, "ncf-train", &args, &[], b"");
     assert!(

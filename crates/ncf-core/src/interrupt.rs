@@ -72,10 +72,11 @@ fn name_of(sig: i32) -> &'static str {
     }
 }
 
-/// A line on stderr that never fails the caller (after SIGHUP the terminal may be gone).
+/// A line on stderr that never fails the caller (after SIGHUP the terminal may be gone), in one
+/// write: the lines of ranks that share a stderr (mpirun's) do not cut into each other.
 pub fn note(line: &str) {
     use std::io::Write;
-    let _ = writeln!(std::io::stderr(), "{line}");
+    let _ = std::io::stderr().write_all(format!("{line}\n").as_bytes());
 }
 
 /// Handle SIGINT, SIGTERM and SIGHUP for `tool` from now on (a thread waits for them). Once per

@@ -51,7 +51,11 @@ pub fn main_with<A: clap::Parser>(
             // An invalid NCF_MEMORY_LIMIT is refused before any work, also by a run that would
             // never have checked memory: a limit the user believes in force must be one.
             let limit = ncf_core::memory::available().map_err(anyhow::Error::from);
-            report(tool, limit.and_then(|_| body(args)))
+            let code = report(tool, limit.and_then(|_| body(args)));
+            // After the error message: under mpirun a rank that ended makes the launcher end the
+            // others, which must have said why they stop first.
+            ncf_core::dist::finish();
+            code
         }
     }
 }

@@ -205,12 +205,14 @@ pub struct Args {
     /// Number of ranks (default: from the launcher's environment, else 1).
     #[arg(long, requires = "rank")]
     world_size: Option<usize>,
-    /// Where rank 0 listens for the others (default: $MASTER_ADDR:$MASTER_PORT, else
-    /// 127.0.0.1:29500).
+    /// CUDA ranks that no MPI started: where rank 0 listens for the others (default:
+    /// $MASTER_ADDR:$MASTER_PORT, else 127.0.0.1:29500). Ranks that mpirun / srun started meet
+    /// over MPI.
     #[arg(long, value_name = "HOST:PORT")]
     rendezvous: Option<String>,
-    /// Seconds to wait for the other ranks at start and for each collective; a rank that
-    /// does not arrive or dies is named when it expires.
+    /// Seconds to wait for the other ranks at the TCP rendezvous, for each of its collectives and
+    /// for each NCCL step; a rank that does not arrive or dies is named when it expires (under
+    /// MPI the launcher ends the job when a rank dies).
     #[arg(long, value_name = "SECS", default_value_t = 60.0)]
     rendezvous_timeout: f64,
     /// CUDA: all-reduce through NCCL even on one rank (checks the multi-GPU code path on one
@@ -396,21 +398,38 @@ fn initial_model(
     }
 }
 
-/// The ranks' group (TCP rendezvous): gradients on CPU, bootstrap and host sums on CUDA; `None`
-/// for a single rank that does not force NCCL. The ranks compare `digest` (data, configuration,
-/// model, evaluation set) before they start.
+/// The ranks' group: over MPI when mpirun / srun started the ranks (gradients, metric sums, the
+/// NCCL id), over the TCP bootstrap for CUDA ranks started torchrun-style (NCCL's id and the host
+/// values around its steps); `None` for a single rank that does not force NCCL. CPU ranks that no
+/// MPI started are refused: their gradients travel over MPI only. The ranks compare `digest`
+/// (data, configuration, model, evaluation set) before they start.
 fn connect(a: &Args, ranks: &RankInfo, chosen: Chosen, digest: &str) -> Result<Option<Group>> {
     if ranks.world == 1 && !(a.nccl && chosen != Chosen::Cpu) {
         return Ok(None);
+    }
+    if !(a.rendezvous_timeout.is_finite() && a.rendezvous_timeout > 0.0) {
+        bail!("--rendezvous-timeout must be positive");
+    }
+    let timeout = std::time::Duration::from_secs_f64(a.rendezvous_timeout);
+    if ranks.launched_by_mpi() {
+        return Ok(Some(Group::mpi(ranks.clone(), timeout, digest)?));
+    }
+    if chosen == Chosen::Cpu {
+        bail!(
+            "rank {} of {} ({}): CPU ranks exchange their gradients over MPI: launch them with \
+             `mpirun -np {} ncf-train ...` (or srun), not with {}; the TCP rendezvous only \
+             bootstraps NCCL for CUDA ranks (docs/DISTRIBUTED.md)",
+            ranks.rank,
+            ranks.world,
+            ranks.source,
+            ranks.world,
+            ranks.source
+        );
     }
     let addr = a
         .rendezvous
         .clone()
         .unwrap_or_else(|| dist::rendezvous_from_env(|k: &str| std::env::var(k).ok()));
-    if !(a.rendezvous_timeout.is_finite() && a.rendezvous_timeout > 0.0) {
-        bail!("--rendezvous-timeout must be positive");
-    }
-    let timeout = std::time::Duration::from_secs_f64(a.rendezvous_timeout);
     Ok(Some(Group::connect(ranks.clone(), &addr, timeout, digest)?))
 }
 
@@ -540,7 +559,7 @@ pub fn run(a: Args) -> Result<()> {
         spec.cpu_only(),
     )?;
     if a.nccl && chosen == Chosen::Cpu {
-        bail!("--nccl is for --device cuda (CPU ranks exchange gradients over TCP)");
+        bail!("--nccl is for --device cuda (CPU ranks exchange gradients over MPI)");
     }
     if a.share_gpu && chosen == Chosen::Cpu {
         bail!("--share-gpu is for --device cuda (CPU ranks share no device)");
@@ -630,12 +649,12 @@ pub fn run(a: Args) -> Result<()> {
     if ranked {
         // Every rank holds the same parameters: the GPU check compares these lines.
         let params = trainer.model()?.params;
-        eprintln!(
+        ncf_core::interrupt::note(&format!(
             "ncf-train: rank {} of {}: parameters sha256 {}",
             ranks.rank,
             ranks.world,
             modelfile::params_sha256(&params)
-        );
+        ));
     }
     trainer.finish()?;
     // A completed run needs no checkpoint unless one was asked for.

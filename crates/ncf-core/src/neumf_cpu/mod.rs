@@ -390,7 +390,7 @@ impl Trainer for CpuTrainer {
     fn name(&self) -> String {
         let ranks = match self.group.world() {
             1 => String::new(),
-            w => format!(" × {w} ranks"),
+            w => format!(" × {w} ranks over {}", self.group.engine_name()),
         };
         format!(
             "cpu ({} thread{}{ranks})",

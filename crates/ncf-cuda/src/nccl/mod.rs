@@ -1,6 +1,7 @@
-//! Data-parallel CUDA ranks: NCCL all-reduces the gradients on the device, the TCP group of
-//! [`ncf_core::dist`] bootstraps NCCL (rank 0's unique id is broadcast over it) and sums the small
-//! host values (evaluation counts).
+//! Data-parallel CUDA ranks: NCCL all-reduces the gradients on the device, the group of
+//! [`ncf_core::dist`] bootstraps NCCL (rank 0's unique id is broadcast over it: MPI under mpirun /
+//! srun, the TCP bootstrap for torchrun-style ranks) and sums the small host values (evaluation
+//! counts).
 //!
 //! Strong scaling as the CPU backend: every rank draws its share of the same global batch
 //! (positions `len · r / R .. len · (r + 1) / R`; samples and dropout masks are functions of the
@@ -223,17 +224,18 @@ impl Ranks {
             let how = ranks.abort();
             return Err(CudaError::Invalid(format!("{e}; {how}")));
         }
-        eprintln!(
-            "ncf-cuda: rank {rank} of {world}: NCCL {} ({}), {} communicator; collectives \
-             self-test passed",
+        ncf_core::interrupt::note(&format!(
+            "ncf-cuda: rank {rank} of {world}: NCCL {} ({}), {} communicator, the id over {}; \
+             collectives self-test passed",
             lib.version_string(),
             lib.path,
             if ranks.comm.blocking {
                 "blocking"
             } else {
                 "non-blocking"
-            }
-        );
+            },
+            ranks.group.engine_name()
+        ));
         Ok(ranks)
     }
 

@@ -1,10 +1,13 @@
-//! Every reader fed truncated, bit-flipped and wrong-schema files, through the real binaries:
-//! each case exits 1 with a message naming the problem, and never panics (docs/RELIABILITY.md).
-//! The files are made in a temp dir from a slice of data/ml-latest-small.
+//! Every reader fed truncated, bit-flipped and wrong-schema files, and datasets with a file not
+//! in SHA256SUMS or an empty one, through the real binaries: each case exits 1 with a message
+//! naming the problem, and never panics (docs/RELIABILITY.md). The files are made in a temp dir
+//! from a slice of data/ml-latest-small (or from the shared prepared ml-latest-small).
 
 mod common;
 
-use common::{fails, ok, repo_root, run};
+use common::TINY_EPOCH as TRAIN;
+use common::{fails, ok, prepared, repo_root, run, s, scratch, scratch as env, train, train_args};
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -18,10 +21,6 @@ struct Fixture {
     model: PathBuf,
     /// The dataset as an Arrow IPC stream file (`ncf-prep -o -`).
     ipc: PathBuf,
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 fn fixture() -> &'static Fixture {
@@ -698,4 +697,44 @@ fn disk_full_keeps_the_previous_dataset() {
         .map(|e| e.unwrap().file_name())
         .collect();
     assert_eq!(names, vec![std::ffi::OsString::from("ds")]);
+}
+
+/// Case 10: a file not listed in SHA256SUMS inside a dataset was accepted, contrary to
+/// docs/RELIABILITY.md. Now every reader refuses it, naming the file.
+#[test]
+fn case10_a_file_not_in_sha256sums_is_refused() {
+    let e = env();
+    train(&e, &e.root.join("m.st"), &[]);
+    fs::write(e.ds.join("extra.parquet"), b"not ours").unwrap();
+    let ds = s(&e.ds);
+    let want = "ds/extra.parquet: not listed in SHA256SUMS";
+    let mut a = vec![ds, "-o", "n.st", "--no-checkpoint"];
+    a.extend_from_slice(TRAIN);
+    for (tool, args) in [
+        ("ncf-eval", vec![ds, "m.st"]),
+        ("ncf-topk", vec![ds, "m.st", "1"]),
+        ("ncf-train", a),
+        ("ncf-negsample", vec![ds, "--epoch", "0", "-o", "e.tsv"]),
+    ] {
+        let err = fails(&e.root, tool, &args);
+        assert!(err.contains(want), "{tool}: {err}");
+    }
+    fs::remove_file(e.ds.join("extra.parquet")).unwrap();
+    ok(&e.root, "ncf-eval", &[ds, "m.st"]);
+}
+
+/// D28 O15: an empty SHA256SUMS was reported as the first table "not listed", with the advice to
+/// move the real tables out of the dataset.
+#[test]
+fn d28_o15_an_empty_sha256sums_is_named() {
+    let sc = scratch();
+    fs::write(sc.ds.join("SHA256SUMS"), "").unwrap();
+    ok(
+        &sc.root,
+        "ncf-train",
+        &train_args(prepared(), "m.st", "1", &["--no-checkpoint"]),
+    );
+    let e = fails(&sc.root, "ncf-eval", &["ds", "m.st"]);
+    assert!(e.contains("ds/SHA256SUMS: is empty"), "{e}");
+    assert!(!e.contains("move it out"), "{e}");
 }

@@ -12,15 +12,11 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-const FLAGS: &[&str] = &[
+const FLAGS: &[&str] = small_model![
     "--epochs",
     "2",
     "--batch-size",
     "8192",
-    "--factors",
-    "8",
-    "--layers",
-    "32,16,8",
     "--dropout",
     "0",
     "--lr",
@@ -39,10 +35,6 @@ const LONG_RUN: &[&str] = &[
     "5",
 ];
 
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
 struct Fixture {
     _dir: tempfile::TempDir,
     root: PathBuf,
@@ -55,9 +47,7 @@ struct Fixture {
 fn fixture() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
     F.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().to_path_buf();
-        let data = ml100k_dataset(&root, 50);
+        let (dir, root, data) = ml100k_tempdir(50);
         let single = root.join("single.safetensors");
         let mut a = vec![s(&data), "-o", s(&single), "--threads", "2"];
         a.extend_from_slice(FLAGS);

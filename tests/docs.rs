@@ -1,9 +1,12 @@
-//! The five tools document themselves: `--help` states schemas, exit codes and a pipeline example;
-//! man pages and bash/zsh completions are generated from the same clap definitions, and
-//! scripts/install.sh puts all of it in a prefix (what `make install` runs).
+//! The pipeline's tools (ncf-prep, ncf-negsample, ncf-train, ncf-eval, ncf-topk) document
+//! themselves: `--help` states schemas, exit codes and a pipeline example in whole lines; man
+//! pages and bash/zsh completions are generated from the same clap definitions, and
+//! scripts/install.sh puts all of it in a prefix (what `make install` runs). ncf-plot's and
+//! ncf-bench-report's are in tests/report.rs.
 
 mod common;
 use common::{describe, fails, ok, repo_root, run};
+use std::path::Path;
 
 const TOOLS: [&str; 5] = [
     "ncf-prep",
@@ -93,4 +96,28 @@ fn install_puts_binaries_man_pages_and_completions_under_the_prefix() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&v.stdout).starts_with("ncf-topk "));
+}
+
+/// D28 H14: clap wrapped ncf-plot's example at 100 columns, leaving `-o` at the end of a line
+/// and its value on the next. No tool's help has a line ending in a flag that takes a value
+/// (ncf-plot's own: tests/report.rs).
+#[test]
+fn help_examples_are_whole_lines_in_every_tool() {
+    for tool in [
+        "ncf-prep",
+        "ncf-negsample",
+        "ncf-train",
+        "ncf-eval",
+        "ncf-topk",
+    ] {
+        let out = run(Path::new("."), tool, &["--help"]);
+        let help = String::from_utf8_lossy(&out.stdout);
+        for line in help.lines() {
+            let l = line.trim_end();
+            assert!(
+                !(l.ends_with(" -o") || l.ends_with(" --output")),
+                "{tool} --help: a line ends in a flag without its value: {line:?}"
+            );
+        }
+    }
 }

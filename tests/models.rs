@@ -8,10 +8,6 @@ use ncf_core::model::file as modelfile;
 use ncf_core::model::ModelKind;
 use std::path::Path;
 
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
 const COMMON: &[&str] = &[
     "--epochs",
     "1",

@@ -1,105 +1,25 @@
 //! What a run writes and how it ends, through the real binaries: every output (logs and charts
-//! included) is claimed, never lands inside a dataset, replaces only what ncf wrote and is
-//! written whole; symbolic links are written through; a resumed run keeps its model; a closed
-//! stdout does not end training; SIGINT, SIGTERM and SIGHUP are handled alike and a second one
-//! still says what it did. The defects D1, D3-D5, D14-D16, D19, D20 and rows of D28 of the probe
-//! of 2026-12-07 (docs/RELIABILITY.md), one test each; ncf-plot's (D2, D13) are in tests/report.rs.
+//! included) is claimed for one run at a time, never lands inside a dataset, replaces only what
+//! ncf wrote (`--force` never deletes a user's file) and is written whole; the temps of dead runs
+//! are removed; symbolic links are written through; in place needs a dataset directory; a
+//! resumed run keeps its model; a closed stdout does not end training; SIGINT, SIGTERM and SIGHUP
+//! are handled alike and a second one still says what it did. Cases of issues 24 (`caseNN_`) and
+//! 30 (`dNN_`, docs/RELIABILITY.md) among them; ncf-plot's own (D2, D13) are in tests/report.rs.
 
 mod common;
 
-use common::{bin, fails, json_lines, ok, repo_root, run, s, Tmpfs, TINY_MODEL as TINY};
+use common::TINY_EPOCH as TRAIN;
+use common::{
+    assert_foreign, bin, fails, fingerprint, json_lines, leftovers, names, ok, repo_root, run, s,
+    scratch, scratch as env, train, train_args, wait_output, Tmpfs, FOREIGN,
+};
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::symlink;
 use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
-use std::time::Duration;
-
-/// ml-latest-small prepared once for the whole file, with 20 test negatives per user.
-fn prepared() -> &'static Path {
-    static DIR: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
-    let (_, ds) = DIR.get_or_init(|| {
-        let d = tempfile::tempdir().unwrap();
-        let ds = d.path().join("ds");
-        let ratings = repo_root().join("data/ml-latest-small/ratings.csv");
-        ok(d.path(), "ncf-prep", &[s(&ratings), "-o", s(&ds), "-q"]);
-        ok(
-            d.path(),
-            "ncf-negsample",
-            &[s(&ds), "--test-negatives", "20"],
-        );
-        (d, ds)
-    });
-    ds
-}
-
-/// A scratch directory holding a copy of the prepared dataset as `ds`.
-struct Scratch {
-    _dir: tempfile::TempDir,
-    root: PathBuf,
-    ds: PathBuf,
-}
-
-fn scratch() -> Scratch {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().to_path_buf();
-    let ds = root.join("ds");
-    copy_dir(prepared(), &ds);
-    Scratch {
-        _dir: dir,
-        root,
-        ds,
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for e in fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        fs::copy(e.path(), to.join(e.file_name())).unwrap();
-    }
-}
-
-/// `ncf-train ds -o model` with the tiny model, `epochs` epochs, and `extra` flags.
-fn train_args<'a>(
-    ds: &'a Path,
-    model: &'a str,
-    epochs: &'a str,
-    extra: &[&'a str],
-) -> Vec<&'a str> {
-    let mut a = vec![s(ds), "-o", model, "--epochs", epochs];
-    a.extend_from_slice(TINY);
-    a.extend_from_slice(extra);
-    a
-}
-
-/// The names in `dir`, sorted.
-fn names(dir: &Path) -> Vec<String> {
-    let mut n: Vec<String> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    n.sort();
-    n
-}
-
-/// The names in `dir` that are ncf's lock or temp files.
-fn leftovers(dir: &Path) -> Vec<String> {
-    names(dir)
-        .into_iter()
-        .filter(|n| n.ends_with(".lock") || n.contains(".tmp-") || n.contains(".old-"))
-        .collect()
-}
-
-/// The model config in a safetensors model file's metadata.
-fn model_config(path: &Path) -> serde_json::Value {
-    let b = fs::read(path).unwrap();
-    let n = u64::from_le_bytes(b[..8].try_into().unwrap()) as usize;
-    let h: serde_json::Value = serde_json::from_slice(&b[8..8 + n]).unwrap();
-    serde_json::from_str(h["__metadata__"]["ncf_model_config"].as_str().unwrap()).unwrap()
-}
+use std::time::{Duration, Instant};
 
 /// Spawn `ncf-train args` in `dir` with stdout piped; returns the child and its first stdout
 /// line (the first epoch's report: the run is inside its training loop).
@@ -130,14 +50,6 @@ extern "C" {
 
 const SIGHUP: i32 = 1;
 const SIGINT: i32 = 2;
-
-fn wait_output(child: Child) -> (std::process::ExitStatus, String) {
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status,
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 /// D1: `--log FILE` appended to any file (a model, meta.json), and `--log X -o X` lost the log.
 /// Now the log is an output like the others: appended to only when ncf-train wrote it, never
@@ -281,35 +193,6 @@ fn d04_a_closed_stdout_does_not_end_training() {
     assert_eq!(lines.len(), 4 + 1, "every epoch and the summary in the log");
     assert_eq!(lines[4]["epochs_run"], 4);
     assert!(sc.root.join("d.st").exists());
-}
-
-/// D5: a repeated `--layers` concatenated the lists (`16,8` then `32,16` trained [16,8,32,16]).
-/// Now the last one given wins, as for every other flag, and is checked alone.
-#[test]
-fn d05_a_repeated_layers_flag_keeps_the_last() {
-    let sc = scratch();
-    let r = &sc.root;
-    let mut a = train_args(&sc.ds, "e.st", "1", &["--no-checkpoint"]);
-    a.extend(["--layers", "16,8", "--layers", "32,16"]);
-    ok(r, "ncf-train", &a);
-    assert_eq!(
-        model_config(&r.join("e.st"))["layers"],
-        serde_json::json!([32, 16])
-    );
-    let mut a = train_args(&sc.ds, "f.st", "1", &["--no-checkpoint"]);
-    a.extend(["--layers", "16,8", "--layers", "15,8"]);
-    let e = fails(r, "ncf-train", &a);
-    assert!(e.contains("--layers"), "{e}");
-    assert!(!r.join("f.st").exists());
-    // No list flag is concatenated silently: ncf-eval's --weights given twice is refused.
-    let args = ["ds", "e.st", "e.st", "--weights", "1,2", "--weights", "3,4"];
-    let out = run(r, "ncf-eval", &args);
-    assert_eq!(out.status.code(), Some(2));
-    let e = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        e.contains("'--weights <WEIGHTS>' cannot be used multiple times"),
-        "{e}"
-    );
 }
 
 /// D14: `--checkpoint` naming the dataset directory was accepted; the checkpoint ruined the
@@ -479,22 +362,6 @@ fn d28_o04_a_dangling_link_as_output_is_named() {
     assert!(e.contains("/nonexistent-ncf does not exist"), "{e}");
 }
 
-/// D28 O15: an empty SHA256SUMS was reported as the first table "not listed", with the advice to
-/// move the real tables out of the dataset.
-#[test]
-fn d28_o15_an_empty_sha256sums_is_named() {
-    let sc = scratch();
-    fs::write(sc.ds.join("SHA256SUMS"), "").unwrap();
-    ok(
-        &sc.root,
-        "ncf-train",
-        &train_args(prepared(), "m.st", "1", &["--no-checkpoint"]),
-    );
-    let e = fails(&sc.root, "ncf-eval", &["ds", "m.st"]);
-    assert!(e.contains("ds/SHA256SUMS: is empty"), "{e}");
-    assert!(!e.contains("move it out"), "{e}");
-}
-
 /// D28 P03/P04: an output inside a dataset directory was refused only by the next reader, which
 /// blamed ncf's own lock file. Now it is refused up front, and nothing is written there.
 #[test]
@@ -543,37 +410,347 @@ fn d28_m10_a_symlinked_table_is_named_as_a_link() {
     assert!(!e.contains("which ncf does not write"), "{e}");
 }
 
-/// D28 F_lrneg: `--lr -1` was a usage error whose tip (`use '-- -1'`) is wrong for an option.
-/// Now the value reaches ncf-train's own check.
-#[test]
-fn d28_f_lrneg_a_negative_number_reaches_the_flag_check() {
-    let sc = scratch();
-    let a = train_args(&sc.ds, "x.st", "1", &["--lr", "-1"]);
-    let e = fails(&sc.root, "ncf-train", &a);
-    assert!(e.contains("--lr must be a positive number"), "{e}");
-    assert!(!e.contains("tip:"), "{e}");
+/// The bundled ml-latest-small ratings (CRLF line ends, as GroupLens ships them).
+fn ratings() -> &'static str {
+    static PATH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PATH.get_or_init(|| {
+        let p = repo_root().join("data/ml-latest-small/ratings.csv");
+        p.to_str().unwrap().to_string()
+    })
 }
 
-/// D28 H14: clap wrapped ncf-plot's example at 100 columns, leaving `-o` at the end of a line
-/// and its value on the next. No tool's help has a line ending in a flag that takes a value
-/// (ncf-plot's own: tests/report.rs).
+/// Case 1: `--force` deleted whatever directory it was pointed at. Now it replaces only an ncf
+/// dataset (meta.json and the files ncf writes, nothing else) and names anything else.
 #[test]
-fn help_examples_are_whole_lines_in_every_tool() {
-    for tool in [
-        "ncf-prep",
-        "ncf-negsample",
-        "ncf-train",
-        "ncf-eval",
-        "ncf-topk",
-    ] {
-        let out = run(Path::new("."), tool, &["--help"]);
-        let help = String::from_utf8_lossy(&out.stdout);
-        for line in help.lines() {
-            let l = line.trim_end();
-            assert!(
-                !(l.ends_with(" -o") || l.ends_with(" --output")),
-                "{tool} --help: a line ends in a flag without its value: {line:?}"
+fn case01_force_replaces_only_an_ncf_dataset() {
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path();
+    fs::create_dir_all(root.join("h/docs")).unwrap();
+    fs::write(root.join("h/docs/thesis.txt"), FOREIGN).unwrap();
+    let e = fails(root, "ncf-prep", &[ratings(), "-o", "h", "--force"]);
+    assert!(e.contains("h: not an ncf dataset"), "{e}");
+    assert!(e.contains("docs"), "{e}");
+    assert!(e.contains("--force replaces only"), "{e}");
+    assert_foreign(&root.join("h/docs/thesis.txt"));
+    // A dataset ncf wrote is replaced.
+    ok(root, "ncf-prep", &[ratings(), "-o", "ds", "-q"]);
+    let fp = fingerprint(&root.join("ds"));
+    let min30 = [ratings(), "-o", "ds", "--force", "--min-interactions", "30"];
+    ok(root, "ncf-prep", &[&min30[..], &["-q"]].concat());
+    assert_ne!(fingerprint(&root.join("ds")), fp);
+    // One with a file the user added is not.
+    fs::write(root.join("ds/notes.txt"), FOREIGN).unwrap();
+    let e = fails(root, "ncf-prep", &[ratings(), "-o", "ds", "--force"]);
+    assert!(
+        e.contains("ds: not an ncf dataset") && e.contains("notes.txt"),
+        "{e}"
+    );
+    assert_foreign(&root.join("ds/notes.txt"));
+    // Nor is a file.
+    fs::write(root.join("f.txt"), FOREIGN).unwrap();
+    let e = fails(root, "ncf-prep", &[ratings(), "-o", "f.txt", "--force"]);
+    assert!(e.contains("f.txt"), "{e}");
+    assert_foreign(&root.join("f.txt"));
+}
+
+/// Wait until `path` exists (the first run has trained an epoch).
+fn wait_for(child: &mut Child, path: &Path) {
+    let t0 = Instant::now();
+    while !path.exists() {
+        if let Some(st) = child.try_wait().unwrap() {
+            panic!(
+                "the first run ended ({st}) before writing {}",
+                path.display()
             );
         }
+        assert!(t0.elapsed() < Duration::from_secs(120), "no model written");
+        std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Case 2: Two runs on one output both exited 0 and one model was lost. Now the output (and its
+/// checkpoint directory) is locked for the run: a second run is refused at once, naming the pid.
+#[test]
+fn case02_a_second_run_on_the_same_output_is_refused_naming_the_first() {
+    let e = env();
+    let model = e.root.join("m.st");
+    let mut first = Command::new(bin("ncf-train"))
+        .args([s(&e.ds), "-o", s(&model), "--force"])
+        .args(TRAIN)
+        .args(["--epochs", "100000"])
+        .current_dir(&e.root)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = first.id().to_string();
+    wait_for(&mut first, &model);
+    let mut second = vec![s(&e.ds), "-o", s(&model), "--force"];
+    second.extend_from_slice(TRAIN);
+    let t0 = Instant::now();
+    let err = fails(&e.root, "ncf-train", &second);
+    assert!(err.contains("in use by another run"), "{err}");
+    assert!(err.contains(&format!("pid {pid}")), "{err}");
+    assert!(err.contains("m.st"), "{err}");
+    assert!(
+        t0.elapsed() < Duration::from_secs(10),
+        "refused only after training"
+    );
+    // Its checkpoint directory is claimed too (another model, the same --checkpoint).
+    let ckpt = format!("{}.ckpt", model.display());
+    let mut other = vec![s(&e.ds), "-o", "other.st", "--checkpoint", &ckpt];
+    other.extend_from_slice(TRAIN);
+    let err = fails(&e.root, "ncf-train", &other);
+    assert!(err.contains("m.st.ckpt: in use by another run"), "{err}");
+    assert!(err.contains(&format!("pid {pid}")), "{err}");
+    assert!(!e.root.join("other.st").exists());
+    // The lock is the same for every tool: no dataset is written there either.
+    let err = fails(
+        &e.root,
+        "ncf-prep",
+        &[ratings(), "-o", s(&model), "--force"],
+    );
+    assert!(err.contains(&format!("pid {pid}")), "{err}");
+    // A killed holder leaves no lock behind that stops the next run.
+    first.kill().unwrap();
+    first.wait().unwrap();
+    train(&e, &model, &["--force"]);
+}
+
+/// Case 8: A directory as the model gave "No such device"; `ncf-train -o DIR --force` trained
+/// first, then said "Is a directory"; `-o . --force` gave "Device or resource busy".
+#[test]
+fn case08_clear_messages_for_a_directory_model_and_output_dot() {
+    let e = env();
+    fs::create_dir(e.root.join("dirm")).unwrap();
+    let ds = s(&e.ds);
+    for (tool, args) in [
+        ("ncf-eval", vec![ds, "dirm"]),
+        ("ncf-topk", vec![ds, "dirm", "1"]),
+    ] {
+        let err = fails(&e.root, tool, &args);
+        assert!(
+            err.contains("dirm: is a directory, not a model file"),
+            "{err}"
+        );
+        assert!(!err.contains("os error"), "{err}");
+    }
+    let mut a = vec![ds, "-o", "dirm", "--force"];
+    a.extend_from_slice(TRAIN);
+    let out = run(&e.root, "ncf-train", &a);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("dirm: is a directory; -o names the model file"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty(), "it trained before refusing");
+    // `-o .` in a directory holding the user's files
+    let work = e.root.join("work");
+    fs::create_dir(&work).unwrap();
+    fs::write(work.join("mine.txt"), FOREIGN).unwrap();
+    let err = fails(&work, "ncf-prep", &[ratings(), "-o", ".", "--force"]);
+    assert!(err.contains("`.`: name the output"), "{err}");
+    assert!(!err.contains("busy"), "{err}");
+    let err = fails(
+        &work,
+        "ncf-negsample",
+        &[ds, "--test-negatives", "5", "-o", ".", "--force"],
+    );
+    assert!(err.contains("`.`: name the output"), "{err}");
+    let mut a = vec![ds, "-o", ".", "--force"];
+    a.extend_from_slice(TRAIN);
+    let err = fails(&work, "ncf-train", &a);
+    assert!(err.contains("`.`: name the output"), "{err}");
+    assert_foreign(&work.join("mine.txt"));
+}
+
+/// Acceptance: nothing the user wrote is deleted. A foreign file at every output that takes
+/// `--force` (and inside the directories ncf writes into) survives; ncf's own outputs there are
+/// still replaced.
+#[test]
+fn force_never_deletes_a_foreign_file_at_any_output() {
+    let e = env();
+    let r = &e.root;
+    let ds = s(&e.ds);
+    let foreign_dir = |name: &str| {
+        let d = r.join(name);
+        fs::create_dir(&d).unwrap();
+        fs::write(d.join("mine.txt"), FOREIGN).unwrap();
+        d.join("mine.txt")
+    };
+    let foreign_file = |name: &str| {
+        fs::write(r.join(name), FOREIGN).unwrap();
+        r.join(name)
+    };
+    // ncf-prep -o DIR
+    let p = foreign_dir("prep-dir");
+    fails(r, "ncf-prep", &[ratings(), "-o", "prep-dir", "--force"]);
+    assert_foreign(&p);
+    let p = foreign_file("prep-file");
+    fails(r, "ncf-prep", &[ratings(), "-o", "prep-file", "--force"]);
+    assert_foreign(&p);
+    // ncf-prep --synthetic-csv FILE: a real ratings file cannot be told from ncf's own
+    let p = foreign_file("synthetic.csv");
+    let synth = [
+        "--synthetic",
+        "300,400,12000",
+        "--synthetic-csv",
+        "synthetic.csv",
+        "-q",
+    ];
+    let err = fails(r, "ncf-prep", &synth);
+    assert!(err.contains("already exists"), "{err}");
+    let err = fails(r, "ncf-prep", &[&synth[..], &["--force"]].concat());
+    assert!(err.contains("synthetic.csv"), "{err}");
+    assert_foreign(&p);
+    // ncf-negsample --test-negatives -o DIR
+    let p = foreign_dir("neg-dir");
+    let neg = [ds, "--test-negatives", "5", "-o", "neg-dir", "--force"];
+    let err = fails(r, "ncf-negsample", &neg);
+    assert!(err.contains("neg-dir: not an ncf dataset"), "{err}");
+    assert_foreign(&p);
+    // ncf-negsample in place, on a dataset written before SHA256SUMS (nothing to check against)
+    let old = r.join("old");
+    ok(r, "ncf-prep", &[ratings(), "-o", s(&old), "-q"]);
+    fs::remove_file(old.join("SHA256SUMS")).unwrap();
+    fs::create_dir(old.join("docs")).unwrap();
+    fs::write(old.join("docs/mine.txt"), FOREIGN).unwrap();
+    let err = fails(
+        r,
+        "ncf-negsample",
+        &[s(&old), "--test-negatives", "5", "--force"],
+    );
+    assert!(
+        err.contains("old: not an ncf dataset") && err.contains("docs"),
+        "{err}"
+    );
+    assert_foreign(&old.join("docs/mine.txt"));
+    // ncf-negsample --epoch -o FILE, each format; ncf's own file is replaced
+    for name in ["e.parquet", "e.tsv", "e.arrows"] {
+        let p = foreign_file(name);
+        let epoch = [ds, "--epoch", "0", "-o", name, "--force"];
+        let err = fails(r, "ncf-negsample", &epoch);
+        assert!(err.contains(&format!("{name}: not")), "{err}");
+        assert_foreign(&p);
+        fs::remove_file(&p).unwrap();
+        ok(r, "ncf-negsample", &epoch);
+        ok(r, "ncf-negsample", &epoch);
+    }
+    // ncf-train -o MODEL; ncf's own model is replaced
+    let p = foreign_file("m.st");
+    let mut a = vec![ds, "-o", "m.st", "--force"];
+    a.extend_from_slice(TRAIN);
+    let err = fails(r, "ncf-train", &a);
+    assert!(err.contains("m.st: not an ncf model"), "{err}");
+    assert_foreign(&p);
+    fs::remove_file(&p).unwrap();
+    ok(r, "ncf-train", &a);
+    ok(r, "ncf-train", &a);
+    // its checkpoint directory: a foreign checkpoint.safetensors is refused before training,
+    // other files there are left alone (also when the default directory is removed at the end)
+    let ck = foreign_dir("ck");
+    fs::write(r.join("ck/checkpoint.safetensors"), FOREIGN).unwrap();
+    let mut a = vec![ds, "-o", "c.st", "--checkpoint", "ck"];
+    a.extend_from_slice(TRAIN);
+    let err = fails(r, "ncf-train", &a);
+    assert!(
+        err.contains("ck: holds checkpoint.safetensors, which is not an ncf checkpoint"),
+        "{err}"
+    );
+    assert_foreign(&r.join("ck/checkpoint.safetensors"));
+    fs::remove_file(r.join("ck/checkpoint.safetensors")).unwrap();
+    ok(r, "ncf-train", &a);
+    assert_foreign(&ck);
+    let p = foreign_dir("d.st.ckpt");
+    let mut a = vec![ds, "-o", "d.st"];
+    a.extend_from_slice(TRAIN);
+    ok(r, "ncf-train", &a);
+    assert_foreign(&p);
+    let p = foreign_file("f.st.ckpt");
+    let mut a = vec![ds, "-o", "f.st"];
+    a.extend_from_slice(TRAIN);
+    let err = fails(r, "ncf-train", &a);
+    assert!(err.contains("f.st.ckpt: is a file"), "{err}");
+    assert_foreign(&p);
+    assert!(!r.join("f.st").exists());
+}
+
+/// A pid that no process has: above the largest the kernel hands out.
+fn dead_pid() -> u64 {
+    let max: u64 = fs::read_to_string("/proc/sys/kernel/pid_max")
+        .map_or(4_194_304, |s| s.trim().parse().unwrap());
+    max + 7
+}
+
+/// Case 9: the temp directories of a SIGKILLed ncf-prep (`.NAME.tmp-PID/`, full copies) were
+/// never cleaned up. Now the next write to the same target removes those of dead pids (and
+/// leaves a live run's alone).
+#[test]
+fn case09_temps_of_dead_runs_are_removed_on_the_next_write() {
+    let e = env();
+    let r = &e.root;
+    let dead = dead_pid();
+    let mut sleeper = Command::new("sleep").arg("60").spawn().unwrap();
+    let live = sleeper.id();
+    for target in ["ds2", "m.st"] {
+        for pid in [dead, live as u64] {
+            let tmp = r.join(format!(".{target}.tmp-{pid}"));
+            fs::create_dir_all(tmp.join("sub")).unwrap();
+            fs::write(tmp.join("sub/train.parquet"), vec![7u8; 1 << 16]).unwrap();
+        }
+        fs::write(r.join(format!(".{target}.old-{dead}")), b"old").unwrap();
+    }
+    ok(r, "ncf-prep", &[ratings(), "-o", "ds2", "-q"]);
+    train(&e, &r.join("m.st"), &[]);
+    for target in ["ds2", "m.st"] {
+        assert!(
+            !r.join(format!(".{target}.tmp-{dead}")).exists(),
+            "{target}: dead temp kept"
+        );
+        assert!(
+            !r.join(format!(".{target}.old-{dead}")).exists(),
+            "{target}: dead old kept"
+        );
+        assert!(
+            r.join(format!(".{target}.tmp-{live}/sub/train.parquet"))
+                .exists(),
+            "{target}: a live run's temp was removed"
+        );
+    }
+    sleeper.kill().unwrap();
+    sleeper.wait().unwrap();
+}
+
+/// D28 D10: `ncf-negsample stream.arrows --test-negatives 10` (in place on a stream file) got an
+/// output's message ("give a new path, or move the file away"). Now it says that in place needs
+/// a dataset directory and suggests -o DIR.
+#[test]
+fn d28_d10_in_place_on_a_stream_file_suggests_o_dir() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    let out = Command::new(bin("ncf-prep"))
+        .args([ratings(), "-o", "-", "-q"])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    fs::write(dir.join("stream.arrows"), &out.stdout).unwrap();
+    let err = fails(
+        dir,
+        "ncf-negsample",
+        &["stream.arrows", "--test-negatives", "10"],
+    );
+    assert!(
+        err.contains("stream.arrows: not a dataset directory"),
+        "{err}"
+    );
+    assert!(err.contains("with -o DIR (or -o - for a stream)"), "{err}");
+    assert!(!err.contains("move the file away"), "{err}");
+    assert_eq!(fs::read(dir.join("stream.arrows")).unwrap(), out.stdout);
+    ok(
+        dir,
+        "ncf-negsample",
+        &["stream.arrows", "--test-negatives", "10", "-o", "withneg"],
+    );
 }

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{bin, describe, fails, ok, run, shared_datasets};
+use common::{bin, copy_dir, describe, fails, ok, run, s, shared_datasets, small_model};
 use ncf_core::data::dataset::Dataset;
 use ncf_core::sampling::rng::Rng;
 use ncf_core::sampling::sampler::{EpochSamples, NegativeMode, UserItems};
@@ -14,17 +14,13 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
 /// Small settings: a model of a few thousand parameters, two epochs, two threads.
-const TRAIN_FLAGS: &[&str] = &[
+const TRAIN_FLAGS: &[&str] = small_model![
     "--preset",
     "ml1m",
     "--epochs",
     "2",
     "--batch-size",
     "8192",
-    "--factors",
-    "8",
-    "--layers",
-    "32,16,8",
     "--threads",
     "2",
     "--quiet",
@@ -44,18 +40,6 @@ struct Fixture {
 
 fn u_data() -> PathBuf {
     shared_datasets().join("ml-100k/u.data")
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-    }
 }
 
 fn fixture() -> &'static Fixture {

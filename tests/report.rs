@@ -3,37 +3,11 @@
 //! and scripts/install.sh.
 
 mod common;
-use common::{bin, describe, fails, ok, repo_root, run, Tmpfs};
+use common::{bin, describe, fails, leftovers, ok, repo_root, run, s, wait_output, Tmpfs, FOREIGN};
 use std::fs;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// What the user wrote, that ncf must never replace.
-const FOREIGN: &[u8] = b"the user's own file, not written by ncf\n";
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-/// The ncf lock and temp files in `dir`.
-fn leftovers(dir: &Path) -> Vec<String> {
-    let mut n: Vec<String> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| n.ends_with(".lock") || n.contains(".tmp-") || n.contains(".old-"))
-        .collect();
-    n.sort();
-    n
-}
-
-fn wait_output(child: std::process::Child) -> (std::process::ExitStatus, String) {
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status,
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 const LOG: &str = r#"{"epoch":0,"loss":0.44,"hr":0.45,"ndcg":0.25,"k":10,"eval":"test","train_s":0.1,"eval_s":0.01,"samples":10,"samples_per_s":100.0,"steps":1,"skipped_steps":0}
 {"epoch":1,"loss":0.38,"hr":0.51,"ndcg":0.29,"k":10,"eval":"test","train_s":0.1,"eval_s":0.01,"samples":10,"samples_per_s":100.0,"steps":1,"skipped_steps":0}

@@ -13,15 +13,11 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// Small and quick, with many steps per epoch so that kills land mid-epoch.
-const FLAGS: &[&str] = &[
+const FLAGS: &[&str] = small_model![
     "--epochs",
     "3",
     "--batch-size",
     "2048",
-    "--factors",
-    "8",
-    "--layers",
-    "32,16,8",
     "--lr",
     "0.002",
     "--beta1",
@@ -32,10 +28,6 @@ const FLAGS: &[&str] = &[
     "2",
     "--quiet",
 ];
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -49,9 +41,7 @@ struct Fixture {
 fn fixture() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
     F.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().to_path_buf();
-        let data = ml100k_dataset(&root, 50);
+        let (dir, root, data) = ml100k_tempdir(50);
         let out = root.join("straight.safetensors");
         let mut args = vec![s(&data), "-o", s(&out)];
         args.extend_from_slice(FLAGS);

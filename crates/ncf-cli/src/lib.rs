@@ -1,9 +1,8 @@
-//! The library of the five ncf tools: the command-line flag groups they share ([`args`]) and
-//! the choice of backend behind `--device` ([`backend`]). Each tool's `main` in `bin/` parses
-//! its flags and calls into `ncf-core` through these; `ncf-tool` runs it and maps errors to
-//! exit codes; `ncf-train`'s flags and run are [`train`].
+//! The library of the ncf command-line tools: one module per tool ([`cmd`]: its flags, its run,
+//! its unit tests), the flag groups several tools share ([`args`]) and the choice of backend
+//! behind `--device` ([`backend`]). Each binary in `bin/` is `ncf_tool::main_with(name, run)`:
+//! `ncf-tool` parses, runs and maps errors to exit codes.
 
 pub mod args;
 pub mod backend;
-pub mod prep;
-pub mod train;
+pub mod cmd;

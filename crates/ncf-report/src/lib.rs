@@ -1,7 +1,8 @@
 //! Reports of the ncf tools: training curves and throughput charts drawn as PNG (with a bundled
 //! font, no system fonts), benchmark results files rendered into BENCHMARKS.md / README.md, and
 //! the reports of training runs the scripts and `make demo` print ([`runs`]).
-//! `ncf-bench-report` is `main` over [`bench_report`].
+//! Each binary is `main` over its module: `ncf-plot` over [`plot`], `ncf-bench-report` over
+//! [`bench_report`].
 
 pub mod bench_report;
 pub mod chart;

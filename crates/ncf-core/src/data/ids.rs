@@ -180,6 +180,19 @@ impl<'a> IdIndex<'a> {
         })
     }
 
+    /// The dense ids of `given` in order, and the ids among them that name nothing (in order).
+    pub fn find_all<S: AsRef<str>>(&self, given: &[S]) -> (Vec<u32>, Vec<Unknown>) {
+        let mut dense = Vec::with_capacity(given.len());
+        let mut unknown = Vec::new();
+        for g in given {
+            match self.find(g.as_ref()) {
+                Ok(d) => dense.push(d),
+                Err(u) => unknown.push(u),
+            }
+        }
+        (dense, unknown)
+    }
+
     /// [`IdIndex::find`] as an error: `unknown user id "a "`, the location first.
     pub fn find_or_error(&self, given: &str, location: &str) -> crate::Result<u32> {
         self.find(given).map_err(|u| {
@@ -198,6 +211,26 @@ impl<'a> IdIndex<'a> {
     pub fn show_dense(&self, dense: u32) -> String {
         show_dense(self.raw, dense)
     }
+}
+
+/// Ids shown in [`unknown_ids`] before the rest are counted.
+const UNKNOWN_SHOWN: usize = 10;
+
+/// The message about ids of `kind` (`user`, `item`) that name nothing: `unknown user id(s): 7,
+/// "a " (differs only in spaces from the user id a) and 3 more`, then why an exact text lookup
+/// failed when that is the reason ([`TEXT_IDS_ARE_EXACT`]).
+pub fn unknown_ids(unknown: &[Unknown], kind: &str) -> String {
+    let shown: Vec<String> = (unknown.iter().take(UNKNOWN_SHOWN))
+        .map(|u| u.describe(kind))
+        .collect();
+    let mut msg = format!("unknown {kind} id(s): {}", shown.join(", "));
+    if unknown.len() > UNKNOWN_SHOWN {
+        msg += &format!(" and {} more", unknown.len() - UNKNOWN_SHOWN);
+    }
+    if unknown.iter().any(|u| !u.trimmed_matches.is_empty()) {
+        msg += &format!("; {TEXT_IDS_ARE_EXACT}");
+    }
+    msg
 }
 
 /// The lines of a list read from `r` (`what` names it in errors), without their line ends
@@ -274,6 +307,31 @@ mod tests {
         // A dataset of integers given --text-ids that are not canonical (leading zeros) is text.
         let r = raw(&["007", "1"]);
         assert!(!IdIndex::new("item", &r).integer());
+    }
+
+    #[test]
+    fn a_list_of_ids_is_looked_up_in_order_and_the_unknown_ones_named_together() {
+        let r = raw(&["1", "20", "300"]);
+        let ix = IdIndex::new("user", &r);
+        let (dense, unknown) = ix.find_all(&["300", " 1", "4", "20", "5"]);
+        assert_eq!(dense, [2, 0, 1]);
+        assert_eq!(unknown_ids(&unknown, "user"), "unknown user id(s): 4, 5");
+        let many: Vec<String> = (100..112).map(|k| k.to_string()).collect();
+        let (dense, unknown) = ix.find_all(&many);
+        assert!(dense.is_empty());
+        assert_eq!(
+            unknown_ids(&unknown, "user"),
+            "unknown user id(s): 100, 101, 102, 103, 104, 105, 106, 107, 108, 109 and 2 more"
+        );
+        let r = raw(&["a", "b"]);
+        let (_, unknown) = IdIndex::new("user", &r).find_all(&["c", "a "]);
+        assert_eq!(
+            unknown_ids(&unknown, "user"),
+            format!(
+                "unknown user id(s): c, \"a \" (differs only in spaces from the user id a); \
+                 {TEXT_IDS_ARE_EXACT}"
+            )
+        );
     }
 
     #[test]

@@ -2,12 +2,12 @@
 //! tracking: raw addresses), the kernels of one activation type compiled by NVRTC, and cuBLAS
 //! (FP32/TF32 by sgemm, FP16/BF16 by gemmEx with FP32 accumulation).
 
-use super::{Device, GemmCall, KArg, Marker, Profile, RawBuf, StreamHandle};
+use super::{Common, Device, GemmCall, KArg, Marker, Profile, RawBuf, StreamHandle};
 use crate::kdef::KernelDef;
 use crate::kernels::{self, Act};
 use crate::libs::{self, Lib};
 use crate::nccl::ffi::RawStream;
-use crate::{CudaError, DeviceInfo};
+use crate::CudaError;
 use cudarc::cublas::{result as blas_result, sys as blas_sys, CudaBlas};
 use cudarc::driver::{
     result as drv, sys::CUevent_flags, CudaContext, CudaEvent, CudaFunction, CudaModule, CudaSlice,
@@ -18,16 +18,12 @@ use std::sync::Arc;
 
 /// One GPU with the kernels of one activation type loaded.
 pub struct Gpu {
-    info: DeviceInfo,
+    common: Common,
     ctx: Arc<CudaContext>,
     stream: Arc<CudaStream>,
-    act: Act,
-    precision: Precision,
     blas: CudaBlas,
     _module: Arc<CudaModule>,
     funcs: Vec<(&'static str, CudaFunction)>,
-    sm_count: u32,
-    profile: Profile,
 }
 
 impl Gpu {
@@ -74,16 +70,18 @@ impl Gpu {
             .unwrap_or(80)
             .max(1) as u32;
         Ok(Gpu {
-            info,
+            common: Common {
+                info,
+                act,
+                precision,
+                sm_count,
+                profile: Profile::from_env(),
+            },
             ctx,
             stream,
-            act,
-            precision,
             blas,
             _module: module,
             funcs,
-            sm_count,
-            profile: Profile::from_env(),
         })
     }
 
@@ -111,23 +109,12 @@ struct GpuAlloc(#[allow(dead_code)] CudaSlice<u8>);
 
 impl Device for Gpu {
     fn describe(&self) -> String {
-        format!("{} ({})", self.info.name, self.info.arch())
+        let info = &self.common.info;
+        format!("{} ({})", info.name, info.arch())
     }
 
-    fn info(&self) -> &DeviceInfo {
-        &self.info
-    }
-
-    fn act(&self) -> Act {
-        self.act
-    }
-
-    fn precision(&self) -> Precision {
-        self.precision
-    }
-
-    fn sm_count(&self) -> u32 {
-        self.sm_count
+    fn common(&self) -> &Common {
+        &self.common
     }
 
     fn alloc_raw(&self, bytes: usize, what: &str) -> Result<RawBuf, CudaError> {
@@ -219,12 +206,12 @@ impl Device for Gpu {
         let op = |t| if t { CUBLAS_OP_T } else { CUBLAS_OP_N };
         let alpha = 1.0f32;
         let h = *self.blas.handle();
-        let dims = g.describe(self.act);
+        let dims = g.describe(self.common.act);
         let run = || {
             // SAFETY: the operands are allocations spanning what the call touches (the trainer
             // sizes them; the host device checks the same calls in CI).
             let res = unsafe {
-                match self.act {
+                match self.common.act {
                     Act::F32 => blas_result::sgemm(
                         h,
                         op(g.ta),
@@ -242,7 +229,7 @@ impl Device for Gpu {
                         g.ldc as i32,
                     ),
                     Act::F16 | Act::Bf16 => {
-                        let t = if self.act == Act::F16 {
+                        let t = if self.common.act == Act::F16 {
                             blas_sys::cudaDataType::CUDA_R_16F
                         } else {
                             blas_sys::cudaDataType::CUDA_R_16BF
@@ -287,10 +274,6 @@ impl Device for Gpu {
 
     fn stream(&self) -> Arc<dyn StreamHandle> {
         Arc::new(GpuStream(self.stream.clone()))
-    }
-
-    fn profile(&self) -> &Profile {
-        &self.profile
     }
 }
 

@@ -9,7 +9,7 @@
 //! is synchronous: a call returns when its work is done.
 
 use super::host_kernels::{self, HostKernels};
-use super::{Device, GemmCall, KArg, Marker, Profile, RawBuf, StreamHandle};
+use super::{Common, Device, GemmCall, KArg, Marker, Profile, RawBuf, StreamHandle};
 use crate::kdef::{KernelDef, Null, Ty};
 use crate::kernels::Act;
 use crate::nccl::ffi::RawStream;
@@ -35,13 +35,9 @@ type Register = Arc<Mutex<BTreeMap<u64, Entry>>>;
 
 /// The host device of one precision.
 pub struct HostDevice {
-    info: DeviceInfo,
-    act: Act,
-    precision: Precision,
+    common: Common,
     kernels: Arc<HostKernels>,
     register: Register,
-    threads: u32,
-    profile: Profile,
 }
 
 impl HostDevice {
@@ -55,27 +51,30 @@ impl HostDevice {
             .filter(|&t| t > 0)
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get() as u32));
         Ok(HostDevice {
-            info: DeviceInfo {
-                ordinal: 0,
-                name: format!("host device ({threads} threads)"),
-                capability: (0, 0),
-                total_mem: 0,
-                device_count: 1,
-                driver_version: 0,
+            common: Common {
+                info: DeviceInfo {
+                    ordinal: 0,
+                    name: format!("host device ({threads} threads)"),
+                    capability: (0, 0),
+                    total_mem: 0,
+                    device_count: 1,
+                    driver_version: 0,
+                },
+                act,
+                precision,
+                // One "multiprocessor" per thread that runs blocks.
+                sm_count: threads,
+                profile: Profile::from_env(),
             },
-            act,
-            precision,
             kernels,
             register: Arc::default(),
-            threads,
-            profile: Profile::from_env(),
         })
     }
 
     /// Run each launch's blocks on `threads` OS threads (at least 1).
     pub fn with_threads(mut self, threads: u32) -> Self {
-        self.threads = threads.max(1);
-        self.info.name = format!("host device ({} threads)", self.threads);
+        self.common.sm_count = threads.max(1);
+        self.common.info.name = format!("host device ({} threads)", self.common.sm_count);
         self
     }
 
@@ -180,7 +179,7 @@ impl HostDevice {
                 continue;
             };
             let addr = a.bits();
-            let size = elem.bytes(self.act.bytes()) as u64;
+            let size = elem.bytes(self.common.act.bytes()) as u64;
             if addr == 0 {
                 let empty = matches!(ext, Some(0));
                 match (null, empty) {
@@ -216,10 +215,10 @@ impl HostDevice {
         let n = span as usize;
         // SAFETY: `x .. x + span` was checked to lie in a live buffer of this device.
         unsafe {
-            match self.act {
+            match self.common.act {
                 Act::F32 => {
                     let s = std::slice::from_raw_parts(x as *const f32, n);
-                    match self.precision {
+                    match self.common.precision {
                         Precision::Tf32 => s.iter().map(|&v| tf32(v)).collect(),
                         _ => s.to_vec(),
                     }
@@ -266,23 +265,11 @@ impl Drop for HostAlloc {
 
 impl Device for HostDevice {
     fn describe(&self) -> String {
-        format!("{} ({})", self.info.name, self.act.name())
+        format!("{} ({})", self.common.info.name, self.common.act.name())
     }
 
-    fn info(&self) -> &DeviceInfo {
-        &self.info
-    }
-
-    fn act(&self) -> Act {
-        self.act
-    }
-
-    fn precision(&self) -> Precision {
-        self.precision
-    }
-
-    fn sm_count(&self) -> u32 {
-        self.threads
+    fn common(&self) -> &Common {
+        &self.common
     }
 
     fn alloc_raw(&self, bytes: usize, what: &str) -> Result<RawBuf, CudaError> {
@@ -366,18 +353,18 @@ impl Device for HostDevice {
         use super::DeviceExt;
         self.timed(def.name, || {
             self.kernels
-                .launch(def, grid, smem, &bits, self.threads)
+                .launch(def, grid, smem, &bits, self.common.sm_count)
                 .map_err(|why| CudaError::Invalid(format!("host device: {}: {why}", what())))
         })?;
         self.check_tails(&what())
     }
 
     fn gemm(&self, g: &GemmCall) -> Result<(), CudaError> {
-        let call = format!("cuBLAS gemm ({})", g.describe(self.act));
+        let call = format!("cuBLAS gemm ({})", g.describe(self.common.act));
         let bad = |why: String| CudaError::Invalid(format!("host device: {call}: {why}"));
         g.check().map_err(bad)?;
         let (sa, sb, sc) = g.spans();
-        let ab = self.act.bytes() as u64;
+        let ab = self.common.act.bytes() as u64;
         for (name, p, span, size) in [("A", g.a, sa, ab), ("B", g.b, sb, ab), ("C", g.c, sc, 4)] {
             if span == 0 {
                 continue;
@@ -433,10 +420,6 @@ impl Device for HostDevice {
 
     fn stream(&self) -> Arc<dyn StreamHandle> {
         Arc::new(HostStream)
-    }
-
-    fn profile(&self) -> &Profile {
-        &self.profile
     }
 }
 

@@ -240,15 +240,36 @@ impl Profile {
     }
 }
 
+/// What every device has: what it is, the precision it computes in, its multiprocessors (grid
+/// sizes are multiples of them) and its per-launch profile.
+pub struct Common {
+    pub info: DeviceInfo,
+    pub act: Act,
+    pub precision: Precision,
+    pub sm_count: u32,
+    pub profile: Profile,
+}
+
 /// A device the CUDA backend runs on: memory, kernel launches, GEMMs, synchronisation.
 pub trait Device {
     /// "NVIDIA H200 (sm_90)", "host device (…)".
     fn describe(&self) -> String;
-    fn info(&self) -> &DeviceInfo;
-    fn act(&self) -> Act;
-    fn precision(&self) -> Precision;
-    /// Multiprocessors (grid sizes are multiples of it).
-    fn sm_count(&self) -> u32;
+    fn common(&self) -> &Common;
+    fn info(&self) -> &DeviceInfo {
+        &self.common().info
+    }
+    fn act(&self) -> Act {
+        self.common().act
+    }
+    fn precision(&self) -> Precision {
+        self.common().precision
+    }
+    fn sm_count(&self) -> u32 {
+        self.common().sm_count
+    }
+    fn profile(&self) -> &Profile {
+        &self.common().profile
+    }
     /// `bytes` of zeroed device memory.
     fn alloc_raw(&self, bytes: usize, what: &str) -> Result<RawBuf, CudaError>;
     fn upload_raw(&self, dst: u64, src: &[u8], what: &str) -> Result<(), CudaError>;
@@ -270,7 +291,6 @@ pub trait Device {
     fn gemm(&self, call: &GemmCall) -> Result<(), CudaError>;
     fn sync(&self, what: &str) -> Result<(), CudaError>;
     fn stream(&self) -> Arc<dyn StreamHandle>;
-    fn profile(&self) -> &Profile;
 }
 
 /// The typed operations every device has, in terms of [`Device`]'s.

@@ -650,3 +650,31 @@ pub fn run(a: Args) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_flags_are_consistent() {
+        Args::command().debug_assert();
+        let a = Args::try_parse_from(["ncf-train", "ds", "-o", "m.st", "--layers", "8,4"]);
+        assert_eq!(a.unwrap().choices().layers, Some(vec![8, 4]));
+        let a = Args::try_parse_from(["ncf-train", "ds", "-o", "m", "--check-resume"]);
+        assert!(a.is_err(), "--check-resume needs --resume");
+    }
+
+    #[test]
+    fn two_outputs_at_one_path_are_refused_naming_both_flags() {
+        let (model, log) = (Path::new("m.safetensors"), Path::new("./m.safetensors"));
+        distinct_outputs(&[("-o", model), ("--log", Path::new("m.jsonl"))]).unwrap();
+        let err = distinct_outputs(&[("-o", model), ("--log", log)]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "--log ./m.safetensors: the same path as -o; each output of a run needs its own \
+             (e.g. --log m.jsonl)"
+        );
+        assert_eq!(a_stem(Path::new("/")), "train");
+    }
+}

@@ -1,11 +1,24 @@
-//! Integration tests of the CUDA backend (ncf-cuda).
+//! ncf-cuda's own tests that need CUDA's tools (its other tests are unit tests, and
+//! tests/host_device.rs runs the kernels on the host device):
 //!
 //! - Every kernel source compiles with NVRTC for sm_80 and sm_90 in every activation variant, with
-//!   no diagnostics. Needs no GPU: `NCF_NVRTC_HOME` (set by `make unit`) points at the pip NVRTC.
-//!   Without it the test skips, or fails when `CI=true`.
+//!   no diagnostics, and ptxas (CUDA 13.0) fits every kernel in the geometry it is launched with.
+//!   Needs no GPU: `NCF_NVRTC_HOME` (set by `make unit`) points at the pip NVRTC and ptxas.
+//!   Without it the tests skip, or fail when `CI=true`.
 //! - On a machine with a GPU, every kernel parity check and the golden CPU/GPU run pass in every
 //!   precision. Without a GPU they skip with a message, or fail when `NCF_REQUIRE_GPU=1`.
-mod common;
+//! - The factored first-layer kernels on the host emulator (kernels/emu, g++) match their CPU
+//!   twins bit for bit.
+//!
+//! The tools that score on a device (`--device cuda`) are tested as processes in the workspace's
+//! tests/scoring.rs.
+
+mod common {
+    /// The repository root.
+    pub fn repo_root() -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    }
+}
 
 fn env_is(var: &str, value: &str) -> bool {
     std::env::var(var).is_ok_and(|v| v == value)
@@ -124,128 +137,6 @@ fn without_a_gpu_the_error_says_cuda_is_unavailable() {
         Err(e) => {
             let msg = e.to_string();
             assert!(msg.starts_with("CUDA unavailable: "), "{msg}");
-        }
-    }
-}
-
-/// The tools that score (ncf-eval, ncf-topk) take `--device cuda` through the one Scorer
-/// interface: with a GPU they give the CPU's rankings (FP32 scores, equal up to rounding); without
-/// one `cuda` is refused as unavailable and `auto` falls back to the CPU with a note and the same
-/// output.
-#[test]
-fn eval_and_topk_score_on_the_device_asked_for() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path();
-    let data = common::ml100k_dataset(root, 100);
-    let d = data.to_str().unwrap();
-    let model = root.join("m.safetensors");
-    let m = model.to_str().unwrap();
-    common::ok(
-        root,
-        "ncf-train",
-        &[
-            d,
-            "-o",
-            m,
-            "--preset",
-            "ml1m",
-            "--epochs",
-            "1",
-            "--batch-size",
-            "8192",
-            "-q",
-        ],
-    );
-    // The CPU always factors layer 0: the CUDA choice of path is refused there.
-    let e = common::fails(
-        root,
-        "ncf-train",
-        &[
-            d,
-            "-o",
-            "x.safetensors",
-            "--preset",
-            "ml1m",
-            "--epochs",
-            "1",
-            "--cuda-first-layer",
-            "factored",
-        ],
-    );
-    assert!(e.contains("--cuda-first-layer is for --device cuda"), "{e}");
-    let topk = |device: &str| {
-        common::run(
-            root,
-            "ncf-topk",
-            &[d, m, "--all", "-k", "5", "--device", device],
-        )
-    };
-    let cpu = topk("cpu");
-    assert!(
-        cpu.status.success(),
-        "{}",
-        common::describe("ncf-topk", &[], &cpu)
-    );
-    let items = |out: &std::process::Output| -> Vec<String> {
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(|l| l.split('\t').take(3).collect::<Vec<_>>().join("\t"))
-            .collect()
-    };
-    let eval = |device: &str| common::run(root, "ncf-eval", &[d, m, "--device", device]);
-    match ncf_cuda::available() {
-        Ok(info) => {
-            let gpu = topk("cuda");
-            assert!(
-                gpu.status.success(),
-                "{}",
-                common::describe("ncf-topk", &[], &gpu)
-            );
-            let (a, b) = (items(&cpu), items(&gpu));
-            assert_eq!(a.len(), b.len());
-            let differ = a.iter().zip(&b).filter(|(x, y)| x != y).count();
-            assert!(
-                differ * 100 <= a.len(),
-                "on {}: {differ} of {} lines differ",
-                info.name,
-                a.len()
-            );
-            let (ec, eg) = (eval("cpu"), eval("cuda"));
-            assert!(
-                eg.status.success(),
-                "{}",
-                common::describe("ncf-eval", &[], &eg)
-            );
-            let hr = |o: &std::process::Output| {
-                let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-                v["hr"].as_f64().unwrap()
-            };
-            assert!(
-                (hr(&ec) - hr(&eg)).abs() <= 0.005,
-                "{} vs {}",
-                hr(&ec),
-                hr(&eg)
-            );
-        }
-        Err(_) => {
-            for tool in ["ncf-topk", "ncf-eval"] {
-                let args: Vec<&str> = if tool == "ncf-topk" {
-                    vec![d, m, "1", "--device", "cuda"]
-                } else {
-                    vec![d, m, "--device", "cuda"]
-                };
-                let err = common::fails(root, tool, &args);
-                assert!(err.contains("CUDA unavailable"), "{tool}: {err}");
-            }
-            let auto = topk("auto");
-            assert!(
-                auto.status.success(),
-                "{}",
-                common::describe("ncf-topk", &[], &auto)
-            );
-            assert!(String::from_utf8_lossy(&auto.stderr).contains("scoring on the CPU"));
-            assert_eq!(items(&auto), items(&cpu));
-            assert_eq!(eval("auto").stdout, eval("cpu").stdout);
         }
     }
 }

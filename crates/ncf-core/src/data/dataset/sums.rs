@@ -1,0 +1,100 @@
+//! SHA256SUMS: every file of a dataset directory checked before it is parsed.
+
+use super::dir::ncf_side_file;
+use super::{fingerprint::hex, SUMS};
+use crate::io::AtomicDir;
+use crate::{Error, Result};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// Refuse an entry of dataset directory `dir` that its SHA256SUMS (`sums`) does not list: the
+/// sums cover everything ncf wrote there, so anything else was added by hand or by another
+/// tool (docs/RELIABILITY.md).
+pub(super) fn check_listed(dir: &Path, sums: &HashMap<String, String>) -> Result<()> {
+    let mut extra = Vec::new();
+    for e in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let name = e.map_err(|e| Error::io(dir, e))?.file_name();
+        let name = name.to_string_lossy();
+        if name != SUMS && !sums.contains_key(name.as_ref()) {
+            extra.push(name.into_owned());
+        }
+    }
+    extra.sort();
+    if sums.is_empty() && !extra.is_empty() {
+        return Err(Error::invalid(format!(
+            "{}: is empty, so none of the dataset's files can be checked (it should list \
+             meta.json and every table): prepare the dataset again, or delete the empty \
+             SHA256SUMS to read the tables checked only against meta.json's fingerprint",
+            dir.join(SUMS).display()
+        )));
+    }
+    if let Some((name, of)) = extra.iter().find_map(|n| Some((n, ncf_side_file(n)?))) {
+        return Err(Error::invalid(format!(
+            "{}: left by an ncf run that wrote {of} inside the dataset directory (outputs do not \
+             belong there, and a dataset holds only the files listed in SHA256SUMS): remove it \
+             (it is not part of the dataset)",
+            dir.join(name).display()
+        )));
+    }
+    match extra.first() {
+        None => Ok(()),
+        Some(first) => {
+            Err(Error::invalid(format!(
+            "{}: not listed in SHA256SUMS{} (a dataset holds only the files ncf wrote, all listed \
+             there): move it out of {}, or prepare the dataset again",
+            dir.join(first).display(),
+            match extra.len() {
+                1 => String::new(),
+                n => format!(", nor {} other entr{}", n - 1, if n == 2 { "y" } else { "ies" }),
+            },
+            dir.display()
+        )))
+        }
+    }
+}
+
+/// Write SHA256SUMS over every other file of the directory being written.
+pub(super) fn write_sums(dir: &AtomicDir) -> Result<()> {
+    let tmp = dir.path("");
+    let mut names = Vec::new();
+    for e in std::fs::read_dir(&tmp).map_err(|e| Error::io(&tmp, e))? {
+        let name = e.map_err(|e| Error::io(&tmp, e))?.file_name();
+        let name = name.to_string_lossy().into_owned();
+        if name != SUMS {
+            names.push(name);
+        }
+    }
+    names.sort();
+    let mut text = String::new();
+    for n in names {
+        let p = dir.path(&n);
+        let bytes = std::fs::read(&p).map_err(|e| Error::io(&p, e))?;
+        text.push_str(&format!("{}  {n}\n", hex(&Sha256::digest(&bytes))));
+    }
+    let p = dir.path(SUMS);
+    std::fs::write(&p, text).map_err(|e| Error::io(&p, e))
+}
+
+/// Parse SHA256SUMS (`<64 hex>  <name>` lines) into name -> hash.
+pub(super) fn parse_sums(bytes: &[u8], loc: &str) -> Result<HashMap<String, String>> {
+    let text = std::str::from_utf8(bytes).map_err(|_| Error::parse(loc, "not UTF-8 text"))?;
+    let mut out = HashMap::new();
+    for (k, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let bad = || {
+            Error::parse(
+                format!("{loc}:{}", k + 1),
+                "expected `<64 hex digits>  <file name>` (sha256sum format)",
+            )
+        };
+        let (hash, name) = line.split_once("  ").ok_or_else(bad)?;
+        if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) || name.is_empty() {
+            return Err(bad());
+        }
+        out.insert(name.to_string(), hash.to_ascii_lowercase());
+    }
+    Ok(out)
+}

@@ -26,7 +26,8 @@ use std::path::Path;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let usage = "usage: ials_peer_io export DATASET DIR [--validation-seed S] | import DATASET DIR MODEL";
+    let usage =
+        "usage: ials_peer_io export DATASET DIR [--validation-seed S] | import DATASET DIR MODEL";
     let result = match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
         ["export", data, dir] => export(data, dir, None),
         ["export", data, dir, "--validation-seed", s] => match s.parse() {
@@ -57,8 +58,8 @@ fn export(data: &str, dir: &str, validation_seed: Option<u64>) -> Result<(), Str
     let full = Dataset::load_any(Path::new(data)).map_err(|e| e.to_string())?;
     let (train, set, split) = match validation_seed {
         Some(seed) => {
-            let (d, set) = validation::default_validation(&full, seed, None)
-                .map_err(|e| e.to_string())?;
+            let (d, set) =
+                validation::default_validation(&full, seed, None).map_err(|e| e.to_string())?;
             (d, set, format!("validation seed {seed}"))
         }
         None => {
@@ -73,7 +74,9 @@ fn export(data: &str, dir: &str, validation_seed: Option<u64>) -> Result<(), Str
     let per = set.per_user;
     let rows = (0..set.len()).flat_map(|r| {
         let negs = &set.negatives[r * per..(r + 1) * per];
-        [set.users[r], set.items[r]].into_iter().chain(negs.iter().copied())
+        [set.users[r], set.items[r]]
+            .into_iter()
+            .chain(negs.iter().copied())
     });
     write_u32s(&dir.join("eval.u32"), rows)?;
     let meta = serde_json::json!({
@@ -118,8 +121,12 @@ fn import(data: &str, dir: &str, model_path: &str) -> Result<(), String> {
     }
     let d = users.len() / nu;
     let mut model = ials::init(data.n_users, data.n_items, d, 0.0, 1).map_err(|e| e.to_string())?;
-    model.tensor_mut("mf_user_embed.weight").copy_from_slice(&users);
-    model.tensor_mut("mf_item_embed.weight").copy_from_slice(&items);
+    model
+        .tensor_mut("mf_user_embed.weight")
+        .copy_from_slice(&users);
+    model
+        .tensor_mut("mf_item_embed.weight")
+        .copy_from_slice(&items);
     let mut meta = ModelMeta::new(model.config.clone(), data.fingerprint());
     meta.split_fingerprint = Some(data.split_fingerprint());
     modelfile::save(Path::new(model_path), &model, &meta).map_err(|e| e.to_string())

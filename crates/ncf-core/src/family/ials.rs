@@ -65,7 +65,11 @@ pub struct Params {
     pub unobserved_weight: f32,
     /// `--ials-solver`. Recorded as `ials_solver` unless exact: files written before the flag,
     /// and the other families', name none, and theirs is exact.
-    #[serde(default, rename = "ials_solver", skip_serializing_if = "Solver::is_exact")]
+    #[serde(
+        default,
+        rename = "ials_solver",
+        skip_serializing_if = "Solver::is_exact"
+    )]
     pub solver: Solver,
 }
 
@@ -182,7 +186,7 @@ fn solve_side(
             let shift = |n: usize| shift(n) as f32;
             let init = || solve::CgState::new(d);
             solve::for_each_block(n, out, d, threads, init, |s, first, block| {
-                solve::cg_block(&g, other, rows, (first, block), &shift, std::env::var("NCF_IALS_CG_STEPS").ok().and_then(|v| v.parse().ok()).unwrap_or(CG_STEPS), s); // PROFILE
+                solve::cg_block(&g, other, rows, (first, block), &shift, CG_STEPS, s);
                 Ok(())
             })
         }
@@ -220,7 +224,11 @@ fn objective(
     let mut per_user = vec![0f64; nu];
     let block = nu.div_ceil(threads.max(1)).max(1);
     std::thread::scope(|sc| {
-        for (t, (part, rows)) in per_user.chunks_mut(block).zip(w.chunks(block * d)).enumerate() {
+        for (t, (part, rows)) in per_user
+            .chunks_mut(block)
+            .zip(w.chunks(block * d))
+            .enumerate()
+        {
             sc.spawn(move || solve::squared_errors(rows, h, by_user, t * block, part));
         }
     });
@@ -322,7 +330,15 @@ impl IalsTrainer {
         );
         let (d, t) = (self.dim, self.fit.threads);
         let (gw, gh) = (solve::gramian(w, d, t), solve::gramian(h, d, t));
-        objective(&self.by_user, w, h, d, (self.reg, self.alpha), (&gw, &gh), t)
+        objective(
+            &self.by_user,
+            w,
+            h,
+            d,
+            (self.reg, self.alpha),
+            (&gw, &gh),
+            t,
+        )
     }
 }
 
@@ -350,28 +366,17 @@ impl MomentFree for IalsTrainer {
         let (utab, itab) = (&mut head[ur], &mut tail[..ir.end - ir.start]);
         let (lambdas, solver, t) = ((self.reg, self.alpha), self.solver, self.fit.threads);
         // One Gramian per half-epoch; the items' is kept from the last epoch's objective.
-        let cpu = || { let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 }; unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) }; ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9 }; // PROFILE
-        let c0 = cpu(); // PROFILE
-        struct T<F: Fn() -> f64>(F, f64); impl<F: Fn() -> f64> T<F> { fn elapsed(&self) -> Dd { Dd((self.0)() - self.1) } } struct Dd(f64); impl Dd { fn as_secs_f64(&self) -> f64 { self.0 } } // PROFILE
-        let t0 = T(cpu, c0); // PROFILE
         let gh = match self.item_gram.take() {
             Some(g) => g,
             None => solve::gramian(itab, d, t),
         };
-        let t1 = t0.elapsed().as_secs_f64(); // PROFILE
         solve_side(&self.by_user, itab, &gh, utab, d, lambdas, solver, t)?;
-        let t2 = t0.elapsed().as_secs_f64(); // PROFILE
         let gw = solve::gramian(utab, d, t);
-        let t3 = t0.elapsed().as_secs_f64(); // PROFILE
         solve_side(&self.by_item, utab, &gw, itab, d, lambdas, solver, t)?;
-        let t4 = t0.elapsed().as_secs_f64(); // PROFILE
         self.fit.steps += 1;
         let gh = solve::gramian(itab, d, t);
-        let t5 = t0.elapsed().as_secs_f64(); // PROFILE
         // Reported "loss": the objective per observed pair.
         let l = objective(&self.by_user, utab, itab, d, lambdas, (&gw, &gh), t);
-        let t6 = t0.elapsed().as_secs_f64(); // PROFILE
-        if std::env::var_os("NCF_IALS_PROFILE").is_some() { eprintln!("gh {:.3} users {:.3} gw {:.3} items {:.3} gh {:.3} obj {:.3}", t1, t2-t1, t3-t2, t4-t3, t5-t4, t6-t5); } // PROFILE
         self.item_gram = Some(gh);
         let loss = (l / n as f64) as f32;
         if !loss.is_finite() {
@@ -485,7 +490,17 @@ mod tests {
         let mut users = t.fit.model.params[ur.clone()].to_vec();
         let g = solve::gramian(&items, d, 1);
         let lambdas = (t.reg, t.alpha);
-        solve_side(&t.by_user, &items, &g, &mut users, d, lambdas, Solver::Exact, 1).unwrap();
+        solve_side(
+            &t.by_user,
+            &items,
+            &g,
+            &mut users,
+            d,
+            lambdas,
+            Solver::Exact,
+            1,
+        )
+        .unwrap();
         t.fit.model.params[ur].copy_from_slice(&users);
         for u in 0..6 {
             let g = user_gradient(&t, u);

@@ -153,7 +153,14 @@ impl Kernels for Portable {
 
 /// [`Kernels::band_add`] for the tiles from column `k_from` on.
 #[inline(always)]
-fn band_add_portable(chunk: &[f64], dp: usize, d: usize, j0: usize, band: &mut [f64], k_from: usize) {
+fn band_add_portable(
+    chunk: &[f64],
+    dp: usize,
+    d: usize,
+    j0: usize,
+    band: &mut [f64],
+    k_from: usize,
+) {
     let jn = TJ.min(d - j0);
     for k0 in (k_from..j0 + jn).step_by(TK) {
         let kn = TK.min(d - k0);
@@ -187,7 +194,10 @@ impl Kernels for Fma {
         while i < whole {
             // In bounds: i + LANES <= whole <= both lengths.
             for (q, s) in acc.iter_mut().enumerate() {
-                let (x, y) = (_mm256_loadu_ps(pa.add(i + 8 * q)), _mm256_loadu_ps(pb.add(i + 8 * q)));
+                let (x, y) = (
+                    _mm256_loadu_ps(pa.add(i + 8 * q)),
+                    _mm256_loadu_ps(pb.add(i + 8 * q)),
+                );
                 *s = _mm256_fmadd_ps(x, y, *s);
             }
             i += LANES;
@@ -386,7 +396,10 @@ pub(super) mod tests {
             let plain: f64 = a.iter().zip(&b).map(|(x, y)| *x as f64 * *y as f64).sum();
             // SAFETY: Portable runs anywhere.
             let (d, w) = unsafe { (Portable::dot(&a, &b), Portable::dot_wide(&a, &b)) };
-            assert!((d as f64 - plain).abs() <= 1e-5 * (1.0 + plain.abs()), "{n}");
+            assert!(
+                (d as f64 - plain).abs() <= 1e-5 * (1.0 + plain.abs()),
+                "{n}"
+            );
             assert!((w - plain).abs() <= 1e-12 * (1.0 + plain.abs()), "{n}");
             let g: Vec<f32> = {
                 let m = values(n * n, 3);
@@ -397,8 +410,13 @@ pub(super) mod tests {
             unsafe { Portable::sym_matvec(&g, 0.5, &a, &mut y) };
             for j in 0..n {
                 let want: f64 = 0.5 * a[j] as f64
-                    + (0..n).map(|k| a[k] as f64 * g[k * n + j] as f64).sum::<f64>();
-                assert!((y[j] as f64 - want).abs() <= 1e-4 * (1.0 + want.abs()), "{n} {j}");
+                    + (0..n)
+                        .map(|k| a[k] as f64 * g[k * n + j] as f64)
+                        .sum::<f64>();
+                assert!(
+                    (y[j] as f64 - want).abs() <= 1e-4 * (1.0 + want.abs()),
+                    "{n} {j}"
+                );
             }
         }
     }
@@ -415,7 +433,11 @@ pub(super) mod tests {
             let (a, b) = (values(n, 4), values(n, 5));
             // SAFETY: the CPU has AVX2 and FMA.
             unsafe {
-                assert_eq!(Portable::dot(&a, &b).to_bits(), Fma::dot(&a, &b).to_bits(), "{n}");
+                assert_eq!(
+                    Portable::dot(&a, &b).to_bits(),
+                    Fma::dot(&a, &b).to_bits(),
+                    "{n}"
+                );
                 assert_eq!(
                     Portable::dot_wide(&a, &b).to_bits(),
                     Fma::dot_wide(&a, &b).to_bits(),

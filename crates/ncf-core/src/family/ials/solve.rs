@@ -460,13 +460,7 @@ unsafe fn cg_row<K: Kernels>(
 
 /// `Σ_{c∈cols} (1 − ⟨x, h_c⟩)²` in f64 (`h_c`: row `c` of `other`), for each row `x` of
 /// `block` (the rows of `rows` from `first` on), into `out`.
-pub fn squared_errors(
-    block: &[f32],
-    other: &[f32],
-    rows: &Csr,
-    first: usize,
-    out: &mut [f64],
-) {
+pub fn squared_errors(block: &[f32], other: &[f32], rows: &Csr, first: usize, out: &mut [f64]) {
     #[cfg(target_arch = "x86_64")]
     if has_fma() {
         // SAFETY: the CPU has AVX2 and FMA.
@@ -478,7 +472,13 @@ pub fn squared_errors(
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn squared_errors_fma(block: &[f32], other: &[f32], rows: &Csr, first: usize, out: &mut [f64]) {
+unsafe fn squared_errors_fma(
+    block: &[f32],
+    other: &[f32],
+    rows: &Csr,
+    first: usize,
+    out: &mut [f64],
+) {
     squared_errors_with::<Fma>(block, other, rows, first, out)
 }
 
@@ -540,7 +540,10 @@ mod tests {
             }
             for threads in [1, 2, 3] {
                 let g = gramian(&table, d, threads);
-                assert!(g.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()), "{d}");
+                assert!(
+                    g.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "{d}"
+                );
             }
         }
     }
@@ -569,13 +572,25 @@ mod tests {
                 x
             };
             let dist = |x: &[f32]| -> f64 {
-                x.iter().zip(&exact).map(|(a, b)| (*a as f64 - *b as f64).powi(2)).sum::<f64>().sqrt()
+                x.iter()
+                    .zip(&exact)
+                    .map(|(a, b)| (*a as f64 - *b as f64).powi(2))
+                    .sum::<f64>()
+                    .sqrt()
             };
             let norm = dist(&vec![0f32; n_rows * d]);
             let full = cg(d, &mut c);
-            assert!(dist(&full) <= 1e-4 * norm, "d {d}: {} of {norm}", dist(&full));
+            assert!(
+                dist(&full) <= 1e-4 * norm,
+                "d {d}: {} of {norm}",
+                dist(&full)
+            );
             let three = cg(3, &mut c);
-            assert!(dist(&three) <= 0.5 * norm, "d {d}: {} of {norm}", dist(&three));
+            assert!(
+                dist(&three) <= 0.5 * norm,
+                "d {d}: {} of {norm}",
+                dist(&three)
+            );
             // Row 0 is empty: zero, whatever the start.
             assert!(full[..d].iter().all(|&v| v == 0.0));
             #[cfg(target_arch = "x86_64")]
@@ -584,15 +599,30 @@ mod tests {
                 let mut y = x.clone();
                 // SAFETY: the CPU has AVX2 and FMA; Portable runs anywhere.
                 unsafe {
-                    cg_block_with::<Portable>(&g32, &other, &rows, (0, &mut x), &shift32, 3, &mut c);
+                    cg_block_with::<Portable>(
+                        &g32,
+                        &other,
+                        &rows,
+                        (0, &mut x),
+                        &shift32,
+                        3,
+                        &mut c,
+                    );
                     cg_block_fma(&g32, &other, &rows, (0, &mut y), &shift32, 3, &mut c);
                 }
                 assert_eq!(bits(&x), bits(&y), "d {d}");
                 let (mut e1, mut e2) = (vec![0f32; n_rows * d], vec![0f32; n_rows * d]);
                 // SAFETY: as above.
                 unsafe {
-                    exact_block_with::<Portable>(&base, &other, &rows, (0, &mut e1), &shift, &mut s)
-                        .unwrap();
+                    exact_block_with::<Portable>(
+                        &base,
+                        &other,
+                        &rows,
+                        (0, &mut e1),
+                        &shift,
+                        &mut s,
+                    )
+                    .unwrap();
                     exact_block_fma(&base, &other, &rows, (0, &mut e2), &shift, &mut s).unwrap();
                 }
                 assert_eq!(bits(&e1), bits(&e2), "d {d}");
@@ -608,14 +638,24 @@ mod tests {
         let (n_rows, d) = (150, 9);
         let rows = sparse(n_rows, 40);
         let other = values(40 * d, 3);
-        let g: Vec<f32> = gramian(&other, d, 2).iter().map(|&v| (v * 0.2) as f32).collect();
+        let g: Vec<f32> = gramian(&other, d, 2)
+            .iter()
+            .map(|&v| (v * 0.2) as f32)
+            .collect();
         let shift = |n: usize| 0.01 * (n as f32 + 8.0);
         let solve = |threads: usize| {
             let mut out = values(n_rows * d, 5);
-            for_each_block(n_rows, &mut out, d, threads, || CgState::new(d), |s, first, block| {
-                cg_block(&g, &other, &rows, (first, block), &shift, 3, s);
-                Ok(())
-            })
+            for_each_block(
+                n_rows,
+                &mut out,
+                d,
+                threads,
+                || CgState::new(d),
+                |s, first, block| {
+                    cg_block(&g, &other, &rows, (first, block), &shift, 3, s);
+                    Ok(())
+                },
+            )
             .unwrap();
             bits(&out)
         };
@@ -623,13 +663,20 @@ mod tests {
         assert_eq!(one, solve(2));
         assert_eq!(one, solve(5));
         let mut out = vec![0f32; n_rows * d];
-        let fail = for_each_block(n_rows, &mut out, d, 3, || (), |_, first, block| {
-            let last = first + block.len() / d;
-            match [37usize, 120].iter().find(|&&r| (first..last).contains(&r)) {
-                Some(&r) => Err(r),
-                None => Ok(()),
-            }
-        });
+        let fail = for_each_block(
+            n_rows,
+            &mut out,
+            d,
+            3,
+            || (),
+            |_, first, block| {
+                let last = first + block.len() / d;
+                match [37usize, 120].iter().find(|&&r| (first..last).contains(&r)) {
+                    Some(&r) => Err(r),
+                    None => Ok(()),
+                }
+            },
+        );
         assert_eq!(fail, Err(37));
     }
 }

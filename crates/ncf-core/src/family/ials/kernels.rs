@@ -21,6 +21,10 @@ pub trait Kernels {
     unsafe fn dot(a: &[f32], b: &[f32]) -> f32;
     /// `y += t·x`, fused.
     unsafe fn axpy(y: &mut [f32], t: f32, x: &[f32]);
+    /// `(⟨a1, b⟩, ⟨a2, b⟩)`: two [`Kernels::dot`]s (the same bits), interleaved for the CPU.
+    unsafe fn dot2(a1: &[f32], a2: &[f32], b: &[f32]) -> (f32, f32);
+    /// `y += t1·x1` then `y += t2·x2` ([`Kernels::axpy`] twice: the same bits), in one pass.
+    unsafe fn axpy2(y: &mut [f32], a: (f32, &[f32]), b: (f32, &[f32]));
     /// `p = r + β·p`, fused.
     unsafe fn xpby(p: &mut [f32], r: &[f32], beta: f32);
     /// `y = (G + shift·1) v` for a symmetric `d × d` `G` (both triangles): `y_j = shift·v_j`,
@@ -92,6 +96,17 @@ impl Kernels for Portable {
         for (o, &v) in y.iter_mut().zip(x) {
             *o = t.mul_add(v, *o);
         }
+    }
+
+    #[inline(always)]
+    unsafe fn dot2(a1: &[f32], a2: &[f32], b: &[f32]) -> (f32, f32) {
+        (Self::dot(a1, b), Self::dot(a2, b))
+    }
+
+    #[inline(always)]
+    unsafe fn axpy2(y: &mut [f32], (t1, x1): (f32, &[f32]), (t2, x2): (f32, &[f32])) {
+        Self::axpy(y, t1, x1);
+        Self::axpy(y, t2, x2);
     }
 
     #[inline(always)]
@@ -228,6 +243,56 @@ impl Kernels for Fma {
         }
         for (o, &v) in y[whole..n].iter_mut().zip(&x[whole..n]) {
             *o = t.mul_add(v, *o);
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn dot2(a1: &[f32], a2: &[f32], b: &[f32]) -> (f32, f32) {
+        use std::arch::x86_64::*;
+        let n = a1.len().min(a2.len()).min(b.len());
+        let whole = n / LANES * LANES;
+        let (p1, p2, pb) = (a1.as_ptr(), a2.as_ptr(), b.as_ptr());
+        let (mut s1, mut s2) = ([_mm256_setzero_ps(); 4], [_mm256_setzero_ps(); 4]);
+        let mut i = 0;
+        while i < whole {
+            // In bounds: i + LANES <= whole <= every length.
+            for q in 0..4 {
+                let y = _mm256_loadu_ps(pb.add(i + 8 * q));
+                s1[q] = _mm256_fmadd_ps(_mm256_loadu_ps(p1.add(i + 8 * q)), y, s1[q]);
+                s2[q] = _mm256_fmadd_ps(_mm256_loadu_ps(p2.add(i + 8 * q)), y, s2[q]);
+            }
+            i += LANES;
+        }
+        // Each reduced as in dot.
+        let reduce = |acc: [__m256; 4], a: &[f32]| {
+            let q = _mm256_add_ps(_mm256_add_ps(acc[0], acc[2]), _mm256_add_ps(acc[1], acc[3]));
+            let o = _mm_add_ps(_mm256_castps256_ps128(q), _mm256_extractf128_ps::<1>(q));
+            let t = _mm_add_ps(o, _mm_movehl_ps(o, o));
+            let mut s = _mm_cvtss_f32(_mm_add_ss(t, _mm_shuffle_ps::<1>(t, t)));
+            for (x, y) in a[whole..n].iter().zip(&b[whole..n]) {
+                s = x.mul_add(*y, s);
+            }
+            s
+        };
+        (reduce(s1, a1), reduce(s2, a2))
+    }
+
+    #[inline(always)]
+    unsafe fn axpy2(y: &mut [f32], (t1, x1): (f32, &[f32]), (t2, x2): (f32, &[f32])) {
+        use std::arch::x86_64::*;
+        let n = y.len().min(x1.len()).min(x2.len());
+        let whole = n / 8 * 8;
+        let (v1, v2) = (_mm256_set1_ps(t1), _mm256_set1_ps(t2));
+        let (py, p1, p2) = (y.as_mut_ptr(), x1.as_ptr(), x2.as_ptr());
+        let mut i = 0;
+        while i < whole {
+            let v = _mm256_fmadd_ps(v1, _mm256_loadu_ps(p1.add(i)), _mm256_loadu_ps(py.add(i)));
+            let v = _mm256_fmadd_ps(v2, _mm256_loadu_ps(p2.add(i)), v);
+            _mm256_storeu_ps(py.add(i), v);
+            i += 8;
+        }
+        for ((o, &a), &b) in y[whole..n].iter_mut().zip(&x1[whole..n]).zip(&x2[whole..n]) {
+            *o = t2.mul_add(b, t1.mul_add(a, *o));
         }
     }
 
@@ -447,6 +512,22 @@ pub(super) mod tests {
                 Portable::axpy(&mut y1, -0.37, &a);
                 Fma::axpy(&mut y2, -0.37, &a);
                 assert_eq!(bits(&y1), bits(&y2), "axpy {n}");
+                // The paired forms: the single kernels' bits, in either implementation.
+                let c = values(n, 7);
+                let one = (Portable::dot(&a, &b), Portable::dot(&c, &b));
+                for (x, y) in [Portable::dot2(&a, &c, &b), Fma::dot2(&a, &c, &b)] {
+                    assert_eq!(
+                        (x.to_bits(), y.to_bits()),
+                        (one.0.to_bits(), one.1.to_bits())
+                    );
+                }
+                let mut y3 = y1.clone();
+                Portable::axpy(&mut y1, 0.6, &c);
+                Portable::axpy(&mut y1, -1.3, &a);
+                Fma::axpy2(&mut y2, (0.6, &c), (-1.3, &a));
+                Portable::axpy2(&mut y3, (0.6, &c), (-1.3, &a));
+                assert_eq!(bits(&y1), bits(&y2), "axpy2 {n}");
+                assert_eq!(bits(&y1), bits(&y3), "axpy2 {n}");
                 Portable::xpby(&mut y1, &a, 1.7);
                 Fma::xpby(&mut y2, &a, 1.7);
                 assert_eq!(bits(&y1), bits(&y2), "xpby {n}");

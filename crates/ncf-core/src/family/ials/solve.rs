@@ -19,7 +19,7 @@ const GRAM_CHUNK: usize = 16;
 /// Rows a solver thread takes at a time.
 const BLOCK_ROWS: usize = 32;
 /// Observed rows ahead that the conjugate-gradient loops prefetch.
-const AHEAD: usize = 2;
+const AHEAD: usize = 4;
 
 /// How a half-epoch solves its rows (`--ials-solver`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -415,21 +415,13 @@ unsafe fn cg_row<K: Kernels>(
     x: &mut [f32],
     s: &mut CgState,
 ) {
-    let d = x.len();
-    let row = |c: u32| &other[c as usize * d..c as usize * d + d];
     let CgState { r, p, ap } = s;
     // r = b − A x = Σ_c h_c (1 − ⟨h_c, x⟩) − (G + shift) x.
     K::sym_matvec(g, shift, x, r);
     for v in r.iter_mut() {
         *v = -*v;
     }
-    for (k, &c) in cols.iter().enumerate() {
-        if let Some(&next) = cols.get(k + AHEAD) {
-            K::prefetch(row(next));
-        }
-        let h = row(c);
-        K::axpy(r, 1.0 - K::dot(h, x), h);
-    }
+    add_observed::<K>(other, cols, x, r, |y| 1.0 - y);
     p.copy_from_slice(r);
     let mut rs = K::dot(r, r);
     for _ in 0..steps {
@@ -438,13 +430,7 @@ unsafe fn cg_row<K: Kernels>(
         }
         // ap = A p.
         K::sym_matvec(g, shift, p, ap);
-        for (k, &c) in cols.iter().enumerate() {
-            if let Some(&next) = cols.get(k + AHEAD) {
-                K::prefetch(row(next));
-            }
-            let h = row(c);
-            K::axpy(ap, K::dot(h, p), h);
-        }
+        add_observed::<K>(other, cols, p, ap, |y| y);
         let pap = K::dot(p, ap);
         if !(pap > 0.0 && pap.is_finite()) {
             break;
@@ -455,6 +441,34 @@ unsafe fn cg_row<K: Kernels>(
         let rs_new = K::dot(r, r);
         K::xpby(p, r, rs_new / rs);
         rs = rs_new;
+    }
+}
+
+/// `out += f(⟨h_c, v⟩)·h_c` for `c` in `cols` in order (`h_c`: row `c` of `other`, `v.len()`
+/// wide), two rows at a time ([`Kernels::dot2`], [`Kernels::axpy2`]: the bits of one at a time).
+#[inline(always)]
+unsafe fn add_observed<K: Kernels>(
+    other: &[f32],
+    cols: &[u32],
+    v: &[f32],
+    out: &mut [f32],
+    f: impl Fn(f32) -> f32,
+) {
+    let d = v.len();
+    let row = |c: u32| &other[c as usize * d..c as usize * d + d];
+    let pairs = cols.chunks_exact(2);
+    let last = pairs.remainder();
+    for (k, pair) in pairs.enumerate() {
+        for &next in cols.iter().skip(2 * k + AHEAD).take(2) {
+            K::prefetch(row(next));
+        }
+        let (h1, h2) = (row(pair[0]), row(pair[1]));
+        let (y1, y2) = K::dot2(h1, h2, v);
+        K::axpy2(out, (f(y1), h1), (f(y2), h2));
+    }
+    if let [c] = *last {
+        let h = row(c);
+        K::axpy(out, f(K::dot(h, v)), h);
     }
 }
 

@@ -344,9 +344,13 @@ impl IalsTrainer {
 
 impl MomentFree for IalsTrainer {
     fn backend_name(&self) -> String {
+        // The exact solver keeps the name it had before there was a choice (same log bytes).
+        let solver = match self.solver {
+            Solver::Exact => String::new(),
+            other => format!(", {} solver", other.name()),
+        };
         format!(
-            "cpu (ials, alternating least squares, {} solver; {} thread{})",
-            self.solver.name(),
+            "cpu (ials, alternating least squares{solver}; {} thread{})",
             self.fit.threads,
             if self.fit.threads > 1 { "s" } else { "" }
         )

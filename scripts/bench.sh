@@ -14,6 +14,9 @@
 #   5. GPU training throughput per precision (ncf-cuda-check --bench), when nvidia-smi sees a GPU
 #   6. the PyTorch peer (shared/peers/torch_neumf.py), same config, when NCF_PEER_PYTHON names a
 #      python with torch: recorded beside ours
+#   7. iALS (`--model ials`) at 64 and 192 factors on the NCF authors' ml-1m split, cg and exact
+#      solvers, beside the `implicit` library's ALS when NCF_PEER_PYTHON has implicit
+#      (scripts/bench-ials.sh: seconds per iteration, HR@10 / NDCG@10)
 #
 # Environment: BENCH_REPEATS (default 3), BENCH_MACHINE (name in the file name; default
 # <cores>core-<gpu or cpu>), NCF_SHARED (default ../shared), NCF_PEER_PYTHON, BENCH_WORK
@@ -34,7 +37,7 @@ log() { printf '[bench %s] %s\n' "$(date -u +%T)" "$*" >&2; }
 if [[ -z ${BENCH_NO_BUILD:-} ]]; then
   log "building (release)"
   cargo build --release -q -p ncf-cli -p ncf-report -p ncf-devcheck
-  cargo build --release -q -p ncf-core --example cpu_train_bench
+  cargo build --release -q -p ncf-core --example cpu_train_bench --example ials_peer_io
 fi
 for b in ncf-prep ncf-train ncf-eval ncf-topk ncf-bench-report; do
   [[ -x $bin/$b ]] || { echo "bench: $bin/$b missing (build first)" >&2; exit 1; }
@@ -154,6 +157,10 @@ if [[ -d $ml1m ]]; then
 else
   note "whole-epoch, ncf-eval and ncf-topk figures skipped: $ml1m not found (set NCF_SHARED)"
 fi
+
+# 7 (before the GPU, whose absence ends nothing). iALS and the implicit peer.
+BENCH_WORK=$work BENCH_BIN=$bin NCF_SHARED=$shared BENCH_REPEATS=$repeats NCF_PEER_PYTHON=$peer_py \
+  scripts/bench-ials.sh "$raw"
 
 # 5. GPU training throughput per precision, when a GPU is visible.
 if command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1 && [[ -x $bin/ncf-cuda-check ]]; then

@@ -7,18 +7,9 @@
 //!   Without it the tests skip, or fail when `CI=true`.
 //! - On a machine with a GPU, every kernel parity check and the golden CPU/GPU run pass in every
 //!   precision. Without a GPU they skip with a message, or fail when `NCF_REQUIRE_GPU=1`.
-//! - The factored first-layer kernels on the host emulator (kernels/emu, g++) match their CPU
-//!   twins bit for bit.
 //!
 //! The tools that score on a device (`--device cuda`) are tested as processes in the workspace's
 //! tests/scoring.rs.
-
-mod common {
-    /// The repository root.
-    pub fn repo_root() -> std::path::PathBuf {
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-    }
-}
 
 fn env_is(var: &str, value: &str) -> bool {
     std::env::var(var).is_ok_and(|v| v == value)

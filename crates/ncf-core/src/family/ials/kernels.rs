@@ -389,7 +389,7 @@ impl Kernels for Fma {
     unsafe fn band_add(chunk: &[f64], dp: usize, d: usize, j0: usize, band: &mut [f64]) {
         use std::arch::x86_64::*;
         let jn = TJ.min(d - j0);
-        assert!(band.len() >= jn * d && chunk.len() % dp == 0 && j0 + jn <= dp);
+        assert!(band.len() >= jn * d && chunk.len().is_multiple_of(dp) && j0 + jn <= dp);
         let mut k0 = 0;
         // Whole tiles (four rows, eight columns inside d) in registers; the rest as Portable.
         while jn == TJ && k0 < j0 + jn && k0 + TK <= d {

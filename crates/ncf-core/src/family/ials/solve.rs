@@ -425,7 +425,7 @@ unsafe fn cg_row<K: Kernels>(
     p.copy_from_slice(r);
     let mut rs = K::dot(r, r);
     for _ in 0..steps {
-        if !(rs > 0.0) {
+        if rs.is_nan() || rs <= 0.0 {
             break;
         }
         // ap = A p.

@@ -58,9 +58,19 @@ else
   note "implicit peer skipped: NCF_PEER_PYTHON unset or without implicit and scipy (scripts/implicit_peer.py)"
 fi
 
+# Our λ / α₀ per factor count, chosen on validation split 0 like the peer's (a 3 × 3 grid
+# around Rendle et al.'s 0.007 / 0.3, 16 epochs, cg: benchmarks/results/2026-12-07-ials-peer/).
+ours_flags() {
+  case $1 in
+    64) echo --l2 0.007 --unobserved-weight 0.1 ;;
+    *) echo --l2 0.007 --unobserved-weight 0.3 ;;
+  esac
+}
 ours() { # FACTORS SOLVER EPOCHS → $work/ours.jsonl
+  # shellcheck disable=SC2046
   "$bin/ncf-train" "$work/ml1m" -o "$work/ials.safetensors" --force --model ials --factors "$1" \
-    --ials-solver "$2" --epochs "$3" --threads "$threads" --no-checkpoint --save-last -q > "$work/ours.jsonl"
+    $(ours_flags "$1") --ials-solver "$2" --epochs "$3" --threads "$threads" --no-checkpoint \
+    --save-last -q > "$work/ours.jsonl"
 }
 theirs() { # FACTORS SOLVER ITERATIONS → $work/peer.json
   "$peer_py" scripts/implicit_peer.py "$work/split" --factors "$1" --solver "$2" --iterations "$3" \

@@ -12,8 +12,9 @@
 # Env: FACTORS (default "64 192"), ITERATIONS (default 16, as `make bench`'s iALS rows),
 # REGS (default "0.1 1 3 10 30 100"), ALPHAS (default "1 3 10"), TOP (default 3), THREADS
 # (default 2), NCF_SHARED (default ../shared), BIN (default target/release, with
-# examples/ials_peer_io). Writes OUTDIR/peer-tuning.jsonl (implicit_peer.py's lines) and
-# OUTDIR/tuned.txt (the best per factors and solver: implicit_peer.py's TUNED table).
+# examples/ials_peer_io). Writes OUTDIR/peer-tuning.jsonl (implicit_peer.py's lines; a rerun
+# appends, skipping the fits it holds, so a grid can be widened) and OUTDIR/tuned.txt (the best
+# per factors and solver: implicit_peer.py's TUNED table).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-benchmarks/results/$(date -u +%F)-ials-peer}
@@ -32,16 +33,33 @@ mkdir -p "$out" "$work"
 [[ -d $work/ml1m ]] || "$bin/ncf-prep" "$shared/datasets/ncf-ml-1m" -o "$work/ml1m" -q
 "$bin/examples/ials_peer_io" export "$work/ml1m" "$work/val0" --validation-seed 0
 log="$out/peer-tuning.jsonl"
-: > "$log"
-fit() { "$py" scripts/implicit_peer.py "$work/val0" --iterations "$iters" --threads "$threads" --metrics "$@" >> "$log"; tail -n 1 "$log" | cut -c1-400 >&2; }
+touch "$log"
+# fit FACTORS SOLVER REG ALPHA: one line in the log, unless it holds that fit already (a rerun
+# with a wider grid only adds).
+fit() {
+  if "$py" - "$log" "$1" "$2" "$3" "$4" "$iters" <<'PY'
+import json, sys
+_, log, f, s, reg, alpha, it = sys.argv
+want = (int(f), s, float(reg), float(alpha), int(it))
+for line in open(log):
+    r = json.loads(line)
+    if (r["factors"], r["solver"], r["regularization"], r["alpha"], r["iterations"]) == want:
+        sys.exit(0)
+sys.exit(1)
+PY
+  then return 0; fi
+  "$py" scripts/implicit_peer.py "$work/val0" --iterations "$iters" --threads "$threads" --metrics \
+    --factors "$1" --solver "$2" --regularization "$3" --alpha "$4" >> "$log"
+  tail -n 1 "$log" | cut -c1-400 >&2
+}
 for f in ${FACTORS:-64 192}; do
   for reg in ${REGS:-0.1 1 3 10 30 100}; do
     for alpha in ${ALPHAS:-1 3 10}; do
-      fit --factors "$f" --solver cg --regularization "$reg" --alpha "$alpha"
+      fit "$f" cg "$reg" "$alpha"
     done
   done
   # Cholesky on the best TOP of the conjugate-gradient grid.
-  "$py" - "$log" "$f" "${TOP:-3}" <<'PY' | while read -r reg alpha; do fit --factors "$f" --solver cholesky --regularization "$reg" --alpha "$alpha"; done
+  "$py" - "$log" "$f" "${TOP:-3}" <<'PY' | while read -r reg alpha; do fit "$f" cholesky "$reg" "$alpha"; done
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 rows = [r for r in rows if r["factors"] == int(sys.argv[2]) and r["solver"] == "cg"]

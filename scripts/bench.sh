@@ -94,7 +94,10 @@ for r in $(seq "$repeats"); do
   record cpu.train.steady cpu-train samples/s higher "$(jget steady_samples_per_s < "$work/cpu.json")" \
     "CPU training, NVIDIA config, ml-20m shape, steady-state step (median of $((steps - 1)))"
 done
-if [[ -n $peer_py ]]; then
+if [[ -n $peer_py ]] && ! "$peer_py" -c 'import torch' >/dev/null 2>&1; then
+  note "PyTorch peer skipped: $peer_py has no torch (NCF_PEER_PYTHON)"
+  log "PyTorch peer skipped: $peer_py has no torch"
+elif [[ -n $peer_py ]]; then
   peer_steps=${BENCH_PEER_STEPS:-2}
   for r in $(seq "${BENCH_PEER_REPEATS:-$repeats}"); do
     "$peer_py" "$shared/peers/torch_neumf.py" --synthetic 138493,26744,20000263 --device cpu \
@@ -171,7 +174,7 @@ if command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1 && [[ -x $b
         record "gpu.train.$p" gpu-train samples/s higher "$v" "$p"
       done
   done
-  if [[ -n $peer_py ]]; then
+  if [[ -n $peer_py ]] && "$peer_py" -c 'import torch' >/dev/null 2>&1; then
     for p in fp32 tf32 fp16 bf16; do
       for r in $(seq "$repeats"); do
         "$peer_py" "$shared/peers/torch_neumf.py" --synthetic 138493,26744,20000263 --device cuda \

@@ -14,6 +14,9 @@
 #   5. GPU training throughput per precision (ncf-cuda-check --bench), when nvidia-smi sees a GPU
 #   6. the PyTorch peer (shared/peers/torch_neumf.py), same config, when NCF_PEER_PYTHON names a
 #      python with torch: recorded beside ours
+#   7. iALS (`--model ials`) at 64 and 192 factors on the NCF authors' ml-1m split, cg and exact
+#      solvers, beside the `implicit` library's ALS when NCF_PEER_PYTHON has implicit
+#      (scripts/bench-ials.sh: seconds per iteration, HR@10 / NDCG@10)
 #
 # Environment: BENCH_REPEATS (default 3), BENCH_MACHINE (name in the file name; default
 # <cores>core-<gpu or cpu>), NCF_SHARED (default ../shared), NCF_PEER_PYTHON, BENCH_WORK
@@ -37,7 +40,7 @@ if [[ -z ${BENCH_NO_BUILD:-} ]]; then
   mpi_feature=()
   command -v mpicc >/dev/null && mpi_feature=(--features ncf-cli/mpi)
   cargo build --release -q "${mpi_feature[@]}" -p ncf-cli -p ncf-report -p ncf-devcheck
-  cargo build --release -q "${mpi_feature[@]}" -p ncf-core --example cpu_train_bench
+  cargo build --release -q "${mpi_feature[@]}" -p ncf-core --example cpu_train_bench --example ials_peer_io
 fi
 for b in ncf-prep ncf-train ncf-eval ncf-topk ncf-bench-report; do
   [[ -x $bin/$b ]] || { echo "bench: $bin/$b missing (build first)" >&2; exit 1; }
@@ -94,7 +97,10 @@ for r in $(seq "$repeats"); do
   record cpu.train.steady cpu-train samples/s higher "$(jget steady_samples_per_s < "$work/cpu.json")" \
     "CPU training, NVIDIA config, ml-20m shape, steady-state step (median of $((steps - 1)))"
 done
-if [[ -n $peer_py ]]; then
+if [[ -n $peer_py ]] && ! "$peer_py" -c 'import torch' >/dev/null 2>&1; then
+  note "PyTorch peer skipped: $peer_py has no torch (NCF_PEER_PYTHON)"
+  log "PyTorch peer skipped: $peer_py has no torch"
+elif [[ -n $peer_py ]]; then
   peer_steps=${BENCH_PEER_STEPS:-2}
   for r in $(seq "${BENCH_PEER_REPEATS:-$repeats}"); do
     "$peer_py" "$shared/peers/torch_neumf.py" --synthetic 138493,26744,20000263 --device cpu \
@@ -155,6 +161,10 @@ else
   note "whole-epoch, ncf-eval and ncf-topk figures skipped: $ml1m not found (set NCF_SHARED)"
 fi
 
+# 7 (before the GPU, whose absence ends nothing). iALS and the implicit peer.
+BENCH_WORK=$work BENCH_BIN=$bin NCF_SHARED=$shared BENCH_REPEATS=$repeats NCF_PEER_PYTHON=$peer_py \
+  scripts/bench-ials.sh "$raw"
+
 # 5. GPU training throughput per precision, when a GPU is visible.
 if command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1 && [[ -x $bin/ncf-cuda-check ]]; then
   for r in $(seq "$repeats"); do
@@ -164,7 +174,7 @@ if command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1 && [[ -x $b
         record "gpu.train.$p" gpu-train samples/s higher "$v" "$p"
       done
   done
-  if [[ -n $peer_py ]]; then
+  if [[ -n $peer_py ]] && "$peer_py" -c 'import torch' >/dev/null 2>&1; then
     for p in fp32 tf32 fp16 bf16; do
       for r in $(seq "$repeats"); do
         "$peer_py" "$shared/peers/torch_neumf.py" --synthetic 138493,26744,20000263 --device cuda \

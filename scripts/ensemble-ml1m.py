@@ -79,7 +79,7 @@ def main():
     p.add_argument("--threads", default="2")
     p.add_argument("--factors", default="192")
     p.add_argument("--mf-flags", default="--lr 0.002 --l2 0.005 --negatives 8")
-    p.add_argument("--ials-flags", default="--l2 0.007 --unobserved-weight 0.3")
+    p.add_argument("--ials-flags", default="--l2 0.007 --unobserved-weight 0.3 --ials-solver exact")
     a = p.parse_args()
     b, work, out = a.bin, a.work, a.out
     ds = f"{work}/data"

@@ -18,7 +18,8 @@
 # Env: WEIGHTS (default "5 10 15 20 25 30 35 40 45 50 60 70 100 150"), VALIDATION_SEEDS
 #      (default "0 1 2"), EASE_L2 / EASE_USERS_L2 (default "250 500 1000 2000"; empty: no such
 #      member), EASE_WEIGHTS and EASE_USERS_WEIGHTS (default "5 10 20 35 50 70 100"),
-#      SKIP_TRAINING=1 (reuse OUTDIR/mf, OUTDIR/ials and the models in
+#      IALS_SOLVER (default exact: the figure in docs/RESULTS.md), SKIP_TRAINING=1 (reuse
+#      OUTDIR/mf, OUTDIR/ials and the models in
 #      target/mf-ml1m, and EASE's validation models there; validation models of MF and iALS
 #      are reused only when their epochs and flags match), and
 #      mf-ml1m.sh's (SEEDS, FACTORS, THREADS, BIN, DATA; MF_EPOCHS / IALS_EPOCHS set its
@@ -56,4 +57,4 @@ python3 scripts/ensemble-ml1m.py --bin "$bin" --work "$work" --out "$out" --seed
   --ease-users-l2 "${EASE_USERS_L2-250 500 1000 2000}" \
   --ease-users-weights "${EASE_USERS_WEIGHTS:-5 10 20 35 50 70 100}" --threads "${THREADS:-2}" \
   --factors "${FACTORS:-192}" --mf-flags "--lr ${LR:-0.002} --l2 ${L2:-0.005} --negatives ${NEGATIVES:-8}" \
-  --ials-flags "--l2 ${L2:-0.007} --unobserved-weight ${ALPHA0:-0.3}"
+  --ials-flags "--l2 ${L2:-0.007} --unobserved-weight ${ALPHA0:-0.3} --ials-solver ${IALS_SOLVER:-exact}"

@@ -13,7 +13,8 @@
 #
 # Env: MODEL (mf or ials, default mf), FACTORS (default 192), EPOCHS (validation epochs, default
 #      mf 256, ials 16), LR (mf, 0.002), L2 (mf 0.005, ials 0.007), NEGATIVES (mf, 8), ALPHA0
-#      (ials --unobserved-weight, 0.3), SEEDS (default "1 2 3 4 5"), THREADS (default 2),
+#      (ials --unobserved-weight, 0.3), IALS_SOLVER (--ials-solver, default exact: the solver of
+#      the recorded figures), SEEDS (default "1 2 3 4 5"), THREADS (default 2),
 #      TEST_EPOCHS (skip the validation run and use this), BIN (directory of ncf-prep, ncf-train
 #      and ncf-bench-report; default a release build), DATA (the authors' split, default
 #      ../shared/datasets/ncf-ml-1m).
@@ -47,7 +48,7 @@ case $model in
       --negative-mode approximate --batch-size 1048576) ;;
   ials)
     epochs=${EPOCHS:-16}
-    hp=(--l2 "${L2:-0.007}" --unobserved-weight "${ALPHA0:-0.3}") ;;
+    hp=(--l2 "${L2:-0.007}" --unobserved-weight "${ALPHA0:-0.3}" --ials-solver "${IALS_SOLVER:-exact}") ;;
   *) echo "MODEL must be mf or ials, not $model" >&2; exit 2 ;;
 esac
 flags=(--model "$model" --factors "$factors" "${hp[@]}" --threads "$threads" --no-checkpoint --quiet)

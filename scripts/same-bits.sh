@@ -34,7 +34,9 @@ train -o k100/neumf.safetensors --preset ml1m --epochs 3 --batch-size 8192 > k10
 train -o k100/gmf.safetensors --model gmf --preset ml1m --epochs 2 --batch-size 8192 > k100/gmf.jsonl
 train -o k100/mlp.safetensors --model mlp --preset ml1m --epochs 2 --batch-size 8192 > k100/mlp.jsonl
 train -o k100/mf.safetensors --model mf --factors 16 --epochs 3 > k100/mf.jsonl
-train -o k100/ials.safetensors --model ials --factors 16 --epochs 2 > k100/ials.jsonl
+# iALS: the exact solver (the only one before issue 36, whose hashes these are), then cg.
+train -o k100/ials.safetensors --model ials --factors 16 --epochs 2 --ials-solver exact > k100/ials.jsonl
+train -o k100/ials-cg.safetensors --model ials --factors 16 --epochs 2 --ials-solver cg > k100/ials-cg.jsonl
 train -o k100/ease.safetensors --model ease > k100/ease.jsonl
 "$BIN/ncf-eval" k100/dataset k100/neumf.safetensors --full > k100/neumf-full.json
 "$BIN/ncf-topk" k100/dataset k100/mf.safetensors --all -k 5 > k100/mf-topk.tsv

@@ -254,6 +254,75 @@ fn ials_by_alternating_least_squares() {
         (&["--unobserved-weight=-1"], "--unobserved-weight"),
     ];
     refuses(root, &data, "ials", cases);
+    // Both solvers: cg is the default; exact is recorded by naming no solver (as every file
+    // before the flag), cg by name. Stopped after 2 epochs on 1 thread and resumed to 3 on 2,
+    // each gives the uninterrupted run's bytes; a resume with the other solver is refused.
+    for solver in ["cg", "exact"] {
+        let run = |out: &Path, extra: &[&str]| -> Vec<serde_json::Value> {
+            let mut a = vec![s(&data), "-o", s(out), "--model", "ials", "--factors", "16"];
+            a.extend_from_slice(&["--quiet", "--seed", "4", "--save-last", "--ials-solver"]);
+            a.push(solver);
+            a.extend_from_slice(extra);
+            json_lines(&ok(root, "ncf-train", &a))
+        };
+        let straight = root.join(format!("{solver}.safetensors"));
+        let ls = run(
+            &straight,
+            &["--epochs", "3", "--threads", "2", "--no-checkpoint"],
+        );
+        let backend = ls.last().unwrap()["backend"].as_str().unwrap().to_string();
+        assert_eq!(backend.contains("cg solver"), solver == "cg", "{backend}");
+        let (_, meta) = modelfile::load(&straight).unwrap();
+        let recorded = serde_json::to_string(&meta).unwrap();
+        assert_eq!(
+            recorded.contains("\"ials_solver\":\"cg\""),
+            solver == "cg",
+            "{recorded}"
+        );
+        assert!(
+            !recorded.contains("\"ials_solver\":\"exact\""),
+            "{recorded}"
+        );
+        let (cut, ck) = (
+            root.join(format!("{solver}-cut.st")),
+            root.join(format!("{solver}-ck")),
+        );
+        run(
+            &cut,
+            &["--epochs", "2", "--threads", "1", "--checkpoint", s(&ck)],
+        );
+        let other = if solver == "cg" { "exact" } else { "cg" };
+        let mut a = vec![
+            s(&data),
+            "-o",
+            s(&cut),
+            "--model",
+            "ials",
+            "--factors",
+            "16",
+        ];
+        a.extend_from_slice(&[
+            "--quiet",
+            "--seed",
+            "4",
+            "--epochs",
+            "3",
+            "--resume",
+            s(&ck),
+        ]);
+        a.extend_from_slice(&["--ials-solver", other]);
+        let e = fails(root, "ncf-train", &a);
+        assert!(e.contains("ials_solver"), "{e}");
+        let lr = run(
+            &cut,
+            &["--epochs", "3", "--threads", "2", "--resume", s(&ck)],
+        );
+        assert_eq!(lr.last().unwrap()["best_hr"], ls.last().unwrap()["best_hr"]);
+        assert!(
+            std::fs::read(&cut).unwrap() == std::fs::read(&straight).unwrap(),
+            "{solver}"
+        );
+    }
     let e = fails(
         root,
         "ncf-train",

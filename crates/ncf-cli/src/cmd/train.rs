@@ -150,6 +150,10 @@ pub struct Args {
     /// --model ials: weight α₀ of every unobserved (user, item) pair in the squared loss.
     #[arg(long, value_name = "ALPHA0")]
     unobserved_weight: Option<f32>,
+    /// --model ials: how each row is solved: cg (a few conjugate-gradient steps warm-started
+    /// from the last epoch's row, f32; the default) or exact (Cholesky, f64).
+    #[arg(long, value_enum, value_name = "SOLVER")]
+    ials_solver: Option<ncf_core::family::ials::Solver>,
     #[arg(long, value_enum)]
     optimizer: Option<Optimizer>,
     /// Seed of initialisation, negatives, shuffling and dropout.
@@ -265,6 +269,7 @@ impl Args {
             dropout: self.dropout,
             init_std: self.init_std,
             unobserved_weight: self.unobserved_weight,
+            ials_solver: self.ials_solver,
             checkpoint: self.checkpoint.is_some(),
             checkpoint_every: self.checkpoint_every != 0,
             resume: self.resume.is_some(),

@@ -28,6 +28,7 @@ pub enum Flag {
     Resume,
     InitStd,
     UnobservedWeight,
+    IalsSolver,
     /// `--pretrain-gmf` with `--pretrain-mlp`.
     Pretrained,
 }
@@ -35,7 +36,12 @@ pub enum Flag {
 impl Flag {
     /// The flags only the families that list them in [`Capabilities::takes`] take; every family
     /// takes the others unless it refuses them.
-    pub const ONLY_SOME: [Flag; 3] = [Flag::UnobservedWeight, Flag::InitStd, Flag::Pretrained];
+    pub const ONLY_SOME: [Flag; 4] = [
+        Flag::UnobservedWeight,
+        Flag::IalsSolver,
+        Flag::InitStd,
+        Flag::Pretrained,
+    ];
 
     /// The flags of mini-batch SGD with sampled negatives and an MLP, which a model fitted
     /// exactly per epoch (iALS, EASE) takes no meaning from.
@@ -68,6 +74,7 @@ impl Flag {
             Flag::Resume => "--resume",
             Flag::InitStd => "--init-std",
             Flag::UnobservedWeight => "--unobserved-weight",
+            Flag::IalsSolver => "--ials-solver",
             Flag::Pretrained => "--pretrain-gmf/--pretrain-mlp",
         }
     }
@@ -90,6 +97,7 @@ impl Flag {
             Flag::Resume => c.resume,
             Flag::InitStd => c.init_std.is_some(),
             Flag::UnobservedWeight => c.unobserved_weight.is_some(),
+            Flag::IalsSolver => c.ials_solver.is_some(),
             Flag::Pretrained => c.pretrained,
         }
     }

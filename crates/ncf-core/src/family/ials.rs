@@ -11,16 +11,24 @@
 //! ```
 //!
 //! (`α₀` the unobserved weight, `λ` = `--l2`, `n_u`/`n_i` the row's observed count). One epoch
-//! solves every user row exactly with the items fixed, then every item row with the users
-//! fixed: `w_u = (Σ_{i∈I_u} h_i h_iᵀ + α₀·HᵀH + λ(n_u + α₀|I|)·1)⁻¹ Σ_{i∈I_u} h_i`, by a
-//! Cholesky factorisation in f64. The all-pairs term costs one Gramian `HᵀH` per side, so an
-//! epoch is `O(nnz·d² + (|U| + |I|)·d³)` and needs no negative samples.
+//! solves every user row with the items fixed, then every item row with the users fixed:
+//! `w_u = (Σ_{i∈I_u} h_i h_iᵀ + α₀·HᵀH + λ(n_u + α₀|I|)·1)⁻¹ Σ_{i∈I_u} h_i`. The all-pairs
+//! term costs one Gramian `HᵀH` per half-epoch, so no negative samples are needed. Two solvers
+//! ([`Solver`], `--ials-solver`; [`solve`]): `exact`, a Cholesky factorisation in f64
+//! (`O(nnz·d² + (|U| + |I|)·d³)` an epoch), and `cg`, [`CG_STEPS`] conjugate-gradient steps in
+//! f32 warm-started from the row's previous value (`O(CG_STEPS·(nnz·d + (|U| + |I|)·d²))`).
 //!
 //! The tables stay in f32 between the half-epochs (the model file's form), so a run resumed from
-//! a checkpoint computes the same bits as one that was not stopped; rows are independent, so
-//! the thread count never changes a result. The model is stored as a GMF (`factors = d`, final
+//! a checkpoint computes the same bits as one that was not stopped (the warm start is the
+//! stored row); rows are independent and each one's arithmetic has a fixed order, so the thread
+//! count never changes a result. The model is stored as a GMF (`factors = d`, final
 //! weights one, bias zero) whose score is exactly the dot product: every tool scores it, and
 //! `ncf-eval` can ensemble it with the other models.
+
+mod kernels;
+mod solve;
+
+pub use solve::{cholesky_solve, Solver, CG_STEPS};
 
 use super::{
     check_whole_epoch, gmf_config, require_model_memory, whole_epoch_defaults, Capabilities,
@@ -42,6 +50,8 @@ pub const DEFAULT_REG: f32 = 0.007;
 pub const DEFAULT_UNOBSERVED_WEIGHT: f32 = 0.3;
 /// Epochs when `--epochs` is not given (their starting point for tuning).
 pub const DEFAULT_EPOCHS: u32 = 16;
+/// `--ials-solver` when not given (chosen by speed and accuracy: docs/RESULTS.md).
+pub const DEFAULT_SOLVER: Solver = Solver::Cg;
 
 /// `--model ials`.
 pub struct Ials;
@@ -53,6 +63,14 @@ pub struct Params {
     /// file and checkpoint since iALS came (0 in the other families'); absent in older ones, 0.
     #[serde(default)]
     pub unobserved_weight: f32,
+    /// `--ials-solver`. Recorded as `ials_solver` unless exact: files written before the flag,
+    /// and the other families', name none, and theirs is exact.
+    #[serde(
+        default,
+        rename = "ials_solver",
+        skip_serializing_if = "Solver::is_exact"
+    )]
+    pub solver: Solver,
 }
 
 impl FamilySpec for Ials {
@@ -65,7 +83,7 @@ impl FamilySpec for Ials {
         Capabilities {
             cpu_only: Some("ncf-cuda has no least-squares solver".into()),
             one_rank: Some("its threads share the machine's cores".into()),
-            takes: &[Flag::InitStd, Flag::UnobservedWeight],
+            takes: &[Flag::InitStd, Flag::UnobservedWeight, Flag::IalsSolver],
             refuses: vec![(
                 Flag::SGD_RECIPE,
                 "solves each epoch exactly by least squares over every pair (no optimiser, \
@@ -83,6 +101,7 @@ impl FamilySpec for Ials {
         cfg.epochs = DEFAULT_EPOCHS;
         cfg.family.ials = Params {
             unobserved_weight: c.unobserved_weight.unwrap_or(DEFAULT_UNOBSERVED_WEIGHT),
+            solver: c.ials_solver.unwrap_or(DEFAULT_SOLVER),
         };
     }
 
@@ -137,159 +156,63 @@ pub fn init(n_users: u32, n_items: u32, dim: usize, std: f32, seed: u64) -> Resu
     Ok(model)
 }
 
-/// `⟨a, b⟩` in f64 with four partial sums (vectorises; fixed order, so fixed results).
-#[inline]
-fn dot64(a: &[f64], b: &[f64]) -> f64 {
-    let mut acc = [0f64; 4];
-    let (ca, cb) = (a.chunks_exact(4), b.chunks_exact(4));
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for k in 0..4 {
-            acc[k] += x[k] * y[k];
-        }
-    }
-    let mut s = (acc[0] + acc[2]) + (acc[1] + acc[3]);
-    for (x, y) in ra.iter().zip(rb) {
-        s += x * y;
-    }
-    s
-}
-
-/// Solve `A x = b` for a symmetric positive-definite `A` (`n × n`, row-major; only the lower
-/// triangle is read and it is overwritten by the Cholesky factor). `x` replaces `b`. `Err` with
-/// the failing pivot when `A` is not positive definite.
-pub fn cholesky_solve(a: &mut [f64], b: &mut [f64], n: usize) -> std::result::Result<(), usize> {
-    debug_assert!(a.len() == n * n && b.len() == n);
-    for j in 0..n {
-        let (done, rest) = a.split_at_mut(j * n);
-        let rj = &mut rest[..n];
-        // Row j of L left of the diagonal: L[j][k] = (A[j][k] − Σ_{m<k} L[j][m]·L[k][m]) / L[k][k].
-        for k in 0..j {
-            let rk = &done[k * n..k * n + n];
-            rj[k] = (rj[k] - dot64(&rj[..k], &rk[..k])) / rk[k];
-        }
-        let d = rj[j] - dot64(&rj[..j], &rj[..j]);
-        // Relative to the pivot's diagonal: rounding leaves a singular matrix a tiny pivot.
-        if !(d.is_finite() && d > 0.0 && d > 1e-12 * rj[j]) {
-            return Err(j);
-        }
-        rj[j] = d.sqrt();
-    }
-    // L y = b, then Lᵀ x = y.
-    for i in 0..n {
-        let ri = &a[i * n..i * n + n];
-        b[i] = (b[i] - dot64(&ri[..i], &b[..i])) / ri[i];
-    }
-    for i in (0..n).rev() {
-        let mut s = b[i];
-        for k in i + 1..n {
-            s -= a[k * n + i] * b[k];
-        }
-        b[i] = s / a[i * n + i];
-    }
-    Ok(())
-}
-
-/// `Σ_r x_r x_rᵀ` of the `d`-wide rows of `table` (lower triangle only, f64).
-fn gramian(table: &[f32], d: usize) -> Vec<f64> {
-    let mut g = vec![0f64; d * d];
-    let mut x = vec![0f64; d];
-    for row in table.chunks_exact(d) {
-        for (a, &b) in x.iter_mut().zip(row) {
-            *a = b as f64;
-        }
-        add_outer_lower(&mut g, &x, d);
-    }
-    g
-}
-
-/// `a += x xᵀ` on the lower triangle of the `d × d` row-major `a`.
-#[inline]
-fn add_outer_lower(a: &mut [f64], x: &[f64], d: usize) {
-    for j in 0..d {
-        let xj = x[j];
-        for (y, &xk) in a[j * d..j * d + j + 1].iter_mut().zip(&x[..j + 1]) {
-            *y += xj * xk;
-        }
-    }
-}
-
-/// One half-epoch: every row of `out` (`rows.n_rows()` rows, `d` wide) solved with `other` fixed.
-/// `Err` names the first row whose system is not positive definite.
+/// One half-epoch: every row of `out` (`rows.n_rows()` rows, `d` wide) solved by `solver` with
+/// `other` fixed, `gram` being `other`'s Gramian ([`solve::gramian`]). `Err` names the first
+/// row whose system is not positive definite.
+#[allow(clippy::too_many_arguments)]
 fn solve_side(
     rows: &Csr,
     other: &[f32],
+    gram: &[f64],
     out: &mut [f32],
     d: usize,
-    reg: f64,
-    alpha: f64,
+    (reg, alpha): (f64, f64),
+    solver: Solver,
     threads: usize,
 ) -> Result<()> {
-    let n_other = other.len() / d;
-    let mut base = gramian(other, d);
-    for g in &mut base {
-        *g *= alpha;
-    }
-    let base = &base;
-    let per = rows.n_rows().div_ceil(threads.max(1)).max(1);
-    let results: Vec<std::result::Result<(), usize>> = std::thread::scope(|sc| {
-        let handles: Vec<_> = out
-            .chunks_mut(per * d)
-            .enumerate()
-            .map(|(t, chunk)| {
-                sc.spawn(move || -> std::result::Result<(), usize> {
-                    let mut a = vec![0f64; d * d];
-                    let (mut b, mut x) = (vec![0f64; d], vec![0f64; d]);
-                    for (k, dst) in chunk.chunks_exact_mut(d).enumerate() {
-                        let r = t * per + k;
-                        let cols = rows.row(r);
-                        if cols.is_empty() {
-                            // No observations: the minimiser is zero.
-                            dst.fill(0.0);
-                            continue;
-                        }
-                        a.copy_from_slice(base);
-                        b.fill(0.0);
-                        for &c in cols {
-                            let src = &other[c as usize * d..c as usize * d + d];
-                            for ((xv, bv), &s) in x.iter_mut().zip(b.iter_mut()).zip(src) {
-                                *xv = s as f64;
-                                *bv += s as f64;
-                            }
-                            add_outer_lower(&mut a, &x, d);
-                        }
-                        let shift = reg * (cols.len() as f64 + alpha * n_other as f64);
-                        for j in 0..d {
-                            a[j * d + j] += shift;
-                        }
-                        cholesky_solve(&mut a, &mut b, d).map_err(|_| r)?;
-                        for (y, &v) in dst.iter_mut().zip(&b) {
-                            *y = v as f32;
-                        }
-                    }
-                    Ok(())
-                })
+    let n_other = (other.len() / d.max(1)) as f64;
+    let shift = |n: usize| reg * (n as f64 + alpha * n_other);
+    let n = rows.n_rows();
+    let done = match solver {
+        Solver::Exact => {
+            let base: Vec<f64> = gram.iter().map(|g| g * alpha).collect();
+            let init = || solve::ExactState::new(d);
+            solve::for_each_block(n, out, d, threads, init, |s, first, block| {
+                solve::exact_block(&base, other, rows, (first, block), &shift, s)
             })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("an iALS solver thread panicked"))
-            .collect()
-    });
-    for r in results {
-        if let Err(row) = r {
-            return Err(Error::invalid(format!(
-                "iALS: the system of row {row} is not positive definite (raise --l2 above 0 or \
-                 --unobserved-weight)"
-            )));
         }
-    }
-    Ok(())
+        Solver::Cg => {
+            let g: Vec<f32> = gram.iter().map(|g| (g * alpha) as f32).collect();
+            let shift = |n: usize| shift(n) as f32;
+            let init = || solve::CgState::new(d);
+            solve::for_each_block(n, out, d, threads, init, |s, first, block| {
+                solve::cg_block(&g, other, rows, (first, block), &shift, CG_STEPS, s);
+                Ok(())
+            })
+        }
+    };
+    done.map_err(|row| {
+        Error::invalid(format!(
+            "iALS: the system of row {row} is not positive definite (raise --l2 above 0 or \
+             --unobserved-weight)"
+        ))
+    })
 }
 
 /// The iALS objective `L` (module documentation) of the user table `w` and item table `h`
-/// (`by_user`: the observed items of each user).
-fn objective(by_user: &Csr, w: &[f32], h: &[f32], d: usize, reg: f64, alpha: f64) -> f64 {
+/// (`by_user`: the observed items of each user), given their Gramians `gw` and `gh`
+/// ([`solve::gramian`]); the observed pairs are summed per user on `threads` threads, then over
+/// users in order.
+#[allow(clippy::too_many_arguments)]
+fn objective(
+    by_user: &Csr,
+    w: &[f32],
+    h: &[f32],
+    d: usize,
+    (reg, alpha): (f64, f64),
+    (gw, gh): (&[f64], &[f64]),
+    threads: usize,
+) -> f64 {
     let (nu, ni) = (w.len() / d, h.len() / d);
     let sq = |t: &[f32], r: usize| -> f64 {
         t[r * d..r * d + d]
@@ -297,22 +220,25 @@ fn objective(by_user: &Csr, w: &[f32], h: &[f32], d: usize, reg: f64, alpha: f64
             .map(|&x| x as f64 * x as f64)
             .sum()
     };
-    let mut item_count = vec![0usize; ni];
-    let mut observed = 0f64;
-    let (mut wu, mut hi) = (vec![0f64; d], vec![0f64; d]);
-    let mut penalty = 0f64;
-    for u in 0..by_user.n_rows() {
-        for (a, &b) in wu.iter_mut().zip(&w[u * d..u * d + d]) {
-            *a = b as f64;
+    // Σ_{i∈I_u} (1 − ⟨w_u, h_i⟩)², per user, on the threads; then summed in user order.
+    let mut per_user = vec![0f64; nu];
+    let block = nu.div_ceil(threads.max(1)).max(1);
+    std::thread::scope(|sc| {
+        for (t, (part, rows)) in per_user
+            .chunks_mut(block)
+            .zip(w.chunks(block * d))
+            .enumerate()
+        {
+            sc.spawn(move || solve::squared_errors(rows, h, by_user, t * block, part));
         }
+    });
+    let observed: f64 = per_user.iter().sum();
+    let mut item_count = vec![0usize; ni];
+    let mut penalty = 0f64;
+    for u in 0..nu {
         let items = by_user.row(u);
         for &i in items {
             item_count[i as usize] += 1;
-            for (a, &b) in hi.iter_mut().zip(&h[i as usize * d..i as usize * d + d]) {
-                *a = b as f64;
-            }
-            let y = dot64(&wu, &hi);
-            observed += (1.0 - y) * (1.0 - y);
         }
         penalty += (items.len() as f64 + alpha * ni as f64) * sq(w, u);
     }
@@ -320,7 +246,6 @@ fn objective(by_user: &Csr, w: &[f32], h: &[f32], d: usize, reg: f64, alpha: f64
         penalty += (n as f64 + alpha * nu as f64) * sq(h, i);
     }
     // Σ_all ⟨w_u, h_i⟩² = Σ_jk (WᵀW)_jk (HᵀH)_jk, from the lower triangles.
-    let (gw, gh) = (gramian(w, d), gramian(h, d));
     let mut all = 0f64;
     for j in 0..d {
         for k in 0..=j {
@@ -340,6 +265,10 @@ pub struct IalsTrainer {
     dim: usize,
     reg: f64,
     alpha: f64,
+    solver: Solver,
+    /// The item table's Gramian, computed for the last epoch's objective and kept for the next
+    /// epoch's user half (dropped when a checkpoint replaces the tables).
+    item_gram: Option<Vec<f64>>,
 }
 
 impl IalsTrainer {
@@ -384,6 +313,8 @@ impl IalsTrainer {
             by_item,
             reg,
             alpha,
+            solver: cfg.family.ials.solver,
+            item_gram: None,
         })
     }
 
@@ -393,21 +324,33 @@ impl IalsTrainer {
 
     /// The objective `L` of the current tables.
     pub fn objective(&self) -> f64 {
-        objective(
-            &self.by_user,
+        let (w, h) = (
             self.fit.model.tensor("mf_user_embed.weight"),
             self.fit.model.tensor("mf_item_embed.weight"),
-            self.dim,
-            self.reg,
-            self.alpha,
+        );
+        let (d, t) = (self.dim, self.fit.threads);
+        let (gw, gh) = (solve::gramian(w, d, t), solve::gramian(h, d, t));
+        objective(
+            &self.by_user,
+            w,
+            h,
+            d,
+            (self.reg, self.alpha),
+            (&gw, &gh),
+            t,
         )
     }
 }
 
 impl MomentFree for IalsTrainer {
     fn backend_name(&self) -> String {
+        // The exact solver keeps the name it had before there was a choice (same log bytes).
+        let solver = match self.solver {
+            Solver::Exact => String::new(),
+            other => format!(", {} solver", other.name()),
+        };
         format!(
-            "cpu (ials, alternating least squares; {} thread{})",
+            "cpu (ials, alternating least squares{solver}; {} thread{})",
             self.fit.threads,
             if self.fit.threads > 1 { "s" } else { "" }
         )
@@ -425,12 +368,21 @@ impl MomentFree for IalsTrainer {
         debug_assert!(ur.end <= ir.start);
         let (head, tail) = self.fit.model.params.split_at_mut(ir.start);
         let (utab, itab) = (&mut head[ur], &mut tail[..ir.end - ir.start]);
-        let (reg, alpha, t) = (self.reg, self.alpha, self.fit.threads);
-        solve_side(&self.by_user, itab, utab, d, reg, alpha, t)?;
-        solve_side(&self.by_item, utab, itab, d, reg, alpha, t)?;
+        let (lambdas, solver, t) = ((self.reg, self.alpha), self.solver, self.fit.threads);
+        // One Gramian per half-epoch; the items' is kept from the last epoch's objective.
+        let gh = match self.item_gram.take() {
+            Some(g) => g,
+            None => solve::gramian(itab, d, t),
+        };
+        solve_side(&self.by_user, itab, &gh, utab, d, lambdas, solver, t)?;
+        let gw = solve::gramian(utab, d, t);
+        solve_side(&self.by_item, utab, &gw, itab, d, lambdas, solver, t)?;
         self.fit.steps += 1;
+        let gh = solve::gramian(itab, d, t);
         // Reported "loss": the objective per observed pair.
-        let loss = (self.objective() / n as f64) as f32;
+        let l = objective(&self.by_user, utab, itab, d, lambdas, (&gw, &gh), t);
+        self.item_gram = Some(gh);
+        let loss = (l / n as f64) as f32;
         if !loss.is_finite() {
             return Err(Error::invalid(format!(
                 "iALS diverged: objective is {loss} after epoch {epoch}"
@@ -448,6 +400,10 @@ impl MomentFree for IalsTrainer {
 
     fn fitted_mut(&mut self) -> &mut Fitted {
         &mut self.fit
+    }
+
+    fn state_loaded(&mut self) {
+        self.item_gram = None;
     }
 }
 
@@ -536,7 +492,19 @@ mod tests {
         let ur = t.fit.model.layout.range("mf_user_embed.weight");
         let items = t.fit.model.params[ir].to_vec();
         let mut users = t.fit.model.params[ur.clone()].to_vec();
-        solve_side(&t.by_user, &items, &mut users, d, t.reg, t.alpha, 1).unwrap();
+        let g = solve::gramian(&items, d, 1);
+        let lambdas = (t.reg, t.alpha);
+        solve_side(
+            &t.by_user,
+            &items,
+            &g,
+            &mut users,
+            d,
+            lambdas,
+            Solver::Exact,
+            1,
+        )
+        .unwrap();
         t.fit.model.params[ur].copy_from_slice(&users);
         for u in 0..6 {
             let g = user_gradient(&t, u);
@@ -615,6 +583,78 @@ mod tests {
         epoch(&mut b, 2);
         assert!(b.params() == one.params());
         assert_eq!(b.save_state().unwrap().steps, 3);
+    }
+
+    fn with_solver(mut c: TrainConfig, solver: Solver) -> TrainConfig {
+        c.family.ials.solver = solver;
+        c
+    }
+
+    /// 80 users × 50 items, 3 to 17 items each.
+    fn bigger() -> (Vec<u32>, Vec<u32>) {
+        let mut pairs = Vec::new();
+        for u in 0..80u32 {
+            for k in 0..3 + u % 15 {
+                pairs.push((u, (u * 7 + k * 13 + k * k) % 50));
+            }
+        }
+        pairs.sort_unstable();
+        pairs.dedup();
+        pairs.into_iter().unzip()
+    }
+
+    #[test]
+    fn cg_threads_do_not_change_the_bits_and_resume_is_exact() {
+        // 70 factors: every path of the kernels (32 lanes, 64- and 8-column blocks, tails).
+        let c = with_solver(cfg(0.01, 0.3), Solver::Cg);
+        let (u, i) = bigger();
+        let n = u.len() as u64;
+        let make = |threads| {
+            let model = init(80, 50, 70, 0.05, c.seed).unwrap();
+            IalsTrainer::new(model, &c, &u, &i, threads).unwrap()
+        };
+        let (mut one, mut three) = (make(1), make(3));
+        for e in 0..3 {
+            let (a, b) = (one.step(e, 0..n).unwrap(), three.step(e, 0..n).unwrap());
+            assert_eq!(a.loss.to_bits(), b.loss.to_bits());
+        }
+        let bits = |t: &IalsTrainer| t.params().iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&one), bits(&three));
+        // Stopped after two epochs, resumed in a new trainer: the third epoch is the same.
+        let mut a = make(2);
+        a.step(0, 0..n).unwrap();
+        a.step(1, 0..n).unwrap();
+        let state = a.save_state().unwrap();
+        let mut b = make(1);
+        b.load_state(&state).unwrap();
+        b.step(2, 0..n).unwrap();
+        assert_eq!(bits(&b), bits(&one));
+        // A trainer that has run an epoch (and keeps its items' Gramian) forgets it on loading.
+        let mut again = make(2);
+        again.step(0, 0..n).unwrap();
+        again.load_state(&state).unwrap();
+        again.step(2, 0..n).unwrap();
+        assert_eq!(bits(&again), bits(&one));
+    }
+
+    #[test]
+    fn cg_never_raises_the_objective_and_reaches_the_exact_one() {
+        let (exact, cg) = (cfg(0.02, 0.3), with_solver(cfg(0.02, 0.3), Solver::Cg));
+        let mut e = trainer(5, &exact, 1);
+        let mut c = trainer(5, &cg, 2);
+        let mut last = c.objective();
+        for k in 0..40 {
+            epoch(&mut e, k);
+            epoch(&mut c, k);
+            let now = c.objective();
+            // Each step minimises the row's quadratic along a new direction from the row's
+            // current value: no row's loss rises (up to f32 rounding).
+            assert!(now <= last * (1.0 + 1e-6), "epoch {k}: {now} > {last}");
+            last = now;
+        }
+        let (oe, oc) = (e.objective(), c.objective());
+        assert!((oc - oe).abs() <= 1e-5 * oe, "{oc} vs {oe}");
+        assert!(c.name().contains("cg solver"), "{}", c.name());
     }
 
     #[test]

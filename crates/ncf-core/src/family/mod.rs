@@ -94,6 +94,7 @@ pub struct Choices {
     pub dropout: Option<f32>,
     pub init_std: Option<f32>,
     pub unobserved_weight: Option<f32>,
+    pub ials_solver: Option<ials::Solver>,
     /// `--checkpoint DIR` given.
     pub checkpoint: bool,
     /// `--checkpoint-every N` with N > 0.
@@ -388,6 +389,8 @@ pub(crate) trait MomentFree {
     fn accept(&self, _params: &[f32]) -> Result<()> {
         Ok(())
     }
+    /// Called when a checkpoint has replaced the parameters: drop what was computed from them.
+    fn state_loaded(&mut self) {}
 }
 
 impl<T: MomentFree> Scorer for T {
@@ -436,6 +439,7 @@ impl<T: MomentFree> Trainer for T {
         let f = self.fitted_mut();
         f.model.params.copy_from_slice(&state.params);
         f.steps = state.steps;
+        self.state_loaded();
         Ok(())
     }
 }

@@ -286,12 +286,24 @@ impl CheckpointMeta {
         if &theirs != cfg {
             let a = serde_json::to_value(&theirs).unwrap_or_default();
             let b = serde_json::to_value(cfg).unwrap_or_default();
-            let diff: Vec<String> = a
+            // Keys on either side (a key left out of one file, like an exact ials_solver, too).
+            let none = serde_json::Value::String("none".into());
+            let mut keys: Vec<&String> = a
                 .as_object()
                 .into_iter()
                 .flatten()
-                .filter(|(k, v)| b.get(k.as_str()) != Some(v))
-                .map(|(k, v)| format!("{k} {v} vs {}", b.get(k.as_str()).unwrap_or(&v.clone())))
+                .map(|(k, _)| k)
+                .collect();
+            keys.extend(b.as_object().into_iter().flatten().map(|(k, _)| k));
+            keys.sort();
+            keys.dedup();
+            let diff: Vec<String> = keys
+                .into_iter()
+                .filter(|k| a.get(k.as_str()) != b.get(k.as_str()))
+                .map(|k| {
+                    let side = |v: &serde_json::Value| v.get(k.as_str()).unwrap_or(&none).clone();
+                    format!("{k} {} vs {}", side(&a), side(&b))
+                })
                 .collect();
             return Some(format!(
                 "it is from another training config ({})",

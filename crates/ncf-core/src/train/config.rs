@@ -276,5 +276,15 @@ mod tests {
         let old = text.replace(r#""unobserved_weight":0.3,"#, "");
         let back: TrainConfig = serde_json::from_str(&old).unwrap();
         assert_eq!(back.family, FamilyParams::default());
+        // --ials-solver: recorded unless exact, so that files written before it (which name
+        // none) read as exact, the only solver there was; a resume compares it.
+        assert!(!text.contains("ials_solver"), "{text}");
+        cfg.family.ials.solver = crate::family::ials::Solver::Cg;
+        let text = serde_json::to_string(&cfg).unwrap();
+        assert!(text.contains(r#""ials_solver":"cg","#), "{text}");
+        assert_eq!(serde_json::from_str::<TrainConfig>(&text).unwrap(), cfg);
+        let old = text.replace(r#""ials_solver":"cg","#, "");
+        let back: TrainConfig = serde_json::from_str(&old).unwrap();
+        assert_eq!(back.family.ials.solver, crate::family::ials::Solver::Exact);
     }
 }

@@ -273,8 +273,7 @@ impl CudaTrainer {
             return Ok(vec![self.train_step(epoch, positions)?]);
         }
         let global = positions.end - positions.start;
-        let t = self.adam_steps + 1;
-        self.launch_step(epoch, positions, t, false)?;
+        let t = self.launch_step(epoch, positions, false)?;
         let d = self.device();
         let slot = self.queued_loss.at(self.queued.len());
         d.copy_raw(self.loss_sum.addr(), slot.addr(), 8, "the step's loss")?;
@@ -321,15 +320,16 @@ impl CudaTrainer {
         }
     }
 
-    /// The launches of one step (Adam's count `t`): samples, forward, loss, backward,
-    /// all-reduces, the optimiser. `clear_err`: start the sampler's flag from zero.
+    /// The launches of one step: samples, forward, loss, backward, all-reduces, the optimiser
+    /// with Adam's count `t` = the applied steps + 1, which it returns. `clear_err`: start the
+    /// sampler's flag from zero.
     fn launch_step(
         &mut self,
         epoch: u32,
         positions: std::ops::Range<u64>,
-        t: u64,
         clear_err: bool,
-    ) -> Result<(), CudaError> {
+    ) -> Result<u64, CudaError> {
+        let t = self.adam_steps + 1;
         let fp16 = self.cfg.precision == Precision::Fp16;
         {
             let d = self.device();
@@ -361,7 +361,7 @@ impl CudaTrainer {
         if let Err(e) = self.reduce_and_update(fp16, scale, t) {
             return Err(self.abort_ranks(e));
         }
-        Ok(())
+        Ok(t)
     }
 
     /// One step, its stats read back at once (the loss, the sampler's flag and FP16's inf
@@ -374,8 +374,7 @@ impl CudaTrainer {
         self.refuse_queued("a step read back at once")?;
         let fp16 = self.cfg.precision == Precision::Fp16;
         let global = (positions.end - positions.start) as usize;
-        let t = self.adam_steps + 1;
-        self.launch_step(epoch, positions, t, true)?;
+        let t = self.launch_step(epoch, positions, true)?;
         self.wait_for_ranks(&format!("epoch {epoch} step {t}"))?;
         let d = self.device();
         let (loss_buf, err_buf) = match &self.reduced {

@@ -27,7 +27,7 @@ else
 FEATURES ?=
 endif
 
-.PHONY: all build release test lint unit demo venv clean bench install device-check device-pack fmt paper-grid paper-tune mf-ml1m ensemble-ml1m
+.PHONY: all build release test lint unit demo venv clean bench install device-check device-pack fmt bench-scale paper-grid paper-tune mf-ml1m ensemble-ml1m
 
 all: build
 
@@ -93,6 +93,13 @@ demo: build
 # NCF_PEER_PYTHON=/path/to/python-with-torch adds the PyTorch peer side by side.
 bench:
 	scripts/bench.sh
+
+# Every tool at 20M, 131M and 1.22B interactions (MLPerf's ml-20mx16x32 shape; issue 33): wall
+# time, peak RSS and its mapped file pages of prep, negsample 100 and 999, one CPU training step
+# and a sampled evaluation of 10,000 users → benchmarks/results/<date>-scale/ (table, chart).
+# About 1.5 h and 40 GB of free disk on 2 cores; SIZES=20m,131m runs the smaller ones only.
+bench-scale:
+	scripts/bench-scale.sh $(SIZES)
 
 # The NCF paper's ml-1m grid (issue 7): GMF / MLP / NeuMF / pre-trained NeuMF, factors 8-64, 3 seeds,
 # three protocols (1+99, 1+100, full ranking) → benchmarks/results/<date>-paper-grid/RESULTS.md.

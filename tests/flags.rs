@@ -8,8 +8,8 @@ mod common;
 
 use common::TINY_EPOCH as TRAIN;
 use common::{
-    expect, failed, fails, ok, ratings_csv, run, run_with, s, scratch as env, scratch, small,
-    train, train_args, ONE_EPOCH, TINY_MODEL,
+    expect, failed, fails, json_lines, ok, ratings_csv, run, run_with, s, scratch as env, scratch,
+    small, train, train_args, ONE_EPOCH, TINY_MODEL,
 };
 use std::fs;
 use std::path::Path;
@@ -393,4 +393,21 @@ fn d18_invalid_memory_limit_is_refused_by_every_tool() {
             "{err}"
         );
     }
+}
+
+#[test]
+fn max_steps_bounds_a_run_and_writes_a_model_ncf_eval_reads() {
+    let e = scratch();
+    let m = e.root.join("m.safetensors");
+    // 3 steps of 8,192 samples cut the first epoch short: no epoch line, only the summary.
+    let lines = json_lines(&train(&e, &m, &["--max-steps", "3"]));
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["epochs_run"], 0, "{}", lines[0]);
+    assert!(lines[0]["avg_samples_per_s"].as_f64().unwrap() > 0.0);
+    let ev: serde_json::Value =
+        serde_json::from_str(ok(&e.root, "ncf-eval", &[s(&e.ds), s(&m)]).trim()).unwrap();
+    assert!(ev["hr"].as_f64().unwrap() >= 0.0, "{ev}");
+    let args = [s(&e.ds), "-o", "x", "--max-steps", "0"];
+    let (_, err) = expect(2, &e.root, "ncf-train", &args, &[], b"");
+    assert!(err.contains("--max-steps"), "{err}");
 }

@@ -189,6 +189,11 @@ pub struct Args {
     /// does not pick the model. The report lines and summary are unchanged.
     #[arg(long)]
     save_last: bool,
+    /// A bounded run (benchmarks, smoke tests): stop after N steps. An epoch cut short is not
+    /// evaluated; -o gets the model after the last step, without metrics (evaluate it with
+    /// ncf-eval), and no checkpoint is kept for it.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    max_steps: Option<u64>,
     /// Write no checkpoints (SIGINT/SIGTERM then stop without one).
     #[arg(long, conflicts_with_all = ["checkpoint", "checkpoint_every", "resume"])]
     no_checkpoint: bool,
@@ -645,6 +650,7 @@ pub fn run(a: Args) -> Result<()> {
         resume_hint,
         split_fingerprint: Some(split_fingerprint),
         save_last: a.save_last,
+        max_steps: a.max_steps,
         ..RunOptions::new(&eval, eval_name, lead.then_some(&a.output), fingerprint)
     };
     if opts.progress {

@@ -49,6 +49,10 @@ pub struct RunOptions<'a> {
     pub stop: Option<&'a std::sync::atomic::AtomicBool>,
     /// How to resume, for the message of an interrupted run (e.g. the command line).
     pub resume_hint: String,
+    /// A bounded run: stop after this many steps (counted from where the run starts or
+    /// resumes). An epoch cut short is neither evaluated nor reported; the model after the last
+    /// step is written to `model_path` without metrics and no checkpoint is kept for it.
+    pub max_steps: Option<u64>,
 }
 
 impl RunOptions<'_> {
@@ -72,6 +76,7 @@ impl RunOptions<'_> {
             resume: None,
             stop: None,
             resume_hint: String::new(),
+            max_steps: None,
         }
     }
 }
@@ -190,7 +195,11 @@ pub fn run(
         backend: &backend,
     };
     let mut last_progress = Instant::now();
+    let mut steps_left = opts.max_steps;
     while pos.epoch < cfg.epochs && pos.summary.first_epoch_reaching_target.is_none() {
+        if steps_left == Some(0) {
+            break;
+        }
         let epoch = pos.epoch;
         let len = epoch_len(cfg, data, epoch)?;
         let batch = cfg.batch_size.per_step(len);
@@ -201,7 +210,19 @@ pub fn run(
             batch,
             steps,
         };
-        let train_s = train_epoch(trainer, &ctx, &mut pos, plan, &mut last_progress)?;
+        let train_s = train_epoch(
+            trainer,
+            &ctx,
+            &mut pos,
+            plan,
+            &mut last_progress,
+            &mut steps_left,
+        )?;
+        if pos.step < steps {
+            // A bounded run cut this epoch short.
+            end_bounded(trainer, &ctx, &mut pos, plan, train_s)?;
+            break;
+        }
         let reached = end_epoch(trainer, &ctx, &mut pos, plan, train_s, out)?;
         if reached {
             break;
@@ -375,6 +396,7 @@ fn train_epoch(
     pos: &mut Position,
     plan: EpochPlan,
     last_progress: &mut Instant,
+    steps_left: &mut Option<u64>,
 ) -> Result<f64> {
     let opts = ctx.opts;
     let EpochPlan {
@@ -398,7 +420,7 @@ fn train_epoch(
         }
         Ok::<(), Error>(())
     };
-    while pos.step < steps {
+    while pos.step < steps && *steps_left != Some(0) {
         // Ranks agree on stopping before every step (one small host collective with a
         // timeout): a signal seen by one rank stops all of them at the same step, and a rank
         // that has gone is noticed here instead of inside a device collective (NCCL has no
@@ -418,6 +440,9 @@ fn train_epoch(
         queued.push_back((s, range.end - range.start));
         let done = trainer.step_queued(epoch, range)?;
         pos.step += 1;
+        if let Some(n) = steps_left {
+            *n -= 1;
+        }
         record(pos, done, &mut queued)?;
         if opts.checkpoint_every > 0
             && pos.step.is_multiple_of(opts.checkpoint_every)
@@ -547,7 +572,7 @@ fn end_epoch(
             pos.best = Some((m.hr, m.ndcg, epoch));
         }
         if let Some(p) = opts.model_path {
-            save_trained(p, &model, cfg, opts, epoch, &m)?;
+            save_trained(p, &model, cfg, opts, epoch, Some(&m))?;
             pos.model_written = Some(checkpoint::ModelWritten {
                 path: std::path::absolute(p).map_err(|e| Error::io(p, e))?,
                 epoch,
@@ -572,23 +597,55 @@ fn end_epoch(
     Ok(reached)
 }
 
-/// Save `model` to `path` with the metadata of this run and of `epoch`'s metrics.
+/// The end of a bounded run (`max_steps`) inside `plan`'s epoch, trained for `train_s`
+/// seconds up to `pos.step`: no evaluation; the model as it is goes to `model_path`, without
+/// metrics (refused if not finite), and the summary counts the steps' samples.
+fn end_bounded(
+    trainer: &mut dyn Trainer,
+    ctx: &RunCtx,
+    pos: &mut Position,
+    plan: EpochPlan,
+    train_s: f64,
+) -> Result<()> {
+    let (cfg, opts) = (ctx.cfg, ctx.opts);
+    let samples = (pos.step * plan.batch).min(plan.len);
+    pos.total_samples += samples;
+    pos.summary.train_time_s += train_s;
+    let sps = samples as f64 / train_s.max(1e-9);
+    pos.summary.best_samples_per_s = pos.summary.best_samples_per_s.max(sps);
+    let model = trainer.model()?;
+    if !model.is_finite() {
+        return Err(Error::invalid(format!(
+            "training diverged: non-finite weights after epoch {} step {} (try a lower --lr)",
+            plan.epoch, pos.step
+        )));
+    }
+    if let Some(p) = opts.model_path {
+        save_trained(p, &model, cfg, opts, plan.epoch, None)?;
+    }
+    Ok(())
+}
+
+/// Save `model` to `path` with the metadata of this run and of `epoch`'s metrics (none for a
+/// bounded run's model, which was not evaluated).
 fn save_trained(
     path: &Path,
     model: &Model,
     cfg: &TrainConfig,
     opts: &RunOptions,
     epoch: u32,
-    m: &Metrics,
+    m: Option<&Metrics>,
 ) -> Result<()> {
     let mut meta = ModelMeta::new(model.config.clone(), opts.dataset_fingerprint.clone());
     meta.split_fingerprint = opts.split_fingerprint.clone();
     meta.epoch = Some(epoch);
-    let mut m = m.clone();
-    if opts.eval_name != "test" {
-        m.protocol = format!("{} ({})", m.protocol, opts.eval_name);
-    }
-    meta.metrics = Some(m);
+    meta.metrics = m.map(|m| {
+        let mut m = m.clone();
+        if opts.eval_name != "test" {
+            m.protocol = format!("{} ({})", m.protocol, opts.eval_name);
+        }
+        m
+    });
     // Through text so that f32 fields keep their short form (0.9, not 0.8999999761581421).
     let text = serde_json::to_string(cfg).map_err(|e| Error::invalid(e.to_string()))?;
     meta.train_config =
@@ -780,6 +837,49 @@ mod tests {
         let (m, meta) = modelfile::load(&p).unwrap();
         assert_eq!(m.params[0], 1.0, "the saved model is not epoch 1's");
         assert_eq!(meta.epoch, Some(1));
+        assert_eq!(meta.metrics.unwrap().hr, 0.75);
+    }
+
+    #[test]
+    fn a_bounded_run_stops_after_max_steps_and_writes_the_unevaluated_model() {
+        let d = data();
+        let eval = EvalSet::from_test(&d).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("m.safetensors");
+        // Epochs have 6 steps of 10 samples: 8 steps are one epoch (evaluated and reported)
+        // and 2 steps of the next, which is cut short (neither evaluated nor reported).
+        let mut t = fake(vec![0.25, 0.75, 0.5], &d);
+        t.queue = Some(3);
+        let mut o = opts(&eval, &p);
+        o.max_steps = Some(8);
+        let mut out = Vec::new();
+        let s = run(&mut t, &cfg(3), &d, &o, &mut out).unwrap();
+        assert_eq!(t.steps.len(), 8);
+        assert_eq!(t.steps.last().unwrap(), &(1, 10..20));
+        assert_eq!((s.epochs_run, s.best_epoch, s.best_hr), (1, Some(0), 0.25));
+        let l = lines(&out);
+        assert_eq!(l.len(), 2, "epoch 0's line and the summary");
+        assert!(l[1]["avg_samples_per_s"].as_f64().unwrap() > 0.0);
+        let (m, meta) = modelfile::load(&p).unwrap();
+        assert_eq!(
+            m.params[0], 1.0,
+            "the model after the last step is epoch 1's"
+        );
+        assert_eq!(meta.epoch, Some(1));
+        assert!(meta.metrics.is_none(), "a cut epoch has no metrics");
+
+        // A bound at an epoch's end is a whole run of that many epochs.
+        let mut t = fake(vec![0.25, 0.75, 0.5], &d);
+        let mut o = opts(&eval, &p);
+        o.max_steps = Some(12);
+        let mut out = Vec::new();
+        let s = run(&mut t, &cfg(3), &d, &o, &mut out).unwrap();
+        assert_eq!(
+            (t.steps.len(), s.epochs_run, s.best_epoch),
+            (12, 2, Some(1))
+        );
+        assert_eq!(lines(&out).len(), 3);
+        let (_, meta) = modelfile::load(&p).unwrap();
         assert_eq!(meta.metrics.unwrap().hr, 0.75);
     }
 

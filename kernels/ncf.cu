@@ -748,5 +748,70 @@ extern "C" __global__ void ncf_adam(float* __restrict__ p, float* __restrict__ g
     }
 }
 
+// Adam at its bandwidth floor (the fused step): the same element math as ncf_adam (ncf_adam1:
+// the same bits), with each thread owning NCF_ADAM_QUADS float4 quads a block apart (a warp's
+// accesses stay coalesced) and all four streams' loads of its quads issued before any math; the
+// grid is one wave (SMs x 2 blocks of 256: the launch bound; ptxas gives it ~100 registers, so
+// 16 float4 loads per thread, 128 KB per SM, are in flight; bounding it to 4 blocks spills)
+// walking chunks of 256 x NCF_ADAM_QUADS quads. No scalar tail: n4 = n / 4 quads, n a multiple
+// of 4 (the trainer checks; the flat layout's tensors are 16-float aligned) and p, g, m, v whole
+// device allocations (16-byte aligned). The per-step scalars (step_size, bc2_sqrt, inv_scale) are
+// read from `hyper` on the device, so that a captured step replays with the next step's values.
+#define NCF_ADAM_QUADS 4
+extern "C" __global__ void __launch_bounds__(256, 2)
+ncf_adam_wide(float* __restrict__ p, float* __restrict__ g, float* __restrict__ m,
+              float* __restrict__ v, u64 n4, float lr, float beta1, float beta2, float eps,
+              float l2, const float* __restrict__ hyper, const int* found_inf, int sgd) {
+    bool skip = found_inf != 0 && *found_inf != 0;
+    float step_size = hyper[0], bc2_sqrt = hyper[1], inv_scale = hyper[2];
+    u64 chunk = (u64)blockDim.x * NCF_ADAM_QUADS;
+    float4* __restrict__ p4 = reinterpret_cast<float4*>(p);
+    float4* __restrict__ g4 = reinterpret_cast<float4*>(g);
+    float4* __restrict__ m4 = reinterpret_cast<float4*>(m);
+    float4* __restrict__ v4 = reinterpret_cast<float4*>(v);
+    const float4 zero = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    for (u64 base = (u64)blockIdx.x * chunk + threadIdx.x; base < n4; base += (u64)gridDim.x * chunk) {
+        float4 gq[NCF_ADAM_QUADS], pq[NCF_ADAM_QUADS], mq[NCF_ADAM_QUADS], vq[NCF_ADAM_QUADS];
+#pragma unroll
+        for (u32 u = 0; u < NCF_ADAM_QUADS; ++u) {
+            u64 q = base + (u64)u * blockDim.x;
+            if (q >= n4) continue;
+            gq[u] = g4[q];
+            if (skip) continue;
+            pq[u] = p4[q];
+            if (!sgd) {
+                mq[u] = m4[q];
+                vq[u] = v4[q];
+            }
+        }
+#pragma unroll
+        for (u32 u = 0; u < NCF_ADAM_QUADS; ++u) {
+            u64 q = base + (u64)u * blockDim.x;
+            if (q >= n4) continue;
+            g4[q] = zero;
+            if (skip) continue;
+            float pv[4] = {pq[u].x, pq[u].y, pq[u].z, pq[u].w};
+            float gv[4] = {gq[u].x, gq[u].y, gq[u].z, gq[u].w};
+            float mv[4] = {0.0f, 0.0f, 0.0f, 0.0f}, vv[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+            if (!sgd) {
+                mv[0] = mq[u].x, mv[1] = mq[u].y, mv[2] = mq[u].z, mv[3] = mq[u].w;
+                vv[0] = vq[u].x, vv[1] = vq[u].y, vv[2] = vq[u].z, vv[3] = vq[u].w;
+            }
+#pragma unroll
+            for (int k = 0; k < 4; ++k)
+                ncf_adam1(pv[k], mv[k], vv[k], gv[k], lr, beta1, beta2, eps, l2, step_size, bc2_sqrt,
+                          inv_scale, sgd);
+            p4[q] = make_float4(pv[0], pv[1], pv[2], pv[3]);
+            if (!sgd) {
+                m4[q] = make_float4(mv[0], mv[1], mv[2], mv[3]);
+                v4[q] = make_float4(vv[0], vv[1], vv[2], vv[3]);
+            }
+        }
+    }
+}
+
+// ---- the fused step's MLP layers (GEMM + epilogue in one kernel) -------------------------------
+#include "fused.cuh"
+
 // ---- the first layer factored over distinct users and items --------------------------------
 #include "factored.cuh"

@@ -375,6 +375,36 @@ kernel! {
 }
 
 kernel! {
+    /// The fused step's Adam (or SGD): ncf_adam's element math over n4 float4 quads, several
+    /// per thread, the per-step scalars (step_size, bc2_sqrt, inv_scale) read from `hyper`.
+    AdamWide = "ncf_adam_wide", block 256, smem 0, grid; {
+        p: rw f32 [4 * n4], g: rw f32 [4 * n4], m: rw f32 [4 * n4], v: rw f32 [4 * n4], n4: u64,
+        lr: f32, beta1: f32, beta2: f32, eps: f32, l2: f32, hyper: ro f32 [3],
+        found_inf: ro_opt i32 [1], sgd: i32,
+    }
+}
+
+kernel! {
+    /// The fused step's MLP layer forward: a = dropout(relu(x . w^T + bias)) [batch, fout], one
+    /// tiled GEMM with its epilogue.
+    LinearFwd = "ncf_linear_fwd", block 256, smem 0, grid; {
+        x: ro Act [batch * fin], w: ro Act [fout * fin], bias: ro f32 [fout],
+        a: rw Act [batch * fout], sample: ro u32 [batch], batch: u32, fin: u32, fout: u32,
+        layer: u32, epoch: u32, k0: u32, k1: u32, thr: u32, scale: f32,
+    }
+}
+
+kernel! {
+    /// The fused step's MLP backward through a layer: dz = (dzn . wn) * scale where a > 0
+    /// [batch, width], and the bias gradient's per-row-block partial sums.
+    LinearBwd = "ncf_linear_bwd", block 256, smem 0, grid; {
+        dzn: ro Act [batch * fnext], wn: ro Act [fnext * width], a: ro Act [batch * width],
+        dz: rw Act [batch * width], batch: u32, width: u32, fnext: u32, scale: f32,
+        partials: rw f32 [grid / width.div_ceil(64).max(1) * width],
+    }
+}
+
+kernel! {
     /// flags[ids[b]] = 1.
     Mark = "ncf_mark", block 256, smem 0, grid; {
         ids: ro u32 [n], n: u32, flags: rw u32 [?],
@@ -479,6 +509,9 @@ pub const ALL: &[&KernelDef] = &[
     Cast::DEF,
     CheckFinite::DEF,
     Adam::DEF,
+    AdamWide::DEF,
+    LinearFwd::DEF,
+    LinearBwd::DEF,
     Mark::DEF,
     Slots::DEF,
     Keys::DEF,

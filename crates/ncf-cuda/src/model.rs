@@ -80,6 +80,8 @@ pub struct DeviceModel {
     pub(crate) batch: Batch,
     /// The factored first layer's buffers ([`crate::first_layer`]); None: per sample.
     pub(crate) factored: Option<FactoredBuffers>,
+    /// The MLP layers' forward as the fused step's kernels ([`crate::fused`]).
+    pub(crate) fused: bool,
 }
 
 impl DeviceModel {
@@ -110,6 +112,7 @@ impl DeviceModel {
             mlp_region,
             batch,
             factored: None,
+            fused: false,
         })
     }
 
@@ -193,6 +196,10 @@ impl DeviceModel {
                 self.batch.acts[k - 1].ptr()
             };
             let z = self.batch.scratch.ptr();
+            if self.fused && !(k == 0 && self.factored.is_some()) {
+                self.linear_forward(k, n, x, dropout)?;
+                continue;
+            }
             if k == 0 && self.factored.is_some() {
                 self.factored_forward(n)?;
             } else {

@@ -2,7 +2,7 @@
 //! forward pass ([`crate::model`]), the final layer with the loss, the backward pass, the NCCL
 //! all-reduce, FP16's overflow check and the optimiser.
 
-use crate::device::{dropout_threshold, DeviceExt, GemmCall};
+use crate::device::{dropout_threshold, ActElem, DeviceExt, GemmCall, Ptr};
 use crate::kdef::{Adam, BiasReluDropoutBwd, CheckFinite, MakeBatch, Scatter};
 use crate::model::{Dropout, FinalGrads, ROW_BLOCK};
 use crate::nccl::ffi::Op;
@@ -66,47 +66,28 @@ impl CudaTrainer {
         Ok(n as usize)
     }
 
-    /// Backward pass of the MLP tower from dx_last (in scratch) to the embedding gradients.
+    /// Backward pass of the MLP tower from dx_last (in scratch) to the embedding gradients,
+    /// with the step's kernels ([`crate::fused`]).
     pub fn mlp_backward(&self, n: usize, epoch: u32) -> Result<(), CudaError> {
+        match self.fused {
+            Some(_) => self.mlp_backward_fused(n, epoch),
+            None => self.mlp_backward_split(n, epoch),
+        }
+    }
+
+    /// The split step's backward pass: per layer ncf_bias_relu_dropout_bwd and two cuBLAS GEMMs.
+    pub(crate) fn mlp_backward_split(&self, n: usize, epoch: u32) -> Result<(), CudaError> {
         let md = &self.model;
         let mc = &md.cfg;
         if !mc.kind.has_mlp() {
             return Ok(());
         }
         let d = md.dev.as_ref();
-        let (thr, scale) = dropout_threshold(mc.dropout);
-        let seed = self.rng.seed();
         let scratch = md.batch.scratch.ptr();
         let dz = md.batch.dz.ptr();
         for k in (0..mc.n_linear()).rev() {
             let (fin, fout) = (mc.layers[k], mc.layers[k + 1]);
-            let partials = self.bias_partials();
-            let kern = BiasReluDropoutBwd {
-                da: scratch,
-                a: md.batch.acts[k].ptr(),
-                dz,
-                dbias: self.gp(&format!("mlp.{k}.bias")),
-                sample: md.batch.sample.ptr(),
-                batch: n as u32,
-                width: fout as u32,
-                layer: k as u32,
-                epoch,
-                k0: seed as u32,
-                k1: (seed >> 32) as u32,
-                thr,
-                scale,
-                partials,
-            };
-            // Shared memory: one float per unit (atomics), or 16 per thread of the block's
-            // rows (deterministic).
-            let groups = fout.div_ceil(16);
-            let smem = match partials.addr() {
-                0 => fout * 4,
-                _ => (ROW_BLOCK as usize / groups) * groups * 16 * 4,
-            };
-            let sizes = format!("mlp.{k}: batch {n}, width {fout}");
-            md.row_launch(&kern, n, fout, smem as u32, &sizes)?;
-            self.reduce_bias(k, n, fout)?;
+            self.relu_dropout_backward(k, n, epoch, dz)?;
             if k == 0 && md.factored.is_some() {
                 // Layer 0's weight gradient and the embedding gradients, per distinct row.
                 self.sort_batch(n)?;
@@ -117,22 +98,7 @@ impl CudaTrainer {
             } else {
                 md.batch.acts[k - 1].ptr()
             };
-            let what = format!("weight gradient mlp.{k}");
-            d.gemm(&GemmCall {
-                what: &what,
-                ta: false,
-                tb: true,
-                m: fin,
-                n: fout,
-                k: n,
-                a: x.addr(),
-                lda: fin,
-                b: dz.addr(),
-                ldb: fout,
-                c: self.gp(&format!("mlp.{k}.weight")).addr(),
-                ldc: fin,
-                beta: 0.0,
-            })?;
+            self.weight_gradient(k, n, x, dz)?;
             let what = format!("input gradient mlp.{k}");
             d.gemm(&GemmCall {
                 what: &what,
@@ -167,8 +133,89 @@ impl CudaTrainer {
         d.launch(&k, d.grid_for(tot), 0, &format!("batch {n}, embed {e}"))
     }
 
+    /// MLP layer `k`'s pre-activation gradient `dz` from its activation gradient (in the
+    /// scratch) through dropout and ReLU (`ncf_bias_relu_dropout_bwd`), and its bias gradient.
+    pub(crate) fn relu_dropout_backward(
+        &self,
+        k: usize,
+        n: usize,
+        epoch: u32,
+        dz: Ptr<ActElem>,
+    ) -> Result<(), CudaError> {
+        let md = &self.model;
+        let fout = md.cfg.layers[k + 1];
+        let (thr, scale) = dropout_threshold(md.cfg.dropout);
+        let seed = self.rng.seed();
+        let partials = self.bias_partials();
+        let kern = BiasReluDropoutBwd {
+            da: md.batch.scratch.ptr(),
+            a: md.batch.acts[k].ptr(),
+            dz,
+            dbias: self.gp(&format!("mlp.{k}.bias")),
+            sample: md.batch.sample.ptr(),
+            batch: n as u32,
+            width: fout as u32,
+            layer: k as u32,
+            epoch,
+            k0: seed as u32,
+            k1: (seed >> 32) as u32,
+            thr,
+            scale,
+            partials,
+        };
+        // Shared memory: one float per unit (atomics), or 16 per thread of the block's
+        // rows (deterministic).
+        let groups = fout.div_ceil(16);
+        let smem = match partials.addr() {
+            0 => fout * 4,
+            _ => (ROW_BLOCK as usize / groups) * groups * 16 * 4,
+        };
+        let sizes = format!("mlp.{k}: batch {n}, width {fout}");
+        md.row_launch(&kern, n, fout, smem as u32, &sizes)?;
+        self.reduce_bias(k, n, fout)
+    }
+
+    /// MLP layer `k`'s weight gradient dW = dz^T x, straight into the FP32 gradient buffer.
+    pub(crate) fn weight_gradient(
+        &self,
+        k: usize,
+        n: usize,
+        x: Ptr<ActElem>,
+        dz: Ptr<ActElem>,
+    ) -> Result<(), CudaError> {
+        let (fin, fout) = (self.model.cfg.layers[k], self.model.cfg.layers[k + 1]);
+        let what = format!("weight gradient mlp.{k}");
+        self.device().gemm(&GemmCall {
+            what: &what,
+            ta: false,
+            tb: true,
+            m: fin,
+            n: fout,
+            k: n,
+            a: x.addr(),
+            lda: fin,
+            b: dz.addr(),
+            ldb: fout,
+            c: self.gp(&format!("mlp.{k}.weight")).addr(),
+            ldc: fin,
+            beta: 0.0,
+        })
+    }
+
     /// One optimiser step over the whole flat vector (zeroes the gradients it reads).
     pub fn optimizer_step(&self, t: u64, inv_scale: f32, check_inf: bool) -> Result<(), CudaError> {
+        self.optimizer_step_with(t, inv_scale, check_inf, self.fused.is_some())
+    }
+
+    /// [`Self::optimizer_step`] with `ncf_adam_wide` (`wide`, the fused step's; it needs the
+    /// fused step's buffers) or `ncf_adam`.
+    pub(crate) fn optimizer_step_with(
+        &self,
+        t: u64,
+        inv_scale: f32,
+        check_inf: bool,
+        wide: bool,
+    ) -> Result<(), CudaError> {
         let c = &self.cfg;
         let bc1 = 1.0 - (c.beta1 as f64).powi(t as i32);
         let bc2 = 1.0 - (c.beta2 as f64).powi(t as i32);
@@ -177,6 +224,20 @@ impl CudaTrainer {
             Some(r) => r.grads.ptr(),
             None => self.grads.ptr(),
         };
+        let found_inf = if check_inf {
+            self.found_inf.ptr()
+        } else {
+            crate::device::Ptr::null()
+        };
+        let step_size = (c.lr as f64 / bc1) as f32;
+        let bc2_sqrt = bc2.sqrt() as f32;
+        if wide
+            && self
+                .adam_wide(step_size, bc2_sqrt, inv_scale, g, found_inf)?
+                .is_some()
+        {
+            return Ok(());
+        }
         let k = Adam {
             p: self.model.params.ptr(),
             g,
@@ -188,14 +249,10 @@ impl CudaTrainer {
             beta2: c.beta2,
             eps: c.eps,
             l2: c.l2,
-            step_size: (c.lr as f64 / bc1) as f32,
-            bc2_sqrt: bc2.sqrt() as f32,
+            step_size,
+            bc2_sqrt,
             inv_scale,
-            found_inf: if check_inf {
-                self.found_inf.ptr()
-            } else {
-                crate::device::Ptr::null()
-            },
+            found_inf,
             sgd: (c.optimizer == Optimizer::Sgd) as i32,
         };
         let d = self.device();

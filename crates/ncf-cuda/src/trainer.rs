@@ -71,6 +71,8 @@ pub struct CudaTrainer {
     pub(crate) det: Option<crate::reduce::DetBuffers>,
     /// This batch's samples are sorted by user and item ([`CudaTrainer::sort_batch`]).
     pub(crate) sorted: std::cell::Cell<bool>,
+    /// The fused step's buffers ([`crate::fused`]); None: the split step.
+    pub(crate) fused: Option<crate::fused::FusedBuffers>,
 }
 
 impl CudaTrainer {
@@ -135,6 +137,7 @@ impl CudaTrainer {
             reduced: None,
             det: None,
             sorted: Default::default(),
+            fused: None,
         }
         .with_reductions(ncf_core::train::Reductions::default())
     }
@@ -323,6 +326,10 @@ impl Trainer for CudaTrainer {
         let first = match self.reductions() {
             ncf_core::train::Reductions::Atomic => format!("{first}, float atomics"),
             ncf_core::train::Reductions::Deterministic => first.to_string(),
+        };
+        let first = match self.step_kernels() {
+            crate::fused::StepKernels::Fused => format!("{first}, fused step"),
+            crate::fused::StepKernels::Split => first,
         };
         let d = self.device();
         format!("cuda:{} {} ({p}{first})", d.info().ordinal, d.describe())

@@ -16,20 +16,26 @@ fn kernel_checks_pass_on_the_host_device() {
     }
 }
 
-/// NeuMF, GMF and MLP, per sample and (with an MLP) with the first layer factored, with exact
-/// and approximate negatives, in every precision: 10 steps against the CPU trainer.
+/// NeuMF, GMF and MLP, per sample and (with an MLP) with the first layer factored, with the split
+/// and the fused step, with exact and approximate negatives, in every precision: 10 steps
+/// against the CPU trainer.
 #[test]
 fn golden_runs_match_the_cpu_trainer_on_the_host_device() {
     use ncf_core::model::ModelKind;
     use ncf_core::neumf_cpu::FirstLayer;
     use ncf_core::sampling::sampler::NegativeMode;
+    use ncf_core::train::StepKernels::{Fused, Split};
     let mut log = |m: &str| eprintln!("{m}");
     let runs = [
-        (ModelKind::Neumf, FirstLayer::PerSample),
-        (ModelKind::Neumf, FirstLayer::Factored),
-        (ModelKind::Gmf, FirstLayer::PerSample),
-        (ModelKind::Mlp, FirstLayer::PerSample),
-        (ModelKind::Mlp, FirstLayer::Factored),
+        (ModelKind::Neumf, FirstLayer::PerSample, Split),
+        (ModelKind::Neumf, FirstLayer::Factored, Split),
+        (ModelKind::Gmf, FirstLayer::PerSample, Split),
+        (ModelKind::Mlp, FirstLayer::PerSample, Split),
+        (ModelKind::Mlp, FirstLayer::Factored, Split),
+        (ModelKind::Neumf, FirstLayer::PerSample, Fused),
+        (ModelKind::Neumf, FirstLayer::Factored, Fused),
+        (ModelKind::Gmf, FirstLayer::PerSample, Fused),
+        (ModelKind::Mlp, FirstLayer::PerSample, Fused),
     ];
     let mut n = 0;
     for p in Precision::ALL {
@@ -44,7 +50,7 @@ fn golden_runs_match_the_cpu_trainer_on_the_host_device() {
             }
         }
     }
-    assert_eq!(n, 4 * 5 * 2);
+    assert_eq!(n, 4 * runs.len() * 2);
 }
 
 /// A trained-looking model: the toy NeuMF after a few CPU steps, so scores are not all alike.
@@ -212,6 +218,7 @@ fn five_steps(
     kind: ncf_core::model::ModelKind,
     first: ncf_core::neumf_cpu::FirstLayer,
     r: ncf_core::train::Reductions,
+    step: ncf_core::train::StepKernels,
 ) -> Vec<u32> {
     use ncf_core::neumf_cpu::reference::toy;
     use ncf_core::train::Trainer;
@@ -226,6 +233,8 @@ fn five_steps(
         .with_first_layer(first)
         .unwrap()
         .with_reductions(r)
+        .unwrap()
+        .with_step(step)
         .unwrap();
     let per_epoch = us.len() as u64 * 5;
     for s in 0..5u64 {
@@ -241,25 +250,37 @@ fn five_steps(
 }
 
 /// The deterministic reductions (the default) give the same bits run after run on a host device
-/// whose blocks run on 4 threads; the float atomics they replace do not (which shows the host
-/// device exposes an order-dependent sum, so the first assertion means something).
+/// whose blocks run on 4 threads, with the split and the fused step; the float atomics they
+/// replace do not (which shows the host device exposes an order-dependent sum, so the first
+/// assertion means something).
 #[test]
 fn fixed_seed_runs_give_identical_bits_with_deterministic_reductions() {
     use ncf_core::model::ModelKind;
     use ncf_core::neumf_cpu::FirstLayer;
     use ncf_core::train::Reductions;
-    for (kind, first) in [
-        (ModelKind::Neumf, FirstLayer::PerSample),
-        (ModelKind::Neumf, FirstLayer::Factored),
-        (ModelKind::Gmf, FirstLayer::PerSample),
-        (ModelKind::Mlp, FirstLayer::PerSample),
+    use ncf_core::train::StepKernels::{Fused, Split};
+    for (kind, first, step) in [
+        (ModelKind::Neumf, FirstLayer::PerSample, Split),
+        (ModelKind::Neumf, FirstLayer::Factored, Split),
+        (ModelKind::Gmf, FirstLayer::PerSample, Split),
+        (ModelKind::Mlp, FirstLayer::PerSample, Split),
+        (ModelKind::Neumf, FirstLayer::PerSample, Fused),
+        (ModelKind::Neumf, FirstLayer::Factored, Fused),
+        (ModelKind::Mlp, FirstLayer::PerSample, Fused),
     ] {
-        let a = five_steps(kind, first, Reductions::Deterministic);
-        let b = five_steps(kind, first, Reductions::Deterministic);
-        assert!(a == b, "{kind:?} {first:?}: two runs differ");
+        let a = five_steps(kind, first, Reductions::Deterministic, step);
+        let b = five_steps(kind, first, Reductions::Deterministic, step);
+        assert!(a == b, "{kind:?} {first:?} {step:?}: two runs differ");
     }
     let runs: Vec<Vec<u32>> = (0..3)
-        .map(|_| five_steps(ModelKind::Neumf, FirstLayer::PerSample, Reductions::Atomic))
+        .map(|_| {
+            five_steps(
+                ModelKind::Neumf,
+                FirstLayer::PerSample,
+                Reductions::Atomic,
+                Split,
+            )
+        })
         .collect();
     assert!(
         runs.iter().any(|r| r != &runs[0]),

@@ -178,7 +178,7 @@ fn checks(args: &Args, precisions: &[Precision], log: check::Log) -> Vec<check::
             match check::golden(Which::Gpu(args.device), p, run, 10, &mut *log) {
                 Ok(c) => checks.extend(c),
                 Err(e) => checks.push(failed(
-                    format!("golden_{}", check::golden::run_name(run.0, run.1)),
+                    format!("golden_{}", check::golden::run_name(run)),
                     &e,
                 )),
             }

@@ -628,8 +628,8 @@ fn factored_kernels_match_their_cpu_twins_on_the_host_device() {
 
 /// The device check's throughput bench (`ncf-cuda-check --bench`: NVIDIA's ml-20m shape) runs
 /// on the host device with a small batch: per-step timings, the queued steps ncf-train runs
-/// (all reported, finite losses) and the per-kernel profile. (Each host step updates the whole
-/// ml-20m-sized model, ~1.5 s: two steps of each kind.)
+/// (all reported, finite losses) and the per-kernel profile, with the fused step. (Each host step
+/// updates the whole ml-20m-sized model, ~1.5 s: two steps of each kind.)
 #[test]
 fn the_bench_runs_on_the_host_device() {
     use ncf_core::neumf_cpu::FirstLayer;
@@ -638,6 +638,7 @@ fn the_bench_runs_on_the_host_device() {
         Which::Host,
         &[Precision::Bf16],
         &[FirstLayer::Factored],
+        &[ncf_core::train::StepKernels::Fused],
         2,
         0,
         4096,
@@ -650,6 +651,16 @@ fn the_bench_runs_on_the_host_device() {
         for key in ["samples_per_s", "queued_samples_per_s", "median_step_ms"] {
             assert!(row[key].as_f64().is_some_and(|x| x > 0.0), "{key}: {row}");
         }
-        assert!(!row["stages"].as_array().unwrap().is_empty(), "{row}");
+        assert_eq!(row["step"], "fused", "{row}");
+        // The per-stage profile names the fused step's kernels.
+        let stages: Vec<&str> = row["stages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|s| s["stage"].as_str())
+            .collect();
+        for k in ["ncf_linear_fwd", "ncf_linear_bwd", "ncf_adam_wide"] {
+            assert!(stages.contains(&k), "{k} not in {stages:?}");
+        }
     }
 }

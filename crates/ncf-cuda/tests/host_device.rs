@@ -219,13 +219,14 @@ fn five_steps(
     first: ncf_core::neumf_cpu::FirstLayer,
     r: ncf_core::train::Reductions,
     step: ncf_core::train::StepKernels,
+    p: Precision,
 ) -> Vec<u32> {
     use ncf_core::neumf_cpu::reference::toy;
     use ncf_core::train::Trainer;
     let (us, is) = toy::data(200, 500, 20, 8);
     let model = toy::model(kind, 200, 500, 0.25, 9);
-    let cfg = toy::train_config(Precision::Fp32, 2048);
-    let dev = ncf_cuda::device::HostDevice::new(Precision::Fp32)
+    let cfg = toy::train_config(p, 2048);
+    let dev = ncf_cuda::device::HostDevice::new(p)
         .unwrap()
         .with_threads(4);
     let mut t = ncf_cuda::CudaTrainer::new(Box::new(dev), &model, &cfg, &us, &is, None)
@@ -259,18 +260,21 @@ fn fixed_seed_runs_give_identical_bits_with_deterministic_reductions() {
     use ncf_core::neumf_cpu::FirstLayer;
     use ncf_core::train::Reductions;
     use ncf_core::train::StepKernels::{Fused, Split};
-    for (kind, first, step) in [
-        (ModelKind::Neumf, FirstLayer::PerSample, Split),
-        (ModelKind::Neumf, FirstLayer::Factored, Split),
-        (ModelKind::Gmf, FirstLayer::PerSample, Split),
-        (ModelKind::Mlp, FirstLayer::PerSample, Split),
-        (ModelKind::Neumf, FirstLayer::PerSample, Fused),
-        (ModelKind::Neumf, FirstLayer::Factored, Fused),
-        (ModelKind::Mlp, FirstLayer::PerSample, Fused),
+    use Precision::{Bf16, Fp32};
+    for (kind, first, step, p) in [
+        (ModelKind::Neumf, FirstLayer::PerSample, Split, Fp32),
+        (ModelKind::Neumf, FirstLayer::Factored, Split, Fp32),
+        (ModelKind::Gmf, FirstLayer::PerSample, Split, Fp32),
+        (ModelKind::Mlp, FirstLayer::PerSample, Split, Fp32),
+        (ModelKind::Neumf, FirstLayer::PerSample, Fused, Fp32),
+        (ModelKind::Neumf, FirstLayer::Factored, Fused, Fp32),
+        (ModelKind::Mlp, FirstLayer::PerSample, Fused, Fp32),
+        // The tensor-core (wmma) variant of the fused layers.
+        (ModelKind::Neumf, FirstLayer::PerSample, Fused, Bf16),
     ] {
-        let a = five_steps(kind, first, Reductions::Deterministic, step);
-        let b = five_steps(kind, first, Reductions::Deterministic, step);
-        assert!(a == b, "{kind:?} {first:?} {step:?}: two runs differ");
+        let a = five_steps(kind, first, Reductions::Deterministic, step, p);
+        let b = five_steps(kind, first, Reductions::Deterministic, step, p);
+        assert!(a == b, "{kind:?} {first:?} {step:?} {p:?}: two runs differ");
     }
     let runs: Vec<Vec<u32>> = (0..3)
         .map(|_| {
@@ -279,6 +283,7 @@ fn fixed_seed_runs_give_identical_bits_with_deterministic_reductions() {
                 FirstLayer::PerSample,
                 Reductions::Atomic,
                 Split,
+                Fp32,
             )
         })
         .collect();

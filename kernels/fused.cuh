@@ -158,12 +158,14 @@ __device__ __forceinline__ void ncf_tile_gemm(NcfTileSmem& sm, const act_t* __re
 
 // MLP layer `layer` forward: x [batch, fin] (act_t), w [fout, fin] (act_t: the FP32 master or its
 // low-precision copy), bias [fout] FP32, a [batch, fout] act_t. Dropout of unit j of sample b:
-// byte j % 16 of Philox(sample[b], epoch, (layer << 16) | j / 16), as ncf_bias_relu_dropout_fwd.
+// byte j % 16 of Philox(sample[b], epoch, (layer << 16) | j / 16), as ncf_bias_relu_dropout_fwd
+// (the epoch from `step` when given).
 extern "C" __global__ void __launch_bounds__(256)
 ncf_linear_fwd(const act_t* __restrict__ x, const act_t* __restrict__ w,
                const float* __restrict__ bias, act_t* __restrict__ a,
                const u32* __restrict__ sample, u32 batch, u32 fin, u32 fout, u32 layer,
-               u32 epoch, u32 k0, u32 k1, u32 thr, float scale) {
+               u32 epoch, u32 k0, u32 k1, u32 thr, float scale, const u32* step) {
+    if (step) epoch = step[NCF_STEP_EPOCH];
     __shared__ NcfTileSmem sm;
     u32 ut = (fout + NCF_TN - 1) / NCF_TN;
     u32 rblocks = gridDim.x / ut;

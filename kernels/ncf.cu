@@ -27,6 +27,16 @@ __device__ __forceinline__ act_t f_to_act(float x) { return __float2bfloat16_rn(
 #error "NCF_ACT must be 0, 1 or 2"
 #endif
 
+// The per-step arguments in device memory (`step`, 16 words; crates/ncf-cuda/src/fused.rs):
+// the epoch, the first position (lo, hi), the epoch permutation's keys and half_bits, the loss
+// slot of a queued step, and Adam's step_size, bc2_sqrt, inv_scale (float bits).
+#define NCF_STEP_EPOCH 0
+#define NCF_STEP_P0 1
+#define NCF_STEP_KEYS 4
+#define NCF_STEP_HALF_BITS 8
+#define NCF_STEP_SLOT 9
+#define NCF_STEP_ADAM 12
+
 // Grid-stride loop over [0, n).
 #define NCF_FOR(i, n) \
     for (u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x; i < (u64)(n); i += (u64)gridDim.x * blockDim.x)
@@ -173,12 +183,24 @@ extern "C" __global__ void ncf_permute(u64 n, u32 half_bits, u32 pk0, u32 pk1, u
 
 // Samples at shuffled positions p0 .. p0+count of the epoch: (user, item, label) and the
 // unshuffled sample index (dropout is keyed by it). *err = 1 + failing index when exact mode fails.
+// With `step` (the fused step: NCF_STEP_* words in device memory, uploaded before each step so
+// that a captured step replays with the next step's values) the epoch, the first position and
+// the permutation come from it instead of the scalar arguments.
 extern "C" __global__ void ncf_make_batch(u32 k0, u32 k1, u32 epoch, u32 n_items, int exact, u64 n_pos,
                                          const u32* users, const u32* items, const u64* offsets,
                                          const u32* pos_items, u64 n, u32 half_bits, u32 pk0, u32 pk1,
                                          u32 pk2, u32 pk3, u64 p0, u32 count, u32* out_users,
                                          u32* out_items, float* out_labels, u32* out_sample,
-                                         unsigned long long* err) {
+                                         unsigned long long* err, const u32* step) {
+    if (step) {
+        epoch = step[NCF_STEP_EPOCH];
+        p0 = (u64)step[NCF_STEP_P0] | ((u64)step[NCF_STEP_P0 + 1] << 32);
+        pk0 = step[NCF_STEP_KEYS];
+        pk1 = step[NCF_STEP_KEYS + 1];
+        pk2 = step[NCF_STEP_KEYS + 2];
+        pk3 = step[NCF_STEP_KEYS + 3];
+        half_bits = step[NCF_STEP_HALF_BITS];
+    }
     ncf_perm p = {n, half_bits, pk0, pk1, pk2, pk3};
     NCF_FOR(b, count) {
         u64 s = ncf_perm_apply(p, p0 + b);
@@ -290,7 +312,8 @@ extern "C" __global__ void ncf_bias_relu_dropout_fwd(const float* __restrict__ z
                                                      act_t* __restrict__ a,
                                                      const u32* __restrict__ sample, u32 batch,
                                                      u32 width, u32 layer, u32 epoch, u32 k0, u32 k1,
-                                                     u32 thr, float scale) {
+                                                     u32 thr, float scale, const u32* step) {
+    if (step) epoch = step[NCF_STEP_EPOCH];
     u32 groups = (width + 15) / 16;
     u32 rows_per_block = blockDim.x / groups;
     u32 g = threadIdx.x % groups, r = threadIdx.x / groups;
@@ -340,7 +363,8 @@ ncf_bias_relu_dropout_bwd(const float* __restrict__ da,
                           act_t* __restrict__ dz, float* dbias,
                           const u32* __restrict__ sample, u32 batch,
                           u32 width, u32 layer, u32 epoch, u32 k0, u32 k1,
-                          u32 thr, float scale, float* partials) {
+                          u32 thr, float scale, float* partials, const u32* step) {
+    if (step) epoch = step[NCF_STEP_EPOCH];
     extern __shared__ float sbias[];
     for (u32 j = threadIdx.x; j < width; j += blockDim.x) sbias[j] = 0.0f;
     __syncthreads();
@@ -682,6 +706,15 @@ extern "C" __global__ void ncf_check_finite(const float* __restrict__ g, u64 n, 
 }
 
 // ---- optimiser ------------------------------------------------------------------------------
+
+// slots[step[NCF_STEP_SLOT]] = *loss: a queued step's loss into its slot, the slot read from
+// device memory so that a captured step replays into the next slot (one thread).
+extern "C" __global__ void ncf_stash_loss(const double* __restrict__ loss, double* __restrict__ slots,
+                                          u32 n_slots, const u32* __restrict__ step) {
+    if (blockIdx.x != 0 || threadIdx.x != 0) return;
+    u32 i = step[NCF_STEP_SLOT];
+    if (i < n_slots) slots[i] = *loss;
+}
 
 // One element of ncf_adam (the math is torch.optim.Adam's, unchanged by vectorisation).
 __device__ __forceinline__ void ncf_adam1(float& pi, float& mi, float& vi, float gi, float lr,

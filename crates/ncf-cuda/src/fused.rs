@@ -8,7 +8,7 @@
 //! split step ([`StepKernels::Split`], the previous kernels).
 
 use crate::device::{dropout_threshold, ActElem, Buf, DeviceExt, GemmCall, Ptr};
-use crate::kdef::{AdamWide, LinearBwd, LinearFwd, Scatter, SumBlocks};
+use crate::kdef::{AdamWide, LinearBwd, LinearFwd, Scatter, StashLoss, SumBlocks};
 use crate::model::{DeviceModel, Dropout};
 use crate::trainer::CudaTrainer;
 use crate::CudaError;
@@ -31,8 +31,27 @@ pub(crate) struct FusedBuffers {
     dz_odd: Buf<ActElem>,
     /// The bias gradient's partial sums [row blocks, widest layer].
     partials: Buf<f32>,
-    /// Adam's per-step scalars: step_size, bc2_sqrt, inv_scale.
-    hyper: Buf<f32>,
+    /// The per-step arguments the kernels read ([`STEP_ARGS`] words, `NCF_STEP_*` in ncf.cu):
+    /// uploaded before each step, so that a captured step replays with the next step's values.
+    args: Buf<u32>,
+}
+
+/// Words of the per-step arguments: epoch, first position (lo, hi), count, the permutation's
+/// keys and half_bits, the loss slot, Adam's step_size, bc2_sqrt and inv_scale (float bits).
+pub const STEP_ARGS: usize = 16;
+const ARG_EPOCH: usize = 0;
+const ARG_P0: usize = 1;
+const ARG_COUNT: usize = 3;
+const ARG_KEYS: usize = 4;
+const ARG_HALF_BITS: usize = 8;
+const ARG_SLOT: usize = 9;
+const ARG_ADAM: usize = 12;
+
+/// A step captured as a graph (`CudaTrainer`'s): its batch size and the device's graph number.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct StepGraph {
+    pub(crate) n: u64,
+    pub(crate) id: usize,
 }
 
 impl DeviceModel {
@@ -74,6 +93,7 @@ impl DeviceModel {
             k1: (seed >> 32) as u32,
             thr,
             scale,
+            step: self.step_args,
         };
         let (grid, _) = self.linear_grid(n, fout);
         let sizes = format!("mlp.{k}: batch {n}, {fin} -> {fout}");
@@ -104,12 +124,92 @@ impl CudaTrainer {
                         },
                         "fused bias gradient partials",
                     )?,
-                    hyper: d.alloc(3, "Adam's per-step scalars")?,
+                    args: d.alloc(STEP_ARGS, "per-step arguments")?,
                 })
             }
         };
         self.model.fused = self.fused.is_some();
+        self.model.step_args = match &self.fused {
+            Some(fb) => fb.args.ptr(),
+            None => Ptr::null(),
+        };
+        self.graph = None;
         Ok(self)
+    }
+
+    /// The batch's words of the per-step arguments: epoch, positions, the permutation.
+    fn batch_words(&mut self, epoch: u32, positions: &std::ops::Range<u64>) -> [u32; STEP_ARGS] {
+        let perm = self.permutation(epoch);
+        let mut w = [0u32; STEP_ARGS];
+        w[ARG_EPOCH] = epoch;
+        w[ARG_P0] = positions.start as u32;
+        w[ARG_P0 + 1] = (positions.start >> 32) as u32;
+        w[ARG_COUNT] = positions.end.saturating_sub(positions.start) as u32;
+        w[ARG_KEYS..ARG_KEYS + 4].copy_from_slice(&perm.keys());
+        w[ARG_HALF_BITS] = perm.half_bits();
+        w
+    }
+
+    /// Upload the per-step arguments of a step at `positions` of `epoch` (this rank's share)
+    /// with Adam's count `t`, its gradient unscaling and the loss slot of a queued step.
+    pub(crate) fn write_args(
+        &mut self,
+        epoch: u32,
+        positions: &std::ops::Range<u64>,
+        t: u64,
+        inv_scale: f32,
+        slot: usize,
+    ) -> Result<(), CudaError> {
+        if self.fused.is_none() {
+            return Ok(());
+        }
+        let mut w = self.batch_words(epoch, positions);
+        let (step_size, bc2_sqrt) = self.adam_scalars(t);
+        w[ARG_SLOT] = slot as u32;
+        w[ARG_ADAM] = step_size.to_bits();
+        w[ARG_ADAM + 1] = bc2_sqrt.to_bits();
+        w[ARG_ADAM + 2] = inv_scale.to_bits();
+        if let Some(fb) = &self.fused {
+            self.device()
+                .upload_into(&w, &fb.args, "the step's arguments")?;
+        }
+        Ok(())
+    }
+
+    /// Upload only the batch's words of the arguments (a batch made outside a step).
+    pub(crate) fn write_batch_args(
+        &mut self,
+        epoch: u32,
+        positions: &std::ops::Range<u64>,
+    ) -> Result<(), CudaError> {
+        if self.fused.is_none() {
+            return Ok(());
+        }
+        let w = self.batch_words(epoch, positions);
+        if let Some(fb) = &self.fused {
+            let bytes: Vec<u8> = w[..ARG_SLOT].iter().flat_map(|x| x.to_le_bytes()).collect();
+            self.device()
+                .upload_raw(fb.args.addr(), &bytes, "the batch's arguments")?;
+        }
+        Ok(())
+    }
+
+    /// The step's graph to replay, if it may be captured and is: queued steps of the fused
+    /// step on one device without FP16's host decisions, profiling or per-launch
+    /// synchronisation (and not turned off by `NCF_CUDA_GRAPH=0`).
+    pub(crate) fn may_capture(&self) -> bool {
+        let d = self.device();
+        self.fused.is_some()
+            && self.ranks.is_none()
+            && self.cfg.precision != ncf_core::train::Precision::Fp16
+            && !d.profile().enabled()
+            && !d.profile().sync_each.get()
+            && std::env::var("NCF_CUDA_GRAPH").map_or(true, |v| v != "0")
+    }
+
+    /// The steps replayed from a captured graph so far.
+    pub fn graph_replays(&self) -> u64 {
+        self.replays
     }
 
     /// The step's kernels.
@@ -217,14 +317,14 @@ impl CudaTrainer {
         d.launch(&k, d.grid_for(tot), 0, &format!("batch {n}, embed {e}"))
     }
 
-    /// The fused step's optimiser: `ncf_adam_wide` with the per-step scalars uploaded to its
-    /// buffer; None when the flat vector does not suit it (not a multiple of 4 floats), so the
-    /// caller runs `ncf_adam`.
+    /// The fused step's optimiser: `ncf_adam_wide` with the per-step scalars in the step's
+    /// arguments (written here when `upload`, else already by [`Self::write_args`]); None when
+    /// the flat vector does not suit it (not a multiple of 4 floats), so the caller runs
+    /// `ncf_adam`.
     pub(crate) fn adam_wide(
         &self,
-        step_size: f32,
-        bc2_sqrt: f32,
-        inv_scale: f32,
+        scalars: [f32; 3],
+        upload: bool,
         g: Ptr<f32>,
         found_inf: Ptr<i32>,
     ) -> Result<Option<()>, CudaError> {
@@ -236,11 +336,11 @@ impl CudaTrainer {
             return Ok(None);
         }
         let d = self.device();
-        d.upload_into(
-            &[step_size, bc2_sqrt, inv_scale],
-            &fb.hyper,
-            "Adam's per-step scalars",
-        )?;
+        let hyper: Ptr<f32> = fb.args.ptr().byte_add(ARG_ADAM * 4);
+        if upload {
+            let bytes: Vec<u8> = scalars.iter().flat_map(|x| x.to_le_bytes()).collect();
+            d.upload_raw(hyper.addr(), &bytes, "Adam's per-step scalars")?;
+        }
         let c = &self.cfg;
         let n4 = n / 4;
         let k = AdamWide {
@@ -254,13 +354,29 @@ impl CudaTrainer {
             beta2: c.beta2,
             eps: c.eps,
             l2: c.l2,
-            hyper: fb.hyper.ptr(),
+            hyper,
             found_inf,
             sgd: (c.optimizer == Optimizer::Sgd) as i32,
         };
         let grid = adam_grid(n4, d.sm_count());
         d.launch(&k, grid, 0, &format!("{n} parameters (wide)"))?;
         Ok(Some(()))
+    }
+
+    /// A queued step's loss into its slot (read from the step's arguments).
+    pub(crate) fn stash_loss(&self) -> Result<(), CudaError> {
+        let Some(fb) = &self.fused else {
+            return Err(CudaError::Invalid(
+                "stash_loss needs the fused step's arguments".into(),
+            ));
+        };
+        let k = StashLoss {
+            loss: self.loss_sum.ptr(),
+            slots: self.queued_loss.ptr(),
+            n_slots: self.queued_loss.len() as u32,
+            step: fb.args.ptr(),
+        };
+        self.device().launch(&k, 1, 0, "the step's loss")
     }
 }
 

@@ -275,7 +275,7 @@ kernel! {
         users: ro u32 [n_pos], items: ro u32 [n_pos], offsets: ro u64 [?], pos_items: ro u32 [?],
         n: u64, half_bits: u32, pk0: u32, pk1: u32, pk2: u32, pk3: u32, p0: u64, count: u32,
         out_users: rw u32 [count], out_items: rw u32 [count], out_labels: rw f32 [count],
-        out_sample: rw u32 [count], err: rw u64 [1],
+        out_sample: rw u32 [count], err: rw u64 [1], step: ro_opt u32 [16],
     }
 }
 
@@ -300,7 +300,7 @@ kernel! {
     BiasReluDropoutFwd = "ncf_bias_relu_dropout_fwd", block 256, smem 0, grid; {
         z: ro f32 [batch * width], bias: ro f32 [width], a: rw Act [batch * width],
         sample: ro u32 [batch], batch: u32, width: u32, layer: u32, epoch: u32, k0: u32,
-        k1: u32, thr: u32, scale: f32,
+        k1: u32, thr: u32, scale: f32, step: ro_opt u32 [16],
     }
 }
 
@@ -311,6 +311,7 @@ kernel! {
         da: ro f32 [batch * width], a: ro Act [batch * width], dz: rw Act [batch * width],
         dbias: rw f32 [width], sample: ro u32 [batch], batch: u32, width: u32, layer: u32,
         epoch: u32, k0: u32, k1: u32, thr: u32, scale: f32, partials: rw_opt f32 [grid * width],
+        step: ro_opt u32 [16],
     }
 }
 
@@ -375,6 +376,13 @@ kernel! {
 }
 
 kernel! {
+    /// slots[step's loss slot] = *loss (a queued step's loss; the slot from device memory).
+    StashLoss = "ncf_stash_loss", block 256, smem 0, grid; {
+        loss: ro f64 [1], slots: rw f64 [n_slots], n_slots: u32, step: ro u32 [16],
+    }
+}
+
+kernel! {
     /// The fused step's Adam (or SGD): ncf_adam's element math over n4 float4 quads, several
     /// per thread, the per-step scalars (step_size, bc2_sqrt, inv_scale) read from `hyper`.
     AdamWide = "ncf_adam_wide", block 256, smem 0, grid; {
@@ -390,7 +398,7 @@ kernel! {
     LinearFwd = "ncf_linear_fwd", block 256, smem 0, grid; {
         x: ro Act [batch * fin], w: ro Act [fout * fin], bias: ro f32 [fout],
         a: rw Act [batch * fout], sample: ro u32 [batch], batch: u32, fin: u32, fout: u32,
-        layer: u32, epoch: u32, k0: u32, k1: u32, thr: u32, scale: f32,
+        layer: u32, epoch: u32, k0: u32, k1: u32, thr: u32, scale: f32, step: ro_opt u32 [16],
     }
 }
 
@@ -508,6 +516,7 @@ pub const ALL: &[&KernelDef] = &[
     FinalReduce::DEF,
     Cast::DEF,
     CheckFinite::DEF,
+    StashLoss::DEF,
     Adam::DEF,
     AdamWide::DEF,
     LinearFwd::DEF,
@@ -620,6 +629,6 @@ mod tests {
             RadixHist::DEF.classes()
         );
         assert_eq!(RadixHist::DEF.classes(), "quuq");
-        assert_eq!(MakeBatch::DEF.classes(), "uuuuuqqqqqquuuuuquqqqqq");
+        assert_eq!(MakeBatch::DEF.classes(), "uuuuuqqqqqquuuuuquqqqqqq");
     }
 }

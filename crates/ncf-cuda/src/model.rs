@@ -82,6 +82,9 @@ pub struct DeviceModel {
     pub(crate) factored: Option<FactoredBuffers>,
     /// The MLP layers' forward as the fused step's kernels ([`crate::fused`]).
     pub(crate) fused: bool,
+    /// The fused step's per-step arguments in device memory (the trainer's; null: the
+    /// kernels' scalar arguments hold them).
+    pub(crate) step_args: Ptr<u32>,
 }
 
 impl DeviceModel {
@@ -113,6 +116,7 @@ impl DeviceModel {
             batch,
             factored: None,
             fused: false,
+            step_args: Ptr::null(),
         })
     }
 
@@ -233,6 +237,7 @@ impl DeviceModel {
                 k1: (seed >> 32) as u32,
                 thr,
                 scale,
+                step: self.step_args,
             };
             self.row_launch(
                 &kern,

@@ -12,8 +12,20 @@ use ncf_core::sampling::sampler::NegativeMode;
 use ncf_core::train::{Optimizer, Precision, StepStats};
 
 impl CudaTrainer {
-    /// Generate the samples at `positions` of `epoch` into the batch buffers (device only).
+    /// Generate the samples at `positions` of `epoch` into the batch buffers (device only; the
+    /// fused step's arguments get the batch's epoch and positions first, which the forward and
+    /// backward kernels then read).
     pub fn make_batch(
+        &mut self,
+        epoch: u32,
+        positions: std::ops::Range<u64>,
+    ) -> Result<usize, CudaError> {
+        self.write_batch_args(epoch, &positions)?;
+        self.launch_make_batch(epoch, positions)
+    }
+
+    /// [`Self::make_batch`] with the step's arguments already written (inside a step).
+    pub(crate) fn launch_make_batch(
         &mut self,
         epoch: u32,
         positions: std::ops::Range<u64>,
@@ -56,6 +68,7 @@ impl CudaTrainer {
             out_labels: b.labels.ptr(),
             out_sample: b.sample.ptr(),
             err: self.sample_err.ptr(),
+            step: self.model.step_args,
         };
         let sizes = format!(
             "epoch {epoch}, positions {}..{}",
@@ -162,6 +175,7 @@ impl CudaTrainer {
             thr,
             scale,
             partials,
+            step: md.step_args,
         };
         // Shared memory: one float per unit (atomics), or 16 per thread of the block's
         // rows (deterministic).
@@ -204,21 +218,29 @@ impl CudaTrainer {
 
     /// One optimiser step over the whole flat vector (zeroes the gradients it reads).
     pub fn optimizer_step(&self, t: u64, inv_scale: f32, check_inf: bool) -> Result<(), CudaError> {
-        self.optimizer_step_with(t, inv_scale, check_inf, self.fused.is_some())
+        self.optimizer_step_with(t, inv_scale, check_inf, self.fused.is_some(), true)
+    }
+
+    /// Adam's step size lr / (1 - beta1^t) and sqrt(1 - beta2^t) for its count `t`.
+    pub(crate) fn adam_scalars(&self, t: u64) -> (f32, f32) {
+        let c = &self.cfg;
+        let bc1 = 1.0 - (c.beta1 as f64).powi(t as i32);
+        let bc2 = 1.0 - (c.beta2 as f64).powi(t as i32);
+        ((c.lr as f64 / bc1) as f32, bc2.sqrt() as f32)
     }
 
     /// [`Self::optimizer_step`] with `ncf_adam_wide` (`wide`, the fused step's; it needs the
-    /// fused step's buffers) or `ncf_adam`.
+    /// fused step's buffers; `upload`: write its scalars, else the step's arguments hold them)
+    /// or `ncf_adam`.
     pub(crate) fn optimizer_step_with(
         &self,
         t: u64,
         inv_scale: f32,
         check_inf: bool,
         wide: bool,
+        upload: bool,
     ) -> Result<(), CudaError> {
         let c = &self.cfg;
-        let bc1 = 1.0 - (c.beta1 as f64).powi(t as i32);
-        let bc2 = 1.0 - (c.beta2 as f64).powi(t as i32);
         let n = self.model.layout.total as u64;
         let g = match &self.reduced {
             Some(r) => r.grads.ptr(),
@@ -229,11 +251,10 @@ impl CudaTrainer {
         } else {
             crate::device::Ptr::null()
         };
-        let step_size = (c.lr as f64 / bc1) as f32;
-        let bc2_sqrt = bc2.sqrt() as f32;
+        let (step_size, bc2_sqrt) = self.adam_scalars(t);
         if wide
             && self
-                .adam_wide(step_size, bc2_sqrt, inv_scale, g, found_inf)?
+                .adam_wide([step_size, bc2_sqrt, inv_scale], upload, g, found_inf)?
                 .is_some()
         {
             return Ok(());
@@ -307,7 +328,9 @@ impl CudaTrainer {
             };
             d.launch(&k, d.grid_for(len), 0, &format!("{len} gradients"))?;
         }
-        self.optimizer_step(t, 1.0 / scale, fp16)
+        // The fused step wrote Adam's scalars with the step's arguments (before any capture).
+        let fused = self.fused.is_some();
+        self.optimizer_step_with(t, 1.0 / scale, fp16, fused, !fused)
     }
 
     /// Whether a step's stats may wait on the device ([`Self::queue_step`]): not with FP16,
@@ -330,10 +353,8 @@ impl CudaTrainer {
             return Ok(vec![self.train_step(epoch, positions)?]);
         }
         let global = positions.end - positions.start;
-        let t = self.launch_step(epoch, positions, false)?;
-        let d = self.device();
-        let slot = self.queued_loss.at(self.queued.len());
-        d.copy_raw(self.loss_sum.addr(), slot.addr(), 8, "the step's loss")?;
+        let slot = self.queued.len();
+        let t = self.launch_step(epoch, positions, false, Some(slot))?;
         // Without FP16 no step is skipped: Adam's count moves on as the launches queue.
         self.adam_steps = t;
         self.queued.push(global);
@@ -379,23 +400,18 @@ impl CudaTrainer {
 
     /// The launches of one step: samples, forward, loss, backward, all-reduces, the optimiser
     /// with Adam's count `t` = the applied steps + 1, which it returns. `clear_err`: start the
-    /// sampler's flag from zero.
+    /// sampler's flag from zero; `slot`: a queued step's loss slot. The fused step first uploads
+    /// the step's arguments; its queued steps are captured once as a graph
+    /// ([`CudaTrainer::may_capture`]) and replayed for every later step of the same size.
     fn launch_step(
         &mut self,
         epoch: u32,
         positions: std::ops::Range<u64>,
         clear_err: bool,
+        slot: Option<usize>,
     ) -> Result<u64, CudaError> {
         let t = self.adam_steps + 1;
         let fp16 = self.cfg.precision == Precision::Fp16;
-        {
-            let d = self.device();
-            d.zero(&self.loss_sum, "loss")?;
-            d.zero(&self.found_inf, "inf flag")?;
-            if clear_err {
-                d.zero(&self.sample_err, "sampler flag")?;
-            }
-        }
         // Data-parallel: this rank's share of the global batch; gradients are scaled by the
         // global batch size and summed over the ranks below.
         let global = (positions.end - positions.start) as usize;
@@ -404,21 +420,78 @@ impl CudaTrainer {
             None => positions,
         };
         let scale = if fp16 { self.loss_scale } else { 1.0 };
-        if local.end > local.start {
-            let n = self.make_batch(epoch, local)?;
+        self.write_args(epoch, &local, t, 1.0 / scale, slot.unwrap_or(0))?;
+        let n = local.end - local.start;
+        let body = StepBody {
+            epoch,
+            local,
+            clear_err,
+            t,
+            scale,
+            global,
+            slot,
+        };
+        if slot.is_none() || !self.may_capture() {
+            self.launch_body(&body)?;
+            return Ok(t);
+        }
+        let what = "the fused step";
+        let id = match self.graph {
+            Some(g) if g.n == n => g.id,
+            Some(_) => {
+                // Another batch size (an epoch's last step): not captured.
+                self.launch_body(&body)?;
+                return Ok(t);
+            }
+            None => {
+                self.device().begin_capture(what)?;
+                let ran = self.launch_body(&body);
+                let ended = self.device().end_capture(what);
+                ran?;
+                let id = ended?;
+                self.graph = Some(crate::fused::StepGraph { n, id });
+                id
+            }
+        };
+        self.device().replay(id, what)?;
+        self.replays += 1;
+        Ok(t)
+    }
+
+    /// The work of one step after its arguments were uploaded (what a graph captures).
+    fn launch_body(&mut self, b: &StepBody) -> Result<(), CudaError> {
+        let fp16 = self.cfg.precision == Precision::Fp16;
+        {
+            let d = self.device();
+            d.zero(&self.loss_sum, "loss")?;
+            d.zero(&self.found_inf, "inf flag")?;
+            if b.clear_err {
+                d.zero(&self.sample_err, "sampler flag")?;
+            }
+        }
+        if b.local.end > b.local.start {
+            let n = self.launch_make_batch(b.epoch, b.local.clone())?;
             let dropout = Dropout {
-                epoch,
+                epoch: b.epoch,
                 seed: self.rng.seed(),
             };
             self.model.mlp_forward(n, Some(dropout))?;
-            self.train_final(n, scale / global as f32)?;
-            self.mlp_backward(n, epoch)?;
+            self.train_final(n, b.scale / b.global as f32)?;
+            self.mlp_backward(n, b.epoch)?;
         }
         // From the first collective on, an error may leave NCCL work queued: abort then.
-        if let Err(e) = self.reduce_and_update(fp16, scale, t) {
+        if let Err(e) = self.reduce_and_update(fp16, b.scale, b.t) {
             return Err(self.abort_ranks(e));
         }
-        Ok(t)
+        match (b.slot, &self.fused) {
+            (None, _) => Ok(()),
+            (Some(_), Some(_)) => self.stash_loss(),
+            (Some(slot), None) => {
+                let to = self.queued_loss.at(slot);
+                let d = self.device();
+                d.copy_raw(self.loss_sum.addr(), to.addr(), 8, "the step's loss")
+            }
+        }
     }
 
     /// One step, its stats read back at once (the loss, the sampler's flag and FP16's inf
@@ -431,7 +504,7 @@ impl CudaTrainer {
         self.refuse_queued("a step read back at once")?;
         let fp16 = self.cfg.precision == Precision::Fp16;
         let global = (positions.end - positions.start) as usize;
-        let t = self.launch_step(epoch, positions, true)?;
+        let t = self.launch_step(epoch, positions, true, None)?;
         self.wait_for_ranks(&format!("epoch {epoch} step {t}"))?;
         let d = self.device();
         let (loss_buf, err_buf) = match &self.reduced {
@@ -497,4 +570,15 @@ fn sampler_failure(err: u64) -> Result<(), CudaError> {
             ncf_core::sampling::sampler::MAX_ATTEMPTS
         ))),
     }
+}
+
+/// One step's values for [`CudaTrainer::launch_body`].
+struct StepBody {
+    epoch: u32,
+    local: std::ops::Range<u64>,
+    clear_err: bool,
+    t: u64,
+    scale: f32,
+    global: usize,
+    slot: Option<usize>,
 }

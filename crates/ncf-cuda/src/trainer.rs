@@ -73,6 +73,9 @@ pub struct CudaTrainer {
     pub(crate) sorted: std::cell::Cell<bool>,
     /// The fused step's buffers ([`crate::fused`]); None: the split step.
     pub(crate) fused: Option<crate::fused::FusedBuffers>,
+    /// The fused step's queued steps captured as a graph, and how many steps replayed it.
+    pub(crate) graph: Option<crate::fused::StepGraph>,
+    pub(crate) replays: u64,
 }
 
 impl CudaTrainer {
@@ -138,6 +141,8 @@ impl CudaTrainer {
             det: None,
             sorted: Default::default(),
             fused: None,
+            graph: None,
+            replays: 0,
         }
         .with_reductions(ncf_core::train::Reductions::default())
     }

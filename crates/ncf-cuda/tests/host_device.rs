@@ -298,38 +298,52 @@ fn fixed_seed_runs_give_identical_bits_with_deterministic_reductions() {
 /// compute what steps read back at once do — the same parameters' bits and the same losses,
 /// in order — with one blocking read of their losses and one of the sampler's flag per
 /// `STATS_EVERY` steps instead of two reads per step; the sampler's failure still surfaces.
+///
+/// With the fused step, the queued steps are captured once as a graph and replayed: every step
+/// of the full batch size replays it (the epoch's last, shorter step runs without), with the
+/// same bits and losses as the same steps run one by one without a graph.
 #[test]
 fn queued_steps_read_back_once_per_stats_every_steps_and_change_nothing() {
     use ncf_core::model::ModelKind;
     use ncf_core::neumf_cpu::reference::toy;
-    use ncf_core::train::{StepStats, Trainer};
+    use ncf_core::train::{StepKernels, StepStats, Trainer};
     use ncf_cuda::trainer::STATS_EVERY;
     let steps = STATS_EVERY as u64 + 8;
     let (us, is) = toy::data(200, 500, 20, 8);
     let model = toy::model(ModelKind::Neumf, 200, 500, 0.25, 9);
     let cfg = toy::train_config(Precision::Fp32, 512);
     let per_epoch = us.len() as u64 * 5;
-    let run = |queued: bool| {
+    // Steps over three epochs (the dropout masks and permutation change with the epoch, read
+    // from the step's arguments by a replayed graph); step 20 is a short one (no replay).
+    let at = |s: u64| {
+        let start = s * 512 % (per_epoch - 512);
+        let len = if s == 20 { 300 } else { 512 };
+        ((s / 16) as u32, start..start + len)
+    };
+    let run = |queued: bool, step: StepKernels| {
         let dev = ncf_cuda::device::HostDevice::new(Precision::Fp32)
             .unwrap()
             .with_threads(2);
-        let mut t =
-            ncf_cuda::CudaTrainer::new(Box::new(dev), &model, &cfg, &us, &is, None).unwrap();
+        let mut t = ncf_cuda::CudaTrainer::new(Box::new(dev), &model, &cfg, &us, &is, None)
+            .unwrap()
+            .with_step(step)
+            .unwrap();
         let reads0 = t.device().profile().reads.get();
         let mut stats: Vec<StepStats> = Vec::new();
         let mut max_wait = 0;
         for s in 0..steps {
-            let start = s * 512 % (per_epoch - 512);
+            let (epoch, range) = at(s);
             if queued {
-                let done = t.step_queued(0, start..start + 512).unwrap();
+                let done = t.step_queued(epoch, range).unwrap();
                 stats.extend(done);
                 max_wait = max_wait.max(s + 1 - stats.len() as u64);
             } else {
-                stats.push(t.step(0, start..start + 512).unwrap());
+                stats.push(t.step(epoch, range).unwrap());
             }
         }
         stats.extend(t.drain().unwrap());
         let reads = t.device().profile().reads.get() - reads0;
+        let replays = t.graph_replays();
         let bits: Vec<u32> = t
             .model()
             .unwrap()
@@ -337,23 +351,33 @@ fn queued_steps_read_back_once_per_stats_every_steps_and_change_nothing() {
             .iter()
             .map(|x| x.to_bits())
             .collect();
-        (bits, stats, reads, max_wait)
+        (bits, stats, reads, max_wait, replays)
     };
-    let (bits_now, stats_now, reads_now, _) = run(false);
-    let (bits_late, stats_late, reads_late, max_wait) = run(true);
-    assert!(
-        bits_now == bits_late,
-        "queued steps trained other parameters"
-    );
-    assert_eq!(stats_late, stats_now);
-    assert_eq!(stats_late.len() as u64, steps);
-    assert!(
-        reads_now >= 2 * steps,
-        "{reads_now} reads for {steps} steps read back at once"
-    );
-    let flushes = steps.div_ceil(STATS_EVERY as u64);
-    assert_eq!(reads_late, 2 * flushes, "{steps} queued steps");
-    assert_eq!(max_wait, STATS_EVERY as u64 - 1);
+    for step in [StepKernels::Split, StepKernels::Fused] {
+        let (bits_now, stats_now, reads_now, _, replays_now) = run(false, step);
+        let (bits_late, stats_late, reads_late, max_wait, replays) = run(true, step);
+        assert!(
+            bits_now == bits_late,
+            "{step:?}: queued steps trained other parameters"
+        );
+        assert_eq!(stats_late, stats_now, "{step:?}");
+        assert_eq!(stats_late.len() as u64, steps);
+        assert!(
+            reads_now >= 2 * steps,
+            "{reads_now} reads for {steps} steps read back at once"
+        );
+        let flushes = steps.div_ceil(STATS_EVERY as u64);
+        assert_eq!(reads_late, 2 * flushes, "{step:?}: {steps} queued steps");
+        assert_eq!(max_wait, STATS_EVERY as u64 - 1);
+        assert_eq!(
+            replays_now, 0,
+            "{step:?}: steps read back at once are not captured"
+        );
+        match step {
+            StepKernels::Fused => assert_eq!(replays, steps - 1, "every full step replayed"),
+            StepKernels::Split => assert_eq!(replays, 0),
+        }
+    }
 
     // A sampler failure in a queued step is an error at the next read, not lost: exact
     // negatives for a user who has 19,999 of 20,000 items (each of 4096 draws finds the one
@@ -668,4 +692,50 @@ fn the_bench_runs_on_the_host_device() {
             assert!(stages.contains(&k), "{k} not in {stages:?}");
         }
     }
+}
+
+/// The host device's capture behaves as CUDA stream capture: kernel launches, copies and zeroing
+/// are recorded, not run, and a replay runs them again in order on the buffers' current
+/// contents; a blocking read (a download, a synchronisation) or an upload inside a capture is
+/// refused, naming it.
+#[test]
+fn a_capture_records_replays_and_refuses_blocking_reads() {
+    use ncf_cuda::device::{Device, DeviceExt, HostDevice};
+    use ncf_cuda::kdef::SumBlocks;
+    let d = HostDevice::new(Precision::Fp32).unwrap();
+    let a = d.upload(&[1.0f32, 2.0, 3.0, 4.0], "a").unwrap();
+    let b = d.alloc::<f32>(4, "b").unwrap();
+    let sum = d.alloc::<f32>(2, "sum").unwrap();
+    d.begin_capture("the test graph").unwrap();
+    d.copy(&a, &b, "a to b").unwrap();
+    // sum[j] += b[j] + b[2 + j]: two blocks of partials of width 2.
+    let k = SumBlocks {
+        partials: b.ptr(),
+        blocks: 2,
+        width: 2,
+        out: sum.ptr(),
+    };
+    d.launch(&k, 1, 0, "test").unwrap();
+    let e = d.download(&b, 4, "b").unwrap_err().to_string();
+    assert!(
+        e.contains("downloading b (a blocking read) inside the capture of the test graph"),
+        "{e}"
+    );
+    assert!(d.sync("a sync").is_err());
+    assert!(d.upload_into(&[0f32], &a, "a").is_err());
+    let g = d.end_capture("the test graph").unwrap();
+    assert_eq!(
+        d.download(&b, 4, "b").unwrap(),
+        vec![0.0; 4],
+        "captured work ran"
+    );
+    assert_eq!(d.download(&sum, 2, "sum").unwrap(), vec![0.0; 2]);
+    d.replay(g, "the test graph").unwrap();
+    assert_eq!(d.download(&b, 4, "b").unwrap(), vec![1.0, 2.0, 3.0, 4.0]);
+    assert_eq!(d.download(&sum, 2, "sum").unwrap(), vec![4.0, 6.0]);
+    d.upload_into(&[10.0f32, 20.0, 30.0, 40.0], &a, "a")
+        .unwrap();
+    d.replay(g, "the test graph").unwrap();
+    assert_eq!(d.download(&sum, 2, "sum").unwrap(), vec![44.0, 66.0]);
+    assert!(d.replay(g + 1, "no graph").is_err());
 }

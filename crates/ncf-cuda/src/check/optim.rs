@@ -70,7 +70,7 @@ pub fn checks(s: &mut Setup, log: Log) -> Result<Vec<Check>, CudaError> {
             d.upload_into(&g0, &t.grads, "grads")?;
             d.upload_into(&init.1, &t.m, "m")?;
             d.upload_into(&init.2, &t.v, "v")?;
-            t.optimizer_step_with(5, 1.0, false, false)?;
+            t.optimizer_step_with(5, 1.0, false, false, true)?;
             let d = t.device();
             let (ps, ms, vs) = (
                 t.params_host()?,

@@ -306,6 +306,7 @@ fn fixed_seed_runs_give_identical_bits_with_deterministic_reductions() {
 fn queued_steps_read_back_once_per_stats_every_steps_and_change_nothing() {
     use ncf_core::model::ModelKind;
     use ncf_core::neumf_cpu::reference::toy;
+    use ncf_core::neumf_cpu::FirstLayer;
     use ncf_core::train::{StepKernels, StepStats, Trainer};
     use ncf_cuda::trainer::STATS_EVERY;
     let steps = STATS_EVERY as u64 + 8;
@@ -320,11 +321,13 @@ fn queued_steps_read_back_once_per_stats_every_steps_and_change_nothing() {
         let len = if s == 20 { 300 } else { 512 };
         ((s / 16) as u32, start..start + len)
     };
-    let run = |queued: bool, step: StepKernels| {
+    let run = |queued: bool, (step, first): (StepKernels, FirstLayer)| {
         let dev = ncf_cuda::device::HostDevice::new(Precision::Fp32)
             .unwrap()
             .with_threads(2);
         let mut t = ncf_cuda::CudaTrainer::new(Box::new(dev), &model, &cfg, &us, &is, None)
+            .unwrap()
+            .with_first_layer(first)
             .unwrap()
             .with_step(step)
             .unwrap();
@@ -353,12 +356,16 @@ fn queued_steps_read_back_once_per_stats_every_steps_and_change_nothing() {
             .collect();
         (bits, stats, reads, max_wait, replays)
     };
-    for step in [StepKernels::Split, StepKernels::Fused] {
-        let (bits_now, stats_now, reads_now, _, replays_now) = run(false, step);
-        let (bits_late, stats_late, reads_late, max_wait, replays) = run(true, step);
+    for (step, first) in [
+        (StepKernels::Split, FirstLayer::PerSample),
+        (StepKernels::Fused, FirstLayer::PerSample),
+        (StepKernels::Fused, FirstLayer::Factored),
+    ] {
+        let (bits_now, stats_now, reads_now, _, replays_now) = run(false, (step, first));
+        let (bits_late, stats_late, reads_late, max_wait, replays) = run(true, (step, first));
         assert!(
             bits_now == bits_late,
-            "{step:?}: queued steps trained other parameters"
+            "{step:?} {first:?}: queued steps trained other parameters"
         );
         assert_eq!(stats_late, stats_now, "{step:?}");
         assert_eq!(stats_late.len() as u64, steps);

@@ -5,7 +5,9 @@
 //! quads per thread, a grid of whole waves, its per-step scalars in a device buffer). The FP32
 //! pre-activations and activation gradients of the split step never go to memory. The top
 //! layer's backward (from the final layer's FP32 dx) and the weight gradients stay as in the
-//! split step ([`StepKernels::Split`], the previous kernels).
+//! split step ([`StepKernels::Split`], the previous kernels). The step's per-step values are in a
+//! device buffer ([`STEP_ARGS`]), so queued steps are captured once as a graph and replayed
+//! (`crate::step`).
 
 use crate::device::{dropout_threshold, ActElem, Buf, DeviceExt, GemmCall, Ptr};
 use crate::kdef::{AdamWide, LinearBwd, LinearFwd, Scatter, StashLoss, SumBlocks};
@@ -391,6 +393,30 @@ pub fn adam_grid(n4: u64, sms: u32) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The argument words' positions are the kernels' (`#define NCF_STEP_* N` in ncf.cu).
+    #[test]
+    fn the_argument_words_match_the_kernels_defines() {
+        let src = crate::kernels::SOURCES
+            .iter()
+            .find(|(n, _)| *n == "ncf.cu")
+            .map(|(_, s)| *s)
+            .unwrap();
+        let define = |name: &str| -> usize {
+            let line = src
+                .lines()
+                .find(|l| l.starts_with(&format!("#define {name} ")))
+                .unwrap_or_else(|| panic!("no #define {name} in ncf.cu"));
+            line.split_whitespace().nth(2).unwrap().parse().unwrap()
+        };
+        assert_eq!(define("NCF_STEP_EPOCH"), ARG_EPOCH);
+        assert_eq!(define("NCF_STEP_P0"), ARG_P0);
+        assert_eq!(define("NCF_STEP_KEYS"), ARG_KEYS);
+        assert_eq!(define("NCF_STEP_HALF_BITS"), ARG_HALF_BITS);
+        assert_eq!(define("NCF_STEP_SLOT"), ARG_SLOT);
+        assert_eq!(define("NCF_STEP_ADAM"), ARG_ADAM);
+        const { assert!(ARG_ADAM + 3 <= STEP_ARGS && ARG_COUNT < ARG_KEYS) };
+    }
 
     #[test]
     fn adams_grid_is_whole_waves_unless_the_vector_is_smaller() {

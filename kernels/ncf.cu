@@ -449,6 +449,40 @@ extern "C" __global__ void ncf_sum_blocks(const float* __restrict__ partials, u3
     }
 }
 
+// partials[blockIdx.x * width + j] = the sum of x[., j] over the block's rows (grid-stride), in
+// row order: the fused step's bias gradient of the top MLP layer from the dz ncf_final wrote
+// (ncf_sum_blocks adds the blocks in block order). A thread sums 16 units of its rows, as
+// ncf_bias_relu_dropout_bwd; width <= 4096.
+extern "C" __global__ void __launch_bounds__(256) ncf_col_sums(const act_t* __restrict__ x, u32 batch,
+                                                               u32 width, float* __restrict__ partials) {
+    __shared__ float s[256 * 16];
+    u32 groups = (width + 15) / 16;
+    u32 rows_per_block = blockDim.x / groups;
+    u32 g = threadIdx.x % groups, r = threadIdx.x / groups;
+    u64 stride = (u64)gridDim.x * rows_per_block;
+    if (r < rows_per_block) {
+        float acc[16];
+#pragma unroll
+        for (u32 t = 0; t < 16; ++t) acc[t] = 0.0f;
+        for (u64 b = (u64)blockIdx.x * rows_per_block + r; b < batch; b += stride) {
+#pragma unroll
+            for (u32 t = 0; t < 16; ++t) {
+                u32 j = g * 16 + t;
+                if (j < width) acc[t] += act_to_f(x[b * width + j]);
+            }
+        }
+#pragma unroll
+        for (u32 t = 0; t < 16; ++t) s[(r * groups + g) * 16u + t] = acc[t];
+    }
+    __syncthreads();
+    for (u32 j = threadIdx.x; j < width; j += blockDim.x) {
+        u32 gg = j / 16u, tt = j % 16u;
+        float sum = 0.0f;
+        for (u32 rr = 0; rr < rows_per_block; ++rr) sum += s[(rr * groups + gg) * 16u + tt];
+        partials[(u64)blockIdx.x * width + j] = sum;
+    }
+}
+
 // ---- final layer + sigmoid BCE + its gradients ------------------------------------------------
 // One warp per sample: logit = w . [mf_user[u] * mf_item[i] || x_last] + b. Training: loss
 // (block-reduced, FP64 accumulator), dlogit = (sigmoid - y) * gscale, and every gradient that
@@ -469,7 +503,10 @@ extern "C" __global__ void __launch_bounds__(256, 3) ncf_final(const u32* __rest
                                      int train, float gscale, float* logits, double* loss_sum,
                                      float* g_mf_user, float* g_mf_item, float* g_fw, float* g_fb,
                                      float* dx_last, float* partials, float* gu_rows,
-                                     float* gi_rows) {
+                                     float* gi_rows, act_t* dz_last, float mask_scale) {
+    // The fused step (`dz_last` given, `dx_last` null): the top MLP layer's pre-activation
+    // gradient dz = dx * mask_scale where its activation x > 0 (else 0) is written in the
+    // activation type instead of the FP32 dx (its bias gradient: ncf_col_sums).
     // Deterministic (`partials` given): per-warp sums in dynamic shared memory (warps x (fin + 2)
     // floats), summed in warp order into partials[blockIdx.x * (fin + 2) + ...] (final.weight,
     // final.bias, loss), which ncf_final_reduce adds in block order; each sample's GMF gradients
@@ -489,7 +526,7 @@ extern "C" __global__ void __launch_bounds__(256, 3) ncf_final(const u32* __rest
                ncf_aligned(mf_user, 16) &&
                ncf_aligned(mf_item, 16) && ncf_aligned(x_last, NCF_ACT4_BYTES) &&
                ncf_aligned(fw, 16) && ncf_aligned(g_mf_user, 16) && ncf_aligned(g_mf_item, 16) &&
-               ncf_aligned(dx_last, 16);
+               ncf_aligned(dx_last, 16) && ncf_aligned(dz_last, NCF_ACT4_BYTES);
     if (vec) {
         // Lane owns inputs 4 * lane .. + 4 (all GMF or all MLP as f % 4 == 0), final.weight in
         // registers. A warp takes 32 consecutive samples at once: their ids and labels are loaded
@@ -568,7 +605,13 @@ extern "C" __global__ void __launch_bounds__(256, 3) ncf_final(const u32* __rest
                 } else if (mlp) {
 #pragma unroll
                     for (int k = 0; k < 4; ++k) gw[k] += dl * x[k];
-                    ncf_st_f4(dx_last + b * lout + (j0 - f), dw);
+                    if (dz_last) {
+#pragma unroll
+                        for (int k = 0; k < 4; ++k) dw[k] = x[k] > 0.0f ? dw[k] * mask_scale : 0.0f;
+                        ncf_st_act4(dz_last + b * lout + (j0 - f), dw);
+                    } else {
+                        ncf_st_f4(dx_last + b * lout + (j0 - f), dw);
+                    }
                 }
             }
         }
@@ -622,6 +665,8 @@ extern "C" __global__ void __launch_bounds__(256, 3) ncf_final(const u32* __rest
                     } else if (j < f) {
                         atomicAdd(&g_mf_user[u * f + j], dw * mf_item[it * f + j]);
                         atomicAdd(&g_mf_item[it * f + j], dw * mf_user[u * f + j]);
+                    } else if (dz_last) {
+                        dz_last[b * lout + (j - f)] = f_to_act(vals[t] > 0.0f ? dw * mask_scale : 0.0f);
                     } else {
                         dx_last[b * lout + (j - f)] = dw;
                     }

@@ -3,14 +3,15 @@
 //! forward; the `a > 0` mask and the bias gradient's fixed-order partials in the input-gradient
 //! GEMM of the layer above), and Adam at its bandwidth floor (`ncf_adam_wide`: several float4
 //! quads per thread, a grid of whole waves, its per-step scalars in a device buffer). The FP32
-//! pre-activations and activation gradients of the split step never go to memory. The top
-//! layer's backward (from the final layer's FP32 dx) and the weight gradients stay as in the
-//! split step ([`StepKernels::Split`], the previous kernels). The step's per-step values are in a
+//! pre-activations and activation gradients of the split step never go to memory: `ncf_final`
+//! writes the top layer's masked dz in the activation type (its bias gradient: `ncf_col_sums`).
+//! The weight gradients and layer 0's input gradient stay cuBLAS GEMMs as in the split step
+//! ([`StepKernels::Split`], the previous kernels). The step's per-step values are in a
 //! device buffer ([`STEP_ARGS`]), so queued steps are captured once as a graph and replayed
 //! (`crate::step`).
 
 use crate::device::{dropout_threshold, ActElem, Buf, DeviceExt, GemmCall, Ptr};
-use crate::kdef::{AdamWide, LinearBwd, LinearFwd, Scatter, StashLoss, SumBlocks};
+use crate::kdef::{AdamWide, ColSums, LinearBwd, LinearFwd, Scatter, StashLoss, SumBlocks};
 use crate::model::{DeviceModel, Dropout};
 use crate::trainer::CudaTrainer;
 use crate::CudaError;
@@ -222,10 +223,32 @@ impl CudaTrainer {
         }
     }
 
-    /// The fused backward pass of the MLP tower, from dx_last (in the scratch) to the embedding
-    /// gradients: layer L through ncf_bias_relu_dropout_bwd (its input is the final layer's
-    /// FP32 dx), then per layer k the weight gradient (cuBLAS) and `ncf_linear_bwd` into layer
-    /// k-1's dz with its bias gradient; layer 0's input gradient as the split step's.
+    /// The fused step's buffer of MLP layer `k`'s dz (the model's for even layers).
+    pub(crate) fn dz_buf(&self, k: usize) -> &Buf<ActElem> {
+        match (&self.fused, k % 2) {
+            (Some(fb), 1) => &fb.dz_odd,
+            _ => &self.model.batch.dz,
+        }
+    }
+
+    fn dz_of(&self, k: usize) -> Ptr<ActElem> {
+        self.dz_buf(k).ptr()
+    }
+
+    /// Where `ncf_final` writes the top MLP layer's masked dz (the fused step), else null (it
+    /// writes the FP32 dx into the scratch).
+    pub(crate) fn fused_dz_last(&self) -> Ptr<ActElem> {
+        let mc = &self.model.cfg;
+        match (&self.fused, mc.kind.has_mlp()) {
+            (Some(_), true) => self.dz_of(mc.n_linear() - 1),
+            _ => Ptr::null(),
+        }
+    }
+
+    /// The fused backward pass of the MLP tower, from the top layer's dz (written by
+    /// `ncf_final`; its bias gradient by `ncf_col_sums`) to the embedding gradients: per layer
+    /// k the weight gradient (cuBLAS) and `ncf_linear_bwd` into layer k-1's dz with its bias
+    /// gradient; layer 0's input gradient as the split step's.
     pub(crate) fn mlp_backward_fused(&self, n: usize, epoch: u32) -> Result<(), CudaError> {
         let (md, fb) = match &self.fused {
             Some(fb) => (&self.model, fb),
@@ -236,13 +259,36 @@ impl CudaTrainer {
             return Ok(());
         }
         let d = md.dev.as_ref();
+        let _ = epoch; // the masks are the stored activations' signs: no Philox here
         let (_, scale) = dropout_threshold(mc.dropout);
-        let dz = |k: usize| match k % 2 {
-            0 => md.batch.dz.ptr(),
-            _ => fb.dz_odd.ptr(),
-        };
+        let dz = |k: usize| self.dz_of(k);
         let top = mc.n_linear() - 1;
-        self.relu_dropout_backward(top, n, epoch, dz(top))?;
+        let width = mc.layers[top + 1];
+        let rows = md.row_grid(n, width);
+        let sums = ColSums {
+            x: dz(top),
+            batch: n as u32,
+            width: width as u32,
+            partials: fb.partials.ptr(),
+        };
+        d.launch(
+            &sums,
+            rows,
+            0,
+            &format!("mlp.{top}: bias, batch {n}, width {width}"),
+        )?;
+        let sum = SumBlocks {
+            partials: fb.partials.ptr(),
+            blocks: rows,
+            width: width as u32,
+            out: self.gp(&format!("mlp.{top}.bias")),
+        };
+        d.launch(
+            &sum,
+            d.grid_for(width as u64),
+            0,
+            &format!("mlp.{top}: bias, width {width}"),
+        )?;
         for k in (0..=top).rev() {
             if k == 0 && md.factored.is_some() {
                 // Layer 0's weight gradient and the embedding gradients, per distinct row

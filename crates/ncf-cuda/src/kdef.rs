@@ -323,6 +323,14 @@ kernel! {
 }
 
 kernel! {
+    /// partials[block * width + j] = Σ x[., j] over the block's rows in row order (the fused
+    /// step's top-layer bias gradient).
+    ColSums = "ncf_col_sums", block 256, smem 0, grid; {
+        x: ro Act [batch * width], batch: u32, width: u32, partials: rw f32 [grid * width],
+    }
+}
+
+kernel! {
     /// The final layer: logits, and when training the BCE loss and every gradient it feeds;
     /// with `partials` per-block sums and per-sample GMF rows instead of float atomics (8 warps
     /// of fin + 2 floats of shared memory).
@@ -336,9 +344,9 @@ kernel! {
         g_mf_item: rw_or_null f32 [f * (train != 0) as u64],
         g_fw: rw_or_null f32 [(f + lout) * (train != 0) as u64],
         g_fb: rw_or_null f32 [(train != 0) as u64],
-        dx_last: rw_or_null f32 [batch * lout * (train != 0) as u64],
+        dx_last: rw_opt f32 [batch * lout * (train != 0) as u64],
         partials: rw_opt f32 [grid * (f + lout + 2)], gu_rows: rw_opt f32 [batch * f],
-        gi_rows: rw_opt f32 [batch * f],
+        gi_rows: rw_opt f32 [batch * f], dz_last: rw_opt Act [batch * lout], mask_scale: f32,
     }
 }
 
@@ -512,6 +520,7 @@ pub const ALL: &[&KernelDef] = &[
     BiasReluDropoutFwd::DEF,
     BiasReluDropoutBwd::DEF,
     SumBlocks::DEF,
+    ColSums::DEF,
     Final::DEF,
     FinalReduce::DEF,
     Cast::DEF,

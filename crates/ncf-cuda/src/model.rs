@@ -326,7 +326,7 @@ impl DeviceModel {
             g_mf_item: if f > 0 { g.mf_item } else { Ptr::null() },
             g_fw: g.fw,
             g_fb: g.fb,
-            dx_last: if lout > 0 && train.is_some() {
+            dx_last: if lout > 0 && train.is_some() && g.dz_last.addr() == 0 {
                 self.batch.scratch.ptr()
             } else {
                 Ptr::null()
@@ -334,6 +334,8 @@ impl DeviceModel {
             partials: g.partials,
             gu_rows: if f > 0 { g.gu_rows } else { Ptr::null() },
             gi_rows: if f > 0 { g.gi_rows } else { Ptr::null() },
+            dz_last: if lout > 0 { g.dz_last } else { Ptr::null() },
+            mask_scale: g.mask_scale,
         };
         let grid = self.final_grid(n);
         let sizes = format!(
@@ -384,6 +386,10 @@ pub(crate) struct FinalGrads {
     pub partials: Ptr<f32>,
     pub gu_rows: Ptr<f32>,
     pub gi_rows: Ptr<f32>,
+    /// The fused step: the top MLP layer's dz (masked by its activation > 0, times
+    /// `mask_scale`) instead of the FP32 dx in the scratch (null: the dx).
+    pub dz_last: Ptr<ActElem>,
+    pub mask_scale: f32,
 }
 
 impl Default for FinalGrads {
@@ -398,6 +404,8 @@ impl Default for FinalGrads {
             partials: Ptr::null(),
             gu_rows: Ptr::null(),
             gi_rows: Ptr::null(),
+            dz_last: Ptr::null(),
+            mask_scale: 1.0,
         }
     }
 }

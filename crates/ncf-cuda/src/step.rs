@@ -545,6 +545,8 @@ impl CudaTrainer {
             mf_item: self.gp_or_null("mf_item_embed.weight"),
             fw: self.gp("final.weight"),
             fb: self.gp("final.bias"),
+            dz_last: self.fused_dz_last(),
+            mask_scale: dropout_threshold(self.model.cfg.dropout).1,
             ..FinalGrads::default()
         };
         self.model.final_layer(n, Some(self.final_targets(grads)))?;

@@ -27,6 +27,16 @@ __device__ __forceinline__ act_t f_to_act(float x) { return __float2bfloat16_rn(
 #error "NCF_ACT must be 0, 1 or 2"
 #endif
 
+// The per-step arguments in device memory (`step`, 16 words; crates/ncf-cuda/src/fused.rs):
+// the epoch, the first position (lo, hi), the epoch permutation's keys and half_bits, the loss
+// slot of a queued step, and Adam's step_size, bc2_sqrt, inv_scale (float bits).
+#define NCF_STEP_EPOCH 0
+#define NCF_STEP_P0 1
+#define NCF_STEP_KEYS 4
+#define NCF_STEP_HALF_BITS 8
+#define NCF_STEP_SLOT 9
+#define NCF_STEP_ADAM 12
+
 // Grid-stride loop over [0, n).
 #define NCF_FOR(i, n) \
     for (u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x; i < (u64)(n); i += (u64)gridDim.x * blockDim.x)
@@ -173,12 +183,24 @@ extern "C" __global__ void ncf_permute(u64 n, u32 half_bits, u32 pk0, u32 pk1, u
 
 // Samples at shuffled positions p0 .. p0+count of the epoch: (user, item, label) and the
 // unshuffled sample index (dropout is keyed by it). *err = 1 + failing index when exact mode fails.
+// With `step` (the fused step: NCF_STEP_* words in device memory, uploaded before each step so
+// that a captured step replays with the next step's values) the epoch, the first position and
+// the permutation come from it instead of the scalar arguments.
 extern "C" __global__ void ncf_make_batch(u32 k0, u32 k1, u32 epoch, u32 n_items, int exact, u64 n_pos,
                                          const u32* users, const u32* items, const u64* offsets,
                                          const u32* pos_items, u64 n, u32 half_bits, u32 pk0, u32 pk1,
                                          u32 pk2, u32 pk3, u64 p0, u32 count, u32* out_users,
                                          u32* out_items, float* out_labels, u32* out_sample,
-                                         unsigned long long* err) {
+                                         unsigned long long* err, const u32* step) {
+    if (step) {
+        epoch = step[NCF_STEP_EPOCH];
+        p0 = (u64)step[NCF_STEP_P0] | ((u64)step[NCF_STEP_P0 + 1] << 32);
+        pk0 = step[NCF_STEP_KEYS];
+        pk1 = step[NCF_STEP_KEYS + 1];
+        pk2 = step[NCF_STEP_KEYS + 2];
+        pk3 = step[NCF_STEP_KEYS + 3];
+        half_bits = step[NCF_STEP_HALF_BITS];
+    }
     ncf_perm p = {n, half_bits, pk0, pk1, pk2, pk3};
     NCF_FOR(b, count) {
         u64 s = ncf_perm_apply(p, p0 + b);
@@ -290,7 +312,8 @@ extern "C" __global__ void ncf_bias_relu_dropout_fwd(const float* __restrict__ z
                                                      act_t* __restrict__ a,
                                                      const u32* __restrict__ sample, u32 batch,
                                                      u32 width, u32 layer, u32 epoch, u32 k0, u32 k1,
-                                                     u32 thr, float scale) {
+                                                     u32 thr, float scale, const u32* step) {
+    if (step) epoch = step[NCF_STEP_EPOCH];
     u32 groups = (width + 15) / 16;
     u32 rows_per_block = blockDim.x / groups;
     u32 g = threadIdx.x % groups, r = threadIdx.x / groups;
@@ -340,7 +363,8 @@ ncf_bias_relu_dropout_bwd(const float* __restrict__ da,
                           act_t* __restrict__ dz, float* dbias,
                           const u32* __restrict__ sample, u32 batch,
                           u32 width, u32 layer, u32 epoch, u32 k0, u32 k1,
-                          u32 thr, float scale, float* partials) {
+                          u32 thr, float scale, float* partials, const u32* step) {
+    if (step) epoch = step[NCF_STEP_EPOCH];
     extern __shared__ float sbias[];
     for (u32 j = threadIdx.x; j < width; j += blockDim.x) sbias[j] = 0.0f;
     __syncthreads();
@@ -425,6 +449,40 @@ extern "C" __global__ void ncf_sum_blocks(const float* __restrict__ partials, u3
     }
 }
 
+// partials[blockIdx.x * width + j] = the sum of x[., j] over the block's rows (grid-stride), in
+// row order: the fused step's bias gradient of the top MLP layer from the dz ncf_final wrote
+// (ncf_sum_blocks adds the blocks in block order). A thread sums 16 units of its rows, as
+// ncf_bias_relu_dropout_bwd; width <= 4096.
+extern "C" __global__ void __launch_bounds__(256) ncf_col_sums(const act_t* __restrict__ x, u32 batch,
+                                                               u32 width, float* __restrict__ partials) {
+    __shared__ float s[256 * 16];
+    u32 groups = (width + 15) / 16;
+    u32 rows_per_block = blockDim.x / groups;
+    u32 g = threadIdx.x % groups, r = threadIdx.x / groups;
+    u64 stride = (u64)gridDim.x * rows_per_block;
+    if (r < rows_per_block) {
+        float acc[16];
+#pragma unroll
+        for (u32 t = 0; t < 16; ++t) acc[t] = 0.0f;
+        for (u64 b = (u64)blockIdx.x * rows_per_block + r; b < batch; b += stride) {
+#pragma unroll
+            for (u32 t = 0; t < 16; ++t) {
+                u32 j = g * 16 + t;
+                if (j < width) acc[t] += act_to_f(x[b * width + j]);
+            }
+        }
+#pragma unroll
+        for (u32 t = 0; t < 16; ++t) s[(r * groups + g) * 16u + t] = acc[t];
+    }
+    __syncthreads();
+    for (u32 j = threadIdx.x; j < width; j += blockDim.x) {
+        u32 gg = j / 16u, tt = j % 16u;
+        float sum = 0.0f;
+        for (u32 rr = 0; rr < rows_per_block; ++rr) sum += s[(rr * groups + gg) * 16u + tt];
+        partials[(u64)blockIdx.x * width + j] = sum;
+    }
+}
+
 // ---- final layer + sigmoid BCE + its gradients ------------------------------------------------
 // One warp per sample: logit = w . [mf_user[u] * mf_item[i] || x_last] + b. Training: loss
 // (block-reduced, FP64 accumulator), dlogit = (sigmoid - y) * gscale, and every gradient that
@@ -445,7 +503,10 @@ extern "C" __global__ void __launch_bounds__(256, 3) ncf_final(const u32* __rest
                                      int train, float gscale, float* logits, double* loss_sum,
                                      float* g_mf_user, float* g_mf_item, float* g_fw, float* g_fb,
                                      float* dx_last, float* partials, float* gu_rows,
-                                     float* gi_rows) {
+                                     float* gi_rows, act_t* dz_last, float mask_scale) {
+    // The fused step (`dz_last` given, `dx_last` null): the top MLP layer's pre-activation
+    // gradient dz = dx * mask_scale where its activation x > 0 (else 0) is written in the
+    // activation type instead of the FP32 dx (its bias gradient: ncf_col_sums).
     // Deterministic (`partials` given): per-warp sums in dynamic shared memory (warps x (fin + 2)
     // floats), summed in warp order into partials[blockIdx.x * (fin + 2) + ...] (final.weight,
     // final.bias, loss), which ncf_final_reduce adds in block order; each sample's GMF gradients
@@ -465,7 +526,7 @@ extern "C" __global__ void __launch_bounds__(256, 3) ncf_final(const u32* __rest
                ncf_aligned(mf_user, 16) &&
                ncf_aligned(mf_item, 16) && ncf_aligned(x_last, NCF_ACT4_BYTES) &&
                ncf_aligned(fw, 16) && ncf_aligned(g_mf_user, 16) && ncf_aligned(g_mf_item, 16) &&
-               ncf_aligned(dx_last, 16);
+               ncf_aligned(dx_last, 16) && ncf_aligned(dz_last, NCF_ACT4_BYTES);
     if (vec) {
         // Lane owns inputs 4 * lane .. + 4 (all GMF or all MLP as f % 4 == 0), final.weight in
         // registers. A warp takes 32 consecutive samples at once: their ids and labels are loaded
@@ -544,7 +605,13 @@ extern "C" __global__ void __launch_bounds__(256, 3) ncf_final(const u32* __rest
                 } else if (mlp) {
 #pragma unroll
                     for (int k = 0; k < 4; ++k) gw[k] += dl * x[k];
-                    ncf_st_f4(dx_last + b * lout + (j0 - f), dw);
+                    if (dz_last) {
+#pragma unroll
+                        for (int k = 0; k < 4; ++k) dw[k] = x[k] > 0.0f ? dw[k] * mask_scale : 0.0f;
+                        ncf_st_act4(dz_last + b * lout + (j0 - f), dw);
+                    } else {
+                        ncf_st_f4(dx_last + b * lout + (j0 - f), dw);
+                    }
                 }
             }
         }
@@ -598,6 +665,8 @@ extern "C" __global__ void __launch_bounds__(256, 3) ncf_final(const u32* __rest
                     } else if (j < f) {
                         atomicAdd(&g_mf_user[u * f + j], dw * mf_item[it * f + j]);
                         atomicAdd(&g_mf_item[it * f + j], dw * mf_user[u * f + j]);
+                    } else if (dz_last) {
+                        dz_last[b * lout + (j - f)] = f_to_act(vals[t] > 0.0f ? dw * mask_scale : 0.0f);
                     } else {
                         dx_last[b * lout + (j - f)] = dw;
                     }
@@ -683,6 +752,15 @@ extern "C" __global__ void ncf_check_finite(const float* __restrict__ g, u64 n, 
 
 // ---- optimiser ------------------------------------------------------------------------------
 
+// slots[step[NCF_STEP_SLOT]] = *loss: a queued step's loss into its slot, the slot read from
+// device memory so that a captured step replays into the next slot (one thread).
+extern "C" __global__ void ncf_stash_loss(const double* __restrict__ loss, double* __restrict__ slots,
+                                          u32 n_slots, const u32* __restrict__ step) {
+    if (blockIdx.x != 0 || threadIdx.x != 0) return;
+    u32 i = step[NCF_STEP_SLOT];
+    if (i < n_slots) slots[i] = *loss;
+}
+
 // One element of ncf_adam (the math is torch.optim.Adam's, unchanged by vectorisation).
 __device__ __forceinline__ void ncf_adam1(float& pi, float& mi, float& vi, float gi, float lr,
                                           float beta1, float beta2, float eps, float l2,
@@ -747,6 +825,71 @@ extern "C" __global__ void ncf_adam(float* __restrict__ p, float* __restrict__ g
         }
     }
 }
+
+// Adam at its bandwidth floor (the fused step): the same element math as ncf_adam (ncf_adam1:
+// the same bits), with each thread owning NCF_ADAM_QUADS float4 quads a block apart (a warp's
+// accesses stay coalesced) and all four streams' loads of its quads issued before any math; the
+// grid is one wave (SMs x 2 blocks of 256: the launch bound; ptxas gives it ~100 registers, so
+// 16 float4 loads per thread, 128 KB per SM, are in flight; bounding it to 4 blocks spills)
+// walking chunks of 256 x NCF_ADAM_QUADS quads. No scalar tail: n4 = n / 4 quads, n a multiple
+// of 4 (the trainer checks; the flat layout's tensors are 16-float aligned) and p, g, m, v whole
+// device allocations (16-byte aligned). The per-step scalars (step_size, bc2_sqrt, inv_scale) are
+// read from `hyper` on the device, so that a captured step replays with the next step's values.
+#define NCF_ADAM_QUADS 4
+extern "C" __global__ void __launch_bounds__(256, 2)
+ncf_adam_wide(float* __restrict__ p, float* __restrict__ g, float* __restrict__ m,
+              float* __restrict__ v, u64 n4, float lr, float beta1, float beta2, float eps,
+              float l2, const float* __restrict__ hyper, const int* found_inf, int sgd) {
+    bool skip = found_inf != 0 && *found_inf != 0;
+    float step_size = hyper[0], bc2_sqrt = hyper[1], inv_scale = hyper[2];
+    u64 chunk = (u64)blockDim.x * NCF_ADAM_QUADS;
+    float4* __restrict__ p4 = reinterpret_cast<float4*>(p);
+    float4* __restrict__ g4 = reinterpret_cast<float4*>(g);
+    float4* __restrict__ m4 = reinterpret_cast<float4*>(m);
+    float4* __restrict__ v4 = reinterpret_cast<float4*>(v);
+    const float4 zero = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    for (u64 base = (u64)blockIdx.x * chunk + threadIdx.x; base < n4; base += (u64)gridDim.x * chunk) {
+        float4 gq[NCF_ADAM_QUADS], pq[NCF_ADAM_QUADS], mq[NCF_ADAM_QUADS], vq[NCF_ADAM_QUADS];
+#pragma unroll
+        for (u32 u = 0; u < NCF_ADAM_QUADS; ++u) {
+            u64 q = base + (u64)u * blockDim.x;
+            if (q >= n4) continue;
+            gq[u] = g4[q];
+            if (skip) continue;
+            pq[u] = p4[q];
+            if (!sgd) {
+                mq[u] = m4[q];
+                vq[u] = v4[q];
+            }
+        }
+#pragma unroll
+        for (u32 u = 0; u < NCF_ADAM_QUADS; ++u) {
+            u64 q = base + (u64)u * blockDim.x;
+            if (q >= n4) continue;
+            g4[q] = zero;
+            if (skip) continue;
+            float pv[4] = {pq[u].x, pq[u].y, pq[u].z, pq[u].w};
+            float gv[4] = {gq[u].x, gq[u].y, gq[u].z, gq[u].w};
+            float mv[4] = {0.0f, 0.0f, 0.0f, 0.0f}, vv[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+            if (!sgd) {
+                mv[0] = mq[u].x, mv[1] = mq[u].y, mv[2] = mq[u].z, mv[3] = mq[u].w;
+                vv[0] = vq[u].x, vv[1] = vq[u].y, vv[2] = vq[u].z, vv[3] = vq[u].w;
+            }
+#pragma unroll
+            for (int k = 0; k < 4; ++k)
+                ncf_adam1(pv[k], mv[k], vv[k], gv[k], lr, beta1, beta2, eps, l2, step_size, bc2_sqrt,
+                          inv_scale, sgd);
+            p4[q] = make_float4(pv[0], pv[1], pv[2], pv[3]);
+            if (!sgd) {
+                m4[q] = make_float4(mv[0], mv[1], mv[2], mv[3]);
+                v4[q] = make_float4(vv[0], vv[1], vv[2], vv[3]);
+            }
+        }
+    }
+}
+
+// ---- the fused step's MLP layers (GEMM + epilogue in one kernel) -------------------------------
+#include "fused.cuh"
 
 // ---- the first layer factored over distinct users and items --------------------------------
 #include "factored.cuh"

@@ -9,17 +9,20 @@
 #   nccl_1rank     50 s  one rank forced through NCCL (--nccl) trains like two plain runs (1 ml-1m
 #                        fp32 epoch): loopback host group, real communicator, collectives self-test,
 #                        out-of-place all-reduces, finalize; the two plain runs' model files are
-#                        the same bytes (deterministic reductions)
+#                        the same bytes (deterministic reductions; every ncf-train run here uses
+#                        --cuda-step $NCF_CUDA_STEP, default fused: the step this round confirms)
 #   nccl_2rank     60 s  2 ranks on the one GPU (--share-gpu: per-rank NCCL_HOSTID, NCCL sockets on
 #                        lo) for the same epoch: loss and HR within the plain runs' noise, and the
 #                        same parameter checksum on both ranks
 #   nccl_kill      60 s  2 ranks, rank 1 SIGKILLed mid-epoch: rank 0 exits non-zero within 30 s
 #                        naming rank 1
 #   parity         60 s  every kernel against the CPU reference, golden loss curves, 4 precisions
+#                        (the fused step's kernels too: checks named fused:, golden *_fused)
 #   ml1m           25 s  the ml1m preset trains to its HR
 #   sanitizer      90 s  compute-sanitizer memcheck (fp32, bf16) and racecheck (fp32) on the
 #                        kernel checks (--no-golden), ncf's kernels only
-#   bench          30 s  training throughput per precision, ml-20m shape
+#   bench          30 s  training throughput per precision, ml-20m shape, split and fused steps,
+#                        each with its per-stage profile
 #   peer           45 s  the PyTorch peer's throughput, same shape (bf16, fp32)
 #                 ----
 #                 455 s  (the device tool allows 600 s a command; 480 s is this script's cap)
@@ -40,9 +43,10 @@
 # Usage (device tool, carry .device/bin .device/data .device/peer .device/COMMIT):
 #   bash scripts/device-check.sh            [OUT defaults to ./out]
 # Knobs: DEVICE_CHECK_STAGES="env nccl_load ..." (a subset, in order), LIMIT_<stage>=S,
-# NCF_DEVICE_DIR (default .device), NCF_DEVICE_BIN, NCF_DEVICE_DATA, NCF_DEVICE_PEER, NCF_PYTHON
-# (a Python to try first), NCF_DEVICE_WORK (the work directory; default a fresh one under /tmp,
-# removed at the end), DEVICE_CHECK_DRY=1; DEVICE_CHECK_HANG=<stage> makes that stage hang for
+# NCF_DEVICE_DIR (default .device), NCF_DEVICE_BIN, NCF_DEVICE_DATA, NCF_DEVICE_PEER,
+# NCF_CUDA_STEP (fused|split: the step of the ncf-train runs), NCF_PYTHON (a Python to try
+# first), NCF_DEVICE_WORK (the work directory; default a fresh one under /tmp, removed at the
+# end), DEVICE_CHECK_DRY=1; DEVICE_CHECK_HANG=<stage> makes that stage hang for
 # DEVICE_CHECK_HANG_S seconds (the dry-run test of the timeouts and of a cut run).
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
@@ -79,7 +83,11 @@ dry() {
   verdict dry --what "$what" --sample "$sample" "${runs[@]}"
 }
 train() { "$B/ncf-train" "$@"; }
-F1=(--preset ml1m --precision fp32 --epochs 1 --seed 7 --no-checkpoint --quiet)
+# The step every ncf-train run here uses (issue 35): the fused step, which this round confirms
+# (two plain runs' identical model files, the NCCL runs against them, the ml-1m HR);
+# NCF_CUDA_STEP=split reruns the round on the previous kernels. Parity and bench run both.
+CUDA_STEP=${NCF_CUDA_STEP:-fused}
+F1=(--preset ml1m --precision fp32 --epochs 1 --seed 7 --no-checkpoint --quiet --cuda-step "$CUDA_STEP")
 
 # ---------------------------------------------------------------- stages
 stage_env() {
@@ -207,7 +215,8 @@ stage_nccl_2rank() {
 
 stage_nccl_kill() {
   local PIDS=() t0 tk rc0 rc1 i
-  two_ranks 2k 29537 --preset ml1m --precision fp32 --epochs 30 --seed 7 --no-checkpoint --quiet --rendezvous-timeout 10
+  two_ranks 2k 29537 --preset ml1m --precision fp32 --epochs 30 --seed 7 --no-checkpoint --quiet \
+    --cuda-step "$CUDA_STEP" --rendezvous-timeout 10
   t0=$(date +%s)
   # Kill rank 1 in the middle of an epoch: half a second after rank 0 reported its second epoch
   # (about 20 s at the latest), while both are training.
@@ -262,7 +271,7 @@ stage_parity() {
 stage_ml1m() {
   local rc
   train "$DATA" -o "$W/ml1m.safetensors" --force --device cuda --preset ml1m --no-checkpoint --quiet \
-    > "$W/ml1m.jsonl" 2> "$W/ml1m.err"
+    --cuda-step "$CUDA_STEP" > "$W/ml1m.jsonl" 2> "$W/ml1m.err"
   rc=$?
   tail -n 2 "$W/ml1m.jsonl"
   tail -n 3 "$W/ml1m.err"

@@ -4,7 +4,8 @@
 //! uninterrupted one writes, two ranks train one model, and a rank killed mid-step makes the
 //! other exit naming it. The host device runs blocks on several OS threads, as a GPU runs them
 //! at once: runs repeat bit for bit because the step's sums are made in a fixed order (the
-//! default `--cuda-reductions deterministic`).
+//! default `--cuda-reductions deterministic`), with the fused step (the host device's default
+//! `--cuda-step`) and the split one.
 
 mod common;
 
@@ -205,6 +206,61 @@ fn a_killed_and_resumed_host_device_run_writes_the_uninterrupted_model() {
         fs::read(r.join("whole.st")).unwrap(),
         "the resumed model differs from the uninterrupted one"
     );
+}
+
+/// `--cuda-step`: the fused step (the host device's default) writes the same model file run after
+/// run with blocks on 2 OS threads; the split step stays selectable (its sums run in another
+/// order, so its bits differ: the flag reaches the trainer); the CPU backend refuses the flag.
+#[test]
+fn the_fused_step_repeats_bit_for_bit_and_the_split_step_stays_selectable() {
+    let f = fixture();
+    let r = &f.root;
+    // Three MLP layers, so that two run through ncf_linear_bwd (a model of one layer computes
+    // its sums in the same order either way).
+    let train = |out: &str, extra: &[&str]| {
+        let base = [
+            "--epochs",
+            "2",
+            "--no-checkpoint",
+            "--layers",
+            "32,16,8,8",
+            "-o",
+            out,
+        ];
+        let args = [&base[..], extra].concat();
+        let o = f.train_cmd(&args, None).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    train("default.st", &[]);
+    train("fused.st", &["--cuda-step", "fused"]);
+    train("split.st", &["--cuda-step", "split"]);
+    let model = |name: &str| fs::read(r.join(name)).unwrap();
+    assert!(
+        model("default.st") == model("fused.st"),
+        "two fused runs differ"
+    );
+    assert!(
+        model("fused.st") != model("split.st"),
+        "--cuda-step split gave the fused step's bits"
+    );
+    let out = run_with(
+        r,
+        "ncf-train",
+        &[
+            "ds",
+            "-o",
+            "cpu.st",
+            "--device",
+            "cpu",
+            "--cuda-step",
+            "fused",
+        ],
+        &[],
+        b"",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("--cuda-step is for --device cuda"), "{err}");
 }
 
 extern "C" {

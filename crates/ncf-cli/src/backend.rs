@@ -11,7 +11,7 @@ use ncf_core::model::Model;
 use ncf_core::neumf_cpu::{CpuScorer, FirstLayer};
 use ncf_core::sampling::sampler::UserItems;
 use ncf_core::train::{
-    default_threads, Device, Precision, Reductions, Scorer, TrainConfig, Trainer,
+    default_threads, Device, Precision, Reductions, Scorer, StepKernels, TrainConfig, Trainer,
 };
 use ncf_cuda::device::Which;
 
@@ -114,6 +114,9 @@ pub fn trainer(
                  for a given --threads)"
             )
         }
+        Chosen::Cpu if cuda.step.is_some() => {
+            bail!("--cuda-step is for --device cuda (the CPU backend has its own kernels)")
+        }
         Chosen::Cpu => Backend::Cpu {
             threads: threads.unwrap_or_else(default_threads).max(1),
         },
@@ -122,6 +125,7 @@ pub fn trainer(
                 which,
                 first_layer: cuda.first_layer.unwrap_or(FirstLayer::PerSample),
                 reductions: cuda.reductions.unwrap_or_default(),
+                step: cuda.step.unwrap_or(default_step(which)),
             };
             Backend::Device(&device)
         }
@@ -134,6 +138,16 @@ struct Cuda {
     which: Which,
     first_layer: FirstLayer,
     reductions: Reductions,
+    step: StepKernels,
+}
+
+/// The step's kernels by default: fused on the host device (where CI checks them), split on a
+/// GPU until a device round has confirmed the fused step there (docs/CUDA.md).
+fn default_step(which: Which) -> StepKernels {
+    match which {
+        Which::Host => StepKernels::Fused,
+        Which::Gpu(_) => StepKernels::Split,
+    }
 }
 
 impl DeviceBackend for Cuda {
@@ -154,7 +168,8 @@ impl DeviceBackend for Cuda {
             positives,
         )?
         .with_first_layer(self.first_layer)?
-        .with_reductions(self.reductions)?;
+        .with_reductions(self.reductions)?
+        .with_step(self.step)?;
         Ok(match group {
             Some(g) => Box::new(t.with_ranks(g)?),
             None => Box::new(t),
@@ -169,6 +184,8 @@ pub struct CudaOptions {
     pub first_layer: Option<FirstLayer>,
     /// Deterministic by default.
     pub reductions: Option<Reductions>,
+    /// Fused on the host device, split on a GPU by default ([`default_step`]).
+    pub step: Option<StepKernels>,
 }
 
 /// A scorer of `model` on `chosen` (FP32 on a GPU: the CPU's scores up to rounding).

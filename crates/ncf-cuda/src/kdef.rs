@@ -275,7 +275,7 @@ kernel! {
         users: ro u32 [n_pos], items: ro u32 [n_pos], offsets: ro u64 [?], pos_items: ro u32 [?],
         n: u64, half_bits: u32, pk0: u32, pk1: u32, pk2: u32, pk3: u32, p0: u64, count: u32,
         out_users: rw u32 [count], out_items: rw u32 [count], out_labels: rw f32 [count],
-        out_sample: rw u32 [count], err: rw u64 [1],
+        out_sample: rw u32 [count], err: rw u64 [1], step: ro_opt u32 [16],
     }
 }
 
@@ -300,7 +300,7 @@ kernel! {
     BiasReluDropoutFwd = "ncf_bias_relu_dropout_fwd", block 256, smem 0, grid; {
         z: ro f32 [batch * width], bias: ro f32 [width], a: rw Act [batch * width],
         sample: ro u32 [batch], batch: u32, width: u32, layer: u32, epoch: u32, k0: u32,
-        k1: u32, thr: u32, scale: f32,
+        k1: u32, thr: u32, scale: f32, step: ro_opt u32 [16],
     }
 }
 
@@ -311,6 +311,7 @@ kernel! {
         da: ro f32 [batch * width], a: ro Act [batch * width], dz: rw Act [batch * width],
         dbias: rw f32 [width], sample: ro u32 [batch], batch: u32, width: u32, layer: u32,
         epoch: u32, k0: u32, k1: u32, thr: u32, scale: f32, partials: rw_opt f32 [grid * width],
+        step: ro_opt u32 [16],
     }
 }
 
@@ -318,6 +319,14 @@ kernel! {
     /// out[j] += the blocks' partial sums of unit j, in block order (deterministic).
     SumBlocks = "ncf_sum_blocks", block 256, smem 0, grid; {
         partials: ro f32 [blocks * width], blocks: u32, width: u32, out: rw f32 [width],
+    }
+}
+
+kernel! {
+    /// partials[block * width + j] = Σ x[., j] over the block's rows in row order (the fused
+    /// step's top-layer bias gradient).
+    ColSums = "ncf_col_sums", block 256, smem 0, grid; {
+        x: ro Act [batch * width], batch: u32, width: u32, partials: rw f32 [grid * width],
     }
 }
 
@@ -335,9 +344,9 @@ kernel! {
         g_mf_item: rw_or_null f32 [f * (train != 0) as u64],
         g_fw: rw_or_null f32 [(f + lout) * (train != 0) as u64],
         g_fb: rw_or_null f32 [(train != 0) as u64],
-        dx_last: rw_or_null f32 [batch * lout * (train != 0) as u64],
+        dx_last: rw_opt f32 [batch * lout * (train != 0) as u64],
         partials: rw_opt f32 [grid * (f + lout + 2)], gu_rows: rw_opt f32 [batch * f],
-        gi_rows: rw_opt f32 [batch * f],
+        gi_rows: rw_opt f32 [batch * f], dz_last: rw_opt Act [batch * lout], mask_scale: f32,
     }
 }
 
@@ -371,6 +380,43 @@ kernel! {
         p: rw f32 [n], g: rw f32 [n], m: rw f32 [n], v: rw f32 [n], n: u64, lr: f32,
         beta1: f32, beta2: f32, eps: f32, l2: f32, step_size: f32, bc2_sqrt: f32,
         inv_scale: f32, found_inf: ro_opt i32 [1], sgd: i32,
+    }
+}
+
+kernel! {
+    /// slots[step's loss slot] = *loss (a queued step's loss; the slot from device memory).
+    StashLoss = "ncf_stash_loss", block 256, smem 0, grid; {
+        loss: ro f64 [1], slots: rw f64 [n_slots], n_slots: u32, step: ro u32 [16],
+    }
+}
+
+kernel! {
+    /// The fused step's Adam (or SGD): ncf_adam's element math over n4 float4 quads, several
+    /// per thread, the per-step scalars (step_size, bc2_sqrt, inv_scale) read from `hyper`.
+    AdamWide = "ncf_adam_wide", block 256, smem 0, grid; {
+        p: rw f32 [4 * n4], g: rw f32 [4 * n4], m: rw f32 [4 * n4], v: rw f32 [4 * n4], n4: u64,
+        lr: f32, beta1: f32, beta2: f32, eps: f32, l2: f32, hyper: ro f32 [3],
+        found_inf: ro_opt i32 [1], sgd: i32,
+    }
+}
+
+kernel! {
+    /// The fused step's MLP layer forward: a = dropout(relu(x . w^T + bias)) [batch, fout], one
+    /// tiled GEMM with its epilogue.
+    LinearFwd = "ncf_linear_fwd", block 256, smem 0, grid; {
+        x: ro Act [batch * fin], w: ro Act [fout * fin], bias: ro f32 [fout],
+        a: rw Act [batch * fout], sample: ro u32 [batch], batch: u32, fin: u32, fout: u32,
+        layer: u32, epoch: u32, k0: u32, k1: u32, thr: u32, scale: f32, step: ro_opt u32 [16],
+    }
+}
+
+kernel! {
+    /// The fused step's MLP backward through a layer: dz = (dzn . wn) * scale where a > 0
+    /// [batch, width], and the bias gradient's per-row-block partial sums.
+    LinearBwd = "ncf_linear_bwd", block 256, smem 0, grid; {
+        dzn: ro Act [batch * fnext], wn: ro Act [fnext * width], a: ro Act [batch * width],
+        dz: rw Act [batch * width], batch: u32, width: u32, fnext: u32, scale: f32,
+        partials: rw f32 [grid / width.div_ceil(64).max(1) * width],
     }
 }
 
@@ -474,11 +520,16 @@ pub const ALL: &[&KernelDef] = &[
     BiasReluDropoutFwd::DEF,
     BiasReluDropoutBwd::DEF,
     SumBlocks::DEF,
+    ColSums::DEF,
     Final::DEF,
     FinalReduce::DEF,
     Cast::DEF,
     CheckFinite::DEF,
+    StashLoss::DEF,
     Adam::DEF,
+    AdamWide::DEF,
+    LinearFwd::DEF,
+    LinearBwd::DEF,
     Mark::DEF,
     Slots::DEF,
     Keys::DEF,
@@ -587,6 +638,6 @@ mod tests {
             RadixHist::DEF.classes()
         );
         assert_eq!(RadixHist::DEF.classes(), "quuq");
-        assert_eq!(MakeBatch::DEF.classes(), "uuuuuqqqqqquuuuuquqqqqq");
+        assert_eq!(MakeBatch::DEF.classes(), "uuuuuqqqqqquuuuuquqqqqqq");
     }
 }

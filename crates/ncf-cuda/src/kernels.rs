@@ -16,6 +16,7 @@ pub const SOURCES: &[(&str, &str)] = &[
         "factored.cuh",
         include_str!("../../../kernels/factored.cuh"),
     ),
+    ("fused.cuh", include_str!("../../../kernels/fused.cuh")),
     ("ncf.cu", include_str!("../../../kernels/ncf.cu")),
 ];
 

@@ -13,6 +13,7 @@ pub mod check;
 pub mod device;
 pub mod factored;
 pub mod first_layer;
+pub mod fused;
 pub mod kdef;
 pub mod kernels;
 pub mod libs;

@@ -80,6 +80,11 @@ pub struct DeviceModel {
     pub(crate) batch: Batch,
     /// The factored first layer's buffers ([`crate::first_layer`]); None: per sample.
     pub(crate) factored: Option<FactoredBuffers>,
+    /// The MLP layers' forward as the fused step's kernels ([`crate::fused`]).
+    pub(crate) fused: bool,
+    /// The fused step's per-step arguments in device memory (the trainer's; null: the
+    /// kernels' scalar arguments hold them).
+    pub(crate) step_args: Ptr<u32>,
 }
 
 impl DeviceModel {
@@ -110,6 +115,8 @@ impl DeviceModel {
             mlp_region,
             batch,
             factored: None,
+            fused: false,
+            step_args: Ptr::null(),
         })
     }
 
@@ -193,6 +200,10 @@ impl DeviceModel {
                 self.batch.acts[k - 1].ptr()
             };
             let z = self.batch.scratch.ptr();
+            if self.fused && !(k == 0 && self.factored.is_some()) {
+                self.linear_forward(k, n, x, dropout)?;
+                continue;
+            }
             if k == 0 && self.factored.is_some() {
                 self.factored_forward(n)?;
             } else {
@@ -226,6 +237,7 @@ impl DeviceModel {
                 k1: (seed >> 32) as u32,
                 thr,
                 scale,
+                step: self.step_args,
             };
             self.row_launch(
                 &kern,
@@ -314,7 +326,7 @@ impl DeviceModel {
             g_mf_item: if f > 0 { g.mf_item } else { Ptr::null() },
             g_fw: g.fw,
             g_fb: g.fb,
-            dx_last: if lout > 0 && train.is_some() {
+            dx_last: if lout > 0 && train.is_some() && g.dz_last.addr() == 0 {
                 self.batch.scratch.ptr()
             } else {
                 Ptr::null()
@@ -322,6 +334,8 @@ impl DeviceModel {
             partials: g.partials,
             gu_rows: if f > 0 { g.gu_rows } else { Ptr::null() },
             gi_rows: if f > 0 { g.gi_rows } else { Ptr::null() },
+            dz_last: if lout > 0 { g.dz_last } else { Ptr::null() },
+            mask_scale: g.mask_scale,
         };
         let grid = self.final_grid(n);
         let sizes = format!(
@@ -372,6 +386,10 @@ pub(crate) struct FinalGrads {
     pub partials: Ptr<f32>,
     pub gu_rows: Ptr<f32>,
     pub gi_rows: Ptr<f32>,
+    /// The fused step: the top MLP layer's dz (masked by its activation > 0, times
+    /// `mask_scale`) instead of the FP32 dx in the scratch (null: the dx).
+    pub dz_last: Ptr<ActElem>,
+    pub mask_scale: f32,
 }
 
 impl Default for FinalGrads {
@@ -386,6 +404,8 @@ impl Default for FinalGrads {
             partials: Ptr::null(),
             gu_rows: Ptr::null(),
             gi_rows: Ptr::null(),
+            dz_last: Ptr::null(),
+            mask_scale: 1.0,
         }
     }
 }

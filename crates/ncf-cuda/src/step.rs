@@ -2,7 +2,7 @@
 //! forward pass ([`crate::model`]), the final layer with the loss, the backward pass, the NCCL
 //! all-reduce, FP16's overflow check and the optimiser.
 
-use crate::device::{dropout_threshold, DeviceExt, GemmCall};
+use crate::device::{dropout_threshold, ActElem, DeviceExt, GemmCall, Ptr};
 use crate::kdef::{Adam, BiasReluDropoutBwd, CheckFinite, MakeBatch, Scatter};
 use crate::model::{Dropout, FinalGrads, ROW_BLOCK};
 use crate::nccl::ffi::Op;
@@ -12,8 +12,20 @@ use ncf_core::sampling::sampler::NegativeMode;
 use ncf_core::train::{Optimizer, Precision, StepStats};
 
 impl CudaTrainer {
-    /// Generate the samples at `positions` of `epoch` into the batch buffers (device only).
+    /// Generate the samples at `positions` of `epoch` into the batch buffers (device only; the
+    /// fused step's arguments get the batch's epoch and positions first, which the forward and
+    /// backward kernels then read).
     pub fn make_batch(
+        &mut self,
+        epoch: u32,
+        positions: std::ops::Range<u64>,
+    ) -> Result<usize, CudaError> {
+        self.write_batch_args(epoch, &positions)?;
+        self.launch_make_batch(epoch, positions)
+    }
+
+    /// [`Self::make_batch`] with the step's arguments already written (inside a step).
+    pub(crate) fn launch_make_batch(
         &mut self,
         epoch: u32,
         positions: std::ops::Range<u64>,
@@ -56,6 +68,7 @@ impl CudaTrainer {
             out_labels: b.labels.ptr(),
             out_sample: b.sample.ptr(),
             err: self.sample_err.ptr(),
+            step: self.model.step_args,
         };
         let sizes = format!(
             "epoch {epoch}, positions {}..{}",
@@ -66,47 +79,28 @@ impl CudaTrainer {
         Ok(n as usize)
     }
 
-    /// Backward pass of the MLP tower from dx_last (in scratch) to the embedding gradients.
+    /// Backward pass of the MLP tower from dx_last (in scratch) to the embedding gradients,
+    /// with the step's kernels ([`crate::fused`]).
     pub fn mlp_backward(&self, n: usize, epoch: u32) -> Result<(), CudaError> {
+        match self.fused {
+            Some(_) => self.mlp_backward_fused(n, epoch),
+            None => self.mlp_backward_split(n, epoch),
+        }
+    }
+
+    /// The split step's backward pass: per layer ncf_bias_relu_dropout_bwd and two cuBLAS GEMMs.
+    pub(crate) fn mlp_backward_split(&self, n: usize, epoch: u32) -> Result<(), CudaError> {
         let md = &self.model;
         let mc = &md.cfg;
         if !mc.kind.has_mlp() {
             return Ok(());
         }
         let d = md.dev.as_ref();
-        let (thr, scale) = dropout_threshold(mc.dropout);
-        let seed = self.rng.seed();
         let scratch = md.batch.scratch.ptr();
         let dz = md.batch.dz.ptr();
         for k in (0..mc.n_linear()).rev() {
             let (fin, fout) = (mc.layers[k], mc.layers[k + 1]);
-            let partials = self.bias_partials();
-            let kern = BiasReluDropoutBwd {
-                da: scratch,
-                a: md.batch.acts[k].ptr(),
-                dz,
-                dbias: self.gp(&format!("mlp.{k}.bias")),
-                sample: md.batch.sample.ptr(),
-                batch: n as u32,
-                width: fout as u32,
-                layer: k as u32,
-                epoch,
-                k0: seed as u32,
-                k1: (seed >> 32) as u32,
-                thr,
-                scale,
-                partials,
-            };
-            // Shared memory: one float per unit (atomics), or 16 per thread of the block's
-            // rows (deterministic).
-            let groups = fout.div_ceil(16);
-            let smem = match partials.addr() {
-                0 => fout * 4,
-                _ => (ROW_BLOCK as usize / groups) * groups * 16 * 4,
-            };
-            let sizes = format!("mlp.{k}: batch {n}, width {fout}");
-            md.row_launch(&kern, n, fout, smem as u32, &sizes)?;
-            self.reduce_bias(k, n, fout)?;
+            self.relu_dropout_backward(k, n, epoch, dz)?;
             if k == 0 && md.factored.is_some() {
                 // Layer 0's weight gradient and the embedding gradients, per distinct row.
                 self.sort_batch(n)?;
@@ -117,22 +111,7 @@ impl CudaTrainer {
             } else {
                 md.batch.acts[k - 1].ptr()
             };
-            let what = format!("weight gradient mlp.{k}");
-            d.gemm(&GemmCall {
-                what: &what,
-                ta: false,
-                tb: true,
-                m: fin,
-                n: fout,
-                k: n,
-                a: x.addr(),
-                lda: fin,
-                b: dz.addr(),
-                ldb: fout,
-                c: self.gp(&format!("mlp.{k}.weight")).addr(),
-                ldc: fin,
-                beta: 0.0,
-            })?;
+            self.weight_gradient(k, n, x, dz)?;
             let what = format!("input gradient mlp.{k}");
             d.gemm(&GemmCall {
                 what: &what,
@@ -167,16 +146,119 @@ impl CudaTrainer {
         d.launch(&k, d.grid_for(tot), 0, &format!("batch {n}, embed {e}"))
     }
 
+    /// MLP layer `k`'s pre-activation gradient `dz` from its activation gradient (in the
+    /// scratch) through dropout and ReLU (`ncf_bias_relu_dropout_bwd`), and its bias gradient.
+    pub(crate) fn relu_dropout_backward(
+        &self,
+        k: usize,
+        n: usize,
+        epoch: u32,
+        dz: Ptr<ActElem>,
+    ) -> Result<(), CudaError> {
+        let md = &self.model;
+        let fout = md.cfg.layers[k + 1];
+        let (thr, scale) = dropout_threshold(md.cfg.dropout);
+        let seed = self.rng.seed();
+        let partials = self.bias_partials();
+        let kern = BiasReluDropoutBwd {
+            da: md.batch.scratch.ptr(),
+            a: md.batch.acts[k].ptr(),
+            dz,
+            dbias: self.gp(&format!("mlp.{k}.bias")),
+            sample: md.batch.sample.ptr(),
+            batch: n as u32,
+            width: fout as u32,
+            layer: k as u32,
+            epoch,
+            k0: seed as u32,
+            k1: (seed >> 32) as u32,
+            thr,
+            scale,
+            partials,
+            step: md.step_args,
+        };
+        // Shared memory: one float per unit (atomics), or 16 per thread of the block's
+        // rows (deterministic).
+        let groups = fout.div_ceil(16);
+        let smem = match partials.addr() {
+            0 => fout * 4,
+            _ => (ROW_BLOCK as usize / groups) * groups * 16 * 4,
+        };
+        let sizes = format!("mlp.{k}: batch {n}, width {fout}");
+        md.row_launch(&kern, n, fout, smem as u32, &sizes)?;
+        self.reduce_bias(k, n, fout)
+    }
+
+    /// MLP layer `k`'s weight gradient dW = dz^T x, straight into the FP32 gradient buffer.
+    pub(crate) fn weight_gradient(
+        &self,
+        k: usize,
+        n: usize,
+        x: Ptr<ActElem>,
+        dz: Ptr<ActElem>,
+    ) -> Result<(), CudaError> {
+        let (fin, fout) = (self.model.cfg.layers[k], self.model.cfg.layers[k + 1]);
+        let what = format!("weight gradient mlp.{k}");
+        self.device().gemm(&GemmCall {
+            what: &what,
+            ta: false,
+            tb: true,
+            m: fin,
+            n: fout,
+            k: n,
+            a: x.addr(),
+            lda: fin,
+            b: dz.addr(),
+            ldb: fout,
+            c: self.gp(&format!("mlp.{k}.weight")).addr(),
+            ldc: fin,
+            beta: 0.0,
+        })
+    }
+
     /// One optimiser step over the whole flat vector (zeroes the gradients it reads).
     pub fn optimizer_step(&self, t: u64, inv_scale: f32, check_inf: bool) -> Result<(), CudaError> {
+        self.optimizer_step_with(t, inv_scale, check_inf, self.fused.is_some(), true)
+    }
+
+    /// Adam's step size lr / (1 - beta1^t) and sqrt(1 - beta2^t) for its count `t`.
+    pub(crate) fn adam_scalars(&self, t: u64) -> (f32, f32) {
         let c = &self.cfg;
         let bc1 = 1.0 - (c.beta1 as f64).powi(t as i32);
         let bc2 = 1.0 - (c.beta2 as f64).powi(t as i32);
+        ((c.lr as f64 / bc1) as f32, bc2.sqrt() as f32)
+    }
+
+    /// [`Self::optimizer_step`] with `ncf_adam_wide` (`wide`, the fused step's; it needs the
+    /// fused step's buffers; `upload`: write its scalars, else the step's arguments hold them)
+    /// or `ncf_adam`.
+    pub(crate) fn optimizer_step_with(
+        &self,
+        t: u64,
+        inv_scale: f32,
+        check_inf: bool,
+        wide: bool,
+        upload: bool,
+    ) -> Result<(), CudaError> {
+        let c = &self.cfg;
         let n = self.model.layout.total as u64;
         let g = match &self.reduced {
             Some(r) => r.grads.ptr(),
             None => self.grads.ptr(),
         };
+        let found_inf = if check_inf {
+            self.found_inf.ptr()
+        } else {
+            crate::device::Ptr::null()
+        };
+        let (step_size, bc2_sqrt) = self.adam_scalars(t);
+        if wide
+            && self
+                .adam_wide([step_size, bc2_sqrt, inv_scale], upload, g, found_inf)?
+                .is_some()
+        {
+            return Ok(());
+        }
         let k = Adam {
             p: self.model.params.ptr(),
             g,
@@ -188,14 +270,10 @@ impl CudaTrainer {
             beta2: c.beta2,
             eps: c.eps,
             l2: c.l2,
-            step_size: (c.lr as f64 / bc1) as f32,
-            bc2_sqrt: bc2.sqrt() as f32,
+            step_size,
+            bc2_sqrt,
             inv_scale,
-            found_inf: if check_inf {
-                self.found_inf.ptr()
-            } else {
-                crate::device::Ptr::null()
-            },
+            found_inf,
             sgd: (c.optimizer == Optimizer::Sgd) as i32,
         };
         let d = self.device();
@@ -250,7 +328,9 @@ impl CudaTrainer {
             };
             d.launch(&k, d.grid_for(len), 0, &format!("{len} gradients"))?;
         }
-        self.optimizer_step(t, 1.0 / scale, fp16)
+        // The fused step wrote Adam's scalars with the step's arguments (before any capture).
+        let fused = self.fused.is_some();
+        self.optimizer_step_with(t, 1.0 / scale, fp16, fused, !fused)
     }
 
     /// Whether a step's stats may wait on the device ([`Self::queue_step`]): not with FP16,
@@ -273,10 +353,8 @@ impl CudaTrainer {
             return Ok(vec![self.train_step(epoch, positions)?]);
         }
         let global = positions.end - positions.start;
-        let t = self.launch_step(epoch, positions, false)?;
-        let d = self.device();
-        let slot = self.queued_loss.at(self.queued.len());
-        d.copy_raw(self.loss_sum.addr(), slot.addr(), 8, "the step's loss")?;
+        let slot = self.queued.len();
+        let t = self.launch_step(epoch, positions, false, Some(slot))?;
         // Without FP16 no step is skipped: Adam's count moves on as the launches queue.
         self.adam_steps = t;
         self.queued.push(global);
@@ -322,23 +400,18 @@ impl CudaTrainer {
 
     /// The launches of one step: samples, forward, loss, backward, all-reduces, the optimiser
     /// with Adam's count `t` = the applied steps + 1, which it returns. `clear_err`: start the
-    /// sampler's flag from zero.
+    /// sampler's flag from zero; `slot`: a queued step's loss slot. The fused step first uploads
+    /// the step's arguments; its queued steps are captured once as a graph
+    /// ([`CudaTrainer::may_capture`]) and replayed for every later step of the same size.
     fn launch_step(
         &mut self,
         epoch: u32,
         positions: std::ops::Range<u64>,
         clear_err: bool,
+        slot: Option<usize>,
     ) -> Result<u64, CudaError> {
         let t = self.adam_steps + 1;
         let fp16 = self.cfg.precision == Precision::Fp16;
-        {
-            let d = self.device();
-            d.zero(&self.loss_sum, "loss")?;
-            d.zero(&self.found_inf, "inf flag")?;
-            if clear_err {
-                d.zero(&self.sample_err, "sampler flag")?;
-            }
-        }
         // Data-parallel: this rank's share of the global batch; gradients are scaled by the
         // global batch size and summed over the ranks below.
         let global = (positions.end - positions.start) as usize;
@@ -347,21 +420,78 @@ impl CudaTrainer {
             None => positions,
         };
         let scale = if fp16 { self.loss_scale } else { 1.0 };
-        if local.end > local.start {
-            let n = self.make_batch(epoch, local)?;
+        self.write_args(epoch, &local, t, 1.0 / scale, slot.unwrap_or(0))?;
+        let n = local.end - local.start;
+        let body = StepBody {
+            epoch,
+            local,
+            clear_err,
+            t,
+            scale,
+            global,
+            slot,
+        };
+        if slot.is_none() || !self.may_capture() {
+            self.launch_body(&body)?;
+            return Ok(t);
+        }
+        let what = "the fused step";
+        let id = match self.graph {
+            Some(g) if g.n == n => g.id,
+            Some(_) => {
+                // Another batch size (an epoch's last step): not captured.
+                self.launch_body(&body)?;
+                return Ok(t);
+            }
+            None => {
+                self.device().begin_capture(what)?;
+                let ran = self.launch_body(&body);
+                let ended = self.device().end_capture(what);
+                ran?;
+                let id = ended?;
+                self.graph = Some(crate::fused::StepGraph { n, id });
+                id
+            }
+        };
+        self.device().replay(id, what)?;
+        self.replays += 1;
+        Ok(t)
+    }
+
+    /// The work of one step after its arguments were uploaded (what a graph captures).
+    fn launch_body(&mut self, b: &StepBody) -> Result<(), CudaError> {
+        let fp16 = self.cfg.precision == Precision::Fp16;
+        {
+            let d = self.device();
+            d.zero(&self.loss_sum, "loss")?;
+            d.zero(&self.found_inf, "inf flag")?;
+            if b.clear_err {
+                d.zero(&self.sample_err, "sampler flag")?;
+            }
+        }
+        if b.local.end > b.local.start {
+            let n = self.launch_make_batch(b.epoch, b.local.clone())?;
             let dropout = Dropout {
-                epoch,
+                epoch: b.epoch,
                 seed: self.rng.seed(),
             };
             self.model.mlp_forward(n, Some(dropout))?;
-            self.train_final(n, scale / global as f32)?;
-            self.mlp_backward(n, epoch)?;
+            self.train_final(n, b.scale / b.global as f32)?;
+            self.mlp_backward(n, b.epoch)?;
         }
         // From the first collective on, an error may leave NCCL work queued: abort then.
-        if let Err(e) = self.reduce_and_update(fp16, scale, t) {
+        if let Err(e) = self.reduce_and_update(fp16, b.scale, b.t) {
             return Err(self.abort_ranks(e));
         }
-        Ok(t)
+        match (b.slot, &self.fused) {
+            (None, _) => Ok(()),
+            (Some(_), Some(_)) => self.stash_loss(),
+            (Some(slot), None) => {
+                let to = self.queued_loss.at(slot);
+                let d = self.device();
+                d.copy_raw(self.loss_sum.addr(), to.addr(), 8, "the step's loss")
+            }
+        }
     }
 
     /// One step, its stats read back at once (the loss, the sampler's flag and FP16's inf
@@ -374,7 +504,7 @@ impl CudaTrainer {
         self.refuse_queued("a step read back at once")?;
         let fp16 = self.cfg.precision == Precision::Fp16;
         let global = (positions.end - positions.start) as usize;
-        let t = self.launch_step(epoch, positions, true)?;
+        let t = self.launch_step(epoch, positions, true, None)?;
         self.wait_for_ranks(&format!("epoch {epoch} step {t}"))?;
         let d = self.device();
         let (loss_buf, err_buf) = match &self.reduced {
@@ -415,6 +545,8 @@ impl CudaTrainer {
             mf_item: self.gp_or_null("mf_item_embed.weight"),
             fw: self.gp("final.weight"),
             fb: self.gp("final.bias"),
+            dz_last: self.fused_dz_last(),
+            mask_scale: dropout_threshold(self.model.cfg.dropout).1,
             ..FinalGrads::default()
         };
         self.model.final_layer(n, Some(self.final_targets(grads)))?;
@@ -440,4 +572,15 @@ fn sampler_failure(err: u64) -> Result<(), CudaError> {
             ncf_core::sampling::sampler::MAX_ATTEMPTS
         ))),
     }
+}
+
+/// One step's values for [`CudaTrainer::launch_body`].
+struct StepBody {
+    epoch: u32,
+    local: std::ops::Range<u64>,
+    clear_err: bool,
+    t: u64,
+    scale: f32,
+    global: usize,
+    slot: Option<usize>,
 }

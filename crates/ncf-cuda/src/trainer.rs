@@ -71,6 +71,11 @@ pub struct CudaTrainer {
     pub(crate) det: Option<crate::reduce::DetBuffers>,
     /// This batch's samples are sorted by user and item ([`CudaTrainer::sort_batch`]).
     pub(crate) sorted: std::cell::Cell<bool>,
+    /// The fused step's buffers ([`crate::fused`]); None: the split step.
+    pub(crate) fused: Option<crate::fused::FusedBuffers>,
+    /// The fused step's queued steps captured as a graph, and how many steps replayed it.
+    pub(crate) graph: Option<crate::fused::StepGraph>,
+    pub(crate) replays: u64,
 }
 
 impl CudaTrainer {
@@ -135,6 +140,9 @@ impl CudaTrainer {
             reduced: None,
             det: None,
             sorted: Default::default(),
+            fused: None,
+            graph: None,
+            replays: 0,
         }
         .with_reductions(ncf_core::train::Reductions::default())
     }
@@ -323,6 +331,10 @@ impl Trainer for CudaTrainer {
         let first = match self.reductions() {
             ncf_core::train::Reductions::Atomic => format!("{first}, float atomics"),
             ncf_core::train::Reductions::Deterministic => first.to_string(),
+        };
+        let first = match self.step_kernels() {
+            crate::fused::StepKernels::Fused => format!("{first}, fused step"),
+            crate::fused::StepKernels::Split => first,
         };
         let d = self.device();
         format!("cuda:{} {} ({p}{first})", d.info().ordinal, d.describe())

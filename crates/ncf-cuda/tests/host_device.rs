@@ -16,20 +16,26 @@ fn kernel_checks_pass_on_the_host_device() {
     }
 }
 
-/// NeuMF, GMF and MLP, per sample and (with an MLP) with the first layer factored, with exact
-/// and approximate negatives, in every precision: 10 steps against the CPU trainer.
+/// NeuMF, GMF and MLP, per sample and (with an MLP) with the first layer factored, with the split
+/// and the fused step, with exact and approximate negatives, in every precision: 10 steps
+/// against the CPU trainer.
 #[test]
 fn golden_runs_match_the_cpu_trainer_on_the_host_device() {
     use ncf_core::model::ModelKind;
     use ncf_core::neumf_cpu::FirstLayer;
     use ncf_core::sampling::sampler::NegativeMode;
+    use ncf_core::train::StepKernels::{Fused, Split};
     let mut log = |m: &str| eprintln!("{m}");
     let runs = [
-        (ModelKind::Neumf, FirstLayer::PerSample),
-        (ModelKind::Neumf, FirstLayer::Factored),
-        (ModelKind::Gmf, FirstLayer::PerSample),
-        (ModelKind::Mlp, FirstLayer::PerSample),
-        (ModelKind::Mlp, FirstLayer::Factored),
+        (ModelKind::Neumf, FirstLayer::PerSample, Split),
+        (ModelKind::Neumf, FirstLayer::Factored, Split),
+        (ModelKind::Gmf, FirstLayer::PerSample, Split),
+        (ModelKind::Mlp, FirstLayer::PerSample, Split),
+        (ModelKind::Mlp, FirstLayer::Factored, Split),
+        (ModelKind::Neumf, FirstLayer::PerSample, Fused),
+        (ModelKind::Neumf, FirstLayer::Factored, Fused),
+        (ModelKind::Gmf, FirstLayer::PerSample, Fused),
+        (ModelKind::Mlp, FirstLayer::PerSample, Fused),
     ];
     let mut n = 0;
     for p in Precision::ALL {
@@ -44,7 +50,7 @@ fn golden_runs_match_the_cpu_trainer_on_the_host_device() {
             }
         }
     }
-    assert_eq!(n, 4 * 5 * 2);
+    assert_eq!(n, 4 * runs.len() * 2);
 }
 
 /// A trained-looking model: the toy NeuMF after a few CPU steps, so scores are not all alike.
@@ -212,13 +218,15 @@ fn five_steps(
     kind: ncf_core::model::ModelKind,
     first: ncf_core::neumf_cpu::FirstLayer,
     r: ncf_core::train::Reductions,
+    step: ncf_core::train::StepKernels,
+    p: Precision,
 ) -> Vec<u32> {
     use ncf_core::neumf_cpu::reference::toy;
     use ncf_core::train::Trainer;
     let (us, is) = toy::data(200, 500, 20, 8);
     let model = toy::model(kind, 200, 500, 0.25, 9);
-    let cfg = toy::train_config(Precision::Fp32, 2048);
-    let dev = ncf_cuda::device::HostDevice::new(Precision::Fp32)
+    let cfg = toy::train_config(p, 2048);
+    let dev = ncf_cuda::device::HostDevice::new(p)
         .unwrap()
         .with_threads(4);
     let mut t = ncf_cuda::CudaTrainer::new(Box::new(dev), &model, &cfg, &us, &is, None)
@@ -226,6 +234,8 @@ fn five_steps(
         .with_first_layer(first)
         .unwrap()
         .with_reductions(r)
+        .unwrap()
+        .with_step(step)
         .unwrap();
     let per_epoch = us.len() as u64 * 5;
     for s in 0..5u64 {
@@ -241,25 +251,41 @@ fn five_steps(
 }
 
 /// The deterministic reductions (the default) give the same bits run after run on a host device
-/// whose blocks run on 4 threads; the float atomics they replace do not (which shows the host
-/// device exposes an order-dependent sum, so the first assertion means something).
+/// whose blocks run on 4 threads, with the split and the fused step; the float atomics they
+/// replace do not (which shows the host device exposes an order-dependent sum, so the first
+/// assertion means something).
 #[test]
 fn fixed_seed_runs_give_identical_bits_with_deterministic_reductions() {
     use ncf_core::model::ModelKind;
     use ncf_core::neumf_cpu::FirstLayer;
     use ncf_core::train::Reductions;
-    for (kind, first) in [
-        (ModelKind::Neumf, FirstLayer::PerSample),
-        (ModelKind::Neumf, FirstLayer::Factored),
-        (ModelKind::Gmf, FirstLayer::PerSample),
-        (ModelKind::Mlp, FirstLayer::PerSample),
+    use ncf_core::train::StepKernels::{Fused, Split};
+    use Precision::{Bf16, Fp32};
+    for (kind, first, step, p) in [
+        (ModelKind::Neumf, FirstLayer::PerSample, Split, Fp32),
+        (ModelKind::Neumf, FirstLayer::Factored, Split, Fp32),
+        (ModelKind::Gmf, FirstLayer::PerSample, Split, Fp32),
+        (ModelKind::Mlp, FirstLayer::PerSample, Split, Fp32),
+        (ModelKind::Neumf, FirstLayer::PerSample, Fused, Fp32),
+        (ModelKind::Neumf, FirstLayer::Factored, Fused, Fp32),
+        (ModelKind::Mlp, FirstLayer::PerSample, Fused, Fp32),
+        // The tensor-core (wmma) variant of the fused layers.
+        (ModelKind::Neumf, FirstLayer::PerSample, Fused, Bf16),
     ] {
-        let a = five_steps(kind, first, Reductions::Deterministic);
-        let b = five_steps(kind, first, Reductions::Deterministic);
-        assert!(a == b, "{kind:?} {first:?}: two runs differ");
+        let a = five_steps(kind, first, Reductions::Deterministic, step, p);
+        let b = five_steps(kind, first, Reductions::Deterministic, step, p);
+        assert!(a == b, "{kind:?} {first:?} {step:?} {p:?}: two runs differ");
     }
     let runs: Vec<Vec<u32>> = (0..3)
-        .map(|_| five_steps(ModelKind::Neumf, FirstLayer::PerSample, Reductions::Atomic))
+        .map(|_| {
+            five_steps(
+                ModelKind::Neumf,
+                FirstLayer::PerSample,
+                Reductions::Atomic,
+                Split,
+                Fp32,
+            )
+        })
         .collect();
     assert!(
         runs.iter().any(|r| r != &runs[0]),
@@ -272,38 +298,55 @@ fn fixed_seed_runs_give_identical_bits_with_deterministic_reductions() {
 /// compute what steps read back at once do — the same parameters' bits and the same losses,
 /// in order — with one blocking read of their losses and one of the sampler's flag per
 /// `STATS_EVERY` steps instead of two reads per step; the sampler's failure still surfaces.
+///
+/// With the fused step, the queued steps are captured once as a graph and replayed: every step
+/// of the full batch size replays it (the epoch's last, shorter step runs without), with the
+/// same bits and losses as the same steps run one by one without a graph.
 #[test]
 fn queued_steps_read_back_once_per_stats_every_steps_and_change_nothing() {
     use ncf_core::model::ModelKind;
     use ncf_core::neumf_cpu::reference::toy;
-    use ncf_core::train::{StepStats, Trainer};
+    use ncf_core::neumf_cpu::FirstLayer;
+    use ncf_core::train::{StepKernels, StepStats, Trainer};
     use ncf_cuda::trainer::STATS_EVERY;
     let steps = STATS_EVERY as u64 + 8;
     let (us, is) = toy::data(200, 500, 20, 8);
     let model = toy::model(ModelKind::Neumf, 200, 500, 0.25, 9);
     let cfg = toy::train_config(Precision::Fp32, 512);
     let per_epoch = us.len() as u64 * 5;
-    let run = |queued: bool| {
+    // Steps over three epochs (the dropout masks and permutation change with the epoch, read
+    // from the step's arguments by a replayed graph); step 20 is a short one (no replay).
+    let at = |s: u64| {
+        let start = s * 512 % (per_epoch - 512);
+        let len = if s == 20 { 300 } else { 512 };
+        ((s / 16) as u32, start..start + len)
+    };
+    let run = |queued: bool, (step, first): (StepKernels, FirstLayer)| {
         let dev = ncf_cuda::device::HostDevice::new(Precision::Fp32)
             .unwrap()
             .with_threads(2);
-        let mut t =
-            ncf_cuda::CudaTrainer::new(Box::new(dev), &model, &cfg, &us, &is, None).unwrap();
+        let mut t = ncf_cuda::CudaTrainer::new(Box::new(dev), &model, &cfg, &us, &is, None)
+            .unwrap()
+            .with_first_layer(first)
+            .unwrap()
+            .with_step(step)
+            .unwrap();
         let reads0 = t.device().profile().reads.get();
         let mut stats: Vec<StepStats> = Vec::new();
         let mut max_wait = 0;
         for s in 0..steps {
-            let start = s * 512 % (per_epoch - 512);
+            let (epoch, range) = at(s);
             if queued {
-                let done = t.step_queued(0, start..start + 512).unwrap();
+                let done = t.step_queued(epoch, range).unwrap();
                 stats.extend(done);
                 max_wait = max_wait.max(s + 1 - stats.len() as u64);
             } else {
-                stats.push(t.step(0, start..start + 512).unwrap());
+                stats.push(t.step(epoch, range).unwrap());
             }
         }
         stats.extend(t.drain().unwrap());
         let reads = t.device().profile().reads.get() - reads0;
+        let replays = t.graph_replays();
         let bits: Vec<u32> = t
             .model()
             .unwrap()
@@ -311,23 +354,37 @@ fn queued_steps_read_back_once_per_stats_every_steps_and_change_nothing() {
             .iter()
             .map(|x| x.to_bits())
             .collect();
-        (bits, stats, reads, max_wait)
+        (bits, stats, reads, max_wait, replays)
     };
-    let (bits_now, stats_now, reads_now, _) = run(false);
-    let (bits_late, stats_late, reads_late, max_wait) = run(true);
-    assert!(
-        bits_now == bits_late,
-        "queued steps trained other parameters"
-    );
-    assert_eq!(stats_late, stats_now);
-    assert_eq!(stats_late.len() as u64, steps);
-    assert!(
-        reads_now >= 2 * steps,
-        "{reads_now} reads for {steps} steps read back at once"
-    );
-    let flushes = steps.div_ceil(STATS_EVERY as u64);
-    assert_eq!(reads_late, 2 * flushes, "{steps} queued steps");
-    assert_eq!(max_wait, STATS_EVERY as u64 - 1);
+    for (step, first) in [
+        (StepKernels::Split, FirstLayer::PerSample),
+        (StepKernels::Fused, FirstLayer::PerSample),
+        (StepKernels::Fused, FirstLayer::Factored),
+    ] {
+        let (bits_now, stats_now, reads_now, _, replays_now) = run(false, (step, first));
+        let (bits_late, stats_late, reads_late, max_wait, replays) = run(true, (step, first));
+        assert!(
+            bits_now == bits_late,
+            "{step:?} {first:?}: queued steps trained other parameters"
+        );
+        assert_eq!(stats_late, stats_now, "{step:?}");
+        assert_eq!(stats_late.len() as u64, steps);
+        assert!(
+            reads_now >= 2 * steps,
+            "{reads_now} reads for {steps} steps read back at once"
+        );
+        let flushes = steps.div_ceil(STATS_EVERY as u64);
+        assert_eq!(reads_late, 2 * flushes, "{step:?}: {steps} queued steps");
+        assert_eq!(max_wait, STATS_EVERY as u64 - 1);
+        assert_eq!(
+            replays_now, 0,
+            "{step:?}: steps read back at once are not captured"
+        );
+        match step {
+            StepKernels::Fused => assert_eq!(replays, steps - 1, "every full step replayed"),
+            StepKernels::Split => assert_eq!(replays, 0),
+        }
+    }
 
     // A sampler failure in a queued step is an error at the next read, not lost: exact
     // negatives for a user who has 19,999 of 20,000 items (each of 4096 draws finds the one
@@ -607,8 +664,8 @@ fn factored_kernels_match_their_cpu_twins_on_the_host_device() {
 
 /// The device check's throughput bench (`ncf-cuda-check --bench`: NVIDIA's ml-20m shape) runs
 /// on the host device with a small batch: per-step timings, the queued steps ncf-train runs
-/// (all reported, finite losses) and the per-kernel profile. (Each host step updates the whole
-/// ml-20m-sized model, ~1.5 s: two steps of each kind.)
+/// (all reported, finite losses) and the per-kernel profile, with the fused step. (Each host step
+/// updates the whole ml-20m-sized model, ~1.5 s: two steps of each kind.)
 #[test]
 fn the_bench_runs_on_the_host_device() {
     use ncf_core::neumf_cpu::FirstLayer;
@@ -617,6 +674,7 @@ fn the_bench_runs_on_the_host_device() {
         Which::Host,
         &[Precision::Bf16],
         &[FirstLayer::Factored],
+        &[ncf_core::train::StepKernels::Fused],
         2,
         0,
         4096,
@@ -629,6 +687,62 @@ fn the_bench_runs_on_the_host_device() {
         for key in ["samples_per_s", "queued_samples_per_s", "median_step_ms"] {
             assert!(row[key].as_f64().is_some_and(|x| x > 0.0), "{key}: {row}");
         }
-        assert!(!row["stages"].as_array().unwrap().is_empty(), "{row}");
+        assert_eq!(row["step"], "fused", "{row}");
+        // The per-stage profile names the fused step's kernels.
+        let stages: Vec<&str> = row["stages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|s| s["stage"].as_str())
+            .collect();
+        for k in ["ncf_linear_fwd", "ncf_linear_bwd", "ncf_adam_wide"] {
+            assert!(stages.contains(&k), "{k} not in {stages:?}");
+        }
     }
+}
+
+/// The host device's capture behaves as CUDA stream capture: kernel launches, copies and zeroing
+/// are recorded, not run, and a replay runs them again in order on the buffers' current
+/// contents; a blocking read (a download, a synchronisation) or an upload inside a capture is
+/// refused, naming it.
+#[test]
+fn a_capture_records_replays_and_refuses_blocking_reads() {
+    use ncf_cuda::device::{Device, DeviceExt, HostDevice};
+    use ncf_cuda::kdef::SumBlocks;
+    let d = HostDevice::new(Precision::Fp32).unwrap();
+    let a = d.upload(&[1.0f32, 2.0, 3.0, 4.0], "a").unwrap();
+    let b = d.alloc::<f32>(4, "b").unwrap();
+    let sum = d.alloc::<f32>(2, "sum").unwrap();
+    d.begin_capture("the test graph").unwrap();
+    d.copy(&a, &b, "a to b").unwrap();
+    // sum[j] += b[j] + b[2 + j]: two blocks of partials of width 2.
+    let k = SumBlocks {
+        partials: b.ptr(),
+        blocks: 2,
+        width: 2,
+        out: sum.ptr(),
+    };
+    d.launch(&k, 1, 0, "test").unwrap();
+    let e = d.download(&b, 4, "b").unwrap_err().to_string();
+    assert!(
+        e.contains("downloading b (a blocking read) inside the capture of the test graph"),
+        "{e}"
+    );
+    assert!(d.sync("a sync").is_err());
+    assert!(d.upload_into(&[0f32], &a, "a").is_err());
+    let g = d.end_capture("the test graph").unwrap();
+    assert_eq!(
+        d.download(&b, 4, "b").unwrap(),
+        vec![0.0; 4],
+        "captured work ran"
+    );
+    assert_eq!(d.download(&sum, 2, "sum").unwrap(), vec![0.0; 2]);
+    d.replay(g, "the test graph").unwrap();
+    assert_eq!(d.download(&b, 4, "b").unwrap(), vec![1.0, 2.0, 3.0, 4.0]);
+    assert_eq!(d.download(&sum, 2, "sum").unwrap(), vec![4.0, 6.0]);
+    d.upload_into(&[10.0f32, 20.0, 30.0, 40.0], &a, "a")
+        .unwrap();
+    d.replay(g, "the test graph").unwrap();
+    assert_eq!(d.download(&sum, 2, "sum").unwrap(), vec![44.0, 66.0]);
+    assert!(d.replay(g + 1, "no graph").is_err());
 }

@@ -8,7 +8,7 @@ use crate::results::{CheckResult, Checks};
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use ncf_core::neumf_cpu::FirstLayer;
-use ncf_core::train::Precision;
+use ncf_core::train::{Precision, StepKernels};
 use ncf_cuda::check;
 use ncf_cuda::device::Which;
 use std::io::Write;
@@ -59,6 +59,10 @@ pub struct Args {
     /// Bench: first-layer paths to time, comma-separated (per-sample, factored).
     #[arg(long, value_enum, value_delimiter = ',', default_value = "per-sample")]
     first_layer: Vec<FirstLayer>,
+    /// Bench: the step's kernels to time, comma-separated (split: the confirmed kernels; fused:
+    /// the fused GEMM epilogues and Adam, docs/CUDA.md "The fused step").
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "split,fused")]
+    step: Vec<StepKernels>,
     /// Only compile every kernel with NVRTC for these architectures (e.g. sm_80,sm_90); no GPU needed.
     #[arg(long, value_delimiter = ',')]
     compile_only: Vec<String>,
@@ -123,6 +127,7 @@ pub fn run(args: Args) -> Result<()> {
             Which::Gpu(args.device),
             &precisions,
             &args.first_layer,
+            &args.step,
             args.steps,
             args.warmup,
             args.batch,
@@ -178,7 +183,7 @@ fn checks(args: &Args, precisions: &[Precision], log: check::Log) -> Vec<check::
             match check::golden(Which::Gpu(args.device), p, run, 10, &mut *log) {
                 Ok(c) => checks.extend(c),
                 Err(e) => checks.push(failed(
-                    format!("golden_{}", check::golden::run_name(run.0, run.1)),
+                    format!("golden_{}", check::golden::run_name(run)),
                     &e,
                 )),
             }

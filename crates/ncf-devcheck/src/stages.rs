@@ -227,7 +227,10 @@ pub fn bench(rc: i32, report: Option<Bench>, stderr: &str) -> StageVerdict {
             let rows: Vec<String> = b
                 .results
                 .iter()
-                .map(|r| format!("{} {:.0}", r.precision, r.samples_per_s))
+                .map(|r| match r.other.get("step").and_then(|v| v.as_str()) {
+                    Some(step) => format!("{} {step} {:.0}", r.precision, r.samples_per_s),
+                    None => format!("{} {:.0}", r.precision, r.samples_per_s),
+                })
                 .collect();
             StageVerdict::new(
                 Status::Pass,

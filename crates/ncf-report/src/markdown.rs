@@ -258,11 +258,9 @@ pub fn how_fast(all: &AllResults, prefix: &str) -> String {
         let _ = writeln!(s, " ({}).", link(prefix, &g.file));
         for (rel, p) in &all.published {
             // NVIDIA's "mixed precision" is AMP fp16: compare bf16/fp16 with it.
-            let prec = if best.0 == "bf16" {
-                "fp16"
-            } else {
-                best.0.as_str()
-            };
+            // A row's label may name its step ("bf16 (fused)"): the precision is its first word.
+            let first = best.0.split(' ').next().unwrap_or_default();
+            let prec = if first == "bf16" { "fp16" } else { first };
             let mut figs: Vec<_> = p.figures.iter().filter(|f| f.precision == prec).collect();
             figs.sort_by_key(|f| f.gpus);
             if let Some(one) = figs.first() {

@@ -317,8 +317,12 @@ pub fn read_gpu_run(dir: &Path, rel: &Path) -> Result<GpuRun> {
             .peer
             .get(&row.precision)
             .and_then(|p| p.step_samples_per_s);
-        run.throughput
-            .push((row.precision.clone(), row.samples_per_s, peer));
+        // The fused step's rows (issue 35) beside the split step's: "bf16 (fused)".
+        let label = match row.other.get("step").and_then(|v| v.as_str()) {
+            Some(step) if step != "split" => format!("{} ({step})", row.precision),
+            _ => row.precision.clone(),
+        };
+        run.throughput.push((label, row.samples_per_s, peer));
     }
     if let Some((hr, ndcg, ep, t)) = ml1m_summary(&r) {
         run.ml1m = Some((run.file.clone(), hr, ndcg, ep, t));
@@ -517,7 +521,8 @@ mod tests {
             r#"{"schema":"ncf-device-check/1","stages":[{"name":"env","status":"pass"}],
                "env":["NVIDIA H200, 580.159.04, 143771 MiB"],
                "parity":{"results":[{"pass":true},{"pass":false}]},
-               "bench":{"results":[{"precision":"bf16","samples_per_s":1.5e8}]},
+               "bench":{"results":[{"precision":"bf16","samples_per_s":1.5e8,"step":"split"},
+                                   {"precision":"bf16","samples_per_s":3.0e8,"step":"fused"}]},
                "peer":{"bf16":{"step_samples_per_s":7.0e7}},
                "ml1m":[{"epoch":0,"loss":0.4,"hr":0.45,"ndcg":0.25,"k":10,"eval":"test","train_s":0.1,"eval_s":0.01,"samples":10,"samples_per_s":100.0,"steps":1,"skipped_steps":0},
                        {"best_hr":0.7,"best_ndcg":0.42,"best_epoch":17,"first_epoch_reaching_target":null,"time_to_target_s":null,"train_time_s":1.5,"eval_time_s":0.1,"avg_samples_per_s":1e7,"best_samples_per_s":1e7,"epochs_run":20,"k":10,"eval":"test","backend":"cuda"}]}"#,
@@ -536,7 +541,15 @@ mod tests {
         let g = &all.gpu[0];
         assert_eq!(g.gpu(), "NVIDIA H200");
         assert_eq!(g.parity_pass, Some((1, 2)));
-        assert_eq!(g.throughput, vec![("bf16".to_string(), 1.5e8, Some(7.0e7))]);
+        // The split step's row keeps the precision's name, the fused step's says so (issue 35);
+        // both beside the same peer.
+        assert_eq!(
+            g.throughput,
+            vec![
+                ("bf16".to_string(), 1.5e8, Some(7.0e7)),
+                ("bf16 (fused)".to_string(), 3.0e8, Some(7.0e7))
+            ]
+        );
         assert_eq!(g.ml1m.as_ref().map(|m| m.1), Some(0.7));
         assert!(all.gpu[1].throughput.is_empty());
     }

@@ -16,8 +16,8 @@ use ncf_core::neumf_cpu::FirstLayer;
 use ncf_core::sampling::sampler::NegativeMode;
 use ncf_core::train::checkpoint::{self, CheckpointMeta, OptimizerState};
 use ncf_core::train::{
-    self, LogFile, Optimizer, Precision, Preset, Reductions, Reports, RunOptions, TrainConfig,
-    Trainer,
+    self, LogFile, Optimizer, Precision, Preset, Reductions, Reports, RunOptions, StepKernels,
+    TrainConfig, Trainer,
 };
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -89,6 +89,12 @@ pub struct Args {
     /// (float atomics, the kernels before: the last bits vary run to run).
     #[arg(long, value_enum, value_name = "HOW")]
     cuda_reductions: Option<Reductions>,
+    /// CUDA: the step's kernels: fused (each MLP layer's GEMM with its bias/ReLU/dropout
+    /// epilogue in one kernel, the mask and bias gradient in the input-gradient GEMM, Adam at
+    /// its bandwidth floor; the default on the host device) or split (cuBLAS GEMMs and separate
+    /// kernels; the default on a GPU until a device round confirms the fused step).
+    #[arg(long, value_enum, value_name = "KERNELS")]
+    cuda_step: Option<StepKernels>,
     #[arg(long, value_enum)]
     precision: Option<Precision>,
     /// Starting values for the flags below.
@@ -600,6 +606,7 @@ pub fn run(a: Args) -> Result<()> {
         backend::CudaOptions {
             first_layer: a.cuda_first_layer,
             reductions: a.cuda_reductions,
+            step: a.cuda_step,
         },
     )?;
     if let (true, Some(dir)) = (a.check_resume, &a.resume) {

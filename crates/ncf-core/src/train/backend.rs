@@ -36,6 +36,19 @@ pub enum Reductions {
     Atomic,
 }
 
+/// Which kernels the CUDA backend's step runs (docs/CUDA.md, "The fused step").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+pub enum StepKernels {
+    /// The GEMM epilogues fused (bias, ReLU and dropout in the forward GEMM; the mask and the
+    /// bias gradient in the input-gradient GEMM) and Adam at its bandwidth floor. The default on
+    /// the host device; on a GPU once a device round has confirmed it.
+    Fused,
+    /// cuBLAS GEMMs with separate bias/ReLU/dropout kernels and the grid-stride Adam: the
+    /// kernels the H200 runs confirmed (the default on a GPU until then).
+    Split,
+}
+
 /// Scores (logits) of (user, item) pairs of one model with dropout off.
 pub trait Scorer {
     /// `out[k] = model(users[k], items[k])`; ids out of range or lengths that differ are an

@@ -9,7 +9,7 @@ pub mod log;
 pub mod report;
 pub mod run;
 
-pub use backend::{default_threads, Device, Reductions, Scorer, StepStats, Trainer};
+pub use backend::{default_threads, Device, Reductions, Scorer, StepKernels, StepStats, Trainer};
 pub use config::{
     check_config, BatchSize, Optimizer, Precision, Preset, Recipe, Shape, TrainConfig,
 };

@@ -4,6 +4,7 @@
 use super::Log;
 use crate::device::{self, Which};
 use crate::first_layer::FirstLayer;
+use crate::fused::StepKernels;
 use crate::trainer::CudaTrainer;
 use crate::CudaError;
 use ncf_core::model::{Model, ModelConfig, ModelKind};
@@ -11,12 +12,14 @@ use ncf_core::neumf_cpu::reference::toy;
 use ncf_core::sampling::rng::{stream, Rng};
 use ncf_core::train::{Precision, Trainer};
 
-/// Training throughput on a synthetic ml-20m-shaped problem: samples/s per precision (median of
-/// `steps` timed steps after `warmup`), as JSON.
+/// Training throughput on a synthetic ml-20m-shaped problem: samples/s per precision, first
+/// layer and step kernels (median of `steps` timed steps after `warmup`), as JSON.
+#[allow(clippy::too_many_arguments)]
 pub fn bench(
     which: Which,
     precisions: &[Precision],
     firsts: &[FirstLayer],
+    kernels: &[StepKernels],
     steps: usize,
     warmup: usize,
     batch: u64,
@@ -47,10 +50,12 @@ pub fn bench(
     let model = Model::init(cfgm.clone(), 1).map_err(|e| CudaError::Invalid(e.to_string()))?;
     let mut results = vec![];
     let mut info = None;
-    for (&p, &first) in precisions
-        .iter()
-        .flat_map(|p| firsts.iter().map(move |f| (p, f)))
-    {
+    let runs = precisions.iter().flat_map(|p| {
+        firsts
+            .iter()
+            .flat_map(move |f| kernels.iter().map(move |k| (*p, *f, *k)))
+    });
+    for (p, first, kind) in runs {
         let mut cfg = toy::train_config(p, batch);
         cfg.lr = 0.0045;
         cfg.beta1 = 0.25;
@@ -60,10 +65,15 @@ pub fn bench(
             FirstLayer::PerSample => "per-sample",
             FirstLayer::Factored => "factored",
         };
-        log(&format!("bench {} {path}: uploading", p.name()));
+        let step = match kind {
+            StepKernels::Fused => "fused",
+            StepKernels::Split => "split",
+        };
+        log(&format!("bench {} {path} {step}: uploading", p.name()));
         let dev = device::open(which, p)?;
-        let mut t =
-            CudaTrainer::new(dev, &model, &cfg, &users, &items, None)?.with_first_layer(first)?;
+        let mut t = CudaTrainer::new(dev, &model, &cfg, &users, &items, None)?
+            .with_first_layer(first)?
+            .with_step(kind)?;
         // Timings without the --verbose per-kernel synchronisation.
         t.device().profile().sync_each.set(false);
         info = Some(t.device().info().clone());
@@ -124,12 +134,12 @@ pub fn bench(
         let med = times[times.len() / 2];
         let flops = 6.0 * cfgm.macs_per_sample() as f64 * batch as f64;
         log(&format!(
-            "bench {}: median step {:.3} ms",
+            "bench {} {path} {step}: median step {:.3} ms",
             p.name(),
             med * 1e3
         ));
         results.push(serde_json::json!({
-            "precision": p.name(), "first_layer": path, "batch": batch, "median_step_ms": med * 1e3,
+            "precision": p.name(), "first_layer": path, "step": step, "batch": batch, "median_step_ms": med * 1e3,
             "min_step_ms": times[0] * 1e3, "samples_per_s": batch as f64 / med,
             "tflops": flops / med / 1e12, "queued_step_ms": queued * 1e3, "queued_samples_per_s": batch as f64 / queued, "first_loss": losses[0], "last_loss": losses[losses.len() - 1], "stages": stages,
         }));

@@ -5,6 +5,7 @@
 use super::{compare, compare_scaled, exact, f, Check, Log};
 use crate::device::{self, Which};
 use crate::first_layer::FirstLayer;
+use crate::fused::StepKernels;
 use crate::trainer::CudaTrainer;
 use crate::CudaError;
 use ncf_core::eval::topk::top_k_of;
@@ -14,24 +15,35 @@ use ncf_core::neumf_cpu::CpuTrainer;
 use ncf_core::sampling::sampler::{NegativeMode, UserItems};
 use ncf_core::train::{Precision, Scorer, Trainer};
 
+/// One golden run: the model kind, the first layer's path and the step's kernels.
+pub type Run = (ModelKind, FirstLayer, StepKernels);
+
 /// The golden runs of precision `p`: every model kind in FP32, NeuMF in the others; NeuMF also
-/// with the factored first layer.
-pub fn runs(p: Precision) -> Vec<(ModelKind, FirstLayer)> {
-    let mut r = vec![(ModelKind::Neumf, FirstLayer::PerSample)];
+/// with the factored first layer, and both NeuMF runs again with the fused step.
+pub fn runs(p: Precision) -> Vec<Run> {
+    let split = StepKernels::Split;
+    let mut r = vec![(ModelKind::Neumf, FirstLayer::PerSample, split)];
     if p == Precision::Fp32 {
-        r.push((ModelKind::Gmf, FirstLayer::PerSample));
-        r.push((ModelKind::Mlp, FirstLayer::PerSample));
+        r.push((ModelKind::Gmf, FirstLayer::PerSample, split));
+        r.push((ModelKind::Mlp, FirstLayer::PerSample, split));
     }
-    r.push((ModelKind::Neumf, FirstLayer::Factored));
+    r.push((ModelKind::Neumf, FirstLayer::Factored, split));
+    r.push((ModelKind::Neumf, FirstLayer::PerSample, StepKernels::Fused));
+    r.push((ModelKind::Neumf, FirstLayer::Factored, StepKernels::Fused));
     r
 }
 
-/// `neumf`, `gmf`, `mlp`, `neumf_factored`: a golden run's name in the report.
-pub fn run_name(kind: ModelKind, first: FirstLayer) -> String {
+/// `neumf`, `gmf`, `mlp`, `neumf_factored`, `neumf_fused`, `neumf_factored_fused`: a golden
+/// run's name in the report.
+pub fn run_name((kind, first, step): Run) -> String {
     let k = format!("{kind:?}").to_lowercase();
-    match first {
+    let k = match first {
         FirstLayer::Factored => format!("{k}_factored"),
         FirstLayer::PerSample => k,
+    };
+    match step {
+        StepKernels::Fused => format!("{k}_fused"),
+        StepKernels::Split => k,
     }
 }
 
@@ -40,7 +52,7 @@ pub fn run_name(kind: ModelKind, first: FirstLayer) -> String {
 pub fn golden(
     which: Which,
     p: Precision,
-    run: (ModelKind, FirstLayer),
+    run: Run,
     steps: u32,
     log: Log,
 ) -> Result<Vec<Check>, CudaError> {
@@ -52,7 +64,7 @@ pub fn golden(
 pub fn golden_in(
     which: Which,
     p: Precision,
-    (kind, first): (ModelKind, FirstLayer),
+    (kind, first, step): Run,
     mode: NegativeMode,
     steps: u32,
     log: Log,
@@ -70,8 +82,9 @@ pub fn golden_in(
         us.len()
     ));
     let dev = device::open(which, p)?;
-    let mut gpu =
-        CudaTrainer::new(dev, &model, &cfg, &us, &is, Some(&positives))?.with_first_layer(first)?;
+    let mut gpu = CudaTrainer::new(dev, &model, &cfg, &us, &is, Some(&positives))?
+        .with_first_layer(first)?
+        .with_step(step)?;
     let mut cpu = CpuTrainer::new(
         model,
         &cfg,
@@ -109,8 +122,8 @@ pub fn golden_in(
         2e-2
     };
     let tag = match mode {
-        NegativeMode::Exact => run_name(kind, first),
-        NegativeMode::Approximate => format!("{}_approx", run_name(kind, first)),
+        NegativeMode::Exact => run_name((kind, first, step)),
+        NegativeMode::Approximate => format!("{}_approx", run_name((kind, first, step))),
     };
     let mut c = compare(&format!("golden_loss_{tag}"), p, &lg, &lc, 0.0, tol);
     c.note = format!(

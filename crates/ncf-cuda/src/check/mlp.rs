@@ -243,14 +243,37 @@ fn final_and_bce(
             (1.0 / (1.0 + (-z).exp()) - bl[b] as f64) / n as f64 * fwv[ff + k % lout] as f64
         })
         .collect();
-    out.push(compare(
-        "final_dx_last",
-        p,
-        &f(&dx_last),
-        &dx_cpu,
-        ATOL,
-        1e-5,
-    ));
+    if t.fused.is_some() && mc.kind.has_mlp() {
+        // The fused step's ncf_final writes the top layer's dz: dx · scale where a > 0, in the
+        // activation type.
+        let top = mc.n_linear() - 1;
+        let (_, scale) = dropout_threshold(mc.dropout);
+        let a = &acts[top];
+        let dz_cpu: Vec<f64> = (0..n * lout)
+            .map(|k| match a[k] > 0.0 {
+                true => dx_cpu[k] * scale as f64,
+                false => 0.0,
+            })
+            .collect();
+        let dz = dl_act(t, t.dz_buf(top), n * lout, "dz_last")?;
+        out.push(compare(
+            "final_dz_last",
+            p,
+            &f(&dz),
+            &dz_cpu,
+            ATOL,
+            eps_of(p).max(1e-5),
+        ));
+    } else {
+        out.push(compare(
+            "final_dx_last",
+            p,
+            &f(&dx_last),
+            &dx_cpu,
+            ATOL,
+            1e-5,
+        ));
+    }
     Ok(g_cpu)
 }
 

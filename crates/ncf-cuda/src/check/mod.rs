@@ -260,6 +260,17 @@ pub fn kernel_checks(which: Which, p: Precision, log: Log) -> Result<Vec<Check>,
     let mut s = Setup::new(which, p, log)?;
     s.t = s.t.with_first_layer(FirstLayer::Factored)?;
     out.extend(mlp::checks(&mut s, log)?);
+    // The fused step's kernels (its forward and backward layers, Adam at its floor), per sample,
+    // on a fresh trainer: names prefixed `fused:`.
+    log("fused step");
+    let mut s = Setup::new(which, p, log)?;
+    s.t = s.t.with_step(crate::fused::StepKernels::Fused)?;
+    let mut fused = mlp::checks(&mut s, log)?;
+    fused.extend(optim::checks(&mut s, log)?);
+    for c in &mut fused {
+        c.name = format!("fused:{}", c.name);
+    }
+    out.extend(fused);
     Ok(out)
 }
 
@@ -283,7 +294,7 @@ pub fn run_all(which: Which, log: Log) -> Result<Vec<Check>, CudaError> {
             match golden::golden(which, p, run, 10, log) {
                 Ok(c) => out.extend(c),
                 Err(e) => out.push(Check {
-                    name: format!("golden_{}", golden::run_name(run.0, run.1)),
+                    name: format!("golden_{}", golden::run_name(run)),
                     precision: p.name(),
                     pass: false,
                     worst_abs: 0.0,

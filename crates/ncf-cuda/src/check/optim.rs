@@ -25,6 +25,7 @@ pub fn checks(s: &mut Setup, log: Log) -> Result<Vec<Check>, CudaError> {
         let g0: Vec<f32> = (0..total).map(|k| rnd(k, 1, 0.01)).collect();
         let m0: Vec<f32> = (0..total).map(|k| rnd(k, 2, 0.01)).collect();
         let v0: Vec<f32> = (0..total).map(|k| rnd(k, 3, 1e-4).abs()).collect();
+        let init = (p0.clone(), m0.clone(), v0.clone());
         let d = t.device();
         d.upload_into(&p0, &t.model.params, "params")?;
         d.upload_into(&g0, &t.grads, "grads")?;
@@ -60,6 +61,37 @@ pub fn checks(s: &mut Setup, log: Log) -> Result<Vec<Check>, CudaError> {
             at: 0,
             note: String::new(),
         });
+        if t.fused.is_some() {
+            // The fused step's ncf_adam_wide against ncf_adam from the same state: the same
+            // element math, so the same bits of p, m and v.
+            let d = t.device();
+            let (mw, vw) = (d.download(&t.m, total, "m")?, d.download(&t.v, total, "v")?);
+            d.upload_into(&init.0, &t.model.params, "params")?;
+            d.upload_into(&g0, &t.grads, "grads")?;
+            d.upload_into(&init.1, &t.m, "m")?;
+            d.upload_into(&init.2, &t.v, "v")?;
+            t.optimizer_step_with(5, 1.0, false, false, true)?;
+            let d = t.device();
+            let (ps, ms, vs) = (
+                t.params_host()?,
+                d.download(&t.m, total, "m")?,
+                d.download(&t.v, total, "v")?,
+            );
+            let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<u32>>();
+            let same = [(&pg, &ps), (&mw, &ms), (&vw, &vs)]
+                .iter()
+                .map(|(a, b)| bits(a) == bits(b))
+                .collect::<Vec<bool>>();
+            out.push(Check {
+                name: format!("{name}_wide_bits_equal_ncf_adam"),
+                precision: p.name(),
+                pass: same.iter().all(|&x| x),
+                worst_abs: 0.0,
+                worst_rel: 0.0,
+                at: 0,
+                note: format!("p, m, v bit-identical: {same:?}"),
+            });
+        }
     }
     t.cfg = cfg.clone();
 

@@ -16,14 +16,21 @@ use cudarc::driver::{
 use ncf_core::train::Precision;
 use std::sync::Arc;
 
+/// Bytes of cuBLAS's workspace (cublasSetWorkspace): its own allocation, so that a GEMM inside a
+/// stream capture allocates nothing (NVIDIA recommends 32 MiB on Hopper).
+const CUBLAS_WORKSPACE: usize = 32 << 20;
+
 /// One GPU with the kernels of one activation type loaded.
 pub struct Gpu {
     common: Common,
     ctx: Arc<CudaContext>,
     stream: Arc<CudaStream>,
     blas: CudaBlas,
+    _workspace: CudaSlice<u8>,
     _module: Arc<CudaModule>,
     funcs: Vec<(&'static str, CudaFunction)>,
+    /// The CUDA graphs captured ([`Device::end_capture`]), by number.
+    graphs: std::cell::RefCell<Vec<cudarc::driver::CudaGraph>>,
 }
 
 impl Gpu {
@@ -33,9 +40,12 @@ impl Gpu {
         libs::require(&[Lib::Driver, Lib::Nvrtc, Lib::Cublas])?;
         let ctx = CudaContext::new(ordinal)
             .map_err(|e| CudaError::call(format!("CudaContext::new({ordinal})"), e))?;
-        // One stream, raw pointers: cudarc's per-buffer event tracking is not needed.
+        // One stream, raw pointers: cudarc's per-buffer event tracking is not needed. A stream of
+        // its own (non-blocking), not the legacy default stream, which cannot be captured.
         unsafe { ctx.disable_event_tracking() };
-        let stream = ctx.default_stream();
+        let stream = ctx
+            .new_stream()
+            .map_err(|e| CudaError::call("creating the stream", e))?;
         let act = super::act_of(precision);
         let arch = info.arch();
         let ptx = kernels::compile_cached("ncf.cu", &arch, act)?;
@@ -63,6 +73,24 @@ impl Gpu {
         unsafe { blas_sys::cublasSetMathMode(*blas.handle(), mode) }
             .result()
             .map_err(|e| CudaError::call(format!("cublasSetMathMode({mode:?})"), e))?;
+        let workspace = stream
+            .alloc_zeros::<u8>(CUBLAS_WORKSPACE)
+            .map_err(|e| CudaError::call("allocating cuBLAS's workspace", e))?;
+        let ws_ptr = {
+            let (p, _sync) = workspace.device_ptr(&stream);
+            p
+        };
+        // SAFETY: the workspace outlives the handle's use (both are the Gpu's; the handle is
+        // dropped first, fields drop in declaration order).
+        unsafe {
+            blas_sys::cublasSetWorkspace_v2(
+                *blas.handle(),
+                ws_ptr as *mut std::ffi::c_void,
+                CUBLAS_WORKSPACE,
+            )
+        }
+        .result()
+        .map_err(|e| CudaError::call("cublasSetWorkspace", e))?;
         let sm_count = ctx
             .attribute(
                 cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT,
@@ -80,8 +108,10 @@ impl Gpu {
             ctx,
             stream,
             blas,
+            _workspace: workspace,
             _module: module,
             funcs,
+            graphs: Default::default(),
         })
     }
 
@@ -275,6 +305,34 @@ impl Device for Gpu {
 
     fn stream(&self) -> Arc<dyn StreamHandle> {
         Arc::new(GpuStream(self.stream.clone()))
+    }
+
+    fn begin_capture(&self, what: &str) -> Result<(), CudaError> {
+        use cudarc::driver::sys::CUstreamCaptureMode;
+        self.stream
+            .begin_capture(CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)
+            .map_err(|e| CudaError::call(format!("beginning the capture of {what}"), e))
+    }
+
+    fn end_capture(&self, what: &str) -> Result<usize, CudaError> {
+        let flags = cudarc::driver::sys::CUgraphInstantiate_flags(0);
+        let graph = self
+            .stream
+            .end_capture(flags)
+            .map_err(|e| CudaError::call(format!("ending the capture of {what}"), e))?
+            .ok_or_else(|| CudaError::Invalid(format!("the capture of {what} recorded nothing")))?;
+        let mut graphs = self.graphs.borrow_mut();
+        graphs.push(graph);
+        Ok(graphs.len() - 1)
+    }
+
+    fn replay(&self, graph: usize, what: &str) -> Result<(), CudaError> {
+        let graphs = self.graphs.borrow();
+        let g = graphs.get(graph).ok_or_else(|| {
+            CudaError::Invalid(format!("replaying graph {graph} ({what}): no such graph"))
+        })?;
+        g.launch()
+            .map_err(|e| CudaError::call(format!("replaying graph {graph} ({what})"), e))
     }
 }
 

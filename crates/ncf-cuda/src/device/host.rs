@@ -15,6 +15,7 @@ use crate::kernels::Act;
 use crate::nccl::ffi::RawStream;
 use crate::{CudaError, DeviceInfo};
 use ncf_core::train::Precision;
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
@@ -33,11 +34,44 @@ struct Entry {
 
 type Register = Arc<Mutex<BTreeMap<u64, Entry>>>;
 
+/// Work a capture recorded ([`Device::begin_capture`]), run again by [`Device::replay`] through
+/// the same checked calls.
+#[derive(Clone)]
+enum HostOp {
+    Launch {
+        def: &'static KernelDef,
+        grid: u32,
+        smem: u32,
+        args: Vec<KArg>,
+        extents: Vec<Option<u64>>,
+        sizes: String,
+    },
+    Gemm {
+        call: GemmCall<'static>,
+        what: String,
+    },
+    Zero {
+        dst: u64,
+        bytes: usize,
+        what: String,
+    },
+    Copy {
+        src: u64,
+        dst: u64,
+        bytes: usize,
+        what: String,
+    },
+}
+
 /// The host device of one precision.
 pub struct HostDevice {
     common: Common,
     kernels: Arc<HostKernels>,
     register: Register,
+    /// The capture in progress: what it is for and the work recorded so far.
+    capture: RefCell<Option<(String, Vec<HostOp>)>>,
+    /// The graphs captured, by number.
+    graphs: RefCell<Vec<Vec<HostOp>>>,
 }
 
 impl HostDevice {
@@ -68,6 +102,8 @@ impl HostDevice {
             },
             kernels,
             register: Arc::default(),
+            capture: RefCell::default(),
+            graphs: RefCell::default(),
         })
     }
 
@@ -84,6 +120,28 @@ impl HostDevice {
     }
 
     /// The live buffer holding `[addr, addr + bytes)`, as (start, size, what), or why not.
+    /// Inside a capture: record `op` (true); else false, and the caller runs it.
+    fn record(&self, op: impl FnOnce() -> HostOp) -> bool {
+        match self.capture.borrow_mut().as_mut() {
+            Some((_, ops)) => {
+                ops.push(op());
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// An error when a capture is in progress: `call` would block or read host memory.
+    fn refuse_in_capture(&self, call: &str) -> Result<(), CudaError> {
+        match self.capture.borrow().as_ref() {
+            Some((what, _)) => Err(CudaError::Invalid(format!(
+                "host device: {call} inside the capture of {what}: a captured stream cannot \
+                 block on the host or read host memory (end the capture first)"
+            ))),
+            None => Ok(()),
+        }
+    }
+
     fn find(&self, addr: u64, bytes: u64) -> Result<(u64, usize, String), String> {
         let reg = self.register.lock().unwrap_or_else(|p| p.into_inner());
         let Some((&start, e)) = reg.range(..=addr).next_back() else {
@@ -303,6 +361,7 @@ impl Device for HostDevice {
     }
 
     fn upload_raw(&self, dst: u64, src: &[u8], what: &str) -> Result<(), CudaError> {
+        self.refuse_in_capture(&format!("uploading {what}"))?;
         self.check_span(dst, src.len(), &format!("uploading {what}"))?;
         // SAFETY: checked to lie in a live buffer; host memory does not overlap it.
         unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst as *mut u8, src.len()) };
@@ -310,6 +369,7 @@ impl Device for HostDevice {
     }
 
     fn download_raw(&self, src: u64, out: &mut [u8], what: &str) -> Result<(), CudaError> {
+        self.refuse_in_capture(&format!("downloading {what} (a blocking read)"))?;
         self.common.profile.count_read();
         self.check_span(src, out.len(), &format!("downloading {what}"))?;
         // SAFETY: as upload_raw.
@@ -318,6 +378,13 @@ impl Device for HostDevice {
     }
 
     fn zero_raw(&self, dst: u64, bytes: usize, what: &str) -> Result<(), CudaError> {
+        if self.record(|| HostOp::Zero {
+            dst,
+            bytes,
+            what: what.to_string(),
+        }) {
+            return Ok(());
+        }
         self.check_span(dst, bytes, &format!("zeroing {what}"))?;
         // SAFETY: checked.
         unsafe { std::ptr::write_bytes(dst as *mut u8, 0, bytes) };
@@ -325,6 +392,14 @@ impl Device for HostDevice {
     }
 
     fn copy_raw(&self, src: u64, dst: u64, bytes: usize, what: &str) -> Result<(), CudaError> {
+        if self.record(|| HostOp::Copy {
+            src,
+            dst,
+            bytes,
+            what: what.to_string(),
+        }) {
+            return Ok(());
+        }
         let call = format!("copying {what}");
         self.check_span(src, bytes, &call)?;
         self.check_span(dst, bytes, &call)?;
@@ -350,6 +425,16 @@ impl Device for HostDevice {
         };
         self.check_launch(def, grid, smem, args, extents)
             .map_err(|why| CudaError::Invalid(format!("host device: {}: {why}", what())))?;
+        if self.record(|| HostOp::Launch {
+            def,
+            grid,
+            smem,
+            args: args.to_vec(),
+            extents: extents.to_vec(),
+            sizes: sizes.to_string(),
+        }) {
+            return Ok(());
+        }
         let bits: Vec<u64> = args.iter().map(KArg::bits).collect();
         use super::DeviceExt;
         self.timed(def.name, || {
@@ -364,6 +449,12 @@ impl Device for HostDevice {
         let call = format!("cuBLAS gemm ({})", g.describe(self.common.act));
         let bad = |why: String| CudaError::Invalid(format!("host device: {call}: {why}"));
         g.check().map_err(bad)?;
+        if self.record(|| HostOp::Gemm {
+            call: GemmCall { what: "", ..*g },
+            what: g.what.to_string(),
+        }) {
+            return Ok(());
+        }
         let (sa, sb, sc) = g.spans();
         let ab = self.common.act.bytes() as u64;
         for (name, p, span, size) in [("A", g.a, sa, ab), ("B", g.b, sb, ab), ("C", g.c, sc, 4)] {
@@ -415,12 +506,62 @@ impl Device for HostDevice {
         self.check_tails(&call)
     }
 
-    fn sync(&self, _what: &str) -> Result<(), CudaError> {
-        Ok(())
+    fn sync(&self, what: &str) -> Result<(), CudaError> {
+        self.refuse_in_capture(&format!("synchronising ({what})"))
     }
 
     fn stream(&self) -> Arc<dyn StreamHandle> {
         Arc::new(HostStream)
+    }
+
+    fn begin_capture(&self, what: &str) -> Result<(), CudaError> {
+        self.refuse_in_capture(&format!("beginning the capture of {what}"))?;
+        *self.capture.borrow_mut() = Some((what.to_string(), Vec::new()));
+        Ok(())
+    }
+
+    fn end_capture(&self, what: &str) -> Result<usize, CudaError> {
+        let Some((_, ops)) = self.capture.borrow_mut().take() else {
+            return Err(CudaError::Invalid(format!(
+                "host device: ending the capture of {what}: none in progress"
+            )));
+        };
+        let mut graphs = self.graphs.borrow_mut();
+        graphs.push(ops);
+        Ok(graphs.len() - 1)
+    }
+
+    fn replay(&self, graph: usize, what: &str) -> Result<(), CudaError> {
+        self.refuse_in_capture(&format!("replaying graph {graph} ({what})"))?;
+        let ops = match self.graphs.borrow().get(graph) {
+            Some(ops) => ops.clone(),
+            None => {
+                return Err(CudaError::Invalid(format!(
+                    "host device: replaying graph {graph} ({what}): no such graph"
+                )))
+            }
+        };
+        for op in &ops {
+            match op {
+                HostOp::Launch {
+                    def,
+                    grid,
+                    smem,
+                    args,
+                    extents,
+                    sizes,
+                } => self.launch_raw(def, *grid, *smem, args, extents, sizes)?,
+                HostOp::Gemm { call, what } => self.gemm(&GemmCall { what, ..*call })?,
+                HostOp::Zero { dst, bytes, what } => self.zero_raw(*dst, *bytes, what)?,
+                HostOp::Copy {
+                    src,
+                    dst,
+                    bytes,
+                    what,
+                } => self.copy_raw(*src, *dst, *bytes, what)?,
+            }
+        }
+        Ok(())
     }
 }
 

@@ -28,6 +28,7 @@ const RUNTIME: &[(&str, &str)] = &[
         "cuda_bf16.h",
         include_str!("../../../../kernels/host/cuda_bf16.h"),
     ),
+    ("mma.h", include_str!("../../../../kernels/host/mma.h")),
 ];
 
 type LaunchFn = unsafe extern "C" fn(

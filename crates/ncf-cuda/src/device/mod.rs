@@ -297,6 +297,16 @@ pub trait Device {
     fn gemm(&self, call: &GemmCall) -> Result<(), CudaError>;
     fn sync(&self, what: &str) -> Result<(), CudaError>;
     fn stream(&self) -> Arc<dyn StreamHandle>;
+    /// Record, instead of running, the work queued from now on (kernel launches, GEMMs, zeroing
+    /// and copies on the device) until [`Device::end_capture`], as CUDA stream capture does: a
+    /// blocking read (a download, a synchronisation) or an upload from host memory inside a
+    /// capture is an error. Per-step values must then come from device memory, uploaded before
+    /// each [`Device::replay`].
+    fn begin_capture(&self, what: &str) -> Result<(), CudaError>;
+    /// End the capture: the recorded work as a graph to replay (its number on this device).
+    fn end_capture(&self, what: &str) -> Result<usize, CudaError>;
+    /// Queue graph `graph`'s work again, in order, after the work queued before it.
+    fn replay(&self, graph: usize, what: &str) -> Result<(), CudaError>;
 }
 
 /// The typed operations every device has, in terms of [`Device`]'s.

@@ -128,7 +128,7 @@ fn train_reports_every_epoch_and_eval_agrees() {
 fn topk_lists_unseen_items_and_ranks_agree_with_full_eval() {
     let f = fixture();
     let data = Dataset::load(&f.data).unwrap();
-    let seen = UserItems::new(data.n_users, &data.train_users, &data.train_items);
+    let seen = UserItems::new(data.n_users, &data.train_users.rows(), &data.train_items);
     let out = ok(
         &f.root,
         "ncf-topk",
@@ -210,14 +210,15 @@ fn negsample_epoch_is_what_the_trainer_draws() {
         } else {
             NegativeMode::Approximate
         };
-        let pos = UserItems::new(data.n_users, &data.train_users, &data.train_items);
+        let users = data.train_users.rows();
+        let pos = UserItems::new(data.n_users, &users, &data.train_items);
         let lib = EpochSamples::new(
             Rng::new(5),
             3,
             4,
             data.n_items,
             nm,
-            &data.train_users,
+            &users,
             &data.train_items,
             Some(&pos),
         );
@@ -286,7 +287,7 @@ fn test_negatives_are_distinct_exact_and_protected() {
     let f = fixture();
     let data = Dataset::load(&f.data).unwrap();
     assert_eq!(data.test_negatives_per_user, 100);
-    let seen = UserItems::new(data.n_users, &data.train_users, &data.train_items);
+    let seen = UserItems::new(data.n_users, &data.train_users.rows(), &data.train_items);
     for (r, row) in data.test_negatives.chunks(100).enumerate() {
         let u = data.test_users[r];
         let mut sorted = row.to_vec();

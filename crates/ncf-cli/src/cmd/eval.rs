@@ -159,7 +159,7 @@ where
         m.protocol = format!("{} (validation)", m.protocol);
         Ok(m)
     } else if a.full {
-        let train = UserItems::new(data.n_users, &data.train_users, &data.train_items);
+        let train = UserItems::of_train(data.n_users, &data.train_users, &data.train_items);
         let (users, held_out) = (&data.test_users, &data.test_items);
         Ok(metrics::evaluate_full(
             users,

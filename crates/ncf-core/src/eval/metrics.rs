@@ -14,6 +14,7 @@
 //! to the held-out item (the NCF paper's ml-1m file has 156 such rows) is skipped, not counted
 //! against it. Sums are accumulated in f64; means are reported.
 
+use crate::data::dataset::{as_bytes, Col};
 use crate::data::ids::{self, IdIndex};
 use crate::sampling::sampler::UserItems;
 use crate::{Error, Result};
@@ -158,9 +159,11 @@ impl Metrics {
 /// What is ranked: one held-out item per row with `per_user` negatives each (row-major).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct EvalSet {
-    pub users: Vec<u32>,
-    pub items: Vec<u32>,
-    pub negatives: Vec<u32>,
+    pub users: Col<u32>,
+    pub items: Col<u32>,
+    /// Mapped from `test_negatives.cols` for a dataset's test set: scored block by block, each
+    /// block's pages released after it ([`Col::release`]).
+    pub negatives: Col<u32>,
     pub per_user: usize,
 }
 
@@ -173,9 +176,10 @@ impl EvalSet {
         h.update((self.per_user as u64).to_le_bytes());
         for part in [&self.users, &self.items, &self.negatives] {
             h.update((part.len() as u64).to_le_bytes());
-            for x in part.iter() {
-                h.update(x.to_le_bytes());
-            }
+            let _ = part.scan(|_, block| {
+                h.update(as_bytes(block));
+                Ok::<(), ()>(())
+            });
         }
         h.finalize().iter().map(|b| format!("{b:02x}")).collect()
     }
@@ -306,6 +310,8 @@ where
             let c = &items[row * m..(row + 1) * m];
             acc.add_rank(rank_of(set.items[r], s[0], &c[1..], &s[1..]));
         }
+        set.negatives
+            .release(start * set.per_user..end * set.per_user);
     }
     Ok(acc)
 }
@@ -656,9 +662,9 @@ mod tests {
     fn toy_set() -> EvalSet {
         // two users, 3 negatives each
         EvalSet {
-            users: vec![0, 1],
-            items: vec![10, 11],
-            negatives: vec![1, 2, 3, 4, 5, 6],
+            users: vec![0, 1].into(),
+            items: vec![10, 11].into(),
+            negatives: vec![1, 2, 3, 4, 5, 6].into(),
             per_user: 3,
         }
     }
@@ -699,8 +705,8 @@ mod tests {
         // many rows so that several chunks are needed
         let rows = SCORE_CHUNK / 4 + 3;
         let set = EvalSet {
-            users: vec![0; rows],
-            items: vec![10; rows],
+            users: vec![0; rows].into(),
+            items: vec![10; rows].into(),
             negatives: (0..rows * 3)
                 .map(|x| (x % 3) as u32 + if x % 6 == 0 { 20 } else { 0 })
                 .collect(),
@@ -768,8 +774,8 @@ mod tests {
         let data = crate::data::dataset::Dataset {
             n_users: 2,
             n_items: 3,
-            test_users: vec![0, 1],
-            test_items: vec![2, 0],
+            test_users: vec![0, 1].into(),
+            test_items: vec![2, 0].into(),
             user_raw: vec!["u1".into(), "u2".into()],
             item_raw: vec!["a".into(), "b".into(), "c".into()],
             ..Default::default()
@@ -796,8 +802,8 @@ mod tests {
         let data = crate::data::dataset::Dataset {
             n_users: 2,
             n_items: 3,
-            test_users: vec![0, 1],
-            test_items: vec![2, 0],
+            test_users: vec![0, 1].into(),
+            test_items: vec![2, 0].into(),
             user_raw: vec!["u1".into(), "u 2".into()],
             item_raw: vec!["a".into(), "b".into(), "c".into()],
             ..Default::default()

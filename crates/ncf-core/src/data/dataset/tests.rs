@@ -7,17 +7,18 @@ pub(crate) fn tiny() -> Dataset {
         meta: None,
         n_users: 3,
         n_items: 4,
-        train_users: vec![0, 0, 1, 2, 2],
-        train_items: vec![1, 2, 0, 3, 1],
+        train_users: vec![0, 0, 1, 2, 2].into(),
+        train_items: vec![1, 2, 0, 3, 1].into(),
         train_timestamps: Some(vec![1, 2, 3, 4, 5]),
-        test_users: vec![0, 1, 2],
-        test_items: vec![3, 2, 0],
+        test_users: vec![0, 1, 2].into(),
+        test_items: vec![3, 2, 0].into(),
         test_timestamps: Some(vec![9, 9, 9]),
-        test_negatives: vec![],
+        test_negatives: vec![].into(),
         test_negatives_per_user: 0,
         user_raw: vec!["10".into(), "20".into(), "30".into()],
         item_raw: vec!["a".into(), "b".into(), "c".into(), "d".into()],
         item_titles: Some(vec![Some("A".into()), None, Some("C".into()), None]),
+        timestamps_in: None,
     }
 }
 

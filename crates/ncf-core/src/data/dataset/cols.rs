@@ -328,6 +328,8 @@ pub(super) struct ColsFile {
     pub header: Header,
     map: Arc<Mmap>,
     loc: String,
+    /// The way out of a damaged file.
+    fix: String,
 }
 
 impl ColsFile {
@@ -426,6 +428,7 @@ impl ColsFile {
             header,
             map: Arc::new(map),
             loc,
+            fix,
         })
     }
 
@@ -436,9 +439,9 @@ impl ColsFile {
                 return Err(Error::parse(
                     &self.loc,
                     format!(
-                        "made from another {name} than SHA256SUMS lists: it is stale or was \
-                         copied from elsewhere; delete it (the tools then read the Parquet \
-                         tables) or write the dataset again"
+                        "made from another {name} than SHA256SUMS lists (stale, or copied from \
+                         elsewhere): {}",
+                        self.fix
                     ),
                 ));
             }
@@ -453,9 +456,8 @@ impl ColsFile {
                 &self.loc,
                 format!(
                     "made for another version of this dataset (fingerprint {}, meta.json says \
-                     {want}): it is stale or was copied from elsewhere; delete it (the tools then \
-                     read the Parquet tables) or write the dataset again",
-                    self.header.fingerprint
+                     {want}; stale, or copied from elsewhere): {}",
+                    self.header.fingerprint, self.fix
                 ),
             ));
         }
@@ -503,9 +505,8 @@ impl ColsFile {
                 &self.loc,
                 format!(
                     "section {name} (bytes {}..{end}) does not match its checksum (the file \
-                     was altered or damaged): delete the file (the tools then read the Parquet \
-                     tables) or write the dataset again",
-                    s.offset
+                     was altered or damaged): {}",
+                    s.offset, self.fix
                 ),
             ));
         }

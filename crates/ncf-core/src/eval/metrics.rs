@@ -214,6 +214,33 @@ impl EvalSet {
         Ok(set)
     }
 
+    /// At most `n` of the set's rows, spread evenly (row `⌊k·len/n⌋` for `k < n`): a
+    /// deterministic sample of users to evaluate quickly (`ncf-eval --users N`); the whole set
+    /// when `n` is not smaller.
+    pub fn spread_sample(&self, n: usize) -> EvalSet {
+        if n >= self.len() {
+            return self.clone();
+        }
+        let rows = spread_rows(self.len(), n);
+        let k = self.per_user;
+        let mut set = EvalSet {
+            per_user: k,
+            ..Default::default()
+        };
+        let (users, items, negs) = (
+            set.users.to_mut(),
+            set.items.to_mut(),
+            set.negatives.to_mut(),
+        );
+        for r in rows {
+            users.push(self.users[r]);
+            items.push(self.items[r]);
+            negs.extend_from_slice(&self.negatives[r * k..(r + 1) * k]);
+            self.negatives.release(r * k..(r + 1) * k);
+        }
+        set
+    }
+
     fn check(&self) -> Result<()> {
         if self.users.len() != self.items.len()
             || self.negatives.len() != self.users.len() * self.per_user
@@ -233,6 +260,12 @@ impl EvalSet {
     pub fn check_k(&self, k: usize) -> Result<()> {
         check_k(k, self.candidates())
     }
+}
+
+/// `n` of `len` rows spread evenly: row `⌊k·len/n⌋` for `k < min(n, len)`.
+pub fn spread_rows(len: usize, n: usize) -> impl Iterator<Item = usize> {
+    let n = n.min(len);
+    (0..n).map(move |k| (k as u128 * len as u128 / n as u128) as usize)
 }
 
 /// K must be in 1..=candidates.
@@ -657,6 +690,24 @@ mod tests {
         let covered: usize = (0..5).map(|r| shard(13, r, 5).len()).sum();
         assert_eq!(covered, 13);
         assert!(evaluate_rows(&set, 3, 90..98, score).is_err());
+    }
+
+    #[test]
+    fn a_spread_sample_is_every_row_at_even_steps() {
+        assert_eq!(spread_rows(10, 3).collect::<Vec<_>>(), [0, 3, 6]);
+        assert_eq!(spread_rows(3, 5).collect::<Vec<_>>(), [0, 1, 2]);
+        let n = 7u32;
+        let set = EvalSet {
+            users: (0..n).collect(),
+            items: (0..n).map(|u| 100 + u).collect(),
+            negatives: (0..n * 2).map(|x| 1000 + x).collect(),
+            per_user: 2,
+        };
+        let s = set.spread_sample(3);
+        assert_eq!(s.users, [0, 2, 4]);
+        assert_eq!(s.items, [100, 102, 104]);
+        assert_eq!(s.negatives, [1000, 1001, 1004, 1005, 1008, 1009]);
+        assert_eq!(set.spread_sample(9), set);
     }
 
     fn toy_set() -> EvalSet {

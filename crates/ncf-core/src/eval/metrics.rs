@@ -232,12 +232,19 @@ impl EvalSet {
             set.items.to_mut(),
             set.negatives.to_mut(),
         );
+        // Released in large spans: a fault maps the pages around it too (fault-around), so
+        // releasing each row's few bytes would leave most of what was touched resident.
+        let mut released = 0;
         for r in rows {
             users.push(self.users[r]);
             items.push(self.items[r]);
             negs.extend_from_slice(&self.negatives[r * k..(r + 1) * k]);
-            self.negatives.release(r * k..(r + 1) * k);
+            if (r + 1) * k - released >= crate::data::dataset::SCAN_BLOCK {
+                self.negatives.release(released..(r + 1) * k);
+                released = (r + 1) * k;
+            }
         }
+        self.negatives.release(released..self.negatives.len());
         set
     }
 

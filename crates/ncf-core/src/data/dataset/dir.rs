@@ -248,6 +248,7 @@ impl Dataset {
             test_items,
             test_negatives_per_user: meta.test_negatives_per_user as usize,
             timestamps_in: Some(dir.to_path_buf()),
+            mapped_split: Some(train.header.split_fingerprint.clone()),
             ..Default::default()
         };
         if meta.test_negatives_per_user > 0 {

@@ -77,6 +77,13 @@ pub(super) fn hash_train(h: &mut Sha256, users: &TrainUsers, items: &Col<u32>) {
 impl Dataset {
     /// Hex sha256 over train pairs and test pairs only ([`split_fingerprint`]).
     pub fn split_fingerprint(&self) -> String {
+        let mapped = matches!(self.train_users, TrainUsers::Offsets(_))
+            && [&self.train_items, &self.test_users, &self.test_items]
+                .iter()
+                .all(|c| c.is_mapped());
+        if let (true, Some(known)) = (mapped, &self.mapped_split) {
+            return known.clone();
+        }
         let mut h = Sha256::new();
         h.update(b"ncf-split-v1\n");
         hash_train(&mut h, &self.train_users, &self.train_items);

@@ -93,6 +93,9 @@ pub struct Dataset {
     /// The dataset directory whose Parquet tables hold timestamps that were not loaded (read
     /// through its column files, trainers need none): [`Dataset::with_timestamps`] reads them.
     pub timestamps_in: Option<std::path::PathBuf>,
+    /// The split fingerprint `train.cols` records, valid while the train and test columns are
+    /// still that file's (all mapped): spares hashing every train row on each start.
+    pub mapped_split: Option<String>,
     /// Raw id of each dense user / item id, as text.
     pub user_raw: Vec<String>,
     pub item_raw: Vec<String>,

@@ -9,7 +9,7 @@
 //! refused before any column is used; then each section is hashed and range-checked in blocks
 //! through the map, each block released from the resident set after it.
 
-use super::column::{as_bytes, Col, Word, SCAN_BLOCK};
+use super::column::{as_bytes, Col, Word};
 use super::fingerprint::{hash_pairs, hex};
 use super::{Meta, CHUNK, TEST, TRAIN};
 use crate::arrow::array::{Array, UInt32Array};
@@ -513,7 +513,6 @@ impl ColsFile {
         if let Some(m) = bad {
             return Err(Error::parse(&self.loc, format!("section {name}: {m}")));
         }
-        debug_assert!(SCAN_BLOCK > 0);
         Ok(col)
     }
 }

@@ -44,7 +44,10 @@ impl<T: Word> Col<T> {
     /// `len` values at byte `start` of `map`; `start` must be aligned to `T` and the values lie
     /// inside the map (checked).
     pub(super) fn mapped(map: Arc<Mmap>, start: usize, len: usize) -> Self {
-        assert!(start % T::WIDTH == 0, "column start is not aligned");
+        assert!(
+            start.is_multiple_of(T::WIDTH),
+            "column start is not aligned"
+        );
         assert!(
             start + len * T::WIDTH <= map.len(),
             "column lies outside its map"

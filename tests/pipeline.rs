@@ -121,6 +121,23 @@ fn train_reports_every_epoch_and_eval_agrees() {
         (hr - best).abs() < 0.005,
         "ncf-eval HR {hr}, ncf-train best HR {best}"
     );
+    // --users N: N users spread over the test set, the same every run; N ≥ the test users is
+    // the whole set.
+    let eval = |extra: &[&str]| {
+        let mut args = vec![s(&f.data), s(&f.model), "--k", "10"];
+        args.extend_from_slice(extra);
+        ok(&f.root, "ncf-eval", &args)
+    };
+    assert_eq!(eval(&["--users", "943"]), out);
+    let some = eval(&["--users", "100"]);
+    assert_eq!(json(some.trim())["users"], 100);
+    assert_eq!(eval(&["--users", "100"]), some);
+    let e = fails(
+        &f.root,
+        "ncf-eval",
+        &[s(&f.data), s(&f.model), "--users", "0"],
+    );
+    assert!(e.contains("--users must be at least 1"), "{e}");
     no_temp_files(&f.root);
 }
 

@@ -738,3 +738,112 @@ fn d28_o15_an_empty_sha256sums_is_named() {
     assert!(e.contains("ds/SHA256SUMS: is empty"), "{e}");
     assert!(!e.contains("move it out"), "{e}");
 }
+
+/// The column files (train.cols, test_negatives.cols) truncated, bit-flipped or left from
+/// another dataset: every reader refuses them, naming the file, what is wrong and the way out;
+/// without them the tools read the Parquet tables (docs/RELIABILITY.md).
+#[test]
+fn truncated_altered_and_stale_column_files() {
+    let len = |p: &Path| std::fs::metadata(p).unwrap().len() as usize;
+    let train_len = len(&fixture().data.join("train.cols"));
+    let neg_len = len(&fixture().data.join("test_negatives.cols"));
+    // Cut at 0 bytes, inside the header, and one byte short of the end.
+    for (file, keep, want) in [
+        (
+            "train.cols",
+            0,
+            "train.cols: truncated column file (0 bytes",
+        ),
+        (
+            "train.cols",
+            100,
+            "train.cols: truncated column file (100 bytes",
+        ),
+        (
+            "train.cols",
+            train_len - 1,
+            "train.cols: truncated column file",
+        ),
+        (
+            "test_negatives.cols",
+            neg_len - 4,
+            "test_negatives.cols: truncated",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let ds = copy_dataset(dir.path());
+        truncate(&ds.join(file), keep);
+        every_dataset_reader_fails(dir.path(), &ds, want);
+        let e = fails(dir.path(), "ncf-eval", &[s(&ds), s(&fixture().model)]);
+        assert!(e.contains(&format!("delete {file}")), "the way out: {e}");
+    }
+    // A flip in the magic bytes, the header, the train items and the negatives.
+    for (file, at, want) in [
+        ("train.cols", 0, "train.cols: not an ncf column file"),
+        (
+            "train.cols",
+            40,
+            "train.cols: its header does not match its checksum",
+        ),
+        (
+            "train.cols",
+            4096 + 9,
+            "train.cols: section train_items (bytes 4096..",
+        ),
+        (
+            "test_negatives.cols",
+            4096 + 33,
+            "section test_negatives (bytes 4096..",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let ds = copy_dataset(dir.path());
+        flip(&ds.join(file), at, 0x04);
+        every_dataset_reader_fails(dir.path(), &ds, want);
+        // Deleted, the Parquet tables are read instead: the same evaluation.
+        std::fs::remove_file(ds.join(file)).unwrap();
+        let fresh = run(
+            dir.path(),
+            "ncf-eval",
+            &[s(&fixture().data), s(&fixture().model)],
+        );
+        let again = ok(dir.path(), "ncf-eval", &[s(&ds), s(&fixture().model)]);
+        assert_eq!(again, String::from_utf8(fresh.stdout).unwrap(), "{file}");
+    }
+    // A train.cols from another dataset (other counts), and a test_negatives.cols of other
+    // negatives for the same split.
+    let dir = tempfile::tempdir().unwrap();
+    let other = dir.path().join("other");
+    let csv = dir.path().join("fewer.csv");
+    let text = std::fs::read_to_string(&fixture().csv).unwrap();
+    let fewer: String = text.split_inclusive('\n').take(2001).collect();
+    std::fs::write(&csv, fewer).unwrap();
+    let args = [s(&csv), "-o", s(&other), "--min-interactions", "5"];
+    ok(dir.path(), "ncf-prep", &args);
+    let ds = copy_dataset(dir.path());
+    std::fs::copy(other.join("train.cols"), ds.join("train.cols")).unwrap();
+    every_dataset_reader_fails(dir.path(), &ds, "train.cols: made for another dataset");
+    let dir = tempfile::tempdir().unwrap();
+    let ds = copy_dataset(dir.path());
+    let redrawn = dir.path().join("redrawn");
+    ok(
+        dir.path(),
+        "ncf-negsample",
+        &[
+            s(&ds),
+            "--test-negatives",
+            "20",
+            "--seed",
+            "2",
+            "--force",
+            "-o",
+            s(&redrawn),
+        ],
+    );
+    std::fs::copy(
+        redrawn.join("test_negatives.cols"),
+        ds.join("test_negatives.cols"),
+    )
+    .unwrap();
+    every_dataset_reader_fails(dir.path(), &ds, "test_negatives.cols: made from another");
+}

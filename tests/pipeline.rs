@@ -121,6 +121,23 @@ fn train_reports_every_epoch_and_eval_agrees() {
         (hr - best).abs() < 0.005,
         "ncf-eval HR {hr}, ncf-train best HR {best}"
     );
+    // --users N: N users spread over the test set, the same every run; N ≥ the test users is
+    // the whole set.
+    let eval = |extra: &[&str]| {
+        let mut args = vec![s(&f.data), s(&f.model), "--k", "10"];
+        args.extend_from_slice(extra);
+        ok(&f.root, "ncf-eval", &args)
+    };
+    assert_eq!(eval(&["--users", "943"]), out);
+    let some = eval(&["--users", "100"]);
+    assert_eq!(json(some.trim())["users"], 100);
+    assert_eq!(eval(&["--users", "100"]), some);
+    let e = fails(
+        &f.root,
+        "ncf-eval",
+        &[s(&f.data), s(&f.model), "--users", "0"],
+    );
+    assert!(e.contains("--users must be at least 1"), "{e}");
     no_temp_files(&f.root);
 }
 
@@ -128,7 +145,7 @@ fn train_reports_every_epoch_and_eval_agrees() {
 fn topk_lists_unseen_items_and_ranks_agree_with_full_eval() {
     let f = fixture();
     let data = Dataset::load(&f.data).unwrap();
-    let seen = UserItems::new(data.n_users, &data.train_users, &data.train_items);
+    let seen = UserItems::new(data.n_users, &data.train_users.rows(), &data.train_items);
     let out = ok(
         &f.root,
         "ncf-topk",
@@ -210,14 +227,15 @@ fn negsample_epoch_is_what_the_trainer_draws() {
         } else {
             NegativeMode::Approximate
         };
-        let pos = UserItems::new(data.n_users, &data.train_users, &data.train_items);
+        let users = data.train_users.rows();
+        let pos = UserItems::new(data.n_users, &users, &data.train_items);
         let lib = EpochSamples::new(
             Rng::new(5),
             3,
             4,
             data.n_items,
             nm,
-            &data.train_users,
+            &users,
             &data.train_items,
             Some(&pos),
         );
@@ -286,7 +304,7 @@ fn test_negatives_are_distinct_exact_and_protected() {
     let f = fixture();
     let data = Dataset::load(&f.data).unwrap();
     assert_eq!(data.test_negatives_per_user, 100);
-    let seen = UserItems::new(data.n_users, &data.train_users, &data.train_items);
+    let seen = UserItems::new(data.n_users, &data.train_users.rows(), &data.train_items);
     for (r, row) in data.test_negatives.chunks(100).enumerate() {
         let u = data.test_users[r];
         let mut sorted = row.to_vec();

@@ -167,7 +167,7 @@ fn ml_latest_small_with_titles_and_stats() {
     let mut start = 0;
     for u in 0..ds.n_users {
         let end = start
-            + ds.train_users[start..]
+            + ds.train_users.rows()[start..]
                 .iter()
                 .take_while(|&&x| x == u)
                 .count();
@@ -244,7 +244,6 @@ fn ncf_authors_split_is_kept_exactly() {
     let mut ours: Vec<(u32, u32)> = ds
         .train_users
         .iter()
-        .copied()
         .zip(ds.train_items.iter().copied())
         .collect();
     assert_eq!(
@@ -551,7 +550,7 @@ fn missing_input_and_authors_files() {
     ok(d.path(), PREP, &["a", "-o", "out", "-q"]);
     let ds = Dataset::load(&d.path().join("out")).unwrap();
     assert_eq!(
-        (ds.n_users, ds.n_items, ds.test_negatives.clone()),
+        (ds.n_users, ds.n_items, ds.test_negatives.to_vec()),
         (1, 6, vec![4, 5])
     );
 }
@@ -1589,7 +1588,7 @@ fn expand_copies_real_interactions_deterministically() {
     // matrix's draws move it by tens of percent, never by 2x).
     assert!((50_000..200_000).contains(&rows), "{rows} rows");
     let times = ds.train_timestamps.as_ref().unwrap();
-    for (r, (&u, &i)) in ds.train_users.iter().zip(&ds.train_items).enumerate() {
+    for (r, (u, &i)) in ds.train_users.iter().zip(&ds.train_items).enumerate() {
         let ru: u64 = ds.user_raw[u as usize].parse().unwrap();
         let ri: u64 = ds.item_raw[i as usize].parse().unwrap();
         assert_eq!(

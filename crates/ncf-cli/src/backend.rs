@@ -163,7 +163,7 @@ impl DeviceBackend for Cuda {
             ncf_cuda::device::open(self.which, cfg.precision)?,
             &model,
             cfg,
-            &data.train_users,
+            &data.train_users.rows(),
             &data.train_items,
             positives,
         )?

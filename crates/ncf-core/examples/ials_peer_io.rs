@@ -70,7 +70,7 @@ fn export(data: &str, dir: &str, validation_seed: Option<u64>) -> Result<(), Str
     let dir = Path::new(dir);
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let pairs = train.train_users.iter().zip(&train.train_items);
-    write_u32s(&dir.join("train.u32"), pairs.flat_map(|(&u, &i)| [u, i]))?;
+    write_u32s(&dir.join("train.u32"), pairs.flat_map(|(u, &i)| [u, i]))?;
     let per = set.per_user;
     let rows = (0..set.len()).flat_map(|r| {
         let negs = &set.negatives[r * per..(r + 1) * per];

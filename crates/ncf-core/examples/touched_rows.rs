@@ -52,13 +52,13 @@ fn main() {
     );
     let embed = (data.n_users as usize * uw + data.n_items as usize * iw) as f64;
     let dense_rest = total - embed;
-    let samples = EpochSamples::new(
+    let samples = EpochSamples::over(
         Rng::new(1),
         0,
         4,
         data.n_items,
         NegativeMode::Approximate,
-        &data.train_users,
+        data.train_users.view(),
         &data.train_items,
         None,
     );

@@ -511,7 +511,10 @@ impl AtomicDir {
         self.tmp.join(name)
     }
 
-    /// Copy the files of an existing directory into this one (for updating a dataset in place).
+    /// Copy the files of an existing directory into this one (for updating a dataset in place):
+    /// hard links where the file system allows (a dataset's files are never rewritten in place,
+    /// only replaced, so sharing them is safe, and a 12 GB train table is not copied to replace
+    /// its test negatives), else copies.
     pub fn copy_from(&self, dir: &Path, skip: &[&str]) -> Result<()> {
         for entry in fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
             let entry = entry.map_err(|e| Error::io(dir, e))?;
@@ -519,7 +522,10 @@ impl AtomicDir {
             if skip.contains(&name.as_str()) || !entry.path().is_file() {
                 continue;
             }
-            fs::copy(entry.path(), self.path(&name)).map_err(|e| Error::io(entry.path(), e))?;
+            let to = self.path(&name);
+            if fs::hard_link(entry.path(), &to).is_err() {
+                fs::copy(entry.path(), &to).map_err(|e| Error::io(entry.path(), e))?;
+            }
         }
         Ok(())
     }

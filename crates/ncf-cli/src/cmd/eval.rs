@@ -73,6 +73,11 @@ pub struct Args {
     /// Evaluate a ranked list (TSV user, rank, item) from FILE or `-` (stdin) instead of a model.
     #[arg(long, value_name = "FILE", conflicts_with = "validation")]
     ranked: Option<PathBuf>,
+    /// Evaluate N test users only (of the validation split with --validation): N rows spread
+    /// evenly over the test set (row ⌊k·rows/N⌋ for k < N), the same N every run; the JSON's
+    /// `users` says how many were ranked. For a quick look at a large dataset.
+    #[arg(long, value_name = "N", conflicts_with = "ranked")]
+    users: Option<usize>,
     /// Ids in the ranked list are dense (0-based) rather than raw.
     #[arg(long, requires = "ranked")]
     dense: bool,
@@ -84,6 +89,9 @@ pub fn run(a: Args) -> Result<()> {
     if a.ranked.as_deref().is_some_and(ncf_core::io::is_stdio) && ncf_core::io::is_stdio(&a.dataset)
     {
         bail!("the dataset and the ranked list cannot both come from stdin");
+    }
+    if a.users == Some(0) {
+        bail!("--users must be at least 1");
     }
     let data = Dataset::load_any(&a.dataset)?;
     let m = if let Some(path) = &a.ranked {
@@ -153,24 +161,31 @@ fn evaluate_models<F>(a: &Args, data: &Dataset, score: F) -> Result<metrics::Met
 where
     F: FnMut(&[u32], &[u32], &mut [f32]) -> ncf_core::Result<()>,
 {
+    let sample = |set: EvalSet| match a.users {
+        Some(n) => set.spread_sample(n),
+        None => set,
+    };
     if let Some((_, set)) = a.validation.split(data)? {
-        let mut m = metrics::evaluate(&set, a.k, score)?;
+        let mut m = metrics::evaluate(&sample(set), a.k, score)?;
         // labelled as ncf-train labels its validation lines
         m.protocol = format!("{} (validation)", m.protocol);
         Ok(m)
     } else if a.full {
-        let train = UserItems::new(data.n_users, &data.train_users, &data.train_items);
-        let (users, held_out) = (&data.test_users, &data.test_items);
+        let train = UserItems::of_train(data.n_users, &data.train_users, &data.train_items);
+        let n = a.users.unwrap_or(usize::MAX);
+        let rows: Vec<usize> = metrics::spread_rows(data.test_users.len(), n).collect();
+        let users: Vec<u32> = rows.iter().map(|&r| data.test_users[r]).collect();
+        let held_out: Vec<u32> = rows.iter().map(|&r| data.test_items[r]).collect();
         Ok(metrics::evaluate_full(
-            users,
-            held_out,
+            &users,
+            &held_out,
             data.n_items,
             &train,
             a.k,
             score,
         )?)
     } else {
-        let set = EvalSet::from_test(data)?;
+        let set = sample(EvalSet::from_test(data)?);
         Ok(metrics::evaluate(&set, a.k, score)?)
     }
 }
@@ -214,6 +229,7 @@ mod tests {
         assert!(parse(&["ds"]).is_err(), "neither a model nor --ranked");
         assert!(parse(&["ds", "m.st", "--ranked", "-"]).is_err());
         assert!(parse(&["ds", "--ranked", "-", "--validation"]).is_err());
+        assert!(parse(&["ds", "--ranked", "-", "--users", "5"]).is_err());
         let a = parse(&["ds", "a.st", "b.st", "--weights=0.6,-0.4"]).unwrap();
         assert_eq!(a.weights, Some(vec![0.6, -0.4]));
     }

@@ -3,10 +3,11 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{ArgGroup, Parser, ValueEnum};
-use ncf_core::data::dataset::{self, write_test_negatives, Dataset};
+use ncf_core::data::dataset::{self, write_test_negatives_in_blocks, Dataset};
 use ncf_core::io::{claim_output, is_stdio, write_atomic};
 use ncf_core::sampling::negatives::{
-    self, sample_test_negatives, write_epoch_samples, SampleFormat,
+    self, check_test_negatives, sample_test_negatives, sample_test_negatives_rows,
+    write_epoch_samples, SampleFormat,
 };
 use ncf_core::sampling::rng::Rng;
 use ncf_core::sampling::sampler::{EpochSamples, NegativeMode, UserItems};
@@ -103,14 +104,14 @@ pub fn run(a: Args) -> Result<()> {
     };
     check_epoch_size(data.train_users.len() as u64, a.negatives)?;
     let positives = (mode == NegativeMode::Exact)
-        .then(|| UserItems::new(data.n_users, &data.train_users, &data.train_items));
-    let samples = EpochSamples::new(
+        .then(|| UserItems::of_train(data.n_users, &data.train_users, &data.train_items));
+    let samples = EpochSamples::over(
         Rng::new(a.seed),
         epoch,
         a.negatives,
         data.n_items,
         mode,
-        &data.train_users,
+        data.train_users.view(),
         &data.train_items,
         positives.as_ref(),
     );
@@ -178,13 +179,17 @@ fn test_negatives(a: &Args, n: usize) -> Result<()> {
             source.unwrap_or_else(|| "sampled".into())
         );
     }
-    let negatives = sample_test_negatives(&data, n, a.seed)?;
     let Some(out) = &a.output else {
-        // In place: only test_negatives.parquet and meta.json are rewritten.
+        // In place: only the test negatives (Parquet and column file) and meta.json are
+        // rewritten, drawn and written block by block (never all in memory).
         let dir = in_place.as_deref().expect("no -o: in place");
-        write_test_negatives(dir, n, negatives, "sampled", Some(a.seed), a.force)?;
+        check_test_negatives(&data, n)?;
+        let fill =
+            |rows, out: &mut Vec<u32>| sample_test_negatives_rows(&data, n, a.seed, rows, out);
+        write_test_negatives_in_blocks(dir, &data, n, "sampled", Some(a.seed), a.force, fill)?;
         return Ok(());
     };
+    let negatives = sample_test_negatives(&data, n, a.seed)?;
     data.set_test_negatives(n, negatives, "sampled", Some(a.seed))?;
     if is_stdio(out) {
         let stdout = std::io::stdout();

@@ -109,7 +109,7 @@ pub fn run(a: Args) -> Result<()> {
         dense
     };
 
-    let seen = UserItems::new(data.n_users, &data.train_users, &data.train_items);
+    let seen = UserItems::of_train(data.n_users, &data.train_users, &data.train_items);
     let n = data.n_items as usize;
     // K larger than what some user can get is an error, checked before any output.
     for &u in &users {

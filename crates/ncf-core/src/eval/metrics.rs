@@ -14,6 +14,7 @@
 //! to the held-out item (the NCF paper's ml-1m file has 156 such rows) is skipped, not counted
 //! against it. Sums are accumulated in f64; means are reported.
 
+use crate::data::dataset::{as_bytes, Col};
 use crate::data::ids::{self, IdIndex};
 use crate::sampling::sampler::UserItems;
 use crate::{Error, Result};
@@ -158,9 +159,11 @@ impl Metrics {
 /// What is ranked: one held-out item per row with `per_user` negatives each (row-major).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct EvalSet {
-    pub users: Vec<u32>,
-    pub items: Vec<u32>,
-    pub negatives: Vec<u32>,
+    pub users: Col<u32>,
+    pub items: Col<u32>,
+    /// Mapped from `test_negatives.cols` for a dataset's test set: scored block by block, each
+    /// block's pages released after it ([`Col::release`]).
+    pub negatives: Col<u32>,
     pub per_user: usize,
 }
 
@@ -173,9 +176,10 @@ impl EvalSet {
         h.update((self.per_user as u64).to_le_bytes());
         for part in [&self.users, &self.items, &self.negatives] {
             h.update((part.len() as u64).to_le_bytes());
-            for x in part.iter() {
-                h.update(x.to_le_bytes());
-            }
+            let _ = part.scan(|_, block| {
+                h.update(as_bytes(block));
+                Ok::<(), ()>(())
+            });
         }
         h.finalize().iter().map(|b| format!("{b:02x}")).collect()
     }
@@ -210,6 +214,40 @@ impl EvalSet {
         Ok(set)
     }
 
+    /// At most `n` of the set's rows, spread evenly (row `⌊k·len/n⌋` for `k < n`): a
+    /// deterministic sample of users to evaluate quickly (`ncf-eval --users N`); the whole set
+    /// when `n` is not smaller.
+    pub fn spread_sample(&self, n: usize) -> EvalSet {
+        if n >= self.len() {
+            return self.clone();
+        }
+        let rows = spread_rows(self.len(), n);
+        let k = self.per_user;
+        let mut set = EvalSet {
+            per_user: k,
+            ..Default::default()
+        };
+        let (users, items, negs) = (
+            set.users.to_mut(),
+            set.items.to_mut(),
+            set.negatives.to_mut(),
+        );
+        // Released in large spans: a fault maps the pages around it too (fault-around), so
+        // releasing each row's few bytes would leave most of what was touched resident.
+        let mut released = 0;
+        for r in rows {
+            users.push(self.users[r]);
+            items.push(self.items[r]);
+            negs.extend_from_slice(&self.negatives[r * k..(r + 1) * k]);
+            if (r + 1) * k - released >= crate::data::dataset::SCAN_BLOCK {
+                self.negatives.release(released..(r + 1) * k);
+                released = (r + 1) * k;
+            }
+        }
+        self.negatives.release(released..self.negatives.len());
+        set
+    }
+
     fn check(&self) -> Result<()> {
         if self.users.len() != self.items.len()
             || self.negatives.len() != self.users.len() * self.per_user
@@ -229,6 +267,12 @@ impl EvalSet {
     pub fn check_k(&self, k: usize) -> Result<()> {
         check_k(k, self.candidates())
     }
+}
+
+/// `n` of `len` rows spread evenly: row `⌊k·len/n⌋` for `k < min(n, len)`.
+pub fn spread_rows(len: usize, n: usize) -> impl Iterator<Item = usize> {
+    let n = n.min(len);
+    (0..n).map(move |k| (k as u128 * len as u128 / n as u128) as usize)
 }
 
 /// K must be in 1..=candidates.
@@ -306,6 +350,8 @@ where
             let c = &items[row * m..(row + 1) * m];
             acc.add_rank(rank_of(set.items[r], s[0], &c[1..], &s[1..]));
         }
+        set.negatives
+            .release(start * set.per_user..end * set.per_user);
     }
     Ok(acc)
 }
@@ -653,12 +699,30 @@ mod tests {
         assert!(evaluate_rows(&set, 3, 90..98, score).is_err());
     }
 
+    #[test]
+    fn a_spread_sample_is_every_row_at_even_steps() {
+        assert_eq!(spread_rows(10, 3).collect::<Vec<_>>(), [0, 3, 6]);
+        assert_eq!(spread_rows(3, 5).collect::<Vec<_>>(), [0, 1, 2]);
+        let n = 7u32;
+        let set = EvalSet {
+            users: (0..n).collect(),
+            items: (0..n).map(|u| 100 + u).collect(),
+            negatives: (0..n * 2).map(|x| 1000 + x).collect(),
+            per_user: 2,
+        };
+        let s = set.spread_sample(3);
+        assert_eq!(s.users, [0, 2, 4]);
+        assert_eq!(s.items, [100, 102, 104]);
+        assert_eq!(s.negatives, [1000, 1001, 1004, 1005, 1008, 1009]);
+        assert_eq!(set.spread_sample(9), set);
+    }
+
     fn toy_set() -> EvalSet {
         // two users, 3 negatives each
         EvalSet {
-            users: vec![0, 1],
-            items: vec![10, 11],
-            negatives: vec![1, 2, 3, 4, 5, 6],
+            users: vec![0, 1].into(),
+            items: vec![10, 11].into(),
+            negatives: vec![1, 2, 3, 4, 5, 6].into(),
             per_user: 3,
         }
     }
@@ -699,8 +763,8 @@ mod tests {
         // many rows so that several chunks are needed
         let rows = SCORE_CHUNK / 4 + 3;
         let set = EvalSet {
-            users: vec![0; rows],
-            items: vec![10; rows],
+            users: vec![0; rows].into(),
+            items: vec![10; rows].into(),
             negatives: (0..rows * 3)
                 .map(|x| (x % 3) as u32 + if x % 6 == 0 { 20 } else { 0 })
                 .collect(),
@@ -768,8 +832,8 @@ mod tests {
         let data = crate::data::dataset::Dataset {
             n_users: 2,
             n_items: 3,
-            test_users: vec![0, 1],
-            test_items: vec![2, 0],
+            test_users: vec![0, 1].into(),
+            test_items: vec![2, 0].into(),
             user_raw: vec!["u1".into(), "u2".into()],
             item_raw: vec!["a".into(), "b".into(), "c".into()],
             ..Default::default()
@@ -796,8 +860,8 @@ mod tests {
         let data = crate::data::dataset::Dataset {
             n_users: 2,
             n_items: 3,
-            test_users: vec![0, 1],
-            test_items: vec![2, 0],
+            test_users: vec![0, 1].into(),
+            test_items: vec![2, 0].into(),
             user_raw: vec!["u1".into(), "u 2".into()],
             item_raw: vec!["a".into(), "b".into(), "c".into()],
             ..Default::default()

@@ -34,6 +34,8 @@ pub fn default_validation(
     seed: u64,
     holdout: Option<Holdout>,
 ) -> Result<(Dataset, EvalSet)> {
+    // The held-out row depends on the timestamps: read them when they were left on disk.
+    let data = &*data.with_timestamps()?;
     let per_user = if data.test_negatives_per_user > 0 {
         data.test_negatives_per_user
     } else {
@@ -70,11 +72,11 @@ pub fn validation_split(
         };
     let rng = Rng::new(seed);
     let n_users = data.n_users;
-    let positives = UserItems::new(n_users, &data.train_users, &data.train_items);
+    let positives = UserItems::new(n_users, &data.train_users.rows(), &data.train_items);
     let test = UserItems::new(n_users, &data.test_users, &data.test_items);
     // Rows of each user in the training arrays (rows are grouped by user, but do not rely on it).
     let mut rows_of: Vec<Vec<usize>> = vec![Vec::new(); n_users as usize];
-    for (r, &u) in data.train_users.iter().enumerate() {
+    for (r, u) in data.train_users.iter().enumerate() {
         if u >= n_users {
             return Err(Error::invalid(format!(
                 "train row {r}: user {u} out of range"
@@ -140,8 +142,9 @@ pub fn validation_split(
             .collect()
     };
     let mut train = data.clone();
-    train.train_users = keep(&data.train_users);
-    train.train_items = keep(&data.train_items);
+    train.train_users = keep(&data.train_users.rows()).into();
+    train.train_items = keep(&data.train_items).into();
+    train.timestamps_in = None;
     train.train_timestamps = data.train_timestamps.as_ref().map(|t| {
         t.iter()
             .zip(&held)
@@ -165,8 +168,8 @@ mod tests {
         let (train, v) = validation_split(&d, 7, 5, Holdout::Random).unwrap();
         assert_eq!(v.users, vec![0, 1, 2, 3]);
         assert_eq!(train.train_users.len(), d.train_users.len() - 4);
-        let pos = UserItems::new(4, &d.train_users, &d.train_items);
-        let kept = UserItems::new(4, &train.train_users, &train.train_items);
+        let pos = UserItems::new(4, &d.train_users.rows(), &d.train_items);
+        let kept = UserItems::new(4, &train.train_users.rows(), &train.train_items);
         for r in 0..v.len() {
             let (u, item) = (v.users[r], v.items[r]);
             assert!(pos.contains(u, item) && !kept.contains(u, item));
@@ -194,11 +197,11 @@ mod tests {
         let mut t: Vec<i64> = (0..rows as i64).map(|r| 100 - r).collect();
         let last_of_3 = rows - 1; // the row pushed above
         t[last_of_3] = 1000;
-        let first_of_0 = d.train_users.iter().position(|&u| u == 0).unwrap();
+        let first_of_0 = d.train_users.iter().position(|u| u == 0).unwrap();
         t[first_of_0] = 500;
         let second_of_0 = first_of_0
             + 1
-            + d.train_users[first_of_0 + 1..]
+            + d.train_users.rows()[first_of_0 + 1..]
                 .iter()
                 .position(|&u| u == 0)
                 .unwrap();

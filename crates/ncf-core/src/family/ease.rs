@@ -102,7 +102,7 @@ impl FamilySpec for Ease {
         threads: usize,
         _group: Option<Group>,
     ) -> Result<Box<dyn Trainer>> {
-        let (users, items) = (&data.train_users, &data.train_items);
+        let (users, items) = (&*data.train_users.rows(), &data.train_items);
         Ok(Box::new(EaseTrainer::new(
             model, cfg, users, items, self.0, threads,
         )?))

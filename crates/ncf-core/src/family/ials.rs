@@ -119,7 +119,7 @@ impl FamilySpec for Ials {
         threads: usize,
         _group: Option<Group>,
     ) -> Result<Box<dyn Trainer>> {
-        let (users, items) = (&data.train_users, &data.train_items);
+        let (users, items) = (&*data.train_users.rows(), &data.train_items);
         Ok(Box::new(IalsTrainer::new(
             model, cfg, users, items, threads,
         )?))

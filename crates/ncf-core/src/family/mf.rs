@@ -78,7 +78,8 @@ impl FamilySpec for Mf {
         _group: Option<Group>,
     ) -> Result<Box<dyn Trainer>> {
         let positives = positives_for(cfg, data);
-        let (users, items) = (data.train_users.clone(), data.train_items.clone());
+        let users = data.train_users.rows().into_owned();
+        let items = data.train_items.to_vec();
         Ok(Box::new(MfTrainer::new(
             model, cfg, users, items, positives, threads,
         )?))

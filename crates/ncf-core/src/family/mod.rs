@@ -292,7 +292,7 @@ impl Family {
 /// Each user's training items, when exact negatives need them.
 pub fn positives_for(cfg: &TrainConfig, data: &Dataset) -> Option<UserItems> {
     (cfg.negative_mode == NegativeMode::Exact)
-        .then(|| UserItems::new(data.n_users, &data.train_users, &data.train_items))
+        .then(|| UserItems::of_train(data.n_users, &data.train_users, &data.train_items))
 }
 
 /// The defaults of a family fitted exactly per epoch (iALS, EASE): no optimiser, batches or

@@ -78,8 +78,10 @@ impl FamilySpec for Neumf {
             ", or fewer --threads",
         )?;
         let positives = positives_for(cfg, data);
+        // Mapped columns are shared, not copied: the trainer keeps per-user offsets, not a
+        // user per row.
         let (users, items) = (data.train_users.clone(), data.train_items.clone());
-        let t = CpuTrainer::new(model, cfg, users, items, positives, threads)?;
+        let t = CpuTrainer::on_columns(model, cfg, users, items, positives, threads)?;
         Ok(match group {
             Some(g) => Box::new(t.with_group(g)?),
             None => Box::new(t),

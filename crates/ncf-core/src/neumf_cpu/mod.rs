@@ -11,12 +11,13 @@ pub mod reference;
 pub mod scorer;
 pub mod tile;
 
+use crate::data::dataset::{Col, TrainUsers};
 use crate::dist::Group;
 use crate::model::dropout::{dropout_scale, dropout_threshold, DropoutKey};
 use crate::model::{Model, Side};
 use crate::sampling::rng::Rng;
 use crate::sampling::sampler::{EpochSamples, NegativeMode, UserItems};
-use crate::train::backend::{check_ids, default_threads, Scorer, StepStats, Trainer};
+use crate::train::backend::{check_train_ids, default_threads, Scorer, StepStats, Trainer};
 use crate::train::checkpoint::OptimizerState;
 use crate::train::config::TrainConfig;
 use crate::{Error, Result};
@@ -52,8 +53,8 @@ pub struct CpuTrainer {
     model: Model,
     cfg: TrainConfig,
     net: Net,
-    users: Vec<u32>,
-    items: Vec<u32>,
+    users: TrainUsers,
+    items: Col<u32>,
     positives: Option<UserItems>,
     threads: usize,
     tile: usize,
@@ -87,6 +88,20 @@ impl CpuTrainer {
         positives: Option<UserItems>,
         threads: usize,
     ) -> Result<Self> {
+        let (users, items) = (train_users.into(), train_items.into());
+        Self::on_columns(model, cfg, users, items, positives, threads)
+    }
+
+    /// [`CpuTrainer::new`] on a dataset's columns as they are (mapped or owned; train users as
+    /// per-user offsets or one per row), shared rather than copied.
+    pub fn on_columns(
+        model: Model,
+        cfg: &TrainConfig,
+        train_users: TrainUsers,
+        train_items: Col<u32>,
+        positives: Option<UserItems>,
+        threads: usize,
+    ) -> Result<Self> {
         model.config.validate()?;
         if model.params.len() != model.layout.total {
             return Err(Error::invalid(format!(
@@ -98,7 +113,7 @@ impl CpuTrainer {
         if cfg.negative_mode == NegativeMode::Exact && positives.is_none() {
             return Err(Error::invalid("exact negatives need the users' positives"));
         }
-        check_ids(&model.config, &train_users, &train_items)
+        check_train_ids(&model.config, &train_users, &train_items)
             .map_err(|e| Error::invalid(format!("training data: {e}")))?;
         let threads = if threads == 0 {
             default_threads()
@@ -173,13 +188,13 @@ impl CpuTrainer {
     /// are added into `self.grads`; returns the summed (not averaged) loss.
     fn accumulate(&mut self, epoch: u32, positions: std::ops::Range<u64>) -> Result<f64> {
         let rng = Rng::new(self.cfg.seed);
-        let samples = EpochSamples::new(
+        let samples = EpochSamples::over(
             rng,
             epoch,
             self.cfg.negatives,
             self.model.config.n_items,
             self.cfg.negative_mode,
-            &self.users,
+            self.users.view(),
             &self.items,
             self.positives.as_ref(),
         );

@@ -1,9 +1,9 @@
 //! What `ncf-negsample` writes: the verified test negatives of a dataset, and the training
 //! samples of any epoch (the very samples `ncf-train` draws) as Arrow IPC, Parquet or TSV.
 
-use crate::data::dataset::Dataset;
+use crate::data::dataset::{Col, Dataset, SCAN_BLOCK};
 use crate::sampling::rng::Rng;
-use crate::sampling::sampler::{EpochSamples, UserItems};
+use crate::sampling::sampler::EpochSamples;
 use crate::{Error, Result};
 use std::io::Write;
 use std::path::Path;
@@ -11,46 +11,99 @@ use std::path::Path;
 /// `per_user` test negatives for every test row of `data` (row-major, test order): distinct
 /// items the user has neither in train nor in test, from [`crate::sampling::sampler::test_negatives`].
 /// A count no test user can have, or more than memory holds, is refused before anything is drawn.
+/// (ncf-negsample writing a dataset directory in place draws them block by block instead:
+/// [`check_test_negatives`], then [`sample_test_negatives_rows`].)
 pub fn sample_test_negatives(data: &Dataset, per_user: usize, seed: u64) -> Result<Vec<u32>> {
-    let rng = Rng::new(seed);
-    let train = UserItems::new(data.n_users, &data.train_users, &data.train_items);
-    let test = UserItems::new(data.n_users, &data.test_users, &data.test_items);
-    let total = check_test_negatives(data, per_user, &train, &test)?;
+    check_test_negatives(data, per_user)?;
+    let total = check_memory(data, per_user)?;
     let mut out = Vec::with_capacity(total);
-    let mut exclude = Vec::new();
-    for &u in &data.test_users {
-        exclude.clear();
-        exclude.extend_from_slice(train.of(u));
-        exclude.extend_from_slice(test.of(u));
-        exclude.sort_unstable();
-        exclude.dedup();
-        crate::sampling::sampler::test_negatives(
-            &rng,
-            u,
-            per_user,
-            data.n_items,
-            &exclude,
-            &mut out,
-        )?;
-    }
+    sample_test_negatives_rows(data, per_user, seed, 0..data.test_users.len(), &mut out)?;
     Ok(out)
 }
 
-/// The number of test negatives `per_user` for each test user of `data` makes, or why there
-/// cannot be that many: more than some test user has items left (named by raw id, with the way
-/// out), or more than memory holds (the negatives, their Arrow column and the encoded table).
-fn check_test_negatives(
+/// Each user's train items: a slice of the train items column by per-user offsets.
+struct TrainOf<'a> {
+    offsets: std::borrow::Cow<'a, [u64]>,
+    items: &'a Col<u32>,
+}
+
+impl<'a> TrainOf<'a> {
+    fn new(data: &'a Dataset) -> Result<Self> {
+        let offsets = data
+            .train_users
+            .offsets(data.n_users)
+            .ok_or_else(|| Error::invalid("train rows are not sorted by user"))?;
+        Ok(TrainOf {
+            offsets,
+            items: &data.train_items,
+        })
+    }
+
+    fn span(&self, u: u32) -> std::ops::Range<usize> {
+        self.offsets[u as usize] as usize..self.offsets[u as usize + 1] as usize
+    }
+
+    /// User `u`'s train items and `test_item`, sorted and each once, into `out`.
+    fn exclude(&self, u: u32, test_item: u32, out: &mut Vec<u32>) {
+        out.clear();
+        out.extend_from_slice(&self.items[self.span(u)]);
+        out.push(test_item);
+        out.sort_unstable();
+        out.dedup();
+    }
+}
+
+/// The negatives of test rows `rows` of `data` only, appended to `out` (the same as those rows
+/// of [`sample_test_negatives`]: each user's draws depend on the user alone). The train items
+/// walked are released from the resident set after the block.
+pub fn sample_test_negatives_rows(
     data: &Dataset,
     per_user: usize,
-    train: &UserItems,
-    test: &UserItems,
-) -> Result<usize> {
+    seed: u64,
+    rows: std::ops::Range<usize>,
+    out: &mut Vec<u32>,
+) -> Result<()> {
+    let rng = Rng::new(seed);
+    let train = TrainOf::new(data)?;
+    let mut exclude = Vec::new();
+    for r in rows.clone() {
+        let u = data.test_users[r];
+        train.exclude(u, data.test_items[r], &mut exclude);
+        crate::sampling::sampler::test_negatives(&rng, u, per_user, data.n_items, &exclude, out)?;
+    }
+    if let (Some(&first), Some(&last)) = (
+        data.test_users.get(rows.start),
+        rows.end.checked_sub(1).and_then(|r| data.test_users.get(r)),
+    ) {
+        train
+            .items
+            .release(train.span(first).start..train.span(last).end);
+    }
+    Ok(())
+}
+
+/// An error unless every test user of `data` has `per_user` items left to be its test
+/// negatives: names the user with the fewest (by raw id), with the way out. One pass over the
+/// train items, block by block.
+pub fn check_test_negatives(data: &Dataset, per_user: usize) -> Result<()> {
+    let train = TrainOf::new(data)?;
     // The test user with the fewest items left to draw from (first such user in test order).
-    let fewest = data
-        .test_users
-        .iter()
-        .map(|&u| (u, union_len(train.of(u), test.of(u))))
-        .max_by_key(|&(u, positives)| (positives, std::cmp::Reverse(u)));
+    let mut fewest: Option<(u32, usize)> = None;
+    let mut exclude = Vec::new();
+    let mut released = 0;
+    for (r, &u) in data.test_users.iter().enumerate() {
+        train.exclude(u, data.test_items[r], &mut exclude);
+        let positives = exclude.len();
+        if fewest.is_none_or(|(_, p)| positives > p) {
+            fewest = Some((u, positives));
+        }
+        let end = train.span(u).end;
+        if end - released >= SCAN_BLOCK {
+            train.items.release(released..end);
+            released = end;
+        }
+    }
+    train.items.release(released..train.items.len());
     let n_items = data.n_items as usize;
     if let Some((u, positives)) = fewest {
         let left = n_items.saturating_sub(positives);
@@ -79,6 +132,12 @@ fn check_test_negatives(
             )));
         }
     }
+    Ok(())
+}
+
+/// The number of test negatives `per_user` for each test user of `data` makes, or an error
+/// when they would not fit in memory (the negatives, their Arrow column and the encoded table).
+fn check_memory(data: &Dataset, per_user: usize) -> Result<usize> {
     let (users, bytes_each) = (data.test_users.len() as u64, 4 * 3);
     let bytes = (per_user as u64)
         .checked_mul(users)
@@ -93,11 +152,6 @@ fn check_test_negatives(
         "give fewer --test-negatives (NVIDIA's protocol uses 100)",
     )?;
     Ok(per_user * data.test_users.len())
-}
-
-/// How many distinct items two sorted lists hold together.
-fn union_len(a: &[u32], b: &[u32]) -> usize {
-    a.len() + b.iter().filter(|x| a.binary_search(x).is_err()).count()
 }
 
 /// How [`write_epoch_samples`] encodes the samples.
@@ -303,13 +357,13 @@ mod tests {
     #[test]
     fn epoch_samples_round_trip_through_ipc_and_tsv() {
         let d = data();
-        let s = EpochSamples::new(
+        let s = EpochSamples::over(
             Rng::new(3),
             2,
             4,
             d.n_items,
             NegativeMode::Approximate,
-            &d.train_users,
+            d.train_users.view(),
             &d.train_items,
             None,
         );
@@ -338,7 +392,8 @@ mod tests {
         let d = data();
         let negs = sample_test_negatives(&d, 10, 4).unwrap();
         assert_eq!(negs.len(), 40);
-        let pos = UserItems::new(4, &d.train_users, &d.train_items);
+        let pos =
+            crate::sampling::sampler::UserItems::new(4, &d.train_users.rows(), &d.train_items);
         for (r, row) in negs.chunks(10).enumerate() {
             let u = d.test_users[r];
             let mut sorted = row.to_vec();

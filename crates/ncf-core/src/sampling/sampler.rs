@@ -8,6 +8,7 @@
 //! agree bit for bit. `kernels/sampler.cuh` is the CUDA twin.
 
 use crate::data::csr::Csr;
+use crate::data::dataset::{TrainUsers, UsersView};
 use crate::sampling::rng::{below, stream, Permutation, Rng};
 use crate::{Error, Result};
 
@@ -34,6 +35,31 @@ impl UserItems {
     /// Build from (user, item) pairs; duplicates are kept once.
     pub fn new(n_users: u32, users: &[u32], items: &[u32]) -> Self {
         UserItems(Csr::sets(n_users as usize, users, items))
+    }
+
+    /// Build from a dataset's train rows: from per-user offsets when it has them (no user per
+    /// row is expanded), else as [`UserItems::new`].
+    pub fn of_train(n_users: u32, users: &TrainUsers, items: &[u32]) -> Self {
+        match users {
+            TrainUsers::Rows(u) => UserItems::new(n_users, u, items),
+            TrainUsers::Offsets(o) => {
+                let mut m = Csr {
+                    offsets: o.offsets.to_vec(),
+                    items: items.to_vec(),
+                };
+                for r in 0..m.n_rows() {
+                    let span = m.span(r);
+                    m.items[span].sort_unstable();
+                }
+                let mut last = None;
+                m.retain(|r, id| {
+                    let new = last != Some((r, id));
+                    last = Some((r, id));
+                    new
+                });
+                UserItems(m)
+            }
+        }
     }
 
     pub fn n_users(&self) -> usize {
@@ -67,7 +93,7 @@ pub struct EpochSamples<'a> {
     pub negatives: u32,
     pub n_items: u32,
     pub mode: NegativeMode,
-    pub users: &'a [u32],
+    pub users: UsersView<'a>,
     pub items: &'a [u32],
     /// Needed for [`NegativeMode::Exact`].
     pub positives: Option<&'a UserItems>,
@@ -83,6 +109,25 @@ impl<'a> EpochSamples<'a> {
         n_items: u32,
         mode: NegativeMode,
         users: &'a [u32],
+        items: &'a [u32],
+        positives: Option<&'a UserItems>,
+    ) -> Self {
+        let users = UsersView::Rows(users);
+        Self::over(
+            rng, epoch, negatives, n_items, mode, users, items, positives,
+        )
+    }
+
+    /// [`EpochSamples::new`] over a dataset's train users as they are stored (per-user offsets
+    /// or a user per row): the same samples either way.
+    #[allow(clippy::too_many_arguments)]
+    pub fn over(
+        rng: Rng,
+        epoch: u32,
+        negatives: u32,
+        n_items: u32,
+        mode: NegativeMode,
+        users: UsersView<'a>,
         items: &'a [u32],
         positives: Option<&'a UserItems>,
     ) -> Self {
@@ -119,11 +164,11 @@ impl<'a> EpochSamples<'a> {
     /// (user, item, label) of sample `i` (unshuffled index).
     #[inline]
     pub fn sample(&self, i: u64) -> Result<(u32, u32, f32)> {
-        let n_pos = self.users.len() as u64;
+        let n_pos = self.items.len() as u64;
         if i < n_pos {
-            return Ok((self.users[i as usize], self.items[i as usize], 1.0));
+            return Ok((self.users.get(i), self.items[i as usize], 1.0));
         }
-        let user = self.users[((i - n_pos) % n_pos) as usize];
+        let user = self.users.get((i - n_pos) % n_pos);
         Ok((user, self.negative(user, i as u32)?, 0.0))
     }
 

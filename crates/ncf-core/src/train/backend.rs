@@ -4,6 +4,7 @@
 //! [`crate::neumf_cpu`] and [`crate::family`], the CUDA ones in `ncf-cuda`.
 
 use super::checkpoint::OptimizerState;
+use crate::data::dataset::{Col, TrainUsers};
 use crate::model::{Model, ModelConfig};
 use crate::{Error, Result};
 
@@ -146,6 +147,44 @@ pub fn check_ids(c: &ModelConfig, users: &[u32], items: &[u32]) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// [`check_ids`] on a dataset's train columns as stored: per-user offsets name their users by
+/// position, and mapped items are walked in blocks (their pages released after each).
+pub fn check_train_ids(c: &ModelConfig, users: &TrainUsers, items: &Col<u32>) -> Result<()> {
+    let offsets = match users {
+        TrainUsers::Rows(u) => return check_ids(c, u, items),
+        TrainUsers::Offsets(o) => &o.offsets,
+    };
+    if users.len() != items.len() {
+        return Err(Error::invalid(format!(
+            "{} users but {} items to score",
+            users.len(),
+            items.len()
+        )));
+    }
+    // The last user with rows.
+    if let Some(u) = offsets.windows(2).rposition(|w| w[1] > w[0]) {
+        if u as u32 >= c.n_users {
+            return Err(Error::invalid(format!(
+                "user id {u} (pair {}) is out of range: the model has {} users",
+                offsets[u], c.n_users
+            )));
+        }
+    }
+    check_items(c, items)
+}
+
+fn check_items(c: &ModelConfig, items: &Col<u32>) -> Result<()> {
+    items.scan(|at, b| match b.iter().position(|&i| i >= c.n_items) {
+        Some(k) => Err(Error::invalid(format!(
+            "item id {} (pair {}) is out of range: the model has {} items",
+            b[k],
+            at + k,
+            c.n_items
+        ))),
+        None => Ok(()),
+    })
 }
 
 /// `Err` unless `out` has one slot per pair.

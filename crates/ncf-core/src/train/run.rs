@@ -138,13 +138,13 @@ pub fn epoch_len(cfg: &TrainConfig, data: &Dataset, epoch: u32) -> Result<u64> {
     if data.train_users.is_empty() {
         return Err(Error::invalid("the dataset has no training interactions"));
     }
-    let s = EpochSamples::new(
+    let s = EpochSamples::over(
         Rng::new(cfg.seed),
         epoch,
         cfg.negatives,
         data.n_items,
         NegativeMode::Approximate,
-        &data.train_users,
+        data.train_users.view(),
         &data.train_items,
         None,
     );
@@ -788,7 +788,7 @@ mod tests {
             epoch_seen: None,
             steps: vec![],
             nan_at: None,
-            held_out: d.test_items.clone(),
+            held_out: d.test_items.to_vec(),
             loss_by_step: false,
             queue: None,
             waiting: Vec::new(),

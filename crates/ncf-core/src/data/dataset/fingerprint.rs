@@ -1,6 +1,6 @@
 //! The fingerprints that tie models and checkpoints to a dataset's content.
 
-use super::Dataset;
+use super::{Col, Dataset, TrainUsers};
 use sha2::{Digest, Sha256};
 
 /// The fingerprint of a dataset's content (docs/FORMATS.md, "fingerprint"): sha256 over
@@ -54,21 +54,54 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// [`hash_pairs`] over a dataset's train rows, walked in blocks (a mapped column's pages are
+/// released after each: hashing 1e9 rows does not keep them resident).
+pub(super) fn hash_train(h: &mut Sha256, users: &TrainUsers, items: &Col<u32>) {
+    h.update((items.len() as u64).to_le_bytes());
+    let mut us = users.iter();
+    let mut buf = Vec::with_capacity(8 * 4096);
+    let _ = items.scan(|_, block| {
+        for c in block.chunks(4096) {
+            buf.clear();
+            // The block first: zip stops on it without taking a user too many.
+            for (i, u) in c.iter().zip(us.by_ref()) {
+                buf.extend_from_slice(&u.to_le_bytes());
+                buf.extend_from_slice(&i.to_le_bytes());
+            }
+            h.update(&buf);
+        }
+        Ok::<(), ()>(())
+    });
+}
+
 impl Dataset {
     /// Hex sha256 over train pairs and test pairs only ([`split_fingerprint`]).
     pub fn split_fingerprint(&self) -> String {
-        split_fingerprint(
-            (&self.train_users, &self.train_items),
-            (&self.test_users, &self.test_items),
-        )
+        let mapped = matches!(self.train_users, TrainUsers::Offsets(_))
+            && [&self.train_items, &self.test_users, &self.test_items]
+                .iter()
+                .all(|c| c.is_mapped());
+        if let (true, Some(known)) = (mapped, &self.mapped_split) {
+            return known.clone();
+        }
+        let mut h = Sha256::new();
+        h.update(b"ncf-split-v1\n");
+        hash_train(&mut h, &self.train_users, &self.train_items);
+        hash_pairs(&mut h, &self.test_users, &self.test_items);
+        hex(&h.finalize())
     }
 
     /// Hex sha256 over train pairs, test pairs and negatives ([`fingerprint`]).
     pub fn fingerprint(&self) -> String {
-        fingerprint(
-            (&self.train_users, &self.train_items),
-            (&self.test_users, &self.test_items),
-            &self.test_negatives,
-        )
+        let mut h = Sha256::new();
+        h.update(b"ncf-dataset-v1\n");
+        hash_train(&mut h, &self.train_users, &self.train_items);
+        hash_pairs(&mut h, &self.test_users, &self.test_items);
+        h.update((self.test_negatives.len() as u64).to_le_bytes());
+        let _ = self.test_negatives.scan(|_, block| {
+            h.update(super::column::as_bytes(block));
+            Ok::<(), ()>(())
+        });
+        hex(&h.finalize())
     }
 }

@@ -12,15 +12,17 @@ impl Dataset {
     /// test_negatives when present), each schema tagged with `ncf.table`; the first also carries
     /// meta.json under `ncf.meta`. See docs/FORMATS.md.
     pub fn write_ipc<W: Write>(&self, mut w: W) -> Result<()> {
-        self.validate("dataset to write")?;
-        let meta = self.current_meta();
+        let this = self.with_timestamps()?;
+        let this = &*this;
+        this.validate("dataset to write")?;
+        let meta = this.current_meta();
         let json = serde_json::to_string(&meta).expect("meta serialises");
         let ioerr = |e: crate::arrow::error::ArrowError| match e {
             crate::arrow::error::ArrowError::IoError(_, e) => Error::io("<output>", e),
             e => Error::io("<output>", std::io::Error::other(e.to_string())),
         };
-        for (k, t) in self.tables().into_iter().enumerate() {
-            let (schema, batches) = self.batches(t)?;
+        for (k, t) in this.tables().into_iter().enumerate() {
+            let (schema, batches) = this.batches(t)?;
             let schema = if k == 0 {
                 let mut s = (*schema).clone();
                 s.metadata.insert(META_KEY, json.clone());

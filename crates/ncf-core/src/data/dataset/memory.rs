@@ -33,3 +33,20 @@ pub fn memory_needed(meta: &Meta) -> u64 {
         .saturating_add(ids(meta.n_items))
         .saturating_add(neg)
 }
+
+/// Refuse a dataset read through its column files whose in-memory part (raw ids and titles,
+/// `raw_bytes` of Parquet read whole) would not fit: its id columns are mapped file pages.
+pub(super) fn check_memory_mapped(meta: &Meta, raw_bytes: u64, what: &str) -> Result<()> {
+    let ids = |n: u32| n as u64 * 48;
+    let need = ids(meta.n_users)
+        .saturating_add(ids(meta.n_items))
+        .saturating_add(raw_bytes);
+    crate::memory::require(
+        need,
+        &format!(
+            "{what}: loading this dataset's raw ids ({} users, {} items)",
+            meta.n_users, meta.n_items
+        ),
+        "",
+    )
+}

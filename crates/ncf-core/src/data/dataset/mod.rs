@@ -10,6 +10,8 @@
 //! what may be replaced, atomic writes, loading). This file holds the names and constants they
 //! share, the in-memory [`Dataset`] and its invariants.
 
+mod cols;
+mod column;
 mod dir;
 mod fingerprint;
 mod ipc;
@@ -23,7 +25,12 @@ mod tables;
 #[cfg(test)]
 mod tests;
 
-pub use dir::{finish, looks_like_dataset, write_test_negatives, written_by_ncf, OUTPUT};
+pub use cols::{NEGATIVES_COLS, TRAIN_COLS};
+pub use column::{as_bytes, Col, TrainUsers, UserOffsets, UsersView, SCAN_BLOCK};
+pub use dir::{
+    finish, looks_like_dataset, write_test_negatives, write_test_negatives_in_blocks,
+    written_by_ncf, OUTPUT,
+};
 pub use fingerprint::{fingerprint, hex, split_fingerprint};
 pub use memory::memory_needed;
 pub use meta::Meta;
@@ -52,7 +59,7 @@ pub const SUMS: &str = "SHA256SUMS";
 /// Rows per record batch / row-group chunk when writing.
 const CHUNK: usize = 1 << 20;
 /// Every file ncf writes into a dataset directory.
-const DATASET_FILES: [&str; 7] = [
+const DATASET_FILES: [&str; 9] = [
     "meta.json",
     SUMS,
     "train.parquet",
@@ -60,25 +67,35 @@ const DATASET_FILES: [&str; 7] = [
     "users.parquet",
     "items.parquet",
     "test_negatives.parquet",
+    cols::TRAIN_COLS,
+    cols::NEGATIVES_COLS,
 ];
 
-/// A dataset in memory. Train rows are sorted by user, then by time (oldest first).
+/// A dataset in memory. Train rows are sorted by user, then by time (oldest first). Read from a
+/// directory with column files, the id columns are mapped pages of those files ([`Col`]) and
+/// the train users are per-user offsets ([`TrainUsers`]); timestamps are then not loaded.
 #[derive(Clone, Debug, Default)]
 pub struct Dataset {
     pub meta: Option<Meta>,
     pub n_users: u32,
     pub n_items: u32,
-    pub train_users: Vec<u32>,
-    pub train_items: Vec<u32>,
+    pub train_users: TrainUsers,
+    pub train_items: Col<u32>,
     /// Seconds since the epoch, when the input had timestamps.
     pub train_timestamps: Option<Vec<i64>>,
     /// One held-out interaction per user, sorted by user.
-    pub test_users: Vec<u32>,
-    pub test_items: Vec<u32>,
+    pub test_users: Col<u32>,
+    pub test_items: Col<u32>,
     pub test_timestamps: Option<Vec<i64>>,
     /// `test_negatives_per_user` items per test row, row-major in test order.
-    pub test_negatives: Vec<u32>,
+    pub test_negatives: Col<u32>,
     pub test_negatives_per_user: usize,
+    /// The dataset directory whose Parquet tables hold timestamps that were not loaded (read
+    /// through its column files, trainers need none): [`Dataset::with_timestamps`] reads them.
+    pub timestamps_in: Option<std::path::PathBuf>,
+    /// The split fingerprint `train.cols` records, valid while the train and test columns are
+    /// still that file's (all mapped): spares hashing every train row on each start.
+    pub mapped_split: Option<String>,
     /// Raw id of each dense user / item id, as text.
     pub user_raw: Vec<String>,
     pub item_raw: Vec<String>,
@@ -119,7 +136,7 @@ impl Dataset {
                 self.n_items
             )));
         }
-        self.test_negatives = negatives;
+        self.test_negatives = negatives.into();
         self.test_negatives_per_user = per_user;
         let mut meta = self.current_meta();
         meta.test_negatives_source = (per_user > 0).then(|| source.to_string());
@@ -167,20 +184,22 @@ impl Dataset {
                 return bad(format!("{} titles for {} items", t.len(), self.n_items));
             }
         }
-        if let Some(r) = self.train_users.iter().position(|&u| u >= self.n_users) {
-            return bad(format!(
-                "train row {r}: user {} >= n_users",
-                self.train_users[r]
-            ));
+        // Mapped columns were range-checked block by block when their file was opened.
+        if let TrainUsers::Rows(users) = &self.train_users {
+            if let Some(r) = users.iter().position(|&u| u >= self.n_users) {
+                return bad(format!("train row {r}: user {} >= n_users", users[r]));
+            }
+            if let Some(r) = users.windows(2).position(|w| w[0] > w[1]) {
+                return bad(format!("train rows {r}..{} are not sorted by user", r + 1));
+            }
         }
-        if let Some(r) = self.train_items.iter().position(|&i| i >= self.n_items) {
-            return bad(format!(
-                "train row {r}: item {} >= n_items",
-                self.train_items[r]
-            ));
-        }
-        if let Some(r) = self.train_users.windows(2).position(|w| w[0] > w[1]) {
-            return bad(format!("train rows {r}..{} are not sorted by user", r + 1));
+        if !self.train_items.is_mapped() {
+            if let Some(r) = self.train_items.iter().position(|&i| i >= self.n_items) {
+                return bad(format!(
+                    "train row {r}: item {} >= n_items",
+                    self.train_items[r]
+                ));
+            }
         }
         if let Some(r) = self.test_users.iter().position(|&u| u >= self.n_users) {
             return bad(format!(
@@ -208,6 +227,9 @@ impl Dataset {
                 n_neg,
                 self.test_negatives_per_user
             ));
+        }
+        if self.test_negatives.is_mapped() {
+            return Ok(());
         }
         if let Some(r) = self.test_negatives.iter().position(|&i| i >= self.n_items) {
             return bad(format!(

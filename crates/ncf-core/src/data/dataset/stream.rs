@@ -247,7 +247,7 @@ mod tests {
         let mut w = StreamWriter::new(&out, n as u64, true).unwrap();
         for r in 0..n {
             let t = ds.train_timestamps.as_ref().unwrap()[r];
-            w.push_train(ds.train_users[r], ds.train_items[r], Some(t))
+            w.push_train(ds.train_users.get(r), ds.train_items[r], Some(t))
                 .unwrap();
         }
         for u in 0..3 {

@@ -1,5 +1,6 @@
 //! SHA256SUMS: every file of a dataset directory checked before it is parsed.
 
+use super::cols::{NEGATIVES_COLS, TRAIN_COLS};
 use super::dir::ncf_side_file;
 use super::{fingerprint::hex, SUMS};
 use crate::io::AtomicDir;
@@ -16,7 +17,8 @@ pub(super) fn check_listed(dir: &Path, sums: &HashMap<String, String>) -> Result
     for e in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
         let name = e.map_err(|e| Error::io(dir, e))?.file_name();
         let name = name.to_string_lossy();
-        if name != SUMS && !sums.contains_key(name.as_ref()) {
+        let cols = name == TRAIN_COLS || name == NEGATIVES_COLS;
+        if name != SUMS && !cols && !sums.contains_key(name.as_ref()) {
             extra.push(name.into_owned());
         }
     }
@@ -54,33 +56,46 @@ pub(super) fn check_listed(dir: &Path, sums: &HashMap<String, String>) -> Result
     }
 }
 
-/// Write SHA256SUMS over every other file of the directory being written.
-pub(super) fn write_sums(dir: &AtomicDir) -> Result<()> {
+/// SHA-256 (hex) of the file `p`, hashed as it is read (a train table may be larger than the
+/// memory; read, not mapped, so its pages do not count in the process's resident set).
+pub(super) fn sha256_file(p: &Path) -> Result<String> {
+    let mut h = Sha256::new();
+    let mut f = std::fs::File::open(p).map_err(|e| Error::io(p, e))?;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        use std::io::Read;
+        match f.read(&mut buf).map_err(|e| Error::io(p, e))? {
+            0 => break,
+            k => h.update(&buf[..k]),
+        }
+    }
+    Ok(hex(&h.finalize()))
+}
+
+/// The hashes SHA256SUMS lists for the directory being written: every file but SHA256SUMS and
+/// the column files (which check themselves), by name.
+pub(super) fn hash_files(dir: &AtomicDir) -> Result<std::collections::BTreeMap<String, String>> {
     let tmp = dir.path("");
-    let mut names = Vec::new();
+    let mut out = std::collections::BTreeMap::new();
     for e in std::fs::read_dir(&tmp).map_err(|e| Error::io(&tmp, e))? {
         let name = e.map_err(|e| Error::io(&tmp, e))?.file_name();
         let name = name.to_string_lossy().into_owned();
-        if name != SUMS {
-            names.push(name);
+        if name != SUMS && name != TRAIN_COLS && name != NEGATIVES_COLS {
+            let h = sha256_file(&dir.path(&name))?;
+            out.insert(name, h);
         }
     }
-    names.sort();
+    Ok(out)
+}
+
+/// Write SHA256SUMS from [`hash_files`]'s hashes.
+pub(super) fn write_sums(
+    dir: &AtomicDir,
+    sums: &std::collections::BTreeMap<String, String>,
+) -> Result<()> {
     let mut text = String::new();
-    for n in names {
-        let p = dir.path(&n);
-        // Hashed as it is read: a streamed train table may be larger than the memory.
-        let mut h = Sha256::new();
-        let mut f = std::fs::File::open(&p).map_err(|e| Error::io(&p, e))?;
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            use std::io::Read;
-            match f.read(&mut buf).map_err(|e| Error::io(&p, e))? {
-                0 => break,
-                k => h.update(&buf[..k]),
-            }
-        }
-        text.push_str(&format!("{}  {n}\n", hex(&h.finalize())));
+    for (n, h) in sums {
+        text.push_str(&format!("{h}  {n}\n"));
     }
     let p = dir.path(SUMS);
     std::fs::write(&p, text).map_err(|e| Error::io(&p, e))

@@ -2,7 +2,7 @@
 //! the IPC stream.
 
 use super::schema::{check_schema, table_schema};
-use super::{Dataset, CHUNK, ITEMS, TEST, TRAIN, USERS};
+use super::{Dataset, TrainUsers, CHUNK, ITEMS, TEST, TRAIN, USERS};
 use crate::arrow::array::{Array, ArrayRef, Int64Array, RecordBatch, StringArray, UInt32Array};
 use crate::arrow::datatypes::SchemaRef;
 use crate::{Error, Result};
@@ -24,6 +24,10 @@ impl Dataset {
             ITEMS => self.n_items as usize,
             _ => self.test_negatives.len(),
         };
+        let train_users = match table {
+            TRAIN => self.train_users.rows(),
+            _ => std::borrow::Cow::Borrowed(&[][..]),
+        };
         let mut out = Vec::new();
         let mut start = 0;
         while start < n || (n == 0 && out.is_empty()) {
@@ -32,8 +36,8 @@ impl Dataset {
             let u32s = |v: &[u32]| Arc::new(UInt32Array::from(v[r.clone()].to_vec())) as ArrayRef;
             let cols: Vec<ArrayRef> = match table {
                 TRAIN | TEST => {
-                    let (u, i, t) = if table == TRAIN {
-                        (&self.train_users, &self.train_items, &self.train_timestamps)
+                    let (u, i, t): (&[u32], &[u32], _) = if table == TRAIN {
+                        (&train_users, &self.train_items, &self.train_timestamps)
                     } else {
                         (&self.test_users, &self.test_items, &self.test_timestamps)
                     };
@@ -128,13 +132,16 @@ impl Dataset {
                         }
                         times.extend_from_slice(a.values());
                     }
-                    let (us, is) = if table == TRAIN {
-                        (&mut self.train_users, &mut self.train_items)
+                    if table == TRAIN {
+                        match &mut self.train_users {
+                            TrainUsers::Rows(us) => us.extend(u),
+                            us => us.extend(u),
+                        }
+                        self.train_items.to_mut().extend(i);
                     } else {
-                        (&mut self.test_users, &mut self.test_items)
-                    };
-                    us.extend(u);
-                    is.extend(i);
+                        self.test_users.to_mut().extend(u);
+                        self.test_items.to_mut().extend(i);
+                    }
                 }
                 USERS | ITEMS => {
                     let ids = col_u32(b, 0)?;
@@ -186,7 +193,7 @@ impl Dataset {
                             ));
                         }
                     }
-                    self.test_negatives.extend(col_u32(b, 1)?);
+                    self.test_negatives.to_mut().extend(col_u32(b, 1)?);
                 }
             }
         }

@@ -7,17 +7,19 @@ pub(crate) fn tiny() -> Dataset {
         meta: None,
         n_users: 3,
         n_items: 4,
-        train_users: vec![0, 0, 1, 2, 2],
-        train_items: vec![1, 2, 0, 3, 1],
+        train_users: vec![0, 0, 1, 2, 2].into(),
+        train_items: vec![1, 2, 0, 3, 1].into(),
         train_timestamps: Some(vec![1, 2, 3, 4, 5]),
-        test_users: vec![0, 1, 2],
-        test_items: vec![3, 2, 0],
+        test_users: vec![0, 1, 2].into(),
+        test_items: vec![3, 2, 0].into(),
         test_timestamps: Some(vec![9, 9, 9]),
-        test_negatives: vec![],
+        test_negatives: vec![].into(),
         test_negatives_per_user: 0,
         user_raw: vec!["10".into(), "20".into(), "30".into()],
         item_raw: vec!["a".into(), "b".into(), "c".into(), "d".into()],
         item_titles: Some(vec![Some("A".into()), None, Some("C".into()), None]),
+        timestamps_in: None,
+        mapped_split: None,
     }
 }
 
@@ -44,11 +46,22 @@ fn parquet_round_trip_and_negatives() {
     same(&ds, &back);
     assert_eq!(back.meta.as_ref().unwrap().fingerprint, ds.fingerprint());
     assert!(ds.write(&p, false).is_err(), "existing dir must be refused");
+    // As the tools open it: columns mapped from train.cols, users as offsets, timestamps on
+    // disk until asked for; the same content and fingerprints.
+    let open = Dataset::open(&p).unwrap();
+    assert!(open.train_items.is_mapped() && open.test_users.is_mapped());
+    assert!(matches!(open.train_users, TrainUsers::Offsets(_)));
+    assert_eq!(open.train_timestamps, None);
+    same(&ds, &open.with_timestamps().unwrap());
+    assert_eq!(open.split_fingerprint(), ds.split_fingerprint());
+    assert_eq!(open.fingerprint(), ds.fingerprint());
 
     let m = write_test_negatives(&p, 2, vec![0, 1, 0, 1, 2, 3], "sampled", Some(7), false).unwrap();
     assert_eq!(m.test_negatives_per_user, 2);
     let back = Dataset::load(&p).unwrap();
     assert_eq!(back.test_negatives, vec![0, 1, 0, 1, 2, 3]);
+    assert!(back.test_negatives.is_mapped(), "from test_negatives.cols");
+    assert_eq!(back.fingerprint(), m.fingerprint);
     assert_ne!(back.fingerprint(), ds.fingerprint());
     assert_eq!(back.meta.unwrap().test_negatives_seed, Some(7));
     assert!(write_test_negatives(&p, 1, vec![0, 1, 2], "sampled", None, false).is_err());

@@ -137,6 +137,8 @@ pub fn ncf_split_from_bytes(bufs: [&[u8]; 3], names: [&str; 3], prefix: &str) ->
         user_raw: (0..n_users).map(|u| u.to_string()).collect(),
         item_raw: (0..n_items).map(|i| i.to_string()).collect(),
         item_titles: None,
+        timestamps_in: None,
+        mapped_split: None,
     };
     let files = json!([
         {"path": train_name, "sha256": train_sha},

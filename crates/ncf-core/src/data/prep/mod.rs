@@ -236,11 +236,11 @@ fn leave_one_out(rows: &Interactions, by_user: &Csr, dense: &DenseIds, seed: u64
     let mut ds = Dataset {
         n_users: user_codes.len() as u32,
         n_items: item_codes.len() as u32,
-        train_users: Vec::with_capacity(n_train),
-        train_items: Vec::with_capacity(n_train),
+        train_users: Vec::with_capacity(n_train).into(),
+        train_items: Vec::with_capacity(n_train).into(),
         train_timestamps: ts.map(|_| Vec::with_capacity(n_train)),
-        test_users: Vec::with_capacity(n_test),
-        test_items: Vec::with_capacity(n_test),
+        test_users: Vec::with_capacity(n_test).into(),
+        test_items: Vec::with_capacity(n_test).into(),
         test_timestamps: ts.map(|_| Vec::with_capacity(n_test)),
         ..Default::default()
     };

@@ -7,7 +7,8 @@ RESULTS.tsv is scripts/bench-scale.sh's (one line per measurement; the latest li
 (size, step) is used). The SVG has two log-log panels (wall seconds, peak RSS in MB, one line per
 step, the 8 GB bound dashed); the markdown table has one row per step and, per size, the wall
 time, the peak RSS (of which mapped file pages) and, last, time per interaction at the largest
-size over that at the smallest. Plain SVG, no dependencies.
+size over that at the smallest. Steps that failed (`STEP-failed`, their errors in
+results-errors.txt) are in the table, not drawn. Plain SVG, no dependencies.
 """
 import csv
 import math
@@ -80,16 +81,18 @@ def main():
     latest, steps, order, sizes = load(sys.argv[1])
     rows = [sizes[s] for s in order]
 
+    drawn = [step for step in steps if not step.endswith("-failed")]
+
     def series(field, scale=1.0):
         return [(step, [(sizes[s], float(latest[(s, step)][field]) * scale)
-                        for s in order if (s, step) in latest]) for step in steps]
+                        for s in order if (s, step) in latest]) for step in drawn]
 
     w = 460
     svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{2*w+170}" height="340" '
            'font-family="sans-serif">', '<rect width="100%" height="100%" fill="white"/>']
     svg += panel(0, "wall time", "seconds", series("wall_s"), rows)
     svg += panel(w, "peak RSS", "MB", series("peak_rss_mb"), rows, bound=8192)
-    for i, step in enumerate(steps):
+    for i, step in enumerate(drawn):
         y = 60 + 20 * i
         svg.append(f'<line x1="{2*w+8}" x2="{2*w+28}" y1="{y}" y2="{y}" '
                    f'stroke="{COLORS[i % len(COLORS)]}" stroke-width="2"/>')

@@ -5,6 +5,10 @@
 #   ncf-negsample DIR --test-negatives 999      (MLPerf's protocol, replacing the 100)
 #   ncf-train DIR --preset nvidia-ml20m --max-steps 1   (start-up and one CPU step, batch 2^20)
 #   ncf-eval DIR MODEL --users 10000            (sampled evaluation of 10,000 users, 1 + 999)
+# A step that fails is recorded as such (its error in results-errors.txt) and the run goes on.
+# When the training step is refused (at 1.22B rows NVIDIA's 4 negatives make an epoch of 6.1B
+# samples, and the CPU trainer's epochs hold fewer than 2^32), it is run again with
+# --negatives 2 (train-1-step-neg2) so that the evaluation has a model.
 # at three shapes: ml-20m (20,000,263 interactions), MLPerf's ml-20mx4x16 (131,203,749) and
 # ml-20mx16x32 (1,223,962,043), release build.
 #
@@ -54,12 +58,17 @@ measure() {
     fi
     sleep 0.2
   done
+  local wall rss
   if ! wait "$tpid"; then
     echo "$0: $step at $size failed:" >&2
-    tail -n 20 "$work/stderr" >&2
-    exit 1
+    tail -n 5 "$work/stderr" >&2
+    printf '%s\t%s\t%s\n' "$(date -u +%FT%TZ)" "$size $step" "$(grep -v '^Command exited' "$work/stderr" | tail -n 3 | tr '\n' ' ')" \
+      >> "$out/results-errors.txt"
+    read -r wall rss < <(tail -n 1 "$work/time")
+    printf '%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\n' "$(date -u +%FT%TZ)" "$size" "$rows" "$step-failed" "$wall" \
+      $((rss / 1024)) $((anon / 1024)) $((file / 1024)) | tee -a "$tsv"
+    return 1
   fi
-  local wall rss
   read -r wall rss < <(tail -n 1 "$work/time")
   printf '%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\n' "$(date -u +%FT%TZ)" "$size" "$rows" "$step" "$wall" \
     $((rss / 1024)) $((anon / 1024)) $((file / 1024)) | tee -a "$tsv"
@@ -71,13 +80,17 @@ for size in ${sizes//,/ }; do
   rows=${spec##*,}
   ds=$work/ds-$size
   rm -rf "$ds" "$work/model-$size.safetensors"
-  measure "$size" "$rows" prep "$bin/ncf-prep" --synthetic "$spec" -o "$ds" -q
-  measure "$size" "$rows" negsample-100 "$bin/ncf-negsample" "$ds" --test-negatives 100
-  measure "$size" "$rows" negsample-999 "$bin/ncf-negsample" "$ds" --test-negatives 999 --force
-  measure "$size" "$rows" train-1-step "$bin/ncf-train" "$ds" -o "$work/model-$size.safetensors" \
-    --device cpu --preset nvidia-ml20m --threads 2 --max-steps 1 --no-checkpoint -q
-  measure "$size" "$rows" eval-10k-users "$bin/ncf-eval" "$ds" "$work/model-$size.safetensors" \
-    --users 10000
+  model=$work/model-$size.safetensors
+  measure "$size" "$rows" prep "$bin/ncf-prep" --synthetic "$spec" -o "$ds" -q || continue
+  measure "$size" "$rows" negsample-100 "$bin/ncf-negsample" "$ds" --test-negatives 100 || true
+  measure "$size" "$rows" negsample-999 "$bin/ncf-negsample" "$ds" --test-negatives 999 --force \
+    || true
+  train=("$bin/ncf-train" "$ds" -o "$model" --device cpu --preset nvidia-ml20m --threads 2
+    --max-steps 1 --no-checkpoint -q)
+  measure "$size" "$rows" train-1-step "${train[@]}" \
+    || measure "$size" "$rows" train-1-step-neg2 "${train[@]}" --negatives 2 || true
+  [[ -s $model ]] && { measure "$size" "$rows" eval-10k-users "$bin/ncf-eval" "$ds" "$model" \
+    --users 10000 || true; }
   du -sh "$ds" >&2
   rm -rf "$ds" "$work/model-$size.safetensors"
 done

@@ -25,7 +25,10 @@ done
 [[ -d $ml1m ]] || { echo "bench-profile-ab: $ml1m not found (set NCF_SHARED)" >&2; exit 1; }
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-"$after/ncf-prep" "$ml1m" -o "$work/ml1m" -q
+# Each build trains on the dataset its own ncf-prep writes (a dataset format may change with the
+# build: since issue 33 it holds column files that older readers refuse as unlisted).
+"$before/ncf-prep" "$ml1m" -o "$work/ml1m-before" -q
+"$after/ncf-prep" "$ml1m" -o "$work/ml1m-after" -q
 # The number FIELD holds in the last JSON line of stdin that has it (one line per record).
 field() { sed -n "s/.*\"$1\": *\([-+0-9.eE]*\).*/\1/p" | tail -n 1; }
 : > "$work/all.jsonl"
@@ -35,7 +38,7 @@ for r in $(seq "$rounds"); do
     "$d/examples/cpu_train_bench" --steps 4 --json "$work/cpu.json" > /dev/null 2>&1
     v=$(field steady_samples_per_s < "$work/cpu.json")
     echo "{\"round\":$r,\"build\":\"$side\",\"metric\":\"steady_samples_per_s\",\"value\":$v}" | tee -a "$work/all.jsonl"
-    "$d/ncf-train" "$work/ml1m" -o "$work/m.safetensors" --force --device cpu --preset nvidia-ml20m \
+    "$d/ncf-train" "$work/ml1m-$side" -o "$work/m.safetensors" --force --device cpu --preset nvidia-ml20m \
       --epochs 1 --no-checkpoint -q > "$work/epoch.jsonl"
     v=$(grep '"epoch"' "$work/epoch.jsonl" | field samples_per_s)
     echo "{\"round\":$r,\"build\":\"$side\",\"metric\":\"ml1m_epoch_samples_per_s\",\"value\":$v}" | tee -a "$work/all.jsonl"

@@ -273,6 +273,73 @@ pub(super) fn write_train_cols(dir: &Path, meta: &Meta, sums: &Sums) -> Result<(
     w.finish(header)
 }
 
+/// `train.cols` written from a dataset in memory (the in-memory writers): its sections are
+/// written on a thread of their own while the Parquet tables are written, and its header, which
+/// names the hashes of those tables, once SHA256SUMS has them ([`PendingTrainCols::finish`]).
+/// The same bytes as [`write_train_cols`] makes from the tables, without reading them back.
+pub(super) struct PendingTrainCols {
+    w: Writer,
+    header: Header,
+}
+
+/// Start `train.cols` in `dir` from `ds`; `None` when its train rows are not sorted by user (the
+/// writer's validation refuses those anyway).
+pub(super) fn start_train_cols(
+    dir: &Path,
+    ds: &super::Dataset,
+) -> Result<Option<PendingTrainCols>> {
+    let Some(offsets) = ds.train_users.offsets(ds.n_users) else {
+        return Ok(None);
+    };
+    let mut w = Writer::create(&dir.join(TRAIN_COLS))?;
+    w.begin("train_items", 4)?;
+    w.put(&ds.train_items[..])?;
+    w.begin("user_offsets", 8)?;
+    w.put(&offsets[..])?;
+    w.begin("test_users", 4)?;
+    w.put(&ds.test_users[..])?;
+    w.begin("test_items", 4)?;
+    w.put(&ds.test_items[..])?;
+    // Its fingerprint is the dataset's without test negatives: meta.json's when it has none
+    // (filled in by `finish`).
+    let fingerprint = match ds.test_negatives.is_empty() {
+        true => String::new(),
+        false => super::fingerprint(
+            (&ds.train_users.rows(), &ds.train_items),
+            (&ds.test_users, &ds.test_items),
+            &[],
+        ),
+    };
+    let header = Header {
+        version: VERSION,
+        kind: "train".into(),
+        n_users: ds.n_users,
+        n_items: ds.n_items,
+        n_train: ds.train_items.len() as u64,
+        n_test: ds.test_users.len() as u64,
+        negatives_per_user: 0,
+        split_fingerprint: ds.split_fingerprint(),
+        fingerprint,
+        sources: vec![],
+        file_len: 0,
+        sections: vec![],
+    };
+    Ok(Some(PendingTrainCols { w, header }))
+}
+
+impl PendingTrainCols {
+    /// Write the header, naming the tables' hashes in `sums` (SHA256SUMS') and, without test
+    /// negatives, `meta`'s fingerprint.
+    pub(super) fn finish(self, meta: &Meta, sums: &Sums) -> Result<()> {
+        let mut header = self.header;
+        if header.fingerprint.is_empty() {
+            header.fingerprint = meta.fingerprint.clone();
+        }
+        header.sources = sources(sums, &["train.parquet", "test.parquet"])?;
+        self.w.finish(header)
+    }
+}
+
 /// Write `test_negatives.cols` in `dir` from its `test_negatives.parquet`, block by block;
 /// `train.cols` must be there already (written or copied).
 pub(super) fn write_negatives_cols(dir: &Path, meta: &Meta, sums: &Sums) -> Result<()> {

@@ -1,6 +1,9 @@
 //! The dataset directory: what ncf may replace, writing it atomically, reading it whole.
 
-use super::cols::{write_negatives_cols, write_train_cols, ColsFile, NEGATIVES_COLS, TRAIN_COLS};
+use super::cols::{
+    start_train_cols, write_negatives_cols, write_train_cols, ColsFile, PendingTrainCols,
+    NEGATIVES_COLS, TRAIN_COLS,
+};
 use super::fingerprint::hex;
 use super::memory::{check_memory, check_memory_mapped};
 use super::meta::meta_from_json;
@@ -101,10 +104,21 @@ impl Dataset {
         // Timestamps left on disk by a mapped load are written back, not dropped.
         let this = self.with_timestamps()?;
         this.validate("dataset to write")?;
-        for &t in tables {
-            this.write_parquet(t, &dir.path(&format!("{t}.parquet")))?;
-        }
-        finish(dir, &this.current_meta())
+        let meta = this.current_meta();
+        // train.cols from the columns in memory, on the second core while the tables are
+        // written (its header waits for their hashes: `finish_with`).
+        let pending = std::thread::scope(|sc| {
+            let cols = tables
+                .contains(&TRAIN)
+                .then(|| sc.spawn(|| start_train_cols(&dir.path(""), &this)));
+            let written = tables
+                .iter()
+                .try_for_each(|&t| this.write_parquet(t, &dir.path(&format!("{t}.parquet"))));
+            let cols = cols.map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)));
+            written?;
+            Ok::<_, Error>(cols.transpose()?.flatten())
+        })?;
+        finish_with(dir, &meta, pending)
     }
 
     /// Write the dataset directory atomically (temp dir + rename). Refuses an existing `dir`
@@ -433,6 +447,11 @@ fn read_timestamps(path: &Path) -> Result<Option<Vec<i64>>> {
 /// The last step of every writer of a dataset directory (the in-memory [`Dataset`] and any
 /// streaming writer), once its tables are in `dir`: meta.json, then SHA256SUMS over every file.
 pub fn finish(dir: &AtomicDir, meta: &Meta) -> Result<()> {
+    finish_with(dir, meta, None)
+}
+
+/// [`finish`], with `train.cols` already written from memory but for its header (`pending`).
+fn finish_with(dir: &AtomicDir, meta: &Meta, pending: Option<PendingTrainCols>) -> Result<()> {
     let json = serde_json::to_string_pretty(meta).expect("meta serialises");
     let p = dir.path("meta.json");
     std::fs::write(&p, json + "\n").map_err(|e| Error::io(&p, e))?;
@@ -440,7 +459,9 @@ pub fn finish(dir: &AtomicDir, meta: &Meta) -> Result<()> {
     // negatives changed); SHA256SUMS does not list them (they check themselves).
     let sums = hash_files(dir)?;
     let tmp = dir.path("");
-    if dir.path(&format!("{TRAIN}.parquet")).is_file() && !dir.path(TRAIN_COLS).is_file() {
+    if let Some(p) = pending {
+        p.finish(meta, &sums)?;
+    } else if dir.path(&format!("{TRAIN}.parquet")).is_file() && !dir.path(TRAIN_COLS).is_file() {
         write_train_cols(&tmp, meta, &sums)?;
     }
     if meta.test_negatives_per_user > 0 && !dir.path(NEGATIVES_COLS).is_file() {

@@ -232,3 +232,32 @@ fn fingerprint_depends_on_order_and_sections() {
     assert_ne!(a, c);
     assert_eq!(a.len(), 64);
 }
+
+#[test]
+fn train_cols_from_memory_are_the_bytes_derived_from_the_tables() {
+    // The in-memory writer makes train.cols from its columns (beside the Parquet writes); the
+    // streaming writers derive it from the tables read back: the same bytes, with and without
+    // test negatives (whose train.cols fingerprint is then the dataset's without them).
+    let mut with_negs = tiny();
+    with_negs
+        .set_test_negatives(2, vec![0, 1, 0, 1, 2, 3], "sampled", Some(7))
+        .unwrap();
+    for ds in [tiny(), with_negs] {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("ds");
+        ds.write(&p, false).unwrap();
+        let from_memory = std::fs::read(p.join("train.cols")).unwrap();
+        let out = crate::io::AtomicDir::new(&d.path().join("derived"), &OUTPUT, false).unwrap();
+        for t in ds.tables() {
+            ds.write_parquet(t, &out.path(&format!("{t}.parquet")))
+                .unwrap();
+        }
+        finish(&out, &ds.current_meta()).unwrap();
+        let derived = std::fs::read(out.path("train.cols")).unwrap();
+        assert_eq!(from_memory.len(), derived.len());
+        assert!(
+            from_memory == derived,
+            "train.cols differs between the two writers"
+        );
+    }
+}

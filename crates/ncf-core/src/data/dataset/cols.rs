@@ -300,6 +300,11 @@ pub(super) fn start_train_cols(
     w.put(&ds.test_users[..])?;
     w.begin("test_items", 4)?;
     w.put(&ds.test_items[..])?;
+    // Flush the sections to disk now, on this thread: the directory's commit syncs every file,
+    // and then has only the header page of this one left to write.
+    let ioe = |e| Error::io(&w.path, e);
+    w.out.flush().map_err(ioe)?;
+    w.out.get_ref().sync_data().map_err(ioe)?;
     // Its fingerprint is the dataset's without test negatives: meta.json's when it has none
     // (filled in by `finish`).
     let fingerprint = match ds.test_negatives.is_empty() {

@@ -11,7 +11,7 @@
 //! (`crate::step`).
 
 use crate::device::{dropout_threshold, ActElem, Buf, DeviceExt, GemmCall, Ptr};
-use crate::kdef::{AdamWide, ColSums, LinearBwd, LinearFwd, Scatter, StashLoss, SumBlocks};
+use crate::kdef::{AdamWide, ColSums, LinearBwd, LinearFwd, StashLoss, SumBlocks};
 use crate::model::{DeviceModel, Dropout};
 use crate::trainer::CudaTrainer;
 use crate::CudaError;
@@ -348,21 +348,7 @@ impl CudaTrainer {
                 &format!("mlp.{}: bias, width {fin}", k - 1),
             )?;
         }
-        if self.det.is_some() {
-            return self.reduce_mlp_embeddings(n);
-        }
-        let e = mc.mlp_embed();
-        let k = Scatter {
-            users: md.batch.users.ptr(),
-            items: md.batch.items.ptr(),
-            batch: n as u32,
-            e: e as u32,
-            dx0: md.batch.scratch.ptr(),
-            g_user: self.gp("mlp_user_embed.weight"),
-            g_item: self.gp("mlp_item_embed.weight"),
-        };
-        let tot = (n * 2 * e) as u64;
-        d.launch(&k, d.grid_for(tot), 0, &format!("batch {n}, embed {e}"))
+        self.mlp_embedding_grads(n)
     }
 
     /// The fused step's optimiser: `ncf_adam_wide` with the per-step scalars in the step's

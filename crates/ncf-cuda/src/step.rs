@@ -129,16 +129,24 @@ impl CudaTrainer {
                 beta: 0.0,
             })?;
         }
+        self.mlp_embedding_grads(n)
+    }
+
+    /// The MLP embeddings' gradients from dx0 (in the scratch), the end of either step's
+    /// backward pass: sorted segment sums, or `ncf_scatter`'s atomics.
+    pub(crate) fn mlp_embedding_grads(&self, n: usize) -> Result<(), CudaError> {
         if self.det.is_some() {
             return self.reduce_mlp_embeddings(n);
         }
-        let e = mc.mlp_embed();
+        let md = &self.model;
+        let d = md.dev.as_ref();
+        let e = md.cfg.mlp_embed();
         let k = Scatter {
             users: md.batch.users.ptr(),
             items: md.batch.items.ptr(),
             batch: n as u32,
             e: e as u32,
-            dx0: scratch,
+            dx0: md.batch.scratch.ptr(),
             g_user: self.gp("mlp_user_embed.weight"),
             g_item: self.gp("mlp_item_embed.weight"),
         };

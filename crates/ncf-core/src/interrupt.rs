@@ -12,8 +12,9 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 /// Paths to remove if a signal ends the process, by registration id.
 static REMOVE: Mutex<Vec<(u64, PathBuf)>> = Mutex::new(Vec::new());
 static NEXT_ID: AtomicU64 = AtomicU64::new(0);
-/// Held while an output is moved into place: a signal waits for the renames to finish, so it
-/// never ends the process between moving the old version aside and moving the new one in.
+/// Held while an output is moved into place or a temp file is created: a signal waits for the
+/// renames to finish, so it never ends the process between moving the old version aside and
+/// moving the new one in, nor while a temp file it must remove is being created.
 static RENAMING: Mutex<()> = Mutex::new(());
 /// The run's own handling of the first signal, if any.
 static GRACEFUL: Mutex<Option<Graceful>> = Mutex::new(None);
@@ -40,6 +41,19 @@ pub fn remove_on_signal(path: &Path) -> RemoveOnSignal {
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
     lock(&REMOVE).push((id, path.to_path_buf()));
     RemoveOnSignal(id)
+}
+
+/// Create `path` with `create` and register it with [`remove_on_signal`], both under the
+/// [`RENAMING`] lock that a signal ending the process takes first and never releases: so the
+/// signal removes the path if it was created, and it cannot be created after the removal (a
+/// temp file left behind when a second signal lands while a checkpoint is being started).
+pub fn create_removed_on_signal<T>(
+    path: &Path,
+    create: impl FnOnce(&Path) -> std::io::Result<T>,
+) -> (RemoveOnSignal, std::io::Result<T>) {
+    let _hold = renaming();
+    let guard = remove_on_signal(path);
+    (guard, create(path))
 }
 
 impl Drop for RemoveOnSignal {

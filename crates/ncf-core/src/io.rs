@@ -450,9 +450,9 @@ where
     let path = &resolve_output(path)?;
     remove_stale_temps(path);
     let tmp = temp_name(path);
-    let _remove = crate::interrupt::remove_on_signal(&tmp);
+    let (_remove, created) = crate::interrupt::create_removed_on_signal(&tmp, create);
     let result = (|| {
-        let f = create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        let f = created.map_err(|e| Error::io(&tmp, e))?;
         let mut w = BufWriter::with_capacity(1 << 20, f);
         fill(&mut w)?;
         let mut f = w
@@ -494,8 +494,9 @@ impl AtomicDir {
         if tmp.exists() {
             let _ = fs::remove_dir_all(&tmp);
         }
-        let _remove = crate::interrupt::remove_on_signal(&tmp);
-        fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        let (_remove, made) =
+            crate::interrupt::create_removed_on_signal(&tmp, |p| fs::create_dir_all(p));
+        made.map_err(|e| Error::io(&tmp, e))?;
         Ok(AtomicDir {
             target: target.to_path_buf(),
             tmp,

@@ -285,7 +285,7 @@ fn d28_s20_negatives_that_no_epoch_can_hold_are_refused_up_front() {
         .concat(),
     );
     assert!(
-        err.contains("--negatives 4294967295: an epoch has positives × (1 + negatives) samples, at most 2^32 − 1"),
+        err.contains("--negatives 4294967295: an epoch has positives × (1 + negatives) samples and 1 + negatives must fit in 32 bits"),
         "{err}"
     );
     // the dataset's own limit names the real product

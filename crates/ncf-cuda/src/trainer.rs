@@ -283,7 +283,9 @@ fn check_inputs(
     let per_epoch = train_users.len() as u64 * (1 + cfg.negatives as u64);
     if per_epoch >= 1 << 32 {
         return Err(CudaError::Invalid(format!(
-            "an epoch must have fewer than 2^32 samples, not {per_epoch}"
+            "an epoch of {per_epoch} samples: the CUDA kernels index an epoch's samples in 32 \
+             bits, so it must have fewer than 2^32 (the CPU backend, --device cpu, trains \
+             epochs of up to 2^48)"
         )));
     }
     Ok(cap)

@@ -258,12 +258,11 @@ impl Family {
         cfg.eps = c.eps.unwrap_or(cfg.eps);
         cfg.l2 = c.l2.unwrap_or(cfg.l2);
         cfg.negatives = c.negatives.unwrap_or(cfg.negatives);
-        // An epoch has positives × (1 + negatives) samples, below 2^32: with this many
-        // negatives not even one positive fits (and 1 + negatives overflows a u32).
+        // Every backend keeps 1 + negatives (the samples per positive) in 32 bits.
         if cfg.negatives == u32::MAX {
             return Err(Error::usage(format!(
-                "--negatives {}: an epoch has positives × (1 + negatives) samples, at most \
-                 2^32 − 1, so no dataset can train with it (NVIDIA's recipe: 4)",
+                "--negatives {}: an epoch has positives × (1 + negatives) samples and 1 + \
+                 negatives must fit in 32 bits, so at most 4294967294 (NVIDIA's recipe: 4)",
                 cfg.negatives
             )));
         }

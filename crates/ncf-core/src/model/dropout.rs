@@ -28,24 +28,25 @@ pub struct DropoutKey {
 /// with unshuffled epoch index `s`: one Philox block, unit `16 b + j` is byte `j % 4` (little
 /// endian) of word `j / 4`:
 ///
-/// `rng.block(stream::DROPOUT, s, epoch, (layer << 16) | b)`.
+/// `rng.block(stream::DROPOUT, s, epoch, (layer << 16) | b)` for `s < 2^32` (an index at or
+/// above it puts its high bits above the stream's, [`Rng::block_at`]).
 ///
 /// This is the definition the CUDA kernels copy: unit `j` is kept iff
 /// `((w[(j % 16) / 4] >> (8 * (j % 4))) & 0xff) >= t`, with `t = round(p · 256)` clamped to
 /// 0..=255, and kept values are scaled by `256 / (256 − t)`.
 #[inline]
-pub fn dropout_block(rng: &Rng, s: u32, epoch: u32, layer: u32, b: u32) -> [u32; 4] {
-    rng.block(stream::DROPOUT, s, epoch, (layer << 16) | b)
+pub fn dropout_block(rng: &Rng, s: u64, epoch: u32, layer: u32, b: u32) -> [u32; 4] {
+    rng.block_at(stream::DROPOUT, s, epoch, (layer << 16) | b)
 }
 
 /// Whether unit `unit` of MLP layer `layer` of sample `s` is kept (threshold `t`).
-pub fn dropout_keep(rng: &Rng, s: u32, epoch: u32, layer: u32, unit: u32, t: u32) -> bool {
+pub fn dropout_keep(rng: &Rng, s: u64, epoch: u32, layer: u32, unit: u32, t: u32) -> bool {
     let w = dropout_block(rng, s, epoch, layer, unit / 16)[((unit % 16) / 4) as usize];
     (w >> (8 * (unit % 4))) & 0xff >= t
 }
 
 /// Keep flags of every unit of layer `layer` of sample `s`, block-wise ([`dropout_keep`] for all).
-pub fn sample_dropout_mask(key: &DropoutKey, s: u32, layer: u32, keep: &mut [bool]) {
+pub fn sample_dropout_mask(key: &DropoutKey, s: u64, layer: u32, keep: &mut [bool]) {
     for (b, chunk) in keep.chunks_mut(16).enumerate() {
         let w = dropout_block(&key.rng, s, key.epoch, layer, b as u32);
         for (j, k) in chunk.iter_mut().enumerate() {

@@ -44,13 +44,14 @@ pub struct Factored {
     pub user: Vec<u32>,
     pub item: Vec<u32>,
     pub label: Vec<f32>,
-    pub index: Vec<u32>,
+    pub index: Vec<u64>,
     su: Vec<u32>,
     si: Vec<u32>,
     /// Scratch of [`Factored::order_by_user`], kept to avoid page faults every step.
     perm: Vec<u32>,
     scratch: Vec<u32>,
     scratch_f: Vec<f32>,
+    scratch_i: Vec<u64>,
 }
 
 impl Factored {
@@ -82,7 +83,7 @@ impl Factored {
 
     /// Add one sample of the step (ids must be in range).
     #[inline]
-    pub fn push(&mut self, user: u32, item: u32, label: f32, index: u32) {
+    pub fn push(&mut self, user: u32, item: u32, label: f32, index: u64) {
         let s = &mut self.slot_user[user as usize];
         if *s == NONE {
             *s = self.users.len() as u32;
@@ -152,9 +153,12 @@ impl Factored {
         };
         apply(&mut self.user);
         apply(&mut self.item);
-        apply(&mut self.index);
         apply(&mut self.su);
         apply(&mut self.si);
+        let tmp = &mut self.scratch_i;
+        tmp.clear();
+        tmp.extend(perm.iter().map(|&k| self.index[k as usize]));
+        std::mem::swap(&mut self.index, tmp);
         let tmp = &mut self.scratch_f;
         tmp.clear();
         tmp.extend(perm.iter().map(|&k| self.label[k as usize]));

@@ -250,7 +250,7 @@ impl CpuTrainer {
                 for q in start..end {
                     let s = samples.order.apply(q);
                     let (u, i, l) = samples.sample(s)?;
-                    fac.push(u, i, l, s as u32);
+                    fac.push(u, i, l, s);
                 }
                 fac.begin(net, p);
                 let n = (end - start) as usize;
@@ -276,7 +276,7 @@ impl CpuTrainer {
                     work.user.push(u);
                     work.item.push(i);
                     work.label.push(l);
-                    work.index.push(s as u32);
+                    work.index.push(s);
                 }
                 touched.0.extend_from_slice(&work.user);
                 touched.1.extend_from_slice(&work.item);

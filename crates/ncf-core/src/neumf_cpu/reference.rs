@@ -24,11 +24,11 @@ pub struct Sample {
     pub user: u32,
     pub item: u32,
     pub label: f32,
-    pub index: u32,
+    pub index: u64,
 }
 
 /// Dropout of a training forward pass: the seed's RNG, the epoch and the sample's index.
-pub type Dropout<'a> = Option<(&'a Rng, u32, u32)>;
+pub type Dropout<'a> = Option<(&'a Rng, u32, u64)>;
 
 /// What the forward pass of one sample keeps for the backward pass.
 #[derive(Clone, Debug, Default)]
@@ -398,7 +398,7 @@ impl Trainer for RefTrainer<'_> {
                 user,
                 item,
                 label,
-                index: index as u32,
+                index,
             });
         }
         let mut grad = vec![0f32; self.model.params.len()];

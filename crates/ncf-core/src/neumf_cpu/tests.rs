@@ -59,7 +59,7 @@ fn toy_samples(n: u32, n_users: u32, n_items: u32) -> Vec<Sample> {
             user: (k * 3 + 1) % n_users,
             item: (k * 5 + 2) % n_items,
             label: (k % 3 == 0) as u32 as f32,
-            index: k,
+            index: k.into(),
         })
         .collect()
 }
@@ -143,7 +143,7 @@ fn reference_steps(
                     user,
                     item,
                     label,
-                    index: idx as u32,
+                    index: idx,
                 }
             })
             .collect();
@@ -234,6 +234,65 @@ fn fast_path_matches_reference_with_dropout() {
             assert_close(&what, t.params(), &reference_model.params, 1e-5, 1e-7);
         }
     }
+}
+
+/// An epoch of more than 2^32 samples (40 positives × (1 + 2^28) = 10.7 billion): steps at
+/// positions whose samples have 64-bit indices train exactly like the per-sample reference, and a
+/// sample's numbers (its negative, its dropout mask) are addressed by the whole index.
+#[test]
+fn epochs_past_2_pow_32_train_like_the_reference() {
+    let mc = ModelConfig {
+        kind: ModelKind::Neumf,
+        n_users: 9,
+        n_items: 11,
+        factors: 8,
+        layers: vec![40, 24, 16, 8],
+        dropout: 0.4,
+    };
+    let mut cfg = train_config(Optimizer::Adam);
+    cfg.negatives = 1 << 28;
+    let (users, items) = toy_train(9, 11);
+    let es = EpochSamples::new(
+        Rng::new(cfg.seed),
+        0,
+        cfg.negatives,
+        11,
+        NegativeMode::Approximate,
+        &users,
+        &items,
+        None,
+    );
+    assert!(es.len() > 1 << 33);
+    // Samples 2^32 apart share the low 32 bits of their index, not their draws.
+    let differ = (0..200u64)
+        .filter(|&i| {
+            let (a, b) = (40 + i, 40 + i + (1 << 32));
+            es.sample(a).unwrap().1 != es.sample(b).unwrap().1
+        })
+        .count();
+    assert!(differ > 150, "{differ} of 200 negatives 2^32 apart differ");
+    let high = (2u64 << 32) + 12_345;
+    let positions = [high..high + 64, 3..67, (1 << 32) - 20..(1 << 32) + 44];
+    let past = positions
+        .iter()
+        .flat_map(|r| r.clone())
+        .filter(|&p| es.order.apply(p) >= 1 << 32)
+        .count();
+    assert!(past > 64, "only {past} samples with indices past 2^32");
+    let model = big_model(mc, 5);
+    let mut reference = reference::RefTrainer::new(model.clone(), &cfg, &users, &items, None);
+    let mut fast = CpuTrainer::new(model, &cfg, users.clone(), items.clone(), None, 2)
+        .unwrap()
+        .with_tile(5);
+    for (step, r) in positions.iter().enumerate() {
+        let want = reference.step(0, r.clone()).unwrap().loss;
+        let got = fast.step(0, r.clone()).unwrap().loss;
+        assert!(
+            (got - want).abs() <= 1e-5 * want.abs(),
+            "step {step} at {r:?}: {got} vs {want}"
+        );
+    }
+    assert_close("params", fast.params(), &reference.model.params, 1e-5, 1e-7);
 }
 
 #[test]
@@ -435,9 +494,9 @@ fn dropout_masks_follow_the_documented_definition() {
     let mut keep = vec![false; 40];
     let mut kept = 0;
     for s in 0..500u32 {
-        sample_dropout_mask(&key, s, 1, &mut keep);
+        sample_dropout_mask(&key, s.into(), 1, &mut keep);
         for (j, k) in keep.iter().enumerate() {
-            assert_eq!(*k, dropout_keep(&rng, s, 3, 1, j as u32, t));
+            assert_eq!(*k, dropout_keep(&rng, s.into(), 3, 1, j as u32, t));
             // The definition written out.
             let w = rng.block(stream::DROPOUT, s, 3, (1 << 16) | (j as u32 / 16))[(j % 16) / 4];
             assert_eq!(*k, (w >> (8 * (j % 4))) & 0xff >= 128);

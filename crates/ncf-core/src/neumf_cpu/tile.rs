@@ -115,7 +115,7 @@ pub struct Work {
     pub item: Vec<u32>,
     pub label: Vec<f32>,
     /// Unshuffled epoch index of each sample (addresses its dropout mask).
-    pub index: Vec<u32>,
+    pub index: Vec<u64>,
     /// Factored first layer only: each row's slot in the user / item projection tables.
     pub su: Vec<u32>,
     pub si: Vec<u32>,
@@ -192,7 +192,7 @@ fn relu(z: f32) -> f32 {
 
 /// Multiply a row of layer `layer` by its dropout factors (0 or scale).
 #[inline(always)]
-fn apply_dropout(row: &mut [f32], key: &DropoutKey, s: u32, layer: u32, scale: f32) {
+fn apply_dropout(row: &mut [f32], key: &DropoutKey, s: u64, layer: u32, scale: f32) {
     for (b, chunk) in row.chunks_mut(16).enumerate() {
         let w = dropout_block(&key.rng, s, key.epoch, layer, b as u32);
         // Unit j of the block is byte j of the little-endian words.

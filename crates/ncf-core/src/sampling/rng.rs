@@ -72,6 +72,21 @@ impl Rng {
         self.block(stream, a, b, k / 4)[(k % 4) as usize]
     }
 
+    /// [`Rng::block`] addressed by a 64-bit index `i` (a sample of an epoch) in place of `a`:
+    /// its low 32 bits are word `a` and its high bits sit above the stream's 8 bits in the fourth
+    /// word, so an index below 2^32 gives the numbers it always did. `i < 2^48` ([`MAX_INDEX`]).
+    #[inline]
+    pub fn block_at(&self, stream: u32, i: u64, b: u32, c: u32) -> [u32; 4] {
+        debug_assert!(stream < 1 << 8 && i < MAX_INDEX);
+        self.block(stream | ((i >> 32) as u32) << 8, i as u32, b, c)
+    }
+
+    /// [`Rng::word`] addressed by a 64-bit index, as [`Rng::block_at`].
+    #[inline]
+    pub fn word_at(&self, stream: u32, i: u64, b: u32, k: u32) -> u32 {
+        self.block_at(stream, i, b, k / 4)[(k % 4) as usize]
+    }
+
     /// Uniform f64 in [0, 1) from two words of one block (53 bits).
     #[inline]
     pub fn uniform_f64(&self, stream: u32, a: u32, b: u32, c: u32) -> f64 {
@@ -88,6 +103,9 @@ impl Rng {
         (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
     }
 }
+
+/// Indices of [`Rng::block_at`] are below this (2^48): the high 16 bits above the stream's 8.
+pub const MAX_INDEX: u64 = 1 << 48;
 
 /// Map a uniform 32-bit word to [0, n) by multiply-shift (Lemire); the CUDA twin uses `__umulhi`.
 #[inline(always)]
@@ -188,6 +206,44 @@ mod tests {
             ),
             [0xd16cfe09, 0x94fdcceb, 0x5001e420, 0x24126ea1]
         );
+    }
+
+    #[test]
+    fn indexed_blocks_keep_the_32_bit_numbers_and_differ_above() {
+        let rng = Rng::new(11);
+        for i in [0u64, 1, 12_345, u32::MAX as u64] {
+            assert_eq!(
+                rng.block_at(stream::DROPOUT, i, 3, 7),
+                rng.block(stream::DROPOUT, i as u32, 3, 7)
+            );
+            assert_eq!(
+                rng.word_at(stream::TRAIN_NEGATIVE, i, 2, 9),
+                rng.word(stream::TRAIN_NEGATIVE, i as u32, 2, 9)
+            );
+        }
+        // Indices that agree in their low 32 bits get other numbers, and no stream's.
+        let low = rng.block_at(stream::TRAIN_NEGATIVE, 5, 0, 0);
+        let mut seen = vec![low];
+        for hi in [1u64, 2, 0xffff] {
+            let b = rng.block_at(stream::TRAIN_NEGATIVE, (hi << 32) | 5, 0, 0);
+            assert!(!seen.contains(&b), "index {hi}<<32 | 5 repeats a block");
+            seen.push(b);
+        }
+        for s in 1..=stream::VALIDATION {
+            assert!(!seen[1..].contains(&rng.block(s, 5, 0, 0)));
+        }
+    }
+
+    #[test]
+    fn permutation_beyond_2_pow_32_is_in_range_and_injective_on_a_sample() {
+        let n = 6_108_824_090u64; // ml-20mx16x32 × (1 + 4)
+        let p = Permutation::new(&Rng::new(3), stream::SHUFFLE, 0, 0, n);
+        let mut out: Vec<u64> = (0..20_000u64).map(|k| p.apply(k * (n / 20_000))).collect();
+        assert!(out.iter().all(|&v| v < n));
+        assert!(out.iter().any(|&v| v >= 1 << 32), "never reaches past 2^32");
+        out.sort_unstable();
+        out.dedup();
+        assert_eq!(out.len(), 20_000);
     }
 
     #[test]

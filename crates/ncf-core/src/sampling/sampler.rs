@@ -9,7 +9,7 @@
 
 use crate::data::csr::Csr;
 use crate::data::dataset::{TrainUsers, UsersView};
-use crate::sampling::rng::{below, stream, Permutation, Rng};
+use crate::sampling::rng::{below, stream, Permutation, Rng, MAX_INDEX};
 use crate::{Error, Result};
 
 /// How training negatives are drawn.
@@ -22,6 +22,11 @@ pub enum NegativeMode {
     /// Rejects the user's training positives.
     Exact,
 }
+
+/// Epochs have fewer samples than this (2^48): a sample's index addresses its numbers
+/// ([`Rng::block_at`]). Below 2^32 they are the numbers of the 32-bit indices ncf always used;
+/// the CUDA trainer's kernels keep 32-bit indices and refuse longer epochs.
+pub const MAX_EPOCH_SAMPLES: u64 = MAX_INDEX;
 
 /// Give up drawing after this many rejected attempts (a user who has nearly every item).
 pub const MAX_ATTEMPTS: u32 = 4096;
@@ -137,7 +142,10 @@ impl<'a> EpochSamples<'a> {
             "exact mode needs positives"
         );
         let n = users.len() as u64 * (1 + negatives as u64);
-        assert!(n < 1 << 32, "an epoch must have fewer than 2^32 samples");
+        assert!(
+            n < MAX_EPOCH_SAMPLES,
+            "an epoch must have fewer than 2^48 samples"
+        );
         let order = Permutation::new(&rng, stream::SHUFFLE, epoch, 0, n);
         EpochSamples {
             rng,
@@ -169,22 +177,22 @@ impl<'a> EpochSamples<'a> {
             return Ok((self.users.get(i), self.items[i as usize], 1.0));
         }
         let user = self.users.get((i - n_pos) % n_pos);
-        Ok((user, self.negative(user, i as u32)?, 0.0))
+        Ok((user, self.negative(user, i)?, 0.0))
     }
 
     /// The drawn item of negative sample `i`.
     #[inline]
-    pub fn negative(&self, user: u32, i: u32) -> Result<u32> {
+    pub fn negative(&self, user: u32, i: u64) -> Result<u32> {
         match self.mode {
             NegativeMode::Approximate => Ok(below(
-                self.rng.word(stream::TRAIN_NEGATIVE, i, self.epoch, 0),
+                self.rng.word_at(stream::TRAIN_NEGATIVE, i, self.epoch, 0),
                 self.n_items,
             )),
             NegativeMode::Exact => {
                 let pos = self.positives.expect("checked in new");
                 for k in 0..MAX_ATTEMPTS {
                     let item = below(
-                        self.rng.word(stream::TRAIN_NEGATIVE, i, self.epoch, k),
+                        self.rng.word_at(stream::TRAIN_NEGATIVE, i, self.epoch, k),
                         self.n_items,
                     );
                     if !pos.contains(user, item) {

@@ -12,7 +12,7 @@ use crate::eval::metrics::{EvalSet, Metrics};
 use crate::model::file::{self as modelfile, ModelMeta};
 use crate::model::{Model, ModelConfig};
 use crate::sampling::rng::Rng;
-use crate::sampling::sampler::{EpochSamples, NegativeMode};
+use crate::sampling::sampler::{EpochSamples, NegativeMode, MAX_EPOCH_SAMPLES};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -128,9 +128,9 @@ fn json_line<T: Serialize>(out: &mut dyn ReportSink, v: &T) -> Result<()> {
 /// Samples in epoch `epoch` of `data` under `cfg` (the same for every negative mode).
 pub fn epoch_len(cfg: &TrainConfig, data: &Dataset, epoch: u32) -> Result<u64> {
     let n = data.train_users.len() as u64 * (1 + cfg.negatives as u64);
-    if n >= 1 << 32 {
+    if n >= MAX_EPOCH_SAMPLES {
         return Err(Error::usage(format!(
-            "an epoch would have {n} samples ({} positives × {}): at most 2^32 − 1 are supported",
+            "an epoch would have {n} samples ({} positives × {}): at most 2^48 − 1 are supported",
             data.train_users.len(),
             1 + cfg.negatives as u64
         )));

@@ -239,7 +239,7 @@ mod tests {
             let rng = Rng::new(3);
             let loss_and_grad = |m: &Model| {
                 let acts: Vec<_> = (0..8)
-                    .map(|b| reference::forward(m, users[b], items[b], Some((&rng, 0, b as u32))))
+                    .map(|b| reference::forward(m, users[b], items[b], Some((&rng, 0, b as u64))))
                     .collect();
                 reference::batch_loss_and_grad(m, &acts, &labels)
             };

@@ -89,7 +89,7 @@ fn forward(
             *w = round_act(*w, act);
         }
     }
-    let drop = |b: usize| Some((rng, epoch, bs[b]));
+    let drop = |b: usize| Some((rng, epoch, u64::from(bs[b])));
     let x0_cpu: Vec<f64> = (0..n)
         .flat_map(|b| reference::mlp_input(&rmodel, bu[b], bi[b]))
         .map(|v| round_act(v, act) as f64)
@@ -188,7 +188,7 @@ fn final_and_bce(
     let (epoch, n) = (*epoch, *n);
     let mc = model.config.clone();
     let e = mc.mlp_embed();
-    let drop = |b: usize| Some((rng, epoch, bs[b]));
+    let drop = |b: usize| Some((rng, epoch, u64::from(bs[b])));
     let d = t.device();
     d.zero(&t.loss_sum, "loss")?;
     d.zero(&t.grads, "grads")?;

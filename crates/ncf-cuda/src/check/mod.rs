@@ -349,7 +349,7 @@ mod tests {
         assert_eq!(dropout_threshold(0.999).0, 255);
         let rng = Rng::new(1);
         let kept = (0..20_000u32)
-            .filter(|&s| dropout_keep(&rng, s, 0, 1, s % 64, 128))
+            .filter(|&s| dropout_keep(&rng, s.into(), 0, 1, s % 64, 128))
             .count();
         assert!((9_500..10_500).contains(&kept), "{kept}");
     }

@@ -16,11 +16,12 @@
 //! ~165 k distinct rows instead of 2^20 samples. It is the same math; only the order of float
 //! additions differs (tested against [`super::reference`]).
 
+use super::optim::SparseRows;
 use super::tile::{sgemm, Aggregates, Net, Projections, Work};
 use crate::model::Side;
 
 /// No slot yet.
-const NONE: u32 = u32::MAX;
+pub const NONE: u32 = u32::MAX;
 
 /// One thread's tables for the factored first layer of one step. Slots are handed out in the
 /// order users and items first appear in the thread's samples, so the result is deterministic.
@@ -40,6 +41,12 @@ pub struct Factored {
     /// Summed `dZ_0` per slot `[slots, width]`.
     agg_user: Vec<f32>,
     agg_item: Vec<f32>,
+    /// With sparse gradients ([`Factored::begin`]): the GMF embedding gradients per slot
+    /// `[slots, factors]`; the MLP embedding gradients stay in `proj_*` after
+    /// [`Factored::finish`] ([`Factored::sparse_rows`]).
+    sparse: bool,
+    gmf_user: Vec<f32>,
+    gmf_item: Vec<f32>,
     /// The thread's samples of the step and their slots.
     pub user: Vec<u32>,
     pub item: Vec<u32>,
@@ -104,11 +111,23 @@ impl Factored {
 
     /// After the step's samples are pushed: order them by user slot (stable), gather the
     /// distinct rows' MLP embeddings, compute their first-layer products and zero the
-    /// aggregates.
+    /// aggregates. `sparse`: the step's embedding gradients stay here by slot (GMF's added by
+    /// [`super::tile::backward_with`], the MLP's left by [`Factored::finish`]) instead of going
+    /// into the dense gradient vector: memory follows the distinct rows, not the model.
     ///
     /// Ordering by user turns the random reads of user projection rows (and the adds into the
     /// user aggregates) into a sequential sweep; only the order of float additions changes.
-    pub fn begin(&mut self, net: &Net, p: &[f32]) {
+    pub fn begin(&mut self, net: &Net, p: &[f32], sparse: bool) {
+        self.sparse = sparse;
+        let (nu, ni, f) = (self.users.len(), self.items.len(), net.f);
+        for (buf, rows) in [(&mut self.gmf_user, nu), (&mut self.gmf_item, ni)] {
+            buf.clear();
+            if sparse {
+                buf.resize(rows * f, 0.0);
+            } else {
+                buf.shrink_to_fit();
+            }
+        }
         self.order_by_user();
         let (e, width) = (net.e, net.layers[1]);
         let (nu, ni) = (self.users.len(), self.items.len());
@@ -192,11 +211,15 @@ impl Factored {
         Aggregates {
             user: &mut self.agg_user,
             item: &mut self.agg_item,
+            gmf: self
+                .sparse
+                .then_some((&mut self.gmf_user[..], &mut self.gmf_item[..])),
         }
     }
 
     /// After every tile's backward: add `dW_0 += Aggᵀ · E` (both halves) and the embedding
-    /// gradients `Agg · W` of every distinct row into `g` (the flat layout).
+    /// gradients `Agg · W` of every distinct row into `g` (the flat layout), or keep them by
+    /// slot with sparse gradients.
     pub fn finish(&mut self, net: &Net, p: &[f32], g: &mut [f32]) {
         let (e, width) = (net.e, net.layers[1]);
         let w0 = &p[net.w[0]..net.w[0] + width * 2 * e];
@@ -242,8 +265,28 @@ impl Factored {
                 (e, 1),
             );
         }
-        scatter_add(g, net.mlp_user, &self.users, &self.proj_user, e);
-        scatter_add(g, net.mlp_item, &self.items, &self.proj_item, e);
+        if !self.sparse {
+            scatter_add(g, net.mlp_user, &self.users, &self.proj_user, e);
+            scatter_add(g, net.mlp_item, &self.items, &self.proj_item, e);
+        }
+    }
+
+    /// With sparse gradients, after [`Factored::finish`]: this thread's embedding gradients
+    /// by slot, for the optimiser pass.
+    pub fn sparse_rows<'a>(&'a self, net: &Net) -> SparseRows<'a> {
+        debug_assert!(self.sparse);
+        let mut tables = Vec::with_capacity(4);
+        if net.f > 0 {
+            tables.push((net.mf_user, &self.gmf_user[..]));
+            tables.push((net.mf_item, &self.gmf_item[..]));
+        }
+        tables.push((net.mlp_user, &self.proj_user[..]));
+        tables.push((net.mlp_item, &self.proj_item[..]));
+        SparseRows {
+            slot_user: &self.slot_user,
+            slot_item: &self.slot_item,
+            tables,
+        }
     }
 }
 

@@ -11,7 +11,9 @@
 //! ever hold +0 where nothing was added (they start at +0, are zeroed with +0, and adding onto
 //! +0 never gives −0), so the dense pass computes `+0 + l2·p` for an untouched element exactly
 //! as `idle` does. With several ranks the gradients are all-reduced densely, so every row counts
-//! as touched.
+//! as touched. With sparse gradients ([`SparseRows`]) a thread's embedding rows come from its
+//! slot rows instead of its vector: `+0 + row` where it has the row, `+0` where not, summed in
+//! thread order — the values the dense vectors would hold, so again the same bits.
 
 use super::reference::AdamScalars;
 use crate::model::{Layout, Side};
@@ -145,6 +147,16 @@ impl Touched {
     }
 }
 
+/// One thread's embedding gradients kept by slot instead of in its dense vector (sparse
+/// gradients, [`super::factored::Factored::sparse_rows`]): the slot of each user and item
+/// ([`super::factored::NONE`]: the thread did not touch it) and, per embedding table (by the
+/// offset where it starts in the flat vector), its rows by slot.
+pub struct SparseRows<'a> {
+    pub slot_user: &'a [u32],
+    pub slot_item: &'a [u32],
+    pub tables: Vec<(usize, &'a [f32])>,
+}
+
 impl Kernel {
     /// Sum `gs[..][a..b]` into `gs[0]` (zeroing the others), update `p`, `m`, `v` (the same
     /// `a..b` of the chunk) and zero the sum. Returns non-zero when a gradient is not finite.
@@ -198,6 +210,42 @@ impl Kernel {
         bad
     }
 
+    /// The update of `a..b` with the summed gradient `g` (`b − a` values) given. Returns
+    /// non-zero when a gradient is not finite.
+    #[inline(always)]
+    fn given(
+        &self,
+        p: &mut [f32],
+        m: &mut [f32],
+        v: &mut [f32],
+        g: &[f32],
+        a: usize,
+        b: usize,
+    ) -> u32 {
+        let mut bad = 0u32;
+        let (l2, lr) = (self.l2, self.lr);
+        let iter = p[a..b]
+            .iter_mut()
+            .zip(m[a..b].iter_mut())
+            .zip(v[a..b].iter_mut())
+            .zip(g);
+        match self.opt {
+            Optimizer::Adam => {
+                for (((p, m), v), g) in iter {
+                    bad |= ((g.to_bits() & 0x7f80_0000) == 0x7f80_0000) as u32;
+                    self.adam.update(p, m, v, *g + l2 * *p);
+                }
+            }
+            Optimizer::Sgd => {
+                for (((p, _), _), g) in iter {
+                    bad |= ((g.to_bits() & 0x7f80_0000) == 0x7f80_0000) as u32;
+                    *p -= lr * (*g + l2 * *p);
+                }
+            }
+        }
+        bad
+    }
+
     /// The update of `a..b` when every thread's gradient there is zero.
     #[inline(always)]
     fn idle(&self, p: &mut [f32], m: &mut [f32], v: &mut [f32], a: usize, b: usize) {
@@ -240,13 +288,14 @@ pub fn pass(
     m: &mut [f32],
     v: &mut [f32],
     gs: &mut [&mut [f32]],
+    sparse: &[SparseRows],
 ) -> bool {
     #[cfg(target_arch = "x86_64")]
     if super::tile::has_avx2_fma() {
         // SAFETY: the CPU has the features the function is compiled for.
-        return unsafe { pass_avx2(k, segments, touched, base, p, m, v, gs) };
+        return unsafe { pass_avx2(k, segments, touched, base, p, m, v, gs, sparse) };
     }
-    pass_body(k, segments, touched, base, p, m, v, gs)
+    pass_body(k, segments, touched, base, p, m, v, gs, sparse)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -261,8 +310,9 @@ unsafe fn pass_avx2(
     m: &mut [f32],
     v: &mut [f32],
     gs: &mut [&mut [f32]],
+    sparse: &[SparseRows],
 ) -> bool {
-    pass_body(k, segments, touched, base, p, m, v, gs)
+    pass_body(k, segments, touched, base, p, m, v, gs, sparse)
 }
 
 #[inline(always)]
@@ -276,9 +326,11 @@ fn pass_body(
     m: &mut [f32],
     v: &mut [f32],
     gs: &mut [&mut [f32]],
+    sparse: &[SparseRows],
 ) -> bool {
     let end = base + p.len();
     let mut bad = 0u32;
+    let mut sum = Vec::new();
     for seg in segments {
         let (lo, hi) = (seg.range.start.max(base), seg.range.end.min(end));
         if lo >= hi {
@@ -288,6 +340,19 @@ fn pass_body(
             bad |= k.dense(p, m, v, gs, lo - base, hi - base);
             continue;
         };
+        // With sparse gradients, each thread's rows of this table by slot.
+        let by_slot: Vec<(&[u32], &[f32])> = sparse
+            .iter()
+            .filter_map(|s| {
+                let table = s.tables.iter().find(|(at, _)| *at == seg.range.start)?.1;
+                let slots = match side {
+                    Side::User => s.slot_user,
+                    Side::Item => s.slot_item,
+                };
+                Some((slots, table))
+            })
+            .collect();
+        debug_assert!(by_slot.is_empty() || by_slot.len() == sparse.len());
         // Runs of rows with the same flag: touched rows read the gradients, the others not.
         let flags = t.flags(side);
         let row = |x: usize| (x - seg.range.start) / width;
@@ -301,7 +366,37 @@ fn pass_body(
                 r += 1;
                 y = row_end(r);
             }
-            if on {
+            if on && !by_slot.is_empty() {
+                // Row by row: the threads' gradients summed in thread order as the dense pass
+                // sums their vectors (a thread's dense value is +0 + its slot row, or +0).
+                let mut a = x;
+                while a < y {
+                    let r = row(a);
+                    let b = row_end(r).min(y);
+                    let col = a - (seg.range.start + r * width);
+                    sum.clear();
+                    for (t, (slots, table)) in by_slot.iter().enumerate() {
+                        let slot = slots[r];
+                        let at = slot as usize * width + col;
+                        let part =
+                            (slot != super::factored::NONE).then(|| &table[at..at + (b - a)]);
+                        if t == 0 {
+                            match part {
+                                Some(g) => sum.extend(g.iter().map(|g| 0.0 + g)),
+                                None => sum.resize(b - a, 0.0),
+                            }
+                        } else if let Some(g) = part {
+                            // (Adding a +0 where a thread has no row changes nothing: the sum
+                            // is never −0.)
+                            for (s, g) in sum.iter_mut().zip(g) {
+                                *s += 0.0 + g;
+                            }
+                        }
+                    }
+                    bad |= k.given(p, m, v, &sum, a - base, b - base);
+                    a = b;
+                }
+            } else if on {
                 bad |= k.dense(p, m, v, gs, x - base, y - base);
             } else {
                 k.idle(p, m, v, x - base, y - base);

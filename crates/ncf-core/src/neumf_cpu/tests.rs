@@ -655,6 +655,7 @@ fn optimiser_pass_equals_the_scalar_update() {
                             &mut m[start..end],
                             &mut v[start..end],
                             &mut gs,
+                            &[],
                         );
                         start = end;
                     }
@@ -686,10 +687,181 @@ fn optimiser_pass_equals_the_scalar_update() {
                         &mut m,
                         &mut v,
                         &mut gs,
+                        &[],
                     );
                     assert!(!ok, "{opt:?}: gradient {bad} at {at} not reported");
                 }
             }
+        }
+    }
+}
+
+/// Sparse gradients: the optimiser pass over threads whose embedding gradients are kept by slot
+/// (each thread touching its own subset of rows, slots in any order, a −0 among the values)
+/// gives the bits of the dense pass over the same gradients scattered into dense vectors
+/// (`+0 + row`), leaves the dense vectors' tables unwritten, cuts anywhere, and reports a
+/// non-finite gradient in a slot row.
+#[test]
+fn optimiser_pass_over_slot_rows_equals_the_dense_pass() {
+    use super::factored::NONE;
+    use super::optim::{self, Kernel, SparseRows, Touched};
+    use crate::model::Side;
+    let model = big_model(config(ModelKind::Neumf, vec![8, 4], 0.0), 3);
+    let segs = optim::segments(&model.layout);
+    let n = model.layout.total;
+    let (users, items) = ([1u32, 3, 4], [0u32, 4, 6]);
+    let val = |k: usize, salt: u32| {
+        let x = crate::sampling::rng::Rng::new(9).uniform_f64(salt, k as u32, 0, 0);
+        (x as f32 - 0.5) * 0.02
+    };
+    let tables: Vec<(usize, Side, usize)> = segs
+        .iter()
+        .filter_map(|s| s.rows.map(|(side, w)| (s.range.start, side, w)))
+        .collect();
+    assert_eq!(tables.len(), 4);
+    for opt in [Optimizer::Adam, Optimizer::Sgd] {
+        for threads in 1..=3usize {
+            let mut cfg = train_config(opt);
+            cfg.l2 = 0.01;
+            let kernel = Kernel {
+                opt,
+                adam: AdamScalars::new(&cfg, 3),
+                lr: cfg.lr,
+                l2: cfg.l2,
+            };
+            // Thread t touches the ids with (id + t) % 3 != 1 (thread 0: all of them), slots
+            // handed out in reverse order.
+            let has = |t: usize, id: u32| t == 0 || (id as usize + t) % 3 != 1;
+            let mut slots: Vec<(Vec<u32>, Vec<u32>)> = vec![];
+            for t in 0..threads {
+                let mut su = vec![NONE; 5];
+                let mut si = vec![NONE; 7];
+                for (map, ids) in [(&mut su, &users[..]), (&mut si, &items[..])] {
+                    let mine: Vec<u32> = ids.iter().copied().filter(|&i| has(t, i)).collect();
+                    for (slot, &id) in mine.iter().rev().enumerate() {
+                        map[id as usize] = slot as u32;
+                    }
+                }
+                slots.push((su, si));
+            }
+            let dense_parts: Vec<Vec<f32>> = (0..threads)
+                .map(|t| (0..n).map(|k| val(k, 10 + t as u32)).collect())
+                .collect();
+            // Slot rows of each thread's tables, and the dense vectors they stand for.
+            let mut rows: Vec<Vec<Vec<f32>>> = vec![];
+            let mut dense = dense_parts.clone();
+            for t in 0..threads {
+                let mut per_table = vec![];
+                for (ti, &(start, side, w)) in tables.iter().enumerate() {
+                    let map = match side {
+                        Side::User => &slots[t].0,
+                        Side::Item => &slots[t].1,
+                    };
+                    let count = map.iter().filter(|&&s| s != NONE).count();
+                    let mut buf = vec![0f32; count * w];
+                    for (id, &slot) in map.iter().enumerate() {
+                        let at = start + id * w;
+                        match slot {
+                            NONE => dense[t][at..at + w].iter_mut().for_each(|x| *x = 0.0),
+                            slot => {
+                                for j in 0..w {
+                                    let x = if j == 1 && ti == 2 {
+                                        -0.0
+                                    } else {
+                                        val(at + j, 30 + t as u32)
+                                    };
+                                    buf[slot as usize * w + j] = x;
+                                    dense[t][at + j] = 0.0 + x;
+                                }
+                            }
+                        }
+                    }
+                    per_table.push(buf);
+                }
+                rows.push(per_table);
+            }
+            let mut sparse_dense = dense_parts.clone();
+            for g in sparse_dense.iter_mut() {
+                for &(start, side, w) in &tables {
+                    let rows = match side {
+                        Side::User => 5,
+                        Side::Item => 7,
+                    };
+                    g[start..start + rows * w].iter_mut().for_each(|x| *x = 0.0);
+                }
+            }
+            let sparse_rows = |rows: &[Vec<Vec<f32>>]| -> Vec<Vec<(usize, Vec<f32>)>> {
+                rows.iter()
+                    .map(|per| {
+                        tables
+                            .iter()
+                            .zip(per)
+                            .map(|(t, b)| (t.0, b.clone()))
+                            .collect()
+                    })
+                    .collect()
+            };
+            let mut touched = Touched::new(5, 7);
+            touched.mark(Side::User, &users);
+            touched.mark(Side::Item, &items);
+            let p0 = model.params.clone();
+            let m0: Vec<f32> = (0..n).map(|k| val(k, 2)).collect();
+            let v0: Vec<f32> = (0..n).map(|k| val(k, 3).abs() * 1e-2).collect();
+            let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            let run = |g: &mut Vec<Vec<f32>>, sr: &[Vec<(usize, Vec<f32>)>], per: usize| {
+                let (mut p, mut m, mut v) = (p0.clone(), m0.clone(), v0.clone());
+                let views: Vec<SparseRows> = sr
+                    .iter()
+                    .zip(&slots)
+                    .map(|(tabs, (su, si))| SparseRows {
+                        slot_user: su,
+                        slot_item: si,
+                        tables: tabs.iter().map(|(at, b)| (*at, &b[..])).collect(),
+                    })
+                    .collect();
+                let mut ok = true;
+                let mut start = 0;
+                while start < n {
+                    let end = (start + per).min(n);
+                    let mut gs: Vec<&mut [f32]> =
+                        g.iter_mut().map(|g| &mut g[start..end]).collect();
+                    ok &= optim::pass(
+                        &kernel,
+                        &segs,
+                        Some(&touched),
+                        start,
+                        &mut p[start..end],
+                        &mut m[start..end],
+                        &mut v[start..end],
+                        &mut gs,
+                        &views,
+                    );
+                    start = end;
+                }
+                (ok, p, m, v)
+            };
+            let (ok, p1, m1, v1) = run(&mut dense.clone(), &[], n);
+            assert!(ok);
+            for per in [n, 16, 13, 5] {
+                let what = format!("{opt:?}, {threads} threads, chunks of {per}");
+                let mut g = sparse_dense.clone();
+                let (ok, p, m, v) = run(&mut g, &sparse_rows(&rows), per);
+                assert!(ok, "{what}: finite gradients reported as not finite");
+                assert_eq!(bits(&p1), bits(&p), "{what}: parameters differ");
+                assert_eq!(bits(&m1), bits(&m), "{what}: m differs");
+                assert_eq!(bits(&v1), bits(&v), "{what}: v differs");
+                assert!(
+                    g.iter().flatten().all(|&x| x == 0.0),
+                    "{what}: gradients not zeroed"
+                );
+            }
+            let mut bad = rows.clone();
+            bad[threads - 1][3][1] = f32::NAN;
+            let (ok, ..) = run(&mut sparse_dense.clone(), &sparse_rows(&bad), 13);
+            assert!(
+                !ok,
+                "{opt:?} {threads} threads: a NaN slot row not reported"
+            );
         }
     }
 }

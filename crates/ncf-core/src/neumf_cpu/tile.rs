@@ -248,6 +248,9 @@ pub struct Projections<'a> {
 pub struct Aggregates<'a> {
     pub user: &'a mut [f32],
     pub item: &'a mut [f32],
+    /// Sparse gradients: the GMF embedding gradients by user and item slot (`[slots, factors]`)
+    /// instead of the dense vector's rows (same additions in the same order).
+    pub gmf: Option<(&'a mut [f32], &'a mut [f32])>,
 }
 
 /// Forward pass of the `n = work.user.len()` samples in `work`: fills `work.xs` and `work.logit`.
@@ -447,9 +450,11 @@ fn backward_body(
     let f = net.f;
     let nl = net.n_linear();
     let lo = if nl > 0 { net.layers[nl] } else { 0 };
+    let mut first = first;
+    let mut gmf = first.as_mut().and_then(|a| a.gmf.as_mut());
     // Final layer.
     for r in 0..n {
-        if f > 0 && r + AHEAD < n {
+        if f > 0 && r + AHEAD < n && gmf.is_none() {
             let (u, i) = (work.user[r + AHEAD] as usize, work.item[r + AHEAD] as usize);
             prefetch(&g[net.mf_user + u * f..net.mf_user + (u + 1) * f]);
             prefetch(&g[net.mf_item + i * f..net.mf_item + (i + 1) * f]);
@@ -459,12 +464,29 @@ fn backward_body(
         if f > 0 {
             let (u, i) = (work.user[r] as usize, work.item[r] as usize);
             let (ou, oi) = (net.mf_user + u * f, net.mf_item + i * f);
+            // The embedding gradients go to the dense rows or to the rows' slots.
+            let (gu, gi) = match gmf.as_mut() {
+                Some((gu, gi)) => {
+                    let (a, b) = (work.su[r] as usize * f, work.si[r] as usize * f);
+                    (&mut gu[a..a + f], &mut gi[b..b + f])
+                }
+                None if ou < oi => {
+                    let (lo_part, hi_part) = g.split_at_mut(oi);
+                    (&mut lo_part[ou..ou + f], &mut hi_part[..f])
+                }
+                None => {
+                    let (lo_part, hi_part) = g.split_at_mut(ou);
+                    (&mut hi_part[..f], &mut lo_part[oi..oi + f])
+                }
+            };
             for j in 0..f {
-                let (mu, mi, w) = (p[ou + j], p[oi + j], p[net.fw + j]);
-                g[net.fw + j] += d * (mu * mi);
-                let dg = d * w;
-                g[ou + j] += dg * mi;
-                g[oi + j] += dg * mu;
+                let (mu, mi) = (p[ou + j], p[oi + j]);
+                let dg = d * p[net.fw + j];
+                gu[j] += dg * mi;
+                gi[j] += dg * mu;
+            }
+            for j in 0..f {
+                g[net.fw + j] += d * (p[ou + j] * p[oi + j]);
             }
         }
         if nl > 0 {

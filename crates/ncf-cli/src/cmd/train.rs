@@ -466,7 +466,7 @@ fn resume_from(
     exact: bool,
 ) -> Result<(CheckpointMeta, OptimizerState)> {
     let (meta, state) = checkpoint::load(dir)?;
-    let mc = trainer.model()?.config;
+    let mc = trainer.model_config()?;
     let not_exact = || {
         if meta.backend != trainer.name() {
             Some(format!(
@@ -666,13 +666,15 @@ pub fn run(a: Args) -> Result<()> {
     train::run(trainer.as_mut(), &cfg, &train_data, &opts, &mut out)?;
     if ranked {
         // Every rank holds the same parameters: the GPU check compares these lines.
-        let params = trainer.model()?.params;
-        ncf_core::interrupt::note(&format!(
-            "ncf-train: rank {} of {}: parameters sha256 {}",
-            ranks.rank,
-            ranks.world,
-            modelfile::params_sha256(&params)
-        ));
+        trainer.with_model(&mut |m| {
+            ncf_core::interrupt::note(&format!(
+                "ncf-train: rank {} of {}: parameters sha256 {}",
+                ranks.rank,
+                ranks.world,
+                modelfile::params_sha256(&m.params)
+            ));
+            Ok(())
+        })?;
     }
     trainer.finish()?;
     // A completed run needs no checkpoint unless one was asked for.

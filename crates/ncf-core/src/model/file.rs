@@ -99,6 +99,35 @@ pub fn written_by_ncf(path: &Path) -> std::result::Result<(), String> {
 }
 
 /// Little-endian bytes of `x` (the tensor data of model files and checkpoints).
+/// `x` as little-endian bytes, a block at a time into `f` (no copy of the whole of `x`: a
+/// model's tables are gigabytes at MLPerf's scale).
+pub(crate) fn for_le_blocks<E>(
+    x: &[f32],
+    mut f: impl FnMut(&[u8]) -> std::result::Result<(), E>,
+) -> std::result::Result<(), E> {
+    let mut b = Vec::with_capacity(1 << 18);
+    for block in x.chunks(1 << 16) {
+        b.clear();
+        for v in block {
+            b.extend_from_slice(&v.to_le_bytes());
+        }
+        f(&b)?;
+    }
+    Ok(())
+}
+
+/// Lower-case hex SHA-256 of `x`'s little-endian bytes.
+fn sha256_f32_hex(x: &[f32]) -> String {
+    let mut h = Sha256::new();
+    for_le_blocks(x, |b| {
+        h.update(b);
+        Ok::<(), ()>(())
+    })
+    .expect("hashing does not fail");
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
 pub(crate) fn tensor_bytes(x: &[f32]) -> Vec<u8> {
     let mut b = Vec::with_capacity(x.len() * 4);
     for v in x {
@@ -118,8 +147,7 @@ pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
 /// Hex sha256 of a flat parameter vector (layout order, padding included, f32 little-endian):
 /// the ranks of a data-parallel run print it at the end, and every rank's must be the same.
 pub fn params_sha256(params: &[f32]) -> String {
-    let bytes: Vec<u8> = params.iter().flat_map(|v| v.to_le_bytes()).collect();
-    sha256_hex(&bytes)
+    sha256_f32_hex(params)
 }
 
 fn to_json<T: Serialize>(v: &T) -> String {
@@ -180,10 +208,7 @@ pub fn save(path: &Path, model: &Model, meta: &ModelMeta) -> Result<()> {
     }
     let mut hashes = BTreeMap::new();
     for t in &model.layout.tensors {
-        hashes.insert(
-            t.name.clone(),
-            sha256_hex(&tensor_bytes(&model.params[t.range()])),
-        );
+        hashes.insert(t.name.clone(), sha256_f32_hex(&model.params[t.range()]));
     }
     let h = header(model, meta, &hashes);
     crate::io::write_atomic(path, |w| {
@@ -191,8 +216,7 @@ pub fn save(path: &Path, model: &Model, meta: &ModelMeta) -> Result<()> {
         w.write_all(&(h.len() as u64).to_le_bytes()).map_err(io)?;
         w.write_all(&h).map_err(io)?;
         for t in &model.layout.tensors {
-            w.write_all(&tensor_bytes(&model.params[t.range()]))
-                .map_err(io)?;
+            for_le_blocks(&model.params[t.range()], |b| w.write_all(b)).map_err(io)?;
         }
         Ok(())
     })

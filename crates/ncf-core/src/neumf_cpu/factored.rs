@@ -17,7 +17,7 @@
 //! additions differs (tested against [`super::reference`]).
 
 use super::optim::SparseRows;
-use super::tile::{sgemm, Aggregates, Net, Projections, Work};
+use super::tile::{sgemm, Aggregates, Net, Projections, SlotGrads, Work};
 use crate::model::Side;
 
 /// No slot yet.
@@ -47,6 +47,11 @@ pub struct Factored {
     sparse: bool,
     gmf_user: Vec<f32>,
     gmf_item: Vec<f32>,
+    /// Without the factored first layer ([`Factored::begin_rows`]): the MLP embedding
+    /// gradients per slot `[slots, e]`.
+    per_sample: bool,
+    mlp_user: Vec<f32>,
+    mlp_item: Vec<f32>,
     /// The thread's samples of the step and their slots.
     pub user: Vec<u32>,
     pub item: Vec<u32>,
@@ -118,16 +123,7 @@ impl Factored {
     /// Ordering by user turns the random reads of user projection rows (and the adds into the
     /// user aggregates) into a sequential sweep; only the order of float additions changes.
     pub fn begin(&mut self, net: &Net, p: &[f32], sparse: bool) {
-        self.sparse = sparse;
-        let (nu, ni, f) = (self.users.len(), self.items.len(), net.f);
-        for (buf, rows) in [(&mut self.gmf_user, nu), (&mut self.gmf_item, ni)] {
-            buf.clear();
-            if sparse {
-                buf.resize(rows * f, 0.0);
-            } else {
-                buf.shrink_to_fit();
-            }
-        }
+        self.size_slot_grads(net, sparse, false);
         self.order_by_user();
         let (e, width) = (net.e, net.layers[1]);
         let (nu, ni) = (self.users.len(), self.items.len());
@@ -144,6 +140,32 @@ impl Factored {
         for (agg, rows) in [(&mut self.agg_user, nu), (&mut self.agg_item, ni)] {
             agg.clear();
             agg.resize(rows * width, 0.0);
+        }
+    }
+
+    /// Without the factored first layer, after the step's samples are pushed: zeroed slot rows
+    /// for the embedding gradients of every table ([`Factored::slot_grads`]); the samples keep
+    /// the order they were pushed in.
+    pub fn begin_rows(&mut self, net: &Net) {
+        self.size_slot_grads(net, true, true);
+    }
+
+    fn size_slot_grads(&mut self, net: &Net, sparse: bool, per_sample: bool) {
+        (self.sparse, self.per_sample) = (sparse, per_sample);
+        let (nu, ni) = (self.users.len(), self.items.len());
+        let (f, e) = (net.f, if per_sample { net.e } else { 0 });
+        for (buf, width, rows) in [
+            (&mut self.gmf_user, f, nu),
+            (&mut self.gmf_item, f, ni),
+            (&mut self.mlp_user, e, nu),
+            (&mut self.mlp_item, e, ni),
+        ] {
+            buf.clear();
+            if sparse && width > 0 {
+                buf.resize(rows * width, 0.0);
+            } else {
+                buf.shrink_to_fit();
+            }
         }
     }
 
@@ -211,10 +233,34 @@ impl Factored {
         Aggregates {
             user: &mut self.agg_user,
             item: &mut self.agg_item,
-            gmf: self
-                .sparse
-                .then_some((&mut self.gmf_user[..], &mut self.gmf_item[..])),
         }
+    }
+
+    /// [`Factored::aggregates`] and [`Factored::slot_grads`] together (for
+    /// [`super::tile::backward_with`]).
+    pub fn targets(&mut self) -> (Aggregates<'_>, Option<SlotGrads<'_>>) {
+        let slots = self.sparse.then_some(SlotGrads {
+            gmf_user: &mut self.gmf_user,
+            gmf_item: &mut self.gmf_item,
+            mlp_user: &mut self.mlp_user,
+            mlp_item: &mut self.mlp_item,
+        });
+        let agg = Aggregates {
+            user: &mut self.agg_user,
+            item: &mut self.agg_item,
+        };
+        (agg, slots)
+    }
+
+    /// With sparse gradients: where [`super::tile::backward_with`] adds the embedding
+    /// gradients by slot.
+    pub fn slot_grads(&mut self) -> Option<SlotGrads<'_>> {
+        self.sparse.then_some(SlotGrads {
+            gmf_user: &mut self.gmf_user,
+            gmf_item: &mut self.gmf_item,
+            mlp_user: &mut self.mlp_user,
+            mlp_item: &mut self.mlp_item,
+        })
     }
 
     /// After every tile's backward: add `dW_0 += Aggᵀ · E` (both halves) and the embedding
@@ -280,8 +326,14 @@ impl Factored {
             tables.push((net.mf_user, &self.gmf_user[..]));
             tables.push((net.mf_item, &self.gmf_item[..]));
         }
-        tables.push((net.mlp_user, &self.proj_user[..]));
-        tables.push((net.mlp_item, &self.proj_item[..]));
+        if net.e > 0 {
+            let (mu, mi) = match self.per_sample {
+                true => (&self.mlp_user, &self.mlp_item),
+                false => (&self.proj_user, &self.proj_item),
+            };
+            tables.push((net.mlp_user, &mu[..]));
+            tables.push((net.mlp_item, &mi[..]));
+        }
         SparseRows {
             slot_user: &self.slot_user,
             slot_item: &self.slot_item,

@@ -46,11 +46,11 @@ pub const DEFAULT_TILE: usize = 128;
 /// samples from [`EpochSamples`] in tiles of `tile` rows, runs [`tile::forward`] and
 /// [`tile::backward`] and adds gradients into its own gradient vector (same layout as the
 /// parameters). The first MLP layer is factored over the distinct users and items of each
-/// thread's share ([`factored`], [`FirstLayer`]); then (one rank) the embedding gradients stay
-/// by slot of those distinct rows ("sparse gradients") and the vector's embedding tables are
-/// never written, so their pages cost no memory: a thread's gradients take memory by the
-/// step's distinct rows, not by the model's (at MLPerf's ml-20mx16x32 that is 2.3 GB per
-/// thread less). Without factoring (GMF, [`FirstLayer::PerSample`]) or across ranks (the
+/// thread's share ([`factored`], [`FirstLayer`]). On one rank the embedding gradients stay by
+/// slot of the share's distinct rows ("sparse gradients", slots handed out by [`Factored`]
+/// with either first layer) and the vector's embedding tables are never written, so their
+/// pages cost no memory: a thread's gradients take memory by the step's distinct rows, not by
+/// the model's (at MLPerf's ml-20mx16x32, 2.3 GB per thread less). Across ranks (the
 /// all-reduce sums dense vectors) embedding rows are scattered into the vector. One parallel
 /// pass then sums the per-thread gradients in thread order, zeroes them and applies the
 /// optimiser to every parameter: the same bits either way.
@@ -78,8 +78,10 @@ pub struct CpuTrainer {
     /// Their union, for the optimiser pass.
     touched: Touched,
     /// The last step kept its embedding gradients by slot in `factored` (sparse gradients:
-    /// one rank, factored first layer), not in `grads`.
+    /// one rank), not in `grads`.
     sparse: bool,
+    /// Scatter embedding gradients into the dense vectors on one rank too (tests: the same bits).
+    dense_only: bool,
     /// The other ranks of a data-parallel run ([`crate::dist`]); a group of one by default.
     group: Group,
 }
@@ -152,6 +154,7 @@ impl CpuTrainer {
             touched_by: vec![],
             touched: Touched::new(model.config.n_users, model.config.n_items),
             sparse: false,
+            dense_only: false,
             group: Group::single(),
             model,
         })
@@ -168,6 +171,13 @@ impl CpuTrainer {
     /// last bits).
     pub fn with_first_layer(mut self, first: FirstLayer) -> Self {
         self.first_layer = first;
+        self
+    }
+
+    /// Keep embedding gradients in dense vectors even on one rank (for tests).
+    #[cfg(test)]
+    pub(crate) fn with_dense_grads(mut self) -> Self {
+        self.dense_only = true;
         self
     }
 
@@ -225,7 +235,10 @@ impl CpuTrainer {
                 .collect();
         }
         let factor = self.first_layer == FirstLayer::Factored && self.net.n_linear() > 0;
-        if factor && self.factored.len() != threads {
+        // One rank: embedding gradients stay by slot of the step's distinct rows (the ranks
+        // all-reduce dense vectors).
+        let sparse = self.group.world() == 1 && !self.dense_only;
+        if (factor || sparse) && self.factored.len() != threads {
             let (nu, ni) = (self.model.config.n_users, self.model.config.n_items);
             self.factored = (0..threads).map(|_| Factored::new(nu, ni)).collect();
         }
@@ -236,9 +249,6 @@ impl CpuTrainer {
         // The batch is split into world × threads chunks; this rank's threads take theirs, so
         // chunk boundaries (and results) of R ranks × T threads equal 1 rank × R·T threads.
         let (rank, world) = (self.group.rank(), self.group.world());
-        // One rank, factored: embedding gradients stay by slot (the ranks all-reduce dense
-        // vectors).
-        let sparse = factor && world == 1;
         self.sparse = sparse;
         let parts = (world * threads) as u64;
         let chunk = |k: usize| positions.start + batch * (rank * threads + k) as u64 / parts;
@@ -265,15 +275,28 @@ impl CpuTrainer {
                     let (u, i, l) = samples.sample(s)?;
                     fac.push(u, i, l, s);
                 }
-                fac.begin(net, p, sparse);
                 let n = (end - start) as usize;
-                for from in (0..n).step_by(tile) {
-                    fac.load_tile(work, from..(from + tile).min(n));
-                    tile::forward_with(net, p, work, dropout, Some(fac.projections()));
-                    dlogits(work, &mut loss);
-                    tile::backward_with(net, p, work, g, scale, Some(fac.aggregates()));
+                if factor {
+                    fac.begin(net, p, sparse);
+                    for from in (0..n).step_by(tile) {
+                        fac.load_tile(work, from..(from + tile).min(n));
+                        tile::forward_with(net, p, work, dropout, Some(fac.projections()));
+                        dlogits(work, &mut loss);
+                        let (agg, slots) = fac.targets();
+                        tile::backward_with(net, p, work, g, scale, Some(agg), slots);
+                    }
+                    fac.finish(net, p, g);
+                } else {
+                    // Sparse gradients of the per-sample first layer: the samples in their
+                    // order, tiles as below, embedding gradients by slot.
+                    fac.begin_rows(net);
+                    for from in (0..n).step_by(tile) {
+                        fac.load_tile(work, from..(from + tile).min(n));
+                        tile::forward(net, p, work, dropout);
+                        dlogits(work, &mut loss);
+                        tile::backward_with(net, p, work, g, scale, None, fac.slot_grads());
+                    }
                 }
-                fac.finish(net, p, g);
                 let (users, items) = fac.distinct();
                 touched.0.extend_from_slice(users);
                 touched.1.extend_from_slice(items);
@@ -300,7 +323,7 @@ impl CpuTrainer {
             }
             Ok(loss)
         };
-        let mut facs: Vec<Option<&mut Factored>> = if factor {
+        let mut facs: Vec<Option<&mut Factored>> = if factor || sparse {
             self.factored.iter_mut().map(Some).collect()
         } else {
             (0..threads).map(|_| None).collect()
@@ -497,6 +520,10 @@ impl Trainer for CpuTrainer {
 
     fn model(&mut self) -> Result<Model> {
         Ok(self.model.clone())
+    }
+
+    fn with_model(&mut self, f: &mut dyn FnMut(&Model) -> Result<()>) -> Result<()> {
+        f(&self.model)
     }
 
     fn save_state(&mut self) -> Result<OptimizerState> {

@@ -295,6 +295,57 @@ fn epochs_past_2_pow_32_train_like_the_reference() {
     assert_close("params", fast.params(), &reference.model.params, 1e-5, 1e-7);
 }
 
+/// Sparse gradients (embedding rows by slot, one rank) train to the bits of dense per-thread
+/// vectors: every model kind, both first layers, Adam and SGD, 1 to 3 threads, with dropout.
+#[test]
+fn sparse_gradients_give_the_bits_of_dense_ones() {
+    let layers_of = |kind| match kind {
+        ModelKind::Gmf => vec![8, 6],
+        _ => vec![40, 24, 16, 8],
+    };
+    let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    for kind in [ModelKind::Neumf, ModelKind::Gmf, ModelKind::Mlp] {
+        for first in [FirstLayer::Factored, FirstLayer::PerSample] {
+            for (opt, threads) in [
+                (Optimizer::Adam, 1),
+                (Optimizer::Adam, 3),
+                (Optimizer::Sgd, 2),
+            ] {
+                let mc = ModelConfig {
+                    kind,
+                    n_users: 9,
+                    n_items: 11,
+                    factors: 8,
+                    layers: layers_of(kind),
+                    dropout: 0.4,
+                };
+                let mut cfg = train_config(opt);
+                cfg.l2 = 1e-3;
+                let (users, items) = toy_train(9, 11);
+                let run = |dense: bool| {
+                    let model = big_model(mc.clone(), 5);
+                    let mut t =
+                        CpuTrainer::new(model, &cfg, users.clone(), items.clone(), None, threads)
+                            .unwrap()
+                            .with_tile(5)
+                            .with_first_layer(first);
+                    if dense {
+                        t = t.with_dense_grads();
+                    }
+                    let losses: Vec<u32> = (0..4u64)
+                        .map(|s| t.step(0, s * 37..(s + 1) * 37).unwrap().loss.to_bits())
+                        .collect();
+                    (losses, bits(t.params()), bits(&t.m), bits(&t.v))
+                };
+                assert!(
+                    run(false) == run(true),
+                    "{kind:?} {first:?} {opt:?} {threads} threads: sparse and dense differ"
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn same_seed_and_threads_give_identical_params() {
     let mc = ModelConfig {

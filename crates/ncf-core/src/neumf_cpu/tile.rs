@@ -248,9 +248,18 @@ pub struct Projections<'a> {
 pub struct Aggregates<'a> {
     pub user: &'a mut [f32],
     pub item: &'a mut [f32],
-    /// Sparse gradients: the GMF embedding gradients by user and item slot (`[slots, factors]`)
-    /// instead of the dense vector's rows (same additions in the same order).
-    pub gmf: Option<(&'a mut [f32], &'a mut [f32])>,
+}
+
+/// Sparse gradients: a thread's embedding gradients by user and item slot (`work.su`,
+/// `work.si`) instead of in the dense vector's rows (the same additions in the same order).
+/// GMF rows are `[slots, factors]`; MLP rows `[slots, e]` (unused with [`Aggregates`]: the
+/// factored first layer makes them once per slot, [`super::factored::Factored::finish`]).
+#[derive(Debug)]
+pub struct SlotGrads<'a> {
+    pub gmf_user: &'a mut [f32],
+    pub gmf_item: &'a mut [f32],
+    pub mlp_user: &'a mut [f32],
+    pub mlp_item: &'a mut [f32],
 }
 
 /// Forward pass of the `n = work.user.len()` samples in `work`: fills `work.xs` and `work.logit`.
@@ -303,8 +312,9 @@ unsafe fn backward_avx2(
     g: &mut [f32],
     scale: f32,
     first: Option<Aggregates>,
+    slots: Option<SlotGrads>,
 ) {
-    backward_body(net, p, work, g, scale, first)
+    backward_body(net, p, work, g, scale, first, slots)
 }
 
 #[inline(always)]
@@ -415,12 +425,13 @@ fn forward_body(
 /// Backward pass of the tile after [`forward`]: adds the gradients of `Σ dlogit · logit` to `g`
 /// (the flat layout), given `work.dlogit`.
 pub fn backward(net: &Net, p: &[f32], work: &mut Work, g: &mut [f32], scale: f32) {
-    backward_with(net, p, work, g, scale, None)
+    backward_with(net, p, work, g, scale, None, None)
 }
 
 /// [`backward`] after [`forward_with`] with projections: the first layer's `dZ_0` rows are
 /// added into `first` (by slot) instead of becoming `dW_0` and embedding gradients here; its
-/// bias gradient is still added to `g`.
+/// bias gradient is still added to `g`. With `slots`, embedding gradients go there by slot
+/// instead of into `g`.
 pub fn backward_with(
     net: &Net,
     p: &[f32],
@@ -428,13 +439,14 @@ pub fn backward_with(
     g: &mut [f32],
     scale: f32,
     first: Option<Aggregates>,
+    slots: Option<SlotGrads>,
 ) {
     #[cfg(target_arch = "x86_64")]
     if has_avx2_fma() {
         // SAFETY: the CPU has the features the function is compiled for.
-        return unsafe { backward_avx2(net, p, work, g, scale, first) };
+        return unsafe { backward_avx2(net, p, work, g, scale, first, slots) };
     }
-    backward_body(net, p, work, g, scale, first)
+    backward_body(net, p, work, g, scale, first, slots)
 }
 
 #[inline(always)]
@@ -445,16 +457,15 @@ fn backward_body(
     g: &mut [f32],
     scale: f32,
     first: Option<Aggregates>,
+    mut slots: Option<SlotGrads>,
 ) {
     let n = work.user.len();
     let f = net.f;
     let nl = net.n_linear();
     let lo = if nl > 0 { net.layers[nl] } else { 0 };
-    let mut first = first;
-    let mut gmf = first.as_mut().and_then(|a| a.gmf.as_mut());
     // Final layer.
     for r in 0..n {
-        if f > 0 && r + AHEAD < n && gmf.is_none() {
+        if f > 0 && r + AHEAD < n && slots.is_none() {
             let (u, i) = (work.user[r + AHEAD] as usize, work.item[r + AHEAD] as usize);
             prefetch(&g[net.mf_user + u * f..net.mf_user + (u + 1) * f]);
             prefetch(&g[net.mf_item + i * f..net.mf_item + (i + 1) * f]);
@@ -465,10 +476,10 @@ fn backward_body(
             let (u, i) = (work.user[r] as usize, work.item[r] as usize);
             let (ou, oi) = (net.mf_user + u * f, net.mf_item + i * f);
             // The embedding gradients go to the dense rows or to the rows' slots.
-            let (gu, gi) = match gmf.as_mut() {
-                Some((gu, gi)) => {
+            let (gu, gi) = match slots.as_mut() {
+                Some(sg) => {
                     let (a, b) = (work.su[r] as usize * f, work.si[r] as usize * f);
-                    (&mut gu[a..a + f], &mut gi[b..b + f])
+                    (&mut sg.gmf_user[a..a + f], &mut sg.gmf_item[b..b + f])
                 }
                 None if ou < oi => {
                     let (lo_part, hi_part) = g.split_at_mut(oi);
@@ -560,9 +571,22 @@ fn backward_body(
         }
         return;
     }
-    // da holds dX_0: scatter into the embedding rows.
+    // da holds dX_0: scatter into the embedding rows (or add by slot).
     let e = net.e;
     let l0 = net.layers[0];
+    if let Some(sg) = slots {
+        for r in 0..n {
+            let (a, b) = (work.su[r] as usize * e, work.si[r] as usize * e);
+            let d = &work.da[r * l0..(r + 1) * l0];
+            for (gj, dj) in sg.mlp_user[a..a + e].iter_mut().zip(&d[..e]) {
+                *gj += dj;
+            }
+            for (gj, dj) in sg.mlp_item[b..b + e].iter_mut().zip(&d[e..]) {
+                *gj += dj;
+            }
+        }
+        return;
+    }
     for r in 0..n {
         if r + AHEAD < n {
             let (u, i) = (work.user[r + AHEAD] as usize, work.item[r + AHEAD] as usize);

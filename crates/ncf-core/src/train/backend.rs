@@ -99,6 +99,21 @@ pub trait Trainer: Scorer {
     }
     /// A copy of the current parameters.
     fn model(&mut self) -> Result<Model>;
+    /// Call `f` with the current parameters: a borrow where the backend holds them in host
+    /// memory (a model is gigabytes at MLPerf's scale), else a copy from [`Trainer::model`].
+    fn with_model(&mut self, f: &mut dyn FnMut(&Model) -> Result<()>) -> Result<()> {
+        let m = self.model()?;
+        f(&m)
+    }
+    /// The model's configuration (by [`Trainer::with_model`]).
+    fn model_config(&mut self) -> Result<ModelConfig> {
+        let mut c = None;
+        self.with_model(&mut |m| {
+            c = Some(m.config.clone());
+            Ok(())
+        })?;
+        Ok(c.expect("with_model calls f"))
+    }
     /// The optimiser state (parameters, moments, step count, loss scale) for a checkpoint.
     fn save_state(&mut self) -> Result<OptimizerState>;
     /// Continue from a state of [`Trainer::save_state`] (same model layout).

@@ -9,7 +9,7 @@
 //! The random numbers of training (negatives, shuffle, dropout) are addressed by (seed, epoch,
 //! sample), so the position (epoch, step) is all the RNG state there is.
 
-use crate::model::file::{sha256_hex, tensor_bytes};
+use crate::model::file::{for_le_blocks, params_sha256, sha256_hex};
 use crate::model::{Model, ModelConfig};
 use crate::train::{Summary, TrainConfig};
 use crate::{Error, Result};
@@ -143,10 +143,8 @@ pub fn save(dir: &Path, mut meta: CheckpointMeta, state: &OptimizerState) -> Res
         )));
     }
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let data: Vec<Vec<u8>> = [&state.params, &state.m, &state.v]
-        .iter()
-        .map(|x| tensor_bytes(x))
-        .collect();
+    // Hashed and written a block at a time, never copied whole (gigabytes at MLPerf's scale).
+    let data = [&state.params, &state.m, &state.v];
     meta.format_version = CHECKPOINT_FORMAT_VERSION;
     meta.steps = state.steps;
     meta.loss_scale = state.loss_scale;
@@ -154,7 +152,7 @@ pub fn save(dir: &Path, mut meta: CheckpointMeta, state: &OptimizerState) -> Res
     meta.sha256 = TENSORS
         .iter()
         .zip(&data)
-        .map(|(name, b)| (name.to_string(), sha256_hex(b)))
+        .map(|(name, x)| (name.to_string(), params_sha256(x)))
         .collect();
     let meta_json = serde_json::to_string(&meta).map_err(|e| Error::invalid(e.to_string()))?;
     let mut h = serde_json::Map::new();
@@ -178,8 +176,8 @@ pub fn save(dir: &Path, mut meta: CheckpointMeta, state: &OptimizerState) -> Res
         w.write_all(&(header.len() as u64).to_le_bytes())
             .map_err(io)?;
         w.write_all(&header).map_err(io)?;
-        for b in &data {
-            w.write_all(b).map_err(io)?;
+        for x in data {
+            for_le_blocks(x, |b| w.write_all(b)).map_err(io)?;
         }
         Ok(())
     })

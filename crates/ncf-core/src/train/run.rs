@@ -186,7 +186,7 @@ pub fn run(
         pos = meta.position.clone();
         pos.summary.backend = backend.clone();
     }
-    let model_config = trainer.model()?.config;
+    let model_config = trainer.model_config()?;
     let ctx = RunCtx {
         cfg,
         opts,
@@ -562,22 +562,28 @@ fn end_epoch(
     };
     let better = pos.best.is_none_or(|(hr, _, _)| m.hr > hr);
     if better || opts.save_last {
-        let model = trainer.model()?;
-        if !model.is_finite() {
-            return Err(Error::invalid(format!(
-                "training diverged: non-finite weights after epoch {epoch} (try a lower --lr)"
-            )));
-        }
+        let mut written = None;
+        trainer.with_model(&mut |model| {
+            if !model.is_finite() {
+                return Err(Error::invalid(format!(
+                    "training diverged: non-finite weights after epoch {epoch} (try a lower --lr)"
+                )));
+            }
+            if let Some(p) = opts.model_path {
+                save_trained(p, model, cfg, opts, epoch, Some(&m))?;
+                written = Some(checkpoint::ModelWritten {
+                    path: std::path::absolute(p).map_err(|e| Error::io(p, e))?,
+                    epoch,
+                    params_sha256: modelfile::params_sha256(&model.params),
+                });
+            }
+            Ok(())
+        })?;
         if better {
             pos.best = Some((m.hr, m.ndcg, epoch));
         }
-        if let Some(p) = opts.model_path {
-            save_trained(p, &model, cfg, opts, epoch, Some(&m))?;
-            pos.model_written = Some(checkpoint::ModelWritten {
-                path: std::path::absolute(p).map_err(|e| Error::io(p, e))?,
-                epoch,
-                params_sha256: modelfile::params_sha256(&model.params),
-            });
+        if written.is_some() {
+            pos.model_written = written;
         }
     }
     json_line(out, &report)?;
@@ -613,17 +619,18 @@ fn end_bounded(
     pos.summary.train_time_s += train_s;
     let sps = samples as f64 / train_s.max(1e-9);
     pos.summary.best_samples_per_s = pos.summary.best_samples_per_s.max(sps);
-    let model = trainer.model()?;
-    if !model.is_finite() {
-        return Err(Error::invalid(format!(
-            "training diverged: non-finite weights after epoch {} step {} (try a lower --lr)",
-            plan.epoch, pos.step
-        )));
-    }
-    if let Some(p) = opts.model_path {
-        save_trained(p, &model, cfg, opts, plan.epoch, None)?;
-    }
-    Ok(())
+    trainer.with_model(&mut |model| {
+        if !model.is_finite() {
+            return Err(Error::invalid(format!(
+                "training diverged: non-finite weights after epoch {} step {} (try a lower --lr)",
+                plan.epoch, pos.step
+            )));
+        }
+        if let Some(p) = opts.model_path {
+            save_trained(p, model, cfg, opts, plan.epoch, None)?;
+        }
+        Ok(())
+    })
 }
 
 /// Save `model` to `path` with the metadata of this run and of `epoch`'s metrics (none for a

@@ -411,3 +411,51 @@ fn max_steps_bounds_a_run_and_writes_a_model_ncf_eval_reads() {
     let (_, err) = expect(2, &e.root, "ncf-train", &args, &[], b"");
     assert!(err.contains("--max-steps"), "{err}");
 }
+
+/// `--adam-moments bf16` (issue 33: half the optimiser's memory at scale): the CPU NeuMF
+/// trainer takes it and says so in the model file's training config (an FP32 run's config
+/// does not name it, so its files keep their bytes); MF refuses it, SGD keeps no moments, and
+/// the CUDA trainer (here on the host device) keeps its moments in f32.
+#[test]
+fn adam_moments_bf16_trains_on_the_cpu_and_is_refused_elsewhere() {
+    let e = scratch();
+    let meta = |m: &Path| -> serde_json::Value {
+        let b = fs::read(m).unwrap();
+        let n = u64::from_le_bytes(b[..8].try_into().unwrap()) as usize;
+        let h: serde_json::Value = serde_json::from_slice(&b[8..8 + n]).unwrap();
+        serde_json::from_str(h["__metadata__"]["ncf_train_config"].as_str().unwrap()).unwrap()
+    };
+    let (m16, m32) = (e.root.join("m16.st"), e.root.join("m32.st"));
+    let lines = json_lines(&train(&e, &m16, &["--adam-moments", "bf16"]));
+    assert!(lines.last().unwrap()["epochs_run"] == 1, "{lines:?}");
+    assert_eq!(meta(&m16)["adam_moments"], "bf16");
+    train(&e, &m32, &[]);
+    assert!(meta(&m32).get("adam_moments").is_none(), "{}", meta(&m32));
+    assert_ne!(fs::read(&m16).unwrap(), fs::read(&m32).unwrap());
+    let refused: [(&[&str], &str); 3] = [
+        (&["--model", "mf"], "--adam-moments"),
+        (
+            &["--optimizer", "sgd"],
+            "--adam-moments bf16 is how Adam keeps its moments: --optimizer sgd keeps none",
+        ),
+        (
+            &["--device", "cuda-host"],
+            "the CUDA trainer keeps Adam's moments in f32",
+        ),
+    ];
+    for (extra, want) in refused {
+        let mut a = vec![
+            s(&e.ds),
+            "-o",
+            "x.st",
+            "--no-checkpoint",
+            "--adam-moments",
+            "bf16",
+        ];
+        a.extend_from_slice(TRAIN);
+        a.extend_from_slice(extra);
+        let err = fails(&e.root, "ncf-train", &a);
+        assert!(err.contains(want), "{extra:?}: {err}");
+        assert!(!e.root.join("x.st").exists());
+    }
+}

@@ -267,6 +267,13 @@ fn check_inputs(
             "exact negatives need the users' positives".into(),
         ));
     }
+    if !cfg.adam_moments.is_f32() {
+        return Err(CudaError::Invalid(
+            "--adam-moments bf16: the CUDA trainer keeps Adam's moments in f32 (bf16 moments \
+             are the CPU trainer's, --device cpu)"
+                .into(),
+        ));
+    }
     let cap = match cfg.batch_size.samples() {
         Some(b) if (1..=1 << 30).contains(&b) => b as usize,
         Some(b) => {

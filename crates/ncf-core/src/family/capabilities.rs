@@ -31,16 +31,19 @@ pub enum Flag {
     IalsSolver,
     /// `--pretrain-gmf` with `--pretrain-mlp`.
     Pretrained,
+    /// `--adam-moments` other than f32 (the CPU NeuMF/GMF/MLP trainer keeps them in BF16).
+    AdamMoments,
 }
 
 impl Flag {
     /// The flags only the families that list them in [`Capabilities::takes`] take; every family
     /// takes the others unless it refuses them.
-    pub const ONLY_SOME: [Flag; 4] = [
+    pub const ONLY_SOME: [Flag; 5] = [
         Flag::UnobservedWeight,
         Flag::IalsSolver,
         Flag::InitStd,
         Flag::Pretrained,
+        Flag::AdamMoments,
     ];
 
     /// The flags of mini-batch SGD with sampled negatives and an MLP, which a model fitted
@@ -76,6 +79,7 @@ impl Flag {
             Flag::UnobservedWeight => "--unobserved-weight",
             Flag::IalsSolver => "--ials-solver",
             Flag::Pretrained => "--pretrain-gmf/--pretrain-mlp",
+            Flag::AdamMoments => "--adam-moments",
         }
     }
 
@@ -99,6 +103,7 @@ impl Flag {
             Flag::UnobservedWeight => c.unobserved_weight.is_some(),
             Flag::IalsSolver => c.ials_solver.is_some(),
             Flag::Pretrained => c.pretrained,
+            Flag::AdamMoments => c.adam_moments.is_some_and(|m| !m.is_f32()),
         }
     }
 }

@@ -35,7 +35,7 @@ use crate::neumf_cpu::score_checked;
 use crate::sampling::sampler::{NegativeMode, UserItems};
 use crate::train::checkpoint::OptimizerState;
 use crate::train::config::{
-    check_config, BatchSize, Optimizer, Precision, Preset, Shape, TrainConfig,
+    check_config, BatchSize, Moments, Optimizer, Precision, Preset, Shape, TrainConfig,
 };
 use crate::train::{Scorer, StepStats, Trainer};
 use crate::{Error, Result};
@@ -87,6 +87,7 @@ pub struct Choices {
     pub negatives: Option<u32>,
     pub negative_mode: Option<NegativeMode>,
     pub optimizer: Option<Optimizer>,
+    pub adam_moments: Option<Moments>,
     pub precision: Option<Precision>,
     pub target_hr: Option<f64>,
     pub factors: Option<usize>,
@@ -269,6 +270,7 @@ impl Family {
         cfg.target_hr = c.target_hr.or(cfg.target_hr);
         cfg.negative_mode = c.negative_mode.unwrap_or(cfg.negative_mode);
         cfg.optimizer = c.optimizer.unwrap_or(cfg.optimizer);
+        cfg.adam_moments = c.adam_moments.unwrap_or(cfg.adam_moments);
         cfg.precision = c.precision.unwrap_or(cfg.precision);
         check_config(&cfg)?;
         if let Some(f) = c.factors {
@@ -313,6 +315,17 @@ pub fn require_model_memory(
     (copies, held): (u64, &str),
     advice: &str,
 ) -> Result<()> {
+    require_model_memory_plus(flags, config, (copies, 0, held), advice)
+}
+
+/// [`require_model_memory`] with `extra` bytes beside the copies (a trainer's buffers that
+/// follow the batch, not the model).
+pub fn require_model_memory_plus(
+    flags: &str,
+    config: &ModelConfig,
+    (copies, extra, held): (u64, u64, &str),
+    advice: &str,
+) -> Result<()> {
     let model = format!(
         "{flags} for {} users × {} items",
         config.n_users, config.n_items
@@ -325,6 +338,7 @@ pub fn require_model_memory(
     let bytes = floats
         .checked_mul(4)
         .and_then(|b| b.checked_mul(copies))
+        .and_then(|b| b.checked_add(extra))
         .unwrap_or(u64::MAX);
     crate::memory::require(
         bytes,

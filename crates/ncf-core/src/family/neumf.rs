@@ -5,14 +5,14 @@
 //! trained GMF and MLP ([`from_pretrained`]).
 
 use super::{
-    positives_for, require_model_memory, Capabilities, Choices, DeviceBackend, FamilySpec, Flag,
-    Plan, ADAM_COPIES,
+    positives_for, require_model_memory, require_model_memory_plus, Capabilities, Choices,
+    DeviceBackend, FamilySpec, Flag, Plan, ADAM_COPIES,
 };
 use crate::data::dataset::Dataset;
 use crate::dist::Group;
 use crate::model::{Model, ModelConfig, ModelKind};
 use crate::neumf_cpu::CpuTrainer;
-use crate::train::config::{Shape, TrainConfig};
+use crate::train::config::{Moments, Shape, TrainConfig};
 use crate::train::Trainer;
 use crate::{Error, Result};
 
@@ -36,8 +36,8 @@ impl FamilySpec for Neumf {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             takes: match self.0 {
-                ModelKind::Neumf => &[Flag::Pretrained],
-                _ => &[],
+                ModelKind::Neumf => &[Flag::Pretrained, Flag::AdamMoments],
+                _ => &[Flag::AdamMoments],
             },
             refuses: vec![(&[Flag::InitStd], "uses NVIDIA's initialisation".into())],
             ..Capabilities::default()
@@ -62,19 +62,49 @@ impl FamilySpec for Neumf {
         threads: usize,
         group: Option<Group>,
     ) -> Result<Box<dyn Trainer>> {
-        // The CPU trainer keeps a gradient per thread beside the moments, and a checkpoint
-        // copies the parameters and both moments.
+        // The CPU trainer keeps the parameters, two Adam moments (FP32: two copies, BF16:
+        // one) and a checkpoint's three FP32 copies; gradients: on one rank by slot of each
+        // thread's distinct rows (bounded by its share of the batch), across ranks a dense
+        // vector per thread.
         let (c, threads) = (&model.config, threads.max(1));
-        require_model_memory(
+        let moments = match cfg.adam_moments {
+            Moments::F32 => 2,
+            Moments::Bf16 => 1,
+        };
+        let ranks = group.as_ref().map_or(1, |g| g.world());
+        let (copies, extra, grads) = if ranks == 1 {
+            let share = cfg.batch_size.samples().unwrap_or(u64::MAX) / threads as u64 + 1;
+            let rows = (c.n_users as u64 + c.n_items as u64).min(share.saturating_mul(2));
+            // Per slot: GMF and MLP embedding gradients, and the factored first layer's
+            // gathered embedding, projection and aggregate.
+            let width = c.layers.get(1).copied().unwrap_or(0) as u64;
+            let per_slot = c.factors as u64 + 2 * c.mlp_embed() as u64 + 2 * width;
+            let bytes = rows
+                .saturating_mul(per_slot * 4)
+                .saturating_mul(threads as u64);
+            (
+                1 + moments + 3,
+                bytes,
+                format!("{threads} threads' gradients by row"),
+            )
+        } else {
+            (
+                1 + moments + 3 + threads as u64,
+                0,
+                format!("a gradient per thread ({threads})"),
+            )
+        };
+        let held = format!(
+            "with {grads}, Adam's moments ({}) and a checkpoint's copies",
+            match cfg.adam_moments {
+                Moments::F32 => "f32",
+                Moments::Bf16 => "bf16",
+            }
+        );
+        require_model_memory_plus(
             &format!("--model {} {}", self.name(), c.shape_flags()),
             c,
-            (
-                threads as u64 + 6,
-                &format!(
-                    "with a gradient per thread ({threads}), two Adam moments and a \
-                     checkpoint's copies"
-                ),
-            ),
+            (copies, extra, &held),
             ", or fewer --threads",
         )?;
         let positives = positives_for(cfg, data);

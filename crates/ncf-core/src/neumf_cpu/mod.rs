@@ -19,7 +19,7 @@ use crate::sampling::rng::Rng;
 use crate::sampling::sampler::{EpochSamples, NegativeMode, UserItems};
 use crate::train::backend::{check_train_ids, default_threads, Scorer, StepStats, Trainer};
 use crate::train::checkpoint::OptimizerState;
-use crate::train::config::TrainConfig;
+use crate::train::config::{Moments, TrainConfig};
 use crate::{Error, Result};
 use factored::Factored;
 use optim::{Segment, Touched};
@@ -64,8 +64,8 @@ pub struct CpuTrainer {
     threads: usize,
     tile: usize,
     grads: Vec<Vec<f32>>,
-    m: Vec<f32>,
-    v: Vec<f32>,
+    /// Adam's moments (SGD leaves them at zero).
+    moments: MomentBufs,
     /// Optimiser steps taken.
     step: u64,
     work: Vec<Work>,
@@ -144,8 +144,7 @@ impl CpuTrainer {
             threads,
             tile: DEFAULT_TILE,
             grads: zeroed(threads, n),
-            m: vec![0f32; n],
-            v: vec![0f32; n],
+            moments: MomentBufs::new(cfg.adam_moments, n),
             step: 0,
             work: vec![],
             first_layer: FirstLayer::Factored,
@@ -402,31 +401,14 @@ impl CpuTrainer {
             false => vec![],
         };
         let sparse = &sparse[..];
-        let update =
-            |c: usize, p: &mut [f32], m: &mut [f32], v: &mut [f32], gs: &mut [&mut [f32]]| {
-                optim::pass(&kernel, segments, touched, c * per, p, m, v, gs, sparse)
-            };
-        let chunks = self
-            .model
-            .params
-            .chunks_mut(per)
-            .zip(self.m.chunks_mut(per))
-            .zip(self.v.chunks_mut(per))
-            .zip(parts.iter_mut())
-            .enumerate();
-        let ok = if self.threads == 1 {
-            chunks.fold(true, |ok, (c, (((p, m), v), gs))| {
-                update(c, p, m, v, gs) & ok
-            })
-        } else {
-            std::thread::scope(|sc| {
-                let handles: Vec<_> = chunks
-                    .map(|(c, (((p, m), v), gs))| sc.spawn(move || update(c, p, m, v, gs)))
-                    .collect();
-                handles.into_iter().fold(true, |ok, h| {
-                    h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)) & ok
-                })
-            })
+        let p = &mut self.model.params[..];
+        let ok = match &mut self.moments {
+            MomentBufs::F32(m, v) => {
+                update_all(&kernel, segments, touched, sparse, per, p, m, v, parts)
+            }
+            MomentBufs::Bf16(m, v) => {
+                update_all(&kernel, segments, touched, sparse, per, p, m, v, parts)
+            }
         };
         self.touched.clear();
         ok
@@ -437,6 +419,89 @@ impl CpuTrainer {
     fn zero_grads(&mut self) {
         self.grads = zeroed(self.threads, self.model.params.len());
         self.touched.clear();
+    }
+}
+
+/// The optimiser pass over every chunk of `per` parameters, one thread per chunk (`parts`: the
+/// threads' gradient slices of each chunk). False when a gradient is not finite.
+#[allow(clippy::too_many_arguments)]
+fn update_all<M: optim::Moment>(
+    kernel: &optim::Kernel,
+    segments: &[Segment],
+    touched: Option<&Touched>,
+    sparse: &[optim::SparseRows],
+    per: usize,
+    p: &mut [f32],
+    m: &mut [M],
+    v: &mut [M],
+    mut parts: Vec<Vec<&mut [f32]>>,
+) -> bool {
+    let update = |c: usize, p: &mut [f32], m: &mut [M], v: &mut [M], gs: &mut [&mut [f32]]| {
+        optim::pass(kernel, segments, touched, c * per, p, m, v, gs, sparse)
+    };
+    let chunks = p
+        .chunks_mut(per)
+        .zip(m.chunks_mut(per))
+        .zip(v.chunks_mut(per))
+        .zip(parts.iter_mut())
+        .enumerate();
+    if chunks.len() <= 1 {
+        return chunks.fold(true, |ok, (c, (((p, m), v), gs))| {
+            update(c, p, m, v, gs) & ok
+        });
+    }
+    std::thread::scope(|sc| {
+        let handles: Vec<_> = chunks
+            .map(|(c, (((p, m), v), gs))| sc.spawn(move || update(c, p, m, v, gs)))
+            .collect();
+        handles.into_iter().fold(true, |ok, h| {
+            h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)) & ok
+        })
+    })
+}
+
+/// Adam's two moments as stored ([`crate::train::config::Moments`]).
+enum MomentBufs {
+    F32(Vec<f32>, Vec<f32>),
+    Bf16(Vec<half::bf16>, Vec<half::bf16>),
+}
+
+impl MomentBufs {
+    fn new(how: Moments, n: usize) -> MomentBufs {
+        match how {
+            Moments::F32 => MomentBufs::F32(vec![0f32; n], vec![0f32; n]),
+            Moments::Bf16 => MomentBufs::Bf16(vec![half::bf16::ZERO; n], vec![half::bf16::ZERO; n]),
+        }
+    }
+
+    /// Both moments in FP32 (exact for BF16), for a checkpoint.
+    fn to_f32(&self) -> (Vec<f32>, Vec<f32>) {
+        match self {
+            MomentBufs::F32(m, v) => (m.clone(), v.clone()),
+            MomentBufs::Bf16(m, v) => (
+                m.iter().map(|x| x.to_f32()).collect(),
+                v.iter().map(|x| x.to_f32()).collect(),
+            ),
+        }
+    }
+
+    /// Set from FP32 values (a checkpoint's); BF16 rounds them to nearest even (exact for
+    /// values a BF16 run saved).
+    fn set(&mut self, m: &[f32], v: &[f32]) {
+        match self {
+            MomentBufs::F32(a, b) => {
+                a.copy_from_slice(m);
+                b.copy_from_slice(v);
+            }
+            MomentBufs::Bf16(a, b) => {
+                for (x, y) in a.iter_mut().zip(m) {
+                    *x = half::bf16::from_f32(*y);
+                }
+                for (x, y) in b.iter_mut().zip(v) {
+                    *x = half::bf16::from_f32(*y);
+                }
+            }
+        }
     }
 }
 
@@ -527,10 +592,11 @@ impl Trainer for CpuTrainer {
     }
 
     fn save_state(&mut self) -> Result<OptimizerState> {
+        let (m, v) = self.moments.to_f32();
         Ok(OptimizerState {
             params: self.model.params.clone(),
-            m: self.m.clone(),
-            v: self.v.clone(),
+            m,
+            v,
             steps: self.step,
             loss_scale: 1.0,
             clean_steps: 0,
@@ -549,8 +615,7 @@ impl Trainer for CpuTrainer {
             )));
         }
         self.model.params.copy_from_slice(&state.params);
-        self.m.copy_from_slice(&state.m);
-        self.v.copy_from_slice(&state.v);
+        self.moments.set(&state.m, &state.v);
         self.step = state.steps;
         self.zero_grads();
         Ok(())

@@ -19,6 +19,46 @@ use super::reference::AdamScalars;
 use crate::model::{Layout, Side};
 use crate::train::Optimizer;
 
+/// An Adam moment as stored: FP32, or BF16 ([`crate::train::config::Moments`]), rounded to
+/// nearest even when stored; the update computes in FP32 either way (FP32 storage gives the
+/// bits it always gave).
+pub trait Moment: Copy + Send + Sync + 'static {
+    fn get(self) -> f32;
+    fn put(x: f32) -> Self;
+}
+
+impl Moment for f32 {
+    #[inline(always)]
+    fn get(self) -> f32 {
+        self
+    }
+    #[inline(always)]
+    fn put(x: f32) -> f32 {
+        x
+    }
+}
+
+impl Moment for half::bf16 {
+    #[inline(always)]
+    fn get(self) -> f32 {
+        self.to_f32()
+    }
+    #[inline(always)]
+    fn put(x: f32) -> half::bf16 {
+        half::bf16::from_f32(x)
+    }
+}
+
+impl Kernel {
+    /// Adam's update of one parameter with stored moments `m`, `v`.
+    #[inline(always)]
+    fn adam<M: Moment>(&self, p: &mut f32, m: &mut M, v: &mut M, g: f32) {
+        let (mut mf, mut vf) = (m.get(), v.get());
+        self.adam.update(p, &mut mf, &mut vf, g);
+        (*m, *v) = (M::put(mf), M::put(vf));
+    }
+}
+
 /// The scalars of one optimiser step.
 #[derive(Clone, Copy)]
 pub struct Kernel {
@@ -161,11 +201,11 @@ impl Kernel {
     /// Sum `gs[..][a..b]` into `gs[0]` (zeroing the others), update `p`, `m`, `v` (the same
     /// `a..b` of the chunk) and zero the sum. Returns non-zero when a gradient is not finite.
     #[inline(always)]
-    fn dense(
+    fn dense<M: Moment>(
         &self,
         p: &mut [f32],
-        m: &mut [f32],
-        v: &mut [f32],
+        m: &mut [M],
+        v: &mut [M],
         gs: &mut [&mut [f32]],
         a: usize,
         b: usize,
@@ -195,7 +235,7 @@ impl Kernel {
                     bad |= ((g.to_bits() & 0x7f80_0000) == 0x7f80_0000) as u32;
                     let gl = *g + l2 * *p;
                     *g = 0.0;
-                    self.adam.update(p, m, v, gl);
+                    self.adam(p, m, v, gl);
                 }
             }
             Optimizer::Sgd => {
@@ -213,11 +253,11 @@ impl Kernel {
     /// The update of `a..b` with the summed gradient `g` (`b − a` values) given. Returns
     /// non-zero when a gradient is not finite.
     #[inline(always)]
-    fn given(
+    fn given<M: Moment>(
         &self,
         p: &mut [f32],
-        m: &mut [f32],
-        v: &mut [f32],
+        m: &mut [M],
+        v: &mut [M],
         g: &[f32],
         a: usize,
         b: usize,
@@ -233,7 +273,7 @@ impl Kernel {
             Optimizer::Adam => {
                 for (((p, m), v), g) in iter {
                     bad |= ((g.to_bits() & 0x7f80_0000) == 0x7f80_0000) as u32;
-                    self.adam.update(p, m, v, *g + l2 * *p);
+                    self.adam(p, m, v, *g + l2 * *p);
                 }
             }
             Optimizer::Sgd => {
@@ -248,7 +288,7 @@ impl Kernel {
 
     /// The update of `a..b` when every thread's gradient there is zero.
     #[inline(always)]
-    fn idle(&self, p: &mut [f32], m: &mut [f32], v: &mut [f32], a: usize, b: usize) {
+    fn idle<M: Moment>(&self, p: &mut [f32], m: &mut [M], v: &mut [M], a: usize, b: usize) {
         let (l2, lr) = (self.l2, self.lr);
         let iter = p[a..b]
             .iter_mut()
@@ -259,7 +299,7 @@ impl Kernel {
                 for ((p, m), v) in iter {
                     // 0 + x, not x: the dense pass adds to a zero gradient (same bits).
                     let gl = 0.0 + l2 * *p;
-                    self.adam.update(p, m, v, gl);
+                    self.adam(p, m, v, gl);
                 }
             }
             // Without L2 the idle SGD update is p − lr·(0 + 0·p) = p for every finite p (a
@@ -279,14 +319,14 @@ impl Kernel {
 /// and every thread's gradients there. `touched` None: every row counts as touched. Returns false
 /// when a gradient is not finite.
 #[allow(clippy::too_many_arguments)]
-pub fn pass(
+pub fn pass<M: Moment>(
     k: &Kernel,
     segments: &[Segment],
     touched: Option<&Touched>,
     base: usize,
     p: &mut [f32],
-    m: &mut [f32],
-    v: &mut [f32],
+    m: &mut [M],
+    v: &mut [M],
     gs: &mut [&mut [f32]],
     sparse: &[SparseRows],
 ) -> bool {
@@ -301,14 +341,14 @@ pub fn pass(
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn pass_avx2(
+unsafe fn pass_avx2<M: Moment>(
     k: &Kernel,
     segments: &[Segment],
     touched: Option<&Touched>,
     base: usize,
     p: &mut [f32],
-    m: &mut [f32],
-    v: &mut [f32],
+    m: &mut [M],
+    v: &mut [M],
     gs: &mut [&mut [f32]],
     sparse: &[SparseRows],
 ) -> bool {
@@ -317,14 +357,14 @@ unsafe fn pass_avx2(
 
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn pass_body(
+fn pass_body<M: Moment>(
     k: &Kernel,
     segments: &[Segment],
     touched: Option<&Touched>,
     base: usize,
     p: &mut [f32],
-    m: &mut [f32],
-    v: &mut [f32],
+    m: &mut [M],
+    v: &mut [M],
     gs: &mut [&mut [f32]],
     sparse: &[SparseRows],
 ) -> bool {

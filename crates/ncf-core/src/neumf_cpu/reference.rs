@@ -477,6 +477,7 @@ pub mod toy {
     /// Adam 0.01, 4 approximate negatives, batches of `batch`, precision `p`.
     pub fn train_config(p: Precision, batch: u64) -> TrainConfig {
         TrainConfig {
+            adam_moments: Default::default(),
             seed: 11,
             epochs: 1,
             batch_size: BatchSize::Samples(batch),

@@ -22,6 +22,7 @@ fn config(kind: ModelKind, layers: Vec<usize>, dropout: f32) -> ModelConfig {
 
 fn train_config(optimizer: Optimizer) -> TrainConfig {
     TrainConfig {
+        adam_moments: Default::default(),
         seed: 11,
         epochs: 1,
         batch_size: BatchSize::Samples(16),
@@ -335,7 +336,8 @@ fn sparse_gradients_give_the_bits_of_dense_ones() {
                     let losses: Vec<u32> = (0..4u64)
                         .map(|s| t.step(0, s * 37..(s + 1) * 37).unwrap().loss.to_bits())
                         .collect();
-                    (losses, bits(t.params()), bits(&t.m), bits(&t.v))
+                    let (m, v) = t.moments.to_f32();
+                    (losses, bits(t.params()), bits(&m), bits(&v))
                 };
                 assert!(
                     run(false) == run(true),
@@ -915,4 +917,132 @@ fn optimiser_pass_over_slot_rows_equals_the_dense_pass() {
             );
         }
     }
+}
+
+/// BF16 Adam moments: the optimiser pass gives the bits of the scalar update that rounds each
+/// moment to BF16 when it stores it (dense and touched-row passes, any cut); a trainer with
+/// them stays near the FP32 one, and its checkpoint state resumes bit for bit.
+#[test]
+fn bf16_moments_round_when_stored_and_resume_exactly() {
+    use super::optim::{self, Kernel, Touched};
+    use crate::model::Side;
+    use crate::train::config::Moments;
+    use half::bf16;
+    let model = big_model(config(ModelKind::Neumf, vec![8, 4], 0.0), 3);
+    let segs = optim::segments(&model.layout);
+    let n = model.layout.total;
+    let val = |k: usize, salt: u32| {
+        let x = crate::sampling::rng::Rng::new(4).uniform_f64(salt, k as u32, 0, 0);
+        (x as f32 - 0.5) * 0.02
+    };
+    let cfg = train_config(Optimizer::Adam);
+    let kernel = Kernel {
+        opt: Optimizer::Adam,
+        adam: AdamScalars::new(&cfg, 5),
+        lr: cfg.lr,
+        l2: 0.0,
+    };
+    let m0: Vec<bf16> = (0..n).map(|k| bf16::from_f32(val(k, 2))).collect();
+    let v0: Vec<bf16> = (0..n)
+        .map(|k| bf16::from_f32(val(k, 3).abs() * 1e-2))
+        .collect();
+    let (users, items) = ([1u32, 3], [0u32, 4, 6]);
+    let mut touched = Touched::new(5, 7);
+    touched.mark(Side::User, &users);
+    touched.mark(Side::Item, &items);
+    let row_live = |k: usize| {
+        let s = segs.iter().find(|s| s.range.contains(&k)).unwrap();
+        match s.rows {
+            None => true,
+            Some((Side::User, w)) => users.contains(&(((k - s.range.start) / w) as u32)),
+            Some((Side::Item, w)) => items.contains(&(((k - s.range.start) / w) as u32)),
+        }
+    };
+    let g0: Vec<f32> = (0..n)
+        .map(|k| if row_live(k) { val(k, 10) } else { 0.0 })
+        .collect();
+    let (mut p1, mut m1, mut v1) = (model.params.clone(), m0.clone(), v0.clone());
+    for k in 0..n {
+        let (mut m, mut v) = (m1[k].to_f32(), v1[k].to_f32());
+        kernel.adam.update(&mut p1[k], &mut m, &mut v, 0.0 + g0[k]);
+        (m1[k], v1[k]) = (bf16::from_f32(m), bf16::from_f32(v));
+    }
+    let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    let hbits = |x: &[bf16]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    for t in [None, Some(&touched)] {
+        for per in [n, 13] {
+            let (mut p, mut m, mut v, mut g) =
+                (model.params.clone(), m0.clone(), v0.clone(), g0.clone());
+            let mut start = 0;
+            while start < n {
+                let end = (start + per).min(n);
+                let mut gs: Vec<&mut [f32]> = vec![&mut g[start..end]];
+                assert!(optim::pass(
+                    &kernel,
+                    &segs,
+                    t,
+                    start,
+                    &mut p[start..end],
+                    &mut m[start..end],
+                    &mut v[start..end],
+                    &mut gs,
+                    &[],
+                ));
+                start = end;
+            }
+            let what = format!("touched {}, chunks of {per}", t.is_some());
+            assert_eq!(bits(&p1), bits(&p), "{what}: parameters");
+            assert_eq!(hbits(&m1), hbits(&m), "{what}: m");
+            assert_eq!(hbits(&v1), hbits(&v), "{what}: v");
+        }
+    }
+    // A trainer: near FP32's after a few steps, not equal; resumed from its state, exact.
+    let mc = ModelConfig {
+        kind: ModelKind::Neumf,
+        n_users: 9,
+        n_items: 11,
+        factors: 8,
+        layers: vec![32, 16, 8],
+        dropout: 0.5,
+    };
+    let (users, items) = toy_train(9, 11);
+    let trainer = |moments| {
+        let mut cfg = train_config(Optimizer::Adam);
+        cfg.adam_moments = moments;
+        let model = Model::init(mc.clone(), 2).unwrap();
+        CpuTrainer::new(model, &cfg, users.clone(), items.clone(), None, 2)
+            .unwrap()
+            .with_tile(7)
+    };
+    let steps = |t: &mut CpuTrainer, from: u64, to: u64| {
+        for s in from..to {
+            t.step(0, s * 16..(s + 1) * 16).unwrap();
+        }
+    };
+    let (mut full, mut f32s) = (trainer(Moments::Bf16), trainer(Moments::F32));
+    steps(&mut full, 0, 6);
+    steps(&mut f32s, 0, 6);
+    assert_ne!(
+        bits(full.params()),
+        bits(f32s.params()),
+        "bf16 moments changed nothing"
+    );
+    assert_close(
+        "bf16 vs f32 moments",
+        full.params(),
+        f32s.params(),
+        2e-2,
+        1e-3,
+    );
+    let mut first = trainer(Moments::Bf16);
+    steps(&mut first, 0, 3);
+    let state = first.save_state().unwrap();
+    let mut resumed = trainer(Moments::Bf16);
+    resumed.load_state(&state).unwrap();
+    steps(&mut resumed, 3, 6);
+    assert_eq!(
+        bits(resumed.params()),
+        bits(full.params()),
+        "resume changed the bits"
+    );
 }

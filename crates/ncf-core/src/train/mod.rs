@@ -11,7 +11,7 @@ pub mod run;
 
 pub use backend::{default_threads, Device, Reductions, Scorer, StepKernels, StepStats, Trainer};
 pub use config::{
-    check_config, BatchSize, Optimizer, Precision, Preset, Recipe, Shape, TrainConfig,
+    check_config, BatchSize, Moments, Optimizer, Precision, Preset, Recipe, Shape, TrainConfig,
 };
 pub use log::LogLine;
 pub use report::{LogFile, ReportSink, Reports};

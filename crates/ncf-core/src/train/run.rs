@@ -762,6 +762,7 @@ mod tests {
 
     fn cfg(epochs: u32) -> TrainConfig {
         TrainConfig {
+            adam_moments: Default::default(),
             seed: 1,
             epochs,
             batch_size: BatchSize::Samples(10),

@@ -419,23 +419,48 @@ fn eval_and_topk_score_on_the_device_asked_for() {
             "-q",
         ],
     );
-    // The CPU always factors layer 0: the CUDA choice of path is refused there.
+    // The CPU takes the choice of path too (`--first-layer`, once CUDA's alone as
+    // `--cuda-first-layer`): per sample gives a model close to, not equal to, the factored one;
+    // a family without an MLP refuses it.
+    let x = root.join("x.safetensors");
+    common::ok(
+        root,
+        "ncf-train",
+        &[
+            d,
+            "-o",
+            x.to_str().unwrap(),
+            "--preset",
+            "ml1m",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "8192",
+            "-q",
+            "--cuda-first-layer",
+            "per-sample",
+        ],
+    );
+    assert_ne!(std::fs::read(&x).unwrap(), std::fs::read(&model).unwrap());
     let e = common::fails(
         root,
         "ncf-train",
         &[
             d,
             "-o",
-            "x.safetensors",
-            "--preset",
-            "ml1m",
+            "y.safetensors",
+            "--model",
+            "mf",
             "--epochs",
             "1",
-            "--cuda-first-layer",
+            "--first-layer",
             "factored",
         ],
     );
-    assert!(e.contains("--cuda-first-layer is for --device cuda"), "{e}");
+    assert!(
+        e.contains("--first-layer is how NeuMF, GMF and MLP compute"),
+        "{e}"
+    );
     let topk = |device: &str| {
         common::run(
             root,

@@ -105,9 +105,6 @@ pub fn trainer(
 ) -> Result<Box<dyn Trainer>> {
     let device;
     let backend = match chosen {
-        Chosen::Cpu if cuda.first_layer.is_some() => {
-            bail!("--cuda-first-layer is for --device cuda (the CPU backend always factors it)")
-        }
         Chosen::Cpu if cuda.reductions.is_some() => {
             bail!(
                 "--cuda-reductions is for --device cuda (the CPU backend sums in a fixed order \
@@ -119,6 +116,7 @@ pub fn trainer(
         }
         Chosen::Cpu => Backend::Cpu {
             threads: threads.unwrap_or_else(default_threads).max(1),
+            first_layer: cuda.first_layer,
         },
         Chosen::Cuda(which) => {
             device = Cuda {
@@ -177,7 +175,8 @@ impl DeviceBackend for Cuda {
     }
 }
 
-/// The CUDA trainer's paths (`--cuda-first-layer`, `--cuda-reductions`); None: the default.
+/// The trainer's paths (`--first-layer`, for the CPU too; `--cuda-reductions`); None: the
+/// default.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct CudaOptions {
     /// Per sample by default: the factored kernels wait for a device run to confirm them.

@@ -363,7 +363,10 @@ mod tests {
             e,
             "--model mf trains on the CPU only (its per-example SGD is sequential)"
         );
-        let cpu = Backend::Cpu { threads: 1 };
+        let cpu = Backend::Cpu {
+            threads: 1,
+            first_layer: None,
+        };
         assert_eq!(build(Mf, cpu, false, Precision::Fp32), None);
         let e = build(Neumf, cpu, false, Precision::Bf16).unwrap();
         assert_eq!(e, "--precision bf16: the CPU backend computes in fp32 only");

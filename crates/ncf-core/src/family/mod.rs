@@ -31,7 +31,7 @@ pub use capabilities::{Capabilities, Flag};
 use crate::data::dataset::Dataset;
 use crate::dist::Group;
 use crate::model::{Model, ModelConfig, ModelKind, Side};
-use crate::neumf_cpu::score_checked;
+use crate::neumf_cpu::{score_checked, FirstLayer};
 use crate::sampling::sampler::{NegativeMode, UserItems};
 use crate::train::checkpoint::OptimizerState;
 use crate::train::config::{
@@ -119,7 +119,12 @@ pub struct Plan {
 /// Where a family's trainer runs: the CPU with `threads` threads, or a device backend.
 #[derive(Clone, Copy)]
 pub enum Backend<'a> {
-    Cpu { threads: usize },
+    /// `first_layer`: how the MLP's first layer is computed (`--first-layer`; None: the
+    /// trainer's default, factored). Only families with an MLP take it.
+    Cpu {
+        threads: usize,
+        first_layer: Option<FirstLayer>,
+    },
     Device(&'a dyn DeviceBackend),
 }
 
@@ -167,6 +172,23 @@ pub trait FamilySpec: Sync {
         threads: usize,
         group: Option<Group>,
     ) -> Result<Box<dyn Trainer>>;
+    /// [`FamilySpec::cpu_trainer`] computing the MLP's first layer as asked (`--first-layer`):
+    /// only the NeuMF, GMF and MLP families take it.
+    fn cpu_trainer_first_layer(
+        &self,
+        _model: Model,
+        _cfg: &TrainConfig,
+        _data: &Dataset,
+        _threads: usize,
+        _first: FirstLayer,
+        _group: Option<Group>,
+    ) -> Result<Box<dyn Trainer>> {
+        Err(Error::usage(format!(
+            "--first-layer is how NeuMF, GMF and MLP compute their MLP's first layer: --model {} \
+             has none",
+            self.name()
+        )))
+    }
     /// Its trainer on `device` (the run already checked). Only a family whose capabilities
     /// name devices gets here, and it must override this; the default refuses.
     fn device_trainer(
@@ -211,7 +233,14 @@ impl<'a> dyn FamilySpec + 'a {
         self.capabilities()
             .check_run(self.name(), cfg, cpu, group.is_some())?;
         match backend {
-            Backend::Cpu { threads } => self.cpu_trainer(model, cfg, data, threads, group),
+            Backend::Cpu {
+                threads,
+                first_layer: None,
+            } => self.cpu_trainer(model, cfg, data, threads, group),
+            Backend::Cpu {
+                threads,
+                first_layer: Some(f),
+            } => self.cpu_trainer_first_layer(model, cfg, data, threads, f, group),
             Backend::Device(device) => self.device_trainer(model, cfg, data, device, group),
         }
     }

@@ -11,7 +11,7 @@ use super::{
 use crate::data::dataset::Dataset;
 use crate::dist::Group;
 use crate::model::{Model, ModelConfig, ModelKind};
-use crate::neumf_cpu::CpuTrainer;
+use crate::neumf_cpu::{CpuTrainer, FirstLayer};
 use crate::train::config::{Moments, Shape, TrainConfig};
 use crate::train::Trainer;
 use crate::{Error, Result};
@@ -62,6 +62,18 @@ impl FamilySpec for Neumf {
         threads: usize,
         group: Option<Group>,
     ) -> Result<Box<dyn Trainer>> {
+        self.cpu_trainer_first_layer(model, cfg, data, threads, FirstLayer::Factored, group)
+    }
+
+    fn cpu_trainer_first_layer(
+        &self,
+        model: Model,
+        cfg: &TrainConfig,
+        data: &Dataset,
+        threads: usize,
+        first: FirstLayer,
+        group: Option<Group>,
+    ) -> Result<Box<dyn Trainer>> {
         // The CPU trainer keeps the parameters, two Adam moments (FP32: two copies, BF16:
         // one) and a checkpoint's three FP32 copies; gradients: on one rank by slot of each
         // thread's distinct rows (bounded by its share of the batch), across ranks a dense
@@ -78,7 +90,11 @@ impl FamilySpec for Neumf {
             // Per slot: GMF and MLP embedding gradients, and the factored first layer's
             // gathered embedding, projection and aggregate.
             let width = c.layers.get(1).copied().unwrap_or(0) as u64;
-            let per_slot = c.factors as u64 + 2 * c.mlp_embed() as u64 + 2 * width;
+            let factored = match first {
+                FirstLayer::Factored => c.mlp_embed() as u64 + 2 * width,
+                FirstLayer::PerSample => 0,
+            };
+            let per_slot = c.factors as u64 + c.mlp_embed() as u64 + factored;
             let bytes = rows
                 .saturating_mul(per_slot * 4)
                 .saturating_mul(threads as u64);
@@ -111,7 +127,8 @@ impl FamilySpec for Neumf {
         // Mapped columns are shared, not copied: the trainer keeps per-user offsets, not a
         // user per row.
         let (users, items) = (data.train_users.clone(), data.train_items.clone());
-        let t = CpuTrainer::on_columns(model, cfg, users, items, positives, threads)?;
+        let t = CpuTrainer::on_columns(model, cfg, users, items, positives, threads)?
+            .with_first_layer(first);
         Ok(match group {
             Some(g) => Box::new(t.with_group(g)?),
             None => Box::new(t),

@@ -37,6 +37,10 @@ pub enum FirstLayer {
     PerSample,
 }
 
+/// Bytes of a mapped item column above which a step drops the pages it read
+/// ([`CpuTrainer`]'s sampling loop).
+const RELEASE_ABOVE: usize = 1 << 30;
+
 /// Samples per tile (rows of the per-thread GEMMs); chosen by `examples/cpu_train_bench.rs`.
 pub const DEFAULT_TILE: usize = 128;
 
@@ -166,8 +170,10 @@ impl CpuTrainer {
         self
     }
 
-    /// Compute the first MLP layer this way (for benchmarks and tests; results change in the
-    /// last bits).
+    /// Compute the first MLP layer this way (`ncf-train --first-layer`; results change in the
+    /// last bits). Factored is faster while a step's distinct users and items are fewer than
+    /// its samples (ml-20m: ~165 k rows for 2^20 samples); per sample holds no per-row tables
+    /// (at ml-20mx16x32 factoring keeps ~2 GB per thread of them).
     pub fn with_first_layer(mut self, first: FirstLayer) -> Self {
         self.first_layer = first;
         self
@@ -245,6 +251,14 @@ impl CpuTrainer {
             self.touched_by = (0..threads).map(|_| Default::default()).collect();
         }
         let (net, p, tile) = (&self.net, &self.model.params[..], self.tile);
+        // A large mapped item column is read at random positives: each page fault maps its
+        // neighbours too (the kernel's fault-around, not turned off by MADV_RANDOM), so one
+        // step of 2^20 samples would map nearly every page of a 4.9 GB column (ml-20mx16x32)
+        // into the resident set. Drop them every few thousand samples: they stay in the page
+        // cache, and the resident set holds a few hundred MB of it at most.
+        let items = &self.items;
+        let release_every =
+            (items.is_mapped() && items.len() * 4 > RELEASE_ABOVE).then_some(8192u64);
         // The batch is split into world × threads chunks; this rank's threads take theirs, so
         // chunk boundaries (and results) of R ranks × T threads equal 1 rank × R·T threads.
         let (rank, world) = (self.group.rank(), self.group.world());
@@ -273,6 +287,12 @@ impl CpuTrainer {
                     let s = samples.order.apply(q);
                     let (u, i, l) = samples.sample(s)?;
                     fac.push(u, i, l, s);
+                    if release_every.is_some_and(|r| (q - start) % r == r - 1) {
+                        items.release(0..items.len());
+                    }
+                }
+                if release_every.is_some() {
+                    items.release(0..items.len());
                 }
                 let n = (end - start) as usize;
                 if factor {

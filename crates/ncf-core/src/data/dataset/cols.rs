@@ -1,8 +1,9 @@
 //! The column files of a dataset directory (docs/FORMATS.md, "column files"): `train.cols`
 //! (train items, per-user row offsets, test rows) and `test_negatives.cols`, uncompressed and
 //! page-aligned so every tool maps them zero-copy ([`Col`]) instead of decoding Parquet; ranks
-//! on one machine share their pages. Derived from the Parquet tables by [`super::finish`];
-//! a directory without them is read from Parquet as before.
+//! on one machine share their pages. Written beside the Parquet tables by the writers that have
+//! the rows ([`start_train_cols`], [`StreamedTrainCols`]), else derived from the tables by
+//! [`super::finish`] (the same bytes); a directory without them is read from Parquet as before.
 //!
 //! Checks: opening one checks its header (magic, version, its own SHA-256, the file length it
 //! records, section bounds, counts and fingerprints against meta.json), so a truncated file is
@@ -22,7 +23,9 @@ use sha2::{Digest, Sha256};
 use std::fs::File;
 use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 
 /// The train and test columns.
 pub const TRAIN_COLS: &str = "train.cols";
@@ -342,6 +345,175 @@ impl PendingTrainCols {
         }
         header.sources = sources(sums, &["train.parquet", "test.parquet"])?;
         self.w.finish(header)
+    }
+}
+
+/// `train.cols` built as a streaming writer's train rows come, in their final order, on a thread
+/// of its own beside the Parquet encoding ([`super::StreamWriter`]): the train items section
+/// written chunk by chunk, the per-user offsets counted, and the split and dataset fingerprints
+/// hashed over the (user, item) pairs (the dataset's is meta.json's: no other pass hashes the
+/// rows). The same bytes as [`write_train_cols`] derives from the tables (tested), without
+/// reading `train.parquet` back.
+pub(super) struct StreamedTrainCols {
+    tx: Option<SyncSender<(UInt32Array, UInt32Array)>>,
+    thread: Option<JoinHandle<Result<Streamed>>>,
+}
+
+/// The thread's state: what it has written and counted of the rows sent so far.
+struct Streamed {
+    w: Writer,
+    /// The first row of each user up to the last one seen (users come in order).
+    offsets: Vec<u64>,
+    split: Sha256,
+    full: Sha256,
+    rows: u64,
+    /// One past the largest train item seen.
+    items_end: u64,
+}
+
+impl StreamedTrainCols {
+    /// Start `train.cols` in `dir` for `n_train` train rows, its thread waiting for them.
+    pub(super) fn start(dir: &Path, n_train: u64) -> Result<StreamedTrainCols> {
+        let mut w = Writer::create(&dir.join(TRAIN_COLS))?;
+        w.begin("train_items", 4)?;
+        let mut split = Sha256::new();
+        split.update(b"ncf-split-v1\n");
+        let mut full = Sha256::new();
+        full.update(b"ncf-dataset-v1\n");
+        for h in [&mut split, &mut full] {
+            h.update(n_train.to_le_bytes());
+        }
+        let s = Streamed {
+            w,
+            offsets: vec![],
+            split,
+            full,
+            rows: 0,
+            items_end: 0,
+        };
+        // Two chunks in flight at most: memory stays a few chunks, whatever the rows.
+        let (tx, rx) = std::sync::mpsc::sync_channel(2);
+        let thread = std::thread::Builder::new()
+            .name("train.cols".into())
+            .spawn(move || s.run(rx))
+            .map_err(|e| Error::io(dir, e))?;
+        Ok(StreamedTrainCols {
+            tx: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// The next chunk of train rows (users not decreasing, continuing the last chunk's).
+    pub(super) fn push(&mut self, users: UInt32Array, items: UInt32Array) -> Result<()> {
+        let tx = self.tx.as_ref().expect("pushed after finish");
+        if tx.send((users, items)).is_ok() {
+            return Ok(());
+        }
+        // The thread stopped on an error: report that one.
+        self.tx = None;
+        match self.join() {
+            Err(e) => Err(e),
+            Ok(_) => Err(Error::invalid(format!(
+                "{TRAIN_COLS}: its writer stopped before the last train row"
+            ))),
+        }
+    }
+
+    fn join(&mut self) -> Result<Streamed> {
+        let t = self.thread.take().expect("joined once");
+        t.join().unwrap_or_else(|e| std::panic::resume_unwind(e))
+    }
+
+    /// Once every train row is pushed: the offsets of `ds.n_users` users and `ds`'s test rows
+    /// (its train columns are not read), and the header but for the tables' hashes. Returns it
+    /// with the dataset fingerprint (meta.json's).
+    pub(super) fn finish(mut self, ds: &super::Dataset) -> Result<(PendingTrainCols, String)> {
+        self.tx = None;
+        let mut s = self.join()?;
+        let loc = s.w.path.display().to_string();
+        // The rows were checked in order by the writer; their ids against the counts only now.
+        if s.offsets.len() > ds.n_users as usize {
+            return Err(Error::invalid(format!(
+                "{loc}: a train row names user {}, past the {} users written (a bug in the \
+                 writer)",
+                s.offsets.len() - 1,
+                ds.n_users
+            )));
+        }
+        if s.items_end > ds.n_items as u64 {
+            return Err(Error::invalid(format!(
+                "{loc}: a train row names item {}, past the {} items written (a bug in the \
+                 writer)",
+                s.items_end - 1,
+                ds.n_items
+            )));
+        }
+        s.offsets.resize(ds.n_users as usize + 1, s.rows);
+        s.w.begin("user_offsets", 8)?;
+        s.w.put(&s.offsets)?;
+        hash_pairs(&mut s.split, &ds.test_users[..], &ds.test_items[..]);
+        hash_pairs(&mut s.full, &ds.test_users[..], &ds.test_items[..]);
+        s.full.update(0u64.to_le_bytes());
+        s.w.begin("test_users", 4)?;
+        s.w.put(&ds.test_users[..])?;
+        s.w.begin("test_items", 4)?;
+        s.w.put(&ds.test_items[..])?;
+        let fingerprint = hex(&s.full.finalize());
+        let header = Header {
+            version: VERSION,
+            kind: "train".into(),
+            n_users: ds.n_users,
+            n_items: ds.n_items,
+            n_train: s.rows,
+            n_test: ds.test_users.len() as u64,
+            negatives_per_user: 0,
+            split_fingerprint: hex(&s.split.finalize()),
+            fingerprint: fingerprint.clone(),
+            sources: vec![],
+            file_len: 0,
+            sections: vec![],
+        };
+        Ok((PendingTrainCols { w: s.w, header }, fingerprint))
+    }
+}
+
+impl Drop for StreamedTrainCols {
+    /// A writer given up on (an error elsewhere) stops its thread before the directory goes.
+    fn drop(&mut self) {
+        self.tx = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Streamed {
+    fn run(mut self, rx: Receiver<(UInt32Array, UInt32Array)>) -> Result<Streamed> {
+        let mut pairs = Vec::with_capacity(8 * CHUNK);
+        for (users, items) in rx {
+            let (us, is) = (users.values(), items.values());
+            pairs.clear();
+            let mut end = self.items_end;
+            for (&u, &i) in us.iter().zip(is.iter()) {
+                while self.offsets.len() <= u as usize {
+                    self.offsets.push(self.rows);
+                }
+                end = end.max(i as u64 + 1);
+                pairs.extend_from_slice(&u.to_le_bytes());
+                pairs.extend_from_slice(&i.to_le_bytes());
+                self.rows += 1;
+            }
+            self.items_end = end;
+            self.split.update(&pairs);
+            self.full.update(&pairs);
+            self.w.put(&is[..])?;
+        }
+        // The items go to disk now, beside the last Parquet writes: the directory's commit
+        // then syncs only the little written after them.
+        let ioe = |e| Error::io(&self.w.path, e);
+        self.w.out.flush().map_err(ioe)?;
+        self.w.out.get_ref().sync_data().map_err(ioe)?;
+        Ok(self)
     }
 }
 

@@ -118,7 +118,7 @@ impl Dataset {
             written?;
             Ok::<_, Error>(cols.transpose()?.flatten())
         })?;
-        finish_with(dir, &meta, pending)
+        finish_with(dir, &meta, pending, Default::default())
     }
 
     /// Write the dataset directory atomically (temp dir + rename). Refuses an existing `dir`
@@ -447,17 +447,24 @@ fn read_timestamps(path: &Path) -> Result<Option<Vec<i64>>> {
 /// The last step of every writer of a dataset directory (the in-memory [`Dataset`] and any
 /// streaming writer), once its tables are in `dir`: meta.json, then SHA256SUMS over every file.
 pub fn finish(dir: &AtomicDir, meta: &Meta) -> Result<()> {
-    finish_with(dir, meta, None)
+    finish_with(dir, meta, None, Default::default())
 }
 
-/// [`finish`], with `train.cols` already written from memory but for its header (`pending`).
-fn finish_with(dir: &AtomicDir, meta: &Meta, pending: Option<PendingTrainCols>) -> Result<()> {
+/// [`finish`], with `train.cols` already written but for its header (`pending`: the writer had
+/// the rows), and the SHA-256 of the files in `known` taken as they were written (not read back).
+pub(super) fn finish_with(
+    dir: &AtomicDir,
+    meta: &Meta,
+    pending: Option<PendingTrainCols>,
+    known: std::collections::BTreeMap<String, String>,
+) -> Result<()> {
     let json = serde_json::to_string_pretty(meta).expect("meta serialises");
     let p = dir.path("meta.json");
     std::fs::write(&p, json + "\n").map_err(|e| Error::io(&p, e))?;
-    // The column files, derived from the tables just written (or copied, when only the
-    // negatives changed); SHA256SUMS does not list them (they check themselves).
-    let sums = hash_files(dir)?;
+    // The column files: train.cols's header now (the writer had the rows), else derived from
+    // the tables just written (or copied, when only the negatives changed); SHA256SUMS does not
+    // list them (they check themselves).
+    let sums = hash_files(dir, known)?;
     let tmp = dir.path("");
     if let Some(p) = pending {
         p.finish(meta, &sums)?;

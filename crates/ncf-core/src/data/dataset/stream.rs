@@ -1,13 +1,16 @@
 //! A dataset directory written as its rows stream in ([`StreamWriter`]): train rows pushed in
-//! their final order (by dense user, then time) go to `train.parquet` row group by row group,
-//! and into the fingerprint, as they come; only what grows with users and items (test rows,
-//! raw ids, titles) is held until [`StreamWriter::finish`]. The same schema, compression and
-//! row-group size as [`Dataset::write`], so a dataset that fits in memory gives the same bytes
-//! either way; [`finish`](super::finish) writes meta.json and SHA256SUMS last.
+//! their final order (by dense user, then time) go to `train.parquet` row group by row group
+//! (its SHA-256 taken as the bytes go out), and to `train.cols` and the fingerprints on a second
+//! thread ([`StreamedTrainCols`]), as they come: no pass reads the rows back. Only what grows
+//! with users and items (test rows, raw ids, titles) is held until [`StreamWriter::finish`]. The
+//! same schema, compression and row-group size as [`Dataset::write`], so a dataset that fits in
+//! memory gives the same bytes either way; [`finish_with`] writes meta.json and SHA256SUMS last.
 
+use super::cols::StreamedTrainCols;
+use super::dir::finish_with;
+use super::fingerprint::hex;
 use super::schema::table_schema;
-use super::{fingerprint::hash_pairs, finish, Dataset, Meta, CHUNK, ITEMS, TEST, TRAIN, USERS};
-use super::{fingerprint::hex, FORMAT_VERSION};
+use super::{Dataset, Meta, CHUNK, FORMAT_VERSION, ITEMS, TEST, TRAIN, USERS};
 use crate::arrow::array::{ArrayRef, Int64Array, RecordBatch, UInt32Array};
 use crate::io::AtomicDir;
 use crate::{Error, Result};
@@ -16,7 +19,7 @@ use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 use sha2::{Digest, Sha256};
 use std::fs::File;
-use std::io::BufWriter;
+use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -32,7 +35,7 @@ pub struct Provenance {
 pub struct StreamWriter<'a> {
     dir: &'a AtomicDir,
     path: PathBuf,
-    writer: ArrowWriter<BufWriter<File>>,
+    writer: ArrowWriter<Hashing<BufWriter<File>>>,
     with_time: bool,
     /// Train rows announced by [`StreamWriter::new`] (the fingerprint hashes the count first).
     n_train: u64,
@@ -40,8 +43,8 @@ pub struct StreamWriter<'a> {
     users: Vec<u32>,
     items: Vec<u32>,
     times: Vec<i64>,
-    hash: Sha256,
-    pairs: Vec<u8>,
+    /// `train.cols` and the fingerprints, on their own thread.
+    cols: StreamedTrainCols,
     test: Dataset,
     last_user: Option<u32>,
 }
@@ -55,15 +58,13 @@ impl<'a> StreamWriter<'a> {
         let props = WriterProperties::builder()
             .set_compression(Compression::SNAPPY)
             .build();
-        let writer = ArrowWriter::try_new(
-            BufWriter::new(file),
-            table_schema(TRAIN, with_time),
-            Some(props),
-        )
-        .map_err(|e| Error::io(&path, std::io::Error::other(e.to_string())))?;
-        let mut hash = Sha256::new();
-        hash.update(b"ncf-dataset-v1\n");
-        hash.update(n_train.to_le_bytes());
+        let out = Hashing {
+            inner: BufWriter::new(file),
+            hash: Sha256::new(),
+        };
+        let writer = ArrowWriter::try_new(out, table_schema(TRAIN, with_time), Some(props))
+            .map_err(|e| Error::io(&path, std::io::Error::other(e.to_string())))?;
+        let cols = StreamedTrainCols::start(&dir.path(""), n_train)?;
         Ok(StreamWriter {
             dir,
             path,
@@ -74,8 +75,7 @@ impl<'a> StreamWriter<'a> {
             users: Vec::with_capacity(CHUNK),
             items: Vec::with_capacity(CHUNK),
             times: Vec::with_capacity(if with_time { CHUNK } else { 0 }),
-            hash,
-            pairs: Vec::with_capacity(8 * CHUNK),
+            cols,
             test: Dataset {
                 test_timestamps: with_time.then(Vec::new),
                 ..Default::default()
@@ -122,21 +122,16 @@ impl<'a> StreamWriter<'a> {
         }
     }
 
-    /// Write the buffered train rows as one record batch and hash them.
+    /// Write the buffered train rows as one record batch, and hand them (shared, not copied) to
+    /// the `train.cols` thread.
     fn flush(&mut self) -> Result<()> {
         if self.users.is_empty() {
             return Ok(());
         }
-        self.pairs.clear();
-        for (u, i) in self.users.iter().zip(&self.items) {
-            self.pairs.extend_from_slice(&u.to_le_bytes());
-            self.pairs.extend_from_slice(&i.to_le_bytes());
-        }
-        self.hash.update(&self.pairs);
-        let mut cols: Vec<ArrayRef> = vec![
-            Arc::new(UInt32Array::from(std::mem::take(&mut self.users))),
-            Arc::new(UInt32Array::from(std::mem::take(&mut self.items))),
-        ];
+        let users = UInt32Array::from(std::mem::take(&mut self.users));
+        let items = UInt32Array::from(std::mem::take(&mut self.items));
+        self.cols.push(users.clone(), items.clone())?;
+        let mut cols: Vec<ArrayRef> = vec![Arc::new(users), Arc::new(items)];
         if self.with_time {
             cols.push(Arc::new(Int64Array::from(std::mem::take(&mut self.times))));
         }
@@ -171,9 +166,15 @@ impl<'a> StreamWriter<'a> {
         }
         self.flush()?;
         let path = self.path.clone();
-        self.writer
-            .close()
+        let mut out = self
+            .writer
+            .into_inner()
             .map_err(|e| Error::io(&path, std::io::Error::other(e.to_string())))?;
+        out.flush().map_err(|e| Error::io(&path, e))?;
+        // SHA256SUMS's line for train.parquet, from the bytes written (not read back).
+        let Hashing { inner, hash } = out;
+        drop(inner);
+        let known = [(format!("{TRAIN}.parquet"), hex(&hash.finalize()))].into();
         let mut ds = self.test;
         ds.n_users = user_raw.len() as u32;
         ds.n_items = item_raw.len() as u32;
@@ -182,8 +183,7 @@ impl<'a> StreamWriter<'a> {
         ds.item_titles = titles;
         // The train columns stay empty here: everything but their length is checked.
         ds.validate("dataset to write")?;
-        hash_pairs(&mut self.hash, &ds.test_users, &ds.test_items);
-        self.hash.update(0u64.to_le_bytes());
+        let (pending, fingerprint) = self.cols.finish(&ds)?;
         for t in [TEST, USERS, ITEMS] {
             ds.write_parquet(t, &self.dir.path(&format!("{t}.parquet")))?;
         }
@@ -199,10 +199,28 @@ impl<'a> StreamWriter<'a> {
             options: prov.options,
             source: prov.source,
             stats: prov.stats,
-            fingerprint: hex(&self.hash.finalize()),
+            fingerprint,
         };
-        finish(self.dir, &meta)?;
+        finish_with(self.dir, &meta, Some(pending), known)?;
         Ok(meta)
+    }
+}
+
+/// A writer that takes the SHA-256 of the bytes it passes on.
+struct Hashing<W> {
+    inner: W,
+    hash: Sha256,
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hash.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
     }
 }
 
@@ -213,6 +231,10 @@ mod tests {
 
     #[test]
     fn streaming_gives_the_in_memory_bytes_and_fingerprint() {
+        // Every file, train.cols (built as the rows stream) and SHA256SUMS (train.parquet's line
+        // hashed as written) included: the in-memory writer's train.cols is tested to be the
+        // bytes derived from the tables (dataset::tests), and so this one too; derived here
+        // again from the streamed tables.
         let tmp = std::env::temp_dir().join(format!("ncf-stream-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&tmp);
         std::fs::create_dir_all(&tmp).unwrap();
@@ -263,17 +285,37 @@ mod tests {
             .unwrap();
         out.commit().unwrap();
         assert_eq!(meta.fingerprint, ds.fingerprint());
-        for f in ["train", "test", "users", "items"] {
-            let p = format!("{f}.parquet");
-            assert_eq!(
-                std::fs::read(a.join(&p)).unwrap(),
-                std::fs::read(b.join(&p)).unwrap(),
-                "{p}"
+        let files = [
+            "train.parquet",
+            "test.parquet",
+            "users.parquet",
+            "items.parquet",
+            "meta.json",
+            "SHA256SUMS",
+            "train.cols",
+        ];
+        for p in files {
+            let (x, y) = (
+                std::fs::read(a.join(p)).unwrap(),
+                std::fs::read(b.join(p)).unwrap(),
             );
+            assert!(x == y, "{p} differs between the two writers");
         }
-        assert_eq!(std::fs::read(a.join("meta.json")).unwrap(), {
-            std::fs::read(b.join("meta.json")).unwrap()
-        });
+        let derived = AtomicDir::new(&tmp.join("derived"), &OUTPUT, false).unwrap();
+        for p in &files[..5] {
+            std::fs::copy(b.join(p), derived.path(p)).unwrap();
+        }
+        crate::data::dataset::finish(&derived, &meta).unwrap();
+        assert!(
+            std::fs::read(derived.path("train.cols")).unwrap()
+                == std::fs::read(b.join("train.cols")).unwrap(),
+            "train.cols streamed differs from the one derived from the tables"
+        );
+        assert!(
+            std::fs::read(derived.path("SHA256SUMS")).unwrap()
+                == std::fs::read(b.join("SHA256SUMS")).unwrap(),
+            "SHA256SUMS with train.parquet hashed as written differs from the one read back"
+        );
         let back = Dataset::load(&b).unwrap();
         assert_eq!(back.train_items, ds.train_items);
         // Rows past the announced count, or out of order, are refused.
@@ -281,6 +323,21 @@ mod tests {
         let mut w = StreamWriter::new(&c, 2, false).unwrap();
         w.push_train(1, 0, None).unwrap();
         assert!(w.push_train(0, 0, None).is_err());
+        // Ids past the users or items written are refused at the end (train.cols counts them).
+        let raw = |n: usize| (0..n).map(|k| k.to_string()).collect::<Vec<_>>();
+        for (user, item, want) in [(2, 0, "names user 2, past the 2 users"), (1, 3, "item 3")] {
+            let d = AtomicDir::new(&tmp.join("d"), &OUTPUT, false).unwrap();
+            let mut w = StreamWriter::new(&d, 2, false).unwrap();
+            w.push_train(0, 0, None).unwrap();
+            w.push_train(user, item, None).unwrap();
+            w.push_test(0, 1, None);
+            w.push_test(1, 1, None);
+            let e = w
+                .finish(raw(2), raw(3), None, Provenance::default())
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(want), "{e}");
+        }
         std::fs::remove_dir_all(&tmp).unwrap();
     }
 }

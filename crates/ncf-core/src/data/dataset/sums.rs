@@ -73,14 +73,19 @@ pub(super) fn sha256_file(p: &Path) -> Result<String> {
 }
 
 /// The hashes SHA256SUMS lists for the directory being written: every file but SHA256SUMS and
-/// the column files (which check themselves), by name.
-pub(super) fn hash_files(dir: &AtomicDir) -> Result<std::collections::BTreeMap<String, String>> {
+/// the column files (which check themselves), by name; those in `known` (hashed by their writer
+/// as it wrote them) are not read again.
+pub(super) fn hash_files(
+    dir: &AtomicDir,
+    known: std::collections::BTreeMap<String, String>,
+) -> Result<std::collections::BTreeMap<String, String>> {
     let tmp = dir.path("");
-    let mut out = std::collections::BTreeMap::new();
+    let mut out = known;
     for e in std::fs::read_dir(&tmp).map_err(|e| Error::io(&tmp, e))? {
         let name = e.map_err(|e| Error::io(&tmp, e))?.file_name();
         let name = name.to_string_lossy().into_owned();
-        if name != SUMS && name != TRAIN_COLS && name != NEGATIVES_COLS {
+        if name != SUMS && name != TRAIN_COLS && name != NEGATIVES_COLS && !out.contains_key(&name)
+        {
             let h = sha256_file(&dir.path(&name))?;
             out.insert(name, h);
         }

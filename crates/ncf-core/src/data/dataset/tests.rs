@@ -235,8 +235,8 @@ fn fingerprint_depends_on_order_and_sections() {
 
 #[test]
 fn train_cols_from_memory_are_the_bytes_derived_from_the_tables() {
-    // The in-memory writer makes train.cols from its columns (beside the Parquet writes); the
-    // streaming writers derive it from the tables read back: the same bytes, with and without
+    // The in-memory writer makes train.cols from its columns (beside the Parquet writes);
+    // `finish` alone derives it from the tables read back: the same bytes, with and without
     // test negatives (whose train.cols fingerprint is then the dataset's without them).
     let mut with_negs = tiny();
     with_negs

@@ -229,15 +229,8 @@ impl Factored {
         }
     }
 
-    pub fn aggregates(&mut self) -> Aggregates<'_> {
-        Aggregates {
-            user: &mut self.agg_user,
-            item: &mut self.agg_item,
-        }
-    }
-
-    /// [`Factored::aggregates`] and [`Factored::slot_grads`] together (for
-    /// [`super::tile::backward_with`]).
+    /// Where [`super::tile::backward_with`] leaves the factored first layer's `dZ_0` sums and,
+    /// with sparse gradients, the embedding gradients by slot.
     pub fn targets(&mut self) -> (Aggregates<'_>, Option<SlotGrads<'_>>) {
         let slots = self.sparse.then_some(SlotGrads {
             gmf_user: &mut self.gmf_user,
@@ -253,14 +246,9 @@ impl Factored {
     }
 
     /// With sparse gradients: where [`super::tile::backward_with`] adds the embedding
-    /// gradients by slot.
+    /// gradients by slot ([`Factored::targets`] without the factored sums).
     pub fn slot_grads(&mut self) -> Option<SlotGrads<'_>> {
-        self.sparse.then_some(SlotGrads {
-            gmf_user: &mut self.gmf_user,
-            gmf_item: &mut self.gmf_item,
-            mlp_user: &mut self.mlp_user,
-            mlp_item: &mut self.mlp_item,
-        })
+        self.targets().1
     }
 
     /// After every tile's backward: add `dW_0 += Aggᵀ · E` (both halves) and the embedding

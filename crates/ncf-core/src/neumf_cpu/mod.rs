@@ -81,9 +81,6 @@ pub struct CpuTrainer {
     touched_by: Vec<(Vec<u32>, Vec<u32>)>,
     /// Their union, for the optimiser pass.
     touched: Touched,
-    /// The last step kept its embedding gradients by slot in `factored` (sparse gradients:
-    /// one rank), not in `grads`.
-    sparse: bool,
     /// Scatter embedding gradients into the dense vectors on one rank too (tests: the same bits).
     dense_only: bool,
     /// The other ranks of a data-parallel run ([`crate::dist`]); a group of one by default.
@@ -156,7 +153,6 @@ impl CpuTrainer {
             segments,
             touched_by: vec![],
             touched: Touched::new(model.config.n_users, model.config.n_items),
-            sparse: false,
             dense_only: false,
             group: Group::single(),
             model,
@@ -177,6 +173,12 @@ impl CpuTrainer {
     pub fn with_first_layer(mut self, first: FirstLayer) -> Self {
         self.first_layer = first;
         self
+    }
+
+    /// Whether steps keep their embedding gradients by slot in `factored` (sparse gradients:
+    /// one rank) rather than in `grads`.
+    fn sparse_grads(&self) -> bool {
+        self.group.world() == 1 && !self.dense_only
     }
 
     /// Keep embedding gradients in dense vectors even on one rank (for tests).
@@ -242,7 +244,7 @@ impl CpuTrainer {
         let factor = self.first_layer == FirstLayer::Factored && self.net.n_linear() > 0;
         // One rank: embedding gradients stay by slot of the step's distinct rows (the ranks
         // all-reduce dense vectors).
-        let sparse = self.group.world() == 1 && !self.dense_only;
+        let sparse = self.sparse_grads();
         if (factor || sparse) && self.factored.len() != threads {
             let (nu, ni) = (self.model.config.n_users, self.model.config.n_items);
             self.factored = (0..threads).map(|_| Factored::new(nu, ni)).collect();
@@ -262,7 +264,6 @@ impl CpuTrainer {
         // The batch is split into world × threads chunks; this rank's threads take theirs, so
         // chunk boundaries (and results) of R ranks × T threads equal 1 rank × R·T threads.
         let (rank, world) = (self.group.rank(), self.group.world());
-        self.sparse = sparse;
         let parts = (world * threads) as u64;
         let chunk = |k: usize| positions.start + batch * (rank * threads + k) as u64 / parts;
         let dlogits = |work: &mut Work, loss: &mut f64| {
@@ -402,6 +403,7 @@ impl CpuTrainer {
         } else {
             None
         };
+        let by_slot = self.sparse_grads();
         let n = self.model.params.len();
         let per = n.div_ceil(self.threads).next_multiple_of(16).max(16);
         // Transpose the per-thread gradient vectors into per-chunk lists of slices.
@@ -412,7 +414,7 @@ impl CpuTrainer {
             }
         }
         let segments = &self.segments[..];
-        let sparse: Vec<_> = match self.sparse {
+        let sparse: Vec<_> = match by_slot {
             true => self
                 .factored
                 .iter()

@@ -220,6 +220,21 @@ impl Kernel {
                 *y = 0.0;
             }
         }
+        self.given(p, m, v, g, a, b)
+    }
+
+    /// The update of `a..b` with the summed gradient `g` (`b − a` values), zeroing `g` as it
+    /// goes. Returns non-zero when a gradient is not finite.
+    #[inline(always)]
+    fn given<M: Moment>(
+        &self,
+        p: &mut [f32],
+        m: &mut [M],
+        v: &mut [M],
+        g: &mut [f32],
+        a: usize,
+        b: usize,
+    ) -> u32 {
         // Non-finite gradients are caught by their exponent bits: an integer OR vectorises where
         // a boolean AND of is_finite() does not.
         let mut bad = 0u32;
@@ -244,42 +259,6 @@ impl Kernel {
                     let gl = *g + l2 * *p;
                     *g = 0.0;
                     *p -= lr * gl;
-                }
-            }
-        }
-        bad
-    }
-
-    /// The update of `a..b` with the summed gradient `g` (`b − a` values) given. Returns
-    /// non-zero when a gradient is not finite.
-    #[inline(always)]
-    fn given<M: Moment>(
-        &self,
-        p: &mut [f32],
-        m: &mut [M],
-        v: &mut [M],
-        g: &[f32],
-        a: usize,
-        b: usize,
-    ) -> u32 {
-        let mut bad = 0u32;
-        let (l2, lr) = (self.l2, self.lr);
-        let iter = p[a..b]
-            .iter_mut()
-            .zip(m[a..b].iter_mut())
-            .zip(v[a..b].iter_mut())
-            .zip(g);
-        match self.opt {
-            Optimizer::Adam => {
-                for (((p, m), v), g) in iter {
-                    bad |= ((g.to_bits() & 0x7f80_0000) == 0x7f80_0000) as u32;
-                    self.adam(p, m, v, *g + l2 * *p);
-                }
-            }
-            Optimizer::Sgd => {
-                for (((p, _), _), g) in iter {
-                    bad |= ((g.to_bits() & 0x7f80_0000) == 0x7f80_0000) as u32;
-                    *p -= lr * (*g + l2 * *p);
                 }
             }
         }
@@ -433,7 +412,7 @@ fn pass_body<M: Moment>(
                             }
                         }
                     }
-                    bad |= k.given(p, m, v, &sum, a - base, b - base);
+                    bad |= k.given(p, m, v, &mut sum, a - base, b - base);
                     a = b;
                 }
             } else if on {

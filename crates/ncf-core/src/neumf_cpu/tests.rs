@@ -616,6 +616,39 @@ fn scorer_is_split_independent_on_grouped_inputs() {
     }
 }
 
+/// [`optim::pass`] over the flat vector (`p`, `m`, `v`) and every thread's gradient vector in
+/// `g`, cut into chunks of `per` parameters as the trainer cuts it among threads; false when a
+/// chunk reported a non-finite gradient.
+fn pass_in_chunks<M: optim::Moment>(
+    kernel: &optim::Kernel,
+    segs: &[optim::Segment],
+    touched: Option<&optim::Touched>,
+    per: usize,
+    (p, m, v): (&mut [f32], &mut [M], &mut [M]),
+    g: &mut [Vec<f32>],
+    sparse: &[optim::SparseRows],
+) -> bool {
+    let mut ok = true;
+    let mut start = 0;
+    while start < p.len() {
+        let end = (start + per).min(p.len());
+        let mut gs: Vec<&mut [f32]> = g.iter_mut().map(|g| &mut g[start..end]).collect();
+        ok &= optim::pass(
+            kernel,
+            segs,
+            touched,
+            start,
+            &mut p[start..end],
+            &mut m[start..end],
+            &mut v[start..end],
+            &mut gs,
+            sparse,
+        );
+        start = end;
+    }
+    ok
+}
+
 /// The optimiser pass gives the bits of the scalar per-element update (threads summed in order,
 /// then Adam or SGD with L2), for 1 to 3 thread gradient vectors, whether it skips the untouched
 /// embedding rows or not, however the flat vector is cut into chunks (cuts inside rows too); it
@@ -693,25 +726,8 @@ fn optimiser_pass_equals_the_scalar_update() {
                     let (mut p, mut m, mut v, mut g) =
                         (p0.clone(), m0.clone(), v0.clone(), g0.clone());
                     let t = sparse.then_some(&touched);
-                    let mut ok = true;
-                    let mut start = 0;
-                    while start < n {
-                        let end = (start + per).min(n);
-                        let mut gs: Vec<&mut [f32]> =
-                            g.iter_mut().map(|g| &mut g[start..end]).collect();
-                        ok &= optim::pass(
-                            &kernel,
-                            &segs,
-                            t,
-                            start,
-                            &mut p[start..end],
-                            &mut m[start..end],
-                            &mut v[start..end],
-                            &mut gs,
-                            &[],
-                        );
-                        start = end;
-                    }
+                    let state = (&mut p[..], &mut m[..], &mut v[..]);
+                    let ok = pass_in_chunks(&kernel, &segs, t, per, state, &mut g, &[]);
                     let what = format!(
                         "{opt:?} l2 {l2}, {threads} threads, sparse {sparse}, chunks of {per}"
                     );
@@ -872,25 +888,8 @@ fn optimiser_pass_over_slot_rows_equals_the_dense_pass() {
                         tables: tabs.iter().map(|(at, b)| (*at, &b[..])).collect(),
                     })
                     .collect();
-                let mut ok = true;
-                let mut start = 0;
-                while start < n {
-                    let end = (start + per).min(n);
-                    let mut gs: Vec<&mut [f32]> =
-                        g.iter_mut().map(|g| &mut g[start..end]).collect();
-                    ok &= optim::pass(
-                        &kernel,
-                        &segs,
-                        Some(&touched),
-                        start,
-                        &mut p[start..end],
-                        &mut m[start..end],
-                        &mut v[start..end],
-                        &mut gs,
-                        &views,
-                    );
-                    start = end;
-                }
+                let state = (&mut p[..], &mut m[..], &mut v[..]);
+                let ok = pass_in_chunks(&kernel, &segs, Some(&touched), per, state, g, &views);
                 (ok, p, m, v)
             };
             let (ok, p1, m1, v1) = run(&mut dense.clone(), &[], n);
@@ -971,25 +970,14 @@ fn bf16_moments_round_when_stored_and_resume_exactly() {
     let hbits = |x: &[bf16]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
     for t in [None, Some(&touched)] {
         for per in [n, 13] {
-            let (mut p, mut m, mut v, mut g) =
-                (model.params.clone(), m0.clone(), v0.clone(), g0.clone());
-            let mut start = 0;
-            while start < n {
-                let end = (start + per).min(n);
-                let mut gs: Vec<&mut [f32]> = vec![&mut g[start..end]];
-                assert!(optim::pass(
-                    &kernel,
-                    &segs,
-                    t,
-                    start,
-                    &mut p[start..end],
-                    &mut m[start..end],
-                    &mut v[start..end],
-                    &mut gs,
-                    &[],
-                ));
-                start = end;
-            }
+            let (mut p, mut m, mut v, mut g) = (
+                model.params.clone(),
+                m0.clone(),
+                v0.clone(),
+                vec![g0.clone()],
+            );
+            let state = (&mut p[..], &mut m[..], &mut v[..]);
+            assert!(pass_in_chunks(&kernel, &segs, t, per, state, &mut g, &[]));
             let what = format!("touched {}, chunks of {per}", t.is_some());
             assert_eq!(bits(&p1), bits(&p), "{what}: parameters");
             assert_eq!(hbits(&m1), hbits(&m), "{what}: m");
